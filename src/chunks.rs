@@ -1,0 +1,18 @@
+//! The chunk pool: content-defined chunks stored once, compressed, in
+//! append-only pack files with an index.
+//!
+//! This module knows nothing of tar, layers or records. It owns the chunker
+//! parameters, chunk IDs (BLAKE3), the pack and index file formats, the
+//! in-memory lookup table and the publish order of new packs.
+
+mod chunker;
+mod id;
+mod index;
+mod pack;
+mod pool;
+
+pub use chunker::{ChunkerParams, CHUNKER_ALGORITHM};
+pub use id::ChunkId;
+pub use pool::{ChunkPool, ChunkReader, PoolStats, PoolWriter, WriteStats};
+
+pub(crate) use chunker::Chunker;

@@ -1,0 +1,115 @@
+//! Pack files: append-only sequences of zstd frames, each holding one or
+//! more chunks. A pack is written under `chunks/tmp/`, `fsync`ed, renamed
+//! into `chunks/packs/` and the directory `fsync`ed before any index entry
+//! or manifest refers to it. Published packs are never modified.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::id::ChunkId;
+use super::index::IndexEntry;
+use crate::durable;
+use crate::error::{IoContext, Result};
+
+/// The first bytes of every pack; the last byte is the format version.
+pub(crate) const PACK_MAGIC: &[u8; 8] = b"CSPACK\0\x01";
+
+/// A pack being written to a temporary file.
+pub(crate) struct PackBuilder {
+    tmp_path: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    entries: Vec<IndexEntry>,
+}
+
+/// A pack whose data is durable under its temporary name.
+pub(crate) struct SealedPack {
+    tmp_path: PathBuf,
+    pub entries: Vec<IndexEntry>,
+    pub len: u64,
+}
+
+impl PackBuilder {
+    /// Starts a pack in `tmp_dir`.
+    pub fn create(tmp_dir: &Path) -> Result<PackBuilder> {
+        let tmp_path = tmp_dir.join(format!("{}.pack", durable::random_hex(16)));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .at("create", &tmp_path)?;
+        let mut file = BufWriter::with_capacity(1 << 20, file);
+        file.write_all(PACK_MAGIC).at("write", &tmp_path)?;
+        Ok(PackBuilder {
+            tmp_path,
+            file,
+            len: PACK_MAGIC.len() as u64,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends one compressed frame holding `chunks` (ID, offset, length in
+    /// the decompressed frame of `raw_len` bytes).
+    pub fn append_frame(
+        &mut self,
+        frame: &[u8],
+        raw_len: u32,
+        chunks: &[(ChunkId, u32, u32)],
+    ) -> Result<()> {
+        self.file.write_all(frame).at("write", &self.tmp_path)?;
+        for &(id, offset, len) in chunks {
+            self.entries.push(IndexEntry {
+                id,
+                frame_offset: self.len,
+                frame_len: frame.len() as u32,
+                raw_len,
+                offset,
+                len,
+            });
+        }
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes and `fsync`s the data; the pack is not yet published.
+    pub fn seal(self) -> Result<SealedPack> {
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .at("write", &self.tmp_path)?;
+        file.sync_all().at("fsync", &self.tmp_path)?;
+        Ok(SealedPack {
+            tmp_path: self.tmp_path,
+            entries: self.entries,
+            len: self.len,
+        })
+    }
+
+    /// Removes the temporary file.
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+impl SealedPack {
+    /// Renames the pack to `packs_dir/<name>.pack` and `fsync`s the
+    /// directory. The caller publishes the index afterwards.
+    pub fn publish(&self, packs_dir: &Path, name: &str) -> Result<PathBuf> {
+        let target = packs_dir.join(format!("{name}.pack"));
+        fs::rename(&self.tmp_path, &target).at("rename", &target)?;
+        durable::fsync_dir(packs_dir)?;
+        Ok(target)
+    }
+
+    /// Removes the temporary file of a pack that will not be published.
+    pub fn discard(&self) {
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}

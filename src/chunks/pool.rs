@@ -1,0 +1,615 @@
+//! `ChunkPool`: the store-wide set of chunks, its config, the in-memory
+//! lookup table built from the pack index files, and the writer that adds
+//! new chunks in the crash-safe publish order.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+
+use super::chunker::{ChunkerParams, CHUNKER_ALGORITHM};
+use super::id::ChunkId;
+use super::index::{self, IndexEntry};
+use super::pack::{PackBuilder, SealedPack};
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+
+const CONFIG_VERSION: u32 = 1;
+/// A pack is closed once it reaches this size; an import may write several.
+const PACK_TARGET: u64 = 256 << 20;
+
+/// The pool's fixed parameters, kept in `chunks/config.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Format version of the pool layout.
+    pub version: u32,
+    /// The chunking algorithm and crate version.
+    pub algorithm: String,
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level for new frames.
+    pub zstd_level: i32,
+    /// New chunks are grouped into frames of about this many bytes.
+    pub frame_size: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            version: CONFIG_VERSION,
+            algorithm: CHUNKER_ALGORITHM.to_string(),
+            chunker: ChunkerParams::default(),
+            zstd_level: 3,
+            frame_size: 1 << 20,
+        }
+    }
+}
+
+/// Where a chunk lives: pack number (in this process's table), frame and
+/// position inside the decompressed frame.
+#[derive(Clone, Copy, Debug)]
+struct Location {
+    pack: u32,
+    frame_offset: u64,
+    frame_len: u32,
+    raw_len: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// Chunk IDs are uniform hashes: their first eight bytes are a fine hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+            self.0 = self.0.rotate_left(5);
+        }
+    }
+}
+
+type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IndexState {
+    map: IdMap<Location>,
+    packs: Vec<String>,
+    loaded: HashSet<String>,
+    unique_bytes: u64,
+}
+
+/// Figures about the pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Distinct chunks.
+    pub chunks: u64,
+    /// Uncompressed bytes of the distinct chunks.
+    pub unique_bytes: u64,
+    /// Bytes of pack and index files on disk.
+    pub stored_bytes: u64,
+    /// Pack files.
+    pub packs: u64,
+}
+
+/// What one writer added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Chunks that were not in the pool yet.
+    pub new_chunks: u64,
+    /// Chunks that were already in the pool (or earlier in this write).
+    pub reused_chunks: u64,
+    /// Uncompressed bytes of the new chunks.
+    pub new_bytes: u64,
+    /// Compressed bytes written to packs.
+    pub stored_bytes: u64,
+}
+
+/// The chunk pool under `<graphroot>/chunks`.
+pub struct ChunkPool {
+    packs_dir: PathBuf,
+    tmp_dir: PathBuf,
+    config: PoolConfig,
+    state: RwLock<IndexState>,
+    maps: Mutex<HashMap<u32, Arc<Mmap>>>,
+}
+
+impl ChunkPool {
+    /// Opens the pool at `root`, creating it when `writable` and missing.
+    pub fn open(root: &Path, writable: bool) -> Result<ChunkPool> {
+        let config_path = root.join("config.json");
+        let packs_dir = root.join("packs");
+        let tmp_dir = root.join("tmp");
+        let config = match fs::read(&config_path) {
+            Ok(bytes) => {
+                let config: PoolConfig =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                        path: config_path.clone(),
+                        what: e.to_string(),
+                    })?;
+                if config.version != CONFIG_VERSION {
+                    return Err(Error::Corrupt {
+                        path: config_path,
+                        what: format!(
+                            "pool format version {} is not supported (this build reads version {})",
+                            config.version, CONFIG_VERSION
+                        ),
+                    });
+                }
+                config.chunker.validate()?;
+                config
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let config = PoolConfig::default();
+                if writable {
+                    durable::create_dir_all(&packs_dir)?;
+                    durable::create_dir_all(&tmp_dir)?;
+                    let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+                    durable::atomic_write(&config_path, &json)?;
+                }
+                config
+            }
+            Err(e) => return Err(e).at("read", &config_path),
+        };
+        if writable {
+            durable::create_dir_all(&packs_dir)?;
+            durable::create_dir_all(&tmp_dir)?;
+        }
+        let pool = ChunkPool {
+            packs_dir,
+            tmp_dir,
+            config,
+            state: RwLock::new(IndexState::default()),
+            maps: Mutex::new(HashMap::new()),
+        };
+        pool.refresh()?;
+        Ok(pool)
+    }
+
+    /// The pool's parameters.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Loads index files published since the last refresh (by this or
+    /// another process). Cost is one directory listing plus the new files.
+    pub fn refresh(&self) -> Result<()> {
+        let names = match fs::read_dir(&self.packs_dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).at("read directory", &self.packs_dir),
+        };
+        let mut fresh = Vec::new();
+        {
+            let state = self.state.read().expect("pool lock");
+            for entry in names {
+                let entry = entry.at("read directory", &self.packs_dir)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".idx") {
+                    if !state.loaded.contains(stem) {
+                        fresh.push(stem.to_string());
+                    }
+                }
+            }
+        }
+        fresh.sort();
+        for stem in fresh {
+            let path = self.packs_dir.join(format!("{stem}.idx"));
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).at("read", &path),
+            };
+            let entries = index::decode(&path, &bytes)?;
+            self.insert(&stem, &entries);
+        }
+        Ok(())
+    }
+
+    fn insert(&self, stem: &str, entries: &[IndexEntry]) {
+        let mut state = self.state.write().expect("pool lock");
+        if !state.loaded.insert(stem.to_string()) {
+            return;
+        }
+        let pack = state.packs.len() as u32;
+        state.packs.push(stem.to_string());
+        for e in entries {
+            let loc = Location {
+                pack,
+                frame_offset: e.frame_offset,
+                frame_len: e.frame_len,
+                raw_len: e.raw_len,
+                offset: e.offset,
+                len: e.len,
+            };
+            if let std::collections::hash_map::Entry::Vacant(v) = state.map.entry(e.id) {
+                v.insert(loc);
+                state.unique_bytes += e.len as u64;
+            }
+        }
+    }
+
+    /// Whether the pool holds `id`.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.state.read().expect("pool lock").map.contains_key(id)
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Location> {
+        if let Some(loc) = self.state.read().expect("pool lock").map.get(id) {
+            return Ok(*loc);
+        }
+        self.refresh()?;
+        self.state
+            .read()
+            .expect("pool lock")
+            .map
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::Chunk {
+                id: id.to_hex(),
+                what: "not in the pool".into(),
+            })
+    }
+
+    fn mapped(&self, pack: u32) -> Result<Arc<Mmap>> {
+        let mut maps = self.maps.lock().expect("pool maps lock");
+        if let Some(map) = maps.get(&pack) {
+            return Ok(map.clone());
+        }
+        let stem = self.state.read().expect("pool lock").packs[pack as usize].clone();
+        let path = self.packs_dir.join(format!("{stem}.pack"));
+        let file = File::open(&path).at("open", &path)?;
+        // SAFETY: published packs are immutable: nothing truncates or
+        // rewrites them in place (gc writes new packs and unlinks old ones,
+        // which leaves existing mappings valid).
+        let map = Arc::new(unsafe { Mmap::map(&file) }.at("mmap", &path)?);
+        maps.insert(pack, map.clone());
+        Ok(map)
+    }
+
+    /// A reader that caches the last decompressed frame.
+    pub fn reader(&self) -> ChunkReader<'_> {
+        ChunkReader {
+            pool: self,
+            key: None,
+            frame: Vec::new(),
+        }
+    }
+
+    /// A writer for new chunks. Nothing it writes is visible to others
+    /// until [`PoolWriter::finish`] publishes it.
+    pub fn writer(&self) -> Result<PoolWriter<'_>> {
+        PoolWriter::new(self)
+    }
+
+    /// Figures about the pool.
+    pub fn stats(&self) -> Result<PoolStats> {
+        let (chunks, unique_bytes) = {
+            let state = self.state.read().expect("pool lock");
+            (state.map.len() as u64, state.unique_bytes)
+        };
+        let mut stats = PoolStats {
+            chunks,
+            unique_bytes,
+            ..PoolStats::default()
+        };
+        if let Ok(dir) = fs::read_dir(&self.packs_dir) {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".pack") {
+                    stats.packs += 1;
+                }
+                if name.ends_with(".pack") || name.ends_with(".idx") {
+                    stats.stored_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Reads chunks, verifying each against its ID.
+pub struct ChunkReader<'p> {
+    pool: &'p ChunkPool,
+    key: Option<(u32, u64)>,
+    frame: Vec<u8>,
+}
+
+impl ChunkReader<'_> {
+    /// The content of chunk `id`, checked against its BLAKE3.
+    pub fn read(&mut self, id: &ChunkId) -> Result<&[u8]> {
+        let loc = self.pool.locate(id)?;
+        let bad = |what: String| Error::Chunk {
+            id: id.to_hex(),
+            what,
+        };
+        if self.key != Some((loc.pack, loc.frame_offset)) {
+            self.key = None;
+            let map = self.pool.mapped(loc.pack)?;
+            let start = loc.frame_offset as usize;
+            let compressed = map
+                .get(start..start + loc.frame_len as usize)
+                .ok_or_else(|| bad("frame lies outside its pack".into()))?;
+            self.frame.clear();
+            self.frame.reserve(loc.raw_len as usize);
+            zstd::stream::copy_decode(compressed, &mut self.frame)
+                .map_err(|e| bad(format!("stored frame does not decompress: {e}")))?;
+            if self.frame.len() != loc.raw_len as usize {
+                return Err(bad("stored frame has the wrong length".into()));
+            }
+            self.key = Some((loc.pack, loc.frame_offset));
+        }
+        let data = &self.frame[loc.offset as usize..(loc.offset + loc.len) as usize];
+        if ChunkId::of(data) != *id {
+            return Err(bad("stored data does not match its hash".into()));
+        }
+        Ok(data)
+    }
+}
+
+struct Frame {
+    raw: Vec<u8>,
+    chunks: Vec<(ChunkId, u32, u32)>,
+}
+
+/// Adds chunks to the pool: new ones are grouped into frames, compressed on
+/// a worker thread and appended to temporary packs; [`finish`] publishes
+/// them (pack fsync, rename, directory fsync, then the index file).
+///
+/// [`finish`]: PoolWriter::finish
+pub struct PoolWriter<'p> {
+    pool: &'p ChunkPool,
+    pending: IdMap<()>,
+    frame: Frame,
+    tx: Option<SyncSender<Frame>>,
+    worker: Option<JoinHandle<Result<Vec<SealedPack>>>>,
+    stats: WriteStats,
+}
+
+impl<'p> PoolWriter<'p> {
+    fn new(pool: &'p ChunkPool) -> Result<PoolWriter<'p>> {
+        durable::create_dir_all(&pool.tmp_dir)?;
+        pool.refresh()?;
+        let (tx, rx) = sync_channel::<Frame>(2);
+        let tmp_dir = pool.tmp_dir.clone();
+        let level = pool.config.zstd_level;
+        let worker = std::thread::Builder::new()
+            .name("pack-writer".into())
+            .spawn(move || write_packs(rx, &tmp_dir, level))
+            .map_err(|e| Error::Stream {
+                what: "start pack writer thread".into(),
+                source: e,
+            })?;
+        Ok(PoolWriter {
+            pool,
+            pending: IdMap::default(),
+            frame: Frame {
+                raw: Vec::new(),
+                chunks: Vec::new(),
+            },
+            tx: Some(tx),
+            worker: Some(worker),
+            stats: WriteStats::default(),
+        })
+    }
+
+    /// Adds one chunk; returns its ID and whether it was new.
+    pub fn add(&mut self, data: &[u8]) -> Result<(ChunkId, bool)> {
+        let id = ChunkId::of(data);
+        if self.pending.contains_key(&id) || self.pool.contains(&id) {
+            self.stats.reused_chunks += 1;
+            return Ok((id, false));
+        }
+        self.pending.insert(id, ());
+        self.stats.new_chunks += 1;
+        self.stats.new_bytes += data.len() as u64;
+        let offset = self.frame.raw.len() as u32;
+        self.frame.raw.extend_from_slice(data);
+        self.frame.chunks.push((id, offset, data.len() as u32));
+        if self.frame.raw.len() >= self.pool.config.frame_size as usize {
+            self.flush_frame()?;
+        }
+        Ok((id, true))
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> WriteStats {
+        self.stats
+    }
+
+    fn flush_frame(&mut self) -> Result<()> {
+        if self.frame.chunks.is_empty() {
+            return Ok(());
+        }
+        let frame = std::mem::replace(
+            &mut self.frame,
+            Frame {
+                raw: Vec::with_capacity(self.pool.config.frame_size as usize * 2),
+                chunks: Vec::new(),
+            },
+        );
+        let sent = self.tx.as_ref().map(|tx| tx.send(frame).is_ok());
+        if sent != Some(true) {
+            // The worker stopped: its error says why.
+            return Err(self.join().err().unwrap_or_else(|| Error::Stream {
+                what: "pack writer".into(),
+                source: std::io::Error::other("stopped early"),
+            }));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<Vec<SealedPack>> {
+        self.tx = None;
+        match self.worker.take() {
+            Some(worker) => worker.join().unwrap_or_else(|_| {
+                Err(Error::Stream {
+                    what: "pack writer".into(),
+                    source: std::io::Error::other("thread panicked"),
+                })
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Publishes every new chunk: packs become durable and visible before
+    /// their index files, which become visible before this returns.
+    pub fn finish(mut self) -> Result<WriteStats> {
+        self.flush_frame()?;
+        let sealed = self.join()?;
+        let mut result = Ok(());
+        for (i, pack) in sealed.iter().enumerate() {
+            if result.is_err() {
+                pack.discard();
+                continue;
+            }
+            result = self.publish(pack);
+            if result.is_err() {
+                for rest in &sealed[i + 1..] {
+                    rest.discard();
+                }
+                break;
+            }
+            self.stats.stored_bytes += pack.len;
+        }
+        result.map(|()| self.stats)
+    }
+
+    fn publish(&self, pack: &SealedPack) -> Result<()> {
+        let name = durable::random_hex(16);
+        pack.publish(&self.pool.packs_dir, &name)?;
+        let mut entries = pack.entries.clone();
+        let bytes = index::encode(&mut entries);
+        durable::atomic_write(&self.pool.packs_dir.join(format!("{name}.idx")), &bytes)?;
+        self.pool.insert(&name, &entries);
+        Ok(())
+    }
+}
+
+impl Drop for PoolWriter<'_> {
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            if let Ok(sealed) = self.join() {
+                for pack in sealed {
+                    pack.discard();
+                }
+            }
+        }
+    }
+}
+
+/// The worker: compresses frames and appends them to temporary packs.
+fn write_packs(rx: Receiver<Frame>, tmp_dir: &Path, level: i32) -> Result<Vec<SealedPack>> {
+    let mut sealed = Vec::new();
+    let mut current: Option<PackBuilder> = None;
+    let mut compressor = zstd::bulk::Compressor::new(level).map_err(|e| Error::Stream {
+        what: "zstd".into(),
+        source: e,
+    })?;
+    let result = (|| {
+        for frame in rx {
+            let compressed = compressor.compress(&frame.raw).map_err(|e| Error::Stream {
+                what: "zstd compress".into(),
+                source: e,
+            })?;
+            if current
+                .as_ref()
+                .is_some_and(|p| p.len() + compressed.len() as u64 > PACK_TARGET)
+            {
+                sealed.push(current.take().expect("pack is open").seal()?);
+            }
+            if current.is_none() {
+                current = Some(PackBuilder::create(tmp_dir)?);
+            }
+            let pack = current.as_mut().expect("pack is open");
+            pack.append_frame(&compressed, frame.raw.len() as u32, &frame.chunks)?;
+        }
+        if let Some(pack) = current.take() {
+            sealed.push(pack.seal()?);
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(sealed),
+        Err(e) => {
+            if let Some(pack) = current.take() {
+                pack.discard();
+            }
+            for pack in &sealed {
+                pack.discard();
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_publishes_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let mut w = pool.writer().unwrap();
+        let a = w.add(b"alpha").unwrap();
+        let b = w.add(b"beta").unwrap();
+        let again = w.add(b"alpha").unwrap();
+        assert!(a.1 && b.1 && !again.1);
+        let stats = w.finish().unwrap();
+        assert_eq!((stats.new_chunks, stats.reused_chunks), (2, 1));
+
+        let reopened = ChunkPool::open(dir.path(), false).unwrap();
+        let mut r = reopened.reader();
+        assert_eq!(r.read(&a.0).unwrap(), b"alpha");
+        assert_eq!(r.read(&b.0).unwrap(), b"beta");
+        let s = reopened.stats().unwrap();
+        assert_eq!((s.chunks, s.unique_bytes, s.packs), (2, 9, 1));
+    }
+
+    #[test]
+    fn an_abandoned_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let mut w = pool.writer().unwrap();
+        w.add(&[7u8; 5000]).unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("packs")).unwrap().count(), 0);
+        assert_eq!(pool.stats().unwrap().chunks, 0);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_an_error_not_wrong_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let mut w = pool.writer().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (id, _) = w.add(&data).unwrap();
+        w.finish().unwrap();
+        let pack = fs::read_dir(dir.path().join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "pack"))
+            .unwrap();
+        let mut bytes = fs::read(&pack).unwrap();
+        let last = bytes.len() - 20;
+        bytes[last] ^= 0x55;
+        fs::write(&pack, bytes).unwrap();
+        let fresh = ChunkPool::open(dir.path(), false).unwrap();
+        let err = fresh.reader().read(&id).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("chunk {id}")), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! `layers`, `layer`, `create-layer`, `import-layer`, `delete-layer`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use containers_storage::{Error, Layer, LayerOptions, Store};
+
+use super::args::LayerFlags;
+use super::output;
+use super::progress::Progress;
+use super::Outcome;
+
+pub fn list(store: &Store, tree: bool, quick: bool, json: bool) -> Outcome {
+    let layers = store.layers()?;
+    if json {
+        return output::json(&layers);
+    }
+    if tree {
+        print_tree(&layers);
+        return Ok(0);
+    }
+    for layer in &layers {
+        println!("{}", layer.id);
+        if !quick {
+            for name in &layer.names {
+                println!("\tname: {name}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_tree(layers: &[Layer]) {
+    let mut children: BTreeMap<&str, Vec<&Layer>> = BTreeMap::new();
+    let known: std::collections::HashSet<&str> = layers.iter().map(|l| l.id.as_str()).collect();
+    for layer in layers {
+        let parent = if known.contains(layer.parent.as_str()) {
+            layer.parent.as_str()
+        } else {
+            ""
+        };
+        children.entry(parent).or_default().push(layer);
+    }
+    fn walk(children: &BTreeMap<&str, Vec<&Layer>>, id: &str, prefix: &str) {
+        let Some(kids) = children.get(id) else { return };
+        for (i, layer) in kids.iter().enumerate() {
+            let last = i + 1 == kids.len();
+            let names = if layer.names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", layer.names.join(", "))
+            };
+            println!(
+                "{prefix}{}{}{names}",
+                if last { "└── " } else { "├── " },
+                layer.id
+            );
+            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+            walk(children, &layer.id, &deeper);
+        }
+    }
+    walk(&children, "", "");
+}
+
+pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
+    let mut matched = Vec::new();
+    for arg in args {
+        match store.layer(arg) {
+            Ok(layer) => matched.push(layer),
+            Err(e) if e.is_not_known() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if json {
+        output::json(&matched)?;
+    } else {
+        for layer in &matched {
+            println!("ID: {}", layer.id);
+            if !layer.parent.is_empty() {
+                println!("Parent: {}", layer.parent);
+            }
+            for name in &layer.names {
+                println!("Name: {name}");
+            }
+            if layer.read_only {
+                println!("Read Only: true");
+            }
+        }
+    }
+    Ok(if matched.len() == args.len() { 0 } else { 1 })
+}
+
+fn layer_options(flags: &LayerFlags) -> LayerOptions {
+    LayerOptions {
+        id: flags.id.clone(),
+        names: flags.names.clone(),
+        mount_label: flags.label.clone(),
+        read_only: flags.read_only,
+    }
+}
+
+fn print_created(layer: &Layer, json: bool) -> Outcome {
+    if json {
+        return output::json(layer);
+    }
+    println!("{}", layer.id);
+    for name in &layer.names {
+        println!("\t{name}");
+    }
+    Ok(0)
+}
+
+pub fn create(store: &Store, flags: &LayerFlags, parent: Option<&String>) -> Outcome {
+    let layer = store.create_layer(parent.map(String::as_str), &layer_options(flags))?;
+    print_created(&layer, flags.json.json)
+}
+
+pub fn import(
+    store: &Store,
+    flags: &LayerFlags,
+    file: Option<&Path>,
+    parent: Option<&String>,
+) -> Outcome {
+    let progress = Progress::start("import");
+    let options = layer_options(flags);
+    let parent = parent.map(String::as_str);
+    let layer = match file {
+        Some(path) => {
+            let input = std::fs::File::open(path).map_err(|source| Error::Io {
+                op: "open",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            store.import_layer(parent, &options, input, &progress)
+        }
+        None => store.import_layer(parent, &options, std::io::stdin(), &progress),
+    };
+    progress.finish();
+    print_created(&layer?, flags.json.json)
+}
+
+pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
+    let mut results = BTreeMap::new();
+    let mut failed = false;
+    for arg in args {
+        let message = match store.delete_layer(arg) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                failed = true;
+                e.to_string()
+            }
+        };
+        if !json && !message.is_empty() {
+            eprintln!("{arg}: {message}");
+        }
+        results.insert(arg.clone(), message);
+    }
+    if json {
+        output::json(&results)?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}

@@ -1,0 +1,30 @@
+//! `status` and `version`.
+
+use containers_storage::Store;
+
+use super::output;
+use super::Outcome;
+
+pub fn status(store: &Store, json: bool) -> Outcome {
+    let status = store.status()?;
+    if json {
+        let pairs: Vec<[&str; 2]> = status
+            .pairs
+            .iter()
+            .map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect();
+        return output::json(&pairs);
+    }
+    for (label, value) in &status.pairs {
+        eprintln!("{label}: {value}");
+    }
+    Ok(0)
+}
+
+pub fn version(json: bool) -> Outcome {
+    if json {
+        return output::json(&serde_json::json!({ "Version": containers_storage::VERSION }));
+    }
+    println!("Version: {}", containers_storage::VERSION);
+    Ok(0)
+}

@@ -1,0 +1,96 @@
+//! Durable writes: the only code that replaces record, index and manifest
+//! files, and the fsync helpers that the publish order relies on.
+//!
+//! `atomic_write` creates an exclusive temporary file beside the target,
+//! writes it, `fsync`s it, renames it over the target and `fsync`s the
+//! directory, so a reader sees the old file or the new one, never a mix.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+/// Replaces `path` with `data` atomically and durably.
+pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .at("create", &tmp)?;
+        file.write_all(data).at("write", &tmp)?;
+        file.sync_all().at("fsync", &tmp)?;
+        fs::rename(&tmp, path).at("rename", path)?;
+        fsync_parent(path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A fresh temporary name in the same directory as `path`, so that a rename
+/// onto `path` is atomic. Leftovers carry a `.tmp-` prefix for `gc`.
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{}", random_hex(8), name))
+}
+
+/// `fsync`s a directory so that renames and creations in it are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    let file = File::open(dir).at("open", dir)?;
+    file.sync_all().at("fsync", dir)
+}
+
+/// `fsync`s the directory that holds `path`.
+pub(crate) fn fsync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+        _ => fsync_dir(Path::new(".")),
+    }
+}
+
+/// Creates a directory and its parents, `fsync`ing each parent it created.
+pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => fsync_parent(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).at("mkdir", dir),
+    }
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::getrandom(&mut bytes).expect("the kernel's random source is available");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.json");
+        atomic_write(&path, b"one").unwrap();
+        atomic_write(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+}

@@ -1,0 +1,127 @@
+//! The library's one error type.
+//!
+//! Messages say what failed and where, the path or ID first. A source is
+//! either `#[source]` or formatted into the message, never both.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O call failed on a path.
+    #[error("{op} {path}: {source}", path = path.display())]
+    Io {
+        /// What was being done (`open`, `fsync`, `rename`, ...).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// An I/O error that has no single path (a pipe, standard input).
+    #[error("{what}: {source}")]
+    Stream {
+        /// What was being read or written.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A layer tar stream is malformed or hostile.
+    #[error("layer {layer}: {what}")]
+    BadLayer {
+        /// The layer ID.
+        layer: String,
+        /// What is wrong, with the offset where it applies.
+        what: String,
+    },
+    /// A tar stream is malformed (no layer known yet).
+    #[error("{0}")]
+    BadTar(String),
+    /// A stored file (record, manifest, index, pack) does not parse.
+    #[error("{path}: {what}", path = path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A stored chunk does not match its hash or cannot be found.
+    #[error("chunk {id}: {what}")]
+    Chunk {
+        /// The chunk ID in hex.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A layer, image or container was not found.
+    #[error("{arg}: {kind} not known")]
+    NotKnown {
+        /// `layer`, `image` or `container`.
+        kind: &'static str,
+        /// The argument that was looked up.
+        arg: String,
+    },
+    /// A name is held by another item of the same kind.
+    #[error("{0}: that name is already in use")]
+    NameInUse(String),
+    /// An ID is held by another item of the same kind.
+    #[error("{0}: that ID is already in use")]
+    IdInUse(String),
+    /// An ID or name that cannot be used (empty, `/`, ...).
+    #[error("{0:?}: {1}")]
+    InvalidName(String, &'static str),
+    /// The operation is refused by the store's rules.
+    #[error("{0}")]
+    Refused(String),
+    /// A configuration file or option is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// A previous write failed; this store handle takes no more writes.
+    #[error("store {0}: an earlier write failed, refusing further writes")]
+    WriteLatched(PathBuf),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds the operation and path to an I/O error.
+pub(crate) trait IoContext<T> {
+    /// Wraps the error as [`Error::Io`] with `op` and `path`.
+    fn at(self, op: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl Error {
+    /// Whether this is a "not known" error for any kind of item.
+    pub fn is_not_known(&self) -> bool {
+        matches!(self, Error::NotKnown { .. })
+    }
+
+    /// The same error attributed to a layer, where it came from the tar.
+    pub(crate) fn for_layer(self, layer: &str) -> Error {
+        match self {
+            Error::BadTar(what) => Error::BadLayer {
+                layer: layer.to_string(),
+                what,
+            },
+            Error::Stream { what, source } => Error::BadLayer {
+                layer: layer.to_string(),
+                what: format!("{what}: {source}"),
+            },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! containers-storage: container layers, images and containers with the
+//! record model and files of the Go `containers/storage` library, on a
+//! content-addressed, deduplicating chunk pool.
+//!
+//! - [`chunks`]: the chunk pool (FastCDC chunks, BLAKE3 IDs, zstd packs).
+//! - [`manifest`]: tar stream <-> layer manifest, byte-identical export.
+//! - [`store`]: layer records, locks and the durable write order.
+//!
+//! The library never prints and never exits; the `containers-storage`
+//! binary reports its errors.
+
+#![deny(missing_docs)]
+
+pub mod chunks;
+mod durable;
+mod error;
+pub mod manifest;
+mod materialize;
+pub mod store;
+
+pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
+pub use error::{Error, Result};
+pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
+pub use store::{Layer, LayerOptions, Status, Store, StoreOptions};
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,30 @@
+//! Layer manifests: a layer's entries, the chunks of every regular file and
+//! the raw tar bytes needed to re-create the layer's tar byte for byte.
+//!
+//! This module turns a tar stream into a manifest (`import`) and a manifest
+//! back into the identical tar stream (`export`). It knows the chunk pool
+//! but nothing of layer records, names or locks.
+
+mod codec;
+mod compression;
+mod digest;
+mod export;
+mod import;
+mod model;
+mod path;
+mod tar;
+
+pub use codec::{decode, encode, MANIFEST_VERSION};
+pub use compression::Compression;
+pub use digest::Sha256;
+pub use export::{write_tar, write_tar_compressed};
+pub use import::{import_tar, ImportObserver, ImportProgress, Imported};
+pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
+
+/// Wraps an I/O error from the layer stream.
+pub(crate) fn stream_error(e: std::io::Error) -> crate::error::Error {
+    crate::error::Error::Stream {
+        what: "reading the layer stream".into(),
+        source: e,
+    }
+}

@@ -1,0 +1,436 @@
+//! Layer records (`<drv>-layers/layers.json`) and the layer operations:
+//! create, import, look up, export, delete, and the removal of layers left
+//! incomplete by a crashed import.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{new_id, validate_id, validate_name};
+use super::lock::ProcessMarker;
+use super::Store;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
+
+/// The `flags` key upstream uses for a layer whose content is not durable.
+pub const INCOMPLETE_FLAG: &str = "incomplete";
+
+/// A layer record, with upstream's JSON field names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// The layer ID.
+    pub id: String,
+    /// Names, unique among layers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// The parent layer's ID; empty for a base layer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent: String,
+    /// Caller's metadata.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    /// SELinux mount label.
+    #[serde(
+        default,
+        rename = "mountlabel",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub mount_label: String,
+    /// Creation time (RFC 3339, nanoseconds).
+    #[serde(default)]
+    pub created: String,
+    /// `sha256:` digest of the stream the layer was imported from.
+    #[serde(
+        default,
+        rename = "compressed-diff-digest",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub compressed_digest: String,
+    /// Size of that stream.
+    #[serde(default, rename = "compressed-size", skip_serializing_if = "is_zero")]
+    pub compressed_size: u64,
+    /// `sha256:` digest of the uncompressed tar (the DiffID).
+    #[serde(
+        default,
+        rename = "diff-digest",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub diff_digest: String,
+    /// Size of the uncompressed tar.
+    #[serde(default, rename = "diff-size", skip_serializing_if = "is_zero")]
+    pub diff_size: u64,
+    /// Compression of the imported stream (0 none, 1 bzip2, 2 gzip, 3 xz, 4 zstd).
+    #[serde(default, skip_serializing_if = "is_none_compression")]
+    pub compression: Compression,
+    /// Owner user IDs found in the layer.
+    #[serde(default, rename = "uidset", skip_serializing_if = "Vec::is_empty")]
+    pub uids: Vec<u32>,
+    /// Owner group IDs found in the layer.
+    #[serde(default, rename = "gidset", skip_serializing_if = "Vec::is_empty")]
+    pub gids: Vec<u32>,
+    /// Upstream's flags (`incomplete`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, serde_json::Value>,
+    /// Names of the layer's big data items.
+    #[serde(
+        default,
+        rename = "big-data-names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub big_data_names: Vec<String>,
+    /// Read-only layer (created with `--readonly`).
+    #[serde(
+        default,
+        rename = "read-only",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub read_only: bool,
+    /// Ours: the content is a manifest in the chunk pool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_none_compression(c: &Compression) -> bool {
+    *c == Compression::None
+}
+
+impl Layer {
+    /// Whether a crashed or running import left this layer unfinished.
+    pub fn is_incomplete(&self) -> bool {
+        self.flags
+            .get(INCOMPLETE_FLAG)
+            .is_some_and(|v| v.as_bool() == Some(true))
+    }
+}
+
+/// Choices when creating or importing a layer.
+#[derive(Clone, Debug, Default)]
+pub struct LayerOptions {
+    /// The ID to use instead of a random one.
+    pub id: Option<String>,
+    /// Names to give the layer.
+    pub names: Vec<String>,
+    /// SELinux mount label.
+    pub mount_label: String,
+    /// Mark the layer read-only.
+    pub read_only: bool,
+}
+
+/// Finds `arg` among `items` by exact ID, then exact name, then unique ID
+/// prefix (an ambiguous prefix finds nothing).
+pub(crate) fn lookup<'a, T>(
+    items: &'a [T],
+    arg: &str,
+    id: impl Fn(&T) -> &str,
+    names: impl Fn(&T) -> &[String],
+) -> Option<&'a T> {
+    if arg.is_empty() {
+        return None;
+    }
+    if let Some(found) = items.iter().find(|i| id(i) == arg) {
+        return Some(found);
+    }
+    if let Some(found) = items.iter().find(|i| names(i).iter().any(|n| n == arg)) {
+        return Some(found);
+    }
+    let mut prefixed = items.iter().filter(|i| id(i).starts_with(arg));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+fn find_layer<'a>(layers: &'a [Layer], arg: &str) -> Option<&'a Layer> {
+    lookup(layers, arg, |l| &l.id, |l| &l.names)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+impl Store {
+    fn manifest_path(&self, id: &str) -> PathBuf {
+        self.graph_root().join("manifests").join(id)
+    }
+
+    fn marker_path(&self, id: &str) -> PathBuf {
+        self.layers_dir()
+            .join(".incomplete")
+            .join(format!("{id}.lock"))
+    }
+
+    /// Every layer, in creation order.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        self.layer_records.read()
+    }
+
+    /// The layer named by `arg` (ID, name or unique ID prefix).
+    pub fn layer(&self, arg: &str) -> Result<Layer> {
+        find_layer(&self.layers()?, arg)
+            .cloned()
+            .ok_or_else(|| Error::NotKnown {
+                kind: "layer",
+                arg: arg.to_string(),
+            })
+    }
+
+    /// Creates an empty layer record on `parent`.
+    pub fn create_layer(&self, parent: Option<&str>, options: &LayerOptions) -> Result<Layer> {
+        self.check_writable()?;
+        let layer = self.new_layer_record(parent, options, false)?;
+        self.write(|| {
+            self.layer_records.modify(|layers| {
+                claim(layers, &layer)?;
+                layers.push(layer.clone());
+                Ok(((), true))
+            })
+        })?;
+        Ok(layer)
+    }
+
+    fn new_layer_record(
+        &self,
+        parent: Option<&str>,
+        options: &LayerOptions,
+        incomplete: bool,
+    ) -> Result<Layer> {
+        let id = options.id.clone().unwrap_or_else(new_id);
+        validate_id(&id)?;
+        for name in &options.names {
+            validate_name(name)?;
+        }
+        let parent = match parent.filter(|p| !p.is_empty()) {
+            Some(p) => self.layer(p)?.id,
+            None => String::new(),
+        };
+        let mut flags = BTreeMap::new();
+        if incomplete {
+            flags.insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
+        }
+        let mut names = Vec::new();
+        for name in &options.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        Ok(Layer {
+            id,
+            names,
+            parent,
+            metadata: String::new(),
+            mount_label: options.mount_label.clone(),
+            created: now(),
+            compressed_digest: String::new(),
+            compressed_size: 0,
+            diff_digest: String::new(),
+            diff_size: 0,
+            compression: Compression::None,
+            uids: Vec::new(),
+            gids: Vec::new(),
+            flags,
+            big_data_names: Vec::new(),
+            read_only: options.read_only,
+            sealed: false,
+        })
+    }
+
+    /// Imports a tar stream (plain, gzip, zstd, xz or bzip2) as a new
+    /// sealed layer on `parent`.
+    ///
+    /// The record is created first with `flags.incomplete = true`; the
+    /// content goes to the pool without holding the layer lock; the
+    /// manifest is written once the packs are durable, and only then is
+    /// the flag cleared. On error the record and manifest are removed.
+    pub fn import_layer<R: Read + Send>(
+        &self,
+        parent: Option<&str>,
+        options: &LayerOptions,
+        input: R,
+        observer: &dyn ImportObserver,
+    ) -> Result<Layer> {
+        self.check_writable()?;
+        let layer = self.new_layer_record(parent, options, true)?;
+        let id = layer.id.clone();
+        let marker_path = self.marker_path(&id);
+        durable::create_dir_all(marker_path.parent().expect("marker has a directory"))?;
+        let marker = ProcessMarker::acquire(&marker_path)?;
+        let claimed = self.write(|| {
+            self.layer_records.modify(|layers| {
+                claim(layers, &layer)?;
+                layers.push(layer.clone());
+                Ok(((), true))
+            })
+        });
+        if let Err(e) = claimed {
+            marker.release();
+            return Err(e);
+        }
+        tracing::debug!(layer = %id, "importing");
+        let result = self.import_content(&layer, input, observer);
+        if result.is_err() {
+            self.discard_layer(&id);
+        }
+        marker.release();
+        result
+    }
+
+    fn import_content<R: Read + Send>(
+        &self,
+        layer: &Layer,
+        input: R,
+        observer: &dyn ImportObserver,
+    ) -> Result<Layer> {
+        let imported = manifest::import_tar(input, &self.pool, observer)
+            .map_err(|e| e.for_layer(&layer.id))?;
+        tracing::debug!(
+            layer = %layer.id,
+            new_chunks = imported.stats.new_chunks,
+            reused_chunks = imported.stats.reused_chunks,
+            stored_bytes = imported.stats.stored_bytes,
+            "content stored"
+        );
+        let mut m = imported.manifest;
+        m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
+        let path = self.manifest_path(&layer.id);
+        self.write(|| durable::atomic_write(&path, &manifest::encode(&m)))?;
+        self.write(|| {
+            self.layer_records.modify(|layers| {
+                let record = layers
+                    .iter_mut()
+                    .find(|l| l.id == layer.id)
+                    .ok_or_else(|| {
+                        Error::Refused(format!("layer {}: deleted while it was imported", layer.id))
+                    })?;
+                record.compressed_digest = m.compressed_digest.clone();
+                record.compressed_size = m.compressed_size;
+                record.diff_digest = m.diff_digest.clone();
+                record.diff_size = m.diff_size;
+                record.compression = m.compression;
+                record.uids = m.uids.clone();
+                record.gids = m.gids.clone();
+                record.sealed = true;
+                record.flags.remove(INCOMPLETE_FLAG);
+                Ok((record.clone(), true))
+            })
+        })
+    }
+
+    /// Removes what an unfinished import left: the record, then the
+    /// manifest. Errors are ignored: `gc` removes any leftovers.
+    fn discard_layer(&self, id: &str) {
+        let _ = self.layer_records.modify(|layers| {
+            let before = layers.len();
+            layers.retain(|l| l.id != id);
+            Ok(((), layers.len() != before))
+        });
+        let _ = fs::remove_file(self.manifest_path(id));
+    }
+
+    /// Removes layers whose import died (their marker is not held).
+    pub(crate) fn remove_incomplete_layers(&self) -> Result<()> {
+        let stale: Vec<String> = self
+            .layers()?
+            .into_iter()
+            .filter(|l| l.is_incomplete() && !ProcessMarker::is_held(&self.marker_path(&l.id)))
+            .map(|l| l.id)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let removed = self.write(|| {
+            self.layer_records.modify(|layers| {
+                let mut removed = Vec::new();
+                layers.retain(|l| {
+                    let dead = stale.contains(&l.id)
+                        && l.is_incomplete()
+                        && !ProcessMarker::is_held(&self.marker_path(&l.id));
+                    if dead {
+                        removed.push(l.id.clone());
+                    }
+                    !dead
+                });
+                let changed = !removed.is_empty();
+                Ok((removed, changed))
+            })
+        })?;
+        for id in removed {
+            tracing::debug!(layer = %id, "removing incomplete layer");
+            let _ = fs::remove_file(self.manifest_path(&id));
+            let _ = fs::remove_file(self.marker_path(&id));
+            let _ = fs::remove_dir_all(self.layers_dir().join(&id));
+        }
+        Ok(())
+    }
+
+    /// The manifest of a sealed layer.
+    pub fn layer_manifest(&self, layer: &Layer) -> Result<LayerManifest> {
+        let path = self.manifest_path(&layer.id);
+        let bytes = fs::read(&path).at("read", &path)?;
+        manifest::decode(&path, &bytes)
+    }
+
+    /// Writes the layer's tar to `out`, compressed as asked (default: as
+    /// it was imported).
+    pub fn diff(
+        &self,
+        arg: &str,
+        compression: Option<Compression>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let layer = self.layer(arg)?;
+        let compression = compression.unwrap_or(layer.compression);
+        if !layer.sealed {
+            // A layer with no content yet: an empty archive.
+            let written = |e: std::io::Error| Error::Stream {
+                what: "writing the layer stream".into(),
+                source: e,
+            };
+            let mut enc = compression.encoder(out).map_err(written)?;
+            enc.write_all(&[0u8; 1024]).map_err(written)?;
+            enc.finish().map_err(written)?;
+            return Ok(());
+        }
+        let m = self.layer_manifest(&layer)?;
+        manifest::write_tar_compressed(&m, &self.pool, compression, out)
+            .map_err(|e| e.for_layer(&layer.id))
+    }
+
+    /// Deletes a layer that has no child layers.
+    pub fn delete_layer(&self, arg: &str) -> Result<()> {
+        self.check_writable()?;
+        let id = self.layer(arg)?.id;
+        self.write(|| {
+            self.layer_records.modify(|layers| {
+                if layers.iter().any(|l| l.parent == id) {
+                    return Err(Error::Refused(format!("layer {id}: layer has children")));
+                }
+                layers.retain(|l| l.id != id);
+                Ok(((), true))
+            })
+        })?;
+        let _ = fs::remove_file(self.manifest_path(&id));
+        let _ = fs::remove_dir_all(self.layers_dir().join(&id));
+        Ok(())
+    }
+}
+
+/// Fails when the layer's ID or one of its names is taken.
+fn claim(layers: &[Layer], layer: &Layer) -> Result<()> {
+    if layers.iter().any(|l| l.id == layer.id) {
+        return Err(Error::IdInUse(layer.id.clone()));
+    }
+    for name in &layer.names {
+        if layers.iter().any(|l| l.names.contains(name)) {
+            return Err(Error::NameInUse(name.clone()));
+        }
+    }
+    Ok(())
+}

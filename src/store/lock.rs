@@ -1,0 +1,183 @@
+//! Lock files with upstream's "last writer" token.
+//!
+//! Each record file has a lock file beside it. Writers hold an exclusive
+//! `flock` and, before releasing it, write a fresh random token into the
+//! lock file; readers hold a shared `flock` and compare the token with the
+//! one they last saw to know whether to reload. An in-process mutex guards
+//! against threads of one process sharing the open file description.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::durable;
+use crate::error::{IoContext, Result};
+
+/// A lock file.
+pub(crate) struct LockFile {
+    path: PathBuf,
+    file: File,
+    local: Mutex<()>,
+}
+
+/// A held lock; released on drop.
+pub(crate) struct LockGuard<'a> {
+    lock: &'a LockFile,
+    _local: MutexGuard<'a, ()>,
+}
+
+impl LockFile {
+    /// Opens (creating when possible) the lock file at `path`.
+    pub fn open(path: &Path) -> Result<LockFile> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
+            Ok(f) => f,
+            // A read-only store still takes shared locks.
+            Err(e) if is_read_only(&e) => File::open(path).at("open", path)?,
+            Err(e) => return Err(e).at("open", path),
+        };
+        Ok(LockFile {
+            path: path.to_path_buf(),
+            file,
+            local: Mutex::new(()),
+        })
+    }
+
+    /// Takes the lock exclusively (for writing).
+    pub fn exclusive(&self) -> Result<LockGuard<'_>> {
+        self.take(libc::LOCK_EX)
+    }
+
+    /// Takes the lock shared (for reading).
+    pub fn shared(&self) -> Result<LockGuard<'_>> {
+        self.take(libc::LOCK_SH)
+    }
+
+    fn take(&self, how: libc::c_int) -> Result<LockGuard<'_>> {
+        let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        flock(&self.file, how).at("lock", &self.path)?;
+        Ok(LockGuard {
+            lock: self,
+            _local: local,
+        })
+    }
+
+    /// The token the last writer left.
+    pub fn token(&self) -> Result<String> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+        let mut token = String::new();
+        file.read_to_string(&mut token).at("read", &self.path)?;
+        Ok(token)
+    }
+
+    /// Writes a fresh token (call with the exclusive lock held).
+    pub fn touch(&self) -> Result<String> {
+        let token = durable::random_hex(16);
+        let mut file = &self.file;
+        file.set_len(0).at("truncate", &self.path)?;
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+        file.write_all(token.as_bytes()).at("write", &self.path)?;
+        Ok(token)
+    }
+}
+
+/// Whether an open failed because the filesystem or file is read-only.
+pub(crate) fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    )
+}
+
+/// `flock(2)` on an open file, retrying on EINTR.
+fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is owned by `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = flock(&self.lock.file, libc::LOCK_UN);
+    }
+}
+
+/// An exclusive, non-blocking lock on a file that marks work in progress
+/// (an import); it vanishes with the process that holds it.
+pub(crate) struct ProcessMarker {
+    path: PathBuf,
+    _file: File,
+}
+
+impl ProcessMarker {
+    /// Creates and locks the marker at `path`.
+    pub fn acquire(path: &Path) -> Result<ProcessMarker> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .at("create", path)?;
+        flock(&file, libc::LOCK_EX | libc::LOCK_NB).at("lock", path)?;
+        Ok(ProcessMarker {
+            path: path.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    /// Whether the work marked at `path` is still running in some process.
+    pub fn is_held(path: &Path) -> bool {
+        let Ok(file) = OpenOptions::new().write(true).open(path) else {
+            return false;
+        };
+        flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err()
+    }
+
+    /// Removes the marker (the work is done).
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_changes_on_every_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = LockFile::open(&dir.path().join("x.lock")).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let _g = lock.exclusive().unwrap();
+            let t = lock.touch().unwrap();
+            assert_eq!(lock.token().unwrap(), t);
+            assert!(seen.insert(t));
+        }
+    }
+
+    #[test]
+    fn a_marker_is_held_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.lock");
+        let marker = ProcessMarker::acquire(&path).unwrap();
+        assert!(ProcessMarker::is_held(&path));
+        marker.release();
+        assert!(!ProcessMarker::is_held(&path));
+    }
+}

@@ -1,0 +1,200 @@
+//! Store options: graph root, run root, driver and driver options, from
+//! `storage.conf` and the caller's overrides.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Where and how a store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Persistent data (`--graph`).
+    pub graph_root: PathBuf,
+    /// Runtime state (`--run`).
+    pub run_root: PathBuf,
+    /// `overlay` or `vfs`.
+    pub driver: String,
+    /// Driver options (`--storage-opt`), as given.
+    pub driver_options: Vec<String>,
+    /// A split image store (`--image-store`).
+    pub image_store: Option<PathBuf>,
+    /// Container records in the run root (`--transient-store`).
+    pub transient_store: bool,
+}
+
+/// The drivers this build provides.
+pub const DRIVERS: &[&str] = &["overlay", "vfs"];
+
+#[derive(Deserialize, Default)]
+struct ConfFile {
+    #[serde(default)]
+    storage: ConfStorage,
+}
+
+#[derive(Deserialize, Default)]
+struct ConfStorage {
+    driver: Option<String>,
+    graphroot: Option<PathBuf>,
+    runroot: Option<PathBuf>,
+    imagestore: Option<PathBuf>,
+    transient_store: Option<bool>,
+    #[serde(default)]
+    options: ConfOptions,
+}
+
+#[derive(Deserialize, Default)]
+struct ConfOptions {
+    #[serde(default)]
+    overlay: toml::Table,
+    #[serde(default)]
+    vfs: toml::Table,
+}
+
+impl StoreOptions {
+    /// The defaults for this user: root uses `/var/lib/containers/storage`
+    /// and `/run/containers/storage`, others `$XDG_DATA_HOME` and
+    /// `$XDG_RUNTIME_DIR`.
+    pub fn defaults() -> StoreOptions {
+        let root = nix::unistd::geteuid().is_root();
+        let (graph_root, run_root) = if root {
+            (
+                PathBuf::from("/var/lib/containers/storage"),
+                PathBuf::from("/run/containers/storage"),
+            )
+        } else {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/".into());
+            let data = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".local/share"));
+            let uid = nix::unistd::geteuid().as_raw();
+            let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(format!("/tmp/containers-user-{uid}")));
+            (data.join("containers/storage"), runtime.join("containers"))
+        };
+        StoreOptions {
+            graph_root,
+            run_root,
+            driver: if root { "overlay" } else { "vfs" }.to_string(),
+            driver_options: Vec::new(),
+            image_store: None,
+            transient_store: false,
+        }
+    }
+
+    /// The `storage.conf` that applies: `$CONTAINERS_STORAGE_CONF`, else
+    /// the system file for root, else the user's file (falling back to the
+    /// system file).
+    pub fn config_path() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("CONTAINERS_STORAGE_CONF") {
+            return Some(PathBuf::from(path));
+        }
+        let system = PathBuf::from("/etc/containers/storage.conf");
+        if !nix::unistd::geteuid().is_root() {
+            let config = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+            if let Some(dir) = config {
+                let user = dir.join("containers/storage.conf");
+                if user.exists() {
+                    return Some(user);
+                }
+            }
+        }
+        system.exists().then_some(system)
+    }
+
+    /// The defaults overlaid with the `storage.conf` at `path`, if any.
+    pub fn from_config(path: Option<&Path>) -> Result<StoreOptions> {
+        let mut options = StoreOptions::defaults();
+        let Some(path) = path else {
+            return Ok(options);
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(options),
+            Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
+        };
+        let conf: ConfFile =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let s = conf.storage;
+        if let Some(driver) = s.driver.filter(|d| !d.is_empty()) {
+            options.driver = driver;
+        }
+        if let Some(g) = s.graphroot {
+            options.graph_root = g;
+        }
+        if let Some(r) = s.runroot {
+            options.run_root = r;
+        }
+        options.image_store = s.imagestore;
+        options.transient_store = s.transient_store.unwrap_or(false);
+        for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
+            for (key, value) in table {
+                let value = match value {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                options
+                    .driver_options
+                    .push(format!("{driver}.{key}={value}"));
+            }
+        }
+        Ok(options)
+    }
+
+    /// Checks the driver name and makes the roots absolute.
+    pub fn validate(mut self) -> Result<StoreOptions> {
+        if !DRIVERS.contains(&self.driver.as_str()) {
+            return Err(Error::Config(format!(
+                "driver {:?} is not supported (supported: {})",
+                self.driver,
+                DRIVERS.join(", ")
+            )));
+        }
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::Config(format!("current directory: {e}")))?;
+        self.graph_root = cwd.join(&self.graph_root);
+        self.run_root = cwd.join(&self.run_root);
+        if let Some(store) = self.image_store.take() {
+            self.image_store = Some(cwd.join(store));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_storage_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("storage.conf");
+        std::fs::write(
+            &conf,
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"/g\"\nrunroot = \"/r\"\n[storage.options.overlay]\nmountopt = \"nodev\"\n",
+        )
+        .unwrap();
+        let o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(o.driver, "vfs");
+        assert_eq!(o.graph_root, PathBuf::from("/g"));
+        assert_eq!(o.run_root, PathBuf::from("/r"));
+        assert_eq!(o.driver_options, vec!["overlay.mountopt=nodev".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_conf_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("storage.conf");
+        std::fs::write(&conf, "[storage\n").unwrap();
+        let err = StoreOptions::from_config(Some(&conf))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&conf.display().to_string()), "{err}");
+    }
+}

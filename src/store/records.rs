@@ -1,0 +1,80 @@
+//! A JSON record file (`layers.json`, `images.json`, ...) with its lock.
+//!
+//! Reads take the shared lock and reuse the cached records while the lock
+//! token is unchanged; writes take the exclusive lock, reload, apply the
+//! change, replace the file atomically and leave a fresh token. A file that
+//! does not parse is an error naming it, and is never overwritten.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::lock::LockFile;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+
+/// One record file and its lock.
+pub(crate) struct RecordFile<T> {
+    path: PathBuf,
+    lock: LockFile,
+    cache: Mutex<Option<(String, Vec<T>)>>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> RecordFile<T> {
+    /// Opens `dir/<name>.json` with `dir/<lock_name>`.
+    pub fn open(dir: &Path, name: &str, lock_name: &str) -> Result<RecordFile<T>> {
+        Ok(RecordFile {
+            path: dir.join(name),
+            lock: LockFile::open(&dir.join(lock_name))?,
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The current records.
+    pub fn read(&self) -> Result<Vec<T>> {
+        let _guard = self.lock.shared()?;
+        self.load()
+    }
+
+    fn load(&self) -> Result<Vec<T>> {
+        let token = self.lock.token()?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, records)) = cache.as_ref() {
+            if *seen == token && !token.is_empty() {
+                return Ok(records.clone());
+            }
+        }
+        let records = self.parse()?;
+        *cache = Some((token, records.clone()));
+        Ok(records)
+    }
+
+    fn parse(&self) -> Result<Vec<T>> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: self.path.clone(),
+                what: format!("records do not parse: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).at("read", &self.path),
+        }
+    }
+
+    /// Applies `change` to the current records under the exclusive lock and
+    /// writes them back when it succeeds (and returned `changed = true`).
+    pub fn modify<R>(&self, change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>) -> Result<R> {
+        let _guard = self.lock.exclusive()?;
+        let mut records = self.load()?;
+        let (result, changed) = change(&mut records)?;
+        if changed {
+            let json = serde_json::to_vec(&records).expect("records serialize");
+            durable::atomic_write(&self.path, &json)?;
+            let token = self.lock.touch()?;
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, records));
+        }
+        Ok(result)
+    }
+}
