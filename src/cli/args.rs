@@ -79,11 +79,11 @@ pub struct LayerFlags {
     #[arg(short = 'r', long = "readonly", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "false")]
     pub read_only: bool,
-    /// UID map (accepted for compatibility; this store does not remap IDs).
-    #[arg(long = "uidmap", alias = "hostuidmap")]
+    /// UID map (refused: this store does not remap IDs).
+    #[arg(long = "uidmap")]
     pub uidmap: Option<String>,
-    /// GID map (accepted for compatibility; this store does not remap IDs).
-    #[arg(long = "gidmap", alias = "hostgidmap")]
+    /// GID map (refused: this store does not remap IDs).
+    #[arg(long = "gidmap")]
     pub gidmap: Option<String>,
     #[command(flatten)]
     pub json: Json,

@@ -90,13 +90,18 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
     Ok(if matched.len() == args.len() { 0 } else { 1 })
 }
 
-fn layer_options(flags: &LayerFlags) -> LayerOptions {
-    LayerOptions {
+fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Error> {
+    if flags.uidmap.is_some() || flags.gidmap.is_some() {
+        return Err(Error::Refused(
+            "ID mapping (--uidmap, --gidmap) is not supported by this store".into(),
+        ));
+    }
+    Ok(LayerOptions {
         id: flags.id.clone(),
         names: flags.names.clone(),
         mount_label: flags.label.clone(),
         read_only: flags.read_only,
-    }
+    })
 }
 
 fn print_created(layer: &Layer, json: bool) -> Outcome {
@@ -111,7 +116,7 @@ fn print_created(layer: &Layer, json: bool) -> Outcome {
 }
 
 pub fn create(store: &Store, flags: &LayerFlags, parent: Option<&String>) -> Outcome {
-    let layer = store.create_layer(parent.map(String::as_str), &layer_options(flags))?;
+    let layer = store.create_layer(parent.map(String::as_str), &layer_options(flags)?)?;
     print_created(&layer, flags.json.json)
 }
 
@@ -121,8 +126,8 @@ pub fn import(
     file: Option<&Path>,
     parent: Option<&String>,
 ) -> Outcome {
+    let options = layer_options(flags)?;
     let progress = Progress::start("import");
-    let options = layer_options(flags);
     let parent = parent.map(String::as_str);
     let layer = match file {
         Some(path) => {

@@ -100,9 +100,13 @@ pub fn import_tar<R: Read + Send>(
             .unwrap_or_else(|_| Err(Error::BadTar("layer stream reader panicked".into())));
         let (diff_size, diff_digest) = hasher.join().unwrap_or((0, String::new()));
         // A decompression error explains a truncated tar better than the
-        // parser's "unexpected end".
-        let stream = stream?;
-        let mut manifest = parsed?;
+        // parser's "unexpected end"; a reader stopped by the parser has
+        // nothing to add to the parser's error.
+        let (stream, mut manifest) = match (stream?, parsed) {
+            (Some(stream), Ok(manifest)) => (stream, manifest),
+            (_, Err(e)) => return Err(e),
+            (None, Ok(_)) => return Err(Error::BadTar("layer stream ended early".into())),
+        };
         manifest.compression = stream.compression;
         manifest.diff_size = diff_size;
         manifest.compressed_size = stream.size;
@@ -141,12 +145,13 @@ impl<R: Read> Read for Tap<R> {
 }
 
 /// The reader thread: sniff, decompress, broadcast uncompressed blocks.
+/// Returns `None` when the parser stopped reading (it reports why).
 fn read_stream<R: Read>(
     mut input: R,
     parse_tx: SyncSender<Arc<Vec<u8>>>,
     hash_tx: SyncSender<Arc<Vec<u8>>>,
     spent: Receiver<Vec<u8>>,
-) -> Result<StreamInfo> {
+) -> Result<Option<StreamInfo>> {
     let mut head = [0u8; 6];
     let head_len = fill(&mut input, &mut head).map_err(|e| Error::Stream {
         what: "reading the layer stream".into(),
@@ -178,18 +183,18 @@ fn read_stream<R: Read>(
             let block = Arc::new(block);
             if hash_tx.send(block.clone()).is_err() || parse_tx.send(block).is_err() {
                 // The parser stopped on an error of its own.
-                return Err(Error::BadTar("import stopped".into()));
+                return Ok(None);
             }
         }
     }
     // Drain whatever follows the last compressed member so the digest
     // covers the whole blob.
     io::copy(&mut tap, &mut io::sink()).map_err(failed)?;
-    Ok(StreamInfo {
+    Ok(Some(StreamInfo {
         compression,
         digest: tap.hash.take().map(Sha256::finish),
         size: tap.count,
-    })
+    }))
 }
 
 /// Reads until `buf` is full or the stream ends.

@@ -1,0 +1,220 @@
+//! End-to-end benchmark on the Debian dataset: import speed against what
+//! upstream's overlay driver does per layer (`tar -x` into a fresh
+//! directory plus `sha256sum` of the tar), peak RSS of one import, and the
+//! pool's size on disk. Every figure that is compared is measured in the
+//! same run, rounds interleaved, and reported as a ratio (this machine is
+//! shared and noisy; absolute times vary).
+//!
+//! Run with `make bench` (or `cargo bench --bench e2e -- [--rounds N]
+//! [--write FILE]` after `make binary`); the dataset directory comes from
+//! `$CS_DEBIAN_TARS` (default `target/dataset/tars`).
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SQUASHED: [&str; 6] = [
+    "bookworm-base.tar",
+    "bookworm-python3.full.tar",
+    "bookworm-curl.full.tar",
+    "trixie-base.tar",
+    "trixie-python3.full.tar",
+    "trixie-curl.full.tar",
+];
+
+fn main() {
+    let mut rounds = 3usize;
+    let mut write: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--rounds N")
+            }
+            "--write" => write = args.next().map(PathBuf::from),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    let tars = PathBuf::from(
+        std::env::var("CS_DEBIAN_TARS").unwrap_or_else(|_| "target/dataset/tars".into()),
+    );
+    let binary =
+        PathBuf::from(std::env::var("CS_BINARY").unwrap_or_else(|_| "./containers-storage".into()));
+    let inputs: Vec<PathBuf> = SQUASHED.iter().map(|t| tars.join(t)).collect();
+    if let Some(missing) = inputs.iter().find(|p| !p.exists()) {
+        eprintln!(
+            "e2e bench: {} is missing; run `make dataset` (needs root) or set CS_DEBIAN_TARS",
+            missing.display()
+        );
+        std::process::exit(2);
+    }
+    if !binary.exists() {
+        eprintln!(
+            "e2e bench: {} is missing; run `make binary` first",
+            binary.display()
+        );
+        std::process::exit(2);
+    }
+    let input_bytes: u64 = inputs.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let work = tempdir_under(&std::env::temp_dir());
+
+    let mut baseline = Vec::new();
+    let mut ours = Vec::new();
+    let mut peak_rss = 0u64;
+    let mut stored = (0u64, 0u64, 0u64);
+    for round in 0..rounds {
+        // Warm the page cache equally for both sides.
+        for p in &inputs {
+            let _ = fs::read(p);
+        }
+        let dir = work.join(format!("extract-{round}"));
+        let start = Instant::now();
+        for (i, p) in inputs.iter().enumerate() {
+            let target = dir.join(i.to_string());
+            fs::create_dir_all(&target).unwrap();
+            run(Command::new("tar").arg("-xf").arg(p).arg("-C").arg(&target));
+            run(Command::new("sha256sum").arg(p).stdout(Stdio::null()));
+        }
+        baseline.push(start.elapsed());
+        fs::remove_dir_all(&dir).unwrap();
+
+        let store = work.join(format!("store-{round}"));
+        let start = Instant::now();
+        for p in &inputs {
+            let rss = run(Command::new(&binary)
+                .arg("--graph")
+                .arg(store.join("graph"))
+                .arg("--run")
+                .arg(store.join("run"))
+                .arg("--storage-driver")
+                .arg("vfs")
+                .arg("import-layer")
+                .arg("-f")
+                .arg(p)
+                .stdout(Stdio::null()));
+            peak_rss = peak_rss.max(rss);
+        }
+        ours.push(start.elapsed());
+        stored = pool_size(&store.join("graph"));
+        fs::remove_dir_all(&store).unwrap();
+        eprintln!(
+            "round {}: baseline {:.2}s, import {:.2}s",
+            round + 1,
+            baseline[round].as_secs_f64(),
+            ours[round].as_secs_f64()
+        );
+    }
+    let _ = fs::remove_dir_all(&work);
+    let b = median(&mut baseline);
+    let o = median(&mut ours);
+    let mb = |n: u64| n as f64 / 1e6;
+    let (packs, manifests, total) = stored;
+    let table = format!(
+        "| measure | value |\n|---|---|\n\
+         | input: six squashed Debian tars | {:.1} MB |\n\
+         | baseline: `tar -x` each into a fresh dir + `sha256sum` each (median of {rounds}) | {:.2} s |\n\
+         | ours: `import-layer` of the six into an empty store (median of {rounds}) | {:.2} s |\n\
+         | **import time ratio (ours / baseline)** (target <= 0.5) | **{:.2}x** |\n\
+         | import throughput | {:.0} MB/s |\n\
+         | peak RSS of one `import-layer` (target < 256 MiB) | {:.1} MiB |\n\
+         | pool on disk: packs + indexes | {:.1} MB |\n\
+         | pool on disk: manifests | {:.1} MB |\n\
+         | **pool on disk, total** (target <= 150 MB) | **{:.1} MB** |\n\
+         | dedup + compression ratio (input / pool) | {:.2}x |\n",
+        mb(input_bytes),
+        b.as_secs_f64(),
+        o.as_secs_f64(),
+        o.as_secs_f64() / b.as_secs_f64(),
+        mb(input_bytes) / o.as_secs_f64(),
+        peak_rss as f64 / 1024.0,
+        mb(packs),
+        mb(manifests),
+        mb(total),
+        input_bytes as f64 / total as f64,
+    );
+    println!("{table}");
+    if let Some(path) = write {
+        let machine = format!(
+            "{} cores, {}",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(
+                    |s| s.lines().find(|l| l.starts_with("model name")).map(|l| l
+                        .split(':')
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string())
+                )
+                .unwrap_or_default()
+        );
+        let doc = format!(
+            "# Benchmarks\n\nProduced by `make bench` (`benches/e2e.rs`); every ratio compares figures \
+             measured in the same run, rounds interleaved. Machine: {machine}.\n\n\
+             ## Import of the six squashed Debian images\n\n\
+             The dataset is built by `make dataset` (bookworm and trixie: base, python3 and curl, \
+             squashed). The baseline is what upstream's overlay driver does per layer: extract the \
+             tar into a fresh directory and compute its sha256.\n\n{table}"
+        );
+        fs::write(&path, doc).expect("write the benchmark table");
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+/// Runs a command to completion; returns its peak RSS in KiB.
+fn run(cmd: &mut Command) -> u64 {
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, whose pid we hold; Child is not used after.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 {cmd:?}");
+    let status = std::process::ExitStatus::from_raw(status);
+    assert!(status.success(), "{cmd:?} failed: {status}");
+    std::mem::forget(child);
+    usage.ru_maxrss as u64
+}
+
+/// (packs + indexes, manifests, total) bytes of the pool.
+fn pool_size(graph: &Path) -> (u64, u64, u64) {
+    let packs = dir_bytes(&graph.join("chunks"));
+    let manifests = dir_bytes(&graph.join("manifests"));
+    (packs, manifests, packs + manifests)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let meta = e.metadata().unwrap();
+            total += if meta.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                meta.len()
+            };
+        }
+    }
+    total
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn tempdir_under(base: &Path) -> PathBuf {
+    let dir = base.join(format!("cs-e2e-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}

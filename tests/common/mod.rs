@@ -1,0 +1,175 @@
+//! Test support shared by the integration tests: a tar writer that can
+//! produce every entry kind byte by byte, and a driver for the real binary
+//! in a temporary store.
+
+#![allow(dead_code)]
+
+pub mod tar;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temporary store driven through the real `containers-storage` binary.
+pub struct Cs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Cs {
+    /// A fresh, empty store (vfs driver, so no mount privileges are needed).
+    pub fn new() -> Cs {
+        Cs {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn graph(&self) -> PathBuf {
+        self.dir.path().join("graph")
+    }
+
+    pub fn run_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// A command with `--graph`, `--run` and `--storage-driver vfs` set.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_containers-storage"));
+        cmd.arg("--graph")
+            .arg(self.graph())
+            .arg("--run")
+            .arg(self.run_root())
+            .arg("--storage-driver")
+            .arg("vfs")
+            .env_remove("STORAGE_DRIVER")
+            .env_remove("STORAGE_OPTS")
+            .env("CONTAINERS_STORAGE_CONF", "/nonexistent/storage.conf");
+        cmd
+    }
+
+    /// Runs with `args` (and `stdin` bytes, if any); returns the output.
+    pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_command(cmd, stdin)
+    }
+
+    /// Runs and requires exit 0; returns stdout as text.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, None);
+        expect_status(&out, args, 0);
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs with stdin and requires exit 0; returns stdout bytes.
+    pub fn ok_with_input(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.run(args, Some(stdin));
+        expect_status(&out, args, 0);
+        out.stdout
+    }
+
+    /// Runs and requires exit 0; returns stdout bytes.
+    pub fn ok_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args, None);
+        expect_status(&out, args, 0);
+        out.stdout
+    }
+
+    /// Runs and requires a non-zero exit; returns stderr as text.
+    pub fn fails(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "expected failure: {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Imports `tar` from stdin; returns the new layer's ID.
+    pub fn import(&self, tar: &[u8], extra: &[&str]) -> String {
+        let mut args = vec!["import-layer"];
+        args.extend_from_slice(extra);
+        let out = self.ok_with_input(&args, tar);
+        first_line(&out)
+    }
+
+    /// Imports the file at `path`; returns the new layer's ID.
+    pub fn import_file(&self, path: &Path, extra: &[&str]) -> String {
+        let path = path.to_str().expect("utf-8 path");
+        let mut args = vec!["import-layer", "-f", path];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        first_line(out.as_bytes())
+    }
+
+    /// `layer --json` of one layer, parsed.
+    pub fn layer_json(&self, id: &str) -> serde_json::Value {
+        let out = self.ok(&["layer", "--json", id]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("layer --json parses");
+        v[0].clone()
+    }
+
+    /// IDs that `layers -q` lists.
+    pub fn layer_ids(&self) -> Vec<String> {
+        self.ok(&["layers", "-q"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+fn first_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs a command, feeding `stdin` if given.
+pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn containers-storage");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    child
+        .wait_with_output()
+        .expect("wait for containers-storage")
+}
+
+/// Requires exit `code`, printing the command and its output otherwise.
+pub fn expect_status(out: &Output, args: &[&str], code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "command {args:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sha256:<hex>` of bytes.
+pub fn sha256(data: &[u8]) -> String {
+    containers_storage::manifest::Sha256::digest(data)
+}
+
+/// Compresses `data` with an external tool (`gzip`, `zstd`, `xz`, `bzip2`).
+pub fn compress_with(tool: &str, data: &[u8]) -> Vec<u8> {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-c");
+    let out = run_command(cmd, Some(data));
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
