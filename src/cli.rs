@@ -1,8 +1,13 @@
 //! The command-line front end: one handler per command, output formats,
 //! progress bars, and the single place where errors are reported.
 
+mod admin;
 mod args;
+mod containers;
+mod data;
 mod diff;
+mod images;
+mod items;
 mod layers;
 mod output;
 mod progress;
@@ -12,9 +17,9 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
-use containers_storage::{Store, StoreOptions};
+use containers_storage::{Kind, NamesOp, Store, StoreOptions};
 
 use args::{Cli, Command, Global};
 
@@ -23,8 +28,11 @@ pub type Outcome = Result<i32, containers_storage::Error>;
 
 /// Runs the command line `argv`; returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(&argv) {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => return parse_failure(e, &argv),
     };
     if cli.global.debug == Some(true) {
@@ -33,9 +41,9 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             .with_max_level(tracing::Level::DEBUG)
             .init();
     }
-    let name = command_name(&cli.command);
-    let (min, max) = arg_bounds(&cli.command);
-    let count = positional(&cli.command).len();
+    let (name, sub) = matches.subcommand().expect("a subcommand is required");
+    let count = sub.get_many::<String>("args").map_or(0, |v| v.count());
+    let (min, max) = arg_bounds(name);
     if count < min {
         eprintln!("{name}: more arguments required.");
         return 1;
@@ -167,42 +175,148 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         }
         Command::Status { json, .. } => status::status(store, json.json),
         Command::Version { json, .. } => status::version(json.json),
-    }
-}
-
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Layers { .. } => "layers",
-        Command::Layer { .. } => "layer",
-        Command::CreateLayer { .. } => "create-layer",
-        Command::ImportLayer { .. } => "import-layer",
-        Command::DeleteLayer { .. } => "delete-layer",
-        Command::Diff { .. } => "diff",
-        Command::Status { .. } => "status",
-        Command::Version { .. } => "version",
+        Command::Images { quiet, json, .. } => images::list(store, None, quiet.quiet, json.json),
+        Command::ImagesByDigest { quiet, json, pos } => {
+            images::list(store, Some(&pos.args[0]), quiet.quiet, json.json)
+        }
+        Command::Image { json, pos } => images::show(store, &pos.args, json.json),
+        Command::CreateImage { flags, digest, pos } => {
+            images::create(store, &flags, digest, pos.args.first())
+        }
+        Command::DeleteImage { test, json, pos } => {
+            images::delete(store, &pos.args, test, json.json)
+        }
+        Command::Containers { json, .. } => containers::list(store, json.json),
+        Command::Container { json, pos } => containers::show(store, &pos.args, json.json),
+        Command::CreateContainer {
+            flags,
+            volatile,
+            pos,
+        } => containers::create(store, &flags, volatile, &pos.args[0]),
+        Command::DeleteContainer { json, pos } => {
+            items::delete_each(&pos.args, json.json, |arg| store.delete_container(arg))
+        }
+        Command::Delete { json, pos } => {
+            items::delete_each(&pos.args, json.json, |arg| store.delete(arg))
+        }
+        Command::GetNames { json, pos } => items::get_names(store, &pos.args[0], json.json),
+        Command::AddNames { flags, pos } => {
+            items::update_names(store, &pos.args[0], NamesOp::Add, &flags)
+        }
+        Command::RemoveNames { flags, pos } => {
+            items::update_names(store, &pos.args[0], NamesOp::Remove, &flags)
+        }
+        Command::SetNames { flags, pos } => {
+            items::update_names(store, &pos.args[0], NamesOp::Set, &flags)
+        }
+        Command::Metadata { quiet, json, pos } => {
+            items::metadata(store, &pos.args, quiet.quiet, json.json)
+        }
+        Command::SetMetadata {
+            metadata,
+            file,
+            pos,
+        } => items::set_metadata(store, &pos.args[0], metadata, file.as_deref()),
+        Command::Exists {
+            quiet,
+            layer,
+            image,
+            container,
+            json,
+            pos,
+        } => {
+            let kinds: Vec<Kind> = [
+                (layer, Kind::Layer),
+                (image, Kind::Image),
+                (container, Kind::Container),
+            ]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, k)| k)
+            .collect();
+            items::exists(store, &pos.args, &kinds, quiet.quiet, json.json)
+        }
+        Command::GetImageDir { pos } => items::print_dir(store.image_dir(&pos.args[0])),
+        Command::GetImageRunDir { pos } => items::print_dir(store.image_run_dir(&pos.args[0])),
+        Command::GetContainerDir { pos } => items::print_dir(store.container_dir(&pos.args[0])),
+        Command::GetContainerRunDir { pos } => {
+            items::print_dir(store.container_run_dir(&pos.args[0]))
+        }
+        Command::LayerParentOwners { json, pos } => {
+            items::parent_owners(store, Kind::Layer, &pos.args, json.json)
+        }
+        Command::ContainerParentOwners { json, pos } => {
+            items::parent_owners(store, Kind::Container, &pos.args, json.json)
+        }
+        Command::ListLayerData { json, pos } => {
+            data::list(store, Kind::Layer, &pos.args[0], json.json)
+        }
+        Command::ListImageData { json, pos } => {
+            data::list(store, Kind::Image, &pos.args[0], json.json)
+        }
+        Command::ListContainerData { json, pos } => {
+            data::list(store, Kind::Container, &pos.args[0], json.json)
+        }
+        Command::GetLayerData { file, pos } => {
+            data::get(store, Kind::Layer, &pos.args, file.file.as_deref())
+        }
+        Command::GetImageData { file, pos } => {
+            data::get(store, Kind::Image, &pos.args, file.file.as_deref())
+        }
+        Command::GetContainerData { file, pos } => {
+            data::get(store, Kind::Container, &pos.args, file.file.as_deref())
+        }
+        Command::SetLayerData { file, pos } => {
+            data::set(store, Kind::Layer, &pos.args, file.file.as_deref())
+        }
+        Command::SetImageData { file, pos } => {
+            data::set(store, Kind::Image, &pos.args, file.file.as_deref())
+        }
+        Command::SetContainerData { file, pos } => {
+            data::set(store, Kind::Container, &pos.args, file.file.as_deref())
+        }
+        Command::GetImageDataSize { pos } => data::size(store, Kind::Image, &pos.args),
+        Command::GetContainerDataSize { pos } => data::size(store, Kind::Container, &pos.args),
+        Command::GetImageDataDigest { pos } => data::digest(store, Kind::Image, &pos.args),
+        Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
+        Command::Wipe { json, .. } => admin::wipe(store, json.json),
+        Command::Shutdown { force, .. } => admin::shutdown(store, force),
     }
 }
 
 /// Minimum and maximum positional arguments, as upstream's table says.
-fn arg_bounds(command: &Command) -> (usize, Option<usize>) {
-    match command {
-        Command::Layers { .. } | Command::Status { .. } | Command::Version { .. } => (0, Some(0)),
-        Command::Layer { .. } | Command::DeleteLayer { .. } => (1, None),
-        Command::CreateLayer { .. } | Command::ImportLayer { .. } => (0, Some(1)),
-        Command::Diff { .. } => (1, Some(2)),
-    }
-}
-
-fn positional(command: &Command) -> &[String] {
-    match command {
-        Command::Layers { pos, .. }
-        | Command::Layer { pos, .. }
-        | Command::CreateLayer { pos, .. }
-        | Command::ImportLayer { pos, .. }
-        | Command::DeleteLayer { pos, .. }
-        | Command::Diff { pos, .. }
-        | Command::Status { pos, .. }
-        | Command::Version { pos, .. } => &pos.args,
+fn arg_bounds(name: &str) -> (usize, Option<usize>) {
+    match name {
+        "layers" | "status" | "version" | "images" | "containers" | "wipe" | "shutdown" => {
+            (0, Some(0))
+        }
+        "create-layer" | "import-layer" | "create-image" => (0, Some(1)),
+        "diff" => (1, Some(2)),
+        "images-by-digest"
+        | "create-container"
+        | "get-names"
+        | "add-names"
+        | "remove-names"
+        | "set-names"
+        | "set-metadata"
+        | "get-image-dir"
+        | "get-image-run-dir"
+        | "get-container-dir"
+        | "get-container-run-dir"
+        | "list-layer-data"
+        | "list-image-data"
+        | "list-container-data" => (1, Some(1)),
+        "get-layer-data"
+        | "set-layer-data"
+        | "get-image-data"
+        | "get-image-data-size"
+        | "get-image-data-digest"
+        | "set-image-data"
+        | "get-container-data"
+        | "get-container-data-size"
+        | "get-container-data-digest"
+        | "set-container-data" => (2, Some(2)),
+        _ => (1, None),
     }
 }
 

@@ -65,6 +65,19 @@ pub enum Error {
         /// The argument that was looked up.
         arg: String,
     },
+    /// An item has no big data item of that name.
+    #[error("{kind} {id}: big data item {key:?} does not exist")]
+    NoBigData {
+        /// `layer`, `image` or `container`.
+        kind: &'static str,
+        /// The item's ID.
+        id: String,
+        /// The key that was asked for.
+        key: String,
+    },
+    /// No layer, image or container has that ID or name.
+    #[error("{0}: does not exist")]
+    DoesNotExist(String),
     /// A name is held by another item of the same kind.
     #[error("{0}: that name is already in use")]
     NameInUse(String),
@@ -107,7 +120,7 @@ impl<T> IoContext<T> for io::Result<T> {
 impl Error {
     /// Whether this is a "not known" error for any kind of item.
     pub fn is_not_known(&self) -> bool {
-        matches!(self, Error::NotKnown { .. })
+        matches!(self, Error::NotKnown { .. } | Error::DoesNotExist(_))
     }
 
     /// The same error attributed to a layer, where it came from the tar.

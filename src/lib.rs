@@ -21,7 +21,10 @@ pub mod store;
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
 pub use error::{Error, Result};
 pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
-pub use store::{Layer, LayerOptions, Status, Store, StoreOptions};
+pub use store::{
+    Container, ContainerOptions, Image, ImageOptions, Kind, Layer, LayerOptions, NamesOp, Status,
+    Store, StoreOptions,
+};
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,7 +6,12 @@
 //! reverse. The store owns records, names, locks and when things become
 //! durable; it never prints.
 
+mod bigdata;
+mod containers;
+mod generic;
 mod ids;
+mod images;
+mod item;
 mod layers;
 mod lock;
 mod options;
@@ -16,6 +21,9 @@ mod status;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use containers::{Container, ContainerOptions};
+pub use images::{Image, ImageOptions};
+pub use item::{BigDataIndex, Kind, NamesOp};
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
 pub use options::{StoreOptions, DRIVERS};
 pub use status::Status;
@@ -23,16 +31,28 @@ pub use status::Status;
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, Result};
-use records::RecordFile;
+use records::{Locked, RecordFile};
 
 /// An open store.
 pub struct Store {
     options: StoreOptions,
     layers_dir: PathBuf,
+    images_dir: PathBuf,
+    containers_dir: PathBuf,
     layer_records: RecordFile<Layer>,
+    image_records: RecordFile<Image>,
+    container_records: RecordFile<Container>,
     pool: ChunkPool,
     writable: bool,
     write_failed: AtomicBool,
+}
+
+/// The three record files held under their exclusive locks; each is
+/// saved separately, in the order the change needs for crash safety.
+pub(crate) struct Transaction<'a> {
+    pub layers: Locked<'a, Layer>,
+    pub images: Locked<'a, Image>,
+    pub containers: Locked<'a, Container>,
 }
 
 impl Store {
@@ -41,18 +61,34 @@ impl Store {
     /// crashed import are removed.
     pub fn open(options: StoreOptions) -> Result<Store> {
         let graph = options.graph_root.clone();
-        let layers_dir = graph.join(format!("{}-layers", options.driver));
-        let writable = Self::prepare(&graph, &layers_dir).is_ok();
+        let drv = &options.driver;
+        let layers_dir = graph.join(format!("{drv}-layers"));
+        let images_dir = graph.join(format!("{drv}-images"));
+        let containers_root = if options.transient_store {
+            &options.run_root
+        } else {
+            &graph
+        };
+        let containers_dir = containers_root.join(format!("{drv}-containers"));
+        let dirs = [&layers_dir, &images_dir, &containers_dir];
+        let writable = Self::prepare(&graph, &dirs).is_ok();
         if !writable && !layers_dir.is_dir() {
             // Neither creatable nor there: report why.
-            Self::prepare(&graph, &layers_dir)?;
+            Self::prepare(&graph, &dirs)?;
         }
         let layer_records = RecordFile::open(&layers_dir, "layers.json", "layers.lock")?;
+        let image_records = RecordFile::open(&images_dir, "images.json", "images.lock")?;
+        let container_records =
+            RecordFile::open(&containers_dir, "containers.json", "containers.lock")?;
         let pool = ChunkPool::open(&graph.join("chunks"), writable)?;
         let store = Store {
             options,
             layers_dir,
+            images_dir,
+            containers_dir,
             layer_records,
+            image_records,
+            container_records,
             pool,
             writable,
             write_failed: AtomicBool::new(false),
@@ -63,8 +99,10 @@ impl Store {
         Ok(store)
     }
 
-    fn prepare(graph: &Path, layers_dir: &Path) -> Result<()> {
-        durable::create_dir_all(layers_dir)?;
+    fn prepare(graph: &Path, dirs: &[&PathBuf]) -> Result<()> {
+        for dir in dirs {
+            durable::create_dir_all(dir)?;
+        }
         durable::create_dir_all(&graph.join("manifests"))?;
         let lock = graph.join("storage.lock");
         if !lock.exists() {
@@ -95,6 +133,40 @@ impl Store {
     /// `<graphroot>/<drv>-layers`.
     pub fn layers_dir(&self) -> &Path {
         &self.layers_dir
+    }
+
+    /// The directory of a kind's record file: `<drv>-layers`,
+    /// `<drv>-images` or `<drv>-containers`.
+    pub fn records_dir(&self, kind: Kind) -> &Path {
+        match kind {
+            Kind::Layer => &self.layers_dir,
+            Kind::Image => &self.images_dir,
+            Kind::Container => &self.containers_dir,
+        }
+    }
+
+    /// `<records dir>/<id>`: big data and (images, containers) `userdata`.
+    pub(crate) fn item_dir(&self, kind: Kind, id: &str) -> PathBuf {
+        self.records_dir(kind).join(id)
+    }
+
+    /// `<runroot>/<drv>-<kind>s/<id>`.
+    pub(crate) fn item_run_dir(&self, kind: Kind, id: &str) -> PathBuf {
+        self.options
+            .run_root
+            .join(format!("{}-{}s", self.options.driver, kind.name()))
+            .join(id)
+    }
+
+    /// Takes the layers, images and containers locks exclusively, in that
+    /// order (every multi-record change does, so none can deadlock), and
+    /// loads the three record files.
+    pub(crate) fn transaction(&self) -> Result<Transaction<'_>> {
+        Ok(Transaction {
+            layers: self.layer_records.lock()?,
+            images: self.image_records.lock()?,
+            containers: self.container_records.lock()?,
+        })
     }
 
     /// The chunk pool.

@@ -63,6 +63,52 @@ pub struct Json {
     pub json: bool,
 }
 
+/// `-q/--quiet` (or `--quick`).
+#[derive(Args, Debug, Default)]
+pub struct Quiet {
+    /// Print only IDs or values.
+    #[arg(short = 'q', long = "quiet", alias = "quick", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
+    pub quiet: bool,
+}
+
+/// `-f FILE`: where to read or write data.
+#[derive(Args, Debug, Default)]
+pub struct FileFlag {
+    /// The file (default: standard input or output).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+}
+
+/// `-n NAME` (repeatable) for the names commands.
+#[derive(Args, Debug, Default)]
+pub struct NamesFlags {
+    /// A name (repeatable).
+    #[arg(short = 'n', long = "name", action = ArgAction::Append)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+/// The flags of `create-image` and `create-container`.
+#[derive(Args, Debug, Default)]
+pub struct CreateFlags {
+    /// Name (repeatable).
+    #[arg(short = 'n', long = "name", action = ArgAction::Append)]
+    pub names: Vec<String>,
+    /// ID (default: random).
+    #[arg(short = 'i', long = "id")]
+    pub id: Option<String>,
+    /// Metadata.
+    #[arg(short = 'm', long = "metadata")]
+    pub metadata: Option<String>,
+    /// Read the metadata from this file.
+    #[arg(short = 'f', long = "metadata-file")]
+    pub metadata_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: Json,
+}
+
 /// The flags of `create-layer` and `import-layer`.
 #[derive(Args, Debug, Default)]
 pub struct LayerFlags {
@@ -172,6 +218,323 @@ pub enum Command {
         #[arg(long = "zstd", num_args = 0..=1, require_equals = true,
               default_missing_value = "true", default_value = "false")]
         zstd: bool,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List images.
+    Images {
+        #[command(flatten)]
+        quiet: Quiet,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List images that have a digest.
+    #[command(name = "images-by-digest")]
+    ImagesByDigest {
+        #[command(flatten)]
+        quiet: Quiet,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Show images.
+    Image {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Create an image.
+    #[command(name = "create-image", alias = "createimage")]
+    CreateImage {
+        #[command(flatten)]
+        flags: CreateFlags,
+        /// The image's digest.
+        #[arg(short = 'd', long = "digest")]
+        digest: Option<String>,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Delete images and the layers only they used.
+    #[command(name = "delete-image", alias = "deleteimage")]
+    DeleteImage {
+        /// Report what would be deleted, delete nothing.
+        #[arg(short = 't', long = "test", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        test: bool,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List containers.
+    Containers {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Show containers.
+    Container {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Create a container on an image ("" for none).
+    #[command(name = "create-container", alias = "createcontainer")]
+    CreateContainer {
+        #[command(flatten)]
+        flags: CreateFlags,
+        /// Mark the container volatile.
+        #[arg(long = "volatile", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        volatile: bool,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Delete containers and their layers.
+    #[command(name = "delete-container", alias = "deletecontainer")]
+    DeleteContainer {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print an item's names.
+    #[command(name = "get-names", alias = "getnames")]
+    GetNames {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Add names to an item.
+    #[command(name = "add-names", alias = "addnames")]
+    AddNames {
+        #[command(flatten)]
+        flags: NamesFlags,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Remove names from an item.
+    #[command(name = "remove-names", alias = "removenames")]
+    RemoveNames {
+        #[command(flatten)]
+        flags: NamesFlags,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Replace an item's names.
+    #[command(name = "set-names", alias = "setnames")]
+    SetNames {
+        #[command(flatten)]
+        flags: NamesFlags,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print items' metadata.
+    Metadata {
+        #[command(flatten)]
+        quiet: Quiet,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Set an item's metadata.
+    #[command(name = "set-metadata", alias = "setmetadata")]
+    SetMetadata {
+        /// The metadata.
+        #[arg(short = 'm', long = "metadata")]
+        metadata: Option<String>,
+        /// Read the metadata from this file.
+        #[arg(short = 'f', long = "metadata-file")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Tell whether items exist.
+    Exists {
+        #[command(flatten)]
+        quiet: Quiet,
+        /// Only layers.
+        #[arg(short = 'l', long = "layer", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        layer: bool,
+        /// Only images.
+        #[arg(short = 'i', long = "image", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        image: bool,
+        /// Only containers.
+        #[arg(short = 'c', long = "container", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        container: bool,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Delete items without the usual checks.
+    Delete {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the userdata directory of an image.
+    #[command(name = "get-image-dir", alias = "getimagedir")]
+    GetImageDir {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the run-time userdata directory of an image.
+    #[command(name = "get-image-run-dir", alias = "getimagerundir")]
+    GetImageRunDir {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the userdata directory of a container.
+    #[command(name = "get-container-dir", alias = "getcontainerdir")]
+    GetContainerDir {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the run-time userdata directory of a container.
+    #[command(name = "get-container-run-dir", alias = "getcontainerrundir")]
+    GetContainerRunDir {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// UIDs and GIDs owning the parent directories of a layer (none
+    /// without ID mapping).
+    #[command(name = "layer-parent-owners")]
+    LayerParentOwners {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// UIDs and GIDs owning the parent directories of a container's layer.
+    #[command(name = "container-parent-owners")]
+    ContainerParentOwners {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List a layer's big data keys.
+    #[command(name = "list-layer-data", alias = "listlayerdata")]
+    ListLayerData {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Write a layer's big data item.
+    #[command(name = "get-layer-data", alias = "getlayerdata")]
+    GetLayerData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Set a layer's big data item.
+    #[command(name = "set-layer-data", alias = "setlayerdata")]
+    SetLayerData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List an image's big data keys.
+    #[command(name = "list-image-data", alias = "listimagedata")]
+    ListImageData {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Write an image's big data item.
+    #[command(name = "get-image-data", alias = "getimagedata")]
+    GetImageData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the size of an image's big data item.
+    #[command(name = "get-image-data-size", alias = "getimagedatasize")]
+    GetImageDataSize {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the digest of an image's big data item.
+    #[command(name = "get-image-data-digest", alias = "getimagedatadigest")]
+    GetImageDataDigest {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Set an image's big data item.
+    #[command(name = "set-image-data", alias = "setimagedata")]
+    SetImageData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// List a container's big data keys.
+    #[command(name = "list-container-data", alias = "listcontainerdata")]
+    ListContainerData {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Write a container's big data item.
+    #[command(name = "get-container-data", alias = "getcontainerdata")]
+    GetContainerData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the size of a container's big data item.
+    #[command(name = "get-container-data-size", alias = "getcontainerdatasize")]
+    GetContainerDataSize {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the digest of a container's big data item.
+    #[command(name = "get-container-data-digest", alias = "getcontainerdatadigest")]
+    GetContainerDataDigest {
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Set a container's big data item.
+    #[command(name = "set-container-data", alias = "setcontainerdata")]
+    SetContainerData {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Remove every container, image and layer.
+    Wipe {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Release the store (with -f, unmount everything first).
+    Shutdown {
+        /// Unmount everything first.
+        #[arg(short = 'f', long = "force", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        force: bool,
         #[command(flatten)]
         pos: Positional,
     },

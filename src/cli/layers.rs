@@ -19,11 +19,26 @@ pub fn list(store: &Store, tree: bool, quick: bool, json: bool) -> Outcome {
         print_tree(&layers);
         return Ok(0);
     }
+    let images = store.images()?;
+    let containers = store.containers()?;
     for layer in &layers {
         println!("{}", layer.id);
-        if !quick {
-            for name in &layer.names {
-                println!("\tname: {name}");
+        if quick {
+            continue;
+        }
+        for name in &layer.names {
+            println!("\tname: {name}");
+        }
+        for image in images.iter().filter(|i| i.top_layer == layer.id) {
+            println!("\timage: {}", image.id);
+            for name in &image.names {
+                println!("\t\tname: {name}");
+            }
+        }
+        for c in containers.iter().filter(|c| c.layer == layer.id) {
+            println!("\tcontainer: {}", c.id);
+            for name in &c.names {
+                println!("\t\tname: {name}");
             }
         }
     }
@@ -145,23 +160,5 @@ pub fn import(
 }
 
 pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
-    let mut results = BTreeMap::new();
-    let mut failed = false;
-    for arg in args {
-        let message = match store.delete_layer(arg) {
-            Ok(()) => String::new(),
-            Err(e) => {
-                failed = true;
-                e.to_string()
-            }
-        };
-        if !json && !message.is_empty() {
-            eprintln!("{arg}: {message}");
-        }
-        results.insert(arg.clone(), message);
-    }
-    if json {
-        output::json(&results)?;
-    }
-    Ok(if failed { 1 } else { 0 })
+    super::items::delete_each(args, json, |arg| store.delete_layer(arg))
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{new_id, validate_id, validate_name};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::lock::ProcessMarker;
 use super::Store;
 use crate::durable;
@@ -75,13 +76,9 @@ pub struct Layer {
     /// Upstream's flags (`incomplete`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flags: BTreeMap<String, serde_json::Value>,
-    /// Names of the layer's big data items.
-    #[serde(
-        default,
-        rename = "big-data-names",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub big_data_names: Vec<String>,
+    /// The layer's big data items.
+    #[serde(flatten)]
+    pub big_data: BigDataIndex,
     /// Read-only layer (created with `--readonly`).
     #[serde(
         default,
@@ -103,6 +100,29 @@ fn is_none_compression(c: &Compression) -> bool {
 }
 
 impl Layer {
+    /// A new record with no content.
+    pub(crate) fn new_record(id: String, parent: String, names: Vec<String>) -> Layer {
+        Layer {
+            id,
+            names,
+            parent,
+            metadata: String::new(),
+            mount_label: String::new(),
+            created: now(),
+            compressed_digest: String::new(),
+            compressed_size: 0,
+            diff_digest: String::new(),
+            diff_size: 0,
+            compression: Compression::None,
+            uids: Vec::new(),
+            gids: Vec::new(),
+            flags: BTreeMap::new(),
+            big_data: BigDataIndex::default(),
+            read_only: false,
+            sealed: false,
+        }
+    }
+
     /// Whether a crashed or running import left this layer unfinished.
     pub fn is_incomplete(&self) -> bool {
         self.flags
@@ -124,35 +144,26 @@ pub struct LayerOptions {
     pub read_only: bool,
 }
 
-/// Finds `arg` among `items` by exact ID, then exact name, then unique ID
-/// prefix (an ambiguous prefix finds nothing).
-pub(crate) fn lookup<'a, T>(
-    items: &'a [T],
-    arg: &str,
-    id: impl Fn(&T) -> &str,
-    names: impl Fn(&T) -> &[String],
-) -> Option<&'a T> {
-    if arg.is_empty() {
-        return None;
+impl Item for Layer {
+    const KIND: Kind = Kind::Layer;
+    fn id(&self) -> &str {
+        &self.id
     }
-    if let Some(found) = items.iter().find(|i| id(i) == arg) {
-        return Some(found);
+    fn names(&self) -> &[String] {
+        &self.names
     }
-    if let Some(found) = items.iter().find(|i| names(i).iter().any(|n| n == arg)) {
-        return Some(found);
+    fn names_mut(&mut self) -> &mut Vec<String> {
+        &mut self.names
     }
-    let mut prefixed = items.iter().filter(|i| id(i).starts_with(arg));
-    match (prefixed.next(), prefixed.next()) {
-        (Some(one), None) => Some(one),
-        _ => None,
+    fn metadata_mut(&mut self) -> &mut String {
+        &mut self.metadata
+    }
+    fn big_data_mut(&mut self) -> &mut BigDataIndex {
+        &mut self.big_data
     }
 }
 
-fn find_layer<'a>(layers: &'a [Layer], arg: &str) -> Option<&'a Layer> {
-    lookup(layers, arg, |l| &l.id, |l| &l.names)
-}
-
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
@@ -174,12 +185,9 @@ impl Store {
 
     /// The layer named by `arg` (ID, name or unique ID prefix).
     pub fn layer(&self, arg: &str) -> Result<Layer> {
-        find_layer(&self.layers()?, arg)
+        find(&self.layers()?, arg)
             .cloned()
-            .ok_or_else(|| Error::NotKnown {
-                kind: "layer",
-                arg: arg.to_string(),
-            })
+            .ok_or_else(|| Kind::Layer.not_known(arg))
     }
 
     /// Creates an empty layer record on `parent`.
@@ -188,7 +196,7 @@ impl Store {
         let layer = self.new_layer_record(parent, options, false)?;
         self.write(|| {
             self.layer_records.modify(|layers| {
-                claim(layers, &layer)?;
+                claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 Ok(((), true))
             })
@@ -211,35 +219,15 @@ impl Store {
             Some(p) => self.layer(p)?.id,
             None => String::new(),
         };
-        let mut flags = BTreeMap::new();
+        let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
         if incomplete {
-            flags.insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
+            layer
+                .flags
+                .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
         }
-        let mut names = Vec::new();
-        for name in &options.names {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        Ok(Layer {
-            id,
-            names,
-            parent,
-            metadata: String::new(),
-            mount_label: options.mount_label.clone(),
-            created: now(),
-            compressed_digest: String::new(),
-            compressed_size: 0,
-            diff_digest: String::new(),
-            diff_size: 0,
-            compression: Compression::None,
-            uids: Vec::new(),
-            gids: Vec::new(),
-            flags,
-            big_data_names: Vec::new(),
-            read_only: options.read_only,
-            sealed: false,
-        })
+        layer.mount_label = options.mount_label.clone();
+        layer.read_only = options.read_only;
+        Ok(layer)
     }
 
     /// Imports a tar stream (plain, gzip, zstd, xz or bzip2) as a new
@@ -264,7 +252,7 @@ impl Store {
         let marker = ProcessMarker::acquire(&marker_path)?;
         let claimed = self.write(|| {
             self.layer_records.modify(|layers| {
-                claim(layers, &layer)?;
+                claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 Ok(((), true))
             })
@@ -363,9 +351,7 @@ impl Store {
         })?;
         for id in removed {
             tracing::debug!(layer = %id, "removing incomplete layer");
-            let _ = fs::remove_file(self.manifest_path(&id));
-            let _ = fs::remove_file(self.marker_path(&id));
-            let _ = fs::remove_dir_all(self.layers_dir().join(&id));
+            self.remove_layer_files(&id);
         }
         Ok(())
     }
@@ -403,34 +389,42 @@ impl Store {
             .map_err(|e| e.for_layer(&layer.id))
     }
 
-    /// Deletes a layer that has no child layers.
+    /// Deletes a layer that has no child layers and is neither an image's
+    /// top layer nor a container's layer.
     pub fn delete_layer(&self, arg: &str) -> Result<()> {
         self.check_writable()?;
-        let id = self.layer(arg)?.id;
-        self.write(|| {
-            self.layer_records.modify(|layers| {
-                if layers.iter().any(|l| l.parent == id) {
-                    return Err(Error::Refused(format!("layer {id}: layer has children")));
-                }
-                layers.retain(|l| l.id != id);
-                Ok(((), true))
-            })
-        })?;
-        let _ = fs::remove_file(self.manifest_path(&id));
-        let _ = fs::remove_dir_all(self.layers_dir().join(&id));
+        let mut tx = self.transaction()?;
+        let id = find(&tx.layers.records, arg)
+            .ok_or_else(|| Kind::Layer.not_known(arg))?
+            .id
+            .clone();
+        if tx.layers.records.iter().any(|l| l.parent == id) {
+            return Err(Error::Refused(format!("layer {id}: layer has children")));
+        }
+        if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
+            return Err(Error::Refused(format!(
+                "layer {id}: layer is the top layer of image {}",
+                image.id
+            )));
+        }
+        if let Some(c) = tx.containers.records.iter().find(|c| c.layer == id) {
+            return Err(Error::Refused(format!(
+                "layer {id}: layer is in use by container {}",
+                c.id
+            )));
+        }
+        tx.layers.records.retain(|l| l.id != id);
+        self.write(|| tx.layers.save())?;
+        drop(tx);
+        self.remove_layer_files(&id);
         Ok(())
     }
-}
 
-/// Fails when the layer's ID or one of its names is taken.
-fn claim(layers: &[Layer], layer: &Layer) -> Result<()> {
-    if layers.iter().any(|l| l.id == layer.id) {
-        return Err(Error::IdInUse(layer.id.clone()));
+    /// Removes a deleted layer's manifest and directories. Errors are
+    /// ignored: `gc` removes what is left.
+    pub(crate) fn remove_layer_files(&self, id: &str) {
+        let _ = fs::remove_file(self.manifest_path(id));
+        let _ = fs::remove_file(self.marker_path(id));
+        let _ = fs::remove_dir_all(self.layers_dir().join(id));
     }
-    for name in &layer.names {
-        if layers.iter().any(|l| l.names.contains(name)) {
-            return Err(Error::NameInUse(name.clone()));
-        }
-    }
-    Ok(())
 }

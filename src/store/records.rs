@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::lock::LockFile;
+use super::lock::{LockFile, LockGuard};
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
 
@@ -66,15 +66,43 @@ impl<T: Serialize + DeserializeOwned + Clone> RecordFile<T> {
     /// Applies `change` to the current records under the exclusive lock and
     /// writes them back when it succeeds (and returned `changed = true`).
     pub fn modify<R>(&self, change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>) -> Result<R> {
-        let _guard = self.lock.exclusive()?;
-        let mut records = self.load()?;
-        let (result, changed) = change(&mut records)?;
+        let mut locked = self.lock()?;
+        let (result, changed) = change(&mut locked.records)?;
         if changed {
-            let json = serde_json::to_vec(&records).expect("records serialize");
-            durable::atomic_write(&self.path, &json)?;
-            let token = self.lock.touch()?;
-            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, records));
+            locked.save()?;
         }
         Ok(result)
+    }
+
+    /// Takes the exclusive lock and loads the records, for changes that
+    /// span several record files.
+    pub fn lock(&self) -> Result<Locked<'_, T>> {
+        let guard = self.lock.exclusive()?;
+        let records = self.load()?;
+        Ok(Locked {
+            file: self,
+            _guard: guard,
+            records,
+        })
+    }
+}
+
+/// Records loaded under the exclusive lock; released on drop.
+pub(crate) struct Locked<'a, T> {
+    file: &'a RecordFile<T>,
+    _guard: LockGuard<'a>,
+    /// The records; change them, then [`Locked::save`].
+    pub records: Vec<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> Locked<'_, T> {
+    /// Replaces the record file atomically and leaves a fresh token.
+    pub fn save(&mut self) -> Result<()> {
+        let file = self.file;
+        let json = serde_json::to_vec(&self.records).expect("records serialize");
+        durable::atomic_write(&file.path, &json)?;
+        let token = file.lock.touch()?;
+        *file.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, self.records.clone()));
+        Ok(())
     }
 }

@@ -1,0 +1,80 @@
+//! `containers`, `container`, `create-container`.
+
+use containers_storage::{ContainerOptions, Store};
+
+use super::args::CreateFlags;
+use super::items::read_metadata;
+use super::output;
+use super::Outcome;
+
+pub fn list(store: &Store, json: bool) -> Outcome {
+    let containers = store.containers()?;
+    if json {
+        return output::json(&containers);
+    }
+    for c in &containers {
+        println!("{}", c.id);
+        for name in &c.names {
+            println!("\tname: {name}");
+        }
+        for key in &c.big_data.names {
+            println!("\tdata: {key}");
+        }
+    }
+    Ok(0)
+}
+
+pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
+    let mut matched = Vec::new();
+    for arg in args {
+        match store.container(arg) {
+            Ok(c) => matched.push(c),
+            Err(e) if e.is_not_known() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if json {
+        output::json(&matched)?;
+    } else {
+        for c in &matched {
+            println!("ID: {}", c.id);
+            for name in &c.names {
+                println!("Name: {name}");
+            }
+            println!("Image: {}", c.image);
+            if let Ok(image) = store.image(&c.image) {
+                for name in &image.names {
+                    println!("Image name: {name}");
+                }
+            }
+            match store.container_size(c) {
+                Ok(size) => println!("Size: {size}"),
+                Err(e) => println!("Size unknown: {e}"),
+            }
+            println!("Layer: {}", c.layer);
+            for key in &c.big_data.names {
+                println!("Data: {key}");
+            }
+        }
+    }
+    Ok(if matched.len() == args.len() { 0 } else { 1 })
+}
+
+pub fn create(store: &Store, flags: &CreateFlags, volatile: bool, image: &str) -> Outcome {
+    let options = ContainerOptions {
+        id: flags.id.clone(),
+        names: flags.names.clone(),
+        metadata: read_metadata(flags.metadata.clone(), flags.metadata_file.as_deref())?
+            .unwrap_or_default(),
+        volatile,
+    };
+    let container = store.create_container(Some(image), &options)?;
+    if flags.json.json {
+        return output::json(&container);
+    }
+    println!("{}", container.id);
+    for name in &container.names {
+        println!("\t{name}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,136 @@
+//! `images`, `images-by-digest`, `image`, `create-image`, `delete-image`.
+
+use std::collections::BTreeMap;
+
+use containers_storage::{ImageOptions, Store};
+use serde::Serialize;
+
+use super::args::CreateFlags;
+use super::items::read_metadata;
+use super::output;
+use super::Outcome;
+
+pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> Outcome {
+    let images = match digest {
+        Some(d) => store.images_by_digest(d)?,
+        None => store.images()?,
+    };
+    if json {
+        return output::json(&images);
+    }
+    for image in &images {
+        println!("{}", image.id);
+        if quiet {
+            continue;
+        }
+        for name in &image.names {
+            println!("\tname: {name}");
+        }
+        for digest in image.digests() {
+            println!("\tdigest: {digest}");
+        }
+        for key in &image.big_data.names {
+            println!("\tdata: {key}");
+        }
+    }
+    Ok(0)
+}
+
+pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
+    let mut matched = Vec::new();
+    for arg in args {
+        match store.image(arg) {
+            Ok(image) => matched.push(image),
+            Err(e) if e.is_not_known() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if json {
+        output::json(&matched)?;
+    } else {
+        for image in &matched {
+            println!("ID: {}", image.id);
+            for name in &image.names {
+                println!("Name: {name}");
+            }
+            println!("Top Layer: {}", image.top_layer);
+            for digest in image.digests() {
+                println!("Digest: {digest}");
+            }
+            for key in &image.big_data.names {
+                println!("Data: {key}");
+            }
+            match store.image_size(image) {
+                Ok(size) => println!("Size: {size}"),
+                Err(e) => println!("Size unknown: {e}"),
+            }
+        }
+    }
+    Ok(if matched.len() == args.len() { 0 } else { 1 })
+}
+
+pub fn create(
+    store: &Store,
+    flags: &CreateFlags,
+    digest: Option<String>,
+    layer: Option<&String>,
+) -> Outcome {
+    let options = ImageOptions {
+        id: flags.id.clone(),
+        names: flags.names.clone(),
+        digest,
+        metadata: read_metadata(flags.metadata.clone(), flags.metadata_file.as_deref())?
+            .unwrap_or_default(),
+    };
+    let image = store.create_image(layer.map(String::as_str), &options)?;
+    if flags.json.json {
+        return output::json(&image);
+    }
+    println!("{}", image.id);
+    for name in &image.names {
+        println!("\t{name}");
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    #[serde(rename = "deleted-layers")]
+    deleted_layers: Vec<String>,
+    error: String,
+}
+
+pub fn delete(store: &Store, args: &[String], test: bool, json: bool) -> Outcome {
+    let mut results = BTreeMap::new();
+    let mut failed = false;
+    for arg in args {
+        let result = match store.delete_image(arg, test) {
+            Ok(layers) => {
+                if !json {
+                    for layer in &layers {
+                        eprintln!("{arg}: {layer}");
+                    }
+                }
+                Deleted {
+                    deleted_layers: layers,
+                    error: String::new(),
+                }
+            }
+            Err(e) => {
+                failed = true;
+                if !json {
+                    eprintln!("{arg}: {e}");
+                }
+                Deleted {
+                    deleted_layers: Vec::new(),
+                    error: e.to_string(),
+                }
+            }
+        };
+        results.insert(arg.clone(), result);
+    }
+    if json {
+        output::json(&results)?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}

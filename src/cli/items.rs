@@ -1,0 +1,169 @@
+//! Commands on an item of any kind: names, metadata, existence, delete,
+//! userdata directories and parent owners.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use containers_storage::{Error, Kind, NamesOp, Store};
+use serde::Serialize;
+
+use super::args::NamesFlags;
+use super::output;
+use super::Outcome;
+
+/// The metadata given as `-m VALUE` or `-f FILE` (the file wins).
+pub fn read_metadata(value: Option<String>, file: Option<&Path>) -> Result<Option<String>, Error> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|source| Error::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
+        None => Ok(value),
+    }
+}
+
+/// Runs `delete` for each argument: errors as `ARG: ERR` on stderr, or a
+/// JSON map of argument to error text (empty on success).
+pub fn delete_each(
+    args: &[String],
+    json: bool,
+    delete: impl Fn(&str) -> Result<(), Error>,
+) -> Outcome {
+    let mut results = BTreeMap::new();
+    let mut failed = false;
+    for arg in args {
+        let message = match delete(arg) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                failed = true;
+                e.to_string()
+            }
+        };
+        if !json && !message.is_empty() {
+            eprintln!("{arg}: {message}");
+        }
+        results.insert(arg.clone(), message);
+    }
+    if json {
+        output::json(&results)?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn get_names(store: &Store, arg: &str, json: bool) -> Outcome {
+    let names = store.names(arg)?;
+    if json {
+        return output::json(&names);
+    }
+    for name in names {
+        println!("{name}");
+    }
+    Ok(0)
+}
+
+pub fn update_names(store: &Store, arg: &str, op: NamesOp, flags: &NamesFlags) -> Outcome {
+    store.update_names(arg, op, &flags.names)?;
+    if flags.json.json {
+        return output::json(&store.names(arg)?);
+    }
+    Ok(0)
+}
+
+pub fn metadata(store: &Store, args: &[String], quiet: bool, json: bool) -> Outcome {
+    let mut found = BTreeMap::new();
+    let mut missing = false;
+    for arg in args {
+        match store.metadata(arg) {
+            Ok(value) => {
+                if !json {
+                    let value = value.trim_end_matches('\n');
+                    if quiet {
+                        println!("{value}");
+                    } else {
+                        println!("{arg}: {value}");
+                    }
+                }
+                found.insert(arg.clone(), value);
+            }
+            Err(e) if e.is_not_known() => missing = true,
+            Err(e) => return Err(e),
+        }
+    }
+    if json {
+        output::json(&found)?;
+    }
+    Ok(if missing { 1 } else { 0 })
+}
+
+pub fn set_metadata(
+    store: &Store,
+    arg: &str,
+    value: Option<String>,
+    file: Option<&Path>,
+) -> Outcome {
+    let value = read_metadata(value, file)?
+        .ok_or_else(|| Error::Refused("no metadata given (use -m VALUE or -f FILE)".into()))?;
+    store.set_metadata(arg, &value)?;
+    Ok(0)
+}
+
+pub fn exists(store: &Store, args: &[String], kinds: &[Kind], quiet: bool, json: bool) -> Outcome {
+    let mut results = BTreeMap::new();
+    let mut missing = false;
+    for arg in args {
+        let found = store.exists(arg, kinds)?;
+        missing |= !found;
+        if !json && !quiet {
+            println!("{arg}: {found}");
+        }
+        results.insert(arg.clone(), found);
+    }
+    if json {
+        output::json(&results)?;
+    }
+    Ok(if missing { 1 } else { 0 })
+}
+
+pub fn print_dir(dir: Result<PathBuf, Error>) -> Outcome {
+    println!("{}", dir?.display());
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Owners {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "UIDs")]
+    uids: Vec<u32>,
+    #[serde(rename = "GIDs")]
+    gids: Vec<u32>,
+}
+
+/// IDs that own parent directories of the layer and that an ID-mapped
+/// container could not map; without ID mapping there are none.
+pub fn parent_owners(store: &Store, kind: Kind, args: &[String], json: bool) -> Outcome {
+    let mut all = Vec::new();
+    for arg in args {
+        let id = match kind {
+            Kind::Container => store.container(arg)?.id,
+            _ => store.layer(arg)?.id,
+        };
+        all.push(Owners {
+            id,
+            uids: Vec::new(),
+            gids: Vec::new(),
+        });
+    }
+    if json {
+        return output::json(&all);
+    }
+    for o in &all {
+        println!("ID: {}", o.id);
+        println!("UIDs: {:?}", o.uids);
+        println!("GIDs: {:?}", o.gids);
+    }
+    Ok(0)
+}

@@ -1,0 +1,191 @@
+//! Container records (`<drv>-containers/containers.json`, or in the run
+//! root with `--transient-store`): a read-write layer on an image's top
+//! layer, plus metadata, big data and userdata directories.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{new_id, validate_id};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::layers::{now, Layer};
+use super::Store;
+use crate::durable;
+use crate::error::Result;
+
+/// A container record, with upstream's JSON field names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// The container ID.
+    pub id: String,
+    /// Names, unique among containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// The image's ID; empty when created without an image.
+    #[serde(default)]
+    pub image: String,
+    /// The container's read-write layer.
+    #[serde(default)]
+    pub layer: String,
+    /// Caller's metadata.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    /// Big data items.
+    #[serde(flatten)]
+    pub big_data: BigDataIndex,
+    /// Creation time.
+    #[serde(default)]
+    pub created: String,
+    /// Upstream's flags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, serde_json::Value>,
+}
+
+impl Item for Container {
+    const KIND: Kind = Kind::Container;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+    fn names_mut(&mut self) -> &mut Vec<String> {
+        &mut self.names
+    }
+    fn metadata_mut(&mut self) -> &mut String {
+        &mut self.metadata
+    }
+    fn big_data_mut(&mut self) -> &mut BigDataIndex {
+        &mut self.big_data
+    }
+}
+
+/// Choices when creating a container.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerOptions {
+    /// The ID to use instead of a random one.
+    pub id: Option<String>,
+    /// Names to give the container.
+    pub names: Vec<String>,
+    /// Metadata.
+    pub metadata: String,
+    /// Mark the container volatile (upstream's `--volatile`).
+    pub volatile: bool,
+}
+
+/// Finds a container by ID, name, its layer's ID, then unique ID prefix.
+pub(crate) fn find_container<'a>(containers: &'a [Container], arg: &str) -> Option<&'a Container> {
+    if arg.is_empty() {
+        return None;
+    }
+    containers
+        .iter()
+        .find(|c| c.id == arg || c.names.iter().any(|n| n == arg))
+        .or_else(|| containers.iter().find(|c| c.layer == arg))
+        .or_else(|| find(containers, arg))
+}
+
+impl Store {
+    /// Every container.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        self.container_records.read()
+    }
+
+    /// The container named by `arg` (ID, name, layer ID or unique prefix).
+    pub fn container(&self, arg: &str) -> Result<Container> {
+        find_container(&self.containers()?, arg)
+            .cloned()
+            .ok_or_else(|| Kind::Container.not_known(arg))
+    }
+
+    /// Creates a container on `image` (none when empty): its read-write
+    /// layer on the image's top layer first, then its record.
+    pub fn create_container(
+        &self,
+        image: Option<&str>,
+        options: &ContainerOptions,
+    ) -> Result<Container> {
+        self.check_writable()?;
+        let id = options.id.clone().unwrap_or_else(new_id);
+        validate_id(&id)?;
+        let names = dedup_names(&options.names);
+        let mut tx = self.transaction()?;
+        let (image_id, parent) = match image.filter(|i| !i.is_empty()) {
+            Some(arg) => {
+                let image =
+                    find(&tx.images.records, arg).ok_or_else(|| Kind::Image.not_known(arg))?;
+                (image.id.clone(), image.top_layer.clone())
+            }
+            None => (String::new(), String::new()),
+        };
+        claim(&tx.containers.records, &id, &names)?;
+        let layer_id = new_id();
+        let mut layer = Layer::new_record(layer_id.clone(), parent, Vec::new());
+        layer
+            .flags
+            .insert("container".into(), serde_json::Value::Bool(true));
+        tx.layers.records.push(layer);
+        self.write(|| tx.layers.save())?;
+        let mut flags = BTreeMap::new();
+        if options.volatile {
+            flags.insert("Volatile".to_string(), serde_json::Value::Bool(true));
+        }
+        let container = Container {
+            id,
+            names,
+            image: image_id,
+            layer: layer_id,
+            metadata: options.metadata.clone(),
+            big_data: BigDataIndex::default(),
+            created: now(),
+            flags,
+        };
+        tx.containers.records.push(container.clone());
+        self.write(|| tx.containers.save())?;
+        Ok(container)
+    }
+
+    /// Deletes a container: its layer first, then its directories, then
+    /// its record.
+    pub fn delete_container(&self, arg: &str) -> Result<()> {
+        self.check_writable()?;
+        let mut tx = self.transaction()?;
+        let container = find_container(&tx.containers.records, arg)
+            .ok_or_else(|| Kind::Container.not_known(arg))?
+            .clone();
+        if tx.layers.records.iter().any(|l| l.id == container.layer) {
+            tx.layers.records.retain(|l| l.id != container.layer);
+            self.write(|| tx.layers.save())?;
+            self.remove_layer_files(&container.layer);
+        }
+        let _ = std::fs::remove_dir_all(self.item_dir(Kind::Container, &container.id));
+        let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Container, &container.id));
+        tx.containers.records.retain(|c| c.id != container.id);
+        self.write(|| tx.containers.save())
+    }
+
+    /// `<graphroot>/<drv>-containers/<id>/userdata`, created if missing.
+    pub fn container_dir(&self, arg: &str) -> Result<PathBuf> {
+        let id = self.container(arg)?.id;
+        let dir = self.item_dir(Kind::Container, &id).join("userdata");
+        durable::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// `<runroot>/<drv>-containers/<id>/userdata`, created if missing.
+    pub fn container_run_dir(&self, arg: &str) -> Result<PathBuf> {
+        let id = self.container(arg)?.id;
+        let dir = self.item_run_dir(Kind::Container, &id).join("userdata");
+        durable::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+impl Store {
+    /// A container's size: its layer's content plus its big data.
+    pub fn container_size(&self, container: &Container) -> Result<u64> {
+        let layer = self.layer(&container.layer)?;
+        Ok(layer.diff_size + container.big_data.sizes.values().sum::<u64>())
+    }
+}

@@ -1,0 +1,296 @@
+//! Image records (`<drv>-images/images.json`): a top layer plus metadata
+//! and big data; digests, sizes, and deletion that walks down the image's
+//! layers removing those nothing else uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{new_id, validate_id};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::layers::now;
+use super::Store;
+use crate::durable;
+use crate::error::{Error, Result};
+
+/// An image record, with upstream's JSON field names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// The image ID.
+    pub id: String,
+    /// The digest given at creation (`--digest`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// Names, unique among images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Every name the image had, newest first.
+    #[serde(
+        default,
+        rename = "names-history",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub names_history: Vec<String>,
+    /// The top layer's ID; empty for a layerless image.
+    #[serde(default, rename = "layer", skip_serializing_if = "String::is_empty")]
+    pub top_layer: String,
+    /// Caller's metadata.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metadata: String,
+    /// Big data items.
+    #[serde(flatten)]
+    pub big_data: BigDataIndex,
+    /// Creation time.
+    #[serde(default)]
+    pub created: String,
+    /// Upstream's flags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, serde_json::Value>,
+}
+
+impl Item for Image {
+    const KIND: Kind = Kind::Image;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+    fn names_mut(&mut self) -> &mut Vec<String> {
+        &mut self.names
+    }
+    fn names_history_mut(&mut self) -> Option<&mut Vec<String>> {
+        Some(&mut self.names_history)
+    }
+    fn metadata_mut(&mut self) -> &mut String {
+        &mut self.metadata
+    }
+    fn big_data_mut(&mut self) -> &mut BigDataIndex {
+        &mut self.big_data
+    }
+}
+
+impl Image {
+    /// The image's digests: `--digest`, then the digest of every big data
+    /// item whose key starts with `manifest`, without repeats.
+    pub fn digests(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.digest.is_empty() {
+            out.push(self.digest.clone());
+        }
+        for key in &self.big_data.names {
+            if key.starts_with("manifest") {
+                if let Some(d) = self.big_data.digests.get(key) {
+                    if !out.contains(d) {
+                        out.push(d.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Choices when creating an image.
+#[derive(Clone, Debug, Default)]
+pub struct ImageOptions {
+    /// The ID to use instead of a random one.
+    pub id: Option<String>,
+    /// Names to give the image.
+    pub names: Vec<String>,
+    /// The image's digest.
+    pub digest: Option<String>,
+    /// Metadata.
+    pub metadata: String,
+}
+
+/// Checks `algorithm:hex` digests (sha256, sha384, sha512).
+pub(crate) fn validate_digest(digest: &str) -> Result<()> {
+    let bad = || Error::InvalidName(digest.to_string(), "not a valid digest");
+    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Every image.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        self.image_records.read()
+    }
+
+    /// The image named by `arg`.
+    pub fn image(&self, arg: &str) -> Result<Image> {
+        find(&self.images()?, arg)
+            .cloned()
+            .ok_or_else(|| Kind::Image.not_known(arg))
+    }
+
+    /// Images that have `digest` among their digests.
+    pub fn images_by_digest(&self, digest: &str) -> Result<Vec<Image>> {
+        validate_digest(digest)?;
+        Ok(self
+            .images()?
+            .into_iter()
+            .filter(|i| i.digests().iter().any(|d| d == digest))
+            .collect())
+    }
+
+    /// Creates an image whose top layer is `top_layer` (or none).
+    pub fn create_image(&self, top_layer: Option<&str>, options: &ImageOptions) -> Result<Image> {
+        self.check_writable()?;
+        let id = options.id.clone().unwrap_or_else(new_id);
+        validate_id(&id)?;
+        if let Some(d) = &options.digest {
+            validate_digest(d)?;
+        }
+        let names = dedup_names(&options.names);
+        let tx = self.transaction()?;
+        let top_layer = match top_layer.filter(|t| !t.is_empty()) {
+            Some(arg) => find(&tx.layers.records, arg)
+                .ok_or_else(|| Kind::Layer.not_known(arg))?
+                .id
+                .clone(),
+            None => String::new(),
+        };
+        let mut images = tx.images;
+        claim(&images.records, &id, &names)?;
+        let image = Image {
+            id,
+            digest: options.digest.clone().unwrap_or_default(),
+            names_history: names.iter().rev().cloned().collect(),
+            names,
+            top_layer,
+            metadata: options.metadata.clone(),
+            big_data: BigDataIndex::default(),
+            created: now(),
+            flags: BTreeMap::new(),
+        };
+        images.records.push(image.clone());
+        self.write(|| images.save())?;
+        Ok(image)
+    }
+
+    /// The image's size: its layers' uncompressed sizes plus its big data.
+    pub fn image_size(&self, image: &Image) -> Result<u64> {
+        let layers = self.layers()?;
+        let mut size: u64 = image.big_data.sizes.values().sum();
+        let mut next = image.top_layer.clone();
+        let mut seen = std::collections::HashSet::new();
+        while !next.is_empty() && seen.insert(next.clone()) {
+            let layer = layers
+                .iter()
+                .find(|l| l.id == next)
+                .ok_or_else(|| Kind::Layer.not_known(&next))?;
+            size += layer.diff_size;
+            next = layer.parent.clone();
+        }
+        Ok(size)
+    }
+
+    /// Deletes an image no container uses, then every layer below it that
+    /// no other image, container or child layer still uses (children
+    /// first). With `test`, only reports which layers would go. Returns the
+    /// deleted (or deletable) layer IDs, top first.
+    pub fn delete_image(&self, arg: &str, test: bool) -> Result<Vec<String>> {
+        if !test {
+            self.check_writable()?;
+        }
+        let mut tx = self.transaction()?;
+        let image = find(&tx.images.records, arg)
+            .ok_or_else(|| Kind::Image.not_known(arg))?
+            .clone();
+        if tx.containers.records.iter().any(|c| c.image == image.id) {
+            return Err(Error::Refused(format!(
+                "image {}: image is in use by a container",
+                image.id
+            )));
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        let mut next = image.top_layer.clone();
+        while !next.is_empty() {
+            let Some(layer) = tx.layers.records.iter().find(|l| l.id == next) else {
+                break;
+            };
+            let used = tx
+                .images
+                .records
+                .iter()
+                .any(|i| i.id != image.id && i.top_layer == layer.id)
+                || tx.containers.records.iter().any(|c| c.layer == layer.id)
+                || tx
+                    .layers
+                    .records
+                    .iter()
+                    .any(|l| l.parent == layer.id && !doomed.contains(&l.id));
+            if used {
+                break;
+            }
+            doomed.push(layer.id.clone());
+            next = layer.parent.clone();
+        }
+        if test {
+            return Ok(doomed);
+        }
+        tx.images.records.retain(|i| i.id != image.id);
+        self.write(|| tx.images.save())?;
+        if !doomed.is_empty() {
+            tx.layers.records.retain(|l| !doomed.contains(&l.id));
+            self.write(|| tx.layers.save())?;
+        }
+        drop(tx);
+        let _ = std::fs::remove_dir_all(self.item_dir(Kind::Image, &image.id));
+        let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Image, &image.id));
+        for id in &doomed {
+            self.remove_layer_files(id);
+        }
+        Ok(doomed)
+    }
+
+    /// `<graphroot>/<drv>-images/<id>/userdata`, created if missing.
+    pub fn image_dir(&self, arg: &str) -> Result<PathBuf> {
+        let id = self.image(arg)?.id;
+        let dir = self.item_dir(Kind::Image, &id).join("userdata");
+        durable::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// `<runroot>/<drv>-images/<id>/userdata`, created if missing.
+    pub fn image_run_dir(&self, arg: &str) -> Result<PathBuf> {
+        let id = self.image(arg)?.id;
+        let dir = self.item_run_dir(Kind::Image, &id).join("userdata");
+        durable::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_validate() {
+        assert!(validate_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for bad in [
+            "",
+            "sha256:",
+            "sha256:xyz",
+            "md5:abcd",
+            &format!("sha256:{}", "A".repeat(64)),
+        ] {
+            assert!(validate_digest(bad).is_err(), "{bad}");
+        }
+    }
+}
