@@ -5,13 +5,15 @@
 #   make dataset   build the Debian image tars the dataset tests and bench use
 #   make bench     the end-to-end benchmark; writes docs/benchmarks.md
 #   make lint      cargo fmt --check and clippy with warnings as errors
+#   make vagrant-test  the same suite, privileged tests included, in a VM
+#                  (VAGRANT_PROVIDER=libvirt by default, or virtualbox)
 
 CARGO ?= cargo
 DATASET ?= $(CURDIR)/target/dataset
 DATASET_SCRIPT ?= $(CURDIR)/../shared/datasets/make-debian-images.sh
 export CS_DEBIAN_TARS ?= $(DATASET)/tars
 
-.PHONY: all binary deps test lint dataset bench micro-bench clean
+.PHONY: all binary deps test lint dataset bench micro-bench vagrant-test clean
 
 all: binary
 
@@ -50,6 +52,14 @@ bench: binary dataset
 
 micro-bench:
 	$(CARGO) bench --locked --bench micro
+
+VAGRANT_PROVIDER ?= libvirt
+vagrant-test:
+	cd vagrant && VAGRANT_PROVIDER=$(VAGRANT_PROVIDER) vagrant up --provider=$(VAGRANT_PROVIDER) --no-provision
+	cd vagrant && vagrant rsync && vagrant provision; status=$$?; \
+	  vagrant halt; \
+	  if [ $$status -eq 0 ]; then echo "vagrant-test: PASSED"; else echo "vagrant-test: FAILED" >&2; fi; \
+	  exit $$status
 
 clean:
 	$(CARGO) clean
