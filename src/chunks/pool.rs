@@ -197,6 +197,10 @@ impl ChunkPool {
             for entry in names {
                 let entry = entry.at("read directory", &self.packs_dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") {
+                    // An index that `atomic_write` never renamed into place.
+                    continue;
+                }
                 if let Some(stem) = name.strip_suffix(".idx") {
                     if !state.loaded.contains(stem) {
                         fresh.push(stem.to_string());
@@ -308,6 +312,9 @@ impl ChunkPool {
         if let Ok(dir) = fs::read_dir(&self.packs_dir) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
                 if name.ends_with(".pack") {
                     stats.packs += 1;
                 }

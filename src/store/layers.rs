@@ -322,8 +322,10 @@ impl Store {
         let _ = fs::remove_file(self.manifest_path(id));
     }
 
-    /// Removes layers whose import died (their marker is not held).
+    /// Removes layers whose import died (their marker is not held), and
+    /// markers of imports that died before their record was written.
     pub(crate) fn remove_incomplete_layers(&self) -> Result<()> {
+        self.remove_orphan_markers()?;
         let stale: Vec<String> = self
             .layers()?
             .into_iter()
@@ -352,6 +354,29 @@ impl Store {
         for id in removed {
             tracing::debug!(layer = %id, "removing incomplete layer");
             self.remove_layer_files(&id);
+        }
+        Ok(())
+    }
+
+    fn remove_orphan_markers(&self) -> Result<()> {
+        let dir = self.layers_dir().join(".incomplete");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            // A marker whose layer is listed goes with its record.
+            let orphaned = || {
+                self.layers()
+                    .map(|layers| !layers.iter().any(|l| l.id == id))
+                    .unwrap_or(false)
+            };
+            if ProcessMarker::remove_if_dead(&entry.path(), orphaned) {
+                tracing::debug!(layer = %id, "removed the marker of a dead import");
+            }
         }
         Ok(())
     }

@@ -125,19 +125,42 @@ pub(crate) struct ProcessMarker {
 }
 
 impl ProcessMarker {
-    /// Creates and locks the marker at `path`.
+    /// Creates and locks the marker at `path`. Since a dead marker may be
+    /// unlinked by another process at any time, the lock only counts when
+    /// the locked file is still the one at `path`.
     pub fn acquire(path: &Path) -> Result<ProcessMarker> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .at("create", path)?;
-        flock(&file, libc::LOCK_EX | libc::LOCK_NB).at("lock", path)?;
-        Ok(ProcessMarker {
-            path: path.to_path_buf(),
-            _file: file,
-        })
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .at("create", path)?;
+            flock(&file, libc::LOCK_EX).at("lock", path)?;
+            let locked = file.metadata().at("stat", path)?;
+            match std::fs::metadata(path) {
+                Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
+                    return Ok(ProcessMarker {
+                        path: path.to_path_buf(),
+                        _file: file,
+                    })
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Removes the marker at `path` when no process holds it and
+    /// `orphaned` (asked while this process holds it) agrees.
+    pub fn remove_if_dead(path: &Path, orphaned: impl FnOnce() -> bool) -> bool {
+        let Ok(file) = OpenOptions::new().write(true).open(path) else {
+            return false;
+        };
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !orphaned() {
+            return false;
+        }
+        std::fs::remove_file(path).is_ok()
     }
 
     /// Whether the work marked at `path` is still running in some process.
