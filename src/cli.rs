@@ -38,6 +38,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     if cli.global.debug == Some(true) {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(stderr_is_terminal())
             .with_max_level(tracing::Level::DEBUG)
             .init();
     }

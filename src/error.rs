@@ -130,9 +130,11 @@ impl Error {
                 layer: layer.to_string(),
                 what,
             },
-            Error::Stream { what, source } => Error::BadLayer {
-                layer: layer.to_string(),
-                what: format!("{what}: {source}"),
+            // Keep the I/O error as the source: callers look for a broken
+            // pipe in it.
+            Error::Stream { what, source } => Error::Stream {
+                what: format!("layer {layer}: {what}"),
+                source,
             },
             other => other,
         }

@@ -26,36 +26,7 @@ pub fn diff(
     }
     let progress = Progress::start("diff");
     let result = match file {
-        Some(path) => {
-            let tmp = path.with_extension("partial");
-            let out = std::fs::File::create(&tmp).map_err(|source| Error::Io {
-                op: "create",
-                path: tmp.clone(),
-                source,
-            })?;
-            let mut out = CountingWriter {
-                inner: std::io::BufWriter::new(out),
-                progress: &progress,
-            };
-            let written = store.diff(&layer.id, compression, &mut out).and_then(|()| {
-                out.flush().map_err(|source| Error::Io {
-                    op: "write",
-                    path: tmp.clone(),
-                    source,
-                })
-            });
-            match written {
-                Ok(()) => std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-                    op: "rename",
-                    path: path.to_path_buf(),
-                    source,
-                }),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Err(e)
-                }
-            }
-        }
+        Some(path) => write_file(store, &layer.id, compression, path, &progress),
         None => {
             let stdout = std::io::stdout();
             let mut out = CountingWriter {
@@ -72,4 +43,61 @@ pub fn diff(
     };
     progress.finish();
     result.map(|()| 0)
+}
+
+/// Writes the diff to `path`. A regular file (or a new one) is written
+/// under a unique temporary name beside it and renamed into place, so a
+/// failed diff leaves no partial file; anything else (a FIFO, a device,
+/// `/dev/stdout`) is written directly.
+fn write_file(
+    store: &Store,
+    id: &str,
+    compression: Option<Compression>,
+    path: &Path,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { op, path, source }
+    };
+    let special = path.starts_with("/dev")
+        || path.starts_with("/proc")
+        || std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io("open", path))?;
+        let mut out = CountingWriter {
+            inner: std::io::BufWriter::new(out),
+            progress,
+        };
+        store.diff(id, compression, &mut out)?;
+        return out.flush().map_err(io("write", path));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_file_name(format!(".{name}.partial-{}-{nanos}", std::process::id()));
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    let mut out = CountingWriter {
+        inner: std::io::BufWriter::new(out),
+        progress,
+    };
+    let written = store
+        .diff(id, compression, &mut out)
+        .and_then(|()| out.flush().map_err(io("write", &tmp)))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io("rename", path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

@@ -376,7 +376,7 @@ impl<'a, 'p> Parser<'a, 'p> {
             }
             self.keep_raw(&block)?;
             if tar::is_zero_block(&block) {
-                return self.read_trailer();
+                return self.end_of_archive(at);
             }
             let header = tar::parse_header(&block).map_err(|e| Self::bad(at, e))?;
             match header.typeflag {
@@ -406,6 +406,31 @@ impl<'a, 'p> Parser<'a, 'p> {
                 }
             }
         }
+    }
+
+    /// After a zero block: the end, unless a header follows (as Go's
+    /// archive/tar, a lone zero block before more entries is refused, or
+    /// the manifest and the exported bytes would disagree).
+    fn end_of_archive(&mut self, at: u64) -> Result<()> {
+        let mut block = [0u8; BLOCK];
+        let n = fill(&mut self.input, &mut block).map_err(stream_error)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n < BLOCK {
+            return Err(Self::bad(
+                at + BLOCK as u64 + n as u64,
+                "unexpected end of stream in the end-of-archive marker (the tar is truncated)",
+            ));
+        }
+        if !tar::is_zero_block(&block) {
+            return Err(Self::bad(
+                at,
+                "a lone zero block is followed by more entries (not an end-of-archive marker)",
+            ));
+        }
+        self.keep_raw(&block)?;
+        self.read_trailer()
     }
 
     fn read_trailer(&mut self) -> Result<()> {
