@@ -51,7 +51,11 @@ fn a_broken_vagrantfile_does_not_validate() {
         original.replace("config.vm.box = ", "config.vm.no_such_setting = "),
     )
     .unwrap();
-    std::fs::copy(vagrant_dir().join("provision.sh"), dir.path().join("provision.sh")).unwrap();
+    std::fs::copy(
+        vagrant_dir().join("provision.sh"),
+        dir.path().join("provision.sh"),
+    )
+    .unwrap();
     let out = Command::new("vagrant")
         .arg("validate")
         .current_dir(dir.path())
@@ -59,7 +63,10 @@ fn a_broken_vagrantfile_does_not_validate() {
         .env("VAGRANT_HOME", dir.path().join("home"))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a Vagrantfile with an unknown setting validated");
+    assert!(
+        !out.status.success(),
+        "a Vagrantfile with an unknown setting validated"
+    );
 }
 
 #[test]
@@ -71,7 +78,11 @@ fn provisioning_dry_run_lists_the_suite() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains(&format!("+ make -C {} test", env!("CARGO_MANIFEST_DIR"))),
         "{text}"
