@@ -10,21 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::tar::{every_kind, Meta, TarBuilder};
-use common::{expect_status, Cs};
-
-/// A deterministic byte stream (xorshift64*).
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use common::{expect_status, random_bytes, Cs};
 
 fn file_names(dir: &Path) -> BTreeSet<String> {
     match std::fs::read_dir(dir) {

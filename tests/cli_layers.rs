@@ -8,21 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::tar::{every_kind, Meta, TarBuilder};
-use common::{expect_status, run_command, Cs};
+use common::{expect_status, run_command, stderr, stdout, Cs};
 use serde_json::Value;
 
 fn is_layer_id(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A small one-file tar.

@@ -15,53 +15,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::tar::{Meta, TarBuilder};
-use common::Cs;
+use common::{Cs, Hashing, Rng};
 use containers_storage::manifest::Sha256;
 
 /// Size of the big layer each kill trial imports.
 const BIG_TAR_BYTES: u64 = 200 << 20;
-
-/// splitmix64: fast, seedable, and its output does not compress.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for word in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            word.copy_from_slice(&bytes[..word.len()]);
-        }
-    }
-}
-
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 fn header(out: &mut impl Write, name: &str, typeflag: u8, size: u64, link: &str, meta: &Meta) {
     let mut t = TarBuilder::new();

@@ -10,7 +10,7 @@ use std::io::{BufWriter, Read, Write};
 use std::process::{Child, Stdio};
 
 use common::tar::{Meta, TarBuilder};
-use common::Cs;
+use common::{Cs, Hashing, Rng};
 use containers_storage::manifest::Sha256;
 
 const LIMIT_KIB: i64 = 256 * 1024;
@@ -19,44 +19,6 @@ const HUGE_FILES: u64 = 3;
 const HUGE_FILE_BYTES: u64 = 440 << 20;
 /// Small files between the huge ones.
 const SMALL_FILES_PER_BATCH: u64 = 1000;
-
-/// splitmix64: fast, seedable, and its output does not compress.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for word in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            word.copy_from_slice(&bytes[..word.len()]);
-        }
-    }
-}
-
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 fn entry(
     out: &mut impl Write,

@@ -9,28 +9,13 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use common::tar::{every_kind, Meta, TarBuilder};
-use common::{expect_status, run_command, sha256, Cs};
+use common::{expect_status, random_bytes, run_command, sha256, Cs};
 use containers_storage::manifest::{self, Compression, EntryKind};
 use containers_storage::ChunkPool;
 use proptest::prelude::*;
 
 /// The largest chunk the default chunker cuts.
 const MAX_CHUNK: u64 = 256 * 1024;
-
-/// A deterministic byte stream (xorshift64*), so that content is cheap to
-/// generate and shrinks with its seed.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 // ---------------------------------------------------------------------------
 // Random tars for the property test.

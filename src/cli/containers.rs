@@ -4,7 +4,7 @@ use containers_storage::{ContainerOptions, Store};
 
 use super::args::CreateFlags;
 use super::items::read_metadata;
-use super::output;
+use super::output::{self, outln};
 use super::Outcome;
 
 pub fn list(store: &Store, json: bool) -> Outcome {
@@ -13,12 +13,12 @@ pub fn list(store: &Store, json: bool) -> Outcome {
         return output::json(&containers);
     }
     for c in &containers {
-        println!("{}", c.id);
+        outln!("{}", c.id);
         for name in &c.names {
-            println!("\tname: {name}");
+            outln!("\tname: {name}");
         }
         for key in &c.big_data.names {
-            println!("\tdata: {key}");
+            outln!("\tdata: {key}");
         }
     }
     Ok(0)
@@ -37,23 +37,23 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
         output::json(&matched)?;
     } else {
         for c in &matched {
-            println!("ID: {}", c.id);
+            outln!("ID: {}", c.id);
             for name in &c.names {
-                println!("Name: {name}");
+                outln!("Name: {name}");
             }
-            println!("Image: {}", c.image);
+            outln!("Image: {}", c.image);
             if let Ok(image) = store.image(&c.image) {
                 for name in &image.names {
-                    println!("Image name: {name}");
+                    outln!("Image name: {name}");
                 }
             }
             match store.container_size(c) {
-                Ok(size) => println!("Size: {size}"),
-                Err(e) => println!("Size unknown: {e}"),
+                Ok(size) => outln!("Size: {size}"),
+                Err(e) => outln!("Size unknown: {e}"),
             }
-            println!("Layer: {}", c.layer);
+            outln!("Layer: {}", c.layer);
             for key in &c.big_data.names {
-                println!("Data: {key}");
+                outln!("Data: {key}");
             }
         }
     }
@@ -72,9 +72,9 @@ pub fn create(store: &Store, flags: &CreateFlags, volatile: bool, image: &str) -
     if flags.json.json {
         return output::json(&container);
     }
-    println!("{}", container.id);
+    outln!("{}", container.id);
     for name in &container.names {
-        println!("\t{name}");
+        outln!("\t{name}");
     }
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use containers_storage::{Error, Kind, Store};
 
-use super::output;
+use super::output::{self, outln};
 use super::Outcome;
 
 pub fn list(store: &Store, kind: Kind, arg: &str, json: bool) -> Outcome {
@@ -14,7 +14,7 @@ pub fn list(store: &Store, kind: Kind, arg: &str, json: bool) -> Outcome {
         return output::json(&names);
     }
     for name in names {
-        println!("{name}");
+        outln!("{name}");
     }
     Ok(0)
 }
@@ -63,11 +63,11 @@ pub fn set(store: &Store, kind: Kind, args: &[String], file: Option<&Path>) -> O
 }
 
 pub fn size(store: &Store, kind: Kind, args: &[String]) -> Outcome {
-    println!("{}", store.big_data_size(kind, &args[0], &args[1])?);
+    outln!("{}", store.big_data_size(kind, &args[0], &args[1])?);
     Ok(0)
 }
 
 pub fn digest(store: &Store, kind: Kind, args: &[String]) -> Outcome {
-    println!("{}", store.big_data_digest(kind, &args[0], &args[1])?);
+    outln!("{}", store.big_data_digest(kind, &args[0], &args[1])?);
     Ok(0)
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::args::CreateFlags;
 use super::items::read_metadata;
-use super::output;
+use super::output::{self, outln};
 use super::Outcome;
 
 pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> Outcome {
@@ -19,18 +19,18 @@ pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> 
         return output::json(&images);
     }
     for image in &images {
-        println!("{}", image.id);
+        outln!("{}", image.id);
         if quiet {
             continue;
         }
         for name in &image.names {
-            println!("\tname: {name}");
+            outln!("\tname: {name}");
         }
         for digest in image.digests() {
-            println!("\tdigest: {digest}");
+            outln!("\tdigest: {digest}");
         }
         for key in &image.big_data.names {
-            println!("\tdata: {key}");
+            outln!("\tdata: {key}");
         }
     }
     Ok(0)
@@ -49,20 +49,20 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
         output::json(&matched)?;
     } else {
         for image in &matched {
-            println!("ID: {}", image.id);
+            outln!("ID: {}", image.id);
             for name in &image.names {
-                println!("Name: {name}");
+                outln!("Name: {name}");
             }
-            println!("Top Layer: {}", image.top_layer);
+            outln!("Top Layer: {}", image.top_layer);
             for digest in image.digests() {
-                println!("Digest: {digest}");
+                outln!("Digest: {digest}");
             }
             for key in &image.big_data.names {
-                println!("Data: {key}");
+                outln!("Data: {key}");
             }
             match store.image_size(image) {
-                Ok(size) => println!("Size: {size}"),
-                Err(e) => println!("Size unknown: {e}"),
+                Ok(size) => outln!("Size: {size}"),
+                Err(e) => outln!("Size unknown: {e}"),
             }
         }
     }
@@ -86,9 +86,9 @@ pub fn create(
     if flags.json.json {
         return output::json(&image);
     }
-    println!("{}", image.id);
+    outln!("{}", image.id);
     for name in &image.names {
-        println!("\t{name}");
+        outln!("\t{name}");
     }
     Ok(0)
 }

@@ -8,7 +8,7 @@ use containers_storage::{Error, Kind, NamesOp, Store};
 use serde::Serialize;
 
 use super::args::NamesFlags;
-use super::output;
+use super::output::{self, outln};
 use super::Outcome;
 
 /// The metadata given as `-m VALUE` or `-f FILE` (the file wins).
@@ -59,7 +59,7 @@ pub fn get_names(store: &Store, arg: &str, json: bool) -> Outcome {
         return output::json(&names);
     }
     for name in names {
-        println!("{name}");
+        outln!("{name}");
     }
     Ok(0)
 }
@@ -81,9 +81,9 @@ pub fn metadata(store: &Store, args: &[String], quiet: bool, json: bool) -> Outc
                 if !json {
                     let value = value.trim_end_matches('\n');
                     if quiet {
-                        println!("{value}");
+                        outln!("{value}");
                     } else {
-                        println!("{arg}: {value}");
+                        outln!("{arg}: {value}");
                     }
                 }
                 found.insert(arg.clone(), value);
@@ -117,7 +117,7 @@ pub fn exists(store: &Store, args: &[String], kinds: &[Kind], quiet: bool, json:
         let found = store.exists(arg, kinds)?;
         missing |= !found;
         if !json && !quiet {
-            println!("{arg}: {found}");
+            outln!("{arg}: {found}");
         }
         results.insert(arg.clone(), found);
     }
@@ -128,7 +128,7 @@ pub fn exists(store: &Store, args: &[String], kinds: &[Kind], quiet: bool, json:
 }
 
 pub fn print_dir(dir: Result<PathBuf, Error>) -> Outcome {
-    println!("{}", dir?.display());
+    outln!("{}", dir?.display());
     Ok(0)
 }
 
@@ -161,9 +161,9 @@ pub fn parent_owners(store: &Store, kind: Kind, args: &[String], json: bool) -> 
         return output::json(&all);
     }
     for o in &all {
-        println!("ID: {}", o.id);
-        println!("UIDs: {:?}", o.uids);
-        println!("GIDs: {:?}", o.gids);
+        outln!("ID: {}", o.id);
+        outln!("UIDs: {:?}", o.uids);
+        outln!("GIDs: {:?}", o.gids);
     }
     Ok(0)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use containers_storage::{Error, Layer, LayerOptions, Store};
 
 use super::args::LayerFlags;
-use super::output;
+use super::output::{self, outln};
 use super::progress::Progress;
 use super::Outcome;
 
@@ -16,36 +16,36 @@ pub fn list(store: &Store, tree: bool, quick: bool, json: bool) -> Outcome {
         return output::json(&layers);
     }
     if tree {
-        print_tree(&layers);
+        print_tree(&layers)?;
         return Ok(0);
     }
     let images = store.images()?;
     let containers = store.containers()?;
     for layer in &layers {
-        println!("{}", layer.id);
+        outln!("{}", layer.id);
         if quick {
             continue;
         }
         for name in &layer.names {
-            println!("\tname: {name}");
+            outln!("\tname: {name}");
         }
         for image in images.iter().filter(|i| i.top_layer == layer.id) {
-            println!("\timage: {}", image.id);
+            outln!("\timage: {}", image.id);
             for name in &image.names {
-                println!("\t\tname: {name}");
+                outln!("\t\tname: {name}");
             }
         }
         for c in containers.iter().filter(|c| c.layer == layer.id) {
-            println!("\tcontainer: {}", c.id);
+            outln!("\tcontainer: {}", c.id);
             for name in &c.names {
-                println!("\t\tname: {name}");
+                outln!("\t\tname: {name}");
             }
         }
     }
     Ok(0)
 }
 
-fn print_tree(layers: &[Layer]) {
+fn print_tree(layers: &[Layer]) -> Result<(), Error> {
     let mut children: BTreeMap<&str, Vec<&Layer>> = BTreeMap::new();
     let known: std::collections::HashSet<&str> = layers.iter().map(|l| l.id.as_str()).collect();
     for layer in layers {
@@ -56,8 +56,10 @@ fn print_tree(layers: &[Layer]) {
         };
         children.entry(parent).or_default().push(layer);
     }
-    fn walk(children: &BTreeMap<&str, Vec<&Layer>>, id: &str, prefix: &str) {
-        let Some(kids) = children.get(id) else { return };
+    fn walk(children: &BTreeMap<&str, Vec<&Layer>>, id: &str, prefix: &str) -> Result<(), Error> {
+        let Some(kids) = children.get(id) else {
+            return Ok(());
+        };
         for (i, layer) in kids.iter().enumerate() {
             let last = i + 1 == kids.len();
             let names = if layer.names.is_empty() {
@@ -65,16 +67,17 @@ fn print_tree(layers: &[Layer]) {
             } else {
                 format!(" ({})", layer.names.join(", "))
             };
-            println!(
+            outln!(
                 "{prefix}{}{}{names}",
                 if last { "└── " } else { "├── " },
                 layer.id
             );
             let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-            walk(children, &layer.id, &deeper);
+            walk(children, &layer.id, &deeper)?;
         }
+        Ok(())
     }
-    walk(&children, "", "");
+    walk(&children, "", "")
 }
 
 pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
@@ -90,15 +93,15 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
         output::json(&matched)?;
     } else {
         for layer in &matched {
-            println!("ID: {}", layer.id);
+            outln!("ID: {}", layer.id);
             if !layer.parent.is_empty() {
-                println!("Parent: {}", layer.parent);
+                outln!("Parent: {}", layer.parent);
             }
             for name in &layer.names {
-                println!("Name: {name}");
+                outln!("Name: {name}");
             }
             if layer.read_only {
-                println!("Read Only: true");
+                outln!("Read Only: true");
             }
         }
     }
@@ -123,9 +126,9 @@ fn print_created(layer: &Layer, json: bool) -> Outcome {
     if json {
         return output::json(layer);
     }
-    println!("{}", layer.id);
+    outln!("{}", layer.id);
     for name in &layer.names {
-        println!("\t{name}");
+        outln!("\t{name}");
     }
     Ok(0)
 }

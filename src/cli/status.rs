@@ -2,7 +2,7 @@
 
 use containers_storage::Store;
 
-use super::output;
+use super::output::{self, outln};
 use super::Outcome;
 
 pub fn status(store: &Store, json: bool) -> Outcome {
@@ -25,6 +25,6 @@ pub fn version(json: bool) -> Outcome {
     if json {
         return output::json(&serde_json::json!({ "Version": containers_storage::VERSION }));
     }
-    println!("Version: {}", containers_storage::VERSION);
+    outln!("Version: {}", containers_storage::VERSION);
     Ok(0)
 }

@@ -81,7 +81,8 @@ pub(crate) fn find_container<'a>(containers: &'a [Container], arg: &str) -> Opti
     }
     containers
         .iter()
-        .find(|c| c.id == arg || c.names.iter().any(|n| n == arg))
+        .find(|c| c.id == arg)
+        .or_else(|| containers.iter().find(|c| c.names.iter().any(|n| n == arg)))
         .or_else(|| containers.iter().find(|c| c.layer == arg))
         .or_else(|| find(containers, arg))
 }
@@ -115,7 +116,11 @@ impl Store {
             Some(arg) => {
                 let image =
                     find(&tx.images.records, arg).ok_or_else(|| Kind::Image.not_known(arg))?;
-                (image.id.clone(), image.top_layer.clone())
+                let top = &image.top_layer;
+                if !top.is_empty() && !tx.layers.records.iter().any(|l| &l.id == top) {
+                    return Err(Kind::Layer.not_known(top));
+                }
+                (image.id.clone(), top.clone())
             }
             None => (String::new(), String::new()),
         };

@@ -102,6 +102,12 @@ impl Cs {
         first_line(out.as_bytes())
     }
 
+    /// Runs and parses stdout as one JSON value.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+    }
+
     /// `layer --json` of one layer, parsed.
     pub fn layer_json(&self, id: &str) -> serde_json::Value {
         let out = self.ok(&["layer", "--json", id]);
@@ -172,4 +178,69 @@ pub fn compress_with(tool: &str, data: &[u8]) -> Vec<u8> {
     let out = run_command(cmd, Some(data));
     assert!(out.status.success(), "{tool} failed");
     out.stdout
+}
+
+/// The first line of a command's output (a new item's ID).
+pub fn first_line_of(out: &str) -> String {
+    out.lines().next().unwrap_or_default().to_string()
+}
+
+/// A command's stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// splitmix64: fast, seedable, and its output does not compress.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for word in buf.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            word.copy_from_slice(&bytes[..word.len()]);
+        }
+    }
+}
+
+/// `len` deterministic, incompressible bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    Rng(seed).fill(&mut out);
+    out
+}
+
+/// A writer that hashes what goes through it.
+pub struct Hashing<W> {
+    pub inner: W,
+    pub hash: containers_storage::manifest::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
