@@ -15,7 +15,7 @@ pub mod chunks;
 mod durable;
 mod error;
 pub mod manifest;
-mod materialize;
+pub mod materialize;
 pub mod store;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};

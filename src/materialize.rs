@@ -1,7 +1,51 @@
-//! The materializer: manifest -> directory (an overlay lower directory or
-//! a vfs tree), through a file-object cache with reflinks, hardlinks or
-//! copies. It reads manifests and the chunk pool and writes directories;
-//! it knows nothing of records or locks.
+//! The materializer: manifests -> directories (an overlay lower directory
+//! or a flattened vfs tree), through a file-object cache with reflinks,
+//! hardlinks or copies. It reads manifests and the chunk pool and writes
+//! directories; it knows nothing of records or locks.
 //!
-//! Layers are exported and imported today; building their directories on
-//! demand for mounts is the next piece of work (see the CHANGELOG).
+//! Writes stay inside the directory being built: paths are resolved one
+//! component at a time without following symlinks (`jail`).
+
+mod build;
+mod jail;
+mod meta;
+mod objects;
+
+use std::path::Path;
+
+pub use build::{BuildOptions, BuildStats, Format};
+
+use crate::chunks::ChunkPool;
+use crate::error::Result;
+use crate::manifest::LayerManifest;
+use objects::ObjectCache;
+
+/// Builds directories from manifests.
+pub struct Materializer<'p> {
+    pool: &'p ChunkPool,
+    objects: ObjectCache,
+}
+
+impl<'p> Materializer<'p> {
+    /// A materializer reading `pool` and keeping file objects in
+    /// `objects_dir` (on the same filesystem as the trees it builds).
+    pub fn new(pool: &'p ChunkPool, objects_dir: &Path) -> Result<Materializer<'p>> {
+        Ok(Materializer {
+            pool,
+            objects: ObjectCache::open(objects_dir)?,
+        })
+    }
+
+    /// Builds `target` (which must not exist) from `manifests`: one layer
+    /// for [`Format::Overlay`], the chain lowest first for
+    /// [`Format::Flattened`]. Either the whole tree appears under `target`
+    /// or nothing does.
+    pub fn build(
+        &self,
+        manifests: &[&LayerManifest],
+        target: &Path,
+        options: BuildOptions,
+    ) -> Result<BuildStats> {
+        build::build(self.pool, &self.objects, manifests, target, options)
+    }
+}

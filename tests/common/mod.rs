@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod tar;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,439 @@
+//! Building a directory from manifests: the overlay format of one layer
+//! (whiteouts as 0/0 character devices, opaque directories marked with an
+//! xattr) or the flattened tree of a chain with whiteouts applied (vfs).
+//!
+//! The tree is built in a temporary sibling of the target and renamed into
+//! place after a `syncfs`, so a crash leaves no half-built directory under
+//! the target's name. Regular files are produced in parallel.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use rayon::prelude::*;
+
+use super::jail::{Jail, Slot};
+use super::meta;
+use super::objects::ObjectCache;
+use crate::chunks::ChunkPool;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Entry, EntryKind, LayerManifest};
+
+/// What kind of directory to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One layer as an overlay lower directory. `xattr_prefix` is
+    /// `trusted.overlay.` (root) or `user.overlay.` (rootless).
+    Overlay {
+        /// Prefix of the overlay xattrs.
+        xattr_prefix: &'static str,
+    },
+    /// The whole chain, lowest layer first, with whiteouts applied.
+    Flattened,
+}
+
+/// How to build.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildOptions {
+    /// The directory format.
+    pub format: Format,
+    /// Whether files may be hardlinks to objects (only for trees that are
+    /// never written).
+    pub hardlinks: bool,
+}
+
+/// What a build did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Files that are reflinks of an object.
+    pub reflinked: u64,
+    /// Files that are hardlinks to an object.
+    pub hardlinked: u64,
+    /// Files whose data was copied.
+    pub copied: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    reflinked: AtomicU64,
+    hardlinked: AtomicU64,
+    copied: AtomicU64,
+}
+
+struct Builder<'a> {
+    pool: &'a ChunkPool,
+    objects: &'a ObjectCache,
+    jail: Jail,
+    options: BuildOptions,
+    counters: Counters,
+}
+
+/// Builds `target` from `manifests` (one for the overlay format, the chain
+/// lowest first for the flattened format).
+pub(crate) fn build(
+    pool: &ChunkPool,
+    objects: &ObjectCache,
+    manifests: &[&LayerManifest],
+    target: &Path,
+    options: BuildOptions,
+) -> Result<BuildStats> {
+    let parent = target.parent().expect("a target has a parent");
+    durable::create_dir_all(parent)?;
+    let tmp = durable::temp_sibling(target);
+    std::fs::create_dir(&tmp).at("mkdir", &tmp)?;
+    let result = (|| {
+        let builder = Builder {
+            pool,
+            objects,
+            jail: Jail::open(&tmp)?,
+            options,
+            counters: Counters::default(),
+        };
+        for m in manifests {
+            builder.apply(m)?;
+        }
+        // SAFETY: syncfs on a descriptor we hold open.
+        if unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).at("syncfs", &tmp);
+        }
+        let c = &builder.counters;
+        Ok(BuildStats {
+            files: c.files.load(Ordering::Relaxed),
+            reflinked: c.reflinked.load(Ordering::Relaxed),
+            hardlinked: c.hardlinked.load(Ordering::Relaxed),
+            copied: c.copied.load(Ordering::Relaxed),
+        })
+    })();
+    match result {
+        Ok(stats) => {
+            std::fs::rename(&tmp, target).at("rename", target)?;
+            durable::fsync_dir(parent)?;
+            Ok(stats)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
+fn whiteout_target(path: &[u8]) -> Vec<u8> {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => [&path[..=i], &path[i + 1 + 4..]].concat(),
+        None => path[4..].to_vec(),
+    }
+}
+
+/// The directory an opaque marker applies to.
+fn opaque_dir(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &path[..0],
+    }
+}
+
+impl Builder<'_> {
+    fn apply(&self, m: &LayerManifest) -> Result<()> {
+        let flattened = self.options.format == Format::Flattened;
+        if flattened {
+            // Deletions of lower content come before this layer's entries.
+            for e in &m.entries {
+                match e.kind {
+                    EntryKind::Whiteout => self.remove(&whiteout_target(&e.path))?,
+                    EntryKind::Opaque => self.empty_dir(opaque_dir(&e.path))?,
+                    _ => {}
+                }
+            }
+        }
+        // The expensive part first, in parallel: every file's object
+        // (chunks read, verified and written once per distinct content).
+        let hardlinks = self.options.hardlinks;
+        m.entries
+            .par_iter()
+            .filter(|e| e.kind == EntryKind::File && e.size > 0)
+            .try_for_each_init(
+                || self.pool.reader(),
+                |reader, e| {
+                    if hardlinks {
+                        self.objects.linkable(e, reader).map(drop)
+                    } else {
+                        self.objects.content(e, reader).map(drop)
+                    }
+                },
+            )?;
+        // Then every entry in tar order, so that paths resolve against the
+        // tree as the archive builds it (a symlink made earlier is never
+        // followed by a later entry).
+        let mut reader = self.pool.reader();
+        let mut dirs = Vec::new();
+        for e in &m.entries {
+            match e.kind {
+                EntryKind::Dir => {
+                    self.make_dir(e)?;
+                    dirs.push(e);
+                }
+                EntryKind::File => self.place_file(e, &mut reader)?,
+                EntryKind::Symlink
+                | EntryKind::CharDevice
+                | EntryKind::BlockDevice
+                | EntryKind::Fifo => self.make_special(e)?,
+                EntryKind::Hardlink => self.make_hardlink(e)?,
+                EntryKind::Whiteout if !flattened => self.overlay_whiteout(e)?,
+                EntryKind::Opaque if !flattened => self.overlay_opaque(e)?,
+                EntryKind::Whiteout | EntryKind::Opaque => {}
+            }
+        }
+        // Directory times last, deepest first, after their content exists.
+        for e in dirs.iter().rev() {
+            let dir = self.jail.open_dir(&e.path)?;
+            // SAFETY: the descriptor is owned by `dir` for the whole call.
+            let file = std::mem::ManuallyDrop::new(unsafe {
+                <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
+            });
+            meta::apply_to_file(&file, e)
+                .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `rel` (any kind, recursively) if it exists.
+    fn remove(&self, rel: &[u8]) -> Result<()> {
+        if rel.is_empty() {
+            return Ok(());
+        }
+        let slot = match self.jail.existing_slot(rel) {
+            Ok(slot) => slot,
+            // The parent is gone or is not a directory: nothing to remove.
+            Err(Error::Io { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.remove_slot(&slot, rel)
+    }
+
+    fn remove_slot(&self, slot: &Slot, rel: &[u8]) -> Result<()> {
+        // SAFETY: NUL-terminated name, open directory descriptor.
+        if unsafe { libc::unlinkat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::ENOENT => Ok(()),
+            Errno::EISDIR | Errno::EPERM => {
+                // std's remove_dir_all does not follow symlinks inside.
+                let proc_path = slot.proc_path();
+                std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
+                    .at("remove", &self.jail.display(rel))
+            }
+            e => Err(errno("unlink", &self.jail.display(rel), e)),
+        }
+    }
+
+    /// Removes everything inside directory `rel` (an opaque marker).
+    fn empty_dir(&self, rel: &[u8]) -> Result<()> {
+        let dir = match self.jail.open_dir(rel) {
+            Ok(dir) => dir,
+            Err(Error::Io { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        for child in std::fs::read_dir(&path).at("read directory", &self.jail.display(rel))? {
+            let child = child.at("read directory", &self.jail.display(rel))?;
+            let mut child_rel = rel.to_vec();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.extend_from_slice(child.file_name().as_bytes());
+            self.remove(&child_rel)?;
+        }
+        Ok(())
+    }
+
+    fn make_dir(&self, e: &Entry) -> Result<()> {
+        if e.path.is_empty() {
+            return Ok(());
+        }
+        let slot = self.jail.slot(&e.path)?;
+        // SAFETY: NUL-terminated name, open directory descriptor.
+        if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } == 0 {
+            return Ok(());
+        }
+        match Errno::last() {
+            Errno::EEXIST => {
+                // A directory stays (its metadata is set later); anything
+                // else of that name is replaced.
+                if slot.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).is_ok() {
+                    return Ok(());
+                }
+                self.remove_slot(&slot, &e.path)?;
+                // SAFETY: as above.
+                if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } != 0 {
+                    return Err(errno("mkdir", &self.jail.display(&e.path), Errno::last()));
+                }
+                Ok(())
+            }
+            err => Err(errno("mkdir", &self.jail.display(&e.path), err)),
+        }
+    }
+
+    /// Creates `e.path` fresh, replacing what a lower layer had there.
+    fn fresh_slot(&self, e: &Entry) -> Result<Slot> {
+        let slot = self.jail.slot(&e.path)?;
+        if self.options.format == Format::Flattened {
+            self.remove_slot(&slot, &e.path)?;
+        }
+        Ok(slot)
+    }
+
+    fn place_file(&self, e: &Entry, reader: &mut crate::chunks::ChunkReader<'_>) -> Result<()> {
+        let slot = self.fresh_slot(e)?;
+        let shown = || self.jail.display(&e.path);
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        if self.options.hardlinks && e.size > 0 {
+            let object = self.objects.linkable(e, reader)?;
+            let source =
+                CString::new(object.as_os_str().as_bytes()).expect("object paths hold no NUL");
+            // SAFETY: NUL-terminated paths, open directory descriptor.
+            let r = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    source.as_ptr(),
+                    slot.dir.as_raw_fd(),
+                    slot.name.as_ptr(),
+                    0,
+                )
+            };
+            if r == 0 {
+                self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            let err = Errno::last();
+            if err != Errno::EMLINK {
+                return Err(errno("link", &shown(), err));
+            }
+        }
+        let mut file = slot
+            .open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)
+            .map_err(|err| errno("create", &shown(), err))?;
+        if e.size > 0 {
+            let object = self.objects.content(e, reader)?;
+            self.objects.clone_into(&object, &mut file)?;
+            if self.objects.reflinks() == Some(true) {
+                self.counters.reflinked.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.copied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        meta::apply_to_file(&file, e).map_err(|(op, err)| errno(op, &shown(), err))
+    }
+
+    fn make_special(&self, e: &Entry) -> Result<()> {
+        let slot = self.fresh_slot(e)?;
+        let shown = self.jail.display(&e.path);
+        let dir = slot.dir.as_raw_fd();
+        let r = match e.kind {
+            EntryKind::Symlink => {
+                let target = CString::new(e.link.clone())
+                    .map_err(|_| Error::Refused("symlink target holds a NUL byte".into()))?;
+                // SAFETY: NUL-terminated strings, open directory descriptor.
+                unsafe { libc::symlinkat(target.as_ptr(), dir, slot.name.as_ptr()) }
+            }
+            kind => {
+                let (ty, dev) = match kind {
+                    EntryKind::CharDevice => {
+                        (libc::S_IFCHR, libc::makedev(e.dev_major, e.dev_minor))
+                    }
+                    EntryKind::BlockDevice => {
+                        (libc::S_IFBLK, libc::makedev(e.dev_major, e.dev_minor))
+                    }
+                    _ => (libc::S_IFIFO, 0),
+                };
+                // SAFETY: as above.
+                unsafe { libc::mknodat(dir, slot.name.as_ptr(), ty | 0o600, dev) }
+            }
+        };
+        if r != 0 {
+            let err = Errno::last();
+            let device = matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+            if device && err == Errno::EPERM && !nix::unistd::geteuid().is_root() {
+                // Unprivileged users cannot create device nodes.
+                tracing::debug!(path = %shown.display(), "skipping a device node");
+                return Ok(());
+            }
+            return Err(errno(
+                if e.kind == EntryKind::Symlink {
+                    "symlink"
+                } else {
+                    "mknod"
+                },
+                &shown,
+                err,
+            ));
+        }
+        meta::apply_to_slot(&slot, e).map_err(|(op, err)| errno(op, &shown, err))
+    }
+
+    fn make_hardlink(&self, e: &Entry) -> Result<()> {
+        let target = self.jail.existing_slot(&e.link)?;
+        let slot = self.fresh_slot(e)?;
+        // SAFETY: NUL-terminated names, open directory descriptors; flags 0
+        // links a symlink itself rather than following it.
+        let r = unsafe {
+            libc::linkat(
+                target.dir.as_raw_fd(),
+                target.name.as_ptr(),
+                slot.dir.as_raw_fd(),
+                slot.name.as_ptr(),
+                0,
+            )
+        };
+        if r != 0 {
+            return Err(errno("link", &self.jail.display(&e.path), Errno::last()));
+        }
+        Ok(())
+    }
+
+    fn overlay_whiteout(&self, e: &Entry) -> Result<()> {
+        let rel = whiteout_target(&e.path);
+        let slot = self.jail.slot(&rel)?;
+        // SAFETY: NUL-terminated name, open directory descriptor.
+        let r =
+            unsafe { libc::mknodat(slot.dir.as_raw_fd(), slot.name.as_ptr(), libc::S_IFCHR, 0) };
+        if r != 0 {
+            return Err(errno("mknod", &self.jail.display(&rel), Errno::last()));
+        }
+        Ok(())
+    }
+
+    fn overlay_opaque(&self, e: &Entry) -> Result<()> {
+        let Format::Overlay { xattr_prefix } = self.options.format else {
+            return Ok(());
+        };
+        let rel = opaque_dir(&e.path);
+        let dir = self.jail.open_dir_creating(rel)?;
+        let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
+        // SAFETY: NUL-terminated name, a one-byte value, open descriptor.
+        let r =
+            unsafe { libc::fsetxattr(dir.as_raw_fd(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        if r != 0 {
+            return Err(errno("setxattr", &self.jail.display(rel), Errno::last()));
+        }
+        Ok(())
+    }
+}

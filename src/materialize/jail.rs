@@ -1,0 +1,186 @@
+//! A directory that writes stay inside: every path is resolved one
+//! component at a time with `O_NOFOLLOW`, so a symlink planted by a layer
+//! (`a -> /`, `etc -> /etc`, `x -> ../../..`) can never redirect a write
+//! outside the tree; such a path is an error instead.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+
+/// An open directory that is the root of a tree being written.
+pub(crate) struct Jail {
+    root: OwnedFd,
+    path: PathBuf,
+}
+
+/// The parent directory of an entry, opened inside the jail, and the
+/// entry's own name.
+pub(crate) struct Slot {
+    pub dir: OwnedFd,
+    pub name: CString,
+}
+
+fn io(op: &'static str, path: &Path, errno: Errno) -> Error {
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source: std::io::Error::from(errno),
+    }
+}
+
+impl Jail {
+    /// Opens `path` (which must be a directory) as a jail root.
+    pub fn open(path: &Path) -> Result<Jail> {
+        let fd = openat(
+            None,
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io("open", path, e))?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Jail {
+            root,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The root directory's descriptor.
+    pub fn root_fd(&self) -> RawFd {
+        self.root.as_raw_fd()
+    }
+
+    /// Opens the directory `rel` (relative, normalised; empty = the root)
+    /// without following any symlink.
+    pub fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd> {
+        let mut fd = self.root.try_clone().map_err(|e| Error::Io {
+            op: "dup",
+            path: self.path.clone(),
+            source: e,
+        })?;
+        for component in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            let name = OsStr::from_bytes(component);
+            let next = openat(
+                Some(fd.as_raw_fd()),
+                name,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::ELOOP | Errno::ENOTDIR => Error::Refused(format!(
+                    "{}: {:?} goes through a symlink or a non-directory; refusing to follow it",
+                    self.path.display(),
+                    String::from_utf8_lossy(rel)
+                )),
+                other => io("open", &self.path.join(OsStr::from_bytes(rel)), other),
+            })?;
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            fd = unsafe { OwnedFd::from_raw_fd(next) };
+        }
+        Ok(fd)
+    }
+
+    /// Like [`Jail::open_dir`], creating missing directories (mode 0755)
+    /// on the way, as `tar -x` does for entries whose parents the archive
+    /// does not list.
+    pub fn open_dir_creating(&self, rel: &[u8]) -> Result<OwnedFd> {
+        match self.open_dir(rel) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        let mut done = 0;
+        for (i, _) in rel
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'/')
+            .chain([(rel.len(), &b'/')])
+        {
+            let prefix = &rel[..i];
+            if i <= done || prefix.is_empty() {
+                continue;
+            }
+            done = i;
+            let (parent, name) = match prefix.iter().rposition(|&b| b == b'/') {
+                Some(j) => (&prefix[..j], &prefix[j + 1..]),
+                None => (&prefix[..0], prefix),
+            };
+            let dir = self.open_dir(parent)?;
+            let cname =
+                CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+            // SAFETY: NUL-terminated name, open directory descriptor.
+            if unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), 0o755) } != 0 {
+                let e = Errno::last();
+                if e != Errno::EEXIST {
+                    return Err(io("mkdir", &self.display(prefix), e));
+                }
+            }
+        }
+        self.open_dir(rel)
+    }
+
+    /// The parent directory and name of `rel` (which must not be empty);
+    /// missing parent directories are created.
+    pub fn slot(&self, rel: &[u8]) -> Result<Slot> {
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&rel[..0], rel),
+        };
+        let name =
+            CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        Ok(Slot {
+            dir: self.open_dir_creating(parent)?,
+            name,
+        })
+    }
+
+    /// The parent directory and name of `rel`, which must exist.
+    pub fn existing_slot(&self, rel: &[u8]) -> Result<Slot> {
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&rel[..0], rel),
+        };
+        let name =
+            CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        Ok(Slot {
+            dir: self.open_dir(parent)?,
+            name,
+        })
+    }
+
+    /// The full path of `rel`, for messages.
+    pub fn display(&self, rel: &[u8]) -> PathBuf {
+        self.path.join(OsStr::from_bytes(rel))
+    }
+}
+
+impl Slot {
+    /// Opens the entry itself without following a symlink.
+    pub fn open(&self, flags: OFlag, mode: u32) -> nix::Result<File> {
+        let fd = openat(
+            Some(self.dir.as_raw_fd()),
+            self.name.as_c_str(),
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `/proc/self/fd/<dir>/<name>`: a path for calls that have no `*at`
+    /// form (`lsetxattr`); it resolves through the open directory, never
+    /// through the tree's path.
+    pub fn proc_path(&self) -> CString {
+        let mut bytes = format!("/proc/self/fd/{}/", self.dir.as_raw_fd()).into_bytes();
+        bytes.extend_from_slice(self.name.as_bytes());
+        CString::new(bytes).expect("no NUL in a proc path")
+    }
+}

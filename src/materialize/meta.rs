@@ -1,0 +1,121 @@
+//! Applying an entry's metadata (owner, mode, xattrs, mtime) to a file,
+//! directory or symlink that was just created.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use nix::errno::Errno;
+
+use super::jail::Slot;
+use crate::manifest::{Entry, EntryKind, Xattr};
+
+/// Whether ownership changes may be skipped (an unprivileged user cannot
+/// give files away; the tree is then owned by that user).
+fn may_skip_chown(e: Errno) -> bool {
+    e == Errno::EPERM && !nix::unistd::geteuid().is_root()
+}
+
+/// Whether an xattr that cannot be set may be skipped: an unprivileged
+/// user cannot set `trusted.*` or `security.*`, and some filesystems have
+/// no xattrs at all.
+fn may_skip_xattr(name: &str, e: Errno) -> bool {
+    matches!(e, Errno::ENOTSUP)
+        || (matches!(e, Errno::EPERM | Errno::EACCES) && !nix::unistd::geteuid().is_root())
+        || (name.starts_with("user.") && e == Errno::EPERM)
+}
+
+/// Sets owner, mode, xattrs and mtime on an open file or directory.
+pub(crate) fn apply_to_file(file: &File, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+    let fd = file.as_raw_fd();
+    // SAFETY: plain syscalls on a descriptor we hold open.
+    let r = unsafe { libc::fchown(fd, entry.uid, entry.gid) };
+    if r != 0 {
+        let e = Errno::last();
+        if !may_skip_chown(e) {
+            return Err(("chown", e));
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fchmod(fd, entry.mode as libc::mode_t) } != 0 {
+        return Err(("chmod", Errno::last()));
+    }
+    for Xattr { name, value } in &entry.xattrs {
+        let cname =
+            std::ffi::CString::new(name.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
+        // SAFETY: the name is NUL-terminated, the value pointer and length
+        // describe a live slice.
+        let r =
+            unsafe { libc::fsetxattr(fd, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if r != 0 {
+            let e = Errno::last();
+            if !may_skip_xattr(name, e) {
+                return Err(("setxattr", e));
+            }
+        }
+    }
+    set_mtime_fd(fd, entry)
+}
+
+fn times(entry: &Entry) -> [libc::timespec; 2] {
+    let t = libc::timespec {
+        tv_sec: entry.mtime as libc::time_t,
+        tv_nsec: entry.mtime_nsec as libc::c_long,
+    };
+    [t, t]
+}
+
+fn set_mtime_fd(fd: i32, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+    let t = times(entry);
+    // SAFETY: `t` lives across the call.
+    if unsafe { libc::futimens(fd, t.as_ptr()) } != 0 {
+        return Err(("utimens", Errno::last()));
+    }
+    Ok(())
+}
+
+/// Sets owner, xattrs and mtime on a symlink or device node, through its
+/// parent directory (no symlink is followed).
+pub(crate) fn apply_to_slot(slot: &Slot, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+    let dir = slot.dir.as_raw_fd();
+    let name = slot.name.as_ptr();
+    // SAFETY: `name` is a live NUL-terminated string, `dir` an open fd.
+    let r = unsafe { libc::fchownat(dir, name, entry.uid, entry.gid, libc::AT_SYMLINK_NOFOLLOW) };
+    if r != 0 {
+        let e = Errno::last();
+        if !may_skip_chown(e) {
+            return Err(("chown", e));
+        }
+    }
+    if entry.kind != EntryKind::Symlink {
+        // SAFETY: as above; device nodes and fifos are not symlinks.
+        if unsafe { libc::fchmodat(dir, name, entry.mode as libc::mode_t, 0) } != 0 {
+            return Err(("chmod", Errno::last()));
+        }
+    }
+    let path = slot.proc_path();
+    for Xattr { name: key, value } in &entry.xattrs {
+        let ckey = std::ffi::CString::new(key.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
+        // SAFETY: NUL-terminated strings and a live value slice.
+        let r = unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                ckey.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if r != 0 {
+            let e = Errno::last();
+            if !may_skip_xattr(key, e) {
+                return Err(("setxattr", e));
+            }
+        }
+    }
+    let t = times(entry);
+    // SAFETY: as above.
+    if unsafe { libc::utimensat(dir, name, t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(("utimens", Errno::last()));
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The file-object cache (`<graphroot>/objects/`): one decompressed copy
+//! of each distinct file content, from which materialized files are
+//! reflinked (where the filesystem supports `FICLONE`), hardlinked (into
+//! trees that are never written, with the full metadata in the key) or
+//! copied.
+//!
+//! - `objects/<ab>/<content key>`: content only, mode 0444; the source of
+//!   reflinks and copies.
+//! - `objects/<ab>/<content key>-<metadata key>`: the same content with an
+//!   entry's mode, owner, xattrs and mtime; the target of hardlinks.
+//!
+//! Objects are created under `objects/tmp/` and linked into place without
+//! replacing an existing one, so concurrent builders agree on one inode.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::chunks::ChunkReader;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Entry;
+
+/// `FICLONE` from linux/fs.h: `_IOW(0x94, 9, int)`.
+const FICLONE: libc::c_ulong = 0x4004_9409;
+
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
+
+/// The object cache of one store.
+pub(crate) struct ObjectCache {
+    dir: PathBuf,
+    tmp: PathBuf,
+    reflinks: AtomicU8,
+}
+
+/// The identity of a file's content: the BLAKE3 of its chunk list.
+pub(crate) fn content_key(entry: &Entry) -> String {
+    let mut h = blake3::Hasher::new();
+    for c in &entry.chunks {
+        h.update(&c.id.0);
+        h.update(&c.len.to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The identity of a file's metadata, for hardlink sharing.
+fn metadata_key(entry: &Entry) -> String {
+    let mut h = blake3::Hasher::new();
+    for n in [entry.mode, entry.uid, entry.gid, entry.mtime_nsec] {
+        h.update(&n.to_le_bytes());
+    }
+    h.update(&entry.mtime.to_le_bytes());
+    let mut xattrs: Vec<_> = entry.xattrs.iter().collect();
+    xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+    for x in xattrs {
+        h.update(&(x.name.len() as u64).to_le_bytes());
+        h.update(x.name.as_bytes());
+        h.update(&(x.value.len() as u64).to_le_bytes());
+        h.update(&x.value);
+    }
+    h.finalize().to_hex()[..32].to_string()
+}
+
+impl ObjectCache {
+    /// Opens (creating) the cache under `dir`.
+    pub fn open(dir: &Path) -> Result<ObjectCache> {
+        let tmp = dir.join("tmp");
+        durable::create_dir_all(&tmp)?;
+        Ok(ObjectCache {
+            dir: dir.to_path_buf(),
+            tmp,
+            reflinks: AtomicU8::new(UNKNOWN),
+        })
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(&name[..2]).join(name)
+    }
+
+    /// The content object for `entry`, written from the pool if missing.
+    pub fn content(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
+        let path = self.path_of(&content_key(entry));
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = self.write_temp(entry, reader)?;
+        let file = File::open(&tmp).at("open", &tmp)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
+            .at("chmod", &tmp)?;
+        self.publish(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// The hardlink object for `entry` (content and metadata), made from
+    /// the content object if missing.
+    pub fn linkable(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
+        let name = format!("{}-{}", content_key(entry), metadata_key(entry));
+        let path = self.path_of(&name);
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = self.write_temp(entry, reader)?;
+        let file = File::open(&tmp).at("open", &tmp)?;
+        super::meta::apply_to_file(&file, entry).map_err(|(op, e)| Error::Io {
+            op,
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        self.publish(&tmp, &path)?;
+        Ok(path)
+    }
+
+    fn write_temp(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
+        let tmp = self.tmp.join(durable::random_hex(16));
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at("create", &tmp)?;
+        let result = (|| {
+            for chunk in &entry.chunks {
+                file.write_all(reader.read(&chunk.id)?).at("write", &tmp)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| tmp)
+    }
+
+    /// Links `tmp` to `path` unless an object is already there.
+    fn publish(&self, tmp: &Path, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            durable::create_dir_all(parent)?;
+        }
+        let linked = fs::hard_link(tmp, path);
+        let _ = fs::remove_file(tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).at("link", path),
+        }
+    }
+
+    /// Makes `dst` (an empty file just created) a copy of `src`: a reflink
+    /// where the filesystem can, else a data copy.
+    pub fn clone_into(&self, src: &Path, dst: &mut File) -> Result<()> {
+        let source = File::open(src).at("open", src)?;
+        if self.reflinks.load(Ordering::Relaxed) != NO {
+            // SAFETY: both descriptors are open for the whole call.
+            let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
+            if r == 0 {
+                self.reflinks.store(YES, Ordering::Relaxed);
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP)
+                | Some(libc::ENOTTY)
+                | Some(libc::EXDEV)
+                | Some(libc::EINVAL) => {
+                    self.reflinks.store(NO, Ordering::Relaxed);
+                }
+                _ => return Err(e).at("clone", src),
+            }
+        }
+        let mut source = source;
+        std::io::copy(&mut source, dst).at("copy", src)?;
+        Ok(())
+    }
+
+    /// Whether reflinks worked (`Some(true)`), failed, or were not tried.
+    pub fn reflinks(&self) -> Option<bool> {
+        match self.reflinks.load(Ordering::Relaxed) {
+            YES => Some(true),
+            NO => Some(false),
+            _ => None,
+        }
+    }
+}

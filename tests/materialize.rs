@@ -1,0 +1,468 @@
+//! The materializer on real filesystems: a built tree equals `tar -x` of
+//! the same layer, whiteouts and opaque directories come out right in both
+//! formats, hostile symlinks never lead a write outside the tree, files are
+//! reflinked on XFS and hardlinked only where asked, and writes through one
+//! tree never reach an object or another tree.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tar::{Meta, TarBuilder};
+use common::tree::{differences, extract, snapshot};
+use containers_storage::manifest::{import_tar, LayerManifest};
+use containers_storage::materialize::{BuildOptions, Format, Materializer};
+use containers_storage::ChunkPool;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips a privileged test with a reason, except in CI (which is root).
+fn need_root(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} must run in CI, which is root"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    pool: ChunkPool,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::under(&std::env::temp_dir())
+    }
+
+    fn under(base: &Path) -> Fixture {
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let pool = ChunkPool::open(&dir.path().join("chunks"), true).unwrap();
+        Fixture { dir, pool }
+    }
+
+    fn import(&self, tar: &[u8]) -> LayerManifest {
+        import_tar(tar, &self.pool, &()).unwrap().manifest
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn build(
+        &self,
+        layers: &[&LayerManifest],
+        name: &str,
+        format: Format,
+        hardlinks: bool,
+    ) -> containers_storage::Result<PathBuf> {
+        let m = Materializer::new(&self.pool, &self.path("objects")).unwrap();
+        let target = self.path(name);
+        m.build(layers, &target, BuildOptions { format, hardlinks })?;
+        Ok(target)
+    }
+}
+
+const OVERLAY: Format = Format::Overlay {
+    xattr_prefix: "trusted.overlay.",
+};
+
+/// Every entry kind except whiteouts, so `tar -x` gives the same tree.
+fn plain_kinds() -> Vec<u8> {
+    let m = Meta::default();
+    let mut t = TarBuilder::new();
+    t.dir(
+        "etc/",
+        &Meta {
+            mode: 0o755,
+            ..Meta::default()
+        },
+    );
+    t.file("etc/hostname", &m, b"box\n");
+    t.file("etc/empty", &m, b"");
+    t.file(
+        "etc/same-a",
+        &Meta {
+            mode: 0o600,
+            uid: 7,
+            gid: 8,
+            ..Meta::default()
+        },
+        b"shared content",
+    );
+    t.file(
+        "etc/same-b",
+        &Meta {
+            mode: 0o640,
+            ..Meta::default()
+        },
+        b"shared content",
+    );
+    t.file(
+        "bin-tool",
+        &Meta {
+            mode: 0o4755,
+            uid: 1000,
+            gid: 100,
+            ..Meta::default()
+        },
+        &common::random_bytes(1, 300_000),
+    );
+    t.symlink("link", "bin-tool", &m);
+    t.hardlink("hard", "etc/hostname", &m);
+    t.char_dev(
+        "dev-null",
+        1,
+        3,
+        &Meta {
+            mode: 0o666,
+            ..Meta::default()
+        },
+    );
+    t.block_dev(
+        "dev-sda",
+        8,
+        0,
+        &Meta {
+            mode: 0o660,
+            ..Meta::default()
+        },
+    );
+    t.fifo("pipe", &m);
+    t.pax_xattr_file(
+        "caps",
+        &[("user.note", b"hi"), ("trusted.x", b"y")],
+        "1700000000.123456789",
+        &m,
+        b"with xattrs",
+    );
+    t.dir(
+        &"d".repeat(99),
+        &Meta {
+            mode: 0o750,
+            ..Meta::default()
+        },
+    );
+    t.pax_long_file(&format!("{}/file", "d".repeat(99)), &m, b"long via pax");
+    t.finish()
+}
+
+#[test]
+fn a_flattened_tree_equals_tar_x_with_and_without_hardlinks() {
+    if !need_root("comparing owners and device nodes") {
+        return;
+    }
+    let f = Fixture::new();
+    let tar = plain_kinds();
+    let m = f.import(&tar);
+    std::fs::write(f.path("layer.tar"), &tar).unwrap();
+    extract(&f.path("layer.tar"), &f.path("expected"));
+    let expected = snapshot(&f.path("expected"));
+    for (name, hardlinks) in [("copies", false), ("links", true)] {
+        let tree = f.build(&[&m], name, Format::Flattened, hardlinks).unwrap();
+        let got = snapshot(&tree);
+        let diff = differences(&expected, &got);
+        assert!(diff.is_empty(), "{name}:\n{}", diff.join("\n"));
+    }
+    // Hardlinked trees share inodes with objects; copies do not.
+    let linked = std::fs::metadata(f.path("links/bin-tool")).unwrap();
+    let copied = std::fs::metadata(f.path("copies/bin-tool")).unwrap();
+    assert!(
+        linked.nlink() >= 2,
+        "hardlinked file has {} links",
+        linked.nlink()
+    );
+    assert_eq!(copied.nlink(), 1);
+    // Empty files are never hardlinked.
+    assert_eq!(
+        std::fs::metadata(f.path("links/etc/empty"))
+            .unwrap()
+            .nlink(),
+        1
+    );
+    // Same content with different metadata: different objects.
+    let a = std::fs::metadata(f.path("links/etc/same-a")).unwrap();
+    let b = std::fs::metadata(f.path("links/etc/same-b")).unwrap();
+    assert_ne!(a.ino(), b.ino());
+}
+
+fn layered() -> (Vec<u8>, Vec<u8>) {
+    let m = Meta::default();
+    let d = Meta {
+        mode: 0o755,
+        ..Meta::default()
+    };
+    let mut base = TarBuilder::new();
+    base.dir("keep/", &d);
+    base.file("keep/a", &m, b"a");
+    base.file("gone", &m, b"gone");
+    base.dir("opq/", &d);
+    base.file("opq/old", &m, b"old");
+    let mut upper = TarBuilder::new();
+    upper.whiteout("", "gone");
+    upper.dir("opq/", &d);
+    upper.opaque("opq");
+    upper.file("opq/new", &m, b"new");
+    upper.file("keep/b", &m, b"b");
+    (base.finish(), upper.finish())
+}
+
+#[test]
+fn a_flattened_chain_applies_whiteouts_and_opaque_directories() {
+    let f = Fixture::new();
+    let (base, upper) = layered();
+    let (b, u) = (f.import(&base), f.import(&upper));
+    let tree = f
+        .build(&[&b, &u], "tree", Format::Flattened, false)
+        .unwrap();
+    let got: Vec<String> = snapshot(&tree)
+        .keys()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(got, ["keep", "keep/a", "keep/b", "opq", "opq/new"]);
+}
+
+#[test]
+fn the_overlay_format_keeps_whiteouts_as_devices_and_marks_opaque_directories() {
+    if !need_root("creating whiteout devices and trusted xattrs") {
+        return;
+    }
+    let f = Fixture::new();
+    let (_, upper) = layered();
+    let u = f.import(&upper);
+    let tree = f.build(&[&u], "diff", OVERLAY, true).unwrap();
+    let whiteout = std::fs::symlink_metadata(tree.join("gone")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &whiteout.file_type()
+    ));
+    assert_eq!(whiteout.rdev(), 0);
+    let x = common::tree::xattrs(&tree.join("opq"));
+    assert_eq!(
+        x.get("trusted.overlay.opaque").map(Vec::as_slice),
+        Some(&b"y"[..])
+    );
+    assert!(tree.join("opq/new").exists() && !tree.join(".wh.gone").exists());
+}
+
+#[test]
+fn hostile_symlinks_never_lead_writes_outside_the_tree() {
+    let f = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    let m = Meta::default();
+    let abs = outside.path().to_str().unwrap().to_string();
+    let depth = "../".repeat(40);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("absolute symlink to the victim's directory", {
+            let mut t = TarBuilder::new();
+            t.gnu_long_symlink("a", &abs, &m);
+            t.file("a/victim", &m, b"pwned");
+            t.finish()
+        }),
+        ("symlink to /", {
+            let mut t = TarBuilder::new();
+            t.symlink("a", "/", &m);
+            t.pax_long_file(&format!("a{}/victim", abs), &m, b"pwned");
+            t.finish()
+        }),
+        ("relative ../../.. symlink", {
+            let mut t = TarBuilder::new();
+            t.gnu_long_symlink("up", &depth, &m);
+            t.pax_long_file(&format!("up{}/victim", abs), &m, b"pwned");
+            t.finish()
+        }),
+        ("hardlink through a symlink", {
+            let mut t = TarBuilder::new();
+            t.gnu_long_symlink("l", &abs, &m);
+            t.hardlink("x", "l/victim", &m);
+            t.finish()
+        }),
+    ];
+    std::fs::write(&victim, b"original").unwrap();
+    for (what, tar) in cases {
+        let layer = f.import(&tar);
+        for format in [Format::Flattened, OVERLAY] {
+            let err = f
+                .build(&[&layer], "t", format, false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("symlink"), "{what}: {err}");
+            assert!(
+                !f.path("t").exists(),
+                "{what}: a failed build left its target"
+            );
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"original", "{what}");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            1,
+            "{what}"
+        );
+    }
+    // A lower layer's `etc -> /etc` and an upper layer's `etc/x`.
+    let mut lower = TarBuilder::new();
+    lower.gnu_long_symlink("etc", &abs, &m);
+    let mut upper = TarBuilder::new();
+    upper.file("etc/victim", &m, b"pwned");
+    let (l, u) = (f.import(&lower.finish()), f.import(&upper.finish()));
+    let err = f
+        .build(&[&l, &u], "t", Format::Flattened, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"original");
+}
+
+/// A loop-mounted XFS with reflinks, unmounted on drop.
+struct Xfs {
+    dir: tempfile::TempDir,
+}
+
+impl Xfs {
+    fn mount() -> Option<Xfs> {
+        if Command::new("mkfs.xfs").arg("-V").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "CI must have xfsprogs");
+            eprintln!("skipped: mkfs.xfs is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("xfs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(600 << 20)
+            .unwrap();
+        let ok = |c: &mut Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image));
+        ok(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        Some(Xfs { dir })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.root()).status();
+    }
+}
+
+#[test]
+fn on_xfs_files_are_reflinks_and_writes_stay_in_their_tree() {
+    if !need_root("mounting a loop XFS") {
+        return;
+    }
+    let Some(xfs) = Xfs::mount() else { return };
+    let f = Fixture::under(&xfs.root());
+    let tar = plain_kinds();
+    let m = f.import(&tar);
+    let one = f.build(&[&m], "one", Format::Flattened, false).unwrap();
+    let two = f.build(&[&m], "two", Format::Flattened, false).unwrap();
+    let stats = Materializer::new(&f.pool, &f.path("objects"))
+        .unwrap()
+        .build(
+            &[&m],
+            &f.path("three"),
+            BuildOptions {
+                format: Format::Flattened,
+                hardlinks: false,
+            },
+        )
+        .unwrap();
+    assert!(stats.reflinked > 0 && stats.copied == 0, "{stats:?}");
+    let before = std::fs::read(two.join("bin-tool")).unwrap();
+    // Write, truncate and chmod through tree one.
+    std::fs::write(one.join("bin-tool"), b"changed").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(one.join("etc/hostname"))
+        .unwrap()
+        .set_len(1)
+        .unwrap();
+    std::fs::set_permissions(
+        one.join("caps"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(two.join("bin-tool")).unwrap(), before);
+    assert_eq!(std::fs::read(two.join("etc/hostname")).unwrap(), b"box\n");
+    assert_eq!(
+        std::fs::metadata(two.join("caps")).unwrap().mode() & 0o777,
+        0o644
+    );
+    for object in walk_files(&f.path("objects")) {
+        let data = std::fs::read(&object).unwrap();
+        assert_ne!(data, b"changed", "{} changed", object.display());
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn debian_images_materialize_like_tar_x() {
+    let Some(tars) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set CS_DEBIAN_TARS"
+        );
+        eprintln!("skipped: CS_DEBIAN_TARS is not set");
+        return;
+    };
+    if !need_root("comparing owners of a Debian tree") {
+        return;
+    }
+    let f = Fixture::new();
+    let full = tars.join("bookworm-curl.full.tar");
+    let m = f.import(&std::fs::read(&full).unwrap());
+    extract(&full, &f.path("expected"));
+    let tree = f.build(&[&m], "tree", Format::Flattened, true).unwrap();
+    let diff = differences(&snapshot(&f.path("expected")), &snapshot(&tree));
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+    // Base + the slim diff (whiteouts) equals the slim tree the dataset kept.
+    let slim_tree = tars.join("../trees/bookworm-slim");
+    if slim_tree.is_dir() {
+        let base = f.import(&std::fs::read(tars.join("bookworm-base.tar")).unwrap());
+        let slim = f.import(&std::fs::read(tars.join("bookworm-slim.diff.tar")).unwrap());
+        let tree = f
+            .build(&[&base, &slim], "slim", Format::Flattened, true)
+            .unwrap();
+        let got: Vec<PathBuf> = snapshot(&tree).into_keys().collect();
+        let want: Vec<PathBuf> = snapshot(&slim_tree).into_keys().collect();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
+}
