@@ -9,6 +9,7 @@ mod diff;
 mod images;
 mod items;
 mod layers;
+mod mounts;
 mod output;
 mod progress;
 mod status;
@@ -280,6 +281,16 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         Command::GetContainerDataSize { pos } => data::size(store, Kind::Container, &pos.args),
         Command::GetImageDataDigest { pos } => data::digest(store, Kind::Image, &pos.args),
         Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
+        Command::Mount {
+            read_only,
+            label,
+            json,
+            pos,
+        } => mounts::mount(store, &pos.args, read_only, label.as_deref(), json.json),
+        Command::Unmount { force, json, pos } => {
+            mounts::unmount(store, &pos.args, force, json.json)
+        }
+        Command::Mounted { json, pos } => mounts::mounted(store, &pos.args, json.json),
         Command::Wipe { json, .. } => admin::wipe(store, json.json),
         Command::Shutdown { force, .. } => admin::shutdown(store, force),
     }

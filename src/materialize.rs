@@ -46,6 +46,26 @@ impl<'p> Materializer<'p> {
         target: &Path,
         options: BuildOptions,
     ) -> Result<BuildStats> {
-        build::build(self.pool, &self.objects, manifests, target, options)
+        build::build(self.pool, &self.objects, manifests, &[], target, options)
+    }
+
+    /// Builds one overlay layer whose `lowers` (lowest first) give the
+    /// directories it needs but does not list their metadata, so that the
+    /// merged view shows the lower directory unchanged.
+    pub fn build_overlay(
+        &self,
+        manifest: &LayerManifest,
+        lowers: &[&LayerManifest],
+        target: &Path,
+        options: BuildOptions,
+    ) -> Result<BuildStats> {
+        build::build(
+            self.pool,
+            &self.objects,
+            &[manifest],
+            lowers,
+            target,
+            options,
+        )
     }
 }

@@ -8,12 +8,14 @@
 
 mod bigdata;
 mod containers;
+mod driver;
 mod generic;
 mod ids;
 mod images;
 mod item;
 mod layers;
 mod lock;
+mod mounts;
 mod options;
 mod records;
 mod status;
@@ -25,6 +27,7 @@ pub use containers::{Container, ContainerOptions};
 pub use images::{Image, ImageOptions};
 pub use item::{BigDataIndex, Kind, NamesOp};
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
+pub use mounts::MountPoint;
 pub use options::{StoreOptions, DRIVERS};
 pub use status::Status;
 
@@ -42,6 +45,7 @@ pub struct Store {
     layer_records: RecordFile<Layer>,
     image_records: RecordFile<Image>,
     container_records: RecordFile<Container>,
+    mount_records: RecordFile<MountPoint>,
     pool: ChunkPool,
     writable: bool,
     write_failed: AtomicBool,
@@ -80,6 +84,11 @@ impl Store {
         let image_records = RecordFile::open(&images_dir, "images.json", "images.lock")?;
         let container_records =
             RecordFile::open(&containers_dir, "containers.json", "containers.lock")?;
+        let run_layers = options.run_root.join(format!("{drv}-layers"));
+        // The run root may live elsewhere (a tmpfs) and be writable even
+        // when the graph root is not; without it there are no mounts.
+        let _ = durable::create_dir_all(&run_layers);
+        let mount_records = RecordFile::open(&run_layers, "mountpoints.json", "mountpoints.lock")?;
         let pool = ChunkPool::open(&graph.join("chunks"), writable)?;
         let store = Store {
             options,
@@ -89,6 +98,7 @@ impl Store {
             layer_records,
             image_records,
             container_records,
+            mount_records,
             pool,
             writable,
             write_failed: AtomicBool::new(false),

@@ -13,8 +13,15 @@ pub fn wipe(store: &Store, json: bool) -> Outcome {
     Ok(0)
 }
 
-/// Releases the store. Nothing is mounted by this build yet, so there is
-/// nothing to unmount, with or without `--force`.
-pub fn shutdown(_store: &Store, _force: bool) -> Outcome {
+/// Releases the store; with `--force`, unmounts every mount first.
+/// Without it, a store with mounts refuses, as upstream does.
+pub fn shutdown(store: &Store, force: bool) -> Outcome {
+    if force {
+        store.unmount_all()?;
+    } else if !store.mounts()?.is_empty() {
+        return Err(containers_storage::Error::Refused(
+            "layers are still mounted (use shutdown -f)".into(),
+        ));
+    }
     Ok(0)
 }

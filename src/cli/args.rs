@@ -522,6 +522,39 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// Mount layers or containers (with -r, images read-only).
+    Mount {
+        /// The arguments are images, mounted read-only.
+        #[arg(short = 'r', long = "read-only", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        read_only: bool,
+        /// Mount label.
+        #[arg(short = 'l', long = "label")]
+        label: Option<String>,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Drop a mount reference; unmount when none is left.
+    #[command(alias = "umount")]
+    Unmount {
+        /// Unmount whatever the reference count.
+        #[arg(short = 'f', long = "force", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        force: bool,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Tell whether layers or containers are mounted.
+    Mounted {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// Remove every container, image and layer.
     Wipe {
         #[command(flatten)]

@@ -6,6 +6,7 @@
 //! place after a `syncfs`, so a crash leaves no half-built directory under
 //! the target's name. Regular files are produced in parallel.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -75,17 +76,29 @@ struct Builder<'a> {
     jail: Jail,
     options: BuildOptions,
     counters: Counters,
+    /// Directories of the lower layers (overlay format): a directory this
+    /// layer needs but does not list takes their metadata, so that the
+    /// merged view keeps the lower directory's mode, owner and times.
+    lower_dirs: HashMap<&'a [u8], &'a Entry>,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
-/// lowest first for the flattened format).
-pub(crate) fn build(
-    pool: &ChunkPool,
-    objects: &ObjectCache,
+/// lowest first for the flattened format); `lowers` are the layers below
+/// an overlay layer, lowest first.
+pub(crate) fn build<'a>(
+    pool: &'a ChunkPool,
+    objects: &'a ObjectCache,
     manifests: &[&LayerManifest],
+    lowers: &[&'a LayerManifest],
     target: &Path,
     options: BuildOptions,
 ) -> Result<BuildStats> {
+    let mut lower_dirs = HashMap::new();
+    for m in lowers {
+        for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+            lower_dirs.insert(e.path.as_slice(), e);
+        }
+    }
     let parent = target.parent().expect("a target has a parent");
     durable::create_dir_all(parent)?;
     let tmp = durable::temp_sibling(target);
@@ -97,6 +110,7 @@ pub(crate) fn build(
             jail: Jail::open(&tmp)?,
             options,
             counters: Counters::default(),
+            lower_dirs,
         };
         for m in manifests {
             builder.apply(m)?;
@@ -114,11 +128,21 @@ pub(crate) fn build(
         })
     })();
     match result {
-        Ok(stats) => {
-            std::fs::rename(&tmp, target).at("rename", target)?;
-            durable::fsync_dir(parent)?;
-            Ok(stats)
-        }
+        Ok(stats) => match std::fs::rename(&tmp, target) {
+            Ok(()) => {
+                durable::fsync_dir(parent)?;
+                Ok(stats)
+            }
+            // Another builder got there first with the same content.
+            Err(_) if target.is_dir() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(stats)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e).at("rename", target)
+            }
+        },
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e)
@@ -201,6 +225,7 @@ impl Builder<'_> {
                 EntryKind::Whiteout | EntryKind::Opaque => {}
             }
         }
+        self.implied_dirs(m, &dirs)?;
         // Directory times last, deepest first, after their content exists.
         for e in dirs.iter().rev() {
             let dir = self.jail.open_dir(&e.path)?;
@@ -210,6 +235,39 @@ impl Builder<'_> {
             });
             meta::apply_to_file(&file, e)
                 .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))?;
+        }
+        Ok(())
+    }
+
+    /// Gives directories that entries need but the layer does not list the
+    /// metadata of the same directory in a lower layer, deepest first.
+    fn implied_dirs(&self, m: &LayerManifest, dirs: &[&Entry]) -> Result<()> {
+        if self.lower_dirs.is_empty() {
+            return Ok(());
+        }
+        let listed: HashSet<&[u8]> = dirs.iter().map(|e| e.path.as_slice()).collect();
+        let mut implied: BTreeSet<&[u8]> = BTreeSet::new();
+        for e in &m.entries {
+            for (i, _) in e.path.iter().enumerate().filter(|(_, &b)| b == b'/') {
+                let parent = &e.path[..i];
+                if !listed.contains(parent) {
+                    implied.insert(parent);
+                }
+            }
+        }
+        let mut implied: Vec<&[u8]> = implied.into_iter().collect();
+        implied.sort_by_key(|p| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
+        for path in implied {
+            let Some(lower) = self.lower_dirs.get(path) else {
+                continue;
+            };
+            let dir = self.jail.open_dir(path)?;
+            // SAFETY: the descriptor is owned by `dir` for the whole call.
+            let file = std::mem::ManuallyDrop::new(unsafe {
+                <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
+            });
+            meta::apply_to_file(&file, lower)
+                .map_err(|(op, err)| errno(op, &self.jail.display(path), err))?;
         }
         Ok(())
     }

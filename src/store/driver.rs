@@ -1,0 +1,178 @@
+//! The drivers' directories, built on demand from the pool.
+//!
+//! - overlay: `<graphroot>/overlay/<id>/diff` (a sealed layer in overlay
+//!   format, or a live layer's upper directory), `work`, `merged`, `link`
+//!   (the short name) and `<graphroot>/overlay/l/<short>` -> `../<id>/diff`,
+//!   as upstream lays them out.
+//! - vfs: `<graphroot>/vfs/dir/<id>`, the flattened tree of the layer's
+//!   whole chain.
+//!
+//! Directories of sealed layers are caches: they can be removed and are
+//! rebuilt from the manifests on the next mount.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::layers::Layer;
+use super::Store;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+use crate::materialize::{BuildOptions, Format, Materializer};
+
+/// The alphabet of upstream's short link names.
+const SHORT_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+impl Store {
+    /// `<graphroot>/<driver>`.
+    pub(crate) fn driver_dir(&self) -> PathBuf {
+        self.graph_root().join(&self.options.driver)
+    }
+
+    /// The directory that holds a layer's content for the driver.
+    pub(crate) fn layer_content_dir(&self, id: &str) -> PathBuf {
+        match self.options.driver.as_str() {
+            "vfs" => self.driver_dir().join("dir").join(id),
+            _ => self.driver_dir().join(id).join("diff"),
+        }
+    }
+
+    /// The layer's chain, top first, as records.
+    pub(crate) fn chain(&self, top: &str) -> Result<Vec<Layer>> {
+        let layers = self.layers()?;
+        let mut chain = Vec::new();
+        let mut next = top.to_string();
+        while !next.is_empty() {
+            if chain.iter().any(|l: &Layer| l.id == next) {
+                return Err(Error::Refused(format!(
+                    "layer {top}: its parents form a cycle"
+                )));
+            }
+            let layer = layers
+                .iter()
+                .find(|l| l.id == next)
+                .ok_or_else(|| super::Kind::Layer.not_known(&next))?
+                .clone();
+            next = layer.parent.clone();
+            chain.push(layer);
+        }
+        Ok(chain)
+    }
+
+    fn materializer(&self) -> Result<Materializer<'_>> {
+        Materializer::new(&self.pool, &self.graph_root().join("objects"))
+    }
+
+    fn sealed_manifest(&self, layer: &Layer) -> Result<crate::manifest::LayerManifest> {
+        if !layer.sealed {
+            return Err(Error::Refused(format!(
+                "layer {}: a live layer below another layer is not supported yet (it must be sealed first)",
+                layer.id
+            )));
+        }
+        self.layer_manifest(layer)
+    }
+
+    /// Makes sure the overlay directories of every layer in `chain` (top
+    /// first) exist; a sealed layer's `diff` is materialized if missing,
+    /// a live top layer gets empty `diff` and `work` directories.
+    pub(crate) fn prepare_overlay(&self, chain: &[Layer]) -> Result<()> {
+        let links = self.driver_dir().join("l");
+        durable::create_dir_all(&links)?;
+        for (i, layer) in chain.iter().enumerate() {
+            let dir = self.driver_dir().join(&layer.id);
+            let diff = dir.join("diff");
+            if !diff.is_dir() {
+                if layer.sealed {
+                    let m = self.sealed_manifest(layer)?;
+                    let lowers = chain[i + 1..]
+                        .iter()
+                        .rev()
+                        .map(|l| self.sealed_manifest(l))
+                        .collect::<Result<Vec<_>>>()?;
+                    let lowers: Vec<_> = lowers.iter().collect();
+                    self.materializer()?.build_overlay(
+                        &m,
+                        &lowers,
+                        &diff,
+                        BuildOptions {
+                            format: Format::Overlay {
+                                xattr_prefix: "trusted.overlay.",
+                            },
+                            hardlinks: true,
+                        },
+                    )?;
+                } else if i == 0 {
+                    durable::create_dir_all(&diff)?;
+                } else {
+                    self.sealed_manifest(layer)?;
+                }
+            }
+            durable::create_dir_all(&dir.join("work"))?;
+            durable::create_dir_all(&dir.join("merged"))?;
+            let link_file = dir.join("link");
+            if !link_file.exists() {
+                let short = short_name();
+                let link = links.join(&short);
+                let _ = fs::remove_file(&link);
+                std::os::unix::fs::symlink(format!("../{}/diff", layer.id), &link)
+                    .at("symlink", &link)?;
+                durable::atomic_write(&link_file, short.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The short link name of a layer (`<graphroot>/overlay/<id>/link`).
+    pub(crate) fn short_link(&self, id: &str) -> Result<String> {
+        let path = self.driver_dir().join(id).join("link");
+        let short = fs::read_to_string(&path).at("read", &path)?;
+        if short.is_empty() || !short.bytes().all(|b| SHORT_ALPHABET.contains(&b)) {
+            return Err(Error::Corrupt {
+                path,
+                what: "not a short link name".into(),
+            });
+        }
+        Ok(short)
+    }
+
+    /// Makes sure the vfs tree of the chain's top layer exists: the
+    /// flattened chain, hardlinked to objects for a sealed layer (such
+    /// trees are never written), reflinked or copied for a live one.
+    pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
+        let top = &chain[0];
+        let dir = self.layer_content_dir(&top.id);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let sealed: Vec<&Layer> = if top.sealed {
+            chain.iter().collect()
+        } else {
+            chain[1..].iter().collect()
+        };
+        let manifests = sealed
+            .iter()
+            .rev()
+            .map(|l| self.sealed_manifest(l))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<_> = manifests.iter().collect();
+        self.materializer()?.build(
+            &refs,
+            &dir,
+            BuildOptions {
+                format: Format::Flattened,
+                hardlinks: top.sealed,
+            },
+        )?;
+        Ok(dir)
+    }
+}
+
+/// A random 26-character short name, as upstream's overlay driver uses.
+fn short_name() -> String {
+    let mut bytes = [0u8; 26];
+    getrandom::getrandom(&mut bytes).expect("the kernel's random source is available");
+    bytes
+        .iter()
+        .map(|b| SHORT_ALPHABET[*b as usize % SHORT_ALPHABET.len()] as char)
+        .collect()
+}

@@ -1,0 +1,318 @@
+//! Mounts: reference counts in `<runroot>/<drv>-layers/mountpoints.json`,
+//! the directories materialized on demand, and the overlay mount itself.
+//!
+//! Overlay mounts use the kernel's new mount API (`fsopen`/`fsconfig`),
+//! which takes lower directories one at a time (`lowerdir+`), so a chain of
+//! any depth mounts; where that API is missing, the classic `mount(2)`
+//! with short links (`l/<short>`) relative to the driver directory, as
+//! upstream does when the option string would exceed a page.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::item::{find, Kind};
+use super::layers::Layer;
+use super::Store;
+use crate::durable;
+use crate::error::{Error, IoContext, Result};
+
+/// One mounted layer, with upstream's field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// The layer ID.
+    pub id: String,
+    /// Where it is mounted.
+    pub path: String,
+    /// How many `mount` calls are not yet matched by `unmount`.
+    pub count: u32,
+}
+
+// The new mount API's syscall numbers are the same on every architecture.
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+const SYS_FSOPEN: libc::c_long = 430;
+const SYS_FSCONFIG: libc::c_long = 431;
+const SYS_FSMOUNT: libc::c_long = 432;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+impl Store {
+    /// The layer a `mount`/`unmount` argument names: a layer, else a
+    /// container's layer; with `image`, an image's top layer.
+    fn mount_layer(&self, arg: &str, image: bool) -> Result<String> {
+        if image {
+            let image = self.image(arg)?;
+            if image.top_layer.is_empty() {
+                return Err(Error::Refused(format!(
+                    "image {}: it has no layers to mount",
+                    image.id
+                )));
+            }
+            return Ok(image.top_layer);
+        }
+        if let Some(layer) = find(&self.layers()?, arg) {
+            return Ok(layer.id.clone());
+        }
+        match self.container(arg) {
+            Ok(c) => Ok(c.layer),
+            Err(_) => Err(Kind::Layer.not_known(arg)),
+        }
+    }
+
+    /// Mounts a layer, a container's layer or (with `image`) an image
+    /// read-only, materializing what is missing first; returns the
+    /// mountpoint. Mounts are reference counted.
+    pub fn mount(&self, arg: &str, image: bool) -> Result<PathBuf> {
+        self.check_writable()?;
+        let id = self.mount_layer(arg, image)?;
+        let chain = self.chain(&id)?;
+        let overlay = self.options.driver == "overlay";
+        // Long work first, without the mount lock: building directories is
+        // idempotent (build in a temporary directory, rename into place).
+        let path = if overlay {
+            self.prepare_overlay(&chain)?;
+            self.driver_dir().join(&id).join("merged")
+        } else {
+            self.prepare_vfs(&chain)?
+        };
+        let writable = !image && !chain[0].sealed;
+        self.write(|| {
+            self.mount_records.modify(|mounts| {
+                if let Some(m) = mounts.iter_mut().find(|m| m.id == id) {
+                    m.count += 1;
+                    return Ok(((), true));
+                }
+                if overlay {
+                    self.mount_overlay(&chain, &path, writable)?;
+                }
+                mounts.push(MountPoint {
+                    id: id.clone(),
+                    path: path.display().to_string(),
+                    count: 1,
+                });
+                Ok(((), true))
+            })
+        })?;
+        Ok(path)
+    }
+
+    /// Drops one reference (all with `force`); unmounts when none is left.
+    /// Returns whether the layer is now unmounted.
+    pub fn unmount(&self, arg: &str, force: bool) -> Result<bool> {
+        self.check_writable()?;
+        let id = match self.mount_layer(arg, false) {
+            Ok(id) => id,
+            Err(_) => self.mount_layer(arg, true)?,
+        };
+        self.write(|| {
+            self.mount_records.modify(|mounts| {
+                let Some(i) = mounts.iter().position(|m| m.id == id) else {
+                    return Ok((true, false));
+                };
+                mounts[i].count = if force {
+                    0
+                } else {
+                    mounts[i].count.saturating_sub(1)
+                };
+                if mounts[i].count == 0 {
+                    if self.options.driver == "overlay" {
+                        unmount_path(Path::new(&mounts[i].path))?;
+                    }
+                    mounts.remove(i);
+                    return Ok((true, true));
+                }
+                Ok((false, true))
+            })
+        })
+    }
+
+    /// Whether the layer (or container's layer) `arg` is mounted.
+    pub fn mounted(&self, arg: &str) -> Result<bool> {
+        let id = self.mount_layer(arg, false)?;
+        Ok(self
+            .mount_records
+            .read()?
+            .iter()
+            .any(|m| m.id == id && m.count > 0))
+    }
+
+    /// Every current mount.
+    pub fn mounts(&self) -> Result<Vec<MountPoint>> {
+        self.mount_records.read()
+    }
+
+    /// Unmounts everything (`shutdown -f`).
+    pub fn unmount_all(&self) -> Result<()> {
+        self.write(|| {
+            self.mount_records.modify(|mounts| {
+                for m in mounts.iter() {
+                    if self.options.driver == "overlay" {
+                        unmount_path(Path::new(&m.path))?;
+                    }
+                }
+                let changed = !mounts.is_empty();
+                mounts.clear();
+                Ok(((), changed))
+            })
+        })
+    }
+
+    fn mount_overlay(&self, chain: &[Layer], target: &Path, writable: bool) -> Result<()> {
+        let driver = self.driver_dir();
+        let (upper, lowers) = if writable {
+            (Some(&chain[0]), &chain[1..])
+        } else {
+            (None, chain)
+        };
+        let mut lower_links: Vec<String> = lowers
+            .iter()
+            .map(|l| self.short_link(&l.id).map(|s| format!("l/{s}")))
+            .collect::<Result<_>>()?;
+        // overlayfs needs a lower directory, and two without an upper.
+        let needed = if writable { 1 } else { 2 };
+        if lower_links.len() < needed {
+            let empty = driver.join("empty");
+            durable::create_dir_all(&empty)?;
+            while lower_links.len() < needed {
+                lower_links.push("empty".into());
+            }
+        }
+        let upper_dirs = upper.map(|l| {
+            (
+                driver.join(&l.id).join("diff"),
+                driver.join(&l.id).join("work"),
+            )
+        });
+        match mount_with_fsconfig(&driver, &lower_links, upper_dirs.as_ref(), target) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                mount_classic(&driver, &lower_links, upper_dirs.as_ref(), target)
+            }
+            other => other,
+        }
+        .at("mount overlay", target)
+    }
+}
+
+fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
+    CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(r: libc::c_long) -> std::io::Result<libc::c_long> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Mounts overlayfs with the new mount API, one `lowerdir+` per layer.
+fn mount_with_fsconfig(
+    driver: &Path,
+    lowers: &[String],
+    upper: Option<&(PathBuf, PathBuf)>,
+    target: &Path,
+) -> std::io::Result<()> {
+    let overlay = cstring(b"overlay")?;
+    // SAFETY: NUL-terminated string; returns a new descriptor or -1.
+    let fs =
+        check(unsafe { libc::syscall(SYS_FSOPEN, overlay.as_ptr(), 1 as libc::c_uint) })? as i32;
+    // SAFETY: the descriptor was just returned to us.
+    let fs = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
+    let set = |key: &str, value: &Path| -> std::io::Result<()> {
+        let key = cstring(key.as_bytes())?;
+        let value = cstring(value.as_os_str().as_bytes())?;
+        // SAFETY: NUL-terminated key and value, an open fs context.
+        check(unsafe {
+            libc::syscall(
+                SYS_FSCONFIG,
+                raw,
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0 as libc::c_int,
+            )
+        })
+        .map(drop)
+    };
+    for lower in lowers {
+        set("lowerdir+", &driver.join(lower))?;
+    }
+    if let Some((diff, work)) = upper {
+        set("upperdir", diff)?;
+        set("workdir", work)?;
+    }
+    // SAFETY: an open fs context; null key and value for a command.
+    check(unsafe {
+        libc::syscall(
+            SYS_FSCONFIG,
+            raw,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0 as libc::c_int,
+        )
+    })?;
+    // SAFETY: an open, created fs context.
+    let mnt =
+        check(unsafe { libc::syscall(SYS_FSMOUNT, raw, 1 as libc::c_uint, 0 as libc::c_uint) })?
+            as i32;
+    // SAFETY: the descriptor was just returned to us.
+    let mnt = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt) };
+    let empty = cstring(b"")?;
+    let target = cstring(target.as_os_str().as_bytes())?;
+    // SAFETY: an open mount descriptor, NUL-terminated paths.
+    check(unsafe {
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            std::os::fd::AsRawFd::as_raw_fd(&mnt),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// Mounts overlayfs with `mount(2)`; lower directories are short links
+/// relative to the driver directory, which becomes the working directory
+/// for the call (as upstream does for long chains).
+fn mount_classic(
+    driver: &Path,
+    lowers: &[String],
+    upper: Option<&(PathBuf, PathBuf)>,
+    target: &Path,
+) -> std::io::Result<()> {
+    let mut data = format!("lowerdir={}", lowers.join(":"));
+    if let Some((diff, work)) = upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            diff.display(),
+            work.display()
+        ));
+    }
+    let previous = std::env::current_dir()?;
+    std::env::set_current_dir(driver)?;
+    let result = nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(std::io::Error::from);
+    std::env::set_current_dir(previous)?;
+    result
+}
+
+/// Unmounts `path`; a path that is not mounted is fine.
+fn unmount_path(path: &Path) -> Result<()> {
+    match nix::mount::umount(path) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(std::io::Error::from(e)).at("unmount", path),
+    }
+}

@@ -1,0 +1,335 @@
+//! Mounts through the real binary (root only; CI is root): an overlay
+//! container mount and a read-only image mount show exactly what `tar -x`
+//! of the layers gives, writes through a container never reach lower
+//! layers, objects or other containers, mounts are reference counted, a
+//! 500-layer chain mounts, and the vfs driver works without
+//! CAP_SYS_ADMIN.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tar::{Meta, TarBuilder};
+use common::tree::{differences, extract, snapshot};
+use common::{first_line_of, Cs};
+
+fn need_root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} must run in CI, which is root"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+fn with_driver(cs: &Cs, driver: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver]).args(args);
+    common::run_command(cmd, None)
+}
+
+fn ok(cs: &Cs, driver: &str, args: &[&str]) -> String {
+    let out = with_driver(cs, driver, args);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn base_and_diff() -> (Vec<u8>, Vec<u8>) {
+    let m = Meta::default();
+    let d = Meta {
+        mode: 0o755,
+        ..Meta::default()
+    };
+    let mut base = TarBuilder::new();
+    base.dir("etc/", &d);
+    base.file("etc/os-release", &m, b"base\n");
+    base.file("etc/gone", &m, b"to be deleted");
+    base.dir("usr/", &d);
+    base.file(
+        "usr/big",
+        &Meta {
+            mode: 0o755,
+            ..Meta::default()
+        },
+        &common::random_bytes(3, 200_000),
+    );
+    base.symlink("bin", "usr", &m);
+    let mut diff = TarBuilder::new();
+    diff.file("etc/os-release", &m, b"changed\n");
+    diff.whiteout("etc", "gone");
+    diff.file("usr/new", &m, b"new file");
+    (base.finish(), diff.finish())
+}
+
+/// Imports base + diff, an image on the diff and two containers; returns
+/// the expected tree (`tar -x` of base then diff, whiteouts applied).
+fn populate(cs: &Cs, driver: &str) -> PathBuf {
+    let (base, diff) = base_and_diff();
+    let dir = cs.dir.path();
+    std::fs::write(dir.join("base.tar"), &base).unwrap();
+    std::fs::write(dir.join("diff.tar"), &diff).unwrap();
+    let b = first_line_of(&ok(
+        cs,
+        driver,
+        &["import-layer", "-f", dir.join("base.tar").to_str().unwrap()],
+    ));
+    let d = first_line_of(&ok(
+        cs,
+        driver,
+        &[
+            "import-layer",
+            "-f",
+            dir.join("diff.tar").to_str().unwrap(),
+            &b,
+        ],
+    ));
+    ok(cs, driver, &["create-image", "-n", "img", &d]);
+    ok(cs, driver, &["create-container", "-n", "c1", "img"]);
+    ok(cs, driver, &["create-container", "-n", "c2", "img"]);
+    let expected = dir.join("expected");
+    extract(&dir.join("base.tar"), &expected);
+    extract(&dir.join("diff.tar"), &expected);
+    std::fs::remove_file(expected.join("etc/.wh.gone")).unwrap();
+    std::fs::remove_file(expected.join("etc/gone")).unwrap();
+    expected
+}
+
+/// Compares trees, leaving out directory times (they change as entries
+/// are added or removed).
+fn compare(expected: &Path, got: &Path) {
+    let mut want = snapshot(expected);
+    let mut have = snapshot(got);
+    for map in [&mut want, &mut have] {
+        for node in map.values_mut().filter(|n| n.kind == "dir") {
+            node.mtime = (0, 0);
+        }
+    }
+    let diff = differences(&want, &have);
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+}
+
+fn compare_without_times(expected: &Path, got: &Path) {
+    let mut want = snapshot(expected);
+    let mut have = snapshot(got);
+    for map in [&mut want, &mut have] {
+        for node in map.values_mut() {
+            node.mtime = (0, 0);
+        }
+    }
+    let diff = differences(&want, &have);
+    assert!(diff.is_empty(), "{}", diff.join("\n"));
+}
+
+#[test]
+fn overlay_mounts_show_the_image_and_keep_writes_private() {
+    if !need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let expected = populate(&cs, "overlay");
+    let m1 = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
+    let m2 = PathBuf::from(ok(&cs, "overlay", &["mount", "c2"]).trim());
+    compare(&expected, &m1);
+    let ro = PathBuf::from(ok(&cs, "overlay", &["mount", "-r", "img"]).trim());
+    compare(&expected, &ro);
+    // Write, truncate, chmod and delete through container one.
+    std::fs::write(m1.join("usr/big"), b"overwritten").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(m1.join("etc/os-release"))
+        .unwrap()
+        .set_len(2)
+        .unwrap();
+    std::fs::set_permissions(
+        m1.join("usr/new"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::remove_file(m1.join("bin")).unwrap();
+    compare(&expected, &m2);
+    compare(&expected, &ro);
+    for unmount in ["c1", "c2"] {
+        assert_eq!(
+            ok(&cs, "overlay", &["unmount", unmount]),
+            format!("{unmount} mountpoint unmounted\n")
+        );
+    }
+    ok(&cs, "overlay", &["unmount", "img"]);
+    // Remounting shows the first container's own changes, and only there.
+    let m1 = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
+    assert_eq!(std::fs::read(m1.join("usr/big")).unwrap(), b"overwritten");
+    assert!(!m1.join("bin").exists());
+    ok(&cs, "overlay", &["shutdown", "-f"]);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(cs.graph().to_str().unwrap()), "{mounts}");
+}
+
+#[test]
+fn mounts_are_reference_counted() {
+    if !need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    populate(&cs, "overlay");
+    let first = ok(&cs, "overlay", &["mount", "c1"]);
+    assert_eq!(ok(&cs, "overlay", &["mount", "c1"]), first);
+    assert_eq!(ok(&cs, "overlay", &["mounted", "c1"]), "c1 mounted\n");
+    let records =
+        std::fs::read_to_string(cs.run_root().join("overlay-layers/mountpoints.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&records).unwrap();
+    assert_eq!(v[0]["count"], 2, "{records}");
+    assert_eq!(ok(&cs, "overlay", &["unmount", "c1"]), "");
+    assert_eq!(ok(&cs, "overlay", &["mounted", "c1"]), "c1 mounted\n");
+    assert_eq!(
+        ok(&cs, "overlay", &["umount", "c1"]),
+        "c1 mountpoint unmounted\n"
+    );
+    assert_eq!(ok(&cs, "overlay", &["mounted", "c1"]), "");
+    // -f drops every reference at once.
+    ok(&cs, "overlay", &["mount", "c1"]);
+    ok(&cs, "overlay", &["mount", "c1"]);
+    assert_eq!(
+        ok(&cs, "overlay", &["unmount", "-f", "c1"]),
+        "c1 mountpoint unmounted\n"
+    );
+}
+
+#[test]
+fn a_500_layer_chain_mounts_and_shows_every_file() {
+    if !need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let options = containers_storage::StoreOptions {
+        graph_root: cs.graph(),
+        run_root: cs.run_root(),
+        driver: "overlay".into(),
+        driver_options: Vec::new(),
+        image_store: None,
+        transient_store: false,
+    };
+    let store = containers_storage::Store::open(options).unwrap();
+    let mut parent: Option<String> = None;
+    for i in 0..500 {
+        let mut t = TarBuilder::new();
+        t.file(
+            &format!("file-{i:03}"),
+            &Meta::default(),
+            format!("layer {i}\n").as_bytes(),
+        );
+        let layer = store
+            .import_layer(parent.as_deref(), &Default::default(), &t.finish()[..], &())
+            .unwrap();
+        parent = Some(layer.id);
+    }
+    drop(store);
+    let top = parent.unwrap();
+    ok(&cs, "overlay", &["create-image", "-n", "deep", &top]);
+    ok(&cs, "overlay", &["create-container", "-n", "c", "deep"]);
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c"]).trim());
+    let names: Vec<String> = std::fs::read_dir(&merged)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 500);
+    assert_eq!(
+        std::fs::read_to_string(merged.join("file-000")).unwrap(),
+        "layer 0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("file-499")).unwrap(),
+        "layer 499\n"
+    );
+    ok(&cs, "overlay", &["unmount", "c"]);
+}
+
+#[test]
+fn the_vfs_driver_works_without_cap_sys_admin() {
+    if !need_root("dropping a capability") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have setpriv (util-linux)"
+        );
+        eprintln!("skipped: setpriv is not installed");
+        return;
+    }
+    let cs = Cs::new();
+    let expected = populate(&cs, "vfs");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--inh-caps=-sys_admin", "--bounding-set=-sys_admin", "--"])
+        .arg(env!("CARGO_BIN_EXE_containers-storage"))
+        .arg("--graph")
+        .arg(cs.graph())
+        .arg("--run")
+        .arg(cs.run_root())
+        .args(["--storage-driver", "vfs", "mount", "c1"])
+        .env("CONTAINERS_STORAGE_CONF", "/nonexistent");
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, &["setpriv", "mount", "c1"], 0);
+    let tree = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    compare(&expected, &tree);
+    // The container's tree is private: writes reach neither the image's
+    // tree nor objects.
+    std::fs::write(tree.join("usr/big"), b"mine").unwrap();
+    let ro = PathBuf::from(ok(&cs, "vfs", &["mount", "-r", "img"]).trim());
+    compare(&expected, &ro);
+    let c2 = PathBuf::from(ok(&cs, "vfs", &["mount", "c2"]).trim());
+    compare(&expected, &c2);
+}
+
+#[test]
+fn debian_container_mounts_equal_the_squashed_image() {
+    let Some(tars) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set CS_DEBIAN_TARS"
+        );
+        eprintln!("skipped: CS_DEBIAN_TARS is not set");
+        return;
+    };
+    if !need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let base = first_line_of(&ok(
+        &cs,
+        "overlay",
+        &[
+            "import-layer",
+            "-f",
+            tars.join("bookworm-base.tar").to_str().unwrap(),
+        ],
+    ));
+    let curl = first_line_of(&ok(
+        &cs,
+        "overlay",
+        &[
+            "import-layer",
+            "-f",
+            tars.join("bookworm-curl.diff.tar").to_str().unwrap(),
+            &base,
+        ],
+    ));
+    ok(&cs, "overlay", &["create-image", "-n", "curl", &curl]);
+    ok(&cs, "overlay", &["create-container", "-n", "c", "curl"]);
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c"]).trim());
+    // The expected tree: tar -x of the base, then of the diff over it.
+    // (The squashed tar differs in the times of files whose content the
+    // diff did not change, and holds whole seconds only.)
+    let expected = cs.dir.path().join("expected");
+    extract(&tars.join("bookworm-base.tar"), &expected);
+    extract(&tars.join("bookworm-curl.diff.tar"), &expected);
+    compare(&expected, &merged);
+    // And the squashed image, but for times.
+    let squashed = cs.dir.path().join("squashed");
+    extract(&tars.join("bookworm-curl.full.tar"), &squashed);
+    compare_without_times(&squashed, &merged);
+    ok(&cs, "overlay", &["unmount", "c"]);
+}
