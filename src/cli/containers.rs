@@ -25,14 +25,7 @@ pub fn list(store: &Store, json: bool) -> Outcome {
 }
 
 pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let mut matched = Vec::new();
-    for arg in args {
-        match store.container(arg) {
-            Ok(c) => matched.push(c),
-            Err(e) if e.is_not_known() => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let matched = super::items::known(args, |arg| store.container(arg))?;
     if json {
         output::json(&matched)?;
     } else {

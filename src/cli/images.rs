@@ -37,14 +37,7 @@ pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> 
 }
 
 pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let mut matched = Vec::new();
-    for arg in args {
-        match store.image(arg) {
-            Ok(image) => matched.push(image),
-            Err(e) if e.is_not_known() => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let matched = super::items::known(args, |arg| store.image(arg))?;
     if json {
         output::json(&matched)?;
     } else {

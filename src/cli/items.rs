@@ -25,6 +25,20 @@ pub fn read_metadata(value: Option<String>, file: Option<&Path>) -> Result<Optio
     }
 }
 
+/// The items `get` finds among `args`, skipping the unknown ones (the
+/// caller exits 1 when fewer than `args` were found).
+pub fn known<T>(args: &[String], get: impl Fn(&str) -> Result<T, Error>) -> Result<Vec<T>, Error> {
+    let mut found = Vec::new();
+    for arg in args {
+        match get(arg) {
+            Ok(item) => found.push(item),
+            Err(e) if e.is_not_known() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
 /// Runs `delete` for each argument: errors as `ARG: ERR` on stderr, or a
 /// JSON map of argument to error text (empty on success).
 pub fn delete_each(

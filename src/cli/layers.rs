@@ -81,14 +81,7 @@ fn print_tree(layers: &[Layer]) -> Result<(), Error> {
 }
 
 pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let mut matched = Vec::new();
-    for arg in args {
-        match store.layer(arg) {
-            Ok(layer) => matched.push(layer),
-            Err(e) if e.is_not_known() => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let matched = super::items::known(args, |arg| store.layer(arg))?;
     if json {
         output::json(&matched)?;
     } else {

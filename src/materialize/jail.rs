@@ -130,12 +130,7 @@ impl Jail {
     /// The parent directory and name of `rel` (which must not be empty);
     /// missing parent directories are created.
     pub fn slot(&self, rel: &[u8]) -> Result<Slot> {
-        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => (&rel[..0], rel),
-        };
-        let name =
-            CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        let (parent, name) = split(rel)?;
         Ok(Slot {
             dir: self.open_dir_creating(parent)?,
             name,
@@ -144,12 +139,7 @@ impl Jail {
 
     /// The parent directory and name of `rel`, which must exist.
     pub fn existing_slot(&self, rel: &[u8]) -> Result<Slot> {
-        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => (&rel[..0], rel),
-        };
-        let name =
-            CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        let (parent, name) = split(rel)?;
         Ok(Slot {
             dir: self.open_dir(parent)?,
             name,
@@ -160,6 +150,16 @@ impl Jail {
     pub fn display(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))
     }
+}
+
+/// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
+fn split(rel: &[u8]) -> Result<(&[u8], CString)> {
+    let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&rel[..0], rel),
+    };
+    let name = CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+    Ok((parent, name))
 }
 
 impl Slot {

@@ -72,6 +72,18 @@ impl Store {
         self.layer_manifest(layer)
     }
 
+    /// The manifests of `layers` (a chain, top first), lowest first.
+    fn manifests_lowest_first(
+        &self,
+        layers: &[Layer],
+    ) -> Result<Vec<crate::manifest::LayerManifest>> {
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.sealed_manifest(l))
+            .collect()
+    }
+
     /// Makes sure the overlay directories of every layer in `chain` (top
     /// first) exist; a sealed layer's `diff` is materialized if missing,
     /// a live top layer gets empty `diff` and `work` directories.
@@ -84,11 +96,7 @@ impl Store {
             if !diff.is_dir() {
                 if layer.sealed {
                     let m = self.sealed_manifest(layer)?;
-                    let lowers = chain[i + 1..]
-                        .iter()
-                        .rev()
-                        .map(|l| self.sealed_manifest(l))
-                        .collect::<Result<Vec<_>>>()?;
+                    let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     self.materializer()?.build_overlay(
                         &m,
@@ -144,16 +152,8 @@ impl Store {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let sealed: Vec<&Layer> = if top.sealed {
-            chain.iter().collect()
-        } else {
-            chain[1..].iter().collect()
-        };
-        let manifests = sealed
-            .iter()
-            .rev()
-            .map(|l| self.sealed_manifest(l))
-            .collect::<Result<Vec<_>>>()?;
+        let sealed = if top.sealed { chain } else { &chain[1..] };
+        let manifests = self.manifests_lowest_first(sealed)?;
         let refs: Vec<_> = manifests.iter().collect();
         self.materializer()?.build(
             &refs,
