@@ -144,8 +144,8 @@ impl Store {
     }
 
     /// Makes sure the vfs tree of the chain's top layer exists: the
-    /// flattened chain, hardlinked to objects for a sealed layer (such
-    /// trees are never written), reflinked or copied for a live one.
+    /// flattened chain, its files reflinked from objects (or copied where
+    /// the filesystem cannot reflink).
     pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
         let top = &chain[0];
         let dir = self.layer_content_dir(&top.id);
@@ -160,7 +160,10 @@ impl Store {
             &dir,
             BuildOptions {
                 format: Format::Flattened,
-                hardlinks: top.sealed,
+                // A vfs tree is an ordinary directory anyone mounting it may
+                // write to: never hardlinks, which would carry writes into
+                // the objects other trees share.
+                hardlinks: false,
             },
         )?;
         Ok(dir)
