@@ -281,6 +281,9 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         Command::GetContainerDataSize { pos } => data::size(store, Kind::Container, &pos.args),
         Command::GetImageDataDigest { pos } => data::digest(store, Kind::Image, &pos.args),
         Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
+        Command::ApplyDiff { file, pos } => {
+            layers::apply_diff(store, &pos.args[0], file.file.as_deref())
+        }
         Command::Mount {
             read_only,
             label,

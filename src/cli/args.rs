@@ -522,6 +522,14 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// Apply a tar stream (plain or compressed) to a layer with no content.
+    #[command(name = "applydiff", alias = "apply-diff")]
+    ApplyDiff {
+        #[command(flatten)]
+        file: FileFlag,
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// Mount layers or containers (with -r, images read-only).
     Mount {
         /// The arguments are images, mounted read-only.

@@ -158,3 +158,20 @@ pub fn import(
 pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
     super::items::delete_each(args, json, |arg| store.delete_layer(arg))
 }
+
+pub fn apply_diff(store: &Store, arg: &str, file: Option<&Path>) -> Outcome {
+    let progress = Progress::start("applydiff");
+    let result = match file {
+        Some(path) => {
+            let input = std::fs::File::open(path).map_err(|source| Error::Io {
+                op: "open",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            store.apply_diff(arg, input, &progress)
+        }
+        None => store.apply_diff(arg, std::io::stdin(), &progress),
+    };
+    progress.finish();
+    result.map(|_| 0)
+}

@@ -311,6 +311,37 @@ impl Store {
         })
     }
 
+    /// Applies a tar stream to a layer that has no content yet (one made
+    /// by `create-layer` and never written through a mount): the layer
+    /// becomes sealed, exactly as if it had been imported. On error the
+    /// layer stays as it was.
+    pub fn apply_diff<R: Read + Send>(
+        &self,
+        arg: &str,
+        input: R,
+        observer: &dyn ImportObserver,
+    ) -> Result<Layer> {
+        self.check_writable()?;
+        let layer = self.layer(arg)?;
+        let refuse = |why: &str| Err(Error::Refused(format!("layer {}: {why}", layer.id)));
+        if layer.sealed {
+            return refuse("it already has content; applying a diff onto it is not supported yet");
+        }
+        if layer.flags.contains_key("container") {
+            return refuse(
+                "it is a container's layer; applying a diff onto it is not supported yet",
+            );
+        }
+        if self.layer_content_dir(&layer.id).exists() {
+            return refuse("it was mounted and may hold written content; applying a diff onto it is not supported yet");
+        }
+        let result = self.import_content(&layer, input, observer);
+        if result.is_err() {
+            let _ = fs::remove_file(self.manifest_path(&layer.id));
+        }
+        result
+    }
+
     /// Removes what an unfinished import left: the record, then the
     /// manifest. Errors are ignored: `gc` removes any leftovers.
     fn discard_layer(&self, id: &str) {
