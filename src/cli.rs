@@ -281,6 +281,8 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         Command::GetContainerDataSize { pos } => data::size(store, Kind::Container, &pos.args),
         Command::GetImageDataDigest { pos } => data::digest(store, Kind::Image, &pos.args),
         Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
+        Command::Changes { json, pos } => layers::changes(store, &pos.args, json.json),
+        Command::DiffSize { pos } => layers::diff_size(store, &pos.args),
         Command::ApplyDiff { file, pos } => {
             layers::apply_diff(store, &pos.args[0], file.file.as_deref())
         }
@@ -306,7 +308,7 @@ fn arg_bounds(name: &str) -> (usize, Option<usize>) {
             (0, Some(0))
         }
         "create-layer" | "import-layer" | "create-image" => (0, Some(1)),
-        "diff" => (1, Some(2)),
+        "diff" | "changes" | "diffsize" => (1, Some(2)),
         "images-by-digest"
         | "create-container"
         | "get-names"

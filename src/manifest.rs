@@ -13,6 +13,7 @@ mod import;
 mod model;
 mod path;
 mod tar;
+mod tar_write;
 
 pub use codec::{decode, encode, MANIFEST_VERSION};
 pub use compression::Compression;
@@ -20,6 +21,7 @@ pub use digest::Sha256;
 pub use export::{write_tar, write_tar_compressed};
 pub use import::{import_tar, ImportObserver, ImportProgress, Imported};
 pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
+pub use tar_write::{TarEntry, TarWriter};
 
 /// Wraps an I/O error from the layer stream.
 pub(crate) fn stream_error(e: std::io::Error) -> crate::error::Error {

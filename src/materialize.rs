@@ -7,6 +7,7 @@
 //! component at a time without following symlinks (`jail`).
 
 mod build;
+mod changes;
 mod jail;
 mod meta;
 mod objects;
@@ -14,6 +15,7 @@ mod objects;
 use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
+pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
 
 use crate::chunks::ChunkPool;
 use crate::error::Result;

@@ -14,6 +14,7 @@ mod ids;
 mod images;
 mod item;
 mod layers;
+mod live;
 mod lock;
 mod mounts;
 mod options;

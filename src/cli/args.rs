@@ -522,6 +522,19 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// List a layer's changes relative to its parent.
+    Changes {
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Print the size of a layer's changes.
+    #[command(name = "diffsize", alias = "diff-size")]
+    DiffSize {
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// Apply a tar stream (plain or compressed) to a layer with no content.
     #[command(name = "applydiff", alias = "apply-diff")]
     ApplyDiff {

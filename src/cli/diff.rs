@@ -14,7 +14,7 @@ pub fn diff(
     compression: Option<Compression>,
     file: Option<&Path>,
 ) -> Outcome {
-    let layer = store.layer(&args[0])?;
+    let layer = store.layer(&store.mount_layer_id(&args[0])?)?;
     if let Some(from) = args.get(1).filter(|f| !f.is_empty()) {
         let from = store.layer(from)?;
         if from.id != layer.parent {

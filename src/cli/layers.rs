@@ -175,3 +175,41 @@ pub fn apply_diff(store: &Store, arg: &str, file: Option<&Path>) -> Outcome {
     progress.finish();
     result.map(|_| 0)
 }
+
+/// Refuses a `from` layer other than the layer's parent.
+fn check_from(store: &Store, args: &[String]) -> Result<(), Error> {
+    if let Some(from) = args.get(1).filter(|f| !f.is_empty()) {
+        let layer = store.layer(&store.mount_layer_id(&args[0])?)?;
+        let from = store.layer(from)?;
+        if from.id != layer.parent {
+            return Err(Error::Refused(format!(
+                "layer {}: changes against {} (not its parent) are not supported",
+                layer.id, from.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn changes(store: &Store, args: &[String], json: bool) -> Outcome {
+    check_from(store, args)?;
+    let changes = store.changes(&args[0])?;
+    if json {
+        return output::json(&changes);
+    }
+    for c in &changes {
+        let kind = match c.kind {
+            containers_storage::materialize::ChangeKind::Add => "Add",
+            containers_storage::materialize::ChangeKind::Modify => "Modify",
+            containers_storage::materialize::ChangeKind::Delete => "Delete",
+        };
+        outln!("{kind} {:?}", c.path);
+    }
+    Ok(0)
+}
+
+pub fn diff_size(store: &Store, args: &[String]) -> Outcome {
+    check_from(store, args)?;
+    outln!("{}", store.diff_size(&args[0])?);
+    Ok(0)
+}

@@ -159,7 +159,7 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
 }
 
 /// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
-fn whiteout_target(path: &[u8]) -> Vec<u8> {
+pub(crate) fn whiteout_target(path: &[u8]) -> Vec<u8> {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => [&path[..=i], &path[i + 1 + 4..]].concat(),
         None => path[4..].to_vec(),
@@ -167,7 +167,7 @@ fn whiteout_target(path: &[u8]) -> Vec<u8> {
 }
 
 /// The directory an opaque marker applies to.
-fn opaque_dir(path: &[u8]) -> &[u8] {
+pub(crate) fn opaque_dir(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => &path[..i],
         None => &path[..0],

@@ -216,7 +216,12 @@ impl Store {
             validate_name(name)?;
         }
         let parent = match parent.filter(|p| !p.is_empty()) {
-            Some(p) => self.layer(p)?.id,
+            Some(p) => {
+                let parent = self.layer(p)?;
+                // A layer with a child is read-only from now on.
+                self.seal(&parent)?;
+                parent.id
+            }
             None => String::new(),
         };
         let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
@@ -270,7 +275,7 @@ impl Store {
         result
     }
 
-    fn import_content<R: Read + Send>(
+    pub(crate) fn import_content<R: Read + Send>(
         &self,
         layer: &Layer,
         input: R,
@@ -427,8 +432,11 @@ impl Store {
         compression: Option<Compression>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let layer = self.layer(arg)?;
+        let layer = self.layer(&self.mount_layer_id(arg)?)?;
         let compression = compression.unwrap_or(layer.compression);
+        if !layer.sealed && self.layer_content_dir(&layer.id).exists() {
+            return self.live_diff(&layer, compression, out);
+        }
         if !layer.sealed {
             // A layer with no content yet: an empty archive.
             let written = |e: std::io::Error| Error::Stream {

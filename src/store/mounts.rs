@@ -42,7 +42,7 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 impl Store {
     /// The layer a `mount`/`unmount` argument names: a layer, else a
     /// container's layer; with `image`, an image's top layer.
-    fn mount_layer(&self, arg: &str, image: bool) -> Result<String> {
+    pub(crate) fn mount_layer(&self, arg: &str, image: bool) -> Result<String> {
         if image {
             let image = self.image(arg)?;
             if image.top_layer.is_empty() {
@@ -60,6 +60,11 @@ impl Store {
             Ok(c) => Ok(c.layer),
             Err(_) => Err(Kind::Layer.not_known(arg)),
         }
+    }
+
+    /// The layer ID an argument names: a layer, else a container's layer.
+    pub fn mount_layer_id(&self, arg: &str) -> Result<String> {
+        self.mount_layer(arg, false)
     }
 
     /// Mounts a layer, a container's layer or (with `image`) an image

@@ -1,0 +1,379 @@
+//! The changes of a live layer: its directory (an overlay upper directory,
+//! or a vfs tree) compared with the view its sealed parents give, and the
+//! diff tar that carries them (whiteouts become `.wh.` entries).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Entry, EntryKind, LayerManifest, TarEntry, TarWriter};
+
+/// What happened to a path, with upstream's numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Changed content or metadata.
+    Modify = 0,
+    /// New.
+    Add = 1,
+    /// Removed.
+    Delete = 2,
+}
+
+impl Serialize for ChangeKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+/// One change, as upstream's `changes` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The path, with a leading `/`.
+    #[serde(rename = "Path")]
+    pub path: String,
+    /// What happened.
+    #[serde(rename = "Kind")]
+    pub kind: ChangeKind,
+}
+
+/// The path a whiteout entry deletes.
+pub fn whiteout_path(path: &[u8]) -> Vec<u8> {
+    super::build::whiteout_target(path)
+}
+
+/// The tree the sealed layers give, lowest first: path -> entry.
+pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
+    let mut view: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+    let remove_under = |view: &mut BTreeMap<Vec<u8>, Entry>, dir: &[u8]| {
+        let mut prefix = dir.to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        let doomed: Vec<Vec<u8>> = view
+            .range(prefix.clone()..)
+            .map(|(k, _)| k.clone())
+            .take_while(|k| k.starts_with(&prefix))
+            .collect();
+        for k in doomed {
+            view.remove(&k);
+        }
+    };
+    for m in manifests {
+        for e in &m.entries {
+            match e.kind {
+                EntryKind::Whiteout => {
+                    let target = super::build::whiteout_target(&e.path);
+                    view.remove(&target);
+                    remove_under(&mut view, &target);
+                }
+                EntryKind::Opaque => remove_under(&mut view, super::build::opaque_dir(&e.path)),
+                _ if e.path.is_empty() => {}
+                _ => {
+                    view.insert(e.path.clone(), e.clone());
+                }
+            }
+        }
+    }
+    view
+}
+
+/// A path found in the layer's directory.
+struct Found {
+    rel: Vec<u8>,
+    meta: std::fs::Metadata,
+    whiteout: bool,
+}
+
+fn walk(root: &Path, rel: &[u8], out: &mut Vec<Found>, overlay: bool) -> Result<()> {
+    let dir = root.join(OsStr::from_bytes(rel));
+    let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .at("read directory", &dir)?
+        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+        .collect::<std::io::Result<_>>()
+        .at("read directory", &dir)?;
+    names.sort();
+    for name in names {
+        let child = if rel.is_empty() {
+            name
+        } else {
+            [rel, b"/", &name].concat()
+        };
+        let path = root.join(OsStr::from_bytes(&child));
+        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
+        let whiteout = overlay && meta.file_type().is_char_device() && meta.rdev() == 0;
+        let is_dir = meta.is_dir();
+        out.push(Found {
+            rel: child.clone(),
+            meta,
+            whiteout,
+        });
+        if is_dir {
+            walk(root, &child, out, overlay)?;
+        }
+    }
+    Ok(())
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer whose length is passed.
+    let len =
+        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| {
+        buf.truncate(len as usize);
+        buf
+    })
+}
+
+fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; 65536];
+    // SAFETY: as above.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for name in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let key = String::from_utf8_lossy(name).into_owned();
+        if key.starts_with("trusted.overlay.")
+            || key.starts_with("user.overlay.")
+            || key == "security.selinux"
+        {
+            continue;
+        }
+        if let Some(value) = xattr(path, &key) {
+            out.push((key, value));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_char_device() {
+        EntryKind::CharDevice
+    } else if ft.is_block_device() {
+        EntryKind::BlockDevice
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else {
+        EntryKind::File
+    }
+}
+
+/// Whether the path differs from the lower entry (metadata only, as
+/// upstream compares: kind, mode, owner, size, times, link, device).
+fn differs(root: &Path, f: &Found, lower: &Entry) -> bool {
+    let m = &f.meta;
+    let lower_kind = if lower.kind == EntryKind::Hardlink {
+        EntryKind::File
+    } else {
+        lower.kind
+    };
+    if kind_of(m) != lower_kind {
+        return true;
+    }
+    let same_meta = m.mode() & 0o7777 == lower.mode && m.uid() == lower.uid && m.gid() == lower.gid;
+    let same_time = m.mtime() == lower.mtime && m.mtime_nsec() as u32 == lower.mtime_nsec;
+    match lower_kind {
+        EntryKind::Dir => !same_meta || !same_time,
+        EntryKind::Symlink => {
+            let target =
+                std::fs::read_link(root.join(OsStr::from_bytes(&f.rel))).unwrap_or_default();
+            target.as_os_str().as_bytes() != lower.link.as_slice()
+        }
+        EntryKind::File => {
+            !same_meta || !same_time || (lower.kind == EntryKind::File && m.size() != lower.size)
+        }
+        _ => !same_meta || !same_time,
+    }
+}
+
+/// The layer's changes: `root` is its directory; `overlay` says whether it
+/// is an overlay upper directory (whiteouts and opaque markers) or a full
+/// vfs tree (deletions are what the tree lacks).
+pub fn changes(
+    root: &Path,
+    lower: &BTreeMap<Vec<u8>, Entry>,
+    overlay: bool,
+) -> Result<Vec<Change>> {
+    let mut found = Vec::new();
+    if root.is_dir() {
+        walk(root, b"", &mut found, overlay)?;
+    }
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    for f in &found {
+        seen.insert(&f.rel);
+        let kind = if f.whiteout {
+            Some(ChangeKind::Delete)
+        } else {
+            match lower.get(&f.rel) {
+                None => Some(ChangeKind::Add),
+                Some(l) if overlay || differs(root, f, l) => Some(ChangeKind::Modify),
+                Some(_) => None,
+            }
+        };
+        if let Some(kind) = kind {
+            out.push(Change {
+                path: format!("/{}", String::from_utf8_lossy(&f.rel)),
+                kind,
+            });
+        }
+    }
+    if !overlay {
+        // Deleted: in the lower view, gone from the tree (top-most only).
+        let mut deleted: Vec<&[u8]> = Vec::new();
+        for path in lower.keys() {
+            if seen.contains(path.as_slice())
+                || deleted
+                    .iter()
+                    .any(|d| path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
+            {
+                continue;
+            }
+            deleted.push(path);
+            out.push(Change {
+                path: format!("/{}", String::from_utf8_lossy(path)),
+                kind: ChangeKind::Delete,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(out)
+}
+
+/// Writes the diff tar of `changes` (as [`changes`] returned them) from
+/// the layer's directory `root`. Returns the bytes written.
+pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Result<u64> {
+    let mut counting = Counting {
+        inner: out,
+        count: 0,
+    };
+    let mut tar = TarWriter::new(&mut counting);
+    let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let written = |e: std::io::Error| Error::Stream {
+        what: "writing the layer stream".into(),
+        source: e,
+    };
+    for change in changes {
+        let rel = change.path.trim_start_matches('/').as_bytes().to_vec();
+        if change.kind == ChangeKind::Delete {
+            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..=i], &rel[i + 1..]),
+                None => (&rel[..0], &rel[..]),
+            };
+            let entry = TarEntry {
+                path: [dir, b".wh.", name].concat(),
+                typeflag: b'0',
+                mode: 0o644,
+                ..TarEntry::default()
+            };
+            tar.append(&entry, None).map_err(written)?;
+            continue;
+        }
+        let path = root.join(OsStr::from_bytes(&rel));
+        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
+        let mut entry = TarEntry {
+            path: rel.clone(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            xattrs: xattrs(&path),
+            ..TarEntry::default()
+        };
+        let kind = kind_of(&meta);
+        match kind {
+            EntryKind::Dir => {
+                entry.typeflag = b'5';
+                entry.path.push(b'/');
+            }
+            EntryKind::Symlink => {
+                entry.typeflag = b'2';
+                entry.link = std::fs::read_link(&path)
+                    .at("readlink", &path)?
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec();
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                entry.typeflag = if kind == EntryKind::CharDevice {
+                    b'3'
+                } else {
+                    b'4'
+                };
+                entry.dev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+            }
+            EntryKind::Fifo => entry.typeflag = b'6',
+            _ => {
+                if meta.nlink() > 1 {
+                    if let Some(first) = inodes.get(&(meta.dev(), meta.ino())) {
+                        entry.typeflag = b'1';
+                        entry.link = first.clone();
+                        tar.append(&entry, None).map_err(written)?;
+                        continue;
+                    }
+                    inodes.insert((meta.dev(), meta.ino()), rel.clone());
+                }
+                entry.typeflag = b'0';
+                entry.size = meta.size();
+                let mut file = File::open(&path).at("open", &path)?;
+                tar.append(&entry, Some(&mut file)).map_err(written)?;
+                continue;
+            }
+        }
+        tar.append(&entry, None).map_err(written)?;
+        if kind == EntryKind::Dir
+            && xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y".as_slice())
+        {
+            let marker = TarEntry {
+                path: [rel.as_slice(), b"/.wh..wh..opq"].concat(),
+                typeflag: b'0',
+                mode: 0o644,
+                ..TarEntry::default()
+            };
+            tar.append(&marker, None).map_err(written)?;
+        }
+    }
+    tar.finish().map_err(written)?;
+    Ok(counting.count)
+}
+
+struct Counting<'a> {
+    inner: &'a mut dyn Write,
+    count: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,144 @@
+//! Changes, diff sizes and diffs of layers: a sealed layer's come from its
+//! manifest; a live layer's from its directory (overlay upper or vfs tree)
+//! compared with its sealed parents.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::layers::Layer;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::manifest::{Compression, Entry, EntryKind};
+use crate::materialize::{self, Change, ChangeKind};
+
+impl Store {
+    /// The view the layer's parents give (they must be sealed).
+    fn parents_view(&self, layer: &Layer) -> Result<BTreeMap<Vec<u8>, Entry>> {
+        if layer.parent.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let chain = self.chain(&layer.parent)?;
+        let manifests = chain
+            .iter()
+            .rev()
+            .map(|l| {
+                if l.sealed {
+                    self.layer_manifest(l)
+                } else {
+                    Err(Error::Refused(format!(
+                        "layer {}: a live layer below another layer is not supported yet",
+                        l.id
+                    )))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<_> = manifests.iter().collect();
+        Ok(materialize::lower_view(&refs))
+    }
+
+    /// What the layer (or container's layer) `arg` changes relative to its
+    /// parent: `Add`, `Modify` and `Delete` with paths from `/`.
+    pub fn changes(&self, arg: &str) -> Result<Vec<Change>> {
+        let layer = self.layer(&self.mount_layer(arg, false)?)?;
+        let lower = self.parents_view(&layer)?;
+        if !layer.sealed {
+            let dir = self.layer_content_dir(&layer.id);
+            return materialize::changes(&dir, &lower, self.options.driver == "overlay");
+        }
+        let m = self.layer_manifest(&layer)?;
+        let mut out = Vec::new();
+        for e in &m.entries {
+            let (path, kind) = match e.kind {
+                EntryKind::Whiteout => (materialize::whiteout_path(&e.path), ChangeKind::Delete),
+                EntryKind::Opaque => continue,
+                _ if e.path.is_empty() => continue,
+                _ if lower.contains_key(&e.path) => (e.path.clone(), ChangeKind::Modify),
+                _ => (e.path.clone(), ChangeKind::Add),
+            };
+            out.push(Change {
+                path: format!("/{}", String::from_utf8_lossy(&path)),
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The size of the layer's changes: the uncompressed tar size of a
+    /// sealed layer, the bytes of added and modified files of a live one.
+    pub fn diff_size(&self, arg: &str) -> Result<u64> {
+        let layer = self.layer(&self.mount_layer(arg, false)?)?;
+        if layer.sealed {
+            return Ok(layer.diff_size);
+        }
+        let dir = self.layer_content_dir(&layer.id);
+        let mut size = 0;
+        for change in self.changes(&layer.id)? {
+            if change.kind == ChangeKind::Delete {
+                continue;
+            }
+            let path = dir.join(change.path.trim_start_matches('/'));
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                if meta.is_file() {
+                    size += meta.len();
+                }
+            }
+        }
+        Ok(size)
+    }
+
+    /// Seals a live layer: its changes (what its directory holds beyond
+    /// its parents) are imported into the pool as its manifest. Done when
+    /// the layer gets a child or becomes an image's top layer, since from
+    /// then on it is read-only. A mounted layer is refused.
+    pub(crate) fn seal(&self, layer: &Layer) -> Result<()> {
+        if layer.sealed {
+            return Ok(());
+        }
+        if self
+            .mounts()?
+            .iter()
+            .any(|m| m.id == layer.id && m.count > 0)
+        {
+            return Err(Error::Refused(format!(
+                "layer {}: it is mounted; unmount it before it gets a child or an image",
+                layer.id
+            )));
+        }
+        let (reader, writer) = nix::unistd::pipe().map_err(|e| Error::Stream {
+            what: "pipe".into(),
+            source: e.into(),
+        })?;
+        let reader = std::fs::File::from(reader);
+        let mut writer = std::fs::File::from(writer);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let result = self.live_diff(layer, Compression::None, &mut writer);
+                drop(writer);
+                result
+            });
+            let imported = self.import_content(layer, reader, &());
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Refused("sealing thread panicked".into())));
+            produced.and(imported).map(drop)
+        })
+    }
+
+    /// Writes a live layer's diff (its changes as a tar).
+    pub(crate) fn live_diff(
+        &self,
+        layer: &Layer,
+        compression: Compression,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let written = |e: std::io::Error| Error::Stream {
+            what: "writing the layer stream".into(),
+            source: e,
+        };
+        let changes = self.changes(&layer.id)?;
+        let mut enc = compression.encoder(out).map_err(written)?;
+        materialize::write_diff(&self.layer_content_dir(&layer.id), &changes, &mut enc)?;
+        enc.finish().map_err(written)?;
+        Ok(())
+    }
+}
