@@ -287,6 +287,8 @@ impl Builder<'_> {
     }
 
     fn remove_slot(&self, slot: &Slot, rel: &[u8]) -> Result<()> {
+        // Whatever is removed may be a directory that was opened before.
+        self.jail.forget_opened();
         // SAFETY: NUL-terminated name, open directory descriptor.
         if unsafe { libc::unlinkat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0) } == 0 {
             return Ok(());

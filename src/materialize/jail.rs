@@ -3,11 +3,13 @@
 //! (`a -> /`, `etc -> /etc`, `x -> ../../..`) can never redirect a write
 //! outside the tree; such a path is an error instead.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -17,14 +19,22 @@ use crate::error::{Error, Result};
 
 /// An open directory that is the root of a tree being written.
 pub(crate) struct Jail {
-    root: OwnedFd,
+    root: Arc<OwnedFd>,
     path: PathBuf,
+    /// Directories opened recently, by path: entries in tar order share
+    /// parents, so most lookups cost no system call. Cleared whenever the
+    /// tree loses an entry, so a cached descriptor never stands for a path
+    /// that now names something else.
+    opened: Mutex<HashMap<Vec<u8>, Arc<OwnedFd>>>,
 }
+
+/// Directories kept open at most.
+const OPENED_LIMIT: usize = 256;
 
 /// The parent directory of an entry, opened inside the jail, and the
 /// entry's own name.
 pub(crate) struct Slot {
-    pub dir: OwnedFd,
+    pub dir: Arc<OwnedFd>,
     pub name: CString,
 }
 
@@ -47,10 +57,11 @@ impl Jail {
         )
         .map_err(|e| io("open", path, e))?;
         // SAFETY: openat returned a new descriptor that nothing else owns.
-        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let root = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
         Ok(Jail {
             root,
             path: path.to_path_buf(),
+            opened: Mutex::new(HashMap::new()),
         })
     }
 
@@ -61,17 +72,30 @@ impl Jail {
 
     /// Opens the directory `rel` (relative, normalised; empty = the root)
     /// without following any symlink.
-    pub fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd> {
-        let mut fd = self.root.try_clone().map_err(|e| Error::Io {
-            op: "dup",
-            path: self.path.clone(),
-            source: e,
-        })?;
-        for component in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            let name = OsStr::from_bytes(component);
+    pub fn open_dir(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = opened.get(rel) {
+            return Ok(fd.clone());
+        }
+        if opened.len() >= OPENED_LIMIT {
+            opened.clear();
+        }
+        let mut fd = self.root.clone();
+        let mut end = 0;
+        for component in rel.split(|&b| b == b'/') {
+            end += component.len();
+            let prefix = &rel[..end];
+            end += 1;
+            if component.is_empty() {
+                continue;
+            }
+            if let Some(cached) = opened.get(prefix) {
+                fd = cached.clone();
+                continue;
+            }
             let next = openat(
                 Some(fd.as_raw_fd()),
-                name,
+                OsStr::from_bytes(component),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
@@ -84,15 +108,24 @@ impl Jail {
                 other => io("open", &self.path.join(OsStr::from_bytes(rel)), other),
             })?;
             // SAFETY: openat returned a new descriptor that nothing else owns.
-            fd = unsafe { OwnedFd::from_raw_fd(next) };
+            fd = Arc::new(unsafe { OwnedFd::from_raw_fd(next) });
+            opened.insert(prefix.to_vec(), fd.clone());
         }
         Ok(fd)
+    }
+
+    /// Forgets the open directories (call after removing anything).
+    pub fn forget_opened(&self) {
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Like [`Jail::open_dir`], creating missing directories (mode 0755)
     /// on the way, as `tar -x` does for entries whose parents the archive
     /// does not list.
-    pub fn open_dir_creating(&self, rel: &[u8]) -> Result<OwnedFd> {
+    pub fn open_dir_creating(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
         match self.open_dir(rel) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             other => return other,

@@ -9,12 +9,17 @@
 //! - `objects/<ab>/<content key>-<metadata key>`: the same content with an
 //!   entry's mode, owner, xattrs and mtime; the target of hardlinks.
 //!
-//! Objects are created under `objects/tmp/` and linked into place without
-//! replacing an existing one, so concurrent builders agree on one inode.
+//! Objects are written as unnamed `O_TMPFILE` files in their directory (or
+//! named files under `objects/tmp/` where the filesystem lacks them) and
+//! linked into place without replacing an existing one, so a partly written
+//! object is never visible and concurrent builders agree on one inode.
 
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -29,6 +34,13 @@ const FICLONE: libc::c_ulong = 0x4004_9409;
 const UNKNOWN: u8 = 0;
 const YES: u8 = 1;
 const NO: u8 = 2;
+
+/// An object written but not yet linked into place.
+struct Pending {
+    file: File,
+    /// The named temporary file, where `O_TMPFILE` was not available.
+    tmp: Option<PathBuf>,
+}
 
 /// The object cache of one store.
 pub(crate) struct ObjectCache {
@@ -87,59 +99,109 @@ impl ObjectCache {
         if path.exists() {
             return Ok(path);
         }
-        let tmp = self.write_temp(entry, reader)?;
-        let file = File::open(&tmp).at("open", &tmp)?;
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
-            .at("chmod", &tmp)?;
-        self.publish(&tmp, &path)?;
+        let pending = self.write(&path, entry, reader)?;
+        pending
+            .file
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
+            .at("chmod", &path)?;
+        self.publish(pending, &path)?;
         Ok(path)
     }
 
-    /// The hardlink object for `entry` (content and metadata), made from
-    /// the content object if missing.
+    /// The hardlink object for `entry` (content and metadata), written
+    /// from the pool if missing.
     pub fn linkable(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
         let name = format!("{}-{}", content_key(entry), metadata_key(entry));
         let path = self.path_of(&name);
         if path.exists() {
             return Ok(path);
         }
-        let tmp = self.write_temp(entry, reader)?;
-        let file = File::open(&tmp).at("open", &tmp)?;
-        super::meta::apply_to_file(&file, entry).map_err(|(op, e)| Error::Io {
+        let pending = self.write(&path, entry, reader)?;
+        super::meta::apply_to_file(&pending.file, entry).map_err(|(op, e)| Error::Io {
             op,
-            path: tmp.clone(),
+            path: path.clone(),
             source: e.into(),
         })?;
-        self.publish(&tmp, &path)?;
+        self.publish(pending, &path)?;
         Ok(path)
     }
 
-    fn write_temp(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
-        let tmp = self.tmp.join(durable::random_hex(16));
-        let mut file = File::options()
+    /// Writes `entry`'s content into a new, not yet visible file for the
+    /// object at `path`: an unnamed `O_TMPFILE` in its directory where the
+    /// filesystem has them, else a named file under `objects/tmp/`.
+    fn write(&self, path: &Path, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<Pending> {
+        let dir = path.parent().expect("objects live in a directory");
+        if !dir.is_dir() {
+            durable::create_dir_all(dir)?;
+        }
+        let unnamed = File::options()
             .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at("create", &tmp)?;
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir);
+        let mut pending = match unnamed {
+            Ok(file) => Pending { file, tmp: None },
+            Err(_) => {
+                let tmp = self.tmp.join(durable::random_hex(16));
+                let file = File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .at("create", &tmp)?;
+                Pending {
+                    file,
+                    tmp: Some(tmp),
+                }
+            }
+        };
         let result = (|| {
             for chunk in &entry.chunks {
-                file.write_all(reader.read(&chunk.id)?).at("write", &tmp)?;
+                pending
+                    .file
+                    .write_all(reader.read(&chunk.id)?)
+                    .at("write", path)?;
             }
             Ok(())
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            if let Some(tmp) = &pending.tmp {
+                let _ = fs::remove_file(tmp);
+            }
         }
-        result.map(|()| tmp)
+        result.map(|()| pending)
     }
 
-    /// Links `tmp` to `path` unless an object is already there.
-    fn publish(&self, tmp: &Path, path: &Path) -> Result<()> {
-        if let Some(parent) = path.parent() {
-            durable::create_dir_all(parent)?;
-        }
-        let linked = fs::hard_link(tmp, path);
-        let _ = fs::remove_file(tmp);
+    /// Gives the written file its name unless an object is already there.
+    fn publish(&self, pending: Pending, path: &Path) -> Result<()> {
+        let linked = match &pending.tmp {
+            None => {
+                let source = format!("/proc/self/fd/{}", pending.file.as_raw_fd());
+                let source = CString::new(source).expect("no NUL");
+                let target =
+                    CString::new(path.as_os_str().as_bytes()).expect("no NUL in object paths");
+                // SAFETY: NUL-terminated paths; AT_SYMLINK_FOLLOW links the
+                // open unnamed file the proc link stands for.
+                let r = unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        source.as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+            Some(tmp) => {
+                let linked = fs::hard_link(tmp, path);
+                let _ = fs::remove_file(tmp);
+                linked
+            }
+        };
         match linked {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
