@@ -24,6 +24,9 @@ const SQUASHED: [&str; 6] = [
     "trixie-curl.full.tar",
 ];
 
+/// Where the hand-written part of `docs/benchmarks.md` starts.
+const HAND_NOTES: &str = "## Notes (by hand)";
+
 fn main() {
     let mut rounds = 3usize;
     let mut write: Option<PathBuf> = None;
@@ -191,7 +194,12 @@ fn main() {
              here, in kernel time); the conservative ratio compares our slowest round with the \
              baseline's fastest.\n\n{table}\n## Materialization\n\n{materialized}"
         );
-        fs::write(&path, doc).expect("write the benchmark table");
+        // Notes written by hand below the marker survive a new run.
+        let kept = fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(HAND_NOTES).map(|at| old[at..].to_string()))
+            .unwrap_or_default();
+        fs::write(&path, format!("{doc}\n{kept}")).expect("write the benchmark table");
         eprintln!("wrote {}", path.display());
     }
 }
