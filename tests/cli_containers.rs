@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::tar::{Meta, TarBuilder};
-use common::{expect_status, first_line_of, sha256, stderr, stdout, Cs};
+use common::{blocks, expect_status, first_line_of, sha256, stderr, stdout, Cs};
 use serde_json::Value;
 
 /// `container --json ARG`, the one record.
@@ -49,28 +49,6 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Splits a listing into blocks keyed by their unindented first line.
-fn blocks(listing: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in listing.lines() {
-        if line.starts_with('\t') {
-            let (_, text) = current.as_mut().expect("detail line after an ID line");
-            text.push_str(line);
-            text.push('\n');
-        } else {
-            if let Some((id, text)) = current.take() {
-                assert!(out.insert(id, text).is_none(), "ID listed twice");
-            }
-            current = Some((line.to_string(), format!("{line}\n")));
-        }
-    }
-    if let Some((id, text)) = current {
-        assert!(out.insert(id, text).is_none(), "ID listed twice");
-    }
-    out
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use base64::Engine;
 use common::tar::{Meta, TarBuilder};
-use common::{expect_status, first_line_of, sha256, stderr, stdout, Cs};
+use common::{blocks, expect_status, first_line_of, sha256, stderr, stdout, Cs};
 use serde_json::Value;
 
 /// `image --json ARG`, the one record.
@@ -68,28 +68,6 @@ fn all_paths(dir: &Path) -> BTreeSet<PathBuf> {
             }
             out.insert(p);
         }
-    }
-    out
-}
-
-/// Splits an `images`/`containers` listing into blocks keyed by ID line.
-fn blocks(listing: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in listing.lines() {
-        if line.starts_with('\t') {
-            let (_, text) = current.as_mut().expect("detail line after an ID line");
-            text.push_str(line);
-            text.push('\n');
-        } else {
-            if let Some((id, text)) = current.take() {
-                assert!(out.insert(id, text).is_none(), "ID listed twice");
-            }
-            current = Some((line.to_string(), format!("{line}\n")));
-        }
-    }
-    if let Some((id, text)) = current {
-        assert!(out.insert(id, text).is_none(), "ID listed twice");
     }
     out
 }

@@ -12,18 +12,6 @@ use std::path::{Path, PathBuf};
 use common::tree::{differences, snapshot};
 use common::{first_line_of, Cs};
 
-fn need_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "live layer tests must run in CI, which is root"
-    );
-    eprintln!("skipped: mounting layers needs root");
-    false
-}
-
 struct Driver<'a> {
     cs: &'a Cs,
     name: &'a str,
@@ -161,14 +149,14 @@ fn scenario(driver: &str) {
 
 #[test]
 fn the_upstream_scenario_on_overlay() {
-    if need_root() {
+    if common::need_root("mounting live layers") {
         scenario("overlay");
     }
 }
 
 #[test]
 fn the_upstream_scenario_on_vfs() {
-    if need_root() {
+    if common::need_root("mounting live layers") {
         scenario("vfs");
     }
 }

@@ -16,23 +16,6 @@ use containers_storage::manifest::{import_tar, LayerManifest};
 use containers_storage::materialize::{BuildOptions, Format, Materializer};
 use containers_storage::ChunkPool;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Skips a privileged test with a reason, except in CI (which is root).
-fn need_root(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} must run in CI, which is root"
-    );
-    eprintln!("skipped: {what} needs root");
-    false
-}
-
 struct Fixture {
     dir: tempfile::TempDir,
     pool: ChunkPool,
@@ -157,7 +140,7 @@ fn plain_kinds() -> Vec<u8> {
 
 #[test]
 fn a_flattened_tree_equals_tar_x_with_and_without_hardlinks() {
-    if !need_root("comparing owners and device nodes") {
+    if !common::need_root("comparing owners and device nodes") {
         return;
     }
     let f = Fixture::new();
@@ -232,7 +215,7 @@ fn a_flattened_chain_applies_whiteouts_and_opaque_directories() {
 
 #[test]
 fn the_overlay_format_keeps_whiteouts_as_devices_and_marks_opaque_directories() {
-    if !need_root("creating whiteout devices and trusted xattrs") {
+    if !common::need_root("creating whiteout devices and trusted xattrs") {
         return;
     }
     let f = Fixture::new();
@@ -372,7 +355,7 @@ impl Drop for Xfs {
 
 #[test]
 fn on_xfs_files_are_reflinks_and_writes_stay_in_their_tree() {
-    if !need_root("mounting a loop XFS") {
+    if !common::need_root("mounting a loop XFS") {
         return;
     }
     let Some(xfs) = Xfs::mount() else { return };
@@ -434,15 +417,10 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn debian_images_materialize_like_tar_x() {
-    let Some(tars) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set CS_DEBIAN_TARS"
-        );
-        eprintln!("skipped: CS_DEBIAN_TARS is not set");
+    let Some(tars) = common::debian_tars() else {
         return;
     };
-    if !need_root("comparing owners of a Debian tree") {
+    if !common::need_root("comparing owners of a Debian tree") {
         return;
     }
     let f = Fixture::new();

@@ -14,18 +14,6 @@ use common::tar::{Meta, TarBuilder};
 use common::tree::{differences, extract, snapshot};
 use common::{first_line_of, Cs};
 
-fn need_root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} must run in CI, which is root"
-    );
-    eprintln!("skipped: {what} needs root");
-    false
-}
-
 fn with_driver(cs: &Cs, driver: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = cs.command();
     cmd.args(["--storage-driver", driver]).args(args);
@@ -126,7 +114,7 @@ fn compare_without_times(expected: &Path, got: &Path) {
 
 #[test]
 fn overlay_mounts_show_the_image_and_keep_writes_private() {
-    if !need_root("overlay mounts") {
+    if !common::need_root("overlay mounts") {
         return;
     }
     let cs = Cs::new();
@@ -170,7 +158,7 @@ fn overlay_mounts_show_the_image_and_keep_writes_private() {
 
 #[test]
 fn mounts_are_reference_counted() {
-    if !need_root("overlay mounts") {
+    if !common::need_root("overlay mounts") {
         return;
     }
     let cs = Cs::new();
@@ -200,7 +188,7 @@ fn mounts_are_reference_counted() {
 
 #[test]
 fn a_500_layer_chain_mounts_and_shows_every_file() {
-    if !need_root("overlay mounts") {
+    if !common::need_root("overlay mounts") {
         return;
     }
     let cs = Cs::new();
@@ -249,7 +237,7 @@ fn a_500_layer_chain_mounts_and_shows_every_file() {
 
 #[test]
 fn the_vfs_driver_works_without_cap_sys_admin() {
-    if !need_root("dropping a capability") {
+    if !common::need_root("dropping a capability") {
         return;
     }
     if Command::new("setpriv").arg("--version").output().is_err() {
@@ -286,15 +274,10 @@ fn the_vfs_driver_works_without_cap_sys_admin() {
 
 #[test]
 fn debian_container_mounts_equal_the_squashed_image() {
-    let Some(tars) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set CS_DEBIAN_TARS"
-        );
-        eprintln!("skipped: CS_DEBIAN_TARS is not set");
+    let Some(tars) = common::debian_tars() else {
         return;
     };
-    if !need_root("overlay mounts") {
+    if !common::need_root("overlay mounts") {
         return;
     }
     let cs = Cs::new();

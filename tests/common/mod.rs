@@ -245,3 +245,54 @@ impl<W: std::io::Write> std::io::Write for Hashing<W> {
         self.inner.flush()
     }
 }
+
+/// Splits an `images`/`containers`/`layers` listing into blocks keyed by
+/// their unindented first line (the ID).
+pub fn blocks(listing: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in listing.lines() {
+        if line.starts_with('\t') {
+            let (_, text) = current.as_mut().expect("detail line after an ID line");
+            text.push_str(line);
+            text.push('\n');
+        } else {
+            if let Some((id, text)) = current.take() {
+                assert!(out.insert(id, text).is_none(), "ID listed twice");
+            }
+            current = Some((line.to_string(), format!("{line}\n")));
+        }
+    }
+    if let Some((id, text)) = current {
+        assert!(out.insert(id, text).is_none(), "ID listed twice");
+    }
+    out
+}
+
+/// Whether a privileged test can run (as root); elsewhere it prints why
+/// it skips. CI is root and must run it.
+pub fn need_root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} must run in CI, which is root"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+/// The Debian dataset's `tars/` directory (`CS_DEBIAN_TARS`), or `None`
+/// with the reason printed; CI must have it.
+pub fn debian_tars() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set CS_DEBIAN_TARS"
+        );
+        eprintln!("skipped: CS_DEBIAN_TARS is not set");
+        return None;
+    };
+    Some(dir)
+}
