@@ -316,3 +316,30 @@ fn debian_container_mounts_equal_the_squashed_image() {
     compare_without_times(&squashed, &merged);
     ok(&cs, "overlay", &["unmount", "c"]);
 }
+
+#[test]
+fn mounted_layers_are_not_deleted_and_deleted_ones_leave_no_directories() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    populate(&cs, "overlay");
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
+    let layer_dir = merged.parent().unwrap().to_path_buf();
+    let out = with_driver(&cs, "overlay", &["delete-container", "c1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is mounted"));
+    let out = with_driver(&cs, "overlay", &["wipe"]);
+    assert!(!out.status.success());
+    assert!(
+        merged.join("etc/os-release").exists(),
+        "a refused delete touched the mount"
+    );
+    ok(&cs, "overlay", &["unmount", "c1"]);
+    ok(&cs, "overlay", &["delete-container", "c1"]);
+    assert!(
+        !layer_dir.exists(),
+        "{} is left behind",
+        layer_dir.display()
+    );
+}

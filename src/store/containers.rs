@@ -159,6 +159,7 @@ impl Store {
         let container = find_container(&tx.containers.records, arg)
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
+        self.ensure_unmounted(std::slice::from_ref(&container.layer))?;
         if tx.layers.records.iter().any(|l| l.id == container.layer) {
             tx.layers.records.retain(|l| l.id != container.layer);
             self.write(|| tx.layers.save())?;

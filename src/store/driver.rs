@@ -130,6 +130,32 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a deleted layer's driver directories (and its short link).
+    pub(crate) fn remove_driver_dirs(&self, id: &str) {
+        if self.options.driver == "overlay" {
+            if let Ok(short) = self.short_link(id) {
+                let _ = fs::remove_file(self.driver_dir().join("l").join(short));
+            }
+            let _ = fs::remove_dir_all(self.driver_dir().join(id));
+        } else {
+            let _ = fs::remove_dir_all(self.layer_content_dir(id));
+        }
+    }
+
+    /// Refuses when any of `ids` is mounted: deleting it would pull its
+    /// directory from under the mount.
+    pub(crate) fn ensure_unmounted(&self, ids: &[String]) -> Result<()> {
+        for m in self.mounts()? {
+            if m.count > 0 && ids.contains(&m.id) {
+                return Err(Error::Refused(format!(
+                    "layer {}: it is mounted at {}; unmount it first",
+                    m.id, m.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The short link name of a layer (`<graphroot>/overlay/<id>/link`).
     pub(crate) fn short_link(&self, id: &str) -> Result<String> {
         let path = self.driver_dir().join(id).join("link");

@@ -128,6 +128,7 @@ impl Store {
                 Ok(())
             }
             (Kind::Layer, id) => {
+                self.ensure_unmounted(std::slice::from_ref(&id))?;
                 self.write(|| {
                     self.layer_records.modify(|layers| {
                         layers.retain(|l| l.id != id);
@@ -143,6 +144,12 @@ impl Store {
     /// Removes every container, then every image, then every layer.
     pub fn wipe(&self) -> Result<()> {
         self.check_writable()?;
+        if let Some(m) = self.mounts()?.into_iter().find(|m| m.count > 0) {
+            return Err(Error::Refused(format!(
+                "layer {}: it is mounted at {}; unmount everything first (shutdown -f)",
+                m.id, m.path
+            )));
+        }
         let mut tx = self.transaction()?;
         let containers = std::mem::take(&mut tx.containers.records);
         self.write(|| tx.containers.save())?;

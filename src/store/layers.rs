@@ -465,6 +465,7 @@ impl Store {
         if tx.layers.records.iter().any(|l| l.parent == id) {
             return Err(Error::Refused(format!("layer {id}: layer has children")));
         }
+        self.ensure_unmounted(std::slice::from_ref(&id))?;
         if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
             return Err(Error::Refused(format!(
                 "layer {id}: layer is the top layer of image {}",
@@ -490,5 +491,6 @@ impl Store {
         let _ = fs::remove_file(self.manifest_path(id));
         let _ = fs::remove_file(self.marker_path(id));
         let _ = fs::remove_dir_all(self.layers_dir().join(id));
+        self.remove_driver_dirs(id);
     }
 }
