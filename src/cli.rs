@@ -283,6 +283,7 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
         Command::Changes { json, pos } => layers::changes(store, &pos.args, json.json),
         Command::DiffSize { pos } => layers::diff_size(store, &pos.args),
+        Command::Copy { chown, pos } => layers::copy(store, &pos.args, chown.as_deref()),
         Command::ApplyDiff { file, pos } => {
             layers::apply_diff(store, &pos.args[0], file.file.as_deref())
         }
@@ -309,6 +310,7 @@ fn arg_bounds(name: &str) -> (usize, Option<usize>) {
         }
         "create-layer" | "import-layer" | "create-image" => (0, Some(1)),
         "diff" | "changes" | "diffsize" => (1, Some(2)),
+        "copy" => (2, None),
         "images-by-digest"
         | "create-container"
         | "get-names"

@@ -23,6 +23,8 @@ pub use import::{import_tar, ImportObserver, ImportProgress, Imported};
 pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
 pub use tar_write::{TarEntry, TarWriter};
 
+pub(crate) use path::normalize;
+
 /// Wraps an I/O error from the layer stream.
 pub(crate) fn stream_error(e: std::io::Error) -> crate::error::Error {
     crate::error::Error::Stream {

@@ -8,6 +8,7 @@
 
 mod build;
 mod changes;
+mod copy;
 mod jail;
 mod meta;
 mod objects;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
 pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
+pub use copy::{copy_into, Chown};
 
 use crate::chunks::ChunkPool;
 use crate::error::Result;

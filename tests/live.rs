@@ -160,3 +160,89 @@ fn the_upstream_scenario_on_vfs() {
         scenario("vfs");
     }
 }
+
+fn copy_scenario(driver: &str) {
+    let cs = Cs::new();
+    let d = Driver {
+        cs: &cs,
+        name: driver,
+    };
+    let src = cs.dir.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("one"), b"1").unwrap();
+    fs::write(src.join("sub/two"), b"2").unwrap();
+    let mut base = common::tar::TarBuilder::new();
+    base.dir(
+        "etc/",
+        &common::tar::Meta {
+            mode: 0o755,
+            ..Default::default()
+        },
+    );
+    base.file("etc/os-release", &common::tar::Meta::default(), b"base os");
+    let sealed = first_line_of(&d.ok_input(&["import-layer"], &base.finish()));
+    let live = first_line_of(&d.ok(&["create-layer", &sealed]));
+
+    d.ok(&[
+        "copy",
+        "--chown",
+        "1234:99",
+        src.to_str().unwrap(),
+        &format!("{live}:/dst"),
+    ]);
+    d.ok(&[
+        "copy",
+        &format!("{sealed}:/etc/os-release"),
+        &format!("{live}:/dst/sub"),
+    ]);
+    let m = d.mount(&live);
+    assert_eq!(fs::read(m.join("dst/one")).unwrap(), b"1");
+    assert_eq!(fs::read(m.join("dst/sub/two")).unwrap(), b"2");
+    assert_eq!(fs::read(m.join("dst/sub/os-release")).unwrap(), b"base os");
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(m.join("dst/sub/two")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 99));
+    // A symlink in the layer never leads a copy outside it.
+    std::os::unix::fs::symlink(cs.dir.path(), m.join("evil")).unwrap();
+    d.ok(&["unmount", &live]);
+    let changes = d.changes(&live);
+    assert!(
+        changes.contains(&"Add \"/dst/sub/os-release\"".to_string()),
+        "{changes:?}"
+    );
+    let out = {
+        let mut cmd = cs.command();
+        cmd.args(["--storage-driver", driver, "copy"])
+            .arg(src.join("one"))
+            .arg(format!("{live}:/evil/escaped"));
+        common::run_command(cmd, None)
+    };
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symlink"));
+    assert!(!cs.dir.path().join("escaped").exists());
+    // A sealed layer is read-only.
+    let out = {
+        let mut cmd = cs.command();
+        cmd.args(["--storage-driver", driver, "copy"])
+            .arg(src.join("one"))
+            .arg(format!("{sealed}:/x"));
+        common::run_command(cmd, None)
+    };
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sealed"));
+    d.ok(&["shutdown", "-f"]);
+}
+
+#[test]
+fn copy_into_live_layers_on_overlay() {
+    if common::need_root("mounting live layers") {
+        copy_scenario("overlay");
+    }
+}
+
+#[test]
+fn copy_into_live_layers_on_vfs() {
+    if common::need_root("mounting live layers") {
+        copy_scenario("vfs");
+    }
+}

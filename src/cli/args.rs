@@ -535,6 +535,14 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// Copy files into a live layer: `copy [LAYER:]/SRC... LAYER:/DEST`.
+    Copy {
+        /// Owner of the copies: UID[:GID].
+        #[arg(long = "chown")]
+        chown: Option<String>,
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// Apply a tar stream (plain or compressed) to a layer with no content.
     #[command(name = "applydiff", alias = "apply-diff")]
     ApplyDiff {

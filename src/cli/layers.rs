@@ -213,3 +213,23 @@ pub fn diff_size(store: &Store, args: &[String]) -> Outcome {
     outln!("{}", store.diff_size(&args[0])?);
     Ok(0)
 }
+
+pub fn copy(store: &Store, args: &[String], chown: Option<&str>) -> Outcome {
+    let chown = match chown {
+        None => None,
+        Some(spec) => {
+            let bad = || Error::Refused(format!("--chown {spec:?}: expected UID[:GID]"));
+            let (uid, gid) = spec
+                .split_once(':')
+                .map_or((spec, None), |(u, g)| (u, Some(g)));
+            let uid: u32 = uid.parse().map_err(|_| bad())?;
+            let gid = gid
+                .map(|g| g.parse::<u32>().map_err(|_| bad()))
+                .transpose()?;
+            Some((uid, gid))
+        }
+    };
+    let (dest, sources) = args.split_last().expect("at least two arguments");
+    store.copy(sources, dest, chown)?;
+    Ok(0)
+}

@@ -3,7 +3,9 @@
 //! compared with its sealed parents.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use super::layers::Layer;
 use super::Store;
@@ -124,6 +126,62 @@ impl Store {
         })
     }
 
+    /// Copies host paths or `LAYER:/PATH` sources into `LAYER:/PATH` of a
+    /// live layer (mounting what it needs for the copy). A directory's
+    /// contents are merged into the destination; a file copied onto an
+    /// existing directory lands inside it. Returns the entries copied.
+    pub fn copy(&self, sources: &[String], dest: &str, chown: materialize::Chown) -> Result<u64> {
+        let (dst_arg, dst_path) = split_layer_path(dest).ok_or_else(|| {
+            Error::Refused(format!("{dest}: the destination must be LAYER:/PATH"))
+        })?;
+        let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
+        if dst.sealed {
+            return Err(Error::Refused(format!(
+                "layer {}: it is sealed (read-only); copy into a live layer",
+                dst.id
+            )));
+        }
+        let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(Error::Refused)?;
+        let root = self.mount(&dst.id, false)?;
+        let mut mounted = vec![dst.id.clone()];
+        let result = (|| {
+            let mut copied = 0;
+            for source in sources {
+                let path = match split_layer_path(source) {
+                    Some((arg, inside)) => {
+                        let id = self.mount_layer_id(arg)?;
+                        let mount = self.mount(&id, false)?;
+                        mounted.push(id);
+                        let inside = crate::manifest::normalize(inside.as_bytes())
+                            .map_err(Error::Refused)?;
+                        no_symlink_on_the_way(&mount, &inside)?
+                    }
+                    None => std::path::PathBuf::from(source),
+                };
+                let target_is_dir = std::fs::symlink_metadata(root.join(OsStr::from_bytes(&rel)))
+                    .is_ok_and(|m| m.is_dir());
+                let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                let target = match path.file_name() {
+                    Some(name) if target_is_dir && !is_dir => {
+                        let mut t = rel.clone();
+                        if !t.is_empty() {
+                            t.push(b'/');
+                        }
+                        t.extend_from_slice(name.as_bytes());
+                        t
+                    }
+                    _ => rel.clone(),
+                };
+                copied += materialize::copy_into(&path, &root, &target, chown)?;
+            }
+            Ok(copied)
+        })();
+        for id in &mounted {
+            let _ = self.unmount(id, false);
+        }
+        result
+    }
+
     /// Writes a live layer's diff (its changes as a tar).
     pub(crate) fn live_diff(
         &self,
@@ -141,4 +199,26 @@ impl Store {
         enc.finish().map_err(written)?;
         Ok(())
     }
+}
+
+/// `LAYER:/PATH` -> (`LAYER`, `/PATH`); a host path has no `LAYER:` part.
+fn split_layer_path(s: &str) -> Option<(&str, &str)> {
+    let (layer, path) = s.split_once(':')?;
+    (!layer.is_empty() && !layer.contains('/')).then_some((layer, path))
+}
+
+/// `root/rel`, refusing a symlink among its components (a layer's symlink
+/// must not lead a copy to host files).
+fn no_symlink_on_the_way(root: &std::path::Path, rel: &[u8]) -> Result<std::path::PathBuf> {
+    let mut path = root.to_path_buf();
+    for component in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        path.push(OsStr::from_bytes(component));
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Refused(format!(
+                "{}: the source goes through a symlink; refusing to follow it",
+                path.display()
+            )));
+        }
+    }
+    Ok(path)
 }
