@@ -580,3 +580,23 @@ fn layers_shows_the_images_and_containers_that_use_each_layer() {
     );
     assert_eq!(got, want, "{listing}");
 }
+
+/// Regression: `mount c2` took the container name `c2` for the prefix of a
+/// layer whose random ID started with `c2`, and mounted that layer.
+#[test]
+fn a_container_name_beats_a_layer_id_prefix_for_mount() {
+    let cs = Cs::new();
+    cs.ok(&["create-layer", "-i", "c2aaaa"]);
+    let base = first_line_of(&cs.ok(&["create-layer"]));
+    cs.ok(&["create-image", "-n", "img", &base]);
+    cs.ok(&["create-container", "-n", "c2", "img"]);
+    let layer = cs.json(&["container", "--json", "c2"])[0]["layer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mounted = cs.ok(&["mount", "c2"]);
+    assert!(mounted.trim().ends_with(&layer), "{mounted}");
+    assert_eq!(cs.ok(&["mounted", "c2"]), "c2 mounted\n");
+    assert_eq!(cs.ok(&["mounted", "c2aaaa"]), "");
+    assert_eq!(cs.ok(&["unmount", "c2"]), "c2 mountpoint unmounted\n");
+}

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::containers::find_container;
 use super::item::{find, Kind};
 use super::layers::Layer;
 use super::Store;
@@ -53,13 +54,28 @@ impl Store {
             }
             return Ok(image.top_layer);
         }
-        if let Some(layer) = find(&self.layers()?, arg) {
-            return Ok(layer.id.clone());
+        // Exact matches of either kind come before ID prefixes, so that a
+        // container's name is never taken for the prefix of a layer's ID.
+        let layers = self.layers()?;
+        let containers = self.containers()?;
+        if let Some(c) = containers
+            .iter()
+            .find(|c| c.id == arg || c.names.iter().any(|n| n == arg) || c.layer == arg)
+        {
+            return Ok(c.layer.clone());
         }
-        match self.container(arg) {
-            Ok(c) => Ok(c.layer),
-            Err(_) => Err(Kind::Layer.not_known(arg)),
+        if let Some(l) = layers
+            .iter()
+            .find(|l| l.id == arg || l.names.iter().any(|n| n == arg))
+        {
+            return Ok(l.id.clone());
         }
+        if let Some(c) = find_container(&containers, arg) {
+            return Ok(c.layer.clone());
+        }
+        find(&layers, arg)
+            .map(|l| l.id.clone())
+            .ok_or_else(|| Kind::Layer.not_known(arg))
     }
 
     /// The layer ID an argument names: a layer, else a container's layer.
