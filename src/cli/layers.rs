@@ -140,19 +140,22 @@ pub fn import(
     let options = layer_options(flags)?;
     let progress = Progress::start("import");
     let parent = parent.map(String::as_str);
-    let layer = match file {
-        Some(path) => {
-            let input = std::fs::File::open(path).map_err(|source| Error::Io {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
-            store.import_layer(parent, &options, input, &progress)
-        }
-        None => store.import_layer(parent, &options, std::io::stdin(), &progress),
-    };
+    let layer =
+        open_input(file).and_then(|input| store.import_layer(parent, &options, input, &progress));
     progress.finish();
     print_created(&layer?, flags.json.json)
+}
+
+/// The tar stream to read: `-f FILE`, else standard input.
+fn open_input(file: Option<&Path>) -> Result<Box<dyn std::io::Read + Send>, Error> {
+    Ok(match file {
+        Some(path) => Box::new(std::fs::File::open(path).map_err(|source| Error::Io {
+            op: "open",
+            path: path.to_path_buf(),
+            source,
+        })?),
+        None => Box::new(std::io::stdin()),
+    })
 }
 
 pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
@@ -161,17 +164,7 @@ pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
 
 pub fn apply_diff(store: &Store, arg: &str, file: Option<&Path>) -> Outcome {
     let progress = Progress::start("applydiff");
-    let result = match file {
-        Some(path) => {
-            let input = std::fs::File::open(path).map_err(|source| Error::Io {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
-            store.apply_diff(arg, input, &progress)
-        }
-        None => store.apply_diff(arg, std::io::stdin(), &progress),
-    };
+    let result = open_input(file).and_then(|input| store.apply_diff(arg, input, &progress));
     progress.finish();
     result.map(|_| 0)
 }

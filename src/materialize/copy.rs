@@ -26,6 +26,28 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
     }
 }
 
+/// Sets owner (where allowed), mode and times on an open file or directory.
+fn set_metadata(
+    fd: i32,
+    (uid, gid): (u32, u32),
+    mode: u32,
+    times: &[libc::timespec; 2],
+    shown: &Path,
+) -> Result<()> {
+    // SAFETY: plain syscalls on a descriptor the caller holds open; `times`
+    // lives across the calls.
+    unsafe {
+        if libc::fchown(fd, uid, gid) != 0 && nix::unistd::geteuid().is_root() {
+            return Err(errno("chown", shown, Errno::last()));
+        }
+        if libc::fchmod(fd, mode & 0o7777) != 0 {
+            return Err(errno("chmod", shown, Errno::last()));
+        }
+        libc::futimens(fd, times.as_ptr());
+    }
+    Ok(())
+}
+
 /// Copies `src` (not following a symlink at `src` itself or below it) to
 /// `rel` inside the tree at `root`. A directory's contents are merged into
 /// `rel`. Returns the number of entries copied.
@@ -81,18 +103,7 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
             };
             count += copy_entry(jail, &src.join(&name), &child, chown)?;
         }
-        let fd = dir.as_raw_fd();
-        // SAFETY: plain syscalls on a descriptor we hold open; `times`
-        // lives across the call.
-        unsafe {
-            if libc::fchown(fd, uid, gid) != 0 && nix::unistd::geteuid().is_root() {
-                return Err(errno("chown", &shown, Errno::last()));
-            }
-            if libc::fchmod(fd, meta.mode() & 0o7777) != 0 {
-                return Err(errno("chmod", &shown, Errno::last()));
-            }
-            libc::futimens(fd, times.as_ptr());
-        }
+        set_metadata(dir.as_raw_fd(), (uid, gid), meta.mode(), &times, &shown)?;
         return Ok(count);
     }
     let slot = jail.slot(rel)?;
@@ -102,17 +113,7 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
             .map_err(|e| errno("create", &shown, e))?;
         let mut input = File::open(src).at("open", src)?;
         std::io::copy(&mut input, &mut out).at("copy", src)?;
-        let fd = out.as_raw_fd();
-        // SAFETY: as above.
-        unsafe {
-            if libc::fchown(fd, uid, gid) != 0 && nix::unistd::geteuid().is_root() {
-                return Err(errno("chown", &shown, Errno::last()));
-            }
-            if libc::fchmod(fd, meta.mode() & 0o7777) != 0 {
-                return Err(errno("chmod", &shown, Errno::last()));
-            }
-            libc::futimens(fd, times.as_ptr());
-        }
+        set_metadata(out.as_raw_fd(), (uid, gid), meta.mode(), &times, &shown)?;
         return Ok(1);
     }
     // Replace whatever is there (never following it) for the other kinds.

@@ -194,14 +194,19 @@ impl Store {
     pub fn create_layer(&self, parent: Option<&str>, options: &LayerOptions) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.new_layer_record(parent, options, false)?;
+        self.add_layer_record(&layer)?;
+        Ok(layer)
+    }
+
+    /// Adds `layer` to the records unless its ID or a name is taken.
+    fn add_layer_record(&self, layer: &Layer) -> Result<()> {
         self.write(|| {
             self.layer_records.modify(|layers| {
                 claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 Ok(((), true))
             })
-        })?;
-        Ok(layer)
+        })
     }
 
     fn new_layer_record(
@@ -255,13 +260,7 @@ impl Store {
         let marker_path = self.marker_path(&id);
         durable::create_dir_all(marker_path.parent().expect("marker has a directory"))?;
         let marker = ProcessMarker::acquire(&marker_path)?;
-        let claimed = self.write(|| {
-            self.layer_records.modify(|layers| {
-                claim(layers, &layer.id, &layer.names)?;
-                layers.push(layer.clone());
-                Ok(((), true))
-            })
-        });
+        let claimed = self.add_layer_record(&layer);
         if let Err(e) = claimed {
             marker.release();
             return Err(e);
