@@ -3,9 +3,12 @@
 
 mod admin;
 mod args;
+mod check;
 mod containers;
 mod data;
+mod dedup;
 mod diff;
+mod gc;
 mod images;
 mod items;
 mod layers;
@@ -297,6 +300,23 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
             mounts::unmount(store, &pos.args, force, json.json)
         }
         Command::Mounted { json, pos } => mounts::mounted(store, &pos.args, json.json),
+        Command::Check {
+            quick,
+            repair,
+            force,
+            max,
+            json,
+            ..
+        } => check::check(store, quick, repair, force, &max, json.json),
+        Command::Gc {
+            dry_run,
+            evict,
+            json,
+            ..
+        } => gc::gc(store, dry_run, &evict, json.json),
+        Command::Dedup {
+            hash_method, json, ..
+        } => dedup::dedup(store, &hash_method, json.json),
         Command::Wipe { json, .. } => admin::wipe(store, json.json),
         Command::Shutdown { force, .. } => admin::shutdown(store, force),
     }
@@ -305,9 +325,8 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
 /// Minimum and maximum positional arguments, as upstream's table says.
 fn arg_bounds(name: &str) -> (usize, Option<usize>) {
     match name {
-        "layers" | "status" | "version" | "images" | "containers" | "wipe" | "shutdown" => {
-            (0, Some(0))
-        }
+        "layers" | "status" | "version" | "images" | "containers" | "wipe" | "shutdown"
+        | "check" | "gc" | "dedup" => (0, Some(0)),
         "create-layer" | "import-layer" | "create-image" => (0, Some(1)),
         "diff" | "changes" | "diffsize" => (1, Some(2)),
         "copy" => (2, None),

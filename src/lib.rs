@@ -13,12 +13,14 @@
 
 pub mod chunks;
 mod durable;
+mod duration;
 mod error;
 pub mod manifest;
 pub mod materialize;
 pub mod store;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
+pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
 pub use store::{

@@ -7,8 +7,11 @@
 //! durable; it never prints.
 
 mod bigdata;
+mod check;
 mod containers;
+mod dedup;
 mod driver;
+mod gc;
 mod generic;
 mod ids;
 mod images;
@@ -24,7 +27,10 @@ mod status;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use check::{CheckOptions, CheckReport, Problem};
 pub use containers::{Container, ContainerOptions};
+pub use dedup::{DedupReport, HashMethod};
+pub use gc::{Evict, GcOptions, GcReport};
 pub use images::{Image, ImageOptions};
 pub use item::{BigDataIndex, Kind, NamesOp};
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};

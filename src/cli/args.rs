@@ -584,6 +584,54 @@ pub enum Command {
         #[command(flatten)]
         pos: Positional,
     },
+    /// Check the store for damage (and with -r, repair it).
+    Check {
+        /// Skip reading content: no chunk or digest verification.
+        #[arg(short = 'q', long = "quick", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        quick: bool,
+        /// Remove what is damaged (images, then layers; containers with -f).
+        #[arg(short = 'r', long = "repair", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        repair: bool,
+        /// With --repair, remove damaged containers too.
+        #[arg(short = 'f', long = "force", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        force: bool,
+        /// Report layers no image or container uses once older than this.
+        #[arg(short = 'm', long = "max", default_value = "24h")]
+        max: String,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Remove what no record references; evict cold materialized layers.
+    Gc {
+        /// Report what would be removed, remove nothing.
+        #[arg(short = 'n', long = "dry-run", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value = "false")]
+        dry_run: bool,
+        /// Evict materialized directories: `policy` (storage.conf), `all`
+        /// (every unmounted sealed layer), `never`, or a duration (those
+        /// unused for that long).
+        #[arg(long = "evict", default_value = "policy")]
+        evict: String,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
+    /// Report bytes shared across layers; share identical materialized files.
+    Dedup {
+        /// How files are compared: crc, size or sha256.
+        #[arg(long = "hash-method", default_value = "sha256")]
+        hash_method: String,
+        #[command(flatten)]
+        json: Json,
+        #[command(flatten)]
+        pos: Positional,
+    },
     /// Remove every container, image and layer.
     Wipe {
         #[command(flatten)]

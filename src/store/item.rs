@@ -11,7 +11,8 @@ use super::ids::validate_name;
 use crate::error::{Error, Result};
 
 /// The three kinds of item, in lookup order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A layer.
     Layer,
