@@ -10,9 +10,11 @@ mod id;
 mod index;
 mod pack;
 mod pool;
+mod sweep;
 
 pub use chunker::{ChunkerParams, CHUNKER_ALGORITHM};
 pub use id::ChunkId;
-pub use pool::{ChunkPool, ChunkReader, PoolStats, PoolWriter, WriteStats};
+pub use pool::{ChunkPool, ChunkReader, PoolStats, PoolWriter, WriteGuard, WriteStats};
+pub use sweep::{SweepGuard, SweepReport};
 
 pub(crate) use chunker::Chunker;

@@ -311,9 +311,10 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         Command::Gc {
             dry_run,
             evict,
+            pack_garbage,
             json,
             ..
-        } => gc::gc(store, dry_run, &evict, json.json),
+        } => gc::gc(store, dry_run, &evict, pack_garbage, json.json),
         Command::Dedup {
             hash_method, json, ..
         } => dedup::dedup(store, &hash_method, json.json),

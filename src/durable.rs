@@ -72,6 +72,15 @@ pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     }
 }
 
+/// Removes a file; one already gone is fine.
+pub(crate) fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).at("remove", path),
+    }
+}
+
 /// `n` random bytes as lowercase hex.
 pub(crate) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];

@@ -13,6 +13,7 @@
 
 pub mod chunks;
 mod durable;
+mod flock;
 mod duration;
 mod error;
 pub mod manifest;

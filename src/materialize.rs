@@ -12,12 +12,14 @@ mod copy;
 mod jail;
 mod meta;
 mod objects;
+mod sweep;
 
 use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
 pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
 pub use copy::{copy_into, Chown};
+pub use sweep::{builders_guard, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep};
 
 use crate::chunks::ChunkPool;
 use crate::error::Result;

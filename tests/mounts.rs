@@ -199,6 +199,7 @@ fn a_500_layer_chain_mounts_and_shows_every_file() {
         driver_options: Vec::new(),
         image_store: None,
         transient_store: false,
+        evict_after: None,
     };
     let store = containers_storage::Store::open(options).unwrap();
     let mut parent: Option<String> = None;

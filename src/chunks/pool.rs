@@ -19,6 +19,9 @@ use super::index::{self, IndexEntry};
 use super::pack::{PackBuilder, SealedPack};
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
+use crate::flock::Flock;
+
+mod verify;
 
 const CONFIG_VERSION: u32 = 1;
 /// A pack is closed once it reaches this size; an import may write several.
@@ -84,11 +87,15 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<ChunkId, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
-struct IndexState {
+pub(super) struct IndexState {
     map: IdMap<Location>,
+    /// Pack names by number; numbers are never reused within a process,
+    /// so a reader's cached frame key stays meaningful across reloads.
     packs: Vec<String>,
     loaded: HashSet<String>,
     unique_bytes: u64,
+    /// The sweep token seen when the table was loaded.
+    token: String,
 }
 
 /// Figures about the pool.
@@ -119,11 +126,19 @@ pub struct WriteStats {
 
 /// The chunk pool under `<graphroot>/chunks`.
 pub struct ChunkPool {
-    packs_dir: PathBuf,
-    tmp_dir: PathBuf,
+    pub(super) root: PathBuf,
+    pub(super) packs_dir: PathBuf,
+    pub(super) tmp_dir: PathBuf,
     config: PoolConfig,
     state: RwLock<IndexState>,
     maps: Mutex<HashMap<u32, Arc<Mmap>>>,
+}
+
+/// Held by every writer from its first chunk until the layer that refers
+/// to its chunks is published: the sweep waits for it, so it never takes
+/// a chunk an unpublished manifest needs (new or reused).
+pub struct WriteGuard {
+    _lock: Flock,
 }
 
 impl ChunkPool {
@@ -168,14 +183,59 @@ impl ChunkPool {
             durable::create_dir_all(&tmp_dir)?;
         }
         let pool = ChunkPool {
+            root: root.to_path_buf(),
             packs_dir,
             tmp_dir,
             config,
             state: RwLock::new(IndexState::default()),
             maps: Mutex::new(HashMap::new()),
         };
+        pool.state.write().expect("pool lock").token = pool.sweep_token();
         pool.refresh()?;
         Ok(pool)
+    }
+
+    /// `chunks/sweep.lock`: writers hold it shared, the sweep exclusive.
+    pub(super) fn sweep_lock_path(&self) -> PathBuf {
+        self.root.join("sweep.lock")
+    }
+
+    /// `chunks/sweep.intent`: a sweep holds it while it waits for the
+    /// writers to finish, so that new writers queue behind it.
+    pub(super) fn sweep_intent_path(&self) -> PathBuf {
+        self.root.join("sweep.intent")
+    }
+
+    /// The token the last sweep left ("" when there was none).
+    fn sweep_token(&self) -> String {
+        fs::read_to_string(self.sweep_lock_path()).unwrap_or_default()
+    }
+
+    /// Waits until no sweep runs and keeps sweeps out until the guard is
+    /// dropped. When a sweep ran since this process loaded its table, the
+    /// table is reloaded, so that no chunk is taken for present that the
+    /// sweep removed.
+    pub fn write_guard(&self) -> Result<WriteGuard> {
+        let intent = Flock::shared(&self.sweep_intent_path())?;
+        let lock = Flock::shared(&self.sweep_lock_path())?;
+        drop(intent);
+        let token = lock.token()?;
+        if token != self.state.read().expect("pool lock").token {
+            self.reload()?;
+            self.state.write().expect("pool lock").token = token;
+        }
+        Ok(WriteGuard { _lock: lock })
+    }
+
+    /// Forgets the table and loads it again from the index files.
+    pub(super) fn reload(&self) -> Result<()> {
+        {
+            let mut state = self.state.write().expect("pool lock");
+            state.map.clear();
+            state.loaded.clear();
+            state.unique_bytes = 0;
+        }
+        self.refresh()
     }
 
     /// The pool's parameters.
@@ -295,7 +355,7 @@ impl ChunkPool {
     /// A writer for new chunks. Nothing it writes is visible to others
     /// until [`PoolWriter::finish`] publishes it.
     pub fn writer(&self) -> Result<PoolWriter<'_>> {
-        PoolWriter::new(self)
+        PoolWriter::new(self, false)
     }
 
     /// Figures about the pool.
@@ -337,14 +397,23 @@ pub struct ChunkReader<'p> {
 impl ChunkReader<'_> {
     /// The content of chunk `id`, checked against its BLAKE3.
     pub fn read(&mut self, id: &ChunkId) -> Result<&[u8]> {
-        let loc = self.pool.locate(id)?;
+        let mut loc = self.pool.locate(id)?;
         let bad = |what: String| Error::Chunk {
             id: id.to_hex(),
             what,
         };
         if self.key != Some((loc.pack, loc.frame_offset)) {
             self.key = None;
-            let map = self.pool.mapped(loc.pack)?;
+            let map = match self.pool.mapped(loc.pack) {
+                Ok(map) => map,
+                // A sweep rewrote the pack since the table was loaded.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    self.pool.reload()?;
+                    loc = self.pool.locate(id)?;
+                    self.pool.mapped(loc.pack)?
+                }
+                Err(e) => return Err(e),
+            };
             let start = loc.frame_offset as usize;
             let compressed = map
                 .get(start..start + loc.frame_len as usize)
@@ -379,6 +448,9 @@ struct Frame {
 pub struct PoolWriter<'p> {
     pool: &'p ChunkPool,
     pending: IdMap<()>,
+    /// Writes every chunk given, even those the pool has (a sweep moving
+    /// live chunks out of a pack it rewrites).
+    rewrite: bool,
     frame: Frame,
     tx: Option<SyncSender<Frame>>,
     worker: Option<JoinHandle<Result<Vec<SealedPack>>>>,
@@ -386,7 +458,7 @@ pub struct PoolWriter<'p> {
 }
 
 impl<'p> PoolWriter<'p> {
-    fn new(pool: &'p ChunkPool) -> Result<PoolWriter<'p>> {
+    pub(super) fn new(pool: &'p ChunkPool, rewrite: bool) -> Result<PoolWriter<'p>> {
         durable::create_dir_all(&pool.tmp_dir)?;
         pool.refresh()?;
         let (tx, rx) = sync_channel::<Frame>(2);
@@ -402,6 +474,7 @@ impl<'p> PoolWriter<'p> {
         Ok(PoolWriter {
             pool,
             pending: IdMap::default(),
+            rewrite,
             frame: Frame {
                 raw: Vec::new(),
                 chunks: Vec::new(),
@@ -415,7 +488,7 @@ impl<'p> PoolWriter<'p> {
     /// Adds one chunk; returns its ID and whether it was new.
     pub fn add(&mut self, data: &[u8]) -> Result<(ChunkId, bool)> {
         let id = ChunkId::of(data);
-        if self.pending.contains_key(&id) || self.pool.contains(&id) {
+        if self.pending.contains_key(&id) || (!self.rewrite && self.pool.contains(&id)) {
             self.stats.reused_chunks += 1;
             return Ok((id, false));
         }

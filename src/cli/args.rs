@@ -617,6 +617,11 @@ pub enum Command {
         /// unused for that long).
         #[arg(long = "evict", default_value = "policy")]
         evict: String,
+        /// Rewrite a pack once more than this percentage of it is garbage
+        /// (0: any garbage); packs with nothing live are always deleted.
+        #[arg(long = "pack-garbage", default_value = "0",
+              value_parser = clap::value_parser!(u8).range(0..=100))]
+        pack_garbage: u8,
         #[command(flatten)]
         json: Json,
         #[command(flatten)]

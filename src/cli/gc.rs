@@ -6,17 +6,43 @@ use containers_storage::{parse_duration, Store};
 use super::output::{self, outln};
 use super::Outcome;
 
-pub fn gc(store: &Store, dry_run: bool, evict: &str, json: bool) -> Outcome {
+pub fn gc(store: &Store, dry_run: bool, evict: &str, pack_garbage: u8, json: bool) -> Outcome {
     let evict = match evict {
         "policy" => Evict::Policy,
         "all" => Evict::All,
         "never" => Evict::Never,
         other => Evict::After(parse_duration(other)?),
     };
-    let report = store.gc(&GcOptions { dry_run, evict })?;
+    let report = store.gc(&GcOptions {
+        dry_run,
+        evict,
+        pack_garbage: f64::from(pack_garbage) / 100.0,
+    })?;
     if json {
         return output::json(&report);
     }
-    outln!("Freed {} bytes", report.freed_bytes);
+    let c = &report.chunks;
+    let lines = [
+        (report.incomplete_layers, "incomplete layers"),
+        (report.sealed_layers, "live layers sealed"),
+        (report.manifests, "manifests without a layer"),
+        (c.chunks_removed, "unreferenced chunks"),
+        (c.packs_removed, "packs deleted"),
+        (c.packs_rewritten, "packs rewritten"),
+        (c.leftovers_removed, "unpublished pack files"),
+        (report.objects.objects, "file objects"),
+        (report.evicted.layers, "materialized layers evicted"),
+        (report.driver_dirs, "driver directories and links"),
+        (report.data_dirs, "data directories"),
+        (report.temporary, "temporary files"),
+    ];
+    for (n, what) in lines.into_iter().filter(|(n, _)| *n > 0) {
+        outln!("{what}: {n}");
+    }
+    for skipped in &report.skipped {
+        outln!("skipped: {skipped}");
+    }
+    let verb = if dry_run { "Would free" } else { "Freed" };
+    outln!("{verb} {} bytes", report.freed_bytes);
     Ok(0)
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use crate::chunks::ChunkReader;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
+use crate::flock::Flock;
 use crate::manifest::Entry;
 
 /// `FICLONE` from linux/fs.h: `_IOW(0x94, 9, int)`.
@@ -47,6 +48,14 @@ pub(crate) struct ObjectCache {
     dir: PathBuf,
     tmp: PathBuf,
     reflinks: AtomicU8,
+    /// Shared `objects/.lock`: `gc` sweeps objects (and builders' leftover
+    /// temporary trees) only while no builder holds it.
+    _lock: Flock,
+}
+
+/// The lock builders hold shared and the object sweep exclusively.
+pub(crate) fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
 }
 
 /// The identity of a file's content: the BLAKE3 of its chunk list.
@@ -86,6 +95,7 @@ impl ObjectCache {
             dir: dir.to_path_buf(),
             tmp,
             reflinks: AtomicU8::new(UNKNOWN),
+            _lock: Flock::shared(&lock_path(dir))?,
         })
     }
 
@@ -243,5 +253,35 @@ impl ObjectCache {
             NO => Some(false),
             _ => None,
         }
+    }
+
+    /// Whether files can be reflinked into `dir` (a tree being built, on
+    /// the objects' filesystem): tried once with two scratch files there,
+    /// then remembered.
+    pub fn can_reflink(&self, dir: &Path) -> bool {
+        match self.reflinks.load(Ordering::Relaxed) {
+            YES => return true,
+            NO => return false,
+            _ => {}
+        }
+        let (a, b) = (dir.join(".reflink-probe-a"), dir.join(".reflink-probe-b"));
+        let cloned = (|| -> std::io::Result<bool> {
+            let mut source = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&a)?;
+            source.write_all(b"probe")?;
+            let target = File::options().write(true).create_new(true).open(&b)?;
+            // SAFETY: both descriptors are open for the whole call.
+            let r = unsafe { libc::ioctl(target.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
+            Ok(r == 0)
+        })();
+        let _ = fs::remove_file(&a);
+        let _ = fs::remove_file(&b);
+        let yes = cloned.unwrap_or(false);
+        self.reflinks
+            .store(if yes { YES } else { NO }, Ordering::Relaxed);
+        yes
     }
 }

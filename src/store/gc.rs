@@ -1,11 +1,37 @@
-//! `gc`: removes what no record references.
+//! `gc`: removes what no record references, in an order that is safe
+//! while other processes import, mount and delete:
+//!
+//! 1. layers whose import died (their marker is not held);
+//! 2. live layers no mount uses are sealed into the pool;
+//! 3. under the record locks: big-data and run directories no record
+//!    names, and temporary files of writers that died;
+//! 4. driver directories and short links of layers without a record;
+//! 5. eviction of cold materialized directories (under the mounts lock);
+//! 6. with no build running: builders' leftover trees, then objects no
+//!    materialized layer needs;
+//! 7. with no import running: manifests without a record, then chunks no
+//!    manifest references.
+//!
+//! Whatever a concurrent writer is still working on is guarded by a lock
+//! that step holds exclusively, or is found in a listing taken before the
+//! records that would name it were read.
 
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Store;
-use crate::error::Result;
+use super::evict::Evicted;
+use super::layers::Layer;
+use super::{Kind, Store};
+use crate::chunks::{ChunkId, SweepReport};
+use crate::error::{Error, Result};
+use crate::flock::Flock;
+use crate::manifest::LayerManifest;
+use crate::materialize::{self, ObjectSweep};
 
 /// Which materialized directories `gc` evicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,19 +53,383 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Which materialized directories to evict.
     pub evict: Evict,
+    /// A pack is rewritten when more than this fraction of its chunk
+    /// bytes is garbage (0: any garbage); a pack with no live chunk is
+    /// always deleted.
+    pub pack_garbage: f64,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            evict: Evict::Policy,
+            pack_garbage: 0.0,
+        }
+    }
 }
 
 /// What `gc` removed (or, with `dry_run`, would remove).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcReport {
-    /// Bytes freed in all (allocated blocks where known).
+    /// Whether nothing was removed (`--dry-run`).
+    pub dry_run: bool,
+    /// Layers whose import died.
+    pub incomplete_layers: u64,
+    /// Live layers sealed into the pool.
+    pub sealed_layers: u64,
+    /// Manifests of layers that have no record.
+    pub manifests: u64,
+    /// The chunk pool's sweep.
+    pub chunks: SweepReport,
+    /// The object cache's sweep.
+    pub objects: ObjectSweep,
+    /// Materialized directories evicted.
+    pub evicted: Evicted,
+    /// Driver directories and short links of layers without a record.
+    pub driver_dirs: u64,
+    /// Big-data and run directories of items without a record.
+    pub data_dirs: u64,
+    /// Temporary files and trees of writers and builders that died.
+    pub temporary: u64,
+    /// What could not be done, and why (the rest was).
+    pub skipped: Vec<String>,
+    /// Bytes freed in all (allocated blocks, or file sizes in the pool).
     pub freed_bytes: u64,
 }
 
 impl Store {
-    /// Removes what no record references.
+    /// Removes what no record references (see the module docs for the
+    /// order and why it is safe alongside other processes).
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
-        let _ = options;
-        Ok(GcReport::default())
+        self.check_writable()?;
+        let dry = options.dry_run;
+        let _one_at_a_time = Flock::exclusive(&self.graph_root().join("gc.lock"))?;
+        let mut report = GcReport {
+            dry_run: dry,
+            ..GcReport::default()
+        };
+        report.incomplete_layers = self.gc_incomplete_layers(dry)?;
+        if !dry {
+            self.gc_seal_live_layers(&mut report)?;
+        }
+        self.write(|| self.gc_record_dirs(&mut report))?;
+        self.write(|| self.gc_driver_dirs(&mut report))?;
+        let unused_for = match options.evict {
+            Evict::Policy => self.options.evict_after,
+            Evict::All => Some(Duration::ZERO),
+            Evict::Never => None,
+            Evict::After(d) => Some(d),
+        };
+        if let Some(unused_for) = unused_for {
+            report.evicted = self.write(|| self.evict(unused_for, dry))?;
+            report.freed_bytes += report.evicted.bytes;
+        }
+        let mut manifests = HashMap::new();
+        self.write(|| self.gc_objects(&mut manifests, &mut report))?;
+        self.write(|| self.gc_chunks(&mut manifests, options.pack_garbage, &mut report))?;
+        Ok(report)
     }
+
+    fn gc_incomplete_layers(&self, dry: bool) -> Result<u64> {
+        if dry {
+            return Ok(self.stale_incomplete_layers()?.len() as u64);
+        }
+        Ok(self.remove_incomplete_layers()? as u64)
+    }
+
+    /// Seals live layers that are neither containers' layers nor mounted
+    /// and have content; a layer that cannot be sealed is reported.
+    fn gc_seal_live_layers(&self, report: &mut GcReport) -> Result<()> {
+        let mounted: HashSet<String> = self
+            .mounts()?
+            .into_iter()
+            .filter(|m| m.count > 0)
+            .map(|m| m.id)
+            .collect();
+        let live: Vec<Layer> = self
+            .layers()?
+            .into_iter()
+            .filter(|l| {
+                !l.sealed
+                    && !l.is_incomplete()
+                    && !l.flags.contains_key("container")
+                    && !mounted.contains(&l.id)
+                    && self.layer_content_dir(&l.id).is_dir()
+            })
+            .collect();
+        for layer in live {
+            match self.seal(&layer) {
+                Ok(()) => report.sealed_layers += 1,
+                Err(e) => report
+                    .skipped
+                    .push(format!("sealing layer {}: {e}", layer.id)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Big-data directories and run directories no record names, and
+    /// temporary files in the record directories (all under the record
+    /// locks, which their writers hold).
+    fn gc_record_dirs(&self, report: &mut GcReport) -> Result<()> {
+        let tx = self.transaction()?;
+        let ids: [(Kind, HashSet<&str>); 3] = [
+            (
+                Kind::Layer,
+                tx.layers.records.iter().map(|l| l.id.as_str()).collect(),
+            ),
+            (
+                Kind::Image,
+                tx.images.records.iter().map(|i| i.id.as_str()).collect(),
+            ),
+            (
+                Kind::Container,
+                tx.containers
+                    .records
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect(),
+            ),
+        ];
+        let mut dirs: Vec<(std::path::PathBuf, &HashSet<&str>)> = Vec::new();
+        for (kind, known) in &ids {
+            dirs.push((self.records_dir(*kind).to_path_buf(), known));
+            if *kind != Kind::Layer {
+                let run = self.item_run_dir(*kind, "x");
+                let run = run.parent().expect("a run directory has a parent");
+                if run != self.records_dir(*kind) {
+                    dirs.push((run.to_path_buf(), known));
+                }
+            }
+        }
+        for (dir, known) in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if name.starts_with(".tmp-") {
+                    report.temporary += 1;
+                    report.freed_bytes += remove_tree(&path, report.dry_run);
+                } else if is_id(&name) && path.is_dir() {
+                    if known.contains(name.as_str()) {
+                        // Temporary files of big-data writes that died.
+                        for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
+                            if inner.file_name().to_string_lossy().starts_with(".tmp-") {
+                                report.temporary += 1;
+                                report.freed_bytes += remove_tree(&inner.path(), report.dry_run);
+                            }
+                        }
+                    } else {
+                        report.data_dirs += 1;
+                        report.freed_bytes += remove_tree(&path, report.dry_run);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Driver directories, short links and use stamps of layers without
+    /// a record. The directories are listed before the records are read:
+    /// a layer's record always exists before its directories do.
+    fn gc_driver_dirs(&self, report: &mut GcReport) -> Result<()> {
+        let driver = self.driver_dir();
+        let (content_parent, ids_dir) = if self.options.driver == "vfs" {
+            (driver.join("dir"), driver.join("dir"))
+        } else {
+            (driver.clone(), driver.clone())
+        };
+        let listed: Vec<String> = list(&ids_dir).into_iter().filter(|n| is_id(n)).collect();
+        let stamps = list(&driver.join(".used"));
+        let links = list(&driver.join("l"));
+        let known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
+        let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
+        for id in listed {
+            if !known.contains(&id) && !mounted.contains(&id) {
+                report.driver_dirs += 1;
+                report.freed_bytes += remove_tree(&content_parent.join(&id), report.dry_run);
+            }
+        }
+        for id in stamps.iter().filter(|id| !known.contains(*id)) {
+            remove_tree(&driver.join(".used").join(id), report.dry_run);
+        }
+        for short in links {
+            let link = driver.join("l").join(&short);
+            let target = fs::read_link(&link).ok();
+            let owner = target
+                .as_ref()
+                .and_then(|t| t.parent())
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            let dangling = match owner {
+                Some(id) => !known.contains(&id) || !driver.join(&id).is_dir(),
+                None => true,
+            };
+            if dangling {
+                report.driver_dirs += 1;
+                remove_tree(&link, report.dry_run);
+            }
+        }
+        Ok(())
+    }
+
+    /// With no build running: trees builders left, then objects that no
+    /// materialized layer needs.
+    fn gc_objects(
+        &self,
+        manifests: &mut HashMap<String, LayerManifest>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let objects_dir = self.graph_root().join("objects");
+        let guard = materialize::builders_guard(&objects_dir)?;
+        let driver = self.driver_dir();
+        let mut parents = vec![driver.clone(), driver.join("dir")];
+        parents.extend(
+            list(&driver)
+                .iter()
+                .filter(|n| is_id(n))
+                .map(|n| driver.join(n)),
+        );
+        for parent in parents {
+            for name in list(&parent).iter().filter(|n| n.starts_with(".tmp-")) {
+                report.temporary += 1;
+                report.freed_bytes += remove_tree(&parent.join(name), report.dry_run);
+            }
+        }
+        let layers = self.layers()?;
+        let mut wanted_layers = HashSet::new();
+        for layer in &layers {
+            if !self.layer_content_dir(&layer.id).is_dir() {
+                continue;
+            }
+            if self.options.driver == "vfs" {
+                // A vfs tree holds the whole chain's files.
+                for l in self.chain(&layer.id).unwrap_or_default() {
+                    wanted_layers.insert(l.id);
+                }
+            } else {
+                wanted_layers.insert(layer.id.clone());
+            }
+        }
+        for layer in layers
+            .iter()
+            .filter(|l| l.sealed && wanted_layers.contains(&l.id))
+        {
+            self.load_manifest(manifests, layer)?;
+        }
+        let wanted = materialize::wanted_objects(
+            manifests
+                .iter()
+                .filter(|(id, _)| wanted_layers.contains(*id))
+                .map(|(_, m)| m),
+        );
+        report.objects = materialize::sweep_objects(&guard, &objects_dir, &wanted, report.dry_run)?;
+        report.freed_bytes += report.objects.bytes;
+        Ok(())
+    }
+
+    /// With no import running: manifests without a record, then chunks
+    /// that no manifest references.
+    fn gc_chunks(
+        &self,
+        manifests: &mut HashMap<String, LayerManifest>,
+        pack_garbage: f64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let guard = self.pool().sweep_guard()?;
+        let dir = self.graph_root().join("manifests");
+        let files = list(&dir);
+        let layers = self.layers()?;
+        let known: HashSet<&str> = layers.iter().map(|l| l.id.as_str()).collect();
+        for name in &files {
+            if name.starts_with(".tmp-") {
+                report.temporary += 1;
+                report.freed_bytes += remove_tree(&dir.join(name), report.dry_run);
+            } else if !known.contains(name.as_str()) {
+                report.manifests += 1;
+                report.freed_bytes += remove_tree(&dir.join(name), report.dry_run);
+            }
+        }
+        let mut live: HashSet<ChunkId> = HashSet::new();
+        for layer in &layers {
+            if !dir.join(&layer.id).exists() {
+                continue;
+            }
+            let m = self.load_manifest(manifests, layer)?;
+            live.extend(m.entries.iter().flat_map(|e| e.chunks.iter().map(|c| c.id)));
+        }
+        report.chunks = self
+            .pool()
+            .sweep(&guard, &live, pack_garbage, report.dry_run)?;
+        report.freed_bytes += report.chunks.bytes_freed;
+        Ok(())
+    }
+
+    /// A layer's manifest, decoded once per `gc`. A manifest that cannot
+    /// be read stops the sweep: its chunks cannot be told from garbage.
+    fn load_manifest<'m>(
+        &self,
+        manifests: &'m mut HashMap<String, LayerManifest>,
+        layer: &Layer,
+    ) -> Result<&'m LayerManifest> {
+        if !manifests.contains_key(&layer.id) {
+            let m = self.layer_manifest(layer).map_err(|e| {
+                Error::Refused(format!(
+                    "layer {}: its manifest cannot be read ({e}); nothing was swept, run `check -r` first",
+                    layer.id
+                ))
+            })?;
+            manifests.insert(layer.id.clone(), m);
+        }
+        Ok(&manifests[&layer.id])
+    }
+}
+
+/// Whether a directory entry is named like an item ID (64 hex digits).
+fn is_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The names in a directory (none when it cannot be read).
+fn list(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Removes a file or tree unless `dry_run`; returns the bytes it frees.
+fn remove_tree(path: &Path, dry_run: bool) -> u64 {
+    let bytes = unshared_bytes(path);
+    if !dry_run {
+        let _ = fs::remove_file(path).or_else(|_| fs::remove_dir_all(path));
+    }
+    bytes
+}
+
+/// The allocated bytes of a file or tree that no other name shares
+/// (a hardlinked file is counted where its last name goes).
+pub(crate) fn unshared_bytes(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = if meta.is_dir() || meta.nlink() == 1 {
+        meta.blocks() * 512
+    } else {
+        0
+    };
+    if !meta.is_dir() {
+        return own;
+    }
+    own + fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| unshared_bytes(&e.path()))
+        .sum::<u64>()
 }

@@ -280,6 +280,9 @@ impl Store {
         input: R,
         observer: &dyn ImportObserver,
     ) -> Result<Layer> {
+        // Held until the record is final: the sweep must not take a chunk
+        // this import wrote or reused before its manifest is published.
+        let _guard = self.pool.write_guard()?;
         let imported = manifest::import_tar(input, &self.pool, observer)
             .map_err(|e| e.for_layer(&layer.id))?;
         tracing::debug!(
@@ -357,18 +360,24 @@ impl Store {
         let _ = fs::remove_file(self.manifest_path(id));
     }
 
-    /// Removes layers whose import died (their marker is not held), and
-    /// markers of imports that died before their record was written.
-    pub(crate) fn remove_incomplete_layers(&self) -> Result<()> {
-        self.remove_orphan_markers()?;
-        let stale: Vec<String> = self
+    /// Layers whose import died: incomplete, and their marker not held.
+    pub(crate) fn stale_incomplete_layers(&self) -> Result<Vec<String>> {
+        Ok(self
             .layers()?
             .into_iter()
             .filter(|l| l.is_incomplete() && !ProcessMarker::is_held(&self.marker_path(&l.id)))
             .map(|l| l.id)
-            .collect();
+            .collect())
+    }
+
+    /// Removes layers whose import died (their marker is not held), and
+    /// markers of imports that died before their record was written.
+    /// Returns how many layers it removed.
+    pub(crate) fn remove_incomplete_layers(&self) -> Result<usize> {
+        self.remove_orphan_markers()?;
+        let stale = self.stale_incomplete_layers()?;
         if stale.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let removed = self.write(|| {
             self.layer_records.modify(|layers| {
@@ -386,11 +395,12 @@ impl Store {
                 Ok((removed, changed))
             })
         })?;
+        let count = removed.len();
         for id in removed {
             tracing::debug!(layer = %id, "removing incomplete layer");
             self.remove_layer_files(&id);
         }
-        Ok(())
+        Ok(count)
     }
 
     fn remove_orphan_markers(&self) -> Result<()> {
@@ -491,5 +501,6 @@ impl Store {
         let _ = fs::remove_file(self.marker_path(id));
         let _ = fs::remove_dir_all(self.layers_dir().join(id));
         self.remove_driver_dirs(id);
+        self.forget_used(id);
     }
 }

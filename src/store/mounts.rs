@@ -102,12 +102,18 @@ impl Store {
         let writable = !image && !chain[0].sealed;
         self.write(|| {
             self.mount_records.modify(|mounts| {
+                self.mark_used(&chain);
                 if let Some(m) = mounts.iter_mut().find(|m| m.id == id) {
                     m.count += 1;
                     return Ok(((), true));
                 }
+                // `gc` evicts under this lock: what it took between the
+                // preparation above and now is built again.
                 if overlay {
+                    self.prepare_overlay(&chain)?;
                     self.mount_overlay(&chain, &path, writable)?;
+                } else {
+                    self.prepare_vfs(&chain)?;
                 }
                 mounts.push(MountPoint {
                     id: id.clone(),

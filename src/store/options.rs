@@ -22,6 +22,10 @@ pub struct StoreOptions {
     pub image_store: Option<PathBuf>,
     /// Container records in the run root (`--transient-store`).
     pub transient_store: bool,
+    /// `gc` evicts materialized directories of sealed layers no mount has
+    /// used for this long (`materialized_evict_after` in storage.conf);
+    /// `None`: only when asked (`gc --evict`).
+    pub evict_after: Option<std::time::Duration>,
 }
 
 /// The drivers this build provides.
@@ -46,6 +50,7 @@ struct ConfStorage {
 
 #[derive(Deserialize, Default)]
 struct ConfOptions {
+    materialized_evict_after: Option<String>,
     #[serde(default)]
     overlay: toml::Table,
     #[serde(default)]
@@ -83,6 +88,7 @@ impl StoreOptions {
             driver_options: Vec::new(),
             image_store: None,
             transient_store: false,
+            evict_after: None,
         }
     }
 
@@ -133,6 +139,12 @@ impl StoreOptions {
         }
         options.image_store = s.imagestore;
         options.transient_store = s.transient_store.unwrap_or(false);
+        if let Some(after) = s.options.materialized_evict_after.filter(|a| !a.is_empty()) {
+            let after = crate::duration::parse_duration(&after).map_err(|e| {
+                Error::Config(format!("{}: materialized_evict_after: {e}", path.display()))
+            })?;
+            options.evict_after = Some(after);
+        }
         for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
             for (key, value) in table {
                 let value = match value {
@@ -177,10 +189,14 @@ mod tests {
         let conf = dir.path().join("storage.conf");
         std::fs::write(
             &conf,
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"/g\"\nrunroot = \"/r\"\n[storage.options.overlay]\nmountopt = \"nodev\"\n",
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"/g\"\nrunroot = \"/r\"\n[storage.options.overlay]\nmountopt = \"nodev\"\n[storage.options]\nmaterialized_evict_after = \"36h\"\n",
         )
         .unwrap();
         let o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(
+            o.evict_after,
+            Some(std::time::Duration::from_secs(36 * 3600))
+        );
         assert_eq!(o.driver, "vfs");
         assert_eq!(o.graph_root, PathBuf::from("/g"));
         assert_eq!(o.run_root, PathBuf::from("/r"));

@@ -1,0 +1,200 @@
+//! The sweep: removes chunks no manifest references. Packs with no live
+//! chunk are deleted; packs holding some garbage (above a threshold) are
+//! rewritten, their live chunks moved to a new pack first. Leftovers of
+//! writers that died (unpublished packs in `chunks/tmp`, packs without an
+//! index, index files without a pack) go too.
+//!
+//! The caller passes the set of live chunks, computed while it holds the
+//! [`SweepGuard`]: no writer runs then, so every chunk a writer will
+//! reference is either in a published manifest or not written yet.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::id::ChunkId;
+use super::index;
+use super::pool::{ChunkPool, PoolWriter};
+use crate::durable;
+use crate::error::{IoContext, Result};
+use crate::flock::Flock;
+
+/// Held by a sweep: no writer runs while it is held.
+pub struct SweepGuard {
+    lock: Flock,
+}
+
+/// What a sweep removed (or, dry, would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Chunks no manifest referenced (duplicates of a live chunk included).
+    pub chunks_removed: u64,
+    /// Their uncompressed bytes.
+    pub chunk_bytes_removed: u64,
+    /// Packs deleted whole.
+    pub packs_removed: u64,
+    /// Packs rewritten without their garbage.
+    pub packs_rewritten: u64,
+    /// Packs left as they were because a live chunk in them is damaged
+    /// (`check` reports it).
+    pub packs_damaged: u64,
+    /// Leftover files of writers that died.
+    pub leftovers_removed: u64,
+    /// Bytes of pack and index files freed on disk.
+    pub bytes_freed: u64,
+}
+
+impl ChunkPool {
+    /// Waits for running writers to finish and keeps new ones out until
+    /// the guard is dropped.
+    pub fn sweep_guard(&self) -> Result<SweepGuard> {
+        let intent = Flock::exclusive(&self.sweep_intent_path())?;
+        let lock = Flock::exclusive(&self.sweep_lock_path())?;
+        drop(intent);
+        Ok(SweepGuard { lock })
+    }
+
+    /// Removes every chunk not in `live`. A pack whose garbage is more
+    /// than `threshold` (a fraction of its chunk bytes; 0 means any) is
+    /// rewritten; one with no live chunk is deleted.
+    pub fn sweep(
+        &self,
+        guard: &SweepGuard,
+        live: &HashSet<ChunkId>,
+        threshold: f64,
+        dry_run: bool,
+    ) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        if !dry_run {
+            self.reload()?;
+        }
+        let mut stems = Vec::new();
+        let mut packs = HashSet::new();
+        let mut indexes = HashSet::new();
+        for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
+            let entry = entry.at("read directory", &self.packs_dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                report.leftovers_removed += 1;
+                report.bytes_freed += remove(&entry.path(), dry_run);
+            } else if let Some(stem) = name.strip_suffix(".pack") {
+                packs.insert(stem.to_string());
+            } else if let Some(stem) = name.strip_suffix(".idx") {
+                indexes.insert(stem.to_string());
+                stems.push(stem.to_string());
+            }
+        }
+        // A pack renamed into place whose index was never written, or an
+        // index whose pack is gone: nothing can use either.
+        for stem in packs.difference(&indexes).chain(indexes.difference(&packs)) {
+            for ext in ["idx", "pack"] {
+                let path = self.packs_dir.join(format!("{stem}.{ext}"));
+                if path.exists() {
+                    report.leftovers_removed += 1;
+                    report.bytes_freed += remove(&path, dry_run);
+                }
+            }
+        }
+        if let Ok(dir) = fs::read_dir(&self.tmp_dir) {
+            for entry in dir.flatten() {
+                report.leftovers_removed += 1;
+                report.bytes_freed += remove(&entry.path(), dry_run);
+            }
+        }
+        stems.retain(|s| packs.contains(s));
+        stems.sort();
+        let mut kept: HashSet<ChunkId> = HashSet::new();
+        let mut changed = false;
+        for stem in stems {
+            let idx_path = self.packs_dir.join(format!("{stem}.idx"));
+            let pack_path = self.packs_dir.join(format!("{stem}.pack"));
+            let bytes = fs::read(&idx_path).at("read", &idx_path)?;
+            let entries = index::decode(&idx_path, &bytes)?;
+            let (mut keep, mut garbage) = (Vec::new(), Vec::new());
+            for e in entries {
+                if live.contains(&e.id) && kept.insert(e.id) {
+                    keep.push(e);
+                } else {
+                    garbage.push(e);
+                }
+            }
+            if garbage.is_empty() {
+                continue;
+            }
+            let garbage_bytes: u64 = garbage.iter().map(|e| e.len as u64).sum();
+            let keep_bytes: u64 = keep.iter().map(|e| e.len as u64).sum();
+            let share = garbage_bytes as f64 / (garbage_bytes + keep_bytes).max(1) as f64;
+            if !keep.is_empty() && share <= threshold {
+                continue;
+            }
+            let on_disk = file_len(&idx_path) + file_len(&pack_path);
+            if !keep.is_empty() {
+                if dry_run {
+                    report.bytes_freed += (on_disk as f64 * share) as u64;
+                } else {
+                    match self.rewrite(&keep.iter().map(|e| e.id).collect::<Vec<_>>()) {
+                        Ok(written) => {
+                            report.bytes_freed += on_disk.saturating_sub(written);
+                        }
+                        Err(crate::Error::Chunk { .. }) => {
+                            // A live chunk does not read back: keep the pack
+                            // (and its garbage) for `check` to report.
+                            report.packs_damaged += 1;
+                            for e in &keep {
+                                kept.remove(&e.id);
+                            }
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                report.packs_rewritten += 1;
+            } else {
+                report.bytes_freed += on_disk;
+                report.packs_removed += 1;
+            }
+            report.chunks_removed += garbage.len() as u64;
+            report.chunk_bytes_removed += garbage_bytes;
+            if !dry_run {
+                // The index first: once it is gone nothing looks in the pack.
+                durable::remove_file(&idx_path)?;
+                durable::remove_file(&pack_path)?;
+                changed = true;
+            }
+        }
+        if !dry_run {
+            durable::fsync_dir(&self.packs_dir)?;
+            if changed {
+                guard.lock.touch()?;
+                self.reload()?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Copies chunks `ids` into new packs; returns the bytes written.
+    fn rewrite(&self, ids: &[ChunkId]) -> Result<u64> {
+        let mut reader = self.reader();
+        let mut writer = PoolWriter::new(self, true)?;
+        for id in ids {
+            let data = reader.read(id)?;
+            writer.add(data)?;
+        }
+        Ok(writer.finish()?.stored_bytes)
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Removes a file or directory (unless `dry_run`); returns its size.
+fn remove(path: &Path, dry_run: bool) -> u64 {
+    let len = file_len(path);
+    if !dry_run {
+        let _ = fs::remove_file(path).or_else(|_| fs::remove_dir_all(path));
+    }
+    len
+}

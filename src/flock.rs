@@ -1,0 +1,110 @@
+//! Whole-file `flock(2)` guards that coordinate work across processes
+//! (imports against the pool sweep, builders against the object sweep).
+//!
+//! Every guard opens the file anew, so each holds its own lock: two
+//! threads of one process can share a lock, and a shared holder blocks an
+//! exclusive one in the same process as it would in another.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::durable;
+use crate::error::{IoContext, Result};
+
+/// A held lock; released when dropped.
+pub(crate) struct Flock {
+    path: PathBuf,
+    file: File,
+}
+
+impl Flock {
+    /// Waits for a shared lock on `path` (created when missing).
+    pub fn shared(path: &Path) -> Result<Flock> {
+        Flock::take(path, libc::LOCK_SH)
+    }
+
+    /// Waits for an exclusive lock on `path` (created when missing).
+    pub fn exclusive(path: &Path) -> Result<Flock> {
+        Flock::take(path, libc::LOCK_EX)
+    }
+
+    fn take(path: &Path, how: libc::c_int) -> Result<Flock> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+        {
+            Ok(file) => file,
+            // A read-only store still coordinates its readers.
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => File::open(path).at("open", path)?,
+            Err(e) => return Err(e).at("open", path),
+        };
+        loop {
+            // SAFETY: the descriptor is owned by `file`, open for the call.
+            if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).at("lock", path);
+            }
+        }
+        Ok(Flock {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The token the last exclusive holder wrote ("" when none did).
+    pub fn token(&self) -> Result<String> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+        let mut token = String::new();
+        file.read_to_string(&mut token).at("read", &self.path)?;
+        Ok(token)
+    }
+
+    /// Writes a fresh token, telling later holders that something changed
+    /// (call with the exclusive lock).
+    pub fn touch(&self) -> Result<()> {
+        let mut file = &self.file;
+        file.set_len(0).at("truncate", &self.path)?;
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+        file.write_all(durable::random_hex(16).as_bytes())
+            .at("write", &self.path)?;
+        file.sync_all().at("fsync", &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_an_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let a = Flock::shared(&path).unwrap();
+        let b = Flock::shared(&path).unwrap();
+        let p = path.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let g = Flock::exclusive(&p).unwrap();
+            g.touch().unwrap();
+            tx.send(()).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            rx.try_recv().is_err(),
+            "exclusive lock taken under shared ones"
+        );
+        drop((a, b));
+        rx.recv().unwrap();
+        t.join().unwrap();
+        assert_eq!(Flock::shared(&path).unwrap().token().unwrap().len(), 32);
+    }
+}

@@ -1,0 +1,105 @@
+//! The object sweep: removes file objects no materialized directory
+//! needs, and what builders that died left behind.
+//!
+//! A content object is kept while a materialized layer has a file with
+//! that content (it is the source the next build reflinks or copies from,
+//! which is what makes building a sibling image cheap). A hardlink object
+//! is kept while a materialized file links to it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::objects::{content_key, lock_path};
+use crate::error::{IoContext, Result};
+use crate::flock::Flock;
+use crate::manifest::{EntryKind, LayerManifest};
+
+/// Held by the sweep: no build runs while it is held.
+pub struct BuildersGuard {
+    _lock: Flock,
+}
+
+/// Waits for running builds to finish and keeps new ones out until the
+/// guard is dropped.
+pub fn builders_guard(objects_dir: &Path) -> Result<BuildersGuard> {
+    crate::durable::create_dir_all(objects_dir)?;
+    Ok(BuildersGuard {
+        _lock: Flock::exclusive(&lock_path(objects_dir))?,
+    })
+}
+
+/// The content keys of the regular files of `manifests`.
+pub fn wanted_objects<'a>(
+    manifests: impl IntoIterator<Item = &'a LayerManifest>,
+) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for m in manifests {
+        for e in &m.entries {
+            if e.kind == EntryKind::File && !e.chunks.is_empty() {
+                keys.insert(content_key(e));
+            }
+        }
+    }
+    keys
+}
+
+/// What the object sweep removed (or, dry, would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectSweep {
+    /// Objects removed.
+    pub objects: u64,
+    /// Their allocated bytes (for hardlink objects, only those no other
+    /// name kept).
+    pub bytes: u64,
+}
+
+/// Removes objects under `objects_dir` whose content key is not in
+/// `wanted` (content objects) or that nothing links to (hardlink objects),
+/// and the named temporary files of builders that died. Call it with the
+/// [`BuildersGuard`] held.
+pub fn sweep_objects(
+    _guard: &BuildersGuard,
+    objects_dir: &Path,
+    wanted: &HashSet<String>,
+    dry_run: bool,
+) -> Result<ObjectSweep> {
+    let mut swept = ObjectSweep::default();
+    let Ok(dir) = fs::read_dir(objects_dir) else {
+        return Ok(swept);
+    };
+    for shard in dir.flatten() {
+        let name = shard.file_name().to_string_lossy().into_owned();
+        let path = shard.path();
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let tmp = name == "tmp";
+        for entry in fs::read_dir(&path).at("read directory", &path)?.flatten() {
+            let object = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let keep = !tmp
+                && match object.split_once('-') {
+                    Some(_) => meta.nlink() > 1,
+                    None => wanted.contains(&object),
+                };
+            if keep {
+                continue;
+            }
+            swept.objects += 1;
+            if meta.nlink() == 1 {
+                swept.bytes += meta.blocks() * 512;
+            }
+            if !dry_run {
+                let p = entry.path();
+                fs::remove_file(&p).at("remove", &p)?;
+            }
+        }
+    }
+    Ok(swept)
+}

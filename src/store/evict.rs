@@ -1,0 +1,110 @@
+//! Eviction of materialized directories: a sealed layer's directory is a
+//! cache of its manifest, so one that no mount uses can be removed and is
+//! built again by the next mount that needs it.
+//!
+//! Every mount stamps the layers of its chain (`<drv>/.used/<id>`, whose
+//! mtime is the last use); the policy evicts directories unused for a
+//! given time.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::layers::Layer;
+use super::Store;
+use crate::durable;
+use crate::error::Result;
+
+/// What eviction removed (or, dry, would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Evicted {
+    /// Layers whose directory was evicted.
+    pub layers: u64,
+    /// Allocated bytes freed by it (blocks no other name shares).
+    pub bytes: u64,
+}
+
+impl Store {
+    fn used_stamp(&self, id: &str) -> PathBuf {
+        self.driver_dir().join(".used").join(id)
+    }
+
+    /// Records that `chain` was just used by a mount. Best effort: a
+    /// missing stamp only makes the directory look cold.
+    pub(crate) fn mark_used(&self, chain: &[Layer]) {
+        let _ = fs::create_dir_all(self.driver_dir().join(".used"));
+        for layer in chain {
+            let path = self.used_stamp(&layer.id);
+            if let Ok(file) = fs::File::create(&path) {
+                let _ = file.set_modified(SystemTime::now());
+            }
+        }
+    }
+
+    /// Forgets the stamp of a deleted layer.
+    pub(crate) fn forget_used(&self, id: &str) {
+        let _ = fs::remove_file(self.used_stamp(id));
+    }
+
+    /// Evicts the directories of sealed layers that no mount uses and no
+    /// mount has used for `unused_for`.
+    pub(crate) fn evict(&self, unused_for: Duration, dry_run: bool) -> Result<Evicted> {
+        let overlay = self.options.driver == "overlay";
+        let mut evicted = Evicted::default();
+        let mut doomed = Vec::new();
+        {
+            // The layers lock first, as deletes take them: no layer
+            // appears or goes while the mounts are looked at. Mounts check
+            // and rebuild their chain under the mounts lock.
+            let layers_locked = self.layer_records.lock()?;
+            let layers = &layers_locked.records;
+            let mounts = self.mount_records.lock()?;
+            let mut in_use = HashSet::new();
+            for m in mounts.records.iter().filter(|m| m.count > 0) {
+                in_use.insert(m.id.clone());
+                if overlay {
+                    let mut next = layers.iter().find(|l| l.id == m.id);
+                    while let Some(l) = next {
+                        if !in_use.insert(l.id.clone()) && l.id != m.id {
+                            break;
+                        }
+                        next = layers.iter().find(|p| p.id == l.parent);
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            for layer in layers
+                .iter()
+                .filter(|l| l.sealed && !in_use.contains(&l.id))
+            {
+                let dir = self.layer_content_dir(&layer.id);
+                if !dir.is_dir() {
+                    continue;
+                }
+                let last_used = fs::metadata(self.used_stamp(&layer.id))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                if now.duration_since(last_used).unwrap_or_default() < unused_for {
+                    continue;
+                }
+                evicted.layers += 1;
+                evicted.bytes += super::gc::unshared_bytes(&dir);
+                if !dry_run {
+                    let away = durable::temp_sibling(&dir);
+                    if fs::rename(&dir, &away).is_ok() {
+                        doomed.push(away);
+                    }
+                }
+            }
+            drop(mounts);
+            drop(layers_locked);
+        }
+        for dir in doomed {
+            let _ = fs::remove_dir_all(dir);
+        }
+        Ok(evicted)
+    }
+}
