@@ -130,6 +130,9 @@ impl ChunkPool {
                 continue;
             }
             let on_disk = file_len(&idx_path) + file_len(&pack_path);
+            // The pack's own order: chunks of one file stay together in a
+            // frame, which is what makes the frames compress well.
+            keep.sort_by_key(|e| (e.frame_offset, e.offset));
             if !keep.is_empty() {
                 if dry_run {
                     report.bytes_freed += (on_disk as f64 * share) as u64;

@@ -1,0 +1,536 @@
+//! `gc`: what it removes, what it must never remove (chunks an import in
+//! flight reuses, anything a record names), eviction, and dry runs.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::tar::{Meta, TarBuilder};
+use common::{random_bytes, sha256, Cs};
+
+/// A tar with the given files (directories implied by none: flat names).
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    for (name, content) in files {
+        t.file(name, &Meta::default(), content);
+    }
+    t.finish()
+}
+
+/// Runs `gc --json` with extra flags; returns the report.
+fn gc(cs: &Cs, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["gc", "--json"];
+    args.extend_from_slice(extra);
+    cs.json(&args)
+}
+
+/// Every regular file under `root` with its size, but the record files,
+/// locks and the pool's config: what a store holds beyond empty structure.
+fn content_files(root: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if !(name.ends_with(".json")
+                || name.ends_with(".lock")
+                || name == "sweep.intent")
+            {
+                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), meta.len());
+            }
+        }
+    }
+    out
+}
+
+/// Directories under `root` that are named like item IDs.
+fn id_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.len() == 64 || name.starts_with(".tmp-") {
+                    out.push(entry.path());
+                }
+                stack.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// Exports a layer and returns the sha256 of its uncompressed tar.
+fn exported(cs: &Cs, id: &str) -> String {
+    sha256(&cs.ok_bytes(&["diff", "--uncompressed", id]))
+}
+
+fn with_driver(cs: &Cs, driver: &str, args: &[&str]) -> String {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver]).args(args);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Builds images, containers, mounts and a written live layer, then
+/// deletes everything: `gc` must leave nothing but empty structure.
+fn everything_goes(driver: &str) {
+    let cs = Cs::new();
+    let run = |args: &[&str]| with_driver(&cs, driver, args);
+    let shared = random_bytes(1, 300_000);
+    let base_tar = tar_of(&[("a", &shared), ("b", &random_bytes(2, 90_000))]);
+    let base = common::first_line_of(&run(&[
+        "import-layer",
+        "-f",
+        write_tmp(&cs, "base.tar", &base_tar).to_str().unwrap(),
+    ]));
+    let top = common::first_line_of(&run(&[
+        "import-layer",
+        "-f",
+        write_tmp(&cs, "top.tar", &tar_of(&[("c", &shared), ("d", b"small")]))
+            .to_str()
+            .unwrap(),
+        &base,
+    ]));
+    run(&["create-image", "--name", "img", &top]);
+    run(&["create-container", "--name", "c1", "img"]);
+    let mnt = run(&["mount", "c1"]).trim().to_string();
+    std::fs::write(Path::new(&mnt).join("written"), b"by the container").unwrap();
+    run(&["mount", "-r", "img"]);
+    run(&[
+        "set-image-data",
+        "-f",
+        write_tmp(&cs, "data", b"data").to_str().unwrap(),
+        "img",
+        "key",
+    ]);
+    let live = common::first_line_of(&run(&["create-layer", &top]));
+    let dir = run(&["mount", &live]).trim().to_string();
+    std::fs::write(Path::new(&dir).join("new"), b"live").unwrap();
+    run(&["unmount", &live]);
+    run(&["unmount", "img"]);
+    run(&["unmount", "c1"]);
+    run(&["delete-container", "c1"]);
+    run(&["delete-layer", &live]);
+    run(&["delete-image", "img"]);
+    for id in cs.layer_ids() {
+        run(&["delete-layer", &id]);
+    }
+    assert!(cs.layer_ids().is_empty());
+    let report = gc(&cs, &["--storage-driver", driver]);
+    assert!(
+        report["chunks"]["chunks_removed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let left = content_files(&cs.graph());
+    assert!(
+        left.is_empty(),
+        "{driver}: gc left content behind: {left:?}"
+    );
+    let dirs = id_dirs(&cs.graph());
+    assert!(
+        dirs.is_empty(),
+        "{driver}: gc left directories behind: {dirs:?}"
+    );
+    let links: Vec<_> = std::fs::read_dir(cs.graph().join("overlay/l"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(links.is_empty(), "{driver}: short links left: {links:?}");
+    let again = gc(&cs, &["--storage-driver", driver]);
+    assert_eq!(again["freed_bytes"], 0, "{again}");
+}
+
+fn write_tmp(cs: &Cs, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = cs.dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn after_deleting_everything_vfs_gc_leaves_only_empty_structure() {
+    everything_goes("vfs");
+}
+
+#[test]
+fn after_deleting_everything_overlay_gc_leaves_only_empty_structure() {
+    if common::need_root("overlay mounts") {
+        everything_goes("overlay");
+    }
+}
+
+#[test]
+fn a_dry_run_reports_what_a_real_run_then_removes_and_removes_nothing() {
+    let cs = Cs::new();
+    let a = cs.import(&tar_of(&[("a", &random_bytes(3, 200_000))]), &[]);
+    let b = cs.import(&tar_of(&[("b", &random_bytes(4, 200_000))]), &[]);
+    cs.ok(&["delete-layer", &a]);
+    let before = content_files(&cs.graph());
+    let dry = gc(&cs, &["--dry-run"]);
+    assert_eq!(
+        content_files(&cs.graph()),
+        before,
+        "a dry run removed something"
+    );
+    let real = gc(&cs, &[]);
+    for key in ["chunks_removed", "chunk_bytes_removed", "packs_removed"] {
+        assert_eq!(
+            dry["chunks"][key], real["chunks"][key],
+            "{key}: {dry} vs {real}"
+        );
+    }
+    assert_eq!(real["chunks"]["chunk_bytes_removed"], 200_000);
+    assert_eq!(
+        exported(&cs, &b),
+        cs.layer_json(&b)["diff-digest"].as_str().unwrap()
+    );
+    let text = cs.ok(&["gc", "--dry-run"]);
+    assert!(text.ends_with("Would free 0 bytes\n"), "{text:?}");
+}
+
+#[test]
+fn leftovers_of_dead_writers_and_stray_directories_go_and_committed_layers_stay() {
+    let cs = Cs::new();
+    let content = random_bytes(5, 500_000);
+    let id = cs.import(&tar_of(&[("f", &content)]), &["--name", "kept"]);
+    let digest = cs.layer_json(&id)["diff-digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cs.ok(&["create-image", "--name", "img", &id]);
+    let g = cs.graph();
+    let stray_id = "ab".repeat(32);
+    let plant = |rel: &str, bytes: &[u8]| {
+        let path = g.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    };
+    // An import killed before publishing, one killed between the pack
+    // and its index, an index write that never got renamed.
+    plant("chunks/tmp/0123456789abcdef.pack", &random_bytes(6, 4096));
+    plant(
+        "chunks/packs/00000000000000000000000000000000.pack",
+        &random_bytes(7, 4096),
+    );
+    plant("chunks/packs/.tmp-0011223344556677-x.idx", b"partial");
+    // Deleted layers' manifests and directories, and partial writes.
+    plant(&format!("manifests/{stray_id}"), b"orphan manifest");
+    plant("manifests/.tmp-0011223344556677-y", b"partial");
+    plant(&format!("vfs-layers/{stray_id}/key"), b"layer data");
+    plant(&format!("vfs-images/{stray_id}/key"), b"image data");
+    plant(
+        &format!("vfs-containers/{stray_id}/userdata/x"),
+        b"container data",
+    );
+    plant("vfs-images/.tmp-0011223344556677-images.json", b"[]");
+    plant(
+        &format!("vfs/dir/{stray_id}/etc/file"),
+        b"a deleted layer's tree",
+    );
+    plant(
+        &format!("vfs/dir/.tmp-0011223344556677-{id}/half"),
+        b"a build that died",
+    );
+    plant("objects/tmp/0123abcd", b"an object being written");
+    plant(
+        &format!("objects/cd/{}", "cd".repeat(32)),
+        b"an object no tree needs",
+    );
+    let report = gc(&cs, &[]);
+    assert_eq!(report["chunks"]["leftovers_removed"], 3, "{report}");
+    assert_eq!(report["manifests"], 1, "{report}");
+    assert_eq!(report["data_dirs"], 3, "{report}");
+    assert_eq!(report["driver_dirs"], 1, "{report}");
+    assert_eq!(report["objects"]["objects"], 2, "{report}");
+    assert!(report["temporary"].as_u64().unwrap() >= 3, "{report}");
+    let left: Vec<_> = content_files(&g)
+        .into_keys()
+        .filter(|p| !p.starts_with("chunks/packs") && !p.starts_with("manifests"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let packs = std::fs::read_dir(g.join("chunks/packs")).unwrap().count();
+    assert_eq!(packs, 2, "one pack and its index remain");
+    assert_eq!(exported(&cs, "kept"), digest);
+    cs.ok(&["create-container", "--name", "c", "img"]);
+    let mnt = cs.ok(&["mount", "c"]).trim().to_string();
+    assert_eq!(std::fs::read(Path::new(&mnt).join("f")).unwrap(), content);
+}
+
+#[test]
+fn a_pack_with_some_garbage_is_rewritten_and_its_live_chunks_survive() {
+    let cs = Cs::new();
+    let shared = random_bytes(8, 400_000);
+    let gone = random_bytes(9, 300_000);
+    let x = cs.import(&tar_of(&[("shared", &shared), ("gone", &gone)]), &[]);
+    let y = cs.import(&tar_of(&[("again", &shared), ("own", b"own")]), &[]);
+    let digest = cs.layer_json(&y)["diff-digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cs.ok(&["delete-layer", &x]);
+    // Below the threshold the pack stays as it is.
+    let kept = gc(&cs, &["--pack-garbage", "90"]);
+    assert_eq!(kept["chunks"]["packs_rewritten"], 0, "{kept}");
+    assert_eq!(kept["chunks"]["chunks_removed"], 0, "{kept}");
+    let report = gc(&cs, &[]);
+    assert_eq!(report["chunks"]["packs_rewritten"], 1, "{report}");
+    assert_eq!(report["chunks"]["chunk_bytes_removed"], 300_000, "{report}");
+    assert_eq!(exported(&cs, &y), digest);
+    let status = common::stderr(&cs.run(&["status"], None));
+    assert!(
+        status.contains("Pool Unique Bytes: 400003"),
+        "only the shared file and `own` remain: {status}"
+    );
+}
+
+/// The race the sweep guard exists for: an import that reuses chunks a
+/// deleted layer left (still in the pool, referenced by no manifest)
+/// while `gc` runs in another process.
+#[test]
+fn gc_never_sweeps_chunks_that_an_import_in_flight_reuses() {
+    let cs = Cs::new();
+    let rounds = 12;
+    let mut layers = Vec::new();
+    for round in 0..rounds {
+        let tar = tar_of(&[
+            ("big", &random_bytes(100 + round, 3_000_000)),
+            ("other", &random_bytes(200 + round, 1_000_000)),
+        ]);
+        let first = cs.import(&tar, &[]);
+        cs.ok(&["delete-layer", &first]);
+        let path = write_tmp(&cs, &format!("round{round}.tar"), &tar);
+        let mut import = cs.command();
+        import
+            .args(["import-layer", "-f", path.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut sweep = cs.command();
+        sweep
+            .args(["gc"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Alternate which starts first, so both orders are exercised.
+        let (import, sweep) = if round % 2 == 0 {
+            let i = import.spawn().unwrap();
+            (i, sweep.spawn().unwrap())
+        } else {
+            let s = sweep.spawn().unwrap();
+            (import.spawn().unwrap(), s)
+        };
+        let imported = import.wait_with_output().unwrap();
+        let swept = sweep.wait_with_output().unwrap();
+        assert!(swept.status.success(), "gc: {}", common::stderr(&swept));
+        assert!(
+            imported.status.success(),
+            "import: {}",
+            common::stderr(&imported)
+        );
+        let id = common::first_line_of(&common::stdout(&imported));
+        layers.push((id, sha256(&tar)));
+    }
+    gc(&cs, &[]);
+    for (id, digest) in &layers {
+        assert_eq!(&exported(&cs, id), digest, "layer {id} lost chunks");
+    }
+}
+
+/// A command with a `storage.conf` that sets the eviction policy.
+fn with_policy(cs: &Cs, after: &str, args: &[&str]) -> String {
+    let conf = write_tmp(
+        cs,
+        "storage.conf",
+        format!("[storage.options]\nmaterialized_evict_after = \"{after}\"\n").as_bytes(),
+    );
+    let mut cmd = cs.command();
+    cmd.env("CONTAINERS_STORAGE_CONF", conf).args(args);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn eviction_follows_the_policy_spares_mounted_layers_and_rebuilds_on_mount() {
+    let cs = Cs::new();
+    let content = random_bytes(10, 100_000);
+    let id = cs.import(&tar_of(&[("f", &content)]), &[]);
+    cs.ok(&["create-image", "--name", "img", &id]);
+    let tree = PathBuf::from(cs.ok(&["mount", "-r", "img"]).trim());
+    let evicted = |r: &serde_json::Value| r["evicted"]["layers"].as_u64().unwrap();
+    assert_eq!(
+        evicted(&gc(&cs, &["--evict", "all"])),
+        0,
+        "a mounted tree was evicted"
+    );
+    assert!(tree.is_dir());
+    cs.ok(&["unmount", "img"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "--json"])).unwrap();
+    assert_eq!(
+        evicted(&report),
+        0,
+        "a tree used a moment ago was evicted: {report}"
+    );
+    // An hour and a half later, by the use stamp.
+    let stamp = cs.graph().join("vfs/.used").join(&id);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5400);
+    std::fs::File::options()
+        .write(true)
+        .open(&stamp)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert_eq!(
+        evicted(&gc(&cs, &["--evict", "2h"])),
+        0,
+        "--evict overrides the policy"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "--json"])).unwrap();
+    assert_eq!(evicted(&report), 1, "{report}");
+    assert!(!tree.exists(), "the evicted tree is still there");
+    let again = PathBuf::from(cs.ok(&["mount", "-r", "img"]).trim());
+    assert_eq!(std::fs::read(again.join("f")).unwrap(), content);
+    cs.ok(&["unmount", "img"]);
+    let bad = cs.dir.path().join("bad.conf");
+    std::fs::write(
+        &bad,
+        "[storage.options]\nmaterialized_evict_after = \"soon\"\n",
+    )
+    .unwrap();
+    let out = common::run_command(
+        {
+            let mut c = cs.command();
+            c.env("CONTAINERS_STORAGE_CONF", &bad).arg("gc");
+            c
+        },
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("materialized_evict_after"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn gc_seals_live_layers_that_no_mount_uses() {
+    let cs = Cs::new();
+    let live = common::first_line_of(&cs.ok(&["create-layer"]));
+    let dir = PathBuf::from(cs.ok(&["mount", &live]).trim());
+    std::fs::write(dir.join("made"), b"while live").unwrap();
+    let report = gc(&cs, &[]);
+    assert_eq!(report["sealed_layers"], 0, "a mounted layer was sealed");
+    cs.ok(&["unmount", &live]);
+    assert_eq!(gc(&cs, &[])["sealed_layers"], 1);
+    assert_eq!(cs.layer_json(&live)["sealed"], true);
+    let listing = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut tar| {
+            use std::io::Write;
+            tar.stdin
+                .take()
+                .unwrap()
+                .write_all(&cs.ok_bytes(&["diff", &live]))?;
+            tar.wait_with_output()
+        })
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("made"));
+}
+
+/// The six squashed Debian images in one store; three are deleted: `gc`
+/// frees at least every chunk only those three used.
+#[test]
+fn on_the_debian_store_gc_frees_the_chunks_only_deleted_images_used() {
+    let Some(tars) = common::debian_tars() else {
+        return;
+    };
+    use containers_storage::{ImageOptions, LayerOptions, Store, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        graph_root: dir.path().join("graph"),
+        run_root: dir.path().join("run"),
+        driver: "vfs".into(),
+        driver_options: Vec::new(),
+        image_store: None,
+        transient_store: false,
+        evict_after: None,
+    };
+    let store = Store::open(options.clone()).unwrap();
+    let names = [
+        "bookworm-base.tar",
+        "trixie-base.tar",
+        "bookworm-curl.full.tar",
+        "trixie-curl.full.tar",
+        "bookworm-python3.full.tar",
+        "trixie-python3.full.tar",
+    ];
+    let mut images = Vec::new();
+    for name in names {
+        let file = std::fs::File::open(tars.join(name)).unwrap();
+        let layer = store
+            .import_layer(
+                None,
+                &LayerOptions::default(),
+                std::io::BufReader::new(file),
+                &(),
+            )
+            .unwrap();
+        let image = store
+            .create_image(Some(&layer.id), &ImageOptions::default())
+            .unwrap();
+        images.push((name, image.id, layer));
+    }
+    let chunks_of =
+        |layer: &containers_storage::Layer| -> HashSet<(containers_storage::ChunkId, u32)> {
+            let m = store.layer_manifest(layer).unwrap();
+            m.entries
+                .iter()
+                .flat_map(|e| e.chunks.iter().map(|c| (c.id, c.len)))
+                .collect()
+        };
+    let (gone, stay) = images.split_at(3);
+    let kept: HashSet<_> = stay.iter().flat_map(|(_, _, l)| chunks_of(l)).collect();
+    let only_gone: HashSet<_> = gone
+        .iter()
+        .flat_map(|(_, _, l)| chunks_of(l))
+        .filter(|c| !kept.contains(c))
+        .collect();
+    let expected: u64 = only_gone.iter().map(|(_, len)| *len as u64).sum();
+    let before = store.pool().stats().unwrap();
+    for (_, image, _) in gone {
+        store.delete_image(image, false).unwrap();
+    }
+    let report = store
+        .gc(&containers_storage::store::GcOptions::default())
+        .unwrap();
+    drop(store);
+    let after = Store::open(options).unwrap().pool().stats().unwrap();
+    eprintln!(
+        "pool: {} -> {} unique bytes, {} -> {} on disk; chunks only the deleted images used: {} bytes; gc freed {} bytes",
+        before.unique_bytes, after.unique_bytes, before.stored_bytes, after.stored_bytes, expected,
+        report.freed_bytes
+    );
+    assert!(expected > 0);
+    assert!(
+        before.unique_bytes - after.unique_bytes >= expected,
+        "freed {} of {} bytes only the deleted images used",
+        before.unique_bytes - after.unique_bytes,
+        expected
+    );
+    assert_eq!(
+        after.unique_bytes,
+        kept.iter().map(|(_, l)| *l as u64).sum::<u64>()
+    );
+    assert!(after.stored_bytes < before.stored_bytes);
+}
