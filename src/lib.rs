@@ -13,9 +13,9 @@
 
 pub mod chunks;
 mod durable;
-mod flock;
 mod duration;
 mod error;
+mod flock;
 pub mod manifest;
 pub mod materialize;
 pub mod store;

@@ -55,6 +55,18 @@ impl<'p> Materializer<'p> {
         build::build(self.pool, &self.objects, manifests, &[], target, options)
     }
 
+    /// Applies `manifest` in place onto `target`, a directory that already
+    /// has content (a live layer): entries replace what is at their paths,
+    /// whiteouts and opaque markers take effect in the format asked for.
+    pub fn apply_onto(
+        &self,
+        manifest: &LayerManifest,
+        target: &Path,
+        options: BuildOptions,
+    ) -> Result<()> {
+        build::apply_onto(self.pool, &self.objects, manifest, target, options)
+    }
+
     /// Builds one overlay layer whose `lowers` (lowest first) give the
     /// directories it needs but does not list their metadata, so that the
     /// merged view shows the lower directory unchanged.

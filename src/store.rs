@@ -23,6 +23,7 @@ mod lock;
 mod mounts;
 mod options;
 mod records;
+mod rootless;
 mod status;
 
 use std::path::{Path, PathBuf};

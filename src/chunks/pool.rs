@@ -26,6 +26,9 @@ mod verify;
 const CONFIG_VERSION: u32 = 1;
 /// A pack is closed once it reaches this size; an import may write several.
 const PACK_TARGET: u64 = 256 << 20;
+/// At most this much is reserved up front for a decompressed frame (frames
+/// are about `frame_size`), whatever length a damaged index claims.
+const FRAME_RESERVE_LIMIT: usize = 16 << 20;
 
 /// The pool's fixed parameters, kept in `chunks/config.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -414,12 +417,16 @@ impl ChunkReader<'_> {
                 }
                 Err(e) => return Err(e),
             };
-            let start = loc.frame_offset as usize;
-            let compressed = map
-                .get(start..start + loc.frame_len as usize)
+            // A damaged index may hold any offsets and lengths: no
+            // arithmetic on them may overflow, and the decompressed
+            // length it claims is only a hint (checked below).
+            let compressed = usize::try_from(loc.frame_offset)
+                .ok()
+                .and_then(|start| Some(start..start.checked_add(loc.frame_len as usize)?))
+                .and_then(|frame| map.get(frame))
                 .ok_or_else(|| bad("frame lies outside its pack".into()))?;
             self.frame.clear();
-            self.frame.reserve(loc.raw_len as usize);
+            self.frame.reserve((loc.raw_len as usize).min(FRAME_RESERVE_LIMIT));
             zstd::stream::copy_decode(compressed, &mut self.frame)
                 .map_err(|e| bad(format!("stored frame does not decompress: {e}")))?;
             if self.frame.len() != loc.raw_len as usize {

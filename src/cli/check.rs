@@ -1,6 +1,9 @@
-//! `check`.
+//! `check`: problems on standard output as upstream prints them
+//! (`layer ID: MSG`, `image ID: MSG`, `container ID: MSG`); with
+//! `--repair`, what was removed or rebuilt and what remains on standard
+//! error. Exit 1 while problems remain.
 
-use containers_storage::store::CheckOptions;
+use containers_storage::store::{CheckOptions, Problem};
 use containers_storage::{parse_duration, Store};
 
 use super::output::{self, outln};
@@ -25,13 +28,20 @@ pub fn check(
         output::json(&report)?;
     } else {
         for p in &report.problems {
-            outln!("{} {}: {}", p.kind.name(), p.id, p.message);
+            outln!("{}", shown(p));
+        }
+        if repair {
+            for p in &report.repaired {
+                eprintln!("repaired: {}", shown(p));
+            }
+            for p in &report.remaining {
+                eprintln!("remaining: {}", shown(p));
+            }
         }
     }
-    let remaining = if repair {
-        &report.remaining
-    } else {
-        &report.problems
-    };
-    Ok(if remaining.is_empty() { 0 } else { 1 })
+    Ok(if report.remaining.is_empty() { 0 } else { 1 })
+}
+
+fn shown(p: &Problem) -> String {
+    format!("{} {}: {}", p.kind.name(), p.id, p.message)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use containers_storage::{Error, Store};
+use containers_storage::Store;
 
 use super::output::{self, outln};
 use super::Outcome;
@@ -14,14 +14,9 @@ pub fn mount(
     label: Option<&str>,
     json: bool,
 ) -> Outcome {
-    if label.is_some_and(|l| !l.is_empty()) {
-        return Err(Error::Refused(
-            "mount labels (SELinux) are not supported by this store".into(),
-        ));
-    }
     let mut results = Vec::new();
     for arg in args {
-        let path = store.mount(arg, read_only)?;
+        let path = store.mount_labelled(arg, read_only, label)?;
         results.push(serde_json::json!({ "id": arg, "mountpoint": path.display().to_string() }));
         if !json {
             outln!("{}", path.display());

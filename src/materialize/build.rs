@@ -45,7 +45,7 @@ pub struct BuildOptions {
     /// The directory format.
     pub format: Format,
     /// Whether files may be hardlinks to objects (only for trees that are
-    /// never written).
+    /// never written); they are only where the filesystem cannot reflink.
     pub hardlinks: bool,
 }
 
@@ -80,6 +80,10 @@ struct Builder<'a> {
     /// layer needs but does not list takes their metadata, so that the
     /// merged view keeps the lower directory's mode, owner and times.
     lower_dirs: HashMap<&'a [u8], &'a Entry>,
+    /// Applying onto a directory that already has content (a live layer):
+    /// every entry replaces what is at its path, and an opaque marker
+    /// empties its directory first.
+    onto_existing: bool,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
@@ -103,6 +107,12 @@ pub(crate) fn build<'a>(
     durable::create_dir_all(parent)?;
     let tmp = durable::temp_sibling(target);
     std::fs::create_dir(&tmp).at("mkdir", &tmp)?;
+    // Reflinks come first: a tree that may hold hardlinks gets them only
+    // where the filesystem cannot reflink.
+    let options = BuildOptions {
+        hardlinks: options.hardlinks && !objects.can_reflink(&tmp),
+        ..options
+    };
     let result = (|| {
         let builder = Builder {
             pool,
@@ -111,6 +121,7 @@ pub(crate) fn build<'a>(
             options,
             counters: Counters::default(),
             lower_dirs,
+            onto_existing: false,
         };
         for m in manifests {
             builder.apply(m)?;
@@ -150,6 +161,33 @@ pub(crate) fn build<'a>(
     }
 }
 
+/// Applies `manifest` in place onto `target`, an existing directory with
+/// content (a live layer's upper directory or tree). Not atomic: callers
+/// validate the whole input (by importing it) before calling this.
+pub(crate) fn apply_onto(
+    pool: &ChunkPool,
+    objects: &ObjectCache,
+    manifest: &LayerManifest,
+    target: &Path,
+    options: BuildOptions,
+) -> Result<()> {
+    let builder = Builder {
+        pool,
+        objects,
+        jail: Jail::open(target)?,
+        options,
+        counters: Counters::default(),
+        lower_dirs: HashMap::new(),
+        onto_existing: true,
+    };
+    builder.apply(manifest)?;
+    // SAFETY: syncfs on a descriptor we hold open.
+    if unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error()).at("syncfs", target);
+    }
+    Ok(())
+}
+
 fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
     Error::Io {
         op,
@@ -177,8 +215,9 @@ pub(crate) fn opaque_dir(path: &[u8]) -> &[u8] {
 impl Builder<'_> {
     fn apply(&self, m: &LayerManifest) -> Result<()> {
         let flattened = self.options.format == Format::Flattened;
-        if flattened {
-            // Deletions of lower content come before this layer's entries.
+        if flattened || self.onto_existing {
+            // Deletions of lower (or earlier) content come before this
+            // layer's entries.
             for e in &m.entries {
                 match e.kind {
                     EntryKind::Whiteout => self.remove(&whiteout_target(&e.path))?,
@@ -355,7 +394,7 @@ impl Builder<'_> {
     /// Creates `e.path` fresh, replacing what a lower layer had there.
     fn fresh_slot(&self, e: &Entry) -> Result<Slot> {
         let slot = self.jail.slot(&e.path)?;
-        if self.options.format == Format::Flattened {
+        if self.options.format == Format::Flattened || self.onto_existing {
             self.remove_slot(&slot, &e.path)?;
         }
         Ok(slot)
@@ -472,6 +511,9 @@ impl Builder<'_> {
     fn overlay_whiteout(&self, e: &Entry) -> Result<()> {
         let rel = whiteout_target(&e.path);
         let slot = self.jail.slot(&rel)?;
+        if self.onto_existing {
+            self.remove_slot(&slot, &rel)?;
+        }
         // SAFETY: NUL-terminated name, open directory descriptor.
         let r =
             unsafe { libc::mknodat(slot.dir.as_raw_fd(), slot.name.as_ptr(), libc::S_IFCHR, 0) };

@@ -346,7 +346,9 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
         }
         tar.append(&entry, None).map_err(written)?;
         if kind == EntryKind::Dir
-            && xattr(&path, "trusted.overlay.opaque").as_deref() == Some(b"y".as_slice())
+            && ["trusted.overlay.opaque", "user.overlay.opaque"]
+                .iter()
+                .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()))
         {
             let marker = TarEntry {
                 path: [rel.as_slice(), b"/.wh..wh..opq"].concat(),

@@ -58,7 +58,7 @@ impl Store {
         Ok(chain)
     }
 
-    fn materializer(&self) -> Result<Materializer<'_>> {
+    pub(super) fn materializer(&self) -> Result<Materializer<'_>> {
         Materializer::new(&self.pool, &self.graph_root().join("objects"))
     }
 
@@ -73,7 +73,7 @@ impl Store {
     }
 
     /// The manifests of `layers` (a chain, top first), lowest first.
-    fn manifests_lowest_first(
+    pub(super) fn manifests_lowest_first(
         &self,
         layers: &[Layer],
     ) -> Result<Vec<crate::manifest::LayerManifest>> {
@@ -103,9 +103,7 @@ impl Store {
                         &lowers,
                         &diff,
                         BuildOptions {
-                            format: Format::Overlay {
-                                xattr_prefix: "trusted.overlay.",
-                            },
+                            format: self.overlay_format(),
                             hardlinks: true,
                         },
                     )?;
@@ -128,6 +126,19 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The overlay format this process writes: `trusted.overlay.*`
+    /// attributes as root, `user.overlay.*` (which the kernel reads with
+    /// the `userxattr` mount option) when rootless.
+    pub(crate) fn overlay_format(&self) -> Format {
+        Format::Overlay {
+            xattr_prefix: if super::rootless::is_rootless() {
+                "user.overlay."
+            } else {
+                "trusted.overlay."
+            },
+        }
     }
 
     /// Removes a deleted layer's driver directories (and its short link).

@@ -15,7 +15,9 @@ use super::lock::ProcessMarker;
 use super::Store;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
+use crate::chunks::WriteGuard;
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
+use crate::materialize::{self, BuildOptions, Format};
 
 /// The `flags` key upstream uses for a layer whose content is not durable.
 pub const INCOMPLETE_FLAG: &str = "incomplete";
@@ -282,7 +284,18 @@ impl Store {
     ) -> Result<Layer> {
         // Held until the record is final: the sweep must not take a chunk
         // this import wrote or reused before its manifest is published.
-        let _guard = self.pool.write_guard()?;
+        let guard = self.pool.write_guard()?;
+        self.import_content_guarded(layer, input, observer, &guard)
+    }
+
+    /// [`Store::import_content`] for a caller that holds the write guard.
+    pub(super) fn import_content_guarded<R: Read + Send>(
+        &self,
+        layer: &Layer,
+        input: R,
+        observer: &dyn ImportObserver,
+        _guard: &WriteGuard,
+    ) -> Result<Layer> {
         let imported = manifest::import_tar(input, &self.pool, observer)
             .map_err(|e| e.for_layer(&layer.id))?;
         tracing::debug!(
@@ -318,10 +331,18 @@ impl Store {
         })
     }
 
-    /// Applies a tar stream to a layer that has no content yet (one made
-    /// by `create-layer` and never written through a mount): the layer
-    /// becomes sealed, exactly as if it had been imported. On error the
-    /// layer stays as it was.
+    /// Applies a tar stream to a layer, as upstream's `ApplyDiff` does.
+    ///
+    /// - A layer with no content yet (made by `create-layer`, never
+    ///   mounted) takes the stream as its content and becomes sealed,
+    ///   exactly as if it had been imported.
+    /// - A live layer (a container's, or one written through a mount) gets
+    ///   the stream applied to its directory and stays live.
+    /// - A sealed layer without children gets a new manifest: its content
+    ///   with the stream applied.
+    ///
+    /// The whole stream is read and checked before anything changes, so
+    /// bad input leaves the layer as it was. A mounted layer is refused.
     pub fn apply_diff<R: Read + Send>(
         &self,
         arg: &str,
@@ -331,21 +352,89 @@ impl Store {
         self.check_writable()?;
         let layer = self.layer(arg)?;
         let refuse = |why: &str| Err(Error::Refused(format!("layer {}: {why}", layer.id)));
-        if layer.sealed {
-            return refuse("it already has content; applying a diff onto it is not supported yet");
+        let container = layer.flags.contains_key("container");
+        if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
+            let result = self.import_content(&layer, input, observer);
+            if result.is_err() {
+                let _ = fs::remove_file(self.manifest_path(&layer.id));
+            }
+            return result;
         }
-        if layer.flags.contains_key("container") {
-            return refuse(
-                "it is a container's layer; applying a diff onto it is not supported yet",
-            );
+        if self.mounts()?.iter().any(|m| m.id == layer.id && m.count > 0) {
+            return refuse("it is mounted; unmount it before applying a diff");
         }
-        if self.layer_content_dir(&layer.id).exists() {
-            return refuse("it was mounted and may hold written content; applying a diff onto it is not supported yet");
+        if layer.sealed && self.layers()?.iter().any(|l| l.parent == layer.id) {
+            return refuse("it has child layers, whose content depends on it; a diff can only be applied to a layer without children");
         }
-        let result = self.import_content(&layer, input, observer);
-        if result.is_err() {
-            let _ = fs::remove_file(self.manifest_path(&layer.id));
+        let guard = self.pool.write_guard()?;
+        let diff = manifest::import_tar(input, &self.pool, observer)
+            .map_err(|e| e.for_layer(&layer.id))?
+            .manifest;
+        if !layer.sealed {
+            self.apply_onto_live(&layer, &diff)?;
+            return self.layer(&layer.id);
         }
+        self.apply_onto_sealed(&layer, &diff, &guard)
+    }
+
+    /// Applies `diff` to a live layer's directory (created if missing).
+    fn apply_onto_live(&self, layer: &Layer, diff: &LayerManifest) -> Result<()> {
+        let chain = self.chain(&layer.id)?;
+        let (dir, format) = if self.options.driver == "overlay" {
+            let dir = self.layer_content_dir(&layer.id);
+            durable::create_dir_all(&dir)?;
+            (dir, self.overlay_format())
+        } else {
+            (self.prepare_vfs(&chain)?, Format::Flattened)
+        };
+        let options = BuildOptions {
+            format,
+            hardlinks: false,
+        };
+        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))
+    }
+
+    /// Gives a sealed layer a new manifest: its content with `diff`
+    /// applied, built in a private scratch tree and imported back.
+    fn apply_onto_sealed(
+        &self,
+        layer: &Layer,
+        diff: &LayerManifest,
+        guard: &WriteGuard,
+    ) -> Result<Layer> {
+        let chain = self.chain(&layer.id)?;
+        let manifests = self.manifests_lowest_first(&chain)?;
+        let refs: Vec<_> = manifests.iter().collect();
+        let lower = self.parents_view(layer)?;
+        // The materializer's lock keeps `gc` off the scratch tree.
+        let materializer = self.materializer()?;
+        let scratch = durable::temp_sibling(&self.driver_dir().join(format!("apply-{}", layer.id)));
+        let flattened = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: false,
+        };
+        let result = (|| {
+            materializer.build(&refs, &scratch, flattened)?;
+            materializer.apply_onto(diff, &scratch, flattened)?;
+            let (reader, mut writer) = durable::pipe()?;
+            let (tree, lower) = (&scratch, &lower);
+            std::thread::scope(|scope| {
+                let producer = scope.spawn(move || {
+                    let changes = materialize::changes(tree, lower, false)?;
+                    let result = materialize::write_diff(tree, &changes, &mut writer);
+                    drop(writer);
+                    result
+                });
+                let imported = self.import_content_guarded(layer, reader, &(), guard);
+                let produced = producer
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Refused("diff thread panicked".into())));
+                produced.and(imported)
+            })
+        })();
+        let _ = fs::remove_dir_all(&scratch);
+        // Its materialized directories show the old content.
+        self.remove_driver_dirs(&layer.id);
         result
     }
 

@@ -15,7 +15,7 @@ use crate::materialize::{self, Change, ChangeKind};
 
 impl Store {
     /// The view the layer's parents give (they must be sealed).
-    fn parents_view(&self, layer: &Layer) -> Result<BTreeMap<Vec<u8>, Entry>> {
+    pub(super) fn parents_view(&self, layer: &Layer) -> Result<BTreeMap<Vec<u8>, Entry>> {
         if layer.parent.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -106,12 +106,7 @@ impl Store {
                 layer.id
             )));
         }
-        let (reader, writer) = nix::unistd::pipe().map_err(|e| Error::Stream {
-            what: "pipe".into(),
-            source: e.into(),
-        })?;
-        let reader = std::fs::File::from(reader);
-        let mut writer = std::fs::File::from(writer);
+        let (reader, mut writer) = crate::durable::pipe()?;
         std::thread::scope(|scope| {
             let producer = scope.spawn(move || {
                 let result = self.live_diff(layer, Compression::None, &mut writer);

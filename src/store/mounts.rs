@@ -37,6 +37,7 @@ const SYS_FSOPEN: libc::c_long = 430;
 const SYS_FSCONFIG: libc::c_long = 431;
 const SYS_FSMOUNT: libc::c_long = 432;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
@@ -87,6 +88,13 @@ impl Store {
     /// read-only, materializing what is missing first; returns the
     /// mountpoint. Mounts are reference counted.
     pub fn mount(&self, arg: &str, image: bool) -> Result<PathBuf> {
+        self.mount_labelled(arg, image, None)
+    }
+
+    /// [`Store::mount`] with an SELinux mount label (else the layer's own
+    /// label, if any). Labels apply to overlay mounts on hosts where
+    /// SELinux is enabled and are ignored elsewhere, as upstream does.
+    pub fn mount_labelled(&self, arg: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
         self.check_writable()?;
         let id = self.mount_layer(arg, image)?;
         let chain = self.chain(&id)?;
@@ -111,7 +119,10 @@ impl Store {
                 // preparation above and now is built again.
                 if overlay {
                     self.prepare_overlay(&chain)?;
-                    self.mount_overlay(&chain, &path, writable)?;
+                    let label = label
+                        .filter(|l| !l.is_empty())
+                        .unwrap_or(&chain[0].mount_label);
+                    self.mount_overlay(&chain, &path, writable, label)?;
                 } else {
                     self.prepare_vfs(&chain)?;
                 }
@@ -187,7 +198,13 @@ impl Store {
         })
     }
 
-    fn mount_overlay(&self, chain: &[Layer], target: &Path, writable: bool) -> Result<()> {
+    fn mount_overlay(
+        &self,
+        chain: &[Layer],
+        target: &Path,
+        writable: bool,
+        label: &str,
+    ) -> Result<()> {
         let driver = self.driver_dir();
         let (upper, lowers) = if writable {
             (Some(&chain[0]), &chain[1..])
@@ -213,10 +230,21 @@ impl Store {
                 driver.join(&l.id).join("work"),
             )
         });
-        match mount_with_fsconfig(&driver, &lower_links, upper_dirs.as_ref(), target) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                mount_classic(&driver, &lower_links, upper_dirs.as_ref(), target)
-            }
+        let mut options = Vec::new();
+        if super::rootless::is_rootless() {
+            options.push(("userxattr".to_string(), None));
+        }
+        if !label.is_empty() && super::rootless::selinux_enabled() {
+            options.push(("context".to_string(), Some(label.to_string())));
+        }
+        let dirs = Dirs {
+            driver: &driver,
+            lowers: &lower_links,
+            upper: upper_dirs.as_ref(),
+            options: &options,
+        };
+        match mount_with_fsconfig(&dirs, target) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount_classic(&dirs, target),
             other => other,
         }
         .at("mount overlay", target)
@@ -235,13 +263,26 @@ fn check(r: libc::c_long) -> std::io::Result<libc::c_long> {
     }
 }
 
+/// What an overlay mount is made of.
+struct Dirs<'a> {
+    /// The driver directory, which lower paths are relative to.
+    driver: &'a Path,
+    /// Lower directories, top first (`l/<short>` links).
+    lowers: &'a [String],
+    /// The upper and work directories of a writable mount.
+    upper: Option<&'a (PathBuf, PathBuf)>,
+    /// Further options: flags (`userxattr`) and `key=value` ones.
+    options: &'a [(String, Option<String>)],
+}
+
 /// Mounts overlayfs with the new mount API, one `lowerdir+` per layer.
-fn mount_with_fsconfig(
-    driver: &Path,
-    lowers: &[String],
-    upper: Option<&(PathBuf, PathBuf)>,
-    target: &Path,
-) -> std::io::Result<()> {
+fn mount_with_fsconfig(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
+    let Dirs {
+        driver,
+        lowers,
+        upper,
+        options,
+    } = *dirs;
     let overlay = cstring(b"overlay")?;
     // SAFETY: NUL-terminated string; returns a new descriptor or -1.
     let fs =
@@ -271,6 +312,25 @@ fn mount_with_fsconfig(
     if let Some((diff, work)) = upper {
         set("upperdir", diff)?;
         set("workdir", work)?;
+    }
+    for (key, value) in options {
+        match value {
+            Some(value) => set(key, Path::new(value))?,
+            None => {
+                let key = cstring(key.as_bytes())?;
+                // SAFETY: a NUL-terminated key, an open fs context.
+                check(unsafe {
+                    libc::syscall(
+                        SYS_FSCONFIG,
+                        raw,
+                        FSCONFIG_SET_FLAG,
+                        key.as_ptr(),
+                        std::ptr::null::<libc::c_void>(),
+                        0 as libc::c_int,
+                    )
+                })?;
+            }
+        }
     }
     // SAFETY: an open fs context; null key and value for a command.
     check(unsafe {
@@ -308,19 +368,22 @@ fn mount_with_fsconfig(
 /// Mounts overlayfs with `mount(2)`; lower directories are short links
 /// relative to the driver directory, which becomes the working directory
 /// for the call (as upstream does for long chains).
-fn mount_classic(
-    driver: &Path,
-    lowers: &[String],
-    upper: Option<&(PathBuf, PathBuf)>,
-    target: &Path,
-) -> std::io::Result<()> {
-    let mut data = format!("lowerdir={}", lowers.join(":"));
-    if let Some((diff, work)) = upper {
+fn mount_classic(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
+    let driver = dirs.driver;
+    let mut data = format!("lowerdir={}", dirs.lowers.join(":"));
+    if let Some((diff, work)) = dirs.upper {
         data.push_str(&format!(
             ",upperdir={},workdir={}",
             diff.display(),
             work.display()
         ));
+    }
+    for (key, value) in dirs.options {
+        match value {
+            // Quoted: an SELinux label holds commas.
+            Some(value) => data.push_str(&format!(",{key}=\"{value}\"")),
+            None => data.push_str(&format!(",{key}")),
+        }
     }
     let previous = std::env::current_dir()?;
     std::env::set_current_dir(driver)?;

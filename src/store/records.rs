@@ -3,7 +3,8 @@
 //! Reads take the shared lock and reuse the cached records while the lock
 //! token is unchanged; writes take the exclusive lock, reload, apply the
 //! change, replace the file atomically and leave a fresh token. A file that
-//! does not parse is an error naming it, and is never overwritten.
+//! does not parse, or holds a record whose ID is not a valid ID, is an
+//! error naming it, and is never overwritten.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,33 @@ use std::sync::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::ids::validate_id;
+use super::item::Item;
 use super::lock::{LockFile, LockGuard};
+use super::mounts::MountPoint;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
+
+/// A record kept in a record file. Its ID names files and directories
+/// under the store (`<records dir>/<id>`, `manifests/<id>`, ...), so an ID
+/// read from disk is checked as one given by a caller is: a hostile
+/// `../..` or absolute path must not make a delete remove what it points
+/// at.
+pub(crate) trait Record {
+    fn record_id(&self) -> &str;
+}
+
+impl<T: Item> Record for T {
+    fn record_id(&self) -> &str {
+        self.id()
+    }
+}
+
+impl Record for MountPoint {
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+}
 
 /// One record file and its lock.
 pub(crate) struct RecordFile<T> {
@@ -23,7 +48,7 @@ pub(crate) struct RecordFile<T> {
     cache: Mutex<Option<(String, Vec<T>)>>,
 }
 
-impl<T: Serialize + DeserializeOwned + Clone> RecordFile<T> {
+impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
     /// Opens `dir/<name>.json` with `dir/<lock_name>`.
     pub fn open(dir: &Path, name: &str, lock_name: &str) -> Result<RecordFile<T>> {
         Ok(RecordFile {
@@ -53,14 +78,21 @@ impl<T: Serialize + DeserializeOwned + Clone> RecordFile<T> {
     }
 
     fn parse(&self) -> Result<Vec<T>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: self.path.clone(),
-                what: format!("records do not parse: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).at("read", &self.path),
+        let corrupt = |what: String| Error::Corrupt {
+            path: self.path.clone(),
+            what,
+        };
+        let records: Vec<T> = match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("records do not parse: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("read", &self.path),
+        };
+        for (n, record) in records.iter().enumerate() {
+            validate_id(record.record_id())
+                .map_err(|e| corrupt(format!("record {n} has an unusable ID: {e}")))?;
         }
+        Ok(records)
     }
 
     /// Applies `change` to the current records under the exclusive lock and
@@ -95,7 +127,7 @@ pub(crate) struct Locked<'a, T> {
     pub records: Vec<T>,
 }
 
-impl<T: Serialize + DeserializeOwned + Clone> Locked<'_, T> {
+impl<T: Serialize + DeserializeOwned + Clone + Record> Locked<'_, T> {
     /// Replaces the record file atomically and leaves a fresh token.
     pub fn save(&mut self) -> Result<()> {
         let file = self.file;
