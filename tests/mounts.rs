@@ -186,6 +186,28 @@ fn mounts_are_reference_counted() {
     );
 }
 
+/// A mount label is an SELinux context: on a host without SELinux it is
+/// ignored (as upstream ignores it), on one with SELinux it becomes the
+/// mount's `context=` option.
+#[test]
+fn a_mount_label_is_taken() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    populate(&cs, "overlay");
+    let label = "system_u:object_r:container_file_t:s0:c1,c2";
+    let path = ok(&cs, "overlay", &["mount", "-l", label, "c1"]);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(path.trim()))
+        .unwrap_or_else(|| panic!("{} is not mounted", path.trim()));
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    assert_eq!(line.contains("context="), selinux, "{line}");
+    ok(&cs, "overlay", &["unmount", "c1"]);
+}
+
 #[test]
 fn a_500_layer_chain_mounts_and_shows_every_file() {
     if !common::need_root("overlay mounts") {
