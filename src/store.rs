@@ -24,6 +24,7 @@ mod mounts;
 mod options;
 mod records;
 mod rootless;
+mod stacking;
 mod status;
 
 use std::path::{Path, PathBuf};

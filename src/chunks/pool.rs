@@ -426,7 +426,8 @@ impl ChunkReader<'_> {
                 .and_then(|frame| map.get(frame))
                 .ok_or_else(|| bad("frame lies outside its pack".into()))?;
             self.frame.clear();
-            self.frame.reserve((loc.raw_len as usize).min(FRAME_RESERVE_LIMIT));
+            self.frame
+                .reserve((loc.raw_len as usize).min(FRAME_RESERVE_LIMIT));
             zstd::stream::copy_decode(compressed, &mut self.frame)
                 .map_err(|e| bad(format!("stored frame does not decompress: {e}")))?;
             if self.frame.len() != loc.raw_len as usize {

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::model::LayerManifest;
+use super::model::{Entry, EntryKind, LayerManifest};
+use super::path::normalize;
 use crate::error::{Error, Result};
 
 /// The format version this build writes and reads.
@@ -62,8 +63,36 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
                 entry.size
             )));
         }
+        check_names(entry).map_err(|what| {
+            corrupt(format!(
+                "entry {:?}: {what}",
+                String::from_utf8_lossy(&entry.path)
+            ))
+        })?;
     }
     Ok(manifest)
+}
+
+/// What the importer guarantees of an entry's names, and the materializer
+/// relies on: the path (and a hard link's target) is normalised, a
+/// whiteout is named `.wh.NAME` and an opaque marker `.wh..wh..opq`.
+fn check_names(entry: &Entry) -> std::result::Result<(), String> {
+    if normalize(&entry.path)? != entry.path {
+        return Err("path is not normalised".into());
+    }
+    let base = entry.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    match entry.kind {
+        EntryKind::Whiteout if !base.starts_with(b".wh.") => {
+            Err("a whiteout's name does not start with .wh.".into())
+        }
+        EntryKind::Opaque if base != b".wh..wh..opq" => {
+            Err("an opaque marker is not named .wh..wh..opq".into())
+        }
+        EntryKind::Hardlink if entry.link.is_empty() || normalize(&entry.link)? != entry.link => {
+            Err("hard link target is not a normalised path".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +111,8 @@ mod tests {
                 Just(EntryKind::Whiteout),
                 Just(EntryKind::CharDevice)
             ],
-            proptest::collection::vec(any::<u8>(), 0..40),
+            // Normalised paths: the decoder refuses others.
+            "[a-z0-9_-]{1,8}(/[a-z0-9_-]{1,8}){0,3}",
             any::<u32>(),
             any::<i64>(),
             proptest::collection::vec((any::<[u8; 32]>(), 1u32..1000), 0..4),
@@ -96,7 +126,12 @@ mod tests {
         )
             .prop_map(|(kind, path, n, mtime, chunks, xattrs)| Entry {
                 kind,
-                path,
+                path: match (kind, path.rsplit_once('/')) {
+                    (EntryKind::Whiteout, Some((dir, name))) => format!("{dir}/.wh.{name}"),
+                    (EntryKind::Whiteout, None) => format!(".wh.{path}"),
+                    _ => path,
+                }
+                .into_bytes(),
                 mode: n & 0o7777,
                 uid: n,
                 gid: n / 3,
@@ -155,6 +190,51 @@ mod tests {
                 bytes[at % n] ^= v | 1;
             }
             let _ = decode(Path::new("m"), &bytes);
+        }
+    }
+
+    /// Regression (found by `tests/fuzz.rs`): a whiteout entry named `/`
+    /// made the materializer slice past the end of its name.
+    #[test]
+    fn refuses_names_the_importer_never_writes() {
+        let entry = |kind, path: &[u8], link: &[u8]| Entry {
+            kind,
+            path: path.to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            link: link.to_vec(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            size: 0,
+            chunks: Vec::new(),
+            raw_len: 512,
+        };
+        for (bad, what) in [
+            (
+                entry(EntryKind::Whiteout, b"/", b""),
+                "path is not normalised",
+            ),
+            (
+                entry(EntryKind::File, b"../x", b""),
+                "escapes the layer root",
+            ),
+            (
+                entry(EntryKind::Whiteout, b"etc/gone", b""),
+                "does not start with .wh.",
+            ),
+            (entry(EntryKind::Opaque, b"etc/.wh.x", b""), "opaque marker"),
+            (
+                entry(EntryKind::Hardlink, b"l", b"/etc/passwd"),
+                "hard link target",
+            ),
+        ] {
+            let bytes = encode(&manifest_with(vec![bad]));
+            let err = decode(Path::new("m"), &bytes).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
         }
     }
 

@@ -66,6 +66,9 @@ pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
         }
     };
     for m in manifests {
+        // A layer's whiteouts and opaque markers hide what the layers
+        // below it hold, never its own entries (wherever they stand in
+        // the tar), as the materializer applies them.
         for e in &m.entries {
             match e.kind {
                 EntryKind::Whiteout => {
@@ -74,6 +77,12 @@ pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
                     remove_under(&mut view, &target);
                 }
                 EntryKind::Opaque => remove_under(&mut view, super::build::opaque_dir(&e.path)),
+                _ => {}
+            }
+        }
+        for e in &m.entries {
+            match e.kind {
+                EntryKind::Whiteout | EntryKind::Opaque => {}
                 _ if e.path.is_empty() => {}
                 _ => {
                     view.insert(e.path.clone(), e.clone());

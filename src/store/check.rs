@@ -33,7 +33,7 @@ use crate::chunks::ChunkId;
 use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::manifest::{self, Entry, EntryKind, LayerManifest, Sha256};
-use crate::materialize;
+use crate::materialize::{self, Format};
 
 /// What `check` looks at and whether it repairs.
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub struct CheckReport {
     /// Items removed or rebuilt by the repair, as `<kind> <id>: <what>`.
     pub repaired: Vec<Problem>,
     /// Problems still there after the repair (without a repair: all of
-    /// them).
+    /// them), followed by why the repair left them (`not removed: ...`).
     pub remaining: Vec<Problem>,
 }
 
@@ -386,8 +386,16 @@ impl Store {
         }
 
         // Driver directories without a record.
+        // A deleted layer's directory that deltas are stacked on is kept.
+        let bases: HashSet<String> = driver_dirs
+            .iter()
+            .filter_map(|n| self.stacked_on(n))
+            .collect();
         for name in driver_dirs {
-            if !by_id.contains_key(name.as_str()) && !records.mounted.contains(&name) {
+            if !by_id.contains_key(name.as_str())
+                && !records.mounted.contains(&name)
+                && !bases.contains(&name)
+            {
                 let message = LAYER_UNACCOUNTED.to_string();
                 scan.add(Kind::Layer, &name, message, Remedy::Stray);
             }
@@ -515,8 +523,16 @@ impl Store {
         let view;
         let mut expected: BTreeMap<Vec<u8>, Expect<'_>> = BTreeMap::new();
         let mut opaque: Vec<Vec<u8>> = Vec::new();
+        let stacked;
         if self.options.driver == "overlay" {
-            let m = manifests.get(&layer.id)?;
+            let mut m = manifests.get(&layer.id)?.as_ref();
+            if let Some(base) = self.stacked_on(&layer.id) {
+                // A delta over another layer's directory holds what
+                // differs from it; without the base's manifest (a deleted
+                // layer's) it cannot be judged.
+                stacked = materialize::delta(m, manifests.get(&base)?);
+                m = &stacked;
+            }
             for e in &m.entries {
                 match e.kind {
                     EntryKind::Whiteout => {
@@ -594,18 +610,16 @@ impl Store {
                 }
             }
         }
-        if root_user {
-            if let Some(prefix) = self.overlay_xattr_prefix() {
-                for p in &opaque {
-                    let path = root.join(OsStr::from_bytes(p));
-                    if actual.get(p.as_slice()).is_some_and(|m| m.is_dir()) || p.is_empty() {
-                        let marked = get_xattr(&path, &format!("{prefix}opaque"));
-                        if marked.as_deref() != Some(b"y") {
-                            out.push(format!(
-                                "{LAYER_MODIFIED}: {}: not marked opaque",
-                                path.display()
-                            ));
-                        }
+        if let Some(prefix) = self.overlay_xattr_prefix() {
+            for p in &opaque {
+                let path = root.join(OsStr::from_bytes(p));
+                if actual.get(p.as_slice()).is_some_and(|m| m.is_dir()) || p.is_empty() {
+                    let marked = get_xattr(&path, &format!("{prefix}opaque"));
+                    if marked.as_deref() != Some(b"y") {
+                        out.push(format!(
+                            "{LAYER_MODIFIED}: {}: not marked opaque",
+                            path.display()
+                        ));
                     }
                 }
             }
@@ -626,8 +640,15 @@ impl Store {
         Some((out, inodes))
     }
 
+    /// The prefix of the overlay attributes this process's builds set
+    /// (`trusted.overlay.` as root, `user.overlay.` rootless).
     fn overlay_xattr_prefix(&self) -> Option<&'static str> {
-        (self.options.driver == "overlay").then_some("trusted.overlay.")
+        match self.overlay_format() {
+            Format::Overlay { xattr_prefix } if self.options.driver == "overlay" => {
+                Some(xattr_prefix)
+            }
+            _ => None,
+        }
     }
 
     /// Repairs what `scan` found; returns what was repaired and, for what
@@ -878,7 +899,8 @@ impl Store {
                 let mut next = layers.records.iter().find(|l| l.id == m.id);
                 let mut steps = 0;
                 while let Some(l) = next {
-                    in_use |= l.id == id;
+                    // A mounted delta uses the directory it is stacked on.
+                    in_use |= l.id == id || self.stacked_on(&l.id).as_deref() == Some(id);
                     steps += 1;
                     if !overlay || steps > layers.records.len() {
                         break;

@@ -183,9 +183,15 @@ impl Store {
         let mut devices: HashMap<u64, Device> = HashMap::new();
         // One probe on the graph root's filesystem spares hashing every
         // file of a filesystem that cannot dedupe at all.
-        if let Ok(meta) = fs::metadata(self.graph_root()) {
+        // Scratch files go where `gc` clears leftovers when it can.
+        let scratch = if objects.join("tmp").is_dir() {
+            objects.join("tmp")
+        } else {
+            self.graph_root().to_path_buf()
+        };
+        if let Ok(meta) = fs::metadata(&scratch) {
             if self.writable {
-                if let Some(works) = probe(self.graph_root()) {
+                if let Some(works) = probe(&scratch) {
                     let device = devices.entry(meta.dev()).or_default();
                     device.unsupported = !works;
                     device.worked = works;

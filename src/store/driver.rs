@@ -17,7 +17,7 @@ use super::layers::Layer;
 use super::Store;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::materialize::{BuildOptions, Format, Materializer};
+use crate::materialize::{self, BuildOptions, Format, Materializer};
 
 /// The alphabet of upstream's short link names.
 const SHORT_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -88,25 +88,39 @@ impl Store {
     /// first) exist; a sealed layer's `diff` is materialized if missing,
     /// a live top layer gets empty `diff` and `work` directories.
     pub(crate) fn prepare_overlay(&self, chain: &[Layer]) -> Result<()> {
-        let links = self.driver_dir().join("l");
-        durable::create_dir_all(&links)?;
+        durable::create_dir_all(&self.driver_dir().join("l"))?;
         for (i, layer) in chain.iter().enumerate() {
             let dir = self.driver_dir().join(&layer.id);
             let diff = dir.join("diff");
+            if let Ok(base) = fs::read_to_string(self.base_file(&layer.id)) {
+                // A delta whose base directory went away is rebuilt.
+                if diff.is_dir() && !self.driver_dir().join(base).join("diff").is_dir() {
+                    let away = durable::temp_sibling(&diff);
+                    fs::rename(&diff, &away).at("rename", &diff)?;
+                    let _ = fs::remove_dir_all(&away);
+                }
+            }
             if !diff.is_dir() {
                 if layer.sealed {
                     let m = self.sealed_manifest(layer)?;
                     let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
-                    self.materializer()?.build_overlay(
-                        &m,
-                        &lowers,
-                        &diff,
-                        BuildOptions {
-                            format: self.overlay_format(),
-                            hardlinks: true,
-                        },
-                    )?;
+                    let options = BuildOptions {
+                        format: self.overlay_format(),
+                        hardlinks: true,
+                    };
+                    durable::remove_file(&self.base_file(&layer.id))?;
+                    if let Some((base, bm)) = self.pick_base(layer, &m)? {
+                        self.ensure_link(&base)?;
+                        durable::create_dir_all(&dir)?;
+                        durable::atomic_write(&self.base_file(&layer.id), base.as_bytes())?;
+                        let delta = materialize::delta(&m, &bm);
+                        self.materializer()?
+                            .build_overlay(&delta, &[&bm], &diff, options)?;
+                    } else {
+                        self.materializer()?
+                            .build_overlay(&m, &lowers, &diff, options)?;
+                    }
                 } else if i == 0 {
                     durable::create_dir_all(&diff)?;
                 } else {
@@ -115,17 +129,23 @@ impl Store {
             }
             durable::create_dir_all(&dir.join("work"))?;
             durable::create_dir_all(&dir.join("merged"))?;
-            let link_file = dir.join("link");
-            if !link_file.exists() {
-                let short = short_name();
-                let link = links.join(&short);
-                let _ = fs::remove_file(&link);
-                std::os::unix::fs::symlink(format!("../{}/diff", layer.id), &link)
-                    .at("symlink", &link)?;
-                durable::atomic_write(&link_file, short.as_bytes())?;
-            }
+            self.ensure_link(&layer.id)?;
         }
         Ok(())
+    }
+
+    /// Gives a layer's overlay directory its short link (`link` and
+    /// `l/<short>` -> `../<id>/diff`) if it has none.
+    fn ensure_link(&self, id: &str) -> Result<()> {
+        let link_file = self.driver_dir().join(id).join("link");
+        if link_file.exists() {
+            return Ok(());
+        }
+        let short = short_name();
+        let link = self.driver_dir().join("l").join(&short);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("../{id}/diff"), &link).at("symlink", &link)?;
+        durable::atomic_write(&link_file, short.as_bytes())
     }
 
     /// The overlay format this process writes: `trusted.overlay.*`
@@ -142,8 +162,13 @@ impl Store {
     }
 
     /// Removes a deleted layer's driver directories (and its short link).
+    /// A directory that deltas are stacked on stays until `gc` finds
+    /// nothing stacked on it.
     pub(crate) fn remove_driver_dirs(&self, id: &str) {
         if self.options.driver == "overlay" {
+            if !self.stacked_above(id).is_empty() {
+                return;
+            }
             if let Ok(short) = self.short_link(id) {
                 let _ = fs::remove_file(self.driver_dir().join("l").join(short));
             }

@@ -75,19 +75,27 @@ impl Store {
                     }
                 }
             }
+            // The directories deltas of layers in use are stacked on.
+            let bases: Vec<String> = in_use.iter().filter_map(|id| self.stacked_on(id)).collect();
+            in_use.extend(bases);
             let now = SystemTime::now();
-            for layer in layers
+            let mut candidates: Vec<&Layer> = layers
                 .iter()
                 .filter(|l| l.sealed && !in_use.contains(&l.id))
-            {
+                .filter(|l| self.layer_content_dir(&l.id).is_dir())
+                .filter(|l| {
+                    let last_used = fs::metadata(self.used_stamp(&l.id))
+                        .and_then(|m| m.modified())
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    now.duration_since(last_used).unwrap_or_default() >= unused_for
+                })
+                .collect();
+            // Deltas before the directories they are stacked on, which go
+            // only once nothing is stacked on them any more.
+            candidates.sort_by_key(|l| self.stacked_on(&l.id).is_none());
+            for layer in candidates {
                 let dir = self.layer_content_dir(&layer.id);
-                if !dir.is_dir() {
-                    continue;
-                }
-                let last_used = fs::metadata(self.used_stamp(&layer.id))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                if now.duration_since(last_used).unwrap_or_default() < unused_for {
+                if overlay && !self.stacked_above(&layer.id).is_empty() {
                     continue;
                 }
                 evicted.layers += 1;
@@ -96,6 +104,7 @@ impl Store {
                     let away = durable::temp_sibling(&dir);
                     if fs::rename(&dir, &away).is_ok() {
                         doomed.push(away);
+                        let _ = fs::remove_file(self.base_file(&layer.id));
                     }
                 }
             }

@@ -245,8 +245,11 @@ impl Store {
         let listed: Vec<String> = list(&ids_dir).into_iter().filter(|n| is_id(n)).collect();
         let stamps = list(&driver.join(".used"));
         let links = list(&driver.join("l"));
-        let known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
+        let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
         let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
+        // A deleted layer's directory stays while deltas are stacked on it.
+        let bases: Vec<String> = known.iter().filter_map(|id| self.stacked_on(id)).collect();
+        known.extend(bases);
         for id in listed {
             if !known.contains(&id) && !mounted.contains(&id) {
                 report.driver_dirs += 1;

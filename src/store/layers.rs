@@ -13,9 +13,9 @@ use super::ids::{new_id, validate_id, validate_name};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::lock::ProcessMarker;
 use super::Store;
+use crate::chunks::WriteGuard;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::chunks::WriteGuard;
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
 
@@ -360,7 +360,11 @@ impl Store {
             }
             return result;
         }
-        if self.mounts()?.iter().any(|m| m.id == layer.id && m.count > 0) {
+        if self
+            .mounts()?
+            .iter()
+            .any(|m| m.id == layer.id && m.count > 0)
+        {
             return refuse("it is mounted; unmount it before applying a diff");
         }
         if layer.sealed && self.layers()?.iter().any(|l| l.parent == layer.id) {

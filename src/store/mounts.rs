@@ -211,10 +211,15 @@ impl Store {
         } else {
             (None, chain)
         };
-        let mut lower_links: Vec<String> = lowers
-            .iter()
-            .map(|l| self.short_link(&l.id).map(|s| format!("l/{s}")))
-            .collect::<Result<_>>()?;
+        let mut lower_links = Vec::new();
+        for layer in lowers {
+            lower_links.push(format!("l/{}", self.short_link(&layer.id)?));
+            // A delta shows its layer only over the directory it is
+            // stacked on.
+            if let Some(base) = self.stacked_on(&layer.id) {
+                lower_links.push(format!("l/{}", self.short_link(&base)?));
+            }
+        }
         // overlayfs needs a lower directory, and two without an upper.
         let needed = if writable { 1 } else { 2 };
         if lower_links.len() < needed {

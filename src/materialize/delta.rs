@@ -1,0 +1,255 @@
+//! Deltas between parentless layers: a squashed image that shares most of
+//! its files with another one already materialized (a sibling on the same
+//! base, a rebuild) is materialized as only what differs, stacked on the
+//! other's directory: changed and new entries, plus whiteouts for what it
+//! lacks. The merged view is the same tree; building it costs a fraction.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::manifest::{Entry, EntryKind, LayerManifest};
+
+/// Whether two entries make the same object: everything but their place
+/// in the tar stream.
+fn same(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.path == b.path
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.mtime == b.mtime
+        && a.mtime_nsec == b.mtime_nsec
+        && a.link == b.link
+        && a.dev_major == b.dev_major
+        && a.dev_minor == b.dev_minor
+        && a.xattrs == b.xattrs
+        && a.size == b.size
+        && a.chunks == b.chunks
+}
+
+/// Whether a delta can be taken against (or for) `m`: a layer on its own
+/// (no whiteouts or opaque markers, which only mean something above a
+/// parent).
+pub fn stands_alone(m: &LayerManifest) -> bool {
+    m.parent.is_none()
+        && !m
+            .entries
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque))
+}
+
+/// How many of `full`'s entries `base` provides unchanged.
+pub fn shared_entries(full: &LayerManifest, base: &LayerManifest) -> usize {
+    let by_path: HashMap<&[u8], &Entry> = base
+        .entries
+        .iter()
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    full.entries
+        .iter()
+        .filter(|e| by_path.get(e.path.as_slice()).is_some_and(|b| same(e, b)))
+        .count()
+}
+
+/// The layer that, mounted over `base`, shows exactly `full`: `full`'s
+/// entries that `base` does not provide unchanged (in tar order), then
+/// whiteouts for the topmost paths of `base` that `full` lacks. Both must
+/// [`stand_alone`](stands_alone).
+pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
+    let base_by_path: HashMap<&[u8], &Entry> = base
+        .entries
+        .iter()
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    let full_by_path: HashMap<&[u8], &Entry> = full
+        .entries
+        .iter()
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    let mut changed: HashSet<&[u8]> = full
+        .entries
+        .iter()
+        .filter(|e| {
+            !base_by_path
+                .get(e.path.as_slice())
+                .is_some_and(|b| same(e, b))
+        })
+        .map(|e| e.path.as_slice())
+        .collect();
+    // A hard link and its target come from the same layer, or their
+    // content and inode would not be shared: when either differs, both
+    // (and every other link to the target) go into the delta.
+    loop {
+        let mut grew = false;
+        for e in full
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Hardlink)
+        {
+            let (link, target) = (e.path.as_slice(), e.link.as_slice());
+            if changed.contains(link) != changed.contains(target) {
+                changed.insert(link);
+                changed.insert(target);
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let mut entries: Vec<Entry> = full
+        .entries
+        .iter()
+        .filter(|e| changed.contains(e.path.as_slice()))
+        .cloned()
+        .collect();
+    for b in &base.entries {
+        if b.path.is_empty() || full_by_path.contains_key(b.path.as_slice()) {
+            continue;
+        }
+        let (parent, name) = match b.path.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&b.path[..i], &b.path[i + 1..]),
+            None => (&b.path[..0], b.path.as_slice()),
+        };
+        // Below a removed directory, or below a path that is no longer
+        // a directory, the path is hidden already.
+        let parent_is_dir = parent.is_empty()
+            || full_by_path
+                .get(parent)
+                .is_some_and(|p| p.kind == EntryKind::Dir);
+        if !parent_is_dir {
+            continue;
+        }
+        let mut path = parent.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(b".wh.");
+        path.extend_from_slice(name);
+        entries.push(Entry {
+            kind: EntryKind::Whiteout,
+            path,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            link: Vec::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            size: 0,
+            chunks: Vec::new(),
+            raw_len: 0,
+        });
+    }
+    LayerManifest {
+        chunker_algorithm: full.chunker_algorithm.clone(),
+        chunker: full.chunker,
+        parent: None,
+        compression: full.compression,
+        compressed_digest: full.compressed_digest.clone(),
+        compressed_size: full.compressed_size,
+        diff_digest: full.diff_digest.clone(),
+        diff_size: full.diff_size,
+        uids: full.uids.clone(),
+        gids: full.gids.clone(),
+        entries,
+        // Deltas are built, never exported: no raw stream.
+        raw_len: 0,
+        raw: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunks::ChunkerParams;
+    use crate::manifest::Compression;
+
+    fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
+        Entry {
+            kind,
+            path: path.as_bytes().to_vec(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime,
+            mtime_nsec: 0,
+            link: Vec::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            size: 0,
+            chunks: Vec::new(),
+            raw_len: mtime as u64,
+        }
+    }
+
+    fn manifest(entries: Vec<Entry>) -> LayerManifest {
+        LayerManifest {
+            chunker_algorithm: String::new(),
+            chunker: ChunkerParams::default(),
+            parent: None,
+            compression: Compression::None,
+            compressed_digest: String::new(),
+            compressed_size: 0,
+            diff_digest: String::new(),
+            diff_size: 0,
+            uids: Vec::new(),
+            gids: Vec::new(),
+            entries,
+            raw_len: 0,
+            raw: Vec::new(),
+        }
+    }
+
+    fn paths(m: &LayerManifest) -> Vec<String> {
+        m.entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keeps_what_differs_and_whites_out_the_topmost_missing_paths() {
+        use EntryKind::*;
+        let base = manifest(vec![
+            entry(Dir, "", 1),
+            entry(Dir, "etc", 1),
+            entry(File, "etc/same", 1),
+            entry(File, "etc/old", 1),
+            entry(Dir, "gone", 1),
+            entry(File, "gone/inside", 1),
+            entry(Dir, "was-dir", 1),
+            entry(File, "was-dir/child", 1),
+            entry(File, "target", 1),
+            entry(Hardlink, "link", 1),
+        ]);
+        let mut full = manifest(vec![
+            entry(Dir, "", 1),
+            entry(Dir, "etc", 2),
+            entry(File, "etc/same", 1),
+            entry(File, "etc/new", 2),
+            entry(File, "was-dir", 2),
+            entry(File, "target", 2),
+            entry(Hardlink, "link", 1),
+        ]);
+        full.entries[6].link = b"target".to_vec();
+        let mut base = base;
+        base.entries[9].link = b"target".to_vec();
+        assert_eq!(shared_entries(&full, &base), 3);
+        let d = delta(&full, &base);
+        assert_eq!(
+            paths(&d),
+            [
+                "etc",
+                "etc/new",
+                "was-dir",
+                "target",
+                "link",
+                "etc/.wh.old",
+                ".wh.gone"
+            ]
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Stacked overlay layers: a parentless layer that shares most entries
+//! with one already materialized is built as a delta over it. The mounted
+//! tree must be exactly the layer's own; the directory below stays while
+//! the delta needs it, and `gc` and `check` know about both.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::tar::{Meta, TarBuilder};
+use common::tree::{differences, extract, snapshot};
+use common::Cs;
+
+fn meta(mode: u32, mtime: u64) -> Meta {
+    Meta {
+        mode,
+        mtime,
+        ..Meta::default()
+    }
+}
+
+/// Forty shared files, plus what the two images do differently: a
+/// changed directory time and file mode, a new file, a changed hard-link
+/// pair, a file that became a directory, a removed file and directory.
+/// Each directory's entries are contiguous, as real images have them.
+fn image(second: bool) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    let old = meta(0o755, 1_600_000_000);
+    let etc_time = if second { 1_700_000_000 } else { 1_600_000_000 };
+    t.dir("etc/", &meta(0o755, etc_time));
+    for i in 0..40 {
+        let mode = if second && i == 0 { 0o600 } else { 0o644 };
+        t.file(
+            &format!("etc/f{i}"),
+            &meta(mode, 1_600_000_000),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    if second {
+        t.file("etc/new", &meta(0o644, 1_700_000_000), b"new");
+    } else {
+        t.file("etc/removed", &meta(0o644, 1_600_000_000), b"removed");
+    }
+    t.dir("usr/", &old);
+    t.file("usr/target", &old, if second { b"v2" } else { b"v1" });
+    t.hardlink("usr/link", "usr/target", &old);
+    t.symlink("usr/sym", "target", &meta(0o777, 1_600_000_000));
+    if second {
+        t.dir("was-file/", &old);
+        t.file("was-file/inside", &old, b"inside");
+    } else {
+        t.dir("gone/", &old);
+        t.file("gone/child", &old, b"child");
+        t.file("was-file", &old, b"plain");
+    }
+    t.finish()
+}
+
+fn run(cs: &Cs, args: &[&str]) -> String {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "overlay"]).args(args);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn import(cs: &Cs, name: &str, tar: &[u8]) -> String {
+    let path = cs.dir.path().join(format!("{name}.tar"));
+    std::fs::write(&path, tar).unwrap();
+    common::first_line_of(&run(
+        cs,
+        &["import-layer", "-n", name, "-f", path.to_str().unwrap()],
+    ))
+}
+
+/// The mounted tree equals `tar -x` of the image, every attribute.
+fn same_as_tar(cs: &Cs, name: &str, tree: &Path) {
+    let want = cs.dir.path().join(format!("{name}.x"));
+    if !want.exists() {
+        extract(&cs.dir.path().join(format!("{name}.tar")), &want);
+    }
+    let diff = differences(&snapshot(&want), &snapshot(tree));
+    assert!(diff.is_empty(), "{name}: {}", diff.join("\n"));
+}
+
+fn check_is_clean(cs: &Cs) {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "overlay", "check"]);
+    let out = common::run_command(cmd, None);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "check: {}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn a_sibling_image_is_a_delta_over_the_first_and_mounts_as_itself() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let first = import(&cs, "first", &image(false));
+    let second = import(&cs, "second", &image(true));
+    run(&cs, &["create-image", "-n", "one", "first"]);
+    run(&cs, &["create-image", "-n", "two", "second"]);
+    let one = PathBuf::from(run(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "first", &one);
+    let two = PathBuf::from(run(&cs, &["mount", "-r", "two"]).trim());
+    same_as_tar(&cs, "second", &two);
+    let overlay = cs.graph().join("overlay");
+    assert_eq!(
+        std::fs::read_to_string(overlay.join(&second).join("base")).unwrap(),
+        first,
+        "the second image is not stacked on the first"
+    );
+    let delta_files = walk_count(&overlay.join(&second).join("diff"));
+    assert!(delta_files < 20, "the delta holds {delta_files} entries");
+    check_is_clean(&cs);
+
+    // A container on the stacked image writes privately.
+    run(&cs, &["create-container", "-n", "c", "two"]);
+    let c = PathBuf::from(run(&cs, &["mount", "c"]).trim());
+    same_as_tar(&cs, "second", &c);
+    std::fs::write(c.join("etc/f5"), b"changed in c").unwrap();
+    assert_eq!(std::fs::read(one.join("etc/f5")).unwrap(), b"file 5");
+    assert_eq!(std::fs::read(two.join("etc/f5")).unwrap(), b"file 5");
+
+    // The first image goes; its directory stays under the mounted delta.
+    run(&cs, &["unmount", "one"]);
+    run(&cs, &["delete-image", "one"]);
+    run(&cs, &["gc", "--evict", "all"]);
+    assert!(
+        overlay.join(&first).join("diff").is_dir(),
+        "the base was removed"
+    );
+    same_as_tar(&cs, "second", &two);
+    check_is_clean(&cs);
+
+    // Once nothing is mounted, eviction takes the delta, then gc the base.
+    run(&cs, &["unmount", "c"]);
+    run(&cs, &["unmount", "two"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&run(&cs, &["gc", "--json", "--evict", "all"])).unwrap();
+    assert!(
+        report["evicted"]["layers"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    run(&cs, &["gc"]);
+    assert!(
+        !overlay.join(&first).exists(),
+        "the base outlived its delta"
+    );
+    // Rebuilt on the next mount, now on its own.
+    let two = PathBuf::from(run(&cs, &["mount", "-r", "two"]).trim());
+    same_as_tar(&cs, "second", &two);
+    assert!(!overlay.join(&second).join("base").exists());
+    run(&cs, &["unmount", "two"]);
+    check_is_clean(&cs);
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            1 + if e.file_type().unwrap().is_dir() {
+                walk_count(&e.path())
+            } else {
+                0
+            }
+        })
+        .sum()
+}
