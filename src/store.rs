@@ -86,7 +86,7 @@ impl Store {
         };
         let containers_dir = containers_root.join(format!("{drv}-containers"));
         let dirs = [&layers_dir, &images_dir, &containers_dir];
-        let writable = Self::prepare(&graph, &dirs).is_ok();
+        let writable = Self::prepare(&graph, &dirs).is_ok() && !read_only_fs(&graph);
         if !writable && !layers_dir.is_dir() {
             // Neither creatable nor there: report why.
             Self::prepare(&graph, &dirs)?;
@@ -116,6 +116,7 @@ impl Store {
         };
         if writable {
             store.remove_incomplete_layers()?;
+            store.finish_deletes()?;
         }
         Ok(store)
     }
@@ -220,4 +221,12 @@ impl Store {
         }
         result
     }
+}
+
+/// Whether `path` lies on a filesystem mounted read-only (creating the
+/// store's directories succeeds there when they all exist already).
+fn read_only_fs(path: &Path) -> bool {
+    nix::sys::statvfs::statvfs(path)
+        .map(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+        .unwrap_or(false)
 }

@@ -24,6 +24,7 @@ pub fn gc(store: &Store, dry_run: bool, evict: &str, pack_garbage: u8, json: boo
     let c = &report.chunks;
     let lines = [
         (report.incomplete_layers, "incomplete layers"),
+        (report.orphan_layers, "container layers without a container"),
         (report.sealed_layers, "live layers sealed"),
         (report.manifests, "manifests without a layer"),
         (c.chunks_removed, "unreferenced chunks"),

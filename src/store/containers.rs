@@ -160,15 +160,24 @@ impl Store {
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
         self.ensure_unmounted(std::slice::from_ref(&container.layer))?;
+        // The container's record goes first: a crash after it leaves a
+        // container layer nothing uses, which `gc` removes, never a
+        // container without its layer.
+        tx.containers.records.retain(|c| c.id != container.id);
+        self.write(|| tx.containers.save())?;
+        let layer = std::slice::from_ref(&container.layer);
         if tx.layers.records.iter().any(|l| l.id == container.layer) {
+            self.mark_deleting(layer)?;
             tx.layers.records.retain(|l| l.id != container.layer);
             self.write(|| tx.layers.save())?;
-            self.remove_layer_files(&container.layer);
         }
+        drop(tx);
+        // Files last (a leftover layer directory is finished by the next
+        // writer, see `mark_deleting`).
+        self.remove_layer_files(&container.layer);
         let _ = std::fs::remove_dir_all(self.item_dir(Kind::Container, &container.id));
         let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Container, &container.id));
-        tx.containers.records.retain(|c| c.id != container.id);
-        self.write(|| tx.containers.save())
+        Ok(())
     }
 
     /// `<graphroot>/<drv>-containers/<id>/userdata`, created if missing.
@@ -192,6 +201,12 @@ impl Store {
     /// A container's size: its layer's content plus its big data.
     pub fn container_size(&self, container: &Container) -> Result<u64> {
         let layer = self.layer(&container.layer)?;
-        Ok(layer.diff_size + container.big_data.sizes.values().sum::<u64>())
+        // Sizes come from the record files: any numbers, so never overflow.
+        let data = container
+            .big_data
+            .sizes
+            .values()
+            .fold(0u64, |sum, n| sum.saturating_add(*n));
+        Ok(layer.diff_size.saturating_add(data))
     }
 }

@@ -88,6 +88,13 @@ impl Store {
     /// first) exist; a sealed layer's `diff` is materialized if missing,
     /// a live top layer gets empty `diff` and `work` directories.
     pub(crate) fn prepare_overlay(&self, chain: &[Layer]) -> Result<()> {
+        self.prepare_overlay_with(chain, true)
+    }
+
+    /// [`Store::prepare_overlay`]; with `stack` false no layer is built as
+    /// a delta, which needs no record lock (for callers that hold the
+    /// mounts lock: records may only be read before it).
+    pub(crate) fn prepare_overlay_with(&self, chain: &[Layer], stack: bool) -> Result<()> {
         durable::create_dir_all(&self.driver_dir().join("l"))?;
         for (i, layer) in chain.iter().enumerate() {
             let dir = self.driver_dir().join(&layer.id);
@@ -110,7 +117,12 @@ impl Store {
                         hardlinks: true,
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
-                    if let Some((base, bm)) = self.pick_base(layer, &m)? {
+                    let base = if stack {
+                        self.pick_base(layer, &m)?
+                    } else {
+                        None
+                    };
+                    if let Some((base, bm)) = base {
                         self.ensure_link(&base)?;
                         durable::create_dir_all(&dir)?;
                         durable::atomic_write(&self.base_file(&layer.id), base.as_bytes())?;

@@ -76,6 +76,8 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Layers whose import died.
     pub incomplete_layers: u64,
+    /// Container layers whose container is gone.
+    pub orphan_layers: u64,
     /// Live layers sealed into the pool.
     pub sealed_layers: u64,
     /// Manifests of layers that have no record.
@@ -173,7 +175,37 @@ impl Store {
     /// temporary files in the record directories (all under the record
     /// locks, which their writers hold).
     fn gc_record_dirs(&self, report: &mut GcReport) -> Result<()> {
-        let tx = self.transaction()?;
+        let mut tx = self.transaction()?;
+        // Container layers whose container is gone (a delete or create
+        // that died between its two records; both take these locks, so no
+        // live one is half done now).
+        let mounted: HashSet<String> = self
+            .mounts()?
+            .into_iter()
+            .filter(|m| m.count > 0)
+            .map(|m| m.id)
+            .collect();
+        let orphans: Vec<String> = tx
+            .layers
+            .records
+            .iter()
+            .filter(|l| {
+                l.flags.contains_key("container")
+                    && !tx.containers.records.iter().any(|c| c.layer == l.id)
+                    && !tx.layers.records.iter().any(|child| child.parent == l.id)
+                    && !mounted.contains(&l.id)
+            })
+            .map(|l| l.id.clone())
+            .collect();
+        report.orphan_layers = orphans.len() as u64;
+        if !report.dry_run && !orphans.is_empty() {
+            self.mark_deleting(&orphans)?;
+            tx.layers.records.retain(|l| !orphans.contains(&l.id));
+            tx.layers.save()?;
+            for id in &orphans {
+                self.remove_layer_files(id);
+            }
+        }
         let ids: [(Kind, HashSet<&str>); 3] = [
             (
                 Kind::Layer,
@@ -286,22 +318,11 @@ impl Store {
         manifests: &mut HashMap<String, LayerManifest>,
         report: &mut GcReport,
     ) -> Result<()> {
-        let objects_dir = self.graph_root().join("objects");
-        let guard = materialize::builders_guard(&objects_dir)?;
-        let driver = self.driver_dir();
-        let mut parents = vec![driver.clone(), driver.join("dir")];
-        parents.extend(
-            list(&driver)
-                .iter()
-                .filter(|n| is_id(n))
-                .map(|n| driver.join(n)),
-        );
-        for parent in parents {
-            for name in list(&parent).iter().filter(|n| n.starts_with(".tmp-")) {
-                report.temporary += 1;
-                report.freed_bytes += remove_tree(&parent.join(name), report.dry_run);
-            }
-        }
+        // What is wanted is read before the builders' lock is taken (a
+        // record lock must never be awaited while holding it). A build
+        // that finishes in between only loses cached objects it could
+        // have reused: its files are hardlinks (kept by their link count)
+        // or reflinks and copies (independent of the object).
         let layers = self.layers()?;
         let mut wanted_layers = HashSet::new();
         for layer in &layers {
@@ -310,8 +331,12 @@ impl Store {
             }
             if self.options.driver == "vfs" {
                 // A vfs tree holds the whole chain's files.
-                for l in self.chain(&layer.id).unwrap_or_default() {
-                    wanted_layers.insert(l.id);
+                let mut next = Some(layer);
+                while let Some(l) = next {
+                    if !wanted_layers.insert(l.id.clone()) {
+                        break;
+                    }
+                    next = layers.iter().find(|p| p.id == l.parent);
                 }
             } else {
                 wanted_layers.insert(layer.id.clone());
@@ -329,6 +354,27 @@ impl Store {
                 .filter(|(id, _)| wanted_layers.contains(*id))
                 .map(|(_, m)| m),
         );
+        let objects_dir = self.graph_root().join("objects");
+        let guard = materialize::builders_guard(&objects_dir)?;
+        // Trees builders left (only directories: `.tmp-` files beside them
+        // are atomic writes in progress, such as a layer's `link`).
+        let driver = self.driver_dir();
+        let mut parents = vec![driver.clone(), driver.join("dir")];
+        parents.extend(
+            list(&driver)
+                .iter()
+                .filter(|n| is_id(n))
+                .map(|n| driver.join(n)),
+        );
+        for parent in parents {
+            for name in list(&parent).iter().filter(|n| n.starts_with(".tmp-")) {
+                let path = parent.join(name);
+                if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    report.temporary += 1;
+                    report.freed_bytes += remove_tree(&path, report.dry_run);
+                }
+            }
+        }
         report.objects = materialize::sweep_objects(&guard, &objects_dir, &wanted, report.dry_run)?;
         report.freed_bytes += report.objects.bytes;
         Ok(())

@@ -129,6 +129,7 @@ impl Store {
             }
             (Kind::Layer, id) => {
                 self.ensure_unmounted(std::slice::from_ref(&id))?;
+                self.mark_deleting(std::slice::from_ref(&id))?;
                 self.write(|| {
                     self.layer_records.modify(|layers| {
                         layers.retain(|l| l.id != id);
@@ -164,6 +165,7 @@ impl Store {
             let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Image, &i.id));
         }
         let layers = std::mem::take(&mut tx.layers.records);
+        self.mark_deleting(&layers.iter().map(|l| l.id.clone()).collect::<Vec<_>>())?;
         self.write(|| tx.layers.save())?;
         for l in &layers {
             self.remove_layer_files(&l.id);

@@ -192,7 +192,12 @@ impl Store {
     /// The image's size: its layers' uncompressed sizes plus its big data.
     pub fn image_size(&self, image: &Image) -> Result<u64> {
         let layers = self.layers()?;
-        let mut size: u64 = image.big_data.sizes.values().sum();
+        // Sizes come from the record files: any numbers, so never overflow.
+        let mut size = image
+            .big_data
+            .sizes
+            .values()
+            .fold(0u64, |sum, n| sum.saturating_add(*n));
         let mut next = image.top_layer.clone();
         let mut seen = std::collections::HashSet::new();
         while !next.is_empty() && seen.insert(next.clone()) {
@@ -200,7 +205,7 @@ impl Store {
                 .iter()
                 .find(|l| l.id == next)
                 .ok_or_else(|| Kind::Layer.not_known(&next))?;
-            size += layer.diff_size;
+            size = size.saturating_add(layer.diff_size);
             next = layer.parent.clone();
         }
         Ok(size)
@@ -254,6 +259,7 @@ impl Store {
         tx.images.records.retain(|i| i.id != image.id);
         self.write(|| tx.images.save())?;
         if !doomed.is_empty() {
+            self.mark_deleting(&doomed)?;
             tx.layers.records.retain(|l| !doomed.contains(&l.id));
             self.write(|| tx.layers.save())?;
         }

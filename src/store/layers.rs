@@ -506,10 +506,12 @@ impl Store {
             let Some(id) = name.strip_suffix(".lock") else {
                 continue;
             };
-            // A marker whose layer is listed goes with its record.
+            // A dead marker of an incomplete layer goes with its record;
+            // any other dead marker (no record, or the import finished but
+            // died before removing it) goes now.
             let orphaned = || {
                 self.layers()
-                    .map(|layers| !layers.iter().any(|l| l.id == id))
+                    .map(|layers| !layers.iter().any(|l| l.id == id && l.is_incomplete()))
                     .unwrap_or(false)
             };
             if ProcessMarker::remove_if_dead(&entry.path(), orphaned) {
@@ -580,10 +582,59 @@ impl Store {
                 c.id
             )));
         }
+        self.mark_deleting(std::slice::from_ref(&id))?;
         tx.layers.records.retain(|l| l.id != id);
         self.write(|| tx.layers.save())?;
         drop(tx);
         self.remove_layer_files(&id);
+        Ok(())
+    }
+
+    fn deleting_marker(&self, id: &str) -> PathBuf {
+        self.layers_dir().join(".deleting").join(id)
+    }
+
+    /// Notes, durably, that the layers `ids` are about to lose their
+    /// records: should this process die before their files are gone, the
+    /// next process that opens the store for writing removes them (as it
+    /// removes incomplete imports), so no stray directory outlives a
+    /// killed delete.
+    pub(crate) fn mark_deleting(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let dir = self.layers_dir().join(".deleting");
+        durable::create_dir_all(&dir)?;
+        for id in ids {
+            let path = self.deleting_marker(id);
+            fs::File::create(&path).at("create", &path)?;
+        }
+        durable::fsync_dir(&dir)
+    }
+
+    /// Finishes deletes that a killed process left: files of layers whose
+    /// record is gone are removed; a marker whose layer still has its
+    /// record (the delete never happened) is dropped.
+    pub(crate) fn finish_deletes(&self) -> Result<()> {
+        let dir = self.layers_dir().join(".deleting");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let ids: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let layers = self.layers()?;
+        for id in ids {
+            if layers.iter().any(|l| l.id == id) {
+                let _ = fs::remove_file(self.deleting_marker(&id));
+            } else {
+                self.remove_layer_files(&id);
+            }
+        }
         Ok(())
     }
 
@@ -595,5 +646,6 @@ impl Store {
         let _ = fs::remove_dir_all(self.layers_dir().join(id));
         self.remove_driver_dirs(id);
         self.forget_used(id);
+        let _ = fs::remove_file(self.deleting_marker(id));
     }
 }

@@ -8,6 +8,7 @@
 //! upstream does when the option string would exceed a page.
 
 use std::ffi::CString;
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,15 @@ impl Store {
     pub fn mount_labelled(&self, arg: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
         self.check_writable()?;
         let id = self.mount_layer(arg, image)?;
+        self.mount_id(&id, image, label).map_err(|e| match e {
+            // Its files went because the layer was deleted meanwhile.
+            Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
+            e => e,
+        })
+    }
+
+    fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
+        let id = id.to_string();
         let chain = self.chain(&id)?;
         let overlay = self.options.driver == "overlay";
         // Long work first, without the mount lock: building directories is
@@ -111,14 +121,27 @@ impl Store {
         self.write(|| {
             self.mount_records.modify(|mounts| {
                 self.mark_used(&chain);
-                if let Some(m) = mounts.iter_mut().find(|m| m.id == id) {
-                    m.count += 1;
-                    return Ok(((), true));
+                let mut count = 1u32;
+                if let Some(i) = mounts.iter().position(|m| m.id == id) {
+                    // The count comes from `mountpoints.json`: any number.
+                    count = mounts[i].count.checked_add(1).ok_or_else(|| {
+                        Error::Refused(format!("layer {id}: mounted too many times"))
+                    })?;
+                    if !overlay || is_mountpoint(&path) {
+                        mounts[i].count = count;
+                        return Ok(((), true));
+                    }
+                    // An unmount died between unmounting and saving the
+                    // record: mount again below.
+                    mounts.remove(i);
+                } else if overlay && is_mountpoint(&path) {
+                    // A mount died between mounting and saving the record.
+                    unmount_path(&path)?;
                 }
                 // `gc` evicts under this lock: what it took between the
                 // preparation above and now is built again.
                 if overlay {
-                    self.prepare_overlay(&chain)?;
+                    self.prepare_overlay_with(&chain, false)?;
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
@@ -129,7 +152,7 @@ impl Store {
                 mounts.push(MountPoint {
                     id: id.clone(),
                     path: path.display().to_string(),
-                    count: 1,
+                    count,
                 });
                 Ok(((), true))
             })
@@ -145,36 +168,50 @@ impl Store {
             Ok(id) => id,
             Err(_) => self.mount_layer(arg, true)?,
         };
+        let overlay = self.options.driver == "overlay";
+        let path = self.driver_dir().join(&id).join("merged");
         self.write(|| {
-            self.mount_records.modify(|mounts| {
-                let Some(i) = mounts.iter().position(|m| m.id == id) else {
-                    return Ok((true, false));
-                };
-                mounts[i].count = if force {
-                    0
-                } else {
-                    mounts[i].count.saturating_sub(1)
-                };
-                if mounts[i].count == 0 {
-                    if self.options.driver == "overlay" {
-                        unmount_path(Path::new(&mounts[i].path))?;
-                    }
-                    mounts.remove(i);
-                    return Ok((true, true));
+            let mut locked = self.mount_records.lock()?;
+            let mounts = &mut locked.records;
+            let Some(i) = mounts.iter().position(|m| m.id == id) else {
+                // A mount that died before saving its record.
+                if overlay && is_mountpoint(&path) {
+                    unmount_path(&path)?;
                 }
-                Ok((false, true))
-            })
+                return Ok(true);
+            };
+            mounts[i].count = if force {
+                0
+            } else {
+                mounts[i].count.saturating_sub(1)
+            };
+            let last = mounts[i].count == 0;
+            if last {
+                mounts.remove(i);
+            }
+            // The record first: should this process die before the
+            // unmount, the next mount, unmount or `shutdown -f` finds a
+            // mount without a record and unmounts it (a record without a
+            // mount would claim a mount that is not there).
+            locked.save()?;
+            if last && overlay {
+                unmount_path(&path)?;
+            }
+            Ok(last)
         })
     }
 
     /// Whether the layer (or container's layer) `arg` is mounted.
     pub fn mounted(&self, arg: &str) -> Result<bool> {
         let id = self.mount_layer(arg, false)?;
-        Ok(self
+        let recorded = self
             .mount_records
             .read()?
             .iter()
-            .any(|m| m.id == id && m.count > 0))
+            .any(|m| m.id == id && m.count > 0);
+        // A record whose unmount died half way is not a mount.
+        let path = self.driver_dir().join(&id).join("merged");
+        Ok(recorded && (self.options.driver != "overlay" || is_mountpoint(&path)))
     }
 
     /// Every current mount.
@@ -189,6 +226,19 @@ impl Store {
                 for m in mounts.iter() {
                     if self.options.driver == "overlay" {
                         unmount_path(Path::new(&m.path))?;
+                    }
+                }
+                // Mounts whose process died before saving their record.
+                if self.options.driver == "overlay" {
+                    for entry in fs::read_dir(self.driver_dir())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let merged = entry.path().join("merged");
+                        if is_mountpoint(&merged) {
+                            unmount_path(&merged)?;
+                        }
                     }
                 }
                 let changed = !mounts.is_empty();
@@ -405,6 +455,16 @@ fn mount_classic(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
 }
 
 /// Unmounts `path`; a path that is not mounted is fine.
+/// Whether a filesystem is mounted at `path` (it lies on another device
+/// than its parent directory).
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), std::fs::metadata(path.join(".."))) {
+        (Ok(here), Ok(parent)) => here.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
 fn unmount_path(path: &Path) -> Result<()> {
     match nix::mount::umount(path) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),

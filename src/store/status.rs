@@ -22,11 +22,11 @@ impl Store {
     /// The store's status.
     pub fn status(&self) -> Result<Status> {
         let layers = self.layers()?;
-        let logical_bytes: u64 = layers
+        // Sizes come from `layers.json`: any numbers, so never overflow.
+        let logical_bytes = layers
             .iter()
             .filter(|l| l.sealed)
-            .map(|l| l.diff_size)
-            .sum();
+            .fold(0u64, |sum, l| sum.saturating_add(l.diff_size));
         let pool = self.pool.stats()?;
         let manifests_bytes: u64 = std::fs::read_dir(self.graph_root().join("manifests"))
             .map(|dir| {

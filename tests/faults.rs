@@ -1,0 +1,274 @@
+//! Faults of the filesystem under the graph root (root only: loop mounts;
+//! elsewhere the tests skip with the reason printed):
+//! - disk full: imports into a small ext4 fail with a clear "no space"
+//!   error, leave no record or manifest behind, `check` stays clean and
+//!   earlier layers export identically; after deletes and `gc` free space,
+//!   the import succeeds;
+//! - read-only graph root: write commands fail with an error that says
+//!   read-only, reads keep working.
+//!
+//! A flipped byte in a pack is covered by tests/check.rs.
+
+mod common;
+#[path = "common/harness.rs"]
+mod harness;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Rng;
+use harness::{id_of, is_incomplete, layer_tar, names_in, seed_from_env, Store};
+
+/// An ext4 image loop-mounted at a directory; unmounted when dropped.
+struct LoopFs {
+    mountpoint: PathBuf,
+}
+
+impl LoopFs {
+    /// Makes a `size_mib` ext4 image beside `mountpoint` and mounts it there.
+    fn mount(mountpoint: &Path, size_mib: u64) -> LoopFs {
+        let image = mountpoint.with_extension("img");
+        let file = fs::File::create(&image).unwrap();
+        file.set_len(size_mib << 20).unwrap();
+        drop(file);
+        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        fs::create_dir_all(mountpoint).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(mountpoint),
+        );
+        LoopFs {
+            mountpoint: mountpoint.to_path_buf(),
+        }
+    }
+
+    fn remount(&self, mode: &str) {
+        run_ok(
+            Command::new("mount")
+                .args(["-o", &format!("remount,{mode}")])
+                .arg(&self.mountpoint),
+        );
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // Lazy: a failed test may still hold files open under it.
+        let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tools_present() -> bool {
+    for tool in ["mkfs.ext4", "mount"] {
+        let found = Command::new("which")
+            .arg(tool)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(std::env::var_os("CI").is_none(), "CI must have {tool}");
+            eprintln!("skipped: {tool} is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+/// A vfs store whose graph root is a fresh loop-mounted ext4.
+fn store_on_loop_fs(size_mib: u64) -> (Store, LoopFs) {
+    let st = Store::new("vfs");
+    let fs = LoopFs::mount(&st.graph(), size_mib);
+    (st, fs)
+}
+
+fn says_no_space(stderr: &str) -> bool {
+    let lower = stderr.to_lowercase();
+    lower.contains("no space") || lower.contains("enospc") || lower.contains("os error 28")
+}
+
+/// Sealed layer IDs as listed, and the manifests on disk (temporary
+/// files of an interrupted write aside).
+fn sealed_and_manifests(st: &Store) -> (BTreeSet<String>, BTreeSet<String>) {
+    let listed = st.layers();
+    for l in &listed {
+        assert!(!is_incomplete(l), "incomplete layer listed: {l}");
+    }
+    let sealed = listed
+        .iter()
+        .filter(|l| l["sealed"].as_bool() == Some(true))
+        .map(id_of)
+        .collect();
+    let manifests = names_in(&st.graph().join("manifests"))
+        .into_iter()
+        .filter(|n| !n.starts_with(".tmp-"))
+        .collect();
+    (sealed, manifests)
+}
+
+#[test]
+fn a_full_disk_fails_imports_cleanly_and_gc_makes_room_again() {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return;
+    }
+    let seed = seed_from_env("CS_FAULTS_SEED", "disk full");
+    let mut rng = Rng(seed);
+    let (st, _fs) = store_on_loop_fs(48);
+    st.ok(&["layers"]);
+
+    // Incompressible 5-6 MiB layers until one no longer fits.
+    let mut committed: Vec<(String, String)> = Vec::new();
+    let mut failure = None;
+    for i in 0..30 {
+        let size = rng.range(5 << 20, 6 << 20) as usize;
+        let (tar, digest) = layer_tar(&mut rng, &format!("full{i}"), size, &[]);
+        let path = st.cs.dir.path().join("next.tar");
+        fs::write(&path, &tar).unwrap();
+        let out = st.run(&["import-layer", "-f", path.to_str().unwrap()], None);
+        if out.status.success() {
+            let id = common::first_line_of(&common::stdout(&out));
+            committed.push((id, digest));
+            continue;
+        }
+        failure = Some((common::stderr(&out), path, digest));
+        break;
+    }
+    let (stderr, failed_tar, failed_digest) =
+        failure.expect("30 imports of 5+ MiB fit into 48 MiB: the disk never filled");
+    eprintln!(
+        "disk full after {} imports; the error: {}",
+        committed.len(),
+        stderr.trim()
+    );
+    assert!(
+        says_no_space(&stderr),
+        "the error does not say the disk is full: {stderr}"
+    );
+    assert!(!committed.is_empty(), "not even one layer fit");
+
+    // The failed import left no record and no manifest; the store opens
+    // (even while full), check is clean, earlier layers are intact.
+    let (sealed, manifests) = sealed_and_manifests(&st);
+    let ids: BTreeSet<String> = committed.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(sealed, ids, "listed layers after the failed import");
+    assert_eq!(manifests, sealed, "manifests after the failed import");
+    st.check_clean("after a failed import on a full disk");
+    for (id, digest) in &committed {
+        assert_eq!(
+            &st.export_digest(id),
+            digest,
+            "layer {id} after the disk filled"
+        );
+    }
+
+    // Free space: delete half of the layers and collect garbage. (Needs
+    // the real gc: deleting alone frees no chunks.)
+    let keep = committed.len() / 2;
+    for (id, _) in committed.drain(keep..) {
+        st.ok(&["delete-layer", &id]);
+    }
+    st.ok(&["gc"]);
+    let out = st.run(&["import-layer", "-f", failed_tar.to_str().unwrap()], None);
+    common::expect_status(
+        &out,
+        &["import-layer", "-f", "<the tar that did not fit>"],
+        0,
+    );
+    let id = common::first_line_of(&common::stdout(&out));
+    assert_eq!(st.export_digest(&id), failed_digest);
+    for (id, digest) in &committed {
+        assert_eq!(&st.export_digest(id), digest, "layer {id} after gc");
+    }
+    let (sealed, manifests) = sealed_and_manifests(&st);
+    assert_eq!(manifests, sealed, "manifests after gc and a new import");
+    st.check_clean("after gc made room");
+}
+
+/// Whether an error says the store or its filesystem is read-only.
+fn says_read_only(stderr: &str) -> bool {
+    let lower = stderr.to_lowercase();
+    lower.contains("read-only") || lower.contains("read only") || lower.contains("os error 30")
+}
+
+#[test]
+fn a_read_only_graph_root_refuses_writes_clearly_and_still_reads() {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return;
+    }
+    let seed = seed_from_env("CS_FAULTS_SEED", "read-only graph root");
+    let mut rng = Rng(seed);
+    let (st, loop_fs) = store_on_loop_fs(32);
+    let (base_tar, base_digest) = layer_tar(&mut rng, "base", 1 << 20, &[]);
+    let base = st.import(&base_tar, None);
+    let (top_tar, top_digest) = layer_tar(&mut rng, "top", 512 << 10, &[]);
+    let top = st.import(&top_tar, Some(&base));
+    st.ok(&["create-image", "-n", "img", &top]);
+    st.ok(&["create-layer", "-n", "empty"]);
+    let layers_before = st.ok(&["layers"]);
+    let images_before = st.ok(&["images"]);
+
+    loop_fs.remount("ro");
+    let (new_tar, _) = layer_tar(&mut rng, "new", 64 << 10, &[]);
+    let new_path = st.cs.dir.path().join("new.tar");
+    fs::write(&new_path, &new_tar).unwrap();
+    let writes: Vec<Vec<&str>> = vec![
+        vec!["import-layer", "-f", new_path.to_str().unwrap()],
+        vec!["create-layer"],
+        vec!["delete-layer", "empty"],
+        vec!["set-names", "-n", "renamed", "empty"],
+        vec!["gc"],
+    ];
+    // Every write is tried; unclear refusals are collected and reported
+    // after the reads have been checked too.
+    let mut unclear = Vec::new();
+    for args in &writes {
+        let out = st.run(args, None);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded on a read-only graph root\nstdout: {}",
+            common::stdout(&out)
+        );
+        let text = format!("{}{}", common::stderr(&out), common::stdout(&out));
+        eprintln!("{args:?} on a read-only graph root: {}", text.trim());
+        if !says_read_only(&text) {
+            unclear.push(format!("{args:?}: {}", text.trim()));
+        }
+    }
+    assert_eq!(st.ok(&["layers"]), layers_before);
+    assert_eq!(st.ok(&["images"]), images_before);
+    st.ok(&["layer", &top]);
+    st.ok(&["image", "img"]);
+    let out = st.run(&["status"], None);
+    common::expect_status(&out, &["status"], 0);
+    assert!(
+        common::stderr(&out).contains("Root: "),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(st.export_digest(&base), base_digest);
+    assert_eq!(st.export_digest(&top), top_digest);
+
+    assert!(
+        unclear.is_empty(),
+        "on a read-only graph root, these errors do not say read-only:\n{}",
+        unclear.join("\n")
+    );
+
+    // Writable again: nothing changed, and the store works.
+    loop_fs.remount("rw");
+    assert_eq!(st.ok(&["layers"]), layers_before);
+    st.check_clean("after the read-only period");
+    st.ok(&["delete-layer", "empty"]);
+}
