@@ -159,7 +159,7 @@ impl Store {
         let container = find_container(&tx.containers.records, arg)
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
-        self.ensure_unmounted(std::slice::from_ref(&container.layer))?;
+        let _mounts = self.lock_unmounted(std::slice::from_ref(&container.layer))?;
         // The container's record goes first: a crash after it leaves a
         // container layer nothing uses, which `gc` removes, never a
         // container without its layer.

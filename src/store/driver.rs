@@ -14,6 +14,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::layers::Layer;
+use super::records::Locked;
+use super::MountPoint;
 use super::Store;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
@@ -191,9 +193,13 @@ impl Store {
     }
 
     /// Refuses when any of `ids` is mounted: deleting it would pull its
-    /// directory from under the mount.
-    pub(crate) fn ensure_unmounted(&self, ids: &[String]) -> Result<()> {
-        for m in self.mounts()? {
+    /// directory from under the mount. On success the mounts lock stays
+    /// held (until the guard is dropped), so no mount of them can start
+    /// before the caller has saved their removal: `mount` looks for the
+    /// layer's record under that lock.
+    pub(crate) fn lock_unmounted(&self, ids: &[String]) -> Result<Locked<'_, MountPoint>> {
+        let mounts = self.mount_records.lock()?;
+        for m in &mounts.records {
             if m.count > 0 && ids.contains(&m.id) {
                 return Err(Error::Refused(format!(
                     "layer {}: it is mounted at {}; unmount it first",
@@ -201,7 +207,7 @@ impl Store {
                 )));
             }
         }
-        Ok(())
+        Ok(mounts)
     }
 
     /// The short link name of a layer (`<graphroot>/overlay/<id>/link`).

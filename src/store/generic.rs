@@ -128,14 +128,13 @@ impl Store {
                 Ok(())
             }
             (Kind::Layer, id) => {
-                self.ensure_unmounted(std::slice::from_ref(&id))?;
+                // The layers lock before the mounts lock, as every delete.
+                let mut layers = self.layer_records.lock()?;
+                let mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
                 self.mark_deleting(std::slice::from_ref(&id))?;
-                self.write(|| {
-                    self.layer_records.modify(|layers| {
-                        layers.retain(|l| l.id != id);
-                        Ok(((), true))
-                    })
-                })?;
+                layers.records.retain(|l| l.id != id);
+                self.write(|| layers.save())?;
+                drop((mounts, layers));
                 self.remove_layer_files(&id);
                 Ok(())
             }
@@ -152,6 +151,8 @@ impl Store {
             )));
         }
         let mut tx = self.transaction()?;
+        let ids: Vec<String> = tx.layers.records.iter().map(|l| l.id.clone()).collect();
+        let _mounts = self.lock_unmounted(&ids)?;
         let containers = std::mem::take(&mut tx.containers.records);
         self.write(|| tx.containers.save())?;
         for c in &containers {

@@ -255,7 +255,7 @@ impl Store {
         if test {
             return Ok(doomed);
         }
-        self.ensure_unmounted(&doomed)?;
+        let _mounts = self.lock_unmounted(&doomed)?;
         tx.images.records.retain(|i| i.id != image.id);
         self.write(|| tx.images.save())?;
         if !doomed.is_empty() {

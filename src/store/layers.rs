@@ -569,7 +569,7 @@ impl Store {
         if tx.layers.records.iter().any(|l| l.parent == id) {
             return Err(Error::Refused(format!("layer {id}: layer has children")));
         }
-        self.ensure_unmounted(std::slice::from_ref(&id))?;
+        let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
             return Err(Error::Refused(format!(
                 "layer {id}: layer is the top layer of image {}",

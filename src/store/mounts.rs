@@ -120,6 +120,12 @@ impl Store {
         let writable = !image && !chain[0].sealed;
         self.write(|| {
             self.mount_records.modify(|mounts| {
+                // Deletes save under this lock: a layer deleted since the
+                // chain was read is not mounted.
+                let layers = self.layer_records.peek()?;
+                if let Some(gone) = chain.iter().find(|l| !layers.iter().any(|r| r.id == l.id)) {
+                    return Err(Kind::Layer.not_known(&gone.id));
+                }
                 self.mark_used(&chain);
                 let mut count = 1u32;
                 if let Some(i) = mounts.iter().position(|m| m.id == id) {

@@ -64,6 +64,14 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         self.load()
     }
 
+    /// The records as the file holds them now, without taking the lock
+    /// (the file is only ever replaced whole, so this is a consistent
+    /// snapshot); for a caller that holds another lock under which the
+    /// change it cares about is made.
+    pub fn peek(&self) -> Result<Vec<T>> {
+        self.parse()
+    }
+
     fn load(&self) -> Result<Vec<T>> {
         let token = self.lock.token()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
