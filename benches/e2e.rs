@@ -295,7 +295,11 @@ fn materialize_section(binary: &Path, inputs: &[PathBuf], work: &Path, rounds: u
         ratios.sort_by(f64::total_cmp);
         let mut o = ours[i].clone();
         let mut t = tar[i].clone();
-        (s(median(&mut o)), s(median(&mut t)), ratios[ratios.len() / 2])
+        (
+            s(median(&mut o)),
+            s(median(&mut t)),
+            ratios[ratios.len() / 2],
+        )
     };
     let row = |what: &str, i: usize| {
         let (o, t, r) = ratio(i);
@@ -303,7 +307,10 @@ fn materialize_section(binary: &Path, inputs: &[PathBuf], work: &Path, rounds: u
     };
     ours_bytes.sort();
     tar_bytes.sort();
-    let (ob, tb) = (ours_bytes[ours_bytes.len() / 2], tar_bytes[tar_bytes.len() / 2]);
+    let (ob, tb) = (
+        ours_bytes[ours_bytes.len() / 2],
+        tar_bytes[tar_bytes.len() / 2],
+    );
     format!(
         "Driver: {driver}; filesystem of the work directory as found (no reflinks on ext4). \
          {rounds} rounds; times are medians, ratios the median round's.\n\n\
@@ -314,11 +321,26 @@ fn materialize_section(binary: &Path, inputs: &[PathBuf], work: &Path, rounds: u
         mb(ob),
         mb(tb),
         ob as f64 / tb as f64,
-        row("cold: bookworm-base materialized / `tar -x` (target <= 1.0)", 0),
-        row("cold: trixie-base materialized / `tar -x` (target <= 1.0)", 3),
-        row("cached base: bookworm-python3.full materialized / `tar -x` (target <= 0.2)", 1),
-        row("cached base: bookworm-curl.full materialized / `tar -x` (target <= 0.2)", 2),
-        row("cached base: trixie-python3.full materialized / `tar -x` (target <= 0.2)", 4),
+        row(
+            "cold: bookworm-base materialized / `tar -x` (target <= 1.0)",
+            0
+        ),
+        row(
+            "cold: trixie-base materialized / `tar -x` (target <= 1.0)",
+            3
+        ),
+        row(
+            "cached base: bookworm-python3.full materialized / `tar -x` (target <= 0.2)",
+            1
+        ),
+        row(
+            "cached base: bookworm-curl.full materialized / `tar -x` (target <= 0.2)",
+            2
+        ),
+        row(
+            "cached base: trixie-python3.full materialized / `tar -x` (target <= 0.2)",
+            4
+        ),
     )
 }
 
