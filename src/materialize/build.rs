@@ -198,10 +198,11 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
 
 /// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
 pub(crate) fn whiteout_target(path: &[u8]) -> Vec<u8> {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => [&path[..=i], &path[i + 1 + 4..]].concat(),
-        None => path[4..].to_vec(),
-    }
+    // The decoder only lets through names that start with `.wh.`; the
+    // slicing still never goes past the end.
+    let name_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let hidden = path.get(name_at + 4..).unwrap_or_default();
+    [&path[..name_at], hidden].concat()
 }
 
 /// The directory an opaque marker applies to.

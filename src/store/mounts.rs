@@ -230,8 +230,10 @@ impl Store {
         self.write(|| {
             self.mount_records.modify(|mounts| {
                 for m in mounts.iter() {
+                    // Where we mount it, not the record's path (the record
+                    // file is input like any other).
                     if self.options.driver == "overlay" {
-                        unmount_path(Path::new(&m.path))?;
+                        unmount_path(&self.driver_dir().join(&m.id).join("merged"))?;
                     }
                 }
                 // Mounts whose process died before saving their record.
