@@ -36,7 +36,7 @@ fi
 
 # 1. System packages the build and the tests use.
 packages=(build-essential pkg-config ca-certificates curl git make python3
-          xz-utils bzip2 zstd gzip debootstrap xfsprogs util-linux)
+          xz-utils bzip2 zstd gzip debootstrap xfsprogs e2fsprogs util-linux tar)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
