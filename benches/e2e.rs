@@ -326,7 +326,7 @@ fn materialize_section(binary: &Path, inputs: &[PathBuf], work: &Path, rounds: u
         tar_bytes[tar_bytes.len() / 2],
     );
     format!(
-        "Driver: {driver}; filesystem of the work directory as found (no reflinks on ext4). \
+        "Driver: {driver}; ext4 (no reflinks: overlay lowers are hardlinks of objects). \
          {rounds} rounds; times are medians, ratios the median round's.\n\n\
          | measure | value | |\n|---|---|---|\n\
          | disk used by the six images materialized (objects + directories) | {:.1} MB | |\n\
