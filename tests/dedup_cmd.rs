@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::loopfs::Xfs;
 use common::tar::{Meta, TarBuilder};
 use common::{random_bytes, Cs};
 
@@ -119,56 +120,6 @@ fn filesystem_type(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A loop-mounted XFS with reflinks, unmounted (and its image removed) on
-/// drop.
-struct Xfs {
-    dir: tempfile::TempDir,
-}
-
-impl Xfs {
-    fn mount() -> Option<Xfs> {
-        if Command::new("mkfs.xfs").arg("-V").output().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "CI must have xfsprogs");
-            eprintln!("skipped: mkfs.xfs is not installed");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("xfs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(1 << 30)
-            .unwrap();
-        let ok = |c: &mut Command| {
-            let out = c.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(Command::new("mkfs.xfs")
-            .args(["-q", "-m", "reflink=1"])
-            .arg(&image));
-        ok(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mnt));
-        Some(Xfs { dir })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-}
-
-impl Drop for Xfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.root()).status();
-    }
-}
-
 /// A store whose graph and run roots are on `root`.
 fn store_under(root: &Path) -> Cs {
     let cs = Cs {
@@ -183,7 +134,9 @@ fn on_xfs_identical_written_files_are_shared_and_read_the_same() {
     if !common::need_root("mounting a loop XFS") {
         return;
     }
-    let Some(xfs) = Xfs::mount() else { return };
+    let Some(xfs) = Xfs::mount(1 << 30) else {
+        return;
+    };
     let cs = store_under(&xfs.root());
     let content = random_bytes(21, 300_000);
     let layer = cs.import(&tar_of(&[("f", content.clone())]), &[]);

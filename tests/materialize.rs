@@ -6,9 +6,9 @@
 
 mod common;
 
+use common::loopfs::Xfs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::tar::{Meta, TarBuilder};
 use common::tree::{differences, extract, snapshot};
@@ -304,61 +304,14 @@ fn hostile_symlinks_never_lead_writes_outside_the_tree() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"original");
 }
 
-/// A loop-mounted XFS with reflinks, unmounted on drop.
-struct Xfs {
-    dir: tempfile::TempDir,
-}
-
-impl Xfs {
-    fn mount() -> Option<Xfs> {
-        if Command::new("mkfs.xfs").arg("-V").output().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "CI must have xfsprogs");
-            eprintln!("skipped: mkfs.xfs is not installed");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("xfs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(600 << 20)
-            .unwrap();
-        let ok = |c: &mut Command| {
-            let out = c.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{c:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ok(Command::new("mkfs.xfs")
-            .args(["-q", "-m", "reflink=1"])
-            .arg(&image));
-        ok(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mnt));
-        Some(Xfs { dir })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-}
-
-impl Drop for Xfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.root()).status();
-    }
-}
-
 #[test]
 fn on_xfs_files_are_reflinks_and_writes_stay_in_their_tree() {
     if !common::need_root("mounting a loop XFS") {
         return;
     }
-    let Some(xfs) = Xfs::mount() else { return };
+    let Some(xfs) = Xfs::mount(600 << 20) else {
+        return;
+    };
     let f = Fixture::under(&xfs.root());
     let tar = plain_kinds();
     let m = f.import(&tar);

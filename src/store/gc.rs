@@ -140,15 +140,20 @@ impl Store {
         Ok(self.remove_incomplete_layers()? as u64)
     }
 
-    /// Seals live layers that are neither containers' layers nor mounted
-    /// and have content; a layer that cannot be sealed is reported.
-    fn gc_seal_live_layers(&self, report: &mut GcReport) -> Result<()> {
-        let mounted: HashSet<String> = self
+    /// The layers mounted now.
+    fn mounted_ids(&self) -> Result<HashSet<String>> {
+        Ok(self
             .mounts()?
             .into_iter()
             .filter(|m| m.count > 0)
             .map(|m| m.id)
-            .collect();
+            .collect())
+    }
+
+    /// Seals live layers that are neither containers' layers nor mounted
+    /// and have content; a layer that cannot be sealed is reported.
+    fn gc_seal_live_layers(&self, report: &mut GcReport) -> Result<()> {
+        let mounted = self.mounted_ids()?;
         let live: Vec<Layer> = self
             .layers()?
             .into_iter()
@@ -179,12 +184,7 @@ impl Store {
         // Container layers whose container is gone (a delete or create
         // that died between its two records; both take these locks, so no
         // live one is half done now).
-        let mounted: HashSet<String> = self
-            .mounts()?
-            .into_iter()
-            .filter(|m| m.count > 0)
-            .map(|m| m.id)
-            .collect();
+        let mounted = self.mounted_ids()?;
         let orphans: Vec<String> = tx
             .layers
             .records

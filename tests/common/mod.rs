@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod loopfs;
 pub mod tar;
 pub mod tree;
 
