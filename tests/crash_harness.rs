@@ -912,7 +912,9 @@ fn killed_delete_container_deletes_wholly_or_not_at_all() {
     for trial in 0..n {
         let ctx = format!("delete-container trial {trial}");
         if containers.is_empty() || rng.range(0, 4) != 0 {
-            let c = create(&st, &mut rng, &format!("c{trial}"));
+            // Not a hex prefix: once deleted, the name must not resolve
+            // to another container whose ID happens to start with it.
+            let c = create(&st, &mut rng, &format!("ctr{trial}"));
             containers.push(c);
         }
         let target = rng.range(0, containers.len() as u64) as usize;
@@ -1269,7 +1271,8 @@ fn mount_store(driver: &'static str, rng: &mut Rng) -> (Store, Fixture, Model, V
         image: true,
         fresh: false,
     }];
-    for c in ["c0", "c1"] {
+    // Names that no ID prefix can take.
+    for c in ["ctr0", "ctr1"] {
         st.ok(&["create-container", "-n", c, "img"]);
         targets.push(Target {
             arg: c.into(),
