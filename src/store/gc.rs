@@ -407,8 +407,9 @@ impl Store {
             if !dir.join(&layer.id).exists() {
                 continue;
             }
-            let m = self.load_manifest(manifests, layer)?;
-            live.extend(m.entries.iter().flat_map(|e| e.chunks.iter().map(|c| c.id)));
+            if let Some(m) = self.load_manifest(manifests, layer)? {
+                live.extend(m.entries.iter().flat_map(|e| e.chunks.iter().map(|c| c.id)));
+            }
         }
         report.chunks = self
             .pool()
@@ -417,23 +418,31 @@ impl Store {
         Ok(())
     }
 
-    /// A layer's manifest, decoded once per `gc`. A manifest that cannot
+    /// A layer's manifest, decoded once per `gc`; `None` when it is gone
+    /// (the layer was deleted since its record was read: nothing can
+    /// reference its chunks any more). A manifest that is there but cannot
     /// be read stops the sweep: its chunks cannot be told from garbage.
     fn load_manifest<'m>(
         &self,
         manifests: &'m mut HashMap<String, LayerManifest>,
         layer: &Layer,
-    ) -> Result<&'m LayerManifest> {
+    ) -> Result<Option<&'m LayerManifest>> {
         if !manifests.contains_key(&layer.id) {
-            let m = self.layer_manifest(layer).map_err(|e| {
-                Error::Refused(format!(
-                    "layer {}: its manifest cannot be read ({e}); nothing was swept, run `check -r` first",
-                    layer.id
-                ))
-            })?;
+            let m = match self.layer_manifest(layer) {
+                Ok(m) => m,
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(None)
+                }
+                Err(e) => {
+                    return Err(Error::Refused(format!(
+                        "layer {}: its manifest cannot be read ({e}); nothing was swept, run `check -r` first",
+                        layer.id
+                    )))
+                }
+            };
             manifests.insert(layer.id.clone(), m);
         }
-        Ok(&manifests[&layer.id])
+        Ok(manifests.get(&layer.id))
     }
 }
 
