@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -110,34 +110,8 @@ fn write_big_tar(path: &Path, seed: u64, target: u64) -> String {
 /// `sha256:<hex>` of what `diff -u` of `id` writes to stdout, streamed.
 fn export_digest(cs: &Cs, id: &str) -> String {
     let mut cmd = cs.command();
-    cmd.args(["diff", "-u", id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn diff");
-    let mut stderr = child.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let mut hash = Sha256::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = stdout.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    let status = child.wait().unwrap();
-    let errors = errors.join().unwrap();
-    assert!(
-        status.success(),
-        "diff -u {id} failed: {status}\nstderr: {errors}"
-    );
-    hash.finish()
+    cmd.args(["diff", "-u", id]);
+    common::streamed_digest(cmd).unwrap_or_else(|e| panic!("diff -u {id} failed: {e}"))
 }
 
 /// The layer records as `layers --json` lists them (this opens the store

@@ -10,13 +10,11 @@
 #![allow(dead_code)]
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use containers_storage::manifest::Sha256;
 use serde_json::Value;
 
 use crate::common::tar::{Meta, TarBuilder};
@@ -174,34 +172,8 @@ impl Store {
     /// `sha256:<hex>` of `diff -u ID`, or the failure with its stderr.
     pub fn try_export_digest(&self, id: &str) -> Result<String, String> {
         let mut cmd = self.command();
-        cmd.args(["diff", "-u", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn diff");
-        let mut stderr = child.stderr.take().unwrap();
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let mut stdout = child.stdout.take().unwrap();
-        let mut hash = Sha256::default();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = stdout.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-        }
-        let status = child.wait().unwrap();
-        let errors = errors.join().unwrap();
-        if status.success() {
-            Ok(hash.finish())
-        } else {
-            Err(format!("{status}: {errors}"))
-        }
+        cmd.args(["diff", "-u", id]);
+        common::streamed_digest(cmd)
     }
 
     /// `check` must report nothing: exit 0 and no output.

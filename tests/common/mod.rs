@@ -229,6 +229,40 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// `sha256:<hex>` of what `cmd` writes to stdout, streamed (a layer's
+/// export can be larger than memory should hold); on failure, the exit
+/// status and stderr.
+pub fn streamed_digest(mut cmd: Command) -> Result<String, String> {
+    use std::io::Read;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut hash = containers_storage::manifest::Sha256::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    let status = child.wait().unwrap();
+    let errors = errors.join().unwrap();
+    if status.success() {
+        Ok(hash.finish())
+    } else {
+        Err(format!("{status}\nstderr: {errors}"))
+    }
+}
+
 /// A writer that hashes what goes through it.
 pub struct Hashing<W> {
     pub inner: W,
