@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use common::tree::{differences, snapshot, Node};
+use common::tree::{differences, extract, snapshot, Node};
 use common::Cs;
 use containers_storage::manifest::Sha256;
 
@@ -448,7 +448,7 @@ fn extract_image(image: &Image, dir: &Path, base: Option<&Path>) {
         if i == 0 {
             match base {
                 Some(base) => run_tool(Command::new("cp").arg("-al").arg(base).arg(dir)),
-                None => extract_tar(tar, dir),
+                None => extract(tar, dir),
             }
             continue;
         }
@@ -476,40 +476,11 @@ fn extract_image(image: &Image, dir: &Path, base: Option<&Path>) {
                 markers.push(dir.join(path));
             }
         }
-        extract_tar(tar, dir);
+        extract(tar, dir);
         for marker in markers {
             fs::remove_file(&marker).unwrap();
         }
     }
-}
-
-/// `tar -x` keeping owners, modes and xattrs, and restoring directory
-/// times at the end: the dataset's tars list some directories' entries
-/// apart, and without `--delay-directory-restore` GNU tar sets a
-/// directory's time before it is done adding entries to it.
-fn extract_tar(tar: &Path, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let out = Command::new("tar")
-        .args([
-            "--delay-directory-restore",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--same-owner",
-            "-p",
-            "--numeric-owner",
-            "-xf",
-        ])
-        .arg(tar)
-        .arg("-C")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tar -x {}: {}",
-        tar.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn remove_any(path: &Path) {

@@ -149,11 +149,15 @@ pub fn differences(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> 
     out
 }
 
-/// `tar -x` of `tar` into `dir`, keeping owners, modes and xattrs.
+/// `tar -x` of `tar` into `dir`, keeping owners, modes and xattrs, and
+/// restoring directory times at the end: tars may list a directory's
+/// entries apart, and without `--delay-directory-restore` GNU tar sets a
+/// directory's time before it is done adding entries to it.
 pub fn extract(tar: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let out = std::process::Command::new("tar")
         .args([
+            "--delay-directory-restore",
             "--xattrs",
             "--xattrs-include=*",
             "--same-owner",
@@ -168,7 +172,8 @@ pub fn extract(tar: &Path, dir: &Path) {
         .unwrap();
     assert!(
         out.status.success(),
-        "tar -x: {}",
+        "tar -x {}: {}",
+        tar.display(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
