@@ -43,16 +43,7 @@ impl Flock {
             Err(e) if e.raw_os_error() == Some(libc::EROFS) => File::open(path).at("open", path)?,
             Err(e) => return Err(e).at("open", path),
         };
-        loop {
-            // SAFETY: the descriptor is owned by `file`, open for the call.
-            if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
-                break;
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e).at("lock", path);
-            }
-        }
+        flock(&file, how).at("lock", path)?;
         Ok(Flock {
             path: path.to_path_buf(),
             file,
@@ -77,6 +68,20 @@ impl Flock {
         file.write_all(durable::random_hex(16).as_bytes())
             .at("write", &self.path)?;
         file.sync_all().at("fsync", &self.path)
+    }
+}
+
+/// `flock(2)` on an open file, retrying on EINTR.
+pub(crate) fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        // SAFETY: the descriptor is owned by `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

@@ -8,12 +8,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::durable;
 use crate::error::{IoContext, Result};
+use crate::flock::flock;
 
 /// A lock file.
 pub(crate) struct LockFile {
@@ -95,20 +95,6 @@ pub(crate) fn is_read_only(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
     )
-}
-
-/// `flock(2)` on an open file, retrying on EINTR.
-fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
-    loop {
-        // SAFETY: the descriptor is owned by `file`, which outlives the call.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 impl Drop for LockGuard<'_> {
