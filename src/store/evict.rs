@@ -6,7 +6,7 @@
 //! mtime is the last use); the policy evicts directories unused for a
 //! given time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -76,8 +76,17 @@ impl Store {
                 }
             }
             // The directories deltas of layers in use are stacked on.
-            let bases: Vec<String> = in_use.iter().filter_map(|id| self.stacked_on(id)).collect();
+            let stacking = self.stacking();
+            let bases: Vec<String> = in_use
+                .iter()
+                .filter_map(|id| stacking.get(id).cloned())
+                .collect();
             in_use.extend(bases);
+            // How many deltas stand on each base directory.
+            let mut above: HashMap<&str, usize> = HashMap::new();
+            for base in stacking.values() {
+                *above.entry(base.as_str()).or_default() += 1;
+            }
             let now = SystemTime::now();
             let mut candidates: Vec<&Layer> = layers
                 .iter()
@@ -92,10 +101,10 @@ impl Store {
                 .collect();
             // Deltas before the directories they are stacked on, which go
             // only once nothing is stacked on them any more.
-            candidates.sort_by_key(|l| self.stacked_on(&l.id).is_none());
+            candidates.sort_by_key(|l| !stacking.contains_key(&l.id));
             for layer in candidates {
                 let dir = self.layer_content_dir(&layer.id);
-                if overlay && !self.stacked_above(&layer.id).is_empty() {
+                if above.get(layer.id.as_str()).is_some_and(|n| *n > 0) {
                     continue;
                 }
                 evicted.layers += 1;
@@ -105,6 +114,11 @@ impl Store {
                     if fs::rename(&dir, &away).is_ok() {
                         doomed.push(away);
                         let _ = fs::remove_file(self.base_file(&layer.id));
+                        if let Some(base) = stacking.get(&layer.id) {
+                            if let Some(n) = above.get_mut(base.as_str()) {
+                                *n -= 1;
+                            }
+                        }
                     }
                 }
             }

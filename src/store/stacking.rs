@@ -10,6 +10,7 @@
 //! its layer is deleted or its directory would be evicted; `gc` removes it
 //! once nothing stacks on it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 
@@ -40,17 +41,28 @@ impl Store {
         (valid && self.driver_dir().join(id).join("diff").is_dir()).then_some(base)
     }
 
-    /// The layers whose materialized deltas are stacked on `id`.
-    pub(crate) fn stacked_above(&self, id: &str) -> Vec<String> {
+    /// Every materialized delta and the layer it is stacked on, from one
+    /// look at the driver directory.
+    pub(crate) fn stacking(&self) -> HashMap<String, String> {
         if self.options.driver != "overlay" {
-            return Vec::new();
+            return HashMap::new();
         }
         fs::read_dir(self.driver_dir())
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|other| other != id && self.stacked_on(other).as_deref() == Some(id))
+            .filter_map(|id| self.stacked_on(&id).map(|base| (id, base)))
+            .filter(|(id, base)| id != base)
+            .collect()
+    }
+
+    /// The layers whose materialized deltas are stacked on `id`.
+    pub(crate) fn stacked_above(&self, id: &str) -> Vec<String> {
+        self.stacking()
+            .into_iter()
+            .filter(|(_, base)| base == id)
+            .map(|(delta, _)| delta)
             .collect()
     }
 
