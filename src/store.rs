@@ -26,6 +26,7 @@ mod records;
 mod rootless;
 mod stacking;
 mod status;
+mod unsynced;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

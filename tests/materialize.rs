@@ -49,7 +49,15 @@ impl Fixture {
     ) -> containers_storage::Result<PathBuf> {
         let m = Materializer::new(&self.pool, &self.path("objects")).unwrap();
         let target = self.path(name);
-        m.build(layers, &target, BuildOptions { format, hardlinks })?;
+        m.build(
+            layers,
+            &target,
+            BuildOptions {
+                format,
+                hardlinks,
+                durable: true,
+            },
+        )?;
         Ok(target)
     }
 }
@@ -325,6 +333,7 @@ fn on_xfs_files_are_reflinks_and_writes_stay_in_their_tree() {
             BuildOptions {
                 format: Format::Flattened,
                 hardlinks: false,
+                durable: true,
             },
         )
         .unwrap();

@@ -346,13 +346,20 @@ impl ChunkPool {
         Ok(map)
     }
 
-    /// A reader that caches the last decompressed frame.
+    /// A reader that keeps the last few decompressed frames.
     pub fn reader(&self) -> ChunkReader<'_> {
         ChunkReader {
             pool: self,
-            key: None,
-            frame: Vec::new(),
+            frames: Vec::new(),
+            decompressor: None,
         }
+    }
+
+    /// Where chunk `id` is stored (pack and frame), for ordering reads so
+    /// that each frame is decompressed once; `None` if it is not known.
+    pub fn frame_of(&self, id: &ChunkId) -> Option<(u32, u64)> {
+        let state = self.state.read().expect("pool lock");
+        state.map.get(id).map(|loc| (loc.pack, loc.frame_offset))
     }
 
     /// A writer for new chunks. Nothing it writes is visible to others
@@ -390,11 +397,16 @@ impl ChunkPool {
     }
 }
 
+/// Frames a reader keeps decompressed: a file's chunks may sit in a few
+/// frames (shared content stays where it was first stored).
+const READER_FRAMES: usize = 4;
+
 /// Reads chunks, verifying each against its ID.
 pub struct ChunkReader<'p> {
     pool: &'p ChunkPool,
-    key: Option<(u32, u64)>,
-    frame: Vec<u8>,
+    /// Decompressed frames by (pack, frame offset), most recent last.
+    frames: Vec<((u32, u64), Vec<u8>)>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl ChunkReader<'_> {
@@ -405,41 +417,79 @@ impl ChunkReader<'_> {
             id: id.to_hex(),
             what,
         };
-        if self.key != Some((loc.pack, loc.frame_offset)) {
-            self.key = None;
-            let map = match self.pool.mapped(loc.pack) {
-                Ok(map) => map,
-                // A sweep rewrote the pack since the table was loaded.
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    self.pool.reload()?;
-                    loc = self.pool.locate(id)?;
-                    self.pool.mapped(loc.pack)?
-                }
-                Err(e) => return Err(e),
-            };
-            // A damaged index may hold any offsets and lengths: no
-            // arithmetic on them may overflow, and the decompressed
-            // length it claims is only a hint (checked below).
-            let compressed = usize::try_from(loc.frame_offset)
-                .ok()
-                .and_then(|start| Some(start..start.checked_add(loc.frame_len as usize)?))
-                .and_then(|frame| map.get(frame))
-                .ok_or_else(|| bad("frame lies outside its pack".into()))?;
-            self.frame.clear();
-            self.frame
-                .reserve((loc.raw_len as usize).min(FRAME_RESERVE_LIMIT));
-            zstd::stream::copy_decode(compressed, &mut self.frame)
-                .map_err(|e| bad(format!("stored frame does not decompress: {e}")))?;
-            if self.frame.len() != loc.raw_len as usize {
-                return Err(bad("stored frame has the wrong length".into()));
+        let key = (loc.pack, loc.frame_offset);
+        match self.frames.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let hit = self.frames.remove(i);
+                self.frames.push(hit);
             }
-            self.key = Some((loc.pack, loc.frame_offset));
+            None => {
+                let map = match self.pool.mapped(loc.pack) {
+                    Ok(map) => map,
+                    // A sweep rewrote the pack since the table was loaded.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        self.pool.reload()?;
+                        loc = self.pool.locate(id)?;
+                        self.pool.mapped(loc.pack)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                // A damaged index may hold any offsets and lengths: no
+                // arithmetic on them may overflow, and the decompressed
+                // length it claims is only a hint (checked below).
+                let compressed = usize::try_from(loc.frame_offset)
+                    .ok()
+                    .and_then(|start| Some(start..start.checked_add(loc.frame_len as usize)?))
+                    .and_then(|frame| map.get(frame))
+                    .ok_or_else(|| bad("frame lies outside its pack".into()))?;
+                let mut frame = if self.frames.len() >= READER_FRAMES {
+                    self.frames.remove(0).1
+                } else {
+                    Vec::new()
+                };
+                frame.clear();
+                self.decompress(compressed, loc.raw_len as usize, &mut frame)
+                    .map_err(|e| bad(format!("stored frame does not decompress: {e}")))?;
+                if frame.len() != loc.raw_len as usize {
+                    return Err(bad("stored frame has the wrong length".into()));
+                }
+                self.frames.push(((loc.pack, loc.frame_offset), frame));
+            }
         }
-        let data = &self.frame[loc.offset as usize..(loc.offset + loc.len) as usize];
+        let frame = &self.frames.last().expect("just pushed").1;
+        let data = usize::try_from(loc.offset)
+            .ok()
+            .zip(usize::try_from(loc.offset as u64 + loc.len as u64).ok())
+            .and_then(|(start, end)| frame.get(start..end))
+            .ok_or_else(|| bad("chunk lies outside its frame".into()))?;
         if ChunkId::of(data) != *id {
             return Err(bad("stored data does not match its hash".into()));
         }
         Ok(data)
+    }
+
+    /// Decompresses one frame into `out`: in one call into a buffer of the
+    /// claimed size where that is plausible, else streamed (a claim is
+    /// only a hint; a wrong one is caught by the caller's length check).
+    fn decompress(
+        &mut self,
+        compressed: &[u8],
+        claimed: usize,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        if claimed <= FRAME_RESERVE_LIMIT {
+            if self.decompressor.is_none() {
+                self.decompressor = Some(zstd::bulk::Decompressor::new()?);
+            }
+            // Room for the claimed length: a frame that decodes to more
+            // fails rather than growing the buffer.
+            out.reserve_exact(claimed);
+            let decompressor = self.decompressor.as_mut().expect("just made");
+            return decompressor.decompress_to_buffer(compressed, out).map(drop);
+        }
+        zstd::stream::copy_decode(compressed, out)
     }
 }
 

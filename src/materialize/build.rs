@@ -3,9 +3,11 @@
 //! xattr) or the flattened tree of a chain with whiteouts applied (vfs).
 //!
 //! The tree is built in a temporary sibling of the target and renamed into
-//! place after a `syncfs`, so a crash leaves no half-built directory under
-//! the target's name. Regular files are produced in parallel.
+//! place (after a `syncfs`, for a durable build), so a crash leaves no
+//! half-built directory under the target's name. Regular files are
+//! produced in parallel.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
@@ -20,7 +22,7 @@ use rayon::prelude::*;
 
 use super::jail::{Jail, Slot};
 use super::meta;
-use super::objects::ObjectCache;
+use super::objects::{Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
@@ -47,6 +49,10 @@ pub struct BuildOptions {
     /// Whether files may be hardlinks to objects (only for trees that are
     /// never written); they are only where the filesystem cannot reflink.
     pub hardlinks: bool,
+    /// Whether the tree (and every object written for it) is on disk when
+    /// the build returns. A caller that builds without waiting must know
+    /// which trees may not be, and when they are (see `store::unsynced`).
+    pub durable: bool,
 }
 
 /// What a build did.
@@ -84,6 +90,9 @@ struct Builder<'a> {
     /// every entry replaces what is at its path, and an opaque marker
     /// empties its directory first.
     onto_existing: bool,
+    /// Who creates files, where the tree's directories are all new (their
+    /// modes, and so any set-group-ID bit, come last).
+    creator: Option<meta::Creator>,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
@@ -114,20 +123,23 @@ pub(crate) fn build<'a>(
         ..options
     };
     let result = (|| {
+        let jail = Jail::open(&tmp)?;
+        let creator = meta::Creator::probe(jail.root_fd());
         let builder = Builder {
             pool,
             objects,
-            jail: Jail::open(&tmp)?,
+            jail,
             options,
             counters: Counters::default(),
             lower_dirs,
             onto_existing: false,
+            creator,
         };
-        for m in manifests {
-            builder.apply(m)?;
+        for (i, m) in manifests.iter().enumerate() {
+            builder.apply(m, i == 0)?;
         }
         // SAFETY: syncfs on a descriptor we hold open.
-        if unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
+        if options.durable && unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
             return Err(std::io::Error::last_os_error()).at("syncfs", &tmp);
         }
         let c = &builder.counters;
@@ -141,7 +153,9 @@ pub(crate) fn build<'a>(
     match result {
         Ok(stats) => match std::fs::rename(&tmp, target) {
             Ok(()) => {
-                durable::fsync_dir(parent)?;
+                if options.durable {
+                    durable::fsync_dir(parent)?;
+                }
                 Ok(stats)
             }
             // Another builder got there first with the same content.
@@ -179,8 +193,9 @@ pub(crate) fn apply_onto(
         counters: Counters::default(),
         lower_dirs: HashMap::new(),
         onto_existing: true,
+        creator: None,
     };
-    builder.apply(manifest)?;
+    builder.apply(manifest, false)?;
     // SAFETY: syncfs on a descriptor we hold open.
     if unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
         return Err(std::io::Error::last_os_error()).at("syncfs", target);
@@ -213,8 +228,45 @@ pub(crate) fn opaque_dir(path: &[u8]) -> &[u8] {
     }
 }
 
+/// Whether the entries of `m` can be made in any order once the
+/// directories exist: no path is given twice, no entry lies below a path
+/// that is not a directory, and every hardlink names an earlier entry. A
+/// tar that replaces or goes through its own entries is applied in order.
+fn independent(m: &LayerManifest, format: Format) -> bool {
+    let overlay = format != Format::Flattened;
+    // Path -> (index, whether it is a directory).
+    let mut seen: HashMap<Cow<'_, [u8]>, (usize, bool)> = HashMap::with_capacity(m.entries.len());
+    for (i, e) in m.entries.iter().enumerate() {
+        let path: Cow<'_, [u8]> = match e.kind {
+            EntryKind::Whiteout if overlay => whiteout_target(&e.path).into(),
+            EntryKind::Whiteout | EntryKind::Opaque => continue,
+            _ => e.path.as_slice().into(),
+        };
+        if seen.insert(path, (i, e.kind == EntryKind::Dir)).is_some() {
+            return false;
+        }
+    }
+    seen.keys().all(|path| {
+        let mut at = path.len();
+        while let Some(slash) = path[..at].iter().rposition(|&b| b == b'/') {
+            match seen.get(&path[..slash]) {
+                Some((_, true)) => return true,
+                Some((_, false)) => return false,
+                None => at = slash,
+            }
+        }
+        !matches!(seen.get(&path[..0]), Some((_, false)))
+    }) && m.entries.iter().enumerate().all(|(i, e)| {
+        e.kind != EntryKind::Hardlink
+            || matches!(seen.get(e.link.as_slice()), Some((j, false)) if *j < i)
+    })
+}
+
 impl Builder<'_> {
-    fn apply(&self, m: &LayerManifest) -> Result<()> {
+    fn apply(&self, m: &LayerManifest, fresh: bool) -> Result<()> {
+        if fresh && independent(m, self.options.format) {
+            return self.apply_fresh(m);
+        }
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
             // Deletions of lower (or earlier) content come before this
@@ -268,15 +320,79 @@ impl Builder<'_> {
         self.implied_dirs(m, &dirs)?;
         // Directory times last, deepest first, after their content exists.
         for e in dirs.iter().rev() {
-            let dir = self.jail.open_dir(&e.path)?;
-            // SAFETY: the descriptor is owned by `dir` for the whole call.
-            let file = std::mem::ManuallyDrop::new(unsafe {
-                <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
-            });
-            meta::apply_to_file(&file, e)
-                .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))?;
+            self.dir_metadata(e)?;
         }
         Ok(())
+    }
+
+    /// Builds `m` into an empty tree, its entries independent of their
+    /// order: directories first, parents before children; then every other
+    /// entry but hardlinks in parallel, regular files in the order their
+    /// content is stored (so that each stored frame is decompressed about
+    /// once); then hardlinks in tar order; directory metadata last,
+    /// children before parents.
+    fn apply_fresh(&self, m: &LayerManifest) -> Result<()> {
+        let depth = |e: &&Entry| e.path.iter().filter(|&&b| b == b'/').count();
+        let mut dirs: Vec<&Entry> = m
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .collect();
+        dirs.sort_by_key(depth);
+        for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
+            level.par_iter().try_for_each(|e| self.make_dir(e))?;
+        }
+        let mut others: Vec<(Option<(u32, u64)>, &Entry)> = m
+            .entries
+            .iter()
+            .filter(|e| !matches!(e.kind, EntryKind::Dir | EntryKind::Hardlink))
+            .map(|e| (e.chunks.first().and_then(|c| self.pool.frame_of(&c.id)), e))
+            .collect();
+        others.sort_by_key(|(at, _)| *at);
+        others.par_iter().with_min_len(16).try_for_each_init(
+            || self.pool.reader(),
+            |reader, (_, e)| self.make_fresh(e, reader),
+        )?;
+        for e in m.entries.iter().filter(|e| e.kind == EntryKind::Hardlink) {
+            self.make_hardlink(e)?;
+        }
+        self.implied_dirs(m, &dirs)?;
+        dirs.reverse();
+        for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
+            level.par_iter().try_for_each(|e| self.dir_metadata(e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes one entry that is neither a directory nor a hardlink in an
+    /// empty tree.
+    fn make_fresh(&self, e: &Entry, reader: &mut crate::chunks::ChunkReader<'_>) -> Result<()> {
+        let overlay = self.options.format != Format::Flattened;
+        match e.kind {
+            EntryKind::File => self.place_file(e, reader),
+            EntryKind::Symlink
+            | EntryKind::CharDevice
+            | EntryKind::BlockDevice
+            | EntryKind::Fifo => self.make_special(e),
+            EntryKind::Whiteout if overlay => self.overlay_whiteout(e),
+            EntryKind::Opaque if overlay => self.overlay_opaque(e),
+            // Nothing to remove in an empty tree; directories and
+            // hardlinks are made in their own order.
+            EntryKind::Whiteout | EntryKind::Opaque | EntryKind::Dir | EntryKind::Hardlink => {
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets directory `e`'s metadata.
+    fn dir_metadata(&self, e: &Entry) -> Result<()> {
+        let dir = self.jail.open_dir(&e.path)?;
+        // SAFETY: the descriptor is owned by `dir` for the whole call.
+        let file = std::mem::ManuallyDrop::new(unsafe {
+            <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
+        });
+        meta::apply_to_file(&file, e)
+            .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))
     }
 
     /// Gives directories that entries need but the layer does not list the
@@ -405,33 +521,27 @@ impl Builder<'_> {
         let slot = self.fresh_slot(e)?;
         let shown = || self.jail.display(&e.path);
         self.counters.files.fetch_add(1, Ordering::Relaxed);
+        let mut adopt = false;
         if self.options.hardlinks && e.size > 0 {
-            let object = self.objects.linkable(e, reader)?;
-            let source =
-                CString::new(object.as_os_str().as_bytes()).expect("object paths hold no NUL");
-            // SAFETY: NUL-terminated paths, open directory descriptor.
-            let r = unsafe {
-                libc::linkat(
-                    libc::AT_FDCWD,
-                    source.as_ptr(),
-                    slot.dir.as_raw_fd(),
-                    slot.name.as_ptr(),
-                    0,
-                )
-            };
-            if r == 0 {
-                self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            let err = Errno::last();
-            if err != Errno::EMLINK {
-                return Err(errno("link", &shown(), err));
+            match self.objects.link_to(e, &slot)? {
+                Linked::Done => {
+                    self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // Written here, then linked into the cache.
+                Linked::Missing => adopt = true,
+                Linked::Full => {}
             }
         }
         let mut file = slot
-            .open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)
+            .open(
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                meta::Creator::create_mode(e),
+            )
             .map_err(|err| errno("create", &shown(), err))?;
-        if e.size > 0 {
+        if adopt {
+            self.objects.fill(e, reader, &mut file, &shown())?;
+        } else if e.size > 0 {
             let object = self.objects.content(e, reader)?;
             self.objects.clone_into(&object, &mut file)?;
             if self.objects.reflinks() == Some(true) {
@@ -440,7 +550,17 @@ impl Builder<'_> {
                 self.counters.copied.fetch_add(1, Ordering::Relaxed);
             }
         }
-        meta::apply_to_file(&file, e).map_err(|(op, err)| errno(op, &shown(), err))
+        let applied = match &self.creator {
+            Some(creator) => meta::apply_to_created(&file, e, creator),
+            None => meta::apply_to_file(&file, e),
+        };
+        applied.map_err(|(op, err)| errno(op, &shown(), err))?;
+        if adopt {
+            drop(file);
+            self.objects.adopt(e, &slot)?;
+            self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn make_special(&self, e: &Entry) -> Result<()> {
@@ -538,5 +658,58 @@ impl Builder<'_> {
             return Err(errno("setxattr", &self.jail.display(rel), Errno::last()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::materialize::delta::tests::{entry, manifest};
+    use EntryKind::*;
+
+    fn link(kind: EntryKind, path: &str, target: &str) -> Entry {
+        Entry {
+            link: target.as_bytes().to_vec(),
+            ..entry(kind, path, 0)
+        }
+    }
+
+    const OVERLAY: Format = Format::Overlay {
+        xattr_prefix: "trusted.overlay.",
+    };
+
+    #[test]
+    fn a_plain_layer_is_independent_of_order() {
+        let m = manifest(vec![
+            entry(Dir, "", 0),
+            entry(File, "a/b/c", 0),
+            entry(Dir, "a", 0),
+            link(Symlink, "s", "a"),
+            link(Hardlink, "h", "a/b/c"),
+            entry(Whiteout, "a/.wh.gone", 0),
+            entry(Opaque, "a/.wh..wh..opq", 0),
+        ]);
+        assert!(independent(&m, OVERLAY));
+        assert!(independent(&m, Format::Flattened));
+    }
+
+    #[test]
+    fn a_layer_that_replaces_or_goes_through_its_own_entries_is_applied_in_order() {
+        let cases = [
+            vec![entry(File, "a", 0), entry(File, "a", 1)],
+            vec![entry(File, "a", 0), entry(Dir, "a", 1)],
+            vec![link(Symlink, "a", "/"), entry(File, "a/tmp/x", 0)],
+            vec![entry(File, "a", 0), entry(File, "a/b/c", 0)],
+            vec![link(Hardlink, "h", "later"), entry(File, "later", 0)],
+            vec![entry(Dir, "d", 0), link(Hardlink, "h", "d")],
+        ];
+        for entries in cases {
+            let m = manifest(entries);
+            assert!(!independent(&m, OVERLAY), "{:?}", m.entries);
+        }
+        // In the overlay format a whiteout is a device at the hidden name.
+        let m = manifest(vec![entry(File, "x", 0), entry(Whiteout, ".wh.x", 0)]);
+        assert!(!independent(&m, OVERLAY));
+        assert!(independent(&m, Format::Flattened));
     }
 }

@@ -161,12 +161,13 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::chunks::ChunkerParams;
     use crate::manifest::Compression;
 
-    fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
+    /// An entry of `kind` at `path` for tests.
+    pub(crate) fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
         Entry {
             kind,
             path: path.as_bytes().to_vec(),
@@ -185,7 +186,8 @@ mod tests {
         }
     }
 
-    fn manifest(entries: Vec<Entry>) -> LayerManifest {
+    /// A manifest of `entries` for tests.
+    pub(crate) fn manifest(entries: Vec<Entry>) -> LayerManifest {
         LayerManifest {
             chunker_algorithm: String::new(),
             chunker: ChunkerParams::default(),

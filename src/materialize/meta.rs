@@ -2,9 +2,11 @@
 //! directory or symlink that was just created.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::jail::Slot;
 use crate::manifest::{Entry, EntryKind, Xattr};
@@ -24,20 +26,94 @@ fn may_skip_xattr(name: &str, e: Errno) -> bool {
         || (name.starts_with("user.") && e == Errno::EPERM)
 }
 
+/// What a file this process creates gets without being told: its owner
+/// and group, and what the umask takes from the mode it is created with. Files
+/// created in a tree being built (whose directories get their modes, and
+/// so any set-group-ID bit, only at the end) need no `chown` when the entry
+/// names the same owner, and no `chmod` when the umask takes nothing away.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Creator {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+impl Creator {
+    /// What a file created in directory `dir` gets, from a probe: an
+    /// unnamed file created there with mode 0777. The umask (or a default
+    /// ACL, which stands in for it) shows in the probe's mode. `None` where
+    /// the probe cannot be made: every file is then given everything.
+    pub fn probe(dir: RawFd) -> Option<Creator> {
+        let fd = nix::fcntl::openat(
+            Some(dir),
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o777),
+        )
+        .ok()?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        let probe = unsafe { File::from_raw_fd(fd) };
+        let st = nix::sys::stat::fstat(probe.as_raw_fd()).ok()?;
+        Some(Creator {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            umask: !(st.st_mode as u32) & 0o7777,
+        })
+    }
+
+    /// The mode to create a file for `entry` with.
+    pub fn create_mode(entry: &Entry) -> u32 {
+        entry.mode & 0o777
+    }
+
+    fn owns(&self, entry: &Entry) -> bool {
+        (entry.uid, entry.gid) == (self.uid, self.gid)
+    }
+
+    fn gives_mode(&self, entry: &Entry) -> bool {
+        entry.mode & 0o7777 == Self::create_mode(entry) & !self.umask
+    }
+}
+
 /// Sets owner, mode, xattrs and mtime on an open file or directory.
 pub(crate) fn apply_to_file(file: &File, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+    apply(file, entry, None)
+}
+
+/// [`apply_to_file`] for a file just created by `creator` with
+/// [`Creator::create_mode`], in a directory without the set-group-ID bit.
+pub(crate) fn apply_to_created(
+    file: &File,
+    entry: &Entry,
+    creator: &Creator,
+) -> Result<(), (&'static str, Errno)> {
+    apply(file, entry, Some(creator))
+}
+
+fn apply(
+    file: &File,
+    entry: &Entry,
+    creator: Option<&Creator>,
+) -> Result<(), (&'static str, Errno)> {
     let fd = file.as_raw_fd();
-    // SAFETY: plain syscalls on a descriptor we hold open.
-    let r = unsafe { libc::fchown(fd, entry.uid, entry.gid) };
-    if r != 0 {
-        let e = Errno::last();
-        if !may_skip_chown(e) {
-            return Err(("chown", e));
+    let owned = creator.is_some_and(|c| c.owns(entry));
+    if !owned {
+        // SAFETY: plain syscalls on a descriptor we hold open.
+        let r = unsafe { libc::fchown(fd, entry.uid, entry.gid) };
+        if r != 0 {
+            let e = Errno::last();
+            if !may_skip_chown(e) {
+                return Err(("chown", e));
+            }
         }
     }
-    // SAFETY: as above.
-    if unsafe { libc::fchmod(fd, entry.mode as libc::mode_t) } != 0 {
-        return Err(("chmod", Errno::last()));
+    // A chown clears the set-user-ID and set-group-ID bits, so the mode
+    // comes after it; without a chown the created mode may already be it.
+    if !owned || !creator.is_some_and(|c| c.gives_mode(entry)) {
+        // SAFETY: as above.
+        if unsafe { libc::fchmod(fd, entry.mode as libc::mode_t) } != 0 {
+            return Err(("chmod", Errno::last()));
+        }
     }
     for Xattr { name, value } in &entry.xattrs {
         let cname =

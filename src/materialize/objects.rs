@@ -12,17 +12,25 @@
 //! Objects are written as unnamed `O_TMPFILE` files in their directory (or
 //! named files under `objects/tmp/` where the filesystem lacks them) and
 //! linked into place without replacing an existing one, so a partly written
-//! object is never visible and concurrent builders agree on one inode.
+//! object is never visible and concurrent builders agree on one inode. A
+//! hardlink object missing when a tree needs it is written in the tree
+//! first and then adopted: the complete file is linked into the cache.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::jail::Slot;
 use crate::chunks::ChunkReader;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
@@ -43,11 +51,28 @@ struct Pending {
     tmp: Option<PathBuf>,
 }
 
+/// What linking a hardlink object into a tree did.
+pub(crate) enum Linked {
+    /// The tree's file is now the object.
+    Done,
+    /// There is no such object yet.
+    Missing,
+    /// The object has as many links as the filesystem allows.
+    Full,
+}
+
 /// The object cache of one store.
 pub(crate) struct ObjectCache {
     dir: PathBuf,
+    /// `dir`, open: objects are linked relative to it.
+    dir_fd: OwnedFd,
     tmp: PathBuf,
     reflinks: AtomicU8,
+    /// Object names by shard (`<ab>`), listed when first needed: where a
+    /// hardlink object is missing, an object with the same content and
+    /// other metadata is a cheaper source than the pool. Only a hint:
+    /// what it names may have gone since.
+    shards: Mutex<HashMap<String, Arc<Vec<String>>>>,
     /// Shared `objects/.lock`: `gc` sweeps objects (and builders' leftover
     /// temporary trees) only while no builder holds it.
     _lock: Flock,
@@ -91,10 +116,13 @@ impl ObjectCache {
     pub fn open(dir: &Path) -> Result<ObjectCache> {
         let tmp = dir.join("tmp");
         durable::create_dir_all(&tmp)?;
+        let dir_fd = File::open(dir).at("open", dir)?.into();
         Ok(ObjectCache {
             dir: dir.to_path_buf(),
+            dir_fd,
             tmp,
             reflinks: AtomicU8::new(UNKNOWN),
+            shards: Mutex::new(HashMap::new()),
             _lock: Flock::shared(&lock_path(dir))?,
         })
     }
@@ -118,11 +146,153 @@ impl ObjectCache {
         Ok(path)
     }
 
+    /// `<ab>/<name>` of the hardlink object for `entry`, relative to the
+    /// cache directory.
+    fn linkable_name(entry: &Entry) -> CString {
+        let name = format!("{}-{}", content_key(entry), metadata_key(entry));
+        CString::new(format!("{}/{name}", &name[..2])).expect("hex names hold no NUL")
+    }
+
+    /// Makes `slot` (which must not exist) a hardlink of `entry`'s hardlink
+    /// object, if the cache has one.
+    pub fn link_to(&self, entry: &Entry, slot: &Slot) -> Result<Linked> {
+        let name = Self::linkable_name(entry);
+        // SAFETY: NUL-terminated names relative to open directories.
+        let r = unsafe {
+            libc::linkat(
+                self.dir_fd.as_raw_fd(),
+                name.as_ptr(),
+                slot.dir.as_raw_fd(),
+                slot.name.as_ptr(),
+                0,
+            )
+        };
+        if r == 0 {
+            return Ok(Linked::Done);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(Linked::Missing),
+            Some(libc::EMLINK) => Ok(Linked::Full),
+            _ => Err(e).at("link", &self.dir.join(name.to_string_lossy().as_ref())),
+        }
+    }
+
+    /// Makes the file at `slot`, complete with `entry`'s content and
+    /// metadata, the hardlink object for `entry` unless there is one.
+    pub fn adopt(&self, entry: &Entry, slot: &Slot) -> Result<()> {
+        let name = Self::linkable_name(entry);
+        let link = || {
+            // SAFETY: NUL-terminated names relative to open directories.
+            let r = unsafe {
+                libc::linkat(
+                    slot.dir.as_raw_fd(),
+                    slot.name.as_ptr(),
+                    self.dir_fd.as_raw_fd(),
+                    name.as_ptr(),
+                    0,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let path = || self.dir.join(name.to_string_lossy().as_ref());
+        let linked = match link() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                durable::create_dir_all(path().parent().expect("objects live in a directory"))?;
+                link()
+            }
+            other => other,
+        };
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).at("link", &path()),
+        }
+    }
+
+    /// An object with `entry`'s content, whatever its metadata, open for
+    /// reading, if the cache has one.
+    pub fn same_content(&self, entry: &Entry) -> Option<File> {
+        let key = content_key(entry);
+        let shard = &key[..2];
+        let names = {
+            let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+            shards
+                .entry(shard.to_string())
+                .or_insert_with(|| {
+                    let names = fs::read_dir(self.dir.join(shard))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    Arc::new(names)
+                })
+                .clone()
+        };
+        names
+            .iter()
+            .filter(|n| n.starts_with(&key))
+            .find_map(|name| {
+                let fd = nix::fcntl::openat(
+                    Some(self.dir_fd.as_raw_fd()),
+                    format!("{shard}/{name}").as_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()?;
+                // SAFETY: openat returned a new descriptor that nothing else owns.
+                Some(unsafe { File::from_raw_fd(fd) })
+            })
+    }
+
+    /// Writes `entry`'s content into `file` (just created, empty): copied
+    /// from an object with the same content where there is one, else
+    /// read from the pool.
+    pub fn fill(
+        &self,
+        entry: &Entry,
+        reader: &mut ChunkReader<'_>,
+        file: &mut File,
+        shown: &Path,
+    ) -> Result<()> {
+        if let Some(mut source) = self.same_content(entry) {
+            match std::io::copy(&mut source, file) {
+                Ok(n) if n == entry.size => return Ok(()),
+                // Not what it should be: start again from the pool.
+                _ => {
+                    file.set_len(0).at("truncate", shown)?;
+                    file.seek(SeekFrom::Start(0)).at("seek", shown)?;
+                }
+            }
+        }
+        self.write_content(entry, reader, file, shown)
+    }
+
+    /// Writes `entry`'s content from the pool into `file`.
+    pub fn write_content(
+        &self,
+        entry: &Entry,
+        reader: &mut ChunkReader<'_>,
+        file: &mut File,
+        shown: &Path,
+    ) -> Result<()> {
+        for chunk in &entry.chunks {
+            file.write_all(reader.read(&chunk.id)?).at("write", shown)?;
+        }
+        Ok(())
+    }
+
     /// The hardlink object for `entry` (content and metadata), written
     /// from the pool if missing.
     pub fn linkable(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
-        let name = format!("{}-{}", content_key(entry), metadata_key(entry));
-        let path = self.path_of(&name);
+        let path = self
+            .dir
+            .join(Self::linkable_name(entry).to_string_lossy().as_ref());
         if path.exists() {
             return Ok(path);
         }
@@ -164,15 +334,7 @@ impl ObjectCache {
                 }
             }
         };
-        let result = (|| {
-            for chunk in &entry.chunks {
-                pending
-                    .file
-                    .write_all(reader.read(&chunk.id)?)
-                    .at("write", path)?;
-            }
-            Ok(())
-        })();
+        let result = self.write_content(entry, reader, &mut pending.file, path);
         if result.is_err() {
             if let Some(tmp) = &pending.tmp {
                 let _ = fs::remove_file(tmp);

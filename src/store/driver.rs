@@ -114,9 +114,12 @@ impl Store {
                     let m = self.sealed_manifest(layer)?;
                     let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
+                    // Not durable when built: the marker covers it.
+                    let unsynced = self.begin_unsynced(&layer.id)?;
                     let options = BuildOptions {
                         format: self.overlay_format(),
                         hardlinks: true,
+                        durable: unsynced.is_none(),
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
                     let base = if stack {
@@ -135,6 +138,7 @@ impl Store {
                         self.materializer()?
                             .build_overlay(&m, &lowers, &diff, options)?;
                     }
+                    drop(unsynced);
                 } else if i == 0 {
                     durable::create_dir_all(&diff)?;
                 } else {
@@ -244,6 +248,7 @@ impl Store {
                 // write to: never hardlinks, which would carry writes into
                 // the objects other trees share.
                 hardlinks: false,
+                durable: true,
             },
         )?;
         Ok(dir)

@@ -113,6 +113,7 @@ impl Store {
         };
         report.incomplete_layers = self.gc_incomplete_layers(dry)?;
         if !dry {
+            self.write(|| self.settle_unsynced(true))?;
             self.gc_seal_live_layers(&mut report)?;
         }
         self.write(|| self.gc_record_dirs(&mut report))?;

@@ -394,6 +394,7 @@ impl Store {
         let options = BuildOptions {
             format,
             hardlinks: false,
+            durable: true,
         };
         self.write(|| self.materializer()?.apply_onto(diff, &dir, options))
     }
@@ -416,6 +417,7 @@ impl Store {
         let flattened = BuildOptions {
             format: Format::Flattened,
             hardlinks: false,
+            durable: true,
         };
         let result = (|| {
             materializer.build(&refs, &scratch, flattened)?;

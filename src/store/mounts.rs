@@ -112,6 +112,7 @@ impl Store {
         // Long work first, without the mount lock: building directories is
         // idempotent (build in a temporary directory, rename into place).
         let path = if overlay {
+            self.settle_unsynced(false)?;
             self.prepare_overlay(&chain)?;
             self.driver_dir().join(&id).join("merged")
         } else {

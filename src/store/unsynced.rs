@@ -1,0 +1,190 @@
+//! Overlay directories of sealed layers are caches of the pool, and they
+//! are built without waiting for the disk: a `syncfs` at the end of a build
+//! writes back every file the build made and costs more than the build.
+//! What keeps them safe is a marker, `<drv>/.unsynced/<id>-<random>`,
+//! holding the boot ID. It is durable before the build writes anything,
+//! and its builder holds it locked until the build ends.
+//!
+//! Before a mount uses or builds directories, and in `gc`, the markers are
+//! settled, under `<drv>/.unsynced/.lock`:
+//!
+//! - A marker from another boot means the build may not have reached the
+//!   disk before the machine went down. Its directory is removed (the next
+//!   mount builds it again). So is every object whose inode changed since
+//!   the marker was made (its ctime is not older), since the build may
+//!   have written it.
+//! - A marker of this boot that no builder holds is removed after one
+//!   `syncfs` has made its build durable. A mount does this once its
+//!   markers are older than the kernel's writeback delay (the `syncfs`
+//!   then finds little left to write); `gc` does it for all of them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Store;
+use crate::durable;
+use crate::error::{IoContext, Result};
+use crate::flock::{self, Flock};
+
+/// How old a marker must be before a mount settles it: the kernel writes
+/// dirty data back after 30 s by default, checking every 5 s.
+const WRITEBACK_DELAY: Duration = Duration::from_secs(35);
+
+/// A marker held by a build in progress; the build's directory may be
+/// used once it returns, and is known durable once the marker is settled.
+pub(crate) struct Unsynced {
+    _file: File,
+}
+
+/// This boot's ID, if the kernel tells it.
+fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// `<id>-<random>` -> `<id>`, for names a builder made.
+fn marker_layer(name: &str) -> Option<&str> {
+    let (id, random) = name.split_once('-')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id, 64) && hex(random, 16)).then_some(id)
+}
+
+impl Store {
+    fn unsynced_dir(&self) -> PathBuf {
+        self.driver_dir().join(".unsynced")
+    }
+
+    /// Starts a build of layer `id`'s directory that need not be durable
+    /// when it returns: the marker is on disk and locked before this
+    /// returns. `None` where the boot ID is unknown (build durably then).
+    pub(crate) fn begin_unsynced(&self, id: &str) -> Result<Option<Unsynced>> {
+        let Some(boot) = boot_id() else {
+            return Ok(None);
+        };
+        let dir = self.unsynced_dir();
+        durable::create_dir_all(&dir)?;
+        let path = dir.join(format!("{id}-{}", durable::random_hex(8)));
+        let tmp = durable::temp_sibling(&path);
+        // Locked before it has its name, so that no settle can take it
+        // for a finished build.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .at("create", &tmp)?;
+        let made = (|| {
+            flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
+            file.write_all(boot.as_bytes()).at("write", &tmp)?;
+            file.sync_all().at("fsync", &tmp)?;
+            fs::rename(&tmp, &path).at("rename", &path)?;
+            durable::fsync_dir(&dir)
+        })();
+        if made.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        made.map(|()| Some(Unsynced { _file: file }))
+    }
+
+    /// Settles the markers (see the module documentation): all of them
+    /// with `all`, else those older than the writeback delay.
+    pub(crate) fn settle_unsynced(&self, all: bool) -> Result<()> {
+        let dir = self.unsynced_dir();
+        let listed = |dir: &Path| -> Vec<String> {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| marker_layer(n).is_some())
+                .collect()
+        };
+        if listed(&dir).is_empty() {
+            return Ok(());
+        }
+        let _settling = Flock::exclusive(&dir.join(".lock"))?;
+        let boot = boot_id().unwrap_or_default();
+        let now = SystemTime::now();
+        // (marker, its lock, layer, when it was made)
+        let mut lost = Vec::new();
+        let mut settled = Vec::new();
+        for name in listed(&dir) {
+            let path = dir.join(&name);
+            let Ok(mut file) = File::open(&path) else {
+                continue;
+            };
+            // SAFETY: a descriptor we hold open.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue; // its build is running
+            }
+            let mut written = String::new();
+            let _ = file.read_to_string(&mut written);
+            let made = file.metadata().at("stat", &path)?;
+            let id = marker_layer(&name).expect("listed names parse").to_string();
+            if written.trim() != boot {
+                lost.push((path, file, id, made.ctime()));
+            } else {
+                let age = made
+                    .modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok());
+                if all || age.is_some_and(|age| age >= WRITEBACK_DELAY) {
+                    settled.push(path);
+                }
+            }
+        }
+        if lost.is_empty() && settled.is_empty() {
+            return Ok(());
+        }
+        for (_, _, id, _) in &lost {
+            let diff = self.driver_dir().join(id).join("diff");
+            if diff.is_dir() {
+                let away = durable::temp_sibling(&diff);
+                fs::rename(&diff, &away).at("rename", &diff)?;
+                let _ = fs::remove_dir_all(&away);
+            }
+        }
+        if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
+            purge_objects_since(&self.graph_root().join("objects"), since)?;
+        }
+        let dir_file = File::open(&dir).at("open", &dir)?;
+        // SAFETY: syncfs on a descriptor we hold open.
+        if unsafe { libc::syncfs(dir_file.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).at("syncfs", &dir);
+        }
+        for path in lost.iter().map(|(path, ..)| path).chain(&settled) {
+            durable::remove_file(path)?;
+        }
+        durable::fsync_dir(&dir)
+    }
+}
+
+/// Removes every object whose inode changed at or after `since` (seconds).
+fn purge_objects_since(objects: &Path, since: i64) -> Result<()> {
+    let Ok(shards) = fs::read_dir(objects) else {
+        return Ok(());
+    };
+    for shard in shards.flatten() {
+        let name = shard.file_name();
+        let name = name.to_string_lossy();
+        if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let recent = entry.metadata().is_ok_and(|m| m.ctime() >= since);
+            if recent {
+                durable::remove_file(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}

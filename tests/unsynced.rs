@@ -1,0 +1,286 @@
+//! Overlay directories are built without waiting for the disk, behind a
+//! marker that names the boot: a marker from another boot (a machine that
+//! went down before the build reached the disk) makes the next mount
+//! build the directory again and drop the objects written since; `gc`
+//! settles this boot's markers unless a build still holds them. Also: a
+//! build's files get the tar's modes and owners whatever the umask, and a
+//! file whose content the cache holds under other metadata is copied.
+
+mod common;
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tar::{Meta, TarBuilder};
+use common::tree::{differences, extract, snapshot};
+use common::Cs;
+
+fn meta(mode: u32, uid: u64, mtime: u64) -> Meta {
+    Meta {
+        mode,
+        uid,
+        gid: uid,
+        mtime,
+    }
+}
+
+/// Files and directories of many modes and two owners.
+fn image(mtime: u64) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    t.dir("etc/", &meta(0o755, 0, mtime));
+    t.dir("tmp/", &meta(0o1777, 0, mtime));
+    t.dir("home/", &meta(0o750, 1000, mtime));
+    let modes = [0o644, 0o755, 0o600, 0o4755, 0o2755, 0o664, 0o000, 0o444];
+    for (i, mode) in modes.into_iter().enumerate() {
+        let owner = if i % 2 == 0 { 0 } else { 1000 };
+        let content = format!("file {i} of mode {mode:o}\n").repeat(100 + i);
+        t.file(
+            &format!("etc/f{i}"),
+            &meta(mode, owner, mtime),
+            content.as_bytes(),
+        );
+    }
+    t.file("home/own", &meta(0o640, 1000, mtime), b"mine");
+    t.symlink("etc/link", "f0", &meta(0o777, 1000, mtime));
+    t.finish()
+}
+
+fn cs_overlay(cs: &Cs, args: &[&str]) -> String {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "overlay"]).args(args);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn import(cs: &Cs, name: &str, tar: &[u8], driver: &str) -> String {
+    let path = cs.dir.path().join(format!("{name}.tar"));
+    fs::write(&path, tar).unwrap();
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver]).args([
+        "import-layer",
+        "-n",
+        name,
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, &["import-layer"], 0);
+    common::first_line_of(&common::stdout(&out))
+}
+
+fn same_as_tar(cs: &Cs, name: &str, tree: &Path) {
+    let want = cs.dir.path().join(format!("{name}.x"));
+    if !want.exists() {
+        extract(&cs.dir.path().join(format!("{name}.tar")), &want);
+    }
+    let diff = differences(&snapshot(&want), &snapshot(tree));
+    assert!(diff.is_empty(), "{name}: {}", diff.join("\n"));
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn markers(cs: &Cs) -> Vec<PathBuf> {
+    let dir = cs.graph().join("overlay").join(".unsynced");
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every object file and its inode number.
+fn object_inodes(cs: &Cs) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    for shard in fs::read_dir(cs.graph().join("objects")).unwrap().flatten() {
+        let name = shard.file_name().to_string_lossy().into_owned();
+        if name.len() != 2 {
+            continue;
+        }
+        for object in fs::read_dir(shard.path()).unwrap().flatten() {
+            found.push((object.path(), object.metadata().unwrap().ino()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_build_another_boot_left_unsettled_is_built_again_with_fresh_objects() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let layer = import(&cs, "img", &image(1_600_000_000), "overlay");
+    cs_overlay(&cs, &["create-image", "-n", "one", "img"]);
+    let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "img", &mounted);
+    let left = markers(&cs);
+    assert_eq!(left.len(), 1, "one build, one marker: {left:?}");
+    let name = left[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("{layer}-")), "{name}");
+    assert_eq!(fs::read_to_string(&left[0]).unwrap(), boot_id());
+    cs_overlay(&cs, &["unmount", "one"]);
+
+    // The machine went down before the build reached the disk: what the
+    // directory holds now cannot be trusted, nor can the objects.
+    let diff = cs.graph().join("overlay").join(&layer).join("diff");
+    fs::write(diff.join("etc/f0"), b"lost").unwrap();
+    let before = object_inodes(&cs);
+    assert!(!before.is_empty());
+    fs::write(&left[0], "00000000-0000-0000-0000-000000000000").unwrap();
+
+    let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "img", &mounted);
+    assert!(!left[0].exists(), "the other boot's marker is settled");
+    let after = object_inodes(&cs);
+    for (path, inode) in &before {
+        assert!(
+            !after.contains(&(path.clone(), *inode)),
+            "{} survived from the other boot",
+            path.display()
+        );
+    }
+    let rebuilt = markers(&cs);
+    assert_eq!(rebuilt.len(), 1, "the rebuild has its own marker");
+    cs_overlay(&cs, &["unmount", "one"]);
+    cs_overlay(&cs, &["gc", "--evict", "never"]);
+    assert!(markers(&cs).is_empty(), "gc settles this boot's markers");
+    let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "img", &mounted);
+    cs_overlay(&cs, &["unmount", "one"]);
+}
+
+#[test]
+fn gc_leaves_the_marker_of_a_build_in_progress() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let layer = import(&cs, "img", &image(1_600_000_000), "overlay");
+    cs_overlay(&cs, &["create-image", "-n", "one", "img"]);
+    cs_overlay(&cs, &["mount", "-r", "one"]);
+    let finished = markers(&cs);
+    assert_eq!(finished.len(), 1);
+    // A build that is still running holds its marker locked.
+    let running = finished[0].with_file_name(format!("{layer}-0123456789abcdef"));
+    fs::write(&running, boot_id()).unwrap();
+    let held = fs::File::open(&running).unwrap();
+    // SAFETY: a descriptor we hold open.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    cs_overlay(&cs, &["gc", "--evict", "never"]);
+    assert_eq!(markers(&cs), vec![running.clone()]);
+    drop(held);
+    cs_overlay(&cs, &["gc", "--evict", "never"]);
+    assert!(markers(&cs).is_empty());
+    cs_overlay(&cs, &["unmount", "one"]);
+}
+
+/// `mount -r` of `image` with the given umask, on `driver`.
+fn mount_with_umask(cs: &Cs, driver: &str, image: &str, umask: &str) -> PathBuf {
+    let script = format!(
+        "umask {umask}; exec \"$B\" --graph \"$G\" --run \"$R\" --storage-driver {driver} mount -r {image}"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("B", env!("CARGO_BIN_EXE_containers-storage"))
+        .env("G", cs.graph())
+        .env("R", cs.run_root())
+        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env_remove("STORAGE_DRIVER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    PathBuf::from(common::stdout(&out).trim())
+}
+
+fn check_modes(tree: &Path) {
+    let root = nix::unistd::geteuid().is_root();
+    let modes = [0o644, 0o755, 0o600, 0o4755, 0o2755, 0o664, 0o000, 0o444];
+    for (i, mode) in modes.into_iter().enumerate() {
+        let path = tree.join(format!("etc/f{i}"));
+        let m = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, mode, "{}", path.display());
+        if root {
+            let owner = if i % 2 == 0 { 0 } else { 1000 };
+            assert_eq!((m.uid(), m.gid()), (owner, owner), "{}", path.display());
+        }
+    }
+    let tmp = fs::metadata(tree.join("tmp")).unwrap();
+    assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+}
+
+#[test]
+fn files_get_the_tar_modes_and_owners_whatever_the_umask() {
+    let drivers: &[&str] = if nix::unistd::geteuid().is_root() {
+        &["vfs", "overlay"]
+    } else {
+        eprintln!("overlay skipped: it needs root (vfs runs)");
+        &["vfs"]
+    };
+    for driver in drivers {
+        for umask in ["077", "000", "022"] {
+            let cs = Cs::new();
+            import(&cs, "img", &image(1_600_000_000), driver);
+            let mut cmd = cs.command();
+            cmd.args([
+                "--storage-driver",
+                driver,
+                "create-image",
+                "-n",
+                "one",
+                "img",
+            ]);
+            common::expect_status(&common::run_command(cmd, None), &["create-image"], 0);
+            let tree = mount_with_umask(&cs, driver, "one", umask);
+            check_modes(&tree);
+            if nix::unistd::geteuid().is_root() {
+                same_as_tar(&cs, "img", &tree);
+            }
+            let mut cmd = cs.command();
+            cmd.args(["--storage-driver", driver, "unmount", "one"]);
+            common::expect_status(&common::run_command(cmd, None), &["unmount"], 0);
+        }
+    }
+}
+
+#[test]
+fn content_cached_under_other_metadata_is_copied_into_a_file_of_its_own() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let first = import(&cs, "first", &image(1_600_000_000), "overlay");
+    // Same content, other times: not a delta's worth of sharing, and no
+    // hardlink object has this metadata.
+    let second = import(&cs, "second", &image(1_700_000_000), "overlay");
+    cs_overlay(&cs, &["create-image", "-n", "one", "first"]);
+    cs_overlay(&cs, &["create-image", "-n", "two", "second"]);
+    cs_overlay(&cs, &["mount", "-r", "one"]);
+    let two = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "two"]).trim());
+    same_as_tar(&cs, "second", &two);
+    let diff = |id: &str| cs.graph().join("overlay").join(id).join("diff");
+    for i in 0..8 {
+        let a = fs::metadata(diff(&first).join(format!("etc/f{i}"))).unwrap();
+        let b = fs::metadata(diff(&second).join(format!("etc/f{i}"))).unwrap();
+        assert_ne!(
+            a.ino(),
+            b.ino(),
+            "etc/f{i} must not share the other's inode"
+        );
+        assert_ne!(a.mtime(), b.mtime());
+    }
+    cs_overlay(&cs, &["unmount", "one"]);
+    cs_overlay(&cs, &["unmount", "two"]);
+}
