@@ -44,6 +44,9 @@ fn image(mtime: u64) -> Vec<u8> {
         );
     }
     t.file("home/own", &meta(0o640, 1000, mtime), b"mine");
+    // Filled before it loses its owner's write permission.
+    t.dir("ro/", &meta(0o555, 0, mtime));
+    t.file("ro/inside", &meta(0o444, 0, mtime), b"inside");
     t.symlink("etc/link", "f0", &meta(0o777, 1000, mtime));
     t.finish()
 }
@@ -217,8 +220,16 @@ fn check_modes(tree: &Path) {
             assert_eq!((m.uid(), m.gid()), (owner, owner), "{}", path.display());
         }
     }
-    let tmp = fs::metadata(tree.join("tmp")).unwrap();
-    assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+    for (dir, mode) in [
+        ("tmp", 0o1777),
+        ("ro", 0o555),
+        ("home", 0o750),
+        ("etc", 0o755),
+    ] {
+        let m = fs::metadata(tree.join(dir)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, mode, "{dir}");
+    }
+    assert_eq!(fs::read(tree.join("ro/inside")).unwrap(), b"inside");
 }
 
 #[test]

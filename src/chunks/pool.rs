@@ -135,7 +135,13 @@ pub struct ChunkPool {
     config: PoolConfig,
     state: RwLock<IndexState>,
     maps: Mutex<HashMap<u32, Arc<Mmap>>>,
+    /// Frame buffers readers gave back, for the next readers: a fresh
+    /// megabyte costs its page faults every time.
+    spare_frames: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Frame buffers kept for reuse at most.
+const SPARE_FRAMES: usize = 32;
 
 /// Held by every writer from its first chunk until the layer that refers
 /// to its chunks is published: the sweep waits for it, so it never takes
@@ -192,6 +198,7 @@ impl ChunkPool {
             config,
             state: RwLock::new(IndexState::default()),
             maps: Mutex::new(HashMap::new()),
+            spare_frames: Mutex::new(Vec::new()),
         };
         pool.state.write().expect("pool lock").token = pool.sweep_token();
         pool.refresh()?;
@@ -447,7 +454,8 @@ impl ChunkReader<'_> {
                 let mut frame = if self.frames.len() >= READER_FRAMES {
                     self.frames.remove(0).1
                 } else {
-                    Vec::new()
+                    let spare = self.pool.spare_frames.lock().map(|mut s| s.pop());
+                    spare.ok().flatten().unwrap_or_default()
                 };
                 frame.clear();
                 self.decompress(compressed, loc.raw_len as usize, &mut frame)
@@ -496,6 +504,15 @@ impl ChunkReader<'_> {
 struct Frame {
     raw: Vec<u8>,
     chunks: Vec<(ChunkId, u32, u32)>,
+}
+
+impl Drop for ChunkReader<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut spare) = self.pool.spare_frames.lock() {
+            let room = SPARE_FRAMES.saturating_sub(spare.len());
+            spare.extend(self.frames.drain(..).map(|(_, f)| f).take(room));
+        }
+    }
 }
 
 /// Adds chunks to the pool: new ones are grouped into frames, compressed on

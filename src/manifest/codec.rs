@@ -38,12 +38,19 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
             "manifest format version {version} is not supported (this build reads version {MANIFEST_VERSION})"
         )));
     }
-    // Bound the decompressed size: a manifest is far smaller than 4 GiB.
-    let mut packed = Vec::new();
-    let decoder = zstd::stream::read::Decoder::new(&bytes[12..])
-        .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
-    std::io::Read::read_to_end(&mut std::io::Read::take(decoder, 4 << 30), &mut packed)
-        .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
+    let packed = match decompress_whole(&bytes[12..]) {
+        Some(packed) => packed,
+        None => {
+            // Bound the decompressed size: a manifest is far smaller than
+            // 4 GiB.
+            let mut packed = Vec::new();
+            let decoder = zstd::stream::read::Decoder::new(&bytes[12..])
+                .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
+            std::io::Read::read_to_end(&mut std::io::Read::take(decoder, 4 << 30), &mut packed)
+                .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
+            packed
+        }
+    };
     let manifest: LayerManifest = rmp_serde::from_slice(&packed)
         .map_err(|e| corrupt(format!("manifest does not decode: {e}")))?;
     let content_raw: u64 = manifest
@@ -71,6 +78,20 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
         })?;
     }
     Ok(manifest)
+}
+
+/// Decompresses a manifest in one call where its frame states a plausible
+/// size (one buffer, no copies); `None` sends the caller to the streaming
+/// decoder, which also reports what is wrong.
+fn decompress_whole(compressed: &[u8]) -> Option<Vec<u8>> {
+    /// Larger claims are streamed rather than trusted with an allocation.
+    const WHOLE_LIMIT: u64 = 64 << 20;
+    let size = zstd::zstd_safe::get_frame_content_size(compressed).ok()??;
+    if size > WHOLE_LIMIT {
+        return None;
+    }
+    let packed = zstd::bulk::decompress(compressed, size as usize).ok()?;
+    (packed.len() as u64 == size).then_some(packed)
 }
 
 /// What the importer guarantees of an entry's names, and the materializer

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::jail::{Jail, Slot};
 use super::meta;
-use super::objects::{Linked, ObjectCache};
+use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
@@ -349,19 +349,42 @@ impl Builder<'_> {
             .map(|e| (e.chunks.first().and_then(|c| self.pool.frame_of(&c.id)), e))
             .collect();
         others.sort_by_key(|(at, _)| *at);
-        others.par_iter().with_min_len(16).try_for_each_init(
-            || self.pool.reader(),
-            |reader, (_, e)| self.make_fresh(e, reader),
-        )?;
+        // A few runs per thread, each read in order by one reader (whose
+        // frame buffers are reused), small enough to balance the threads.
+        let run = others
+            .len()
+            .div_ceil(rayon::current_num_threads() * 8)
+            .max(16);
+        others.par_chunks(run).try_for_each(|run| {
+            let mut reader = self.pool.reader();
+            run.iter()
+                .try_for_each(|(_, e)| self.make_fresh(e, &mut reader))
+        })?;
         for e in m.entries.iter().filter(|e| e.kind == EntryKind::Hardlink) {
             self.make_hardlink(e)?;
         }
         self.implied_dirs(m, &dirs)?;
         dirs.reverse();
         for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
-            level.par_iter().try_for_each(|e| self.dir_metadata(e))?;
+            level
+                .par_iter()
+                .try_for_each(|e| self.fresh_dir_metadata(e))?;
         }
         Ok(())
+    }
+
+    /// Sets the metadata of directory `e`, made by [`Builder::make_dir`]
+    /// in an empty tree: where it has its owner and mode already, only its
+    /// times, through its parent (no directory in such a tree is anything
+    /// but a directory).
+    fn fresh_dir_metadata(&self, e: &Entry) -> Result<()> {
+        let given = self.creator.is_some_and(|c| c.gave_dir(e));
+        if e.path.is_empty() || !e.xattrs.is_empty() || !given {
+            return self.dir_metadata(e);
+        }
+        let slot = self.jail.existing_slot(&e.path)?;
+        meta::set_times_at(&slot, e)
+            .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))
     }
 
     /// Makes one entry that is neither a directory nor a hardlink in an
@@ -486,8 +509,13 @@ impl Builder<'_> {
             return Ok(());
         }
         let slot = self.jail.slot(&e.path)?;
+        let mode = if self.creator.is_some() {
+            meta::Creator::dir_mode(e)
+        } else {
+            0o700
+        };
         // SAFETY: NUL-terminated name, open directory descriptor.
-        if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } == 0 {
+        if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), mode) } == 0 {
             return Ok(());
         }
         match Errno::last() {
@@ -521,15 +549,20 @@ impl Builder<'_> {
         let slot = self.fresh_slot(e)?;
         let shown = || self.jail.display(&e.path);
         self.counters.files.fetch_add(1, Ordering::Relaxed);
-        let mut adopt = false;
+        // The hardlink object to link, or else to write here and adopt.
+        let mut adopt = None;
         if self.options.hardlinks && e.size > 0 {
-            match self.objects.link_to(e, &slot)? {
+            let link = LinkName::of(e);
+            let linked = match self.objects.known_missing(&link) {
+                true => Linked::Missing,
+                false => self.objects.link_to(&link, &slot)?,
+            };
+            match linked {
                 Linked::Done => {
                     self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                // Written here, then linked into the cache.
-                Linked::Missing => adopt = true,
+                Linked::Missing => adopt = Some(link),
                 Linked::Full => {}
             }
         }
@@ -539,8 +572,8 @@ impl Builder<'_> {
                 meta::Creator::create_mode(e),
             )
             .map_err(|err| errno("create", &shown(), err))?;
-        if adopt {
-            self.objects.fill(e, reader, &mut file, &shown())?;
+        if let Some(link) = &adopt {
+            self.objects.fill(e, link, reader, &mut file, &shown())?;
         } else if e.size > 0 {
             let object = self.objects.content(e, reader)?;
             self.objects.clone_into(&object, &mut file)?;
@@ -555,9 +588,9 @@ impl Builder<'_> {
             None => meta::apply_to_file(&file, e),
         };
         applied.map_err(|(op, err)| errno(op, &shown(), err))?;
-        if adopt {
+        if let Some(link) = &adopt {
             drop(file);
-            self.objects.adopt(e, &slot)?;
+            self.objects.adopt(link, &slot)?;
             self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -606,7 +639,8 @@ impl Builder<'_> {
                 err,
             ));
         }
-        meta::apply_to_slot(&slot, e).map_err(|(op, err)| errno(op, &shown, err))
+        meta::apply_to_slot(&slot, e, self.creator.as_ref())
+            .map_err(|(op, err)| errno(op, &shown, err))
     }
 
     fn make_hardlink(&self, e: &Entry) -> Result<()> {

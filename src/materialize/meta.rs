@@ -66,12 +66,29 @@ impl Creator {
         entry.mode & 0o777
     }
 
+    /// The mode to create directory `entry` with: its own where that
+    /// leaves the owner free to fill it, else 0700 until its metadata is
+    /// set at the end of the build.
+    pub fn dir_mode(entry: &Entry) -> u32 {
+        if entry.mode & 0o700 == 0o700 {
+            entry.mode & 0o777
+        } else {
+            0o700
+        }
+    }
+
     fn owns(&self, entry: &Entry) -> bool {
         (entry.uid, entry.gid) == (self.uid, self.gid)
     }
 
     fn gives_mode(&self, entry: &Entry) -> bool {
         entry.mode & 0o7777 == Self::create_mode(entry) & !self.umask
+    }
+
+    /// Whether directory `entry`, created with [`Creator::dir_mode`],
+    /// already has its owner and mode.
+    pub fn gave_dir(&self, entry: &Entry) -> bool {
+        self.owns(entry) && entry.mode & 0o7777 == Self::dir_mode(entry) & !self.umask
     }
 }
 
@@ -140,6 +157,24 @@ fn times(entry: &Entry) -> [libc::timespec; 2] {
     [t, t]
 }
 
+/// Sets only the times of `slot` (a directory that has everything else).
+pub(crate) fn set_times_at(slot: &Slot, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+    let t = times(entry);
+    // SAFETY: `t` lives across the call; NUL-terminated name, open fd.
+    let r = unsafe {
+        libc::utimensat(
+            slot.dir.as_raw_fd(),
+            slot.name.as_ptr(),
+            t.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(("utimens", Errno::last()));
+    }
+    Ok(())
+}
+
 fn set_mtime_fd(fd: i32, entry: &Entry) -> Result<(), (&'static str, Errno)> {
     let t = times(entry);
     // SAFETY: `t` lives across the call.
@@ -151,15 +186,24 @@ fn set_mtime_fd(fd: i32, entry: &Entry) -> Result<(), (&'static str, Errno)> {
 
 /// Sets owner, xattrs and mtime on a symlink or device node, through its
 /// parent directory (no symlink is followed).
-pub(crate) fn apply_to_slot(slot: &Slot, entry: &Entry) -> Result<(), (&'static str, Errno)> {
+/// A `creator` that made it (in a directory without the set-group-ID bit)
+/// gave it its owner already where the entry names the same one.
+pub(crate) fn apply_to_slot(
+    slot: &Slot,
+    entry: &Entry,
+    creator: Option<&Creator>,
+) -> Result<(), (&'static str, Errno)> {
     let dir = slot.dir.as_raw_fd();
     let name = slot.name.as_ptr();
-    // SAFETY: `name` is a live NUL-terminated string, `dir` an open fd.
-    let r = unsafe { libc::fchownat(dir, name, entry.uid, entry.gid, libc::AT_SYMLINK_NOFOLLOW) };
-    if r != 0 {
-        let e = Errno::last();
-        if !may_skip_chown(e) {
-            return Err(("chown", e));
+    if !creator.is_some_and(|c| c.owns(entry)) {
+        // SAFETY: `name` is a live NUL-terminated string, `dir` an open fd.
+        let r =
+            unsafe { libc::fchownat(dir, name, entry.uid, entry.gid, libc::AT_SYMLINK_NOFOLLOW) };
+        if r != 0 {
+            let e = Errno::last();
+            if !may_skip_chown(e) {
+                return Err(("chown", e));
+            }
         }
     }
     if entry.kind != EntryKind::Symlink {

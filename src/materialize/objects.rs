@@ -16,7 +16,7 @@
 //! hardlink object missing when a tree needs it is written in the tree
 //! first and then adopted: the complete file is linked into the cache.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -72,7 +72,7 @@ pub(crate) struct ObjectCache {
     /// hardlink object is missing, an object with the same content and
     /// other metadata is a cheaper source than the pool. Only a hint:
     /// what it names may have gone since.
-    shards: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    shards: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Shared `objects/.lock`: `gc` sweeps objects (and builders' leftover
     /// temporary trees) only while no builder holds it.
     _lock: Flock,
@@ -91,6 +91,33 @@ pub(crate) fn content_key(entry: &Entry) -> String {
         h.update(&c.len.to_le_bytes());
     }
     h.finalize().to_hex().to_string()
+}
+
+/// The name of an entry's hardlink object: `<content key>-<meta key>` in
+/// shard `<ab>` (the key's first two digits).
+pub(crate) struct LinkName {
+    name: String,
+    /// `<ab>/<name>`, relative to the cache directory.
+    relative: CString,
+}
+
+impl LinkName {
+    /// The hardlink object name for `entry`.
+    pub fn of(entry: &Entry) -> LinkName {
+        let name = format!("{}-{}", content_key(entry), metadata_key(entry));
+        let relative =
+            CString::new(format!("{}/{name}", &name[..2])).expect("hex names hold no NUL");
+        LinkName { name, relative }
+    }
+
+    fn shard(&self) -> &str {
+        &self.name[..2]
+    }
+
+    /// The content key.
+    fn content(&self) -> &str {
+        &self.name[..64]
+    }
 }
 
 /// The identity of a file's metadata, for hardlink sharing.
@@ -146,17 +173,10 @@ impl ObjectCache {
         Ok(path)
     }
 
-    /// `<ab>/<name>` of the hardlink object for `entry`, relative to the
-    /// cache directory.
-    fn linkable_name(entry: &Entry) -> CString {
-        let name = format!("{}-{}", content_key(entry), metadata_key(entry));
-        CString::new(format!("{}/{name}", &name[..2])).expect("hex names hold no NUL")
-    }
-
     /// Makes `slot` (which must not exist) a hardlink of `entry`'s hardlink
     /// object, if the cache has one.
-    pub fn link_to(&self, entry: &Entry, slot: &Slot) -> Result<Linked> {
-        let name = Self::linkable_name(entry);
+    pub fn link_to(&self, link: &LinkName, slot: &Slot) -> Result<Linked> {
+        let name = &link.relative;
         // SAFETY: NUL-terminated names relative to open directories.
         let r = unsafe {
             libc::linkat(
@@ -178,11 +198,11 @@ impl ObjectCache {
         }
     }
 
-    /// Makes the file at `slot`, complete with `entry`'s content and
-    /// metadata, the hardlink object for `entry` unless there is one.
-    pub fn adopt(&self, entry: &Entry, slot: &Slot) -> Result<()> {
-        let name = Self::linkable_name(entry);
-        let link = || {
+    /// Makes the file at `slot`, complete with an entry's content and
+    /// metadata, that entry's hardlink object `link` unless there is one.
+    pub fn adopt(&self, link: &LinkName, slot: &Slot) -> Result<()> {
+        let name = &link.relative;
+        let try_link = || {
             // SAFETY: NUL-terminated names relative to open directories.
             let r = unsafe {
                 libc::linkat(
@@ -200,54 +220,73 @@ impl ObjectCache {
             }
         };
         let path = || self.dir.join(name.to_string_lossy().as_ref());
-        let linked = match link() {
+        let linked = match try_link() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 durable::create_dir_all(path().parent().expect("objects live in a directory"))?;
-                link()
+                try_link()
             }
             other => other,
         };
         match linked {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e).at("link", &path()),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at("link", &path()),
         }
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(names) = shards.get_mut(link.shard()) {
+            names.insert(link.name.clone());
+        }
+        Ok(())
     }
 
     /// An object with `entry`'s content, whatever its metadata, open for
     /// reading, if the cache has one.
-    pub fn same_content(&self, entry: &Entry) -> Option<File> {
-        let key = content_key(entry);
-        let shard = &key[..2];
-        let names = {
-            let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
-            shards
-                .entry(shard.to_string())
-                .or_insert_with(|| {
-                    let names = fs::read_dir(self.dir.join(shard))
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect();
-                    Arc::new(names)
-                })
-                .clone()
-        };
-        names
-            .iter()
-            .filter(|n| n.starts_with(&key))
-            .find_map(|name| {
-                let fd = nix::fcntl::openat(
-                    Some(self.dir_fd.as_raw_fd()),
-                    format!("{shard}/{name}").as_str(),
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()?;
-                // SAFETY: openat returned a new descriptor that nothing else owns.
-                Some(unsafe { File::from_raw_fd(fd) })
-            })
+    pub fn same_content(&self, link: &LinkName) -> Option<File> {
+        let (key, shard) = (link.content(), link.shard());
+        let names: Vec<String> = self.with_shard(shard, |names| {
+            names
+                .range(key.to_string()..)
+                .take_while(|n| n.starts_with(key))
+                .cloned()
+                .collect()
+        });
+        names.iter().find_map(|name| {
+            let fd = nix::fcntl::openat(
+                Some(self.dir_fd.as_raw_fd()),
+                format!("{shard}/{name}").as_str(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            Some(unsafe { File::from_raw_fd(fd) })
+        })
+    }
+
+    /// Runs `f` on the names in `shard`, listed when first needed.
+    fn with_shard<T>(&self, shard: &str, f: impl FnOnce(&mut BTreeSet<String>) -> T) -> T {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let names = shards.entry(shard.to_string()).or_insert_with(|| {
+            fs::read_dir(self.dir.join(shard))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        });
+        f(names)
+    }
+
+    /// Whether the hardlink object for `entry` is known to be missing: its
+    /// shard was listed (since something in it was missing) and the name
+    /// is neither there nor linked since by this process. Saves a failing
+    /// `linkat` per file in a cold build; an object another process links
+    /// meanwhile is only not shared.
+    pub fn known_missing(&self, link: &LinkName) -> bool {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards
+            .get(link.shard())
+            .is_some_and(|names| !names.contains(&link.name))
     }
 
     /// Writes `entry`'s content into `file` (just created, empty): copied
@@ -256,19 +295,18 @@ impl ObjectCache {
     pub fn fill(
         &self,
         entry: &Entry,
+        link: &LinkName,
         reader: &mut ChunkReader<'_>,
         file: &mut File,
         shown: &Path,
     ) -> Result<()> {
-        if let Some(mut source) = self.same_content(entry) {
-            match std::io::copy(&mut source, file) {
-                Ok(n) if n == entry.size => return Ok(()),
-                // Not what it should be: start again from the pool.
-                _ => {
-                    file.set_len(0).at("truncate", shown)?;
-                    file.seek(SeekFrom::Start(0)).at("seek", shown)?;
-                }
+        if let Some(source) = self.same_content(link) {
+            if copy_range(&source, file, entry.size) {
+                return Ok(());
             }
+            // Not what it should be: start again from the pool.
+            file.set_len(0).at("truncate", shown)?;
+            file.seek(SeekFrom::Start(0)).at("seek", shown)?;
         }
         self.write_content(entry, reader, file, shown)
     }
@@ -292,7 +330,7 @@ impl ObjectCache {
     pub fn linkable(&self, entry: &Entry, reader: &mut ChunkReader<'_>) -> Result<PathBuf> {
         let path = self
             .dir
-            .join(Self::linkable_name(entry).to_string_lossy().as_ref());
+            .join(LinkName::of(entry).relative.to_string_lossy().as_ref());
         if path.exists() {
             return Ok(path);
         }
@@ -446,4 +484,30 @@ impl ObjectCache {
             .store(if yes { YES } else { NO }, Ordering::Relaxed);
         yes
     }
+}
+
+/// Copies `len` bytes from the start of `source` to `target` inside the
+/// kernel; whether exactly that many were there to copy.
+fn copy_range(source: &File, target: &File, len: u64) -> bool {
+    let mut left = len;
+    while left > 0 {
+        let step = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+        // SAFETY: both descriptors are open for the whole call; null
+        // offsets use and advance the files' own.
+        let n = unsafe {
+            libc::copy_file_range(
+                source.as_raw_fd(),
+                std::ptr::null_mut(),
+                target.as_raw_fd(),
+                std::ptr::null_mut(),
+                step,
+                0,
+            )
+        };
+        if n <= 0 {
+            return false;
+        }
+        left = left.saturating_sub(n as u64);
+    }
+    true
 }

@@ -111,7 +111,16 @@ impl Store {
             }
             if !diff.is_dir() {
                 if layer.sealed {
-                    let m = self.sealed_manifest(layer)?;
+                    // The layer's manifest and those of the layers it could
+                    // be stacked on are read at the same time.
+                    let (m, candidates) = rayon::join(
+                        || self.sealed_manifest(layer),
+                        || match stack {
+                            true => self.base_candidates(layer),
+                            false => Ok(Vec::new()),
+                        },
+                    );
+                    let m = m?;
                     let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     // Not durable when built: the marker covers it.
@@ -122,11 +131,7 @@ impl Store {
                         durable: unsynced.is_none(),
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
-                    let base = if stack {
-                        self.pick_base(layer, &m)?
-                    } else {
-                        None
-                    };
+                    let base = super::stacking::pick_base(&m, candidates?);
                     if let Some((base, bm)) = base {
                         self.ensure_link(&base)?;
                         durable::create_dir_all(&dir)?;

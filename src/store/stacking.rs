@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+
 use super::layers::Layer;
 use super::Store;
 use crate::error::Result;
@@ -66,41 +68,54 @@ impl Store {
             .collect()
     }
 
-    /// The best base for a parentless layer with manifest `m`: the
-    /// materialized, full (not itself stacked), parentless layer that
-    /// provides the most of its entries unchanged, if it provides enough.
-    pub(super) fn pick_base(
-        &self,
-        layer: &Layer,
-        m: &LayerManifest,
-    ) -> Result<Option<(String, LayerManifest)>> {
-        if !layer.parent.is_empty() || !materialize::stands_alone(m) {
-            return Ok(None);
+    /// The layers a parentless `layer` could be stacked on, with their
+    /// manifests (read in parallel): the materialized, full (not
+    /// themselves stacked), parentless layers that stand alone.
+    pub(super) fn base_candidates(&self, layer: &Layer) -> Result<Vec<(String, LayerManifest)>> {
+        if !layer.parent.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut best: Option<(usize, String, LayerManifest)> = None;
-        for candidate in self.layers()? {
-            let materialized = self.driver_dir().join(&candidate.id).join("diff").is_dir();
-            if candidate.id == layer.id
-                || !candidate.parent.is_empty()
-                || !candidate.sealed
-                || !materialized
-                || self.stacked_on(&candidate.id).is_some()
-            {
-                continue;
-            }
-            let Ok(cm) = self.layer_manifest(&candidate) else {
-                continue;
-            };
-            if !materialize::stands_alone(&cm) {
-                continue;
-            }
-            let shared = materialize::shared_entries(m, &cm);
-            if best.as_ref().is_none_or(|(n, _, _)| shared > *n) {
-                best = Some((shared, candidate.id, cm));
-            }
-        }
-        Ok(best
-            .filter(|(shared, _, _)| *shared as f64 >= MIN_SHARED * m.entries.len() as f64)
-            .map(|(_, id, cm)| (id, cm)))
+        let candidates: Vec<Layer> = self
+            .layers()?
+            .into_iter()
+            .filter(|c| {
+                c.id != layer.id
+                    && c.parent.is_empty()
+                    && c.sealed
+                    && self.driver_dir().join(&c.id).join("diff").is_dir()
+                    && self.stacked_on(&c.id).is_none()
+            })
+            .collect();
+        Ok(candidates
+            .into_par_iter()
+            .filter_map(|c| {
+                let cm = self.layer_manifest(&c).ok()?;
+                materialize::stands_alone(&cm).then_some((c.id, cm))
+            })
+            .collect())
     }
+}
+
+/// The best base for a layer with manifest `m` among `candidates`: the one
+/// that provides the most of its entries unchanged (the first listed among
+/// equals), if it provides enough.
+pub(super) fn pick_base(
+    m: &LayerManifest,
+    candidates: Vec<(String, LayerManifest)>,
+) -> Option<(String, LayerManifest)> {
+    if !materialize::stands_alone(m) {
+        return None;
+    }
+    let scored: Vec<(usize, String, LayerManifest)> = candidates
+        .into_par_iter()
+        .map(|(id, cm)| (materialize::shared_entries(m, &cm), id, cm))
+        .collect();
+    let mut best: Option<(usize, String, LayerManifest)> = None;
+    for (shared, id, cm) in scored {
+        if best.as_ref().is_none_or(|(n, _, _)| shared > *n) {
+            best = Some((shared, id, cm));
+        }
+    }
+    best.filter(|(shared, _, _)| *shared as f64 >= MIN_SHARED * m.entries.len() as f64)
+        .map(|(_, id, cm)| (id, cm))
 }
