@@ -20,7 +20,7 @@ use std::path::Path;
 pub use build::{BuildOptions, BuildStats, Format};
 pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
 pub use copy::{copy_into, Chown};
-pub use delta::{delta, shared_entries, stands_alone};
+pub use delta::{delta, stands_alone};
 pub use sweep::{builders_guard, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep};
 
 use crate::chunks::ChunkPool;

@@ -8,7 +8,6 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::tar::{Meta, TarBuilder};
-use common::tree::{differences, extract, snapshot};
 use common::Cs;
 
 fn meta(mode: u32, mtime: u64) -> Meta {
@@ -57,30 +56,16 @@ fn image(second: bool) -> Vec<u8> {
 }
 
 fn run(cs: &Cs, args: &[&str]) -> String {
-    let mut cmd = cs.command();
-    cmd.args(["--storage-driver", "overlay"]).args(args);
-    let out = common::run_command(cmd, None);
-    common::expect_status(&out, args, 0);
-    String::from_utf8(out.stdout).unwrap()
+    cs.ok_on("overlay", args)
 }
 
 fn import(cs: &Cs, name: &str, tar: &[u8]) -> String {
-    let path = cs.dir.path().join(format!("{name}.tar"));
-    std::fs::write(&path, tar).unwrap();
-    common::first_line_of(&run(
-        cs,
-        &["import-layer", "-n", name, "-f", path.to_str().unwrap()],
-    ))
+    cs.import_named("overlay", name, tar)
 }
 
 /// The mounted tree equals `tar -x` of the image, every attribute.
 fn same_as_tar(cs: &Cs, name: &str, tree: &Path) {
-    let want = cs.dir.path().join(format!("{name}.x"));
-    if !want.exists() {
-        extract(&cs.dir.path().join(format!("{name}.tar")), &want);
-    }
-    let diff = differences(&snapshot(&want), &snapshot(tree));
-    assert!(diff.is_empty(), "{name}: {}", diff.join("\n"));
+    cs.assert_same_as_tar(name, tree)
 }
 
 fn check_is_clean(cs: &Cs) {

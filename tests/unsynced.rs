@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::tar::{Meta, TarBuilder};
-use common::tree::{differences, extract, snapshot};
 use common::Cs;
 
 fn meta(mode: u32, uid: u64, mtime: u64) -> Meta {
@@ -52,36 +51,15 @@ fn image(mtime: u64) -> Vec<u8> {
 }
 
 fn cs_overlay(cs: &Cs, args: &[&str]) -> String {
-    let mut cmd = cs.command();
-    cmd.args(["--storage-driver", "overlay"]).args(args);
-    let out = common::run_command(cmd, None);
-    common::expect_status(&out, args, 0);
-    String::from_utf8(out.stdout).unwrap()
+    cs.ok_on("overlay", args)
 }
 
 fn import(cs: &Cs, name: &str, tar: &[u8], driver: &str) -> String {
-    let path = cs.dir.path().join(format!("{name}.tar"));
-    fs::write(&path, tar).unwrap();
-    let mut cmd = cs.command();
-    cmd.args(["--storage-driver", driver]).args([
-        "import-layer",
-        "-n",
-        name,
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-    let out = common::run_command(cmd, None);
-    common::expect_status(&out, &["import-layer"], 0);
-    common::first_line_of(&common::stdout(&out))
+    cs.import_named(driver, name, tar)
 }
 
 fn same_as_tar(cs: &Cs, name: &str, tree: &Path) {
-    let want = cs.dir.path().join(format!("{name}.x"));
-    if !want.exists() {
-        extract(&cs.dir.path().join(format!("{name}.tar")), &want);
-    }
-    let diff = differences(&snapshot(&want), &snapshot(tree));
-    assert!(diff.is_empty(), "{name}: {}", diff.join("\n"));
+    cs.assert_same_as_tar(name, tree)
 }
 
 fn boot_id() -> String {
@@ -244,24 +222,13 @@ fn files_get_the_tar_modes_and_owners_whatever_the_umask() {
         for umask in ["077", "000", "022"] {
             let cs = Cs::new();
             import(&cs, "img", &image(1_600_000_000), driver);
-            let mut cmd = cs.command();
-            cmd.args([
-                "--storage-driver",
-                driver,
-                "create-image",
-                "-n",
-                "one",
-                "img",
-            ]);
-            common::expect_status(&common::run_command(cmd, None), &["create-image"], 0);
+            cs.ok_on(driver, &["create-image", "-n", "one", "img"]);
             let tree = mount_with_umask(&cs, driver, "one", umask);
             check_modes(&tree);
             if nix::unistd::geteuid().is_root() {
                 same_as_tar(&cs, "img", &tree);
             }
-            let mut cmd = cs.command();
-            cmd.args(["--storage-driver", driver, "unmount", "one"]);
-            common::expect_status(&common::run_command(cmd, None), &["unmount"], 0);
+            cs.ok_on(driver, &["unmount", "one"]);
         }
     }
 }

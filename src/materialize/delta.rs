@@ -37,19 +37,6 @@ pub fn stands_alone(m: &LayerManifest) -> bool {
             .any(|e| matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque))
 }
 
-/// How many of `full`'s entries `base` provides unchanged.
-pub fn shared_entries(full: &LayerManifest, base: &LayerManifest) -> usize {
-    let by_path: HashMap<&[u8], &Entry> = base
-        .entries
-        .iter()
-        .map(|e| (e.path.as_slice(), e))
-        .collect();
-    full.entries
-        .iter()
-        .filter(|e| by_path.get(e.path.as_slice()).is_some_and(|b| same(e, b)))
-        .count()
-}
-
 /// The layer that, mounted over `base`, shows exactly `full`: `full`'s
 /// entries that `base` does not provide unchanged (in tar order), then
 /// whiteouts for the topmost paths of `base` that `full` lacks. Both must
@@ -239,7 +226,6 @@ pub(crate) mod tests {
         full.entries[6].link = b"target".to_vec();
         let mut base = base;
         base.entries[9].link = b"target".to_vec();
-        assert_eq!(shared_entries(&full, &base), 3);
         let d = delta(&full, &base);
         assert_eq!(
             paths(&d),

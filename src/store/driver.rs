@@ -19,7 +19,7 @@ use super::MountPoint;
 use super::Store;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::materialize::{self, BuildOptions, Format, Materializer};
+use crate::materialize::{BuildOptions, Format, Materializer};
 
 /// The alphabet of upstream's short link names.
 const SHORT_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -131,14 +131,16 @@ impl Store {
                         durable: unsynced.is_none(),
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
-                    let base = super::stacking::pick_base(&m, candidates?);
-                    if let Some((base, bm)) = base {
-                        self.ensure_link(&base)?;
+                    if let Some(base) = super::stacking::pick_base(&m, candidates?) {
+                        self.ensure_link(&base.id)?;
                         durable::create_dir_all(&dir)?;
-                        durable::atomic_write(&self.base_file(&layer.id), base.as_bytes())?;
-                        let delta = materialize::delta(&m, &bm);
-                        self.materializer()?
-                            .build_overlay(&delta, &[&bm], &diff, options)?;
+                        durable::atomic_write(&self.base_file(&layer.id), base.id.as_bytes())?;
+                        self.materializer()?.build_overlay(
+                            &base.delta,
+                            &[&base.manifest],
+                            &diff,
+                            options,
+                        )?;
                     } else {
                         self.materializer()?
                             .build_overlay(&m, &lowers, &diff, options)?;

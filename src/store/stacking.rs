@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::layers::Layer;
 use super::Store;
 use crate::error::Result;
-use crate::manifest::LayerManifest;
+use crate::manifest::{EntryKind, LayerManifest};
 use crate::materialize;
 
 /// A delta is worth it when the base provides at least this share of the
@@ -96,26 +96,50 @@ impl Store {
     }
 }
 
+/// A layer to stack on: its ID, its manifest and the delta over it.
+pub(super) struct Base {
+    pub id: String,
+    pub manifest: LayerManifest,
+    pub delta: LayerManifest,
+}
+
 /// The best base for a layer with manifest `m` among `candidates`: the one
-/// that provides the most of its entries unchanged (the first listed among
-/// equals), if it provides enough.
+/// whose delta leaves the most of its entries to the base (the first
+/// listed among equals), if that is enough.
 pub(super) fn pick_base(
     m: &LayerManifest,
     candidates: Vec<(String, LayerManifest)>,
-) -> Option<(String, LayerManifest)> {
+) -> Option<Base> {
     if !materialize::stands_alone(m) {
         return None;
     }
-    let scored: Vec<(usize, String, LayerManifest)> = candidates
+    // Each candidate's delta on its own core.
+    let scored: Vec<(usize, Base)> = candidates
         .into_par_iter()
-        .map(|(id, cm)| (materialize::shared_entries(m, &cm), id, cm))
+        .map(|(id, manifest)| {
+            let delta = materialize::delta(m, &manifest);
+            let kept = delta
+                .entries
+                .iter()
+                .filter(|e| e.kind != EntryKind::Whiteout)
+                .count();
+            let shared = m.entries.len().saturating_sub(kept);
+            (
+                shared,
+                Base {
+                    id,
+                    manifest,
+                    delta,
+                },
+            )
+        })
         .collect();
-    let mut best: Option<(usize, String, LayerManifest)> = None;
-    for (shared, id, cm) in scored {
-        if best.as_ref().is_none_or(|(n, _, _)| shared > *n) {
-            best = Some((shared, id, cm));
+    let mut best: Option<(usize, Base)> = None;
+    for (shared, base) in scored {
+        if best.as_ref().is_none_or(|(n, _)| shared > *n) {
+            best = Some((shared, base));
         }
     }
-    best.filter(|(shared, _, _)| *shared as f64 >= MIN_SHARED * m.entries.len() as f64)
-        .map(|(_, id, cm)| (id, cm))
+    best.filter(|(shared, _)| *shared as f64 >= MIN_SHARED * m.entries.len() as f64)
+        .map(|(_, base)| base)
 }

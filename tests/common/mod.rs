@@ -104,6 +104,35 @@ impl Cs {
         first_line(out.as_bytes())
     }
 
+    /// Runs on `driver` and requires exit 0; returns stdout as text.
+    pub fn ok_on(&self, driver: &str, args: &[&str]) -> String {
+        let mut cmd = self.command();
+        cmd.args(["--storage-driver", driver]).args(args);
+        let out = run_command(cmd, None);
+        expect_status(&out, args, 0);
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Saves `tar` as `<name>.tar` in the store's directory and imports it
+    /// on `driver` as a layer named `name`; returns the layer's ID.
+    pub fn import_named(&self, driver: &str, name: &str, tar: &[u8]) -> String {
+        let path = self.dir.path().join(format!("{name}.tar"));
+        std::fs::write(&path, tar).expect("write the tar");
+        let path = path.to_str().expect("utf-8 path");
+        first_line_of(&self.ok_on(driver, &["import-layer", "-n", name, "-f", path]))
+    }
+
+    /// Requires `tree` to equal `tar -x` of `<name>.tar` (saved by
+    /// [`Cs::import_named`]) in every attribute.
+    pub fn assert_same_as_tar(&self, name: &str, tree: &Path) {
+        let want = self.dir.path().join(format!("{name}.x"));
+        if !want.exists() {
+            tree::extract(&self.dir.path().join(format!("{name}.tar")), &want);
+        }
+        let diff = tree::differences(&tree::snapshot(&want), &tree::snapshot(tree));
+        assert!(diff.is_empty(), "{name}: {}", diff.join("\n"));
+    }
+
     /// Runs and parses stdout as one JSON value.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
