@@ -444,7 +444,22 @@ fn mounter(cx: &Cx) {
             fs::write(path.join("written-by-the-container"), b"private\n").unwrap();
         }
         let out = run(st, running, &["unmount", unmount_arg]);
-        accept(&out, &format!("unmount {unmount_arg}"), false, counts);
+        let image_gone = || {
+            !is_container
+                && entry.image.as_deref() == Some(unmount_arg)
+                && !run(st, running, &["exists", "-i", unmount_arg])
+                    .status
+                    .success()
+        };
+        if !out.status.success() && image_gone() {
+            // The image was deleted while mounted (its top layer stays for
+            // the layers above it), as upstream allows: its name is gone,
+            // the layer is still mounted.
+            let out = run(st, running, &["unmount", &entry.id]);
+            accept(&out, &format!("unmount {}", entry.id), false, counts);
+        } else {
+            accept(&out, &format!("unmount {unmount_arg}"), false, counts);
+        }
         if is_container {
             let out = run(st, running, &["delete-container", &container]);
             accept(
