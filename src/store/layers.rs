@@ -200,10 +200,15 @@ impl Store {
         Ok(layer)
     }
 
-    /// Adds `layer` to the records unless its ID or a name is taken.
+    /// Adds `layer` to the records unless its ID or a name is taken, or
+    /// its parent was deleted since it was looked up.
     fn add_layer_record(&self, layer: &Layer) -> Result<()> {
         self.write(|| {
             self.layer_records.modify(|layers| {
+                // Deletes check for children under this same lock.
+                if !layer.parent.is_empty() && !layers.iter().any(|l| l.id == layer.parent) {
+                    return Err(Kind::Layer.not_known(&layer.parent));
+                }
                 claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 Ok(((), true))
@@ -649,5 +654,33 @@ impl Store {
         self.remove_driver_dirs(id);
         self.forget_used(id);
         let _ = fs::remove_file(self.deleting_marker(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn a_layer_whose_parent_was_deleted_since_it_was_looked_up_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            graph_root: dir.path().join("graph"),
+            run_root: dir.path().join("run"),
+            driver: "vfs".into(),
+            ..StoreOptions::defaults()
+        })
+        .unwrap();
+        let options = LayerOptions::default();
+        let parent = store.create_layer(None, &options).unwrap();
+        // A create or import looked the parent up, then a delete ran.
+        let child = store
+            .new_layer_record(Some(&parent.id), &options, false)
+            .unwrap();
+        store.delete_layer(&parent.id).unwrap();
+        let e = store.add_layer_record(&child).unwrap_err();
+        assert!(matches!(e, Error::NotKnown { .. }), "{e}");
+        assert!(store.layers().unwrap().is_empty());
     }
 }
