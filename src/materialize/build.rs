@@ -409,13 +409,17 @@ impl Builder<'_> {
 
     /// Sets directory `e`'s metadata.
     fn dir_metadata(&self, e: &Entry) -> Result<()> {
-        let dir = self.jail.open_dir(&e.path)?;
+        self.dir_metadata_at(&e.path, e)
+    }
+
+    /// Gives the directory at `path` the metadata of `e`.
+    fn dir_metadata_at(&self, path: &[u8], e: &Entry) -> Result<()> {
+        let dir = self.jail.open_dir(path)?;
         // SAFETY: the descriptor is owned by `dir` for the whole call.
         let file = std::mem::ManuallyDrop::new(unsafe {
             <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
         });
-        meta::apply_to_file(&file, e)
-            .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))
+        meta::apply_to_file(&file, e).map_err(|(op, err)| errno(op, &self.jail.display(path), err))
     }
 
     /// Gives directories that entries need but the layer does not list the
@@ -440,13 +444,7 @@ impl Builder<'_> {
             let Some(lower) = self.lower_dirs.get(path) else {
                 continue;
             };
-            let dir = self.jail.open_dir(path)?;
-            // SAFETY: the descriptor is owned by `dir` for the whole call.
-            let file = std::mem::ManuallyDrop::new(unsafe {
-                <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
-            });
-            meta::apply_to_file(&file, lower)
-                .map_err(|(op, err)| errno(op, &self.jail.display(path), err))?;
+            self.dir_metadata_at(path, lower)?;
         }
         Ok(())
     }
