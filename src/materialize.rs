@@ -21,7 +21,9 @@ pub use build::{BuildOptions, BuildStats, Format};
 pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
 pub use copy::{copy_into, Chown};
 pub use delta::{delta, stands_alone};
-pub use sweep::{builders_guard, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep};
+pub use sweep::{
+    builders_guard, purge_objects_since, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep,
+};
 
 use crate::chunks::ChunkPool;
 use crate::error::Result;

@@ -68,38 +68,62 @@ pub fn sweep_objects(
     dry_run: bool,
 ) -> Result<ObjectSweep> {
     let mut swept = ObjectSweep::default();
+    for_each_object(objects_dir, |shard, entry, meta| {
+        let object = entry.file_name().to_string_lossy().into_owned();
+        let keep = shard != "tmp"
+            && match object.split_once('-') {
+                Some(_) => meta.nlink() > 1,
+                None => wanted.contains(&object),
+            };
+        if keep {
+            return Ok(());
+        }
+        swept.objects += 1;
+        if meta.nlink() == 1 {
+            swept.bytes += meta.blocks() * 512;
+        }
+        if !dry_run {
+            let p = entry.path();
+            fs::remove_file(&p).at("remove", &p)?;
+        }
+        Ok(())
+    })?;
+    Ok(swept)
+}
+
+/// Removes every object whose inode changed at or after `since` (seconds
+/// since the epoch): objects a build may have written before the machine
+/// went down. Named files of builders at work (`objects/tmp/`) are left.
+pub fn purge_objects_since(objects_dir: &Path, since: i64) -> Result<()> {
+    for_each_object(objects_dir, |shard, entry, meta| {
+        if shard != "tmp" && meta.ctime() >= since {
+            crate::durable::remove_file(&entry.path())?;
+        }
+        Ok(())
+    })
+}
+
+/// Calls `f` with the shard name, entry and metadata of every file under
+/// the shard directories of `objects_dir` (`<ab>/` and `tmp/`).
+fn for_each_object(
+    objects_dir: &Path,
+    mut f: impl FnMut(&str, &fs::DirEntry, &fs::Metadata) -> Result<()>,
+) -> Result<()> {
     let Ok(dir) = fs::read_dir(objects_dir) else {
-        return Ok(swept);
+        return Ok(());
     };
     for shard in dir.flatten() {
-        let name = shard.file_name().to_string_lossy().into_owned();
-        let path = shard.path();
         if !shard.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let tmp = name == "tmp";
+        let name = shard.file_name().to_string_lossy().into_owned();
+        let path = shard.path();
         for entry in fs::read_dir(&path).at("read directory", &path)?.flatten() {
-            let object = entry.file_name().to_string_lossy().into_owned();
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
-            let keep = !tmp
-                && match object.split_once('-') {
-                    Some(_) => meta.nlink() > 1,
-                    None => wanted.contains(&object),
-                };
-            if keep {
-                continue;
-            }
-            swept.objects += 1;
-            if meta.nlink() == 1 {
-                swept.bytes += meta.blocks() * 512;
-            }
-            if !dry_run {
-                let p = entry.path();
-                fs::remove_file(&p).at("remove", &p)?;
-            }
+            f(&name, &entry, &meta)?;
         }
     }
-    Ok(swept)
+    Ok(())
 }

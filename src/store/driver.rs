@@ -11,7 +11,7 @@
 //! rebuilt from the manifests on the next mount.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::layers::Layer;
 use super::records::Locked;
@@ -104,9 +104,7 @@ impl Store {
             if let Ok(base) = fs::read_to_string(self.base_file(&layer.id)) {
                 // A delta whose base directory went away is rebuilt.
                 if diff.is_dir() && !self.driver_dir().join(base).join("diff").is_dir() {
-                    let away = durable::temp_sibling(&diff);
-                    fs::rename(&diff, &away).at("rename", &diff)?;
-                    let _ = fs::remove_dir_all(&away);
+                    drop_dir(&diff)?;
                 }
             }
             if !diff.is_dir() {
@@ -260,6 +258,16 @@ impl Store {
         )?;
         Ok(dir)
     }
+}
+
+/// Removes a materialized directory so that nothing ever sees it half
+/// removed: renamed away first (the next mount builds it again), then
+/// deleted.
+pub(super) fn drop_dir(dir: &Path) -> Result<()> {
+    let away = durable::temp_sibling(dir);
+    fs::rename(dir, &away).at("rename", dir)?;
+    let _ = fs::remove_dir_all(&away);
+    Ok(())
 }
 
 /// A random 26-character short name, as upstream's overlay driver uses.

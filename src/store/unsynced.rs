@@ -29,6 +29,7 @@ use super::Store;
 use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::flock::{self, Flock};
+use crate::materialize;
 
 /// How old a marker must be before a mount settles it: the kernel writes
 /// dirty data back after 30 s by default, checking every 5 s.
@@ -145,13 +146,11 @@ impl Store {
         for (_, _, id, _) in &lost {
             let diff = self.driver_dir().join(id).join("diff");
             if diff.is_dir() {
-                let away = durable::temp_sibling(&diff);
-                fs::rename(&diff, &away).at("rename", &diff)?;
-                let _ = fs::remove_dir_all(&away);
+                super::driver::drop_dir(&diff)?;
             }
         }
         if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
-            purge_objects_since(&self.graph_root().join("objects"), since)?;
+            materialize::purge_objects_since(&self.graph_root().join("objects"), since)?;
         }
         let dir_file = File::open(&dir).at("open", &dir)?;
         // SAFETY: syncfs on a descriptor we hold open.
@@ -163,28 +162,4 @@ impl Store {
         }
         durable::fsync_dir(&dir)
     }
-}
-
-/// Removes every object whose inode changed at or after `since` (seconds).
-fn purge_objects_since(objects: &Path, since: i64) -> Result<()> {
-    let Ok(shards) = fs::read_dir(objects) else {
-        return Ok(());
-    };
-    for shard in shards.flatten() {
-        let name = shard.file_name();
-        let name = name.to_string_lossy();
-        if name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue;
-        }
-        let Ok(entries) = fs::read_dir(shard.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let recent = entry.metadata().is_ok_and(|m| m.ctime() >= since);
-            if recent {
-                durable::remove_file(&entry.path())?;
-            }
-        }
-    }
-    Ok(())
 }
