@@ -10,12 +10,10 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::Cs;
-use containers_storage::manifest::Sha256;
 
 /// Skips a test with `reason`, or fails it in CI, which must have the data.
 fn skip<T>(reason: String) -> Option<T> {
@@ -58,22 +56,6 @@ fn dataset_files(names: &[&str]) -> Option<Vec<PathBuf>> {
     Some(paths)
 }
 
-/// `sha256:<hex>` and size of a file, streamed.
-fn sha256_file(path: &Path) -> (String, u64) {
-    let mut file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut hash = Sha256::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    let len = hash.len();
-    (hash.finish(), len)
-}
-
 fn file_name(path: &Path) -> &str {
     path.file_name().unwrap().to_str().unwrap()
 }
@@ -82,7 +64,7 @@ fn file_name(path: &Path) -> &str {
 fn exported_digest(cs: &Cs, id: &str, scratch: &Path) -> String {
     let out = scratch.join(format!("{id}.export.tar"));
     cs.ok(&["diff", "-u", "-f", out.to_str().unwrap(), id]);
-    let (digest, _) = sha256_file(&out);
+    let (digest, _) = common::sha256_file(&out);
     fs::remove_file(&out).unwrap();
     digest
 }
@@ -100,7 +82,7 @@ fn import_and_check(
 ) -> String {
     let extra: Vec<&str> = parent.into_iter().collect();
     let id = cs.import_file(path, &extra);
-    let (input_digest, input_size) = sha256_file(path);
+    let (input_digest, input_size) = common::sha256_file(path);
     let record = cs.layer_json(&id);
     let name = file_name(path);
     assert_eq!(
@@ -182,7 +164,7 @@ fn every_debian_tar_round_trips_byte_for_byte_in_one_store() {
         } else {
             None
         };
-        let digest = sha256_file(tar);
+        let digest = common::sha256_file(tar);
         let id = import_and_check(&cs, tar, parent.as_deref(), &digest, 0, scratch.path());
         if let Some(suite) = name.strip_suffix("-base.tar") {
             bases.push((suite.to_string(), id.clone()));
@@ -239,7 +221,7 @@ fn bookworm_base_round_trips_through_every_compression() {
         let out = scratch.path().join(format!("bookworm-base.tar.{suffix}"));
         jobs.push((compress(tool, flags, tar, &out), tool, out, code));
     }
-    let uncompressed = sha256_file(tar);
+    let uncompressed = common::sha256_file(tar);
     let cs = Cs::new();
     for (mut child, tool, out, code) in jobs {
         let status = child.wait().unwrap();

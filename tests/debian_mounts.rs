@@ -25,7 +25,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,6 @@ use std::time::Instant;
 
 use common::tree::{differences, extract, snapshot, Node};
 use common::Cs;
-use containers_storage::manifest::Sha256;
 
 type Tree = BTreeMap<PathBuf, Node>;
 
@@ -491,21 +490,6 @@ fn remove_any(path: &Path) {
     }
 }
 
-/// `sha256:<hex>` of a file, streamed.
-fn sha256_file(path: &Path) -> String {
-    let mut file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut hash = Sha256::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    hash.finish()
-}
-
 /// Whether `path`'s data extents are all shared with another file (a
 /// reflink), by `FS_IOC_FIEMAP`.
 fn extents_shared(path: &Path) -> bool {
@@ -821,7 +805,7 @@ fn check_isolation(
             let layer = &layers[&tars[..=i]];
             store.run(&["diff", "-u", "-f", scratch.to_str().unwrap(), layer]);
             assert_eq!(
-                sha256_file(&scratch),
+                common::sha256_file(&scratch).0,
                 f.digests[&tars[i]],
                 "{} on {}: layer of {} exports another tar after writes",
                 store.driver,
@@ -972,7 +956,9 @@ fn run_site(site: &Site, tars: &Path) {
     let digests: HashMap<PathBuf, String> = digest_tars
         .iter()
         .cloned()
-        .zip(par_map(digest_tars.len(), |i| sha256_file(&digest_tars[i])))
+        .zip(par_map(digest_tars.len(), |i| {
+            common::sha256_file(&digest_tars[i]).0
+        }))
         .collect();
     let f = Fixture {
         site,

@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::process::{Child, Stdio};
 
 use common::tar::{Meta, TarBuilder};
@@ -187,18 +187,10 @@ fn peak_rss_of_one_import_layer_stays_under_256_mib_whatever_the_layer_size() {
         .stderr(File::create(&err_path).unwrap());
     let mut child = cmd.spawn().expect("spawn diff");
     let sampler = RssSampler::start(child.id());
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        let mut hash = Sha256::default();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = stdout.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-        }
-        (hash.len(), hash.finish())
+        let (digest, len) = common::sha256_stream(stdout);
+        (len, digest)
     });
     let exported = reader.join().unwrap();
     let (anon_kib, file_kib) = sampler.stop();

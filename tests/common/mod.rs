@@ -273,23 +273,35 @@ pub fn streamed_digest(mut cmd: Command) -> Result<String, String> {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let mut stdout = child.stdout.take().unwrap();
+    let (digest, _) = sha256_stream(child.stdout.take().unwrap());
+    let status = child.wait().unwrap();
+    let errors = errors.join().unwrap();
+    if status.success() {
+        Ok(digest)
+    } else {
+        Err(format!("{status}\nstderr: {errors}"))
+    }
+}
+
+/// `sha256:<hex>` and length of everything `input` yields, streamed.
+pub fn sha256_stream(mut input: impl std::io::Read) -> (String, u64) {
     let mut hash = containers_storage::manifest::Sha256::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = stdout.read(&mut buf).unwrap();
+        let n = input.read(&mut buf).unwrap();
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
     }
-    let status = child.wait().unwrap();
-    let errors = errors.join().unwrap();
-    if status.success() {
-        Ok(hash.finish())
-    } else {
-        Err(format!("{status}\nstderr: {errors}"))
-    }
+    let len = hash.len();
+    (hash.finish(), len)
+}
+
+/// `sha256:<hex>` and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> (String, u64) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    sha256_stream(file)
 }
 
 /// A writer that hashes what goes through it.
