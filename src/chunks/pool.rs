@@ -279,6 +279,7 @@ impl ChunkPool {
             }
         }
         fresh.sort();
+        let mut decoded = Vec::new();
         for stem in fresh {
             let path = self.packs_dir.join(format!("{stem}.idx"));
             let bytes = match fs::read(&path) {
@@ -286,7 +287,13 @@ impl ChunkPool {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).at("read", &path),
             };
-            let entries = index::decode(&path, &bytes)?;
+            decoded.push((stem, index::decode(&path, &bytes)?));
+        }
+        // Room for every new entry at once: growing the table index by
+        // index would rehash it over and over.
+        let added = decoded.iter().map(|(_, entries)| entries.len()).sum();
+        self.state.write().expect("pool lock").map.reserve(added);
+        for (stem, entries) in decoded {
             self.insert(&stem, &entries);
         }
         Ok(())

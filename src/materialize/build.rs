@@ -12,9 +12,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -93,6 +95,10 @@ struct Builder<'a> {
     /// Who creates files, where the tree's directories are all new (their
     /// modes, and so any set-group-ID bit, come last).
     creator: Option<meta::Creator>,
+    /// Paths are resolved by the kernel from the root ([`Jail::beneath`]):
+    /// set while [`Builder::apply_fresh`] builds a fresh tree whose
+    /// directories it made first.
+    beneath: AtomicBool,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
@@ -134,6 +140,7 @@ pub(crate) fn build<'a>(
             lower_dirs,
             onto_existing: false,
             creator,
+            beneath: AtomicBool::new(false),
         };
         for (i, m) in manifests.iter().enumerate() {
             builder.apply(m, i == 0)?;
@@ -194,6 +201,7 @@ pub(crate) fn apply_onto(
         lower_dirs: HashMap::new(),
         onto_existing: true,
         creator: None,
+        beneath: AtomicBool::new(false),
     };
     builder.apply(manifest, false)?;
     // SAFETY: syncfs on a descriptor we hold open.
@@ -226,6 +234,22 @@ pub(crate) fn opaque_dir(path: &[u8]) -> &[u8] {
         Some(i) => &path[..i],
         None => &path[..0],
     }
+}
+
+/// The directories that entries of `m` lie in but that `m` does not
+/// list (`dirs`).
+fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
+    let listed: HashSet<&[u8]> = dirs.iter().map(|e| e.path.as_slice()).collect();
+    let mut implied = BTreeSet::new();
+    for e in &m.entries {
+        for (i, _) in e.path.iter().enumerate().filter(|(_, &b)| b == b'/') {
+            let parent = &e.path[..i];
+            if !listed.contains(parent) {
+                implied.insert(parent);
+            }
+        }
+    }
+    implied
 }
 
 /// Whether the entries of `m` can be made in any order once the
@@ -303,7 +327,7 @@ impl Builder<'_> {
         for e in &m.entries {
             match e.kind {
                 EntryKind::Dir => {
-                    self.make_dir(e)?;
+                    self.make_dir(&e.path, Some(e))?;
                     dirs.push(e);
                 }
                 EntryKind::File => self.place_file(e, &mut reader)?,
@@ -317,7 +341,7 @@ impl Builder<'_> {
                 EntryKind::Whiteout | EntryKind::Opaque => {}
             }
         }
-        self.implied_dirs(m, &dirs)?;
+        self.implied_dirs(&implied(m, &dirs))?;
         // Directory times last, deepest first, after their content exists.
         for e in dirs.iter().rev() {
             self.dir_metadata(e)?;
@@ -332,15 +356,34 @@ impl Builder<'_> {
     /// once); then hardlinks in tar order; directory metadata last,
     /// children before parents.
     fn apply_fresh(&self, m: &LayerManifest) -> Result<()> {
-        let depth = |e: &&Entry| e.path.iter().filter(|&&b| b == b'/').count();
+        let result = self.apply_fresh_beneath(m);
+        self.beneath.store(false, Ordering::Relaxed);
+        result
+    }
+
+    fn apply_fresh_beneath(&self, m: &LayerManifest) -> Result<()> {
+        let depth = |path: &[u8]| path.iter().filter(|&&b| b == b'/').count();
         let mut dirs: Vec<&Entry> = m
             .entries
             .iter()
             .filter(|e| e.kind == EntryKind::Dir)
             .collect();
-        dirs.sort_by_key(depth);
-        for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
-            level.par_iter().try_for_each(|e| self.make_dir(e))?;
+        dirs.sort_by_key(|e| depth(&e.path));
+        // Every directory first, parents before children: those listed
+        // and those the entries need but the layer does not list. From
+        // then on no path can meet anything but a directory on its way.
+        let implied = implied(m, &dirs);
+        let mut all: Vec<(&[u8], Option<&Entry>)> = dirs
+            .iter()
+            .map(|e| (e.path.as_slice(), Some(*e)))
+            .chain(implied.iter().map(|p| (*p, None)))
+            .collect();
+        all.sort_by_key(|(path, _)| depth(path));
+        self.beneath.store(true, Ordering::Relaxed);
+        for level in all.chunk_by(|a, b| depth(a.0) == depth(b.0)) {
+            level
+                .par_iter()
+                .try_for_each(|(path, e)| self.make_dir(path, *e))?;
         }
         let mut others: Vec<(Option<(u32, u64)>, &Entry)> = m
             .entries
@@ -363,9 +406,9 @@ impl Builder<'_> {
         for e in m.entries.iter().filter(|e| e.kind == EntryKind::Hardlink) {
             self.make_hardlink(e)?;
         }
-        self.implied_dirs(m, &dirs)?;
+        self.implied_dirs(&implied)?;
         dirs.reverse();
-        for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
+        for level in dirs.chunk_by(|a, b| depth(&a.path) == depth(&b.path)) {
             level
                 .par_iter()
                 .try_for_each(|e| self.fresh_dir_metadata(e))?;
@@ -382,7 +425,7 @@ impl Builder<'_> {
         if e.path.is_empty() || !e.xattrs.is_empty() || !given {
             return self.dir_metadata(e);
         }
-        let slot = self.jail.existing_slot(&e.path)?;
+        let slot = self.existing_slot(&e.path)?;
         meta::set_times_at(&slot, e)
             .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))
     }
@@ -414,7 +457,7 @@ impl Builder<'_> {
 
     /// Gives the directory at `path` the metadata of `e`.
     fn dir_metadata_at(&self, path: &[u8], e: &Entry) -> Result<()> {
-        let dir = self.jail.open_dir(path)?;
+        let dir = self.open_dir(path)?;
         // SAFETY: the descriptor is owned by `dir` for the whole call.
         let file = std::mem::ManuallyDrop::new(unsafe {
             <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
@@ -422,23 +465,14 @@ impl Builder<'_> {
         meta::apply_to_file(&file, e).map_err(|(op, err)| errno(op, &self.jail.display(path), err))
     }
 
-    /// Gives directories that entries need but the layer does not list the
-    /// metadata of the same directory in a lower layer, deepest first.
-    fn implied_dirs(&self, m: &LayerManifest, dirs: &[&Entry]) -> Result<()> {
+    /// Gives the `implied` directories (that entries need but the layer
+    /// does not list) the metadata of the same directory in a lower
+    /// layer, deepest first.
+    fn implied_dirs(&self, implied: &BTreeSet<&[u8]>) -> Result<()> {
         if self.lower_dirs.is_empty() {
             return Ok(());
         }
-        let listed: HashSet<&[u8]> = dirs.iter().map(|e| e.path.as_slice()).collect();
-        let mut implied: BTreeSet<&[u8]> = BTreeSet::new();
-        for e in &m.entries {
-            for (i, _) in e.path.iter().enumerate().filter(|(_, &b)| b == b'/') {
-                let parent = &e.path[..i];
-                if !listed.contains(parent) {
-                    implied.insert(parent);
-                }
-            }
-        }
-        let mut implied: Vec<&[u8]> = implied.into_iter().collect();
+        let mut implied: Vec<&[u8]> = implied.iter().copied().collect();
         implied.sort_by_key(|p| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
         for path in implied {
             let Some(lower) = self.lower_dirs.get(path) else {
@@ -447,6 +481,31 @@ impl Builder<'_> {
             self.dir_metadata_at(path, lower)?;
         }
         Ok(())
+    }
+
+    /// The parent directory and name of `rel`; missing parents are made
+    /// (none are missing while building [beneath](Builder::beneath)).
+    fn slot(&self, rel: &[u8]) -> Result<Slot> {
+        match self.beneath.load(Ordering::Relaxed) {
+            true => self.jail.beneath(rel),
+            false => self.jail.slot(rel),
+        }
+    }
+
+    /// The parent directory and name of `rel`, which must exist.
+    fn existing_slot(&self, rel: &[u8]) -> Result<Slot> {
+        match self.beneath.load(Ordering::Relaxed) {
+            true => self.jail.beneath(rel),
+            false => self.jail.existing_slot(rel),
+        }
+    }
+
+    /// Opens the directory `rel`.
+    fn open_dir(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
+        match self.beneath.load(Ordering::Relaxed) {
+            true => self.jail.open_beneath(rel),
+            false => self.jail.open_dir(rel),
+        }
     }
 
     /// Removes `rel` (any kind, recursively) if it exists.
@@ -502,15 +561,17 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn make_dir(&self, e: &Entry) -> Result<()> {
-        if e.path.is_empty() {
+    /// Makes the directory at `path`: that of entry `e`, or one that
+    /// entries need but the layer does not list (mode 0755, as `tar -x`).
+    fn make_dir(&self, path: &[u8], e: Option<&Entry>) -> Result<()> {
+        if path.is_empty() {
             return Ok(());
         }
-        let slot = self.jail.slot(&e.path)?;
-        let mode = if self.creator.is_some() {
-            meta::Creator::dir_mode(e)
-        } else {
-            0o700
+        let slot = self.slot(path)?;
+        let mode = match e {
+            None => 0o755,
+            Some(e) if self.creator.is_some() => meta::Creator::dir_mode(e),
+            Some(_) => 0o700,
         };
         // SAFETY: NUL-terminated name, open directory descriptor.
         if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), mode) } == 0 {
@@ -523,21 +584,22 @@ impl Builder<'_> {
                 if slot.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).is_ok() {
                     return Ok(());
                 }
-                self.remove_slot(&slot, &e.path)?;
+                self.remove_slot(&slot, path)?;
                 // SAFETY: as above.
                 if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } != 0 {
-                    return Err(errno("mkdir", &self.jail.display(&e.path), Errno::last()));
+                    return Err(errno("mkdir", &self.jail.display(path), Errno::last()));
                 }
                 Ok(())
             }
-            err => Err(errno("mkdir", &self.jail.display(&e.path), err)),
+            err => Err(errno("mkdir", &self.jail.display(path), err)),
         }
     }
 
     /// Creates `e.path` fresh, replacing what a lower layer had there.
     fn fresh_slot(&self, e: &Entry) -> Result<Slot> {
-        let slot = self.jail.slot(&e.path)?;
-        if self.options.format == Format::Flattened || self.onto_existing {
+        let slot = self.slot(&e.path)?;
+        let fresh = self.beneath.load(Ordering::Relaxed);
+        if !fresh && (self.options.format == Format::Flattened || self.onto_existing) {
             self.remove_slot(&slot, &e.path)?;
         }
         Ok(slot)
@@ -642,7 +704,7 @@ impl Builder<'_> {
     }
 
     fn make_hardlink(&self, e: &Entry) -> Result<()> {
-        let target = self.jail.existing_slot(&e.link)?;
+        let target = self.existing_slot(&e.link)?;
         let slot = self.fresh_slot(e)?;
         // SAFETY: NUL-terminated names, open directory descriptors; flags 0
         // links a symlink itself rather than following it.
@@ -663,7 +725,7 @@ impl Builder<'_> {
 
     fn overlay_whiteout(&self, e: &Entry) -> Result<()> {
         let rel = whiteout_target(&e.path);
-        let slot = self.jail.slot(&rel)?;
+        let slot = self.slot(&rel)?;
         if self.onto_existing {
             self.remove_slot(&slot, &rel)?;
         }
@@ -681,7 +743,10 @@ impl Builder<'_> {
             return Ok(());
         };
         let rel = opaque_dir(&e.path);
-        let dir = self.jail.open_dir_creating(rel)?;
+        let dir = match self.beneath.load(Ordering::Relaxed) {
+            true => self.jail.open_beneath(rel)?,
+            false => self.jail.open_dir_creating(rel)?,
+        };
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
         // SAFETY: NUL-terminated name, a one-byte value, open descriptor.
         let r =

@@ -179,6 +179,37 @@ impl Jail {
         })
     }
 
+    /// The slot of `rel` (which must not be empty) resolved by the kernel
+    /// from the root, with no directory opened on the way. Only for trees
+    /// whose every directory on the way was made by this build and can be
+    /// nothing else: a fresh tree of independent entries, whose
+    /// directories all exist before anything else is made and whose other
+    /// entries never stand where a directory is (see `build::independent`).
+    /// No symlink can then be on the way, so the walk stays inside.
+    pub fn beneath(&self, rel: &[u8]) -> Result<Slot> {
+        if rel.is_empty() {
+            return Err(Error::Refused("an entry names the tree's root".into()));
+        }
+        let name = CString::new(rel).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        Ok(Slot {
+            dir: self.root.clone(),
+            name,
+        })
+    }
+
+    /// The directory `rel` opened as [`Jail::beneath`] resolves it (the
+    /// root for an empty path).
+    pub fn open_beneath(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        let fd = self
+            .beneath(rel)?
+            .open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+            .map_err(|e| io("open", &self.display(rel), e))?;
+        Ok(Arc::new(fd.into()))
+    }
+
     /// The full path of `rel`, for messages.
     pub fn display(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))
