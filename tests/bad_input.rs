@@ -359,7 +359,7 @@ fn a_manifest_of_an_unknown_version_is_refused_by_diff() {
     let path = cs.graph().join("manifests").join(&id);
     let mut bytes = std::fs::read(&path).unwrap();
     assert_eq!(&bytes[..8], b"CSMANIF\0");
-    assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
 

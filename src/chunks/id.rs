@@ -41,11 +41,37 @@ impl Serialize for ChunkId {
 
 impl<'de> Deserialize<'de> for ChunkId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
-        let array: [u8; 32] = bytes
-            .as_ref()
+        d.deserialize_bytes(IdVisitor)
+    }
+}
+
+/// Takes the 32 bytes where the decoder has them: no buffer per ID.
+struct IdVisitor;
+
+impl<'de> serde::de::Visitor<'de> for IdVisitor {
+    type Value = ChunkId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("32 bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ChunkId, E> {
+        let array: [u8; 32] = v
             .try_into()
-            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))?;
+            .map_err(|_| E::invalid_length(v.len(), &self))?;
+        Ok(ChunkId(array))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChunkId, A::Error> {
+        let mut array = [0u8; 32];
+        for (i, byte) in array.iter_mut().enumerate() {
+            *byte = seq
+                .next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        if seq.next_element::<u8>()?.is_some() {
+            return Err(serde::de::Error::invalid_length(33, &self));
+        }
         Ok(ChunkId(array))
     }
 }
@@ -63,5 +89,19 @@ mod tests {
         assert_eq!(&packed[..2], &[0xc4, 32]);
         let back: ChunkId = rmp_serde::from_slice(&packed).unwrap();
         assert_eq!(back, id);
+    }
+
+    #[test]
+    fn only_32_bytes_make_an_id() {
+        for len in [0usize, 31, 33] {
+            let packed = rmp_serde::to_vec(&serde_bytes::Bytes::new(&vec![7u8; len])).unwrap();
+            let err = rmp_serde::from_slice::<ChunkId>(&packed).unwrap_err();
+            assert!(err.to_string().contains("32 bytes"), "{err}");
+        }
+        // An array of 32 numbers (what a generic encoder may write) is
+        // read too.
+        let id = ChunkId::of(b"x");
+        let packed = rmp_serde::to_vec(&id.0.to_vec()).unwrap();
+        assert_eq!(rmp_serde::from_slice::<ChunkId>(&packed).unwrap(), id);
     }
 }

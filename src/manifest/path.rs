@@ -22,6 +22,17 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
     Ok(parts.join(&b'/'))
 }
 
+/// Whether `path` is what [`normalize`] makes of it, without building
+/// the normalised copy: no NUL byte, and no empty, `.` or `..` component
+/// (the empty path, the root, is normalised).
+pub(crate) fn is_normalized(path: &[u8]) -> bool {
+    path.is_empty()
+        || (!path.contains(&0)
+            && path
+                .split(|&b| b == b'/')
+                .all(|c| !matches!(c, b"" | b"." | b"..")))
+}
+
 /// A path for messages.
 pub(crate) fn lossy(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
@@ -29,7 +40,7 @@ pub(crate) fn lossy(raw: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{is_normalized, normalize};
 
     #[test]
     fn cleans_harmless_paths() {
@@ -44,6 +55,34 @@ mod tests {
         for bad in [&b"../x"[..], b"a/../../x", b"/../x", b"a/b/../../../etc"] {
             let err = normalize(bad).unwrap_err();
             assert!(err.contains("escapes the layer root"), "{err}");
+        }
+    }
+
+    #[test]
+    fn is_normalized_agrees_with_normalize() {
+        for path in [
+            &b""[..],
+            b"a",
+            b"a/b",
+            b"/a",
+            b"a/",
+            b"a//b",
+            b"./a",
+            b"a/.",
+            b"a/..",
+            b"..",
+            b"a/../b",
+            b".a/..b/...",
+            b"a\0b",
+            b"a\0",
+        ] {
+            let same = normalize(path).is_ok_and(|n| n == path);
+            assert_eq!(
+                is_normalized(path),
+                same,
+                "{:?}",
+                String::from_utf8_lossy(path)
+            );
         }
     }
 }
