@@ -394,11 +394,23 @@ impl Builder<'_> {
         others.sort_by_key(|(at, _)| *at);
         // A few runs per thread, each read in order by one reader (whose
         // frame buffers are reused), small enough to balance the threads.
-        let run = others
+        // A run ends where a frame does, so no two runs decompress it.
+        let target = others
             .len()
             .div_ceil(rayon::current_num_threads() * 8)
             .max(16);
-        others.par_chunks(run).try_for_each(|run| {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for i in 1..=others.len() {
+            let ends = i == others.len()
+                || (i - start >= target
+                    && (others[i].0.is_none() || others[i].0 != others[i - 1].0));
+            if ends {
+                runs.push(&others[start..i]);
+                start = i;
+            }
+        }
+        runs.par_iter().try_for_each(|run| {
             let mut reader = self.pool.reader();
             run.iter()
                 .try_for_each(|(_, e)| self.make_fresh(e, &mut reader))
