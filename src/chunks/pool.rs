@@ -52,7 +52,7 @@ impl Default for PoolConfig {
             algorithm: CHUNKER_ALGORITHM.to_string(),
             chunker: ChunkerParams::default(),
             zstd_level: 3,
-            frame_size: 1 << 20,
+            frame_size: 256 << 10,
         }
     }
 }
