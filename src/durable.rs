@@ -4,6 +4,11 @@
 //! `atomic_write` creates an exclusive temporary file beside the target,
 //! writes it, `fsync`s it, renames it over the target and `fsync`s the
 //! directory, so a reader sees the old file or the new one, never a mix.
+//!
+//! Writes that a marker covers until a later `syncfs` (the files of an
+//! overlay build, see `store::unsynced`) skip the `fsync`s
+//! ([`Flush::Later`]): on a journaling filesystem an `fsync` commits
+//! everything else pending too, such as the previous build.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -12,8 +17,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
+/// When a write must be on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Before the call returns.
+    Now,
+    /// Whenever the kernel writes it back: a marker made before it covers
+    /// it until a `syncfs`.
+    Later,
+}
+
 /// Replaces `path` with `data` atomically and durably.
 pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    atomic_write_flushed(path, data, Flush::Now)
+}
+
+/// Replaces `path` with `data` atomically, on disk when `flush` says.
+pub(crate) fn atomic_write_flushed(path: &Path, data: &[u8], flush: Flush) -> Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -23,9 +43,14 @@ pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
             .open(&tmp)
             .at("create", &tmp)?;
         file.write_all(data).at("write", &tmp)?;
-        file.sync_all().at("fsync", &tmp)?;
+        if flush == Flush::Now {
+            file.sync_all().at("fsync", &tmp)?;
+        }
         fs::rename(&tmp, path).at("rename", path)?;
-        fsync_parent(path)
+        match flush {
+            Flush::Now => fsync_parent(path),
+            Flush::Later => Ok(()),
+        }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -59,17 +84,33 @@ pub(crate) fn fsync_parent(path: &Path) -> Result<()> {
 
 /// Creates a directory and its parents, `fsync`ing each parent it created.
 pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
+    create_dir_all_flushed(dir, Flush::Now)
+}
+
+/// Creates a directory and its parents, on disk when `flush` says.
+pub(crate) fn create_dir_all_flushed(dir: &Path, flush: Flush) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_all(parent)?;
+        create_dir_all_flushed(parent, flush)?;
     }
     match fs::create_dir(dir) {
+        Ok(()) if flush == Flush::Later => Ok(()),
         Ok(()) => fsync_parent(dir),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e).at("mkdir", dir),
     }
+}
+
+/// Whether the filesystem holding `path` journals its metadata in order
+/// (ext4, XFS, btrfs): a file created before another change is then on
+/// disk whenever that change is, without an `fsync` between them.
+pub(crate) fn orders_metadata(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC};
+    statfs(path).is_ok_and(|s| {
+        [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC].contains(&s.filesystem_type())
+    })
 }
 
 /// Removes a file; one already gone is fine.

@@ -12,15 +12,17 @@ mod export;
 mod import;
 mod model;
 mod path;
+mod sketch;
 mod tar;
 mod tar_write;
 
-pub use codec::{decode, encode, MANIFEST_VERSION};
+pub use codec::{decode, encode, read_sketch, MANIFEST_VERSION};
 pub use compression::Compression;
 pub use digest::Sha256;
 pub use export::{write_tar, write_tar_compressed};
 pub use import::{import_tar, ImportObserver, ImportProgress, Imported};
 pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
+pub use sketch::Sketch;
 pub use tar_write::{TarEntry, TarWriter};
 
 pub(crate) use path::normalize;

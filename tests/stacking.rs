@@ -145,6 +145,67 @@ fn a_sibling_image_is_a_delta_over_the_first_and_mounts_as_itself() {
     check_is_clean(&cs);
 }
 
+/// Sixty files that no other image here has.
+fn unrelated() -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    t.dir("opt/", &meta(0o755, 1_500_000_000));
+    for i in 0..60 {
+        let content = format!("unrelated {i}");
+        t.file(
+            &format!("opt/u{i}"),
+            &meta(0o644, 1_500_000_000),
+            content.as_bytes(),
+        );
+    }
+    t.finish()
+}
+
+/// Rewrites a layer's manifest as format version 1 (fields by name, no
+/// sketch), as an older build wrote it.
+fn rewrite_as_version_1(cs: &Cs, id: &str) {
+    let path = cs.graph().join("manifests").join(id);
+    let bytes = std::fs::read(&path).unwrap();
+    let manifest = containers_storage::manifest::decode(&path, &bytes).unwrap();
+    let named = rmp_serde::to_vec_named(&manifest).unwrap();
+    let mut v1 = b"CSMANIF\0".to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&zstd::bulk::compress(&named, 3).unwrap());
+    std::fs::write(&path, v1).unwrap();
+    assert!(containers_storage::manifest::read_sketch(&path).is_none());
+}
+
+#[test]
+fn the_base_is_the_candidate_the_sketches_point_to_or_one_without_a_sketch() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    import(&cs, "other", &unrelated());
+    let first = import(&cs, "first", &image(false));
+    let second = import(&cs, "second", &image(true));
+    for (image, layer) in [("o", "other"), ("one", "first"), ("two", "second")] {
+        run(&cs, &["create-image", "-n", image, layer]);
+    }
+    run(&cs, &["mount", "-r", "o"]);
+    run(&cs, &["mount", "-r", "one"]);
+    let overlay = cs.graph().join("overlay");
+    let base = || std::fs::read_to_string(overlay.join(&second).join("base")).ok();
+    let two = PathBuf::from(run(&cs, &["mount", "-r", "two"]).trim());
+    same_as_tar(&cs, "second", &two);
+    assert_eq!(base().as_deref(), Some(first.as_str()));
+
+    // Built again with the first layer's manifest as an older build wrote
+    // it: without a sketch it is still a candidate.
+    run(&cs, &["unmount", "two"]);
+    run(&cs, &["gc", "--evict", "all"]);
+    assert!(!overlay.join(&second).join("diff").exists());
+    rewrite_as_version_1(&cs, &first);
+    let two = PathBuf::from(run(&cs, &["mount", "-r", "two"]).trim());
+    same_as_tar(&cs, "second", &two);
+    assert_eq!(base().as_deref(), Some(first.as_str()));
+    check_is_clean(&cs);
+}
+
 fn walk_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()

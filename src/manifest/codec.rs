@@ -1,13 +1,16 @@
 //! The manifest file format: `CSMANIF\0`, a little-endian `u32` format
-//! version, then the zstd-compressed msgpack of [`LayerManifest`]: its
+//! version, then (version 2) the manifest's [`Sketch`] behind its `u32`
+//! length, then the zstd-compressed msgpack of [`LayerManifest`]: its
 //! structs as arrays of their fields in order (version 2), or as maps by
-//! field name (version 1, still read). Unknown versions are refused
-//! before decoding.
+//! field name (version 1, still read; no sketch). Unknown versions are
+//! refused before decoding.
 
+use std::io::Read;
 use std::path::Path;
 
 use super::model::{Entry, EntryKind, LayerManifest};
 use super::path::is_normalized;
+use super::sketch::{self, Sketch};
 use crate::error::{Error, Result};
 
 /// The format version this build writes.
@@ -21,9 +24,12 @@ const MAGIC: &[u8; 8] = b"CSMANIF\0";
 pub fn encode(manifest: &LayerManifest) -> Vec<u8> {
     let packed = rmp_serde::to_vec(manifest).expect("manifests always serialize");
     let compressed = zstd::bulk::compress(&packed, 9).expect("zstd compresses in memory");
-    let mut out = Vec::with_capacity(12 + compressed.len());
+    let sketch = Sketch::of(manifest).encode();
+    let mut out = Vec::with_capacity(16 + sketch.len() + compressed.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
+    out.extend_from_slice(&(sketch.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sketch);
     out.extend_from_slice(&compressed);
     out
 }
@@ -43,13 +49,19 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
             "manifest format version {version} is not supported (this build reads versions 1 and 2)"
         )));
     }
-    let packed = match decompress_whole(&bytes[12..]) {
+    let body = match version {
+        1 => &bytes[12..],
+        _ => sketched(&bytes[12..])
+            .map(|(_, body)| body)
+            .ok_or_else(|| corrupt("manifest sketch is damaged".into()))?,
+    };
+    let packed = match decompress_whole(body) {
         Some(packed) => packed,
         None => {
             // Bound the decompressed size: a manifest is far smaller than
             // 4 GiB.
             let mut packed = Vec::new();
-            let decoder = zstd::stream::read::Decoder::new(&bytes[12..])
+            let decoder = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
             std::io::Read::read_to_end(&mut std::io::Read::take(decoder, 4 << 30), &mut packed)
                 .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
@@ -84,6 +96,33 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
         })?;
     }
     Ok(manifest)
+}
+
+/// Splits what follows a version 2 header into the sketch and the rest.
+fn sketched(after_version: &[u8]) -> Option<(Sketch, &[u8])> {
+    let len = u32::from_le_bytes(after_version.get(..4)?.try_into().ok()?) as usize;
+    let encoded = after_version.get(4..4 + len.min(sketch::MAX_ENCODED + 1))?;
+    Some((Sketch::decode(encoded)?, &after_version[4 + len..]))
+}
+
+/// The sketch of the manifest at `path`, read from its header alone;
+/// `None` for a version 1 manifest, or one that cannot be read.
+pub fn read_sketch(path: &Path) -> Option<Sketch> {
+    let mut head = vec![0u8; 16 + sketch::MAX_ENCODED];
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(_) => return None,
+        }
+    }
+    let head = &head[..filled];
+    if head.len() < 12 || &head[..8] != MAGIC || head[8..12] != MANIFEST_VERSION.to_le_bytes() {
+        return None;
+    }
+    sketched(&head[12..]).map(|(sketch, _)| sketch)
 }
 
 /// Decompresses a manifest in one call where its frame states a plausible

@@ -119,7 +119,11 @@ pub(crate) fn build<'a>(
         }
     }
     let parent = target.parent().expect("a target has a parent");
-    durable::create_dir_all(parent)?;
+    let flush = match options.durable {
+        true => durable::Flush::Now,
+        false => durable::Flush::Later,
+    };
+    durable::create_dir_all_flushed(parent, flush)?;
     let tmp = durable::temp_sibling(target);
     std::fs::create_dir(&tmp).at("mkdir", &tmp)?;
     // Reflinks come first: a tree that may hold hardlinks gets them only

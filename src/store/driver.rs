@@ -17,7 +17,7 @@ use super::layers::Layer;
 use super::records::Locked;
 use super::MountPoint;
 use super::Store;
-use crate::durable;
+use crate::durable::{self, Flush};
 use crate::error::{Error, IoContext, Result};
 use crate::materialize::{BuildOptions, Format, Materializer};
 
@@ -107,6 +107,9 @@ impl Store {
                     drop_dir(&diff)?;
                 }
             }
+            // A build's marker covers what is written for its layer (the
+            // directory, `base`, `link`) until a settle makes it durable.
+            let mut unsynced = None;
             if !diff.is_dir() {
                 if layer.sealed {
                     // The layer's manifest and those of the layers it could
@@ -122,17 +125,19 @@ impl Store {
                     let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     // Not durable when built: the marker covers it.
-                    let unsynced = self.begin_unsynced(&layer.id)?;
+                    unsynced = self.begin_unsynced(&layer.id)?;
+                    let flush = flush_for(&unsynced);
                     let options = BuildOptions {
                         format: self.overlay_format(),
                         hardlinks: true,
-                        durable: unsynced.is_none(),
+                        durable: flush == Flush::Now,
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
                     if let Some(base) = super::stacking::pick_base(&m, candidates?) {
-                        self.ensure_link(&base.id)?;
-                        durable::create_dir_all(&dir)?;
-                        durable::atomic_write(&self.base_file(&layer.id), base.id.as_bytes())?;
+                        self.ensure_link(&base.id, Flush::Now)?;
+                        durable::create_dir_all_flushed(&dir, flush)?;
+                        let base_file = self.base_file(&layer.id);
+                        durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
                         self.materializer()?.build_overlay(
                             &base.delta,
                             &[&base.manifest],
@@ -143,23 +148,24 @@ impl Store {
                         self.materializer()?
                             .build_overlay(&m, &lowers, &diff, options)?;
                     }
-                    drop(unsynced);
                 } else if i == 0 {
                     durable::create_dir_all(&diff)?;
                 } else {
                     self.sealed_manifest(layer)?;
                 }
             }
-            durable::create_dir_all(&dir.join("work"))?;
-            durable::create_dir_all(&dir.join("merged"))?;
-            self.ensure_link(&layer.id)?;
+            let flush = flush_for(&unsynced);
+            durable::create_dir_all_flushed(&dir.join("work"), flush)?;
+            durable::create_dir_all_flushed(&dir.join("merged"), flush)?;
+            self.ensure_link(&layer.id, flush)?;
+            drop(unsynced);
         }
         Ok(())
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
     /// `l/<short>` -> `../<id>/diff`) if it has none.
-    fn ensure_link(&self, id: &str) -> Result<()> {
+    fn ensure_link(&self, id: &str, flush: Flush) -> Result<()> {
         let link_file = self.driver_dir().join(id).join("link");
         if link_file.exists() {
             return Ok(());
@@ -168,7 +174,7 @@ impl Store {
         let link = self.driver_dir().join("l").join(&short);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(format!("../{id}/diff"), &link).at("symlink", &link)?;
-        durable::atomic_write(&link_file, short.as_bytes())
+        durable::atomic_write_flushed(&link_file, short.as_bytes(), flush)
     }
 
     /// The overlay format this process writes: `trusted.overlay.*`
@@ -257,6 +263,15 @@ impl Store {
             },
         )?;
         Ok(dir)
+    }
+}
+
+/// How soon what is written for a layer must be on disk: later when a
+/// marker covers it.
+fn flush_for(unsynced: &Option<super::unsynced::Unsynced>) -> Flush {
+    match unsynced {
+        Some(_) => Flush::Later,
+        None => Flush::Now,
     }
 }
 

@@ -170,7 +170,7 @@ pub(crate) fn now() -> String {
 }
 
 impl Store {
-    fn manifest_path(&self, id: &str) -> PathBuf {
+    pub(super) fn manifest_path(&self, id: &str) -> PathBuf {
         self.graph_root().join("manifests").join(id)
     }
 

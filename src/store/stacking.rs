@@ -19,12 +19,15 @@ use rayon::prelude::*;
 use super::layers::Layer;
 use super::Store;
 use crate::error::Result;
-use crate::manifest::{EntryKind, LayerManifest};
+use crate::manifest::{self, EntryKind, LayerManifest, Sketch};
 use crate::materialize;
 
 /// A delta is worth it when the base provides at least this share of the
 /// layer's entries.
 const MIN_SHARED: f64 = 0.5;
+/// A candidate whose sketch promises less than this share is not even
+/// decoded (below [`MIN_SHARED`], for the sketches' error).
+const MIN_PROMISED: f64 = 0.35;
 
 impl Store {
     /// `<drv>/<id>/base`: the layer a delta is stacked on.
@@ -69,8 +72,10 @@ impl Store {
     }
 
     /// The layers a parentless `layer` could be stacked on, with their
-    /// manifests (read in parallel): the materialized, full (not
-    /// themselves stacked), parentless layers that stand alone.
+    /// manifests (read in parallel): among the materialized, full (not
+    /// themselves stacked), parentless layers that stand alone, the one
+    /// whose manifest's sketch promises the most shared entries, if that
+    /// is enough, and those without a sketch (written by older versions).
     pub(super) fn base_candidates(&self, layer: &Layer) -> Result<Vec<(String, LayerManifest)>> {
         if !layer.parent.is_empty() {
             return Ok(Vec::new());
@@ -86,6 +91,10 @@ impl Store {
                     && self.stacked_on(&c.id).is_none()
             })
             .collect();
+        let candidates = match manifest::read_sketch(&self.manifest_path(&layer.id)) {
+            Some(target) => self.promising(&target, candidates),
+            None => candidates,
+        };
         Ok(candidates
             .into_par_iter()
             .filter_map(|c| {
@@ -93,6 +102,30 @@ impl Store {
                 materialize::stands_alone(&cm).then_some((c.id, cm))
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// Of `candidates`, those worth decoding for a layer sketched by
+    /// `target`: the one with the best sketch if it promises enough, and
+    /// every one without a sketch.
+    fn promising(&self, target: &Sketch, candidates: Vec<Layer>) -> Vec<Layer> {
+        let mut chosen = Vec::new();
+        let mut best: Option<(f64, Layer)> = None;
+        for c in candidates {
+            match manifest::read_sketch(&self.manifest_path(&c.id)) {
+                Some(sketch) => {
+                    let promised = target.shared_estimate(&sketch);
+                    if best.as_ref().is_none_or(|(p, _)| promised > *p) {
+                        best = Some((promised, c));
+                    }
+                }
+                None => chosen.push(c),
+            }
+        }
+        let enough = MIN_PROMISED * target.entries() as f64;
+        chosen.extend(best.filter(|(p, _)| *p >= enough).map(|(_, c)| c));
+        chosen
     }
 }
 

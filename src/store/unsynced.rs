@@ -3,7 +3,12 @@
 //! writes back every file the build made and costs more than the build.
 //! What keeps them safe is a marker, `<drv>/.unsynced/<id>-<random>`,
 //! holding the boot ID. It is durable before the build writes anything,
-//! and its builder holds it locked until the build ends.
+//! and its builder holds it locked until the build ends. On a filesystem
+//! that journals metadata in order (ext4, XFS, btrfs) the marker is made
+//! without an `fsync`: an `fsync` there commits everything pending (the
+//! previous build too), and anything the build writes after the marker is
+//! on disk only once the marker is. A marker whose content did not reach
+//! the disk reads as another boot's.
 //!
 //! Before a mount uses or builds directories, and in `gc`, the markers are
 //! settled, under `<drv>/.unsynced/.lock`:
@@ -80,12 +85,18 @@ impl Store {
             .mode(0o600)
             .open(&tmp)
             .at("create", &tmp)?;
+        let ordered = durable::orders_metadata(&dir);
         let made = (|| {
             flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
             file.write_all(boot.as_bytes()).at("write", &tmp)?;
-            file.sync_all().at("fsync", &tmp)?;
+            if !ordered {
+                file.sync_all().at("fsync", &tmp)?;
+            }
             fs::rename(&tmp, &path).at("rename", &path)?;
-            durable::fsync_dir(&dir)
+            match ordered {
+                true => Ok(()),
+                false => durable::fsync_dir(&dir),
+            }
         })();
         if made.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -148,6 +159,8 @@ impl Store {
             if diff.is_dir() {
                 super::driver::drop_dir(&diff)?;
             }
+            // Written after the build, it may have lost its content.
+            durable::remove_file(&self.driver_dir().join(id).join("link"))?;
         }
         if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
             materialize::purge_objects_since(&self.graph_root().join("objects"), since)?;
