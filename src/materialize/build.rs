@@ -8,7 +8,10 @@
 //! produced in parallel.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+// Seeded per process: paths come from untrusted layers.
+use foldhash::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -112,7 +115,7 @@ pub(crate) fn build<'a>(
     target: &Path,
     options: BuildOptions,
 ) -> Result<BuildStats> {
-    let mut lower_dirs = HashMap::new();
+    let mut lower_dirs = HashMap::default();
     for m in lowers {
         for e in m.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
             lower_dirs.insert(e.path.as_slice(), e);
@@ -202,7 +205,7 @@ pub(crate) fn apply_onto(
         jail: Jail::open(target)?,
         options,
         counters: Counters::default(),
-        lower_dirs: HashMap::new(),
+        lower_dirs: HashMap::default(),
         onto_existing: true,
         creator: None,
         beneath: AtomicBool::new(false),
@@ -263,7 +266,8 @@ fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
 fn independent(m: &LayerManifest, format: Format) -> bool {
     let overlay = format != Format::Flattened;
     // Path -> (index, whether it is a directory).
-    let mut seen: HashMap<Cow<'_, [u8]>, (usize, bool)> = HashMap::with_capacity(m.entries.len());
+    let mut seen: HashMap<Cow<'_, [u8]>, (usize, bool)> =
+        HashMap::with_capacity_and_hasher(m.entries.len(), Default::default());
     for (i, e) in m.entries.iter().enumerate() {
         let path: Cow<'_, [u8]> = match e.kind {
             EntryKind::Whiteout if overlay => whiteout_target(&e.path).into(),

@@ -4,7 +4,8 @@
 //! other's directory: changed and new entries, plus whiteouts for what it
 //! lacks. The merged view is the same tree; building it costs a fraction.
 
-use std::collections::{HashMap, HashSet};
+// Seeded per process: paths come from untrusted layers.
+use foldhash::{HashMap, HashSet};
 
 use crate::manifest::{Entry, EntryKind, LayerManifest};
 
