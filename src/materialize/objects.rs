@@ -263,17 +263,25 @@ impl ObjectCache {
         })
     }
 
-    /// Runs `f` on the names in `shard`, listed when first needed.
+    /// Runs `f` on the names in `shard`, listed when first needed (without
+    /// the lock, which the other builder threads need meanwhile).
     fn with_shard<T>(&self, shard: &str, f: impl FnOnce(&mut BTreeSet<String>) -> T) -> T {
-        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
-        let names = shards.entry(shard.to_string()).or_insert_with(|| {
+        let lock = || self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let listed = lock().contains_key(shard);
+        let listing = (!listed).then(|| {
             fs::read_dir(self.dir.join(shard))
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
+                .collect::<BTreeSet<String>>()
         });
+        let mut shards = lock();
+        let names = shards.entry(shard.to_string()).or_default();
+        if let Some(listing) = listing {
+            // Names linked since the listing began are kept.
+            names.extend(listing);
+        }
         f(names)
     }
 
