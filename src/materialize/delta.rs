@@ -6,6 +6,7 @@
 
 // Seeded per process: paths come from untrusted layers.
 use foldhash::{HashMap, HashSet};
+use rayon::prelude::*;
 
 use crate::manifest::{Entry, EntryKind, LayerManifest};
 
@@ -43,25 +44,25 @@ pub fn stands_alone(m: &LayerManifest) -> bool {
 /// whiteouts for the topmost paths of `base` that `full` lacks. Both must
 /// [`stand_alone`](stands_alone).
 pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
-    let base_by_path: HashMap<&[u8], &Entry> = base
+    fn by_path(m: &LayerManifest) -> HashMap<&[u8], &Entry> {
+        m.entries.iter().map(|e| (e.path.as_slice(), e)).collect()
+    }
+    let (base_by_path, full_by_path) = rayon::join(|| by_path(base), || by_path(full));
+    let differs: Vec<bool> = full
         .entries
-        .iter()
-        .map(|e| (e.path.as_slice(), e))
-        .collect();
-    let full_by_path: HashMap<&[u8], &Entry> = full
-        .entries
-        .iter()
-        .map(|e| (e.path.as_slice(), e))
-        .collect();
-    let mut changed: HashSet<&[u8]> = full
-        .entries
-        .iter()
-        .filter(|e| {
+        .par_iter()
+        .map(|e| {
             !base_by_path
                 .get(e.path.as_slice())
                 .is_some_and(|b| same(e, b))
         })
-        .map(|e| e.path.as_slice())
+        .collect();
+    let mut changed: HashSet<&[u8]> = full
+        .entries
+        .iter()
+        .zip(&differs)
+        .filter(|(_, differs)| **differs)
+        .map(|(e, _)| e.path.as_slice())
         .collect();
     // A hard link and its target come from the same layer, or their
     // content and inode would not be shared: when either differs, both
@@ -86,7 +87,7 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
     }
     let mut entries: Vec<Entry> = full
         .entries
-        .iter()
+        .par_iter()
         .filter(|e| changed.contains(e.path.as_slice()))
         .cloned()
         .collect();
