@@ -125,7 +125,9 @@ fn main() {
         // `discard`, which makes every delete pay for a TRIM later).
         Some(fs) => {
             let text = materialize_section(&binary, &inputs, &fs.dir, materialize_rounds);
-            format!("On a fresh loop-mounted ext4 (8 GiB, sparse).\n\n{text}")
+            format!(
+                "On a fresh loop-mounted ext4 (8 GiB, sparse; loop device with direct I/O).\n\n{text}"
+            )
         }
         None => materialize_section(&binary, &inputs, &work, materialize_rounds),
     };
@@ -460,10 +462,14 @@ fn tmpfs_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-/// A sparse ext4 image loop-mounted under `work` (root only).
+/// A sparse ext4 image loop-mounted under `work` (root only), through a
+/// loop device with direct I/O: what a `sync` writes is then on the disk
+/// when it returns, rather than dirty in the host's page cache, written
+/// back later while a timed command runs.
 struct LoopExt4 {
     dir: PathBuf,
     image: PathBuf,
+    device: String,
 }
 
 impl LoopExt4 {
@@ -478,18 +484,34 @@ impl LoopExt4 {
         let made = ok(Command::new("truncate").arg("-s").arg("8G").arg(&image))
             && ok(Command::new("mkfs.ext4")
                 .args(["-q", "-F", "-E", "nodiscard"])
-                .arg(&image))
-            && ok(Command::new("mount")
-                .arg("-o")
-                .arg("loop")
-                .arg(&image)
-                .arg(&dir));
-        if !made {
+                .arg(&image));
+        let device = made
+            .then(|| {
+                Command::new("losetup")
+                    .args(["--find", "--show", "--direct-io=on"])
+                    .arg(&image)
+                    .output()
+                    .ok()
+                    .filter(|out| out.status.success())
+            })
+            .flatten()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string());
+        let mounted = device
+            .as_ref()
+            .is_some_and(|dev| ok(Command::new("mount").arg(dev).arg(&dir)));
+        if !mounted {
             eprintln!("e2e bench: no loop ext4 (materialization measured in the work directory)");
+            if let Some(dev) = &device {
+                let _ = Command::new("losetup").arg("-d").arg(dev).status();
+            }
             let _ = fs::remove_file(&image);
             return None;
         }
-        Some(LoopExt4 { dir, image })
+        Some(LoopExt4 {
+            dir,
+            image,
+            device: device.expect("mounted from a device"),
+        })
     }
 }
 
@@ -507,6 +529,7 @@ impl Drop for LoopExt4 {
             }
         }
         let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
         let _ = fs::remove_file(&self.image);
     }
 }
