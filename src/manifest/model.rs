@@ -122,3 +122,25 @@ pub struct Entry {
     /// Raw-stream bytes that precede this entry's content in the tar.
     pub raw_len: u64,
 }
+
+#[cfg(test)]
+impl LayerManifest {
+    /// A parentless manifest of `entries` and nothing else, for tests.
+    pub(crate) fn of_entries(entries: Vec<Entry>) -> LayerManifest {
+        LayerManifest {
+            chunker_algorithm: String::new(),
+            chunker: crate::chunks::ChunkerParams::default(),
+            parent: None,
+            compression: super::Compression::None,
+            compressed_digest: String::new(),
+            compressed_size: 0,
+            diff_digest: String::new(),
+            diff_size: 0,
+            uids: Vec::new(),
+            gids: Vec::new(),
+            entries,
+            raw_len: 0,
+            raw: Vec::new(),
+        }
+    }
+}

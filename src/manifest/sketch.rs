@@ -143,8 +143,8 @@ fn entry_hash(e: &Entry) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunks::{ChunkId, ChunkerParams};
-    use crate::manifest::{ChunkRef, Compression};
+    use crate::chunks::ChunkId;
+    use crate::manifest::ChunkRef;
 
     fn file(path: &str, content: &str) -> Entry {
         Entry {
@@ -168,27 +168,9 @@ mod tests {
         }
     }
 
-    fn manifest(entries: Vec<Entry>) -> LayerManifest {
-        LayerManifest {
-            chunker_algorithm: crate::chunks::CHUNKER_ALGORITHM.into(),
-            chunker: ChunkerParams::default(),
-            parent: None,
-            compression: Compression::None,
-            compressed_digest: String::new(),
-            compressed_size: 0,
-            diff_digest: String::new(),
-            diff_size: 0,
-            uids: vec![0],
-            gids: vec![0],
-            raw_len: 0,
-            entries,
-            raw: Vec::new(),
-        }
-    }
-
     /// `n` files, those from `changed_from` on with other content.
     fn image(n: usize, changed_from: usize) -> LayerManifest {
-        manifest(
+        LayerManifest::of_entries(
             (0..n)
                 .map(|i| {
                     let content = if i < changed_from { "old" } else { "new" };

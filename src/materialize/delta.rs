@@ -152,8 +152,6 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::chunks::ChunkerParams;
-    use crate::manifest::Compression;
 
     /// An entry of `kind` at `path` for tests.
     pub(crate) fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
@@ -177,21 +175,7 @@ pub(crate) mod tests {
 
     /// A manifest of `entries` for tests.
     pub(crate) fn manifest(entries: Vec<Entry>) -> LayerManifest {
-        LayerManifest {
-            chunker_algorithm: String::new(),
-            chunker: ChunkerParams::default(),
-            parent: None,
-            compression: Compression::None,
-            compressed_digest: String::new(),
-            compressed_size: 0,
-            diff_digest: String::new(),
-            diff_size: 0,
-            uids: Vec::new(),
-            gids: Vec::new(),
-            entries,
-            raw_len: 0,
-            raw: Vec::new(),
-        }
+        LayerManifest::of_entries(entries)
     }
 
     fn paths(m: &LayerManifest) -> Vec<String> {
