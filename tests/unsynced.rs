@@ -149,6 +149,23 @@ fn a_build_another_boot_left_unsettled_is_built_again_with_fresh_objects() {
     let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
     same_as_tar(&cs, "img", &mounted);
     cs_overlay(&cs, &["unmount", "one"]);
+
+    // Another build lost with the machine, its short link intact: the
+    // link goes with its directory, and the rebuild gets a new one.
+    let short = fs::read_to_string(&link).unwrap();
+    let shorts = cs.graph().join("overlay").join("l");
+    assert!(shorts.join(&short).exists());
+    let lost = format!("{layer}-00000000000000ff");
+    let unsynced = cs.graph().join("overlay").join(".unsynced");
+    fs::write(unsynced.join(lost), "00000000-0000-0000-0000-000000000000").unwrap();
+    let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "img", &mounted);
+    assert!(
+        !shorts.join(&short).exists(),
+        "the lost build's short link stays"
+    );
+    assert_ne!(fs::read_to_string(&link).unwrap(), short);
+    cs_overlay(&cs, &["unmount", "one"]);
 }
 
 #[test]

@@ -103,9 +103,7 @@ impl Store {
             })
             .collect())
     }
-}
 
-impl Store {
     /// Of `candidates`, those worth decoding for a layer sketched by
     /// `target`: the one with the best sketch if it promises enough, and
     /// every one without a sketch.

@@ -159,7 +159,11 @@ impl Store {
             if diff.is_dir() {
                 super::driver::drop_dir(&diff)?;
             }
-            // Written after the build, it may have lost its content.
+            // Written after the build, it may have lost its content; the
+            // next mount gives the layer a new short link.
+            if let Ok(short) = self.short_link(id) {
+                durable::remove_file(&self.driver_dir().join("l").join(short))?;
+            }
             durable::remove_file(&self.driver_dir().join(id).join("link"))?;
         }
         if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
