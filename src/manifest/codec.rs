@@ -63,7 +63,9 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<LayerManifest> {
             let mut packed = Vec::new();
             let decoder = zstd::stream::read::Decoder::new(body)
                 .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
-            std::io::Read::read_to_end(&mut std::io::Read::take(decoder, 4 << 30), &mut packed)
+            decoder
+                .take(4 << 30)
+                .read_to_end(&mut packed)
                 .map_err(|e| corrupt(format!("manifest does not decompress: {e}")))?;
             packed
         }
@@ -108,17 +110,11 @@ fn sketched(after_version: &[u8]) -> Option<(Sketch, &[u8])> {
 /// The sketch of the manifest at `path`, read from its header alone;
 /// `None` for a version 1 manifest, or one that cannot be read.
 pub fn read_sketch(path: &Path) -> Option<Sketch> {
-    let mut head = vec![0u8; 16 + sketch::MAX_ENCODED];
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut filled = 0;
-    while filled < head.len() {
-        match file.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(_) => return None,
-        }
-    }
-    let head = &head[..filled];
+    // The magic, version and sketch length, then the longest sketch.
+    let limit = 16 + sketch::MAX_ENCODED;
+    let mut head = Vec::with_capacity(limit);
+    let file = std::fs::File::open(path).ok()?;
+    file.take(limit as u64).read_to_end(&mut head).ok()?;
     if head.len() < 12 || &head[..8] != MAGIC || head[8..12] != MANIFEST_VERSION.to_le_bytes() {
         return None;
     }

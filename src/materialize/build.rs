@@ -9,18 +9,16 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-
-// Seeded per process: paths come from untrusted layers.
-use foldhash::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+// Seeded per process: paths come from untrusted layers.
+use foldhash::{HashMap, HashSet};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use rayon::prelude::*;
@@ -528,6 +526,15 @@ impl Builder<'_> {
         }
     }
 
+    /// Opens the directory `rel`, making missing ones on the way (none
+    /// are missing while building [beneath](Builder::beneath)).
+    fn open_dir_creating(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
+        match self.beneath.load(Ordering::Relaxed) {
+            true => self.jail.open_beneath(rel),
+            false => self.jail.open_dir_creating(rel),
+        }
+    }
+
     /// Removes `rel` (any kind, recursively) if it exists.
     fn remove(&self, rel: &[u8]) -> Result<()> {
         if rel.is_empty() {
@@ -763,10 +770,7 @@ impl Builder<'_> {
             return Ok(());
         };
         let rel = opaque_dir(&e.path);
-        let dir = match self.beneath.load(Ordering::Relaxed) {
-            true => self.jail.open_beneath(rel)?,
-            false => self.jail.open_dir_creating(rel)?,
-        };
+        let dir = self.open_dir_creating(rel)?;
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
         // SAFETY: NUL-terminated name, a one-byte value, open descriptor.
         let r =
