@@ -14,7 +14,9 @@ mod sweep;
 
 pub use chunker::{ChunkerParams, CHUNKER_ALGORITHM};
 pub use id::ChunkId;
-pub use pool::{ChunkPool, ChunkReader, PoolStats, PoolWriter, WriteGuard, WriteStats};
+pub use pool::{
+    ChunkPool, ChunkReader, PoolStats, PoolWriter, StagedChunks, WriteGuard, WriteStats,
+};
 pub use sweep::{SweepGuard, SweepReport};
 
 pub(crate) use chunker::Chunker;

@@ -34,28 +34,91 @@ pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Replaces `path` with `data` atomically, on disk when `flush` says.
 pub(crate) fn atomic_write_flushed(path: &Path, data: &[u8], flush: Flush) -> Result<()> {
-    let tmp = temp_sibling(path);
-    let result = (|| {
-        let mut file = OpenOptions::new()
+    PendingFile::create(path, 0)?.commit(data, flush)
+}
+
+/// The next version of a file, written under a temporary name beside it
+/// and renamed over it by [`PendingFile::commit`]; dropped uncommitted,
+/// the temporary file goes.
+///
+/// Space can be allocated when it is created, so that a commit on a disk
+/// filled in the meantime still finds room: an import reserves the record
+/// file's next version before its chunks are published, and nothing it
+/// must write after that can fail for want of space.
+///
+/// The temporary file is `flock`ed while it lives, so that a cleaner
+/// (`gc`) tells it from one a dead process left behind.
+pub(crate) struct PendingFile {
+    tmp: PathBuf,
+    target: PathBuf,
+    file: File,
+    reserved: u64,
+    renamed: bool,
+}
+
+impl PendingFile {
+    /// Creates the temporary file for `target` with `reserve` bytes
+    /// allocated (where the filesystem can allocate ahead).
+    pub fn create(target: &Path, reserve: u64) -> Result<PendingFile> {
+        let tmp = temp_sibling(target);
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .at("create", &tmp)?;
-        file.write_all(data).at("write", &tmp)?;
-        if flush == Flush::Now {
-            file.sync_all().at("fsync", &tmp)?;
+        crate::flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
+        let mut pending = PendingFile {
+            tmp,
+            target: target.to_path_buf(),
+            file,
+            reserved: 0,
+            renamed: false,
+        };
+        if reserve > 0 {
+            let len = i64::try_from(reserve).unwrap_or(i64::MAX);
+            match nix::fcntl::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&pending.file),
+                nix::fcntl::FallocateFlags::empty(),
+                0,
+                len,
+            ) {
+                Ok(()) => pending.reserved = reserve,
+                Err(nix::errno::Errno::EOPNOTSUPP) => {}
+                Err(e) => return Err(std::io::Error::from(e)).at("allocate", &pending.tmp),
+            }
         }
-        fs::rename(&tmp, path).at("rename", path)?;
+        Ok(pending)
+    }
+
+    /// Writes `data` as the file's whole content and renames it over the
+    /// target, on disk when `flush` says.
+    pub fn commit(mut self, data: &[u8], flush: Flush) -> Result<()> {
+        self.file.write_all(data).at("write", &self.tmp)?;
+        if self.reserved > data.len() as u64 {
+            // What was reserved beyond the content goes back.
+            self.file
+                .set_len(data.len() as u64)
+                .at("write", &self.tmp)?;
+        }
+        if flush == Flush::Now {
+            self.file.sync_all().at("fsync", &self.tmp)?;
+        }
+        fs::rename(&self.tmp, &self.target).at("rename", &self.target)?;
+        self.renamed = true;
         match flush {
-            Flush::Now => fsync_parent(path),
+            Flush::Now => fsync_parent(&self.target),
             Flush::Later => Ok(()),
         }
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
-    result
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// A fresh temporary name in the same directory as `path`, so that a rename

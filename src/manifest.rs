@@ -20,7 +20,7 @@ pub use codec::{decode, encode, read_sketch, MANIFEST_VERSION};
 pub use compression::Compression;
 pub use digest::Sha256;
 pub use export::{write_tar, write_tar_compressed};
-pub use import::{import_tar, ImportObserver, ImportProgress, Imported};
+pub use import::{import_tar, stage_tar, ImportObserver, ImportProgress, Imported, StagedImport};
 pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
 pub use sketch::Sketch;
 pub use tar_write::{TarEntry, TarWriter};

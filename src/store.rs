@@ -116,7 +116,11 @@ impl Store {
             write_failed: AtomicBool::new(false),
         };
         if writable {
-            store.remove_incomplete_layers()?;
+            // Left for the next open or `gc` when it fails (a full disk):
+            // the store must still open to free space.
+            if let Err(e) = store.remove_incomplete_layers() {
+                tracing::warn!(error = %e, "incomplete layers not removed");
+            }
             store.finish_deletes()?;
         }
         Ok(store)

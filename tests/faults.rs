@@ -4,6 +4,10 @@
 //!   error, leave no record or manifest behind, `check` stays clean and
 //!   earlier layers export identically; after deletes and `gc` free space,
 //!   the import succeeds;
+//! - an import given exactly as many free blocks as each of its steps
+//!   needs, and a few more or less: it fails at that step or fits, and in
+//!   every case leaves no temporary file, no pack without its index, no
+//!   record and no manifest, and the store opens on the full disk;
 //! - read-only graph root: write commands fail with an error that says
 //!   read-only, reads keep working.
 //!
@@ -15,6 +19,7 @@ mod harness;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,13 +32,19 @@ struct LoopFs {
 }
 
 impl LoopFs {
-    /// Makes a `size_mib` ext4 image beside `mountpoint` and mounts it there.
-    fn mount(mountpoint: &Path, size_mib: u64) -> LoopFs {
+    /// Makes a `size_mib` ext4 image beside `mountpoint` (with `mkfs_args`
+    /// for `mkfs.ext4`) and mounts it there.
+    fn mount(mountpoint: &Path, size_mib: u64, mkfs_args: &[&str]) -> LoopFs {
         let image = mountpoint.with_extension("img");
         let file = fs::File::create(&image).unwrap();
         file.set_len(size_mib << 20).unwrap();
         drop(file);
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .args(mkfs_args)
+                .arg(&image),
+        );
         fs::create_dir_all(mountpoint).unwrap();
         run_ok(
             Command::new("mount")
@@ -90,7 +101,7 @@ fn tools_present() -> bool {
 /// A vfs store whose graph root is a fresh loop-mounted ext4.
 fn store_on_loop_fs(size_mib: u64) -> (Store, LoopFs) {
     let st = Store::new("vfs");
-    let fs = LoopFs::mount(&st.graph(), size_mib);
+    let fs = LoopFs::mount(&st.graph(), size_mib, &[]);
     (st, fs)
 }
 
@@ -194,6 +205,168 @@ fn a_full_disk_fails_imports_cleanly_and_gc_makes_room_again() {
     let (sealed, manifests) = sealed_and_manifests(&st);
     assert_eq!(manifests, sealed, "manifests after gc and a new import");
     st.check_clean("after gc made room");
+}
+
+/// Blocks of the filesystem at `dir` that files may take (the test
+/// filesystems reserve none for root) and the block size.
+fn free_blocks(dir: &Path) -> (u64, u64) {
+    let st = nix::sys::statvfs::statvfs(dir).unwrap();
+    (st.blocks_available() as u64, st.fragment_size() as u64)
+}
+
+/// Takes space with allocated files in `dir` until exactly `blocks` stay
+/// free.
+fn leave_free(dir: &Path, blocks: u64) {
+    for i in 0..8 {
+        let (free, size) = free_blocks(dir);
+        if free == blocks {
+            return;
+        }
+        assert!(free > blocks, "{free} blocks free, wanted {blocks}");
+        // A large file may take blocks for its extent tree too: it stops
+        // short, and a small one takes the rest.
+        let take = match free - blocks {
+            n if n > 64 => n - 16,
+            n => n,
+        };
+        let file = fs::File::create(dir.join(format!("filler{i}"))).unwrap();
+        let len = (take * size) as i64;
+        nix::fcntl::fallocate(
+            file.as_raw_fd(),
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            len,
+        )
+        .unwrap();
+        file.sync_all().unwrap();
+    }
+    panic!("could not leave exactly {blocks} blocks free");
+}
+
+fn remove_fillers(dir: &Path) {
+    for name in names_in(dir) {
+        if name.starts_with("filler") {
+            fs::remove_file(dir.join(name)).unwrap();
+        }
+    }
+}
+
+/// The pool's files: no temporary pack is left, and every pack has its
+/// index and every index its pack.
+fn assert_pool_has_no_leftovers(st: &Store, context: &str) {
+    let chunks = st.graph().join("chunks");
+    let tmp = names_in(&chunks.join("tmp"));
+    assert!(tmp.is_empty(), "{context}: chunks/tmp holds {tmp:?}");
+    let packs = names_in(&chunks.join("packs"));
+    for name in &packs {
+        let (stem, other) = match name.rsplit_once('.') {
+            Some((stem, "pack")) => (stem, "idx"),
+            Some((stem, "idx")) => (stem, "pack"),
+            _ => panic!("{context}: unexpected file chunks/packs/{name}"),
+        };
+        assert!(
+            packs.contains(&format!("{stem}.{other}")),
+            "{context}: chunks/packs/{name} has no .{other}"
+        );
+    }
+}
+
+/// A small ext4 with 4 KiB blocks and no blocks reserved for root, holding
+/// a store with one layer imported (so every directory exists).
+fn small_store(warmup: &[u8]) -> (Store, LoopFs) {
+    let st = Store::new("vfs");
+    let fs = LoopFs::mount(&st.graph(), 32, &["-b", "4096", "-m", "0"]);
+    st.import(warmup, None);
+    (st, fs)
+}
+
+#[test]
+fn an_import_that_runs_out_of_space_at_any_step_leaves_nothing_behind() {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return;
+    }
+    let seed = seed_from_env("CS_FAULTS_SEED", "space sweep");
+    let mut rng = Rng(seed);
+    let (warmup, _) = layer_tar(&mut rng, "warmup", 4096, &[]);
+    // Smaller than the pack writer's buffer: its first write to disk is
+    // the one that seals the pack.
+    let (tar, digest) = layer_tar(&mut rng, "sweep", 600 << 10, &[]);
+
+    // The blocks the import keeps when it succeeds: its pack, the pack's
+    // index, the manifest, and the record.
+    let needed = {
+        let (st, _fs) = small_store(&warmup);
+        let (before, _) = free_blocks(&st.graph());
+        st.import(&tar, None);
+        let (after, _) = free_blocks(&st.graph());
+        before - after
+    };
+    assert!(needed > 100, "the import took only {needed} blocks");
+
+    // Run out of space while writing the pack, when sealing it, at its
+    // index, at the manifest and at the record (whose next version takes
+    // its room, with some slack, before the chunks are published), and
+    // not at all.
+    let mut failed = 0;
+    let mut fitted = 0;
+    let spares = [
+        needed / 2,
+        needed - 3,
+        needed - 2,
+        needed - 1,
+        needed,
+        needed + 2,
+        needed + 4,
+        needed + 8,
+        needed + 16,
+    ];
+    for spare in spares {
+        let context = format!("{spare} blocks free for an import that takes {needed}");
+        let (st, _fs) = small_store(&warmup);
+        let before = st.layers().len();
+        leave_free(&st.graph(), spare);
+        let out = st.run(&["import-layer"], Some(&tar));
+        let imported = out.status.success();
+        eprintln!("{context}: {}", common::stderr(&out).trim());
+        if imported {
+            fitted += 1;
+            let id = common::first_line_of(&common::stdout(&out));
+            assert_eq!(st.export_digest(&id), digest, "{context}");
+        } else {
+            failed += 1;
+            let stderr = common::stderr(&out);
+            assert!(
+                says_no_space(&stderr),
+                "{context}: the error does not say the disk is full: {stderr}"
+            );
+        }
+        // Whatever happened, the store opens while the disk is full, and
+        // what a failed import wrote is gone.
+        let (sealed, manifests) = sealed_and_manifests(&st);
+        assert_eq!(
+            sealed.len(),
+            before + usize::from(imported),
+            "{context}: layers"
+        );
+        assert_eq!(manifests, sealed, "{context}: manifests");
+        assert_pool_has_no_leftovers(&st, &context);
+        st.check_clean(&context);
+
+        // With space again, the layer imports.
+        remove_fillers(&st.graph());
+        if !imported {
+            let id = st.import(&tar, None);
+            assert_eq!(
+                st.export_digest(&id),
+                digest,
+                "{context}: once space is back"
+            );
+        }
+    }
+    assert!(
+        failed >= 4 && fitted >= 1,
+        "{failed} imports failed and {fitted} fitted"
+    );
 }
 
 /// Whether an error says the store or its filesystem is read-only.

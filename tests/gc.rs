@@ -264,6 +264,54 @@ fn leftovers_of_dead_writers_and_stray_directories_go_and_committed_layers_stay(
 }
 
 #[test]
+fn a_record_file_write_that_a_live_process_holds_survives_gc() {
+    let cs = Cs::new();
+    cs.ok(&["layers"]);
+    let dir = cs.graph().join("vfs-layers");
+    let held = dir.join(".tmp-00112233aabbccdd-layers.json");
+    let dead = dir.join(".tmp-44556677aabbccdd-layers.json");
+    std::fs::write(&dead, b"[]").unwrap();
+    // A writer that has taken the room for the next layers.json (an
+    // import between its chunks and its record) holds a lock on it.
+    let script = format!(
+        "exec 9>{}; flock --exclusive 9; exec sleep 60",
+        held.display()
+    );
+    let mut holder = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sh runs");
+    let is_held = || {
+        Command::new("flock")
+            .args(["--nonblock", "--exclusive", held.to_str().unwrap(), "true"])
+            .status()
+            .is_ok_and(|s| s.code() == Some(1))
+    };
+    let start = std::time::Instant::now();
+    while !is_held() {
+        assert!(start.elapsed().as_secs() < 10, "the lock was never taken");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let report = gc(&cs, &[]);
+    let (held_left, dead_left) = (held.exists(), dead.exists());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        held_left,
+        "gc removed a temporary file a live process holds"
+    );
+    assert!(!dead_left, "gc left a dead writer's temporary file");
+    assert_eq!(report["temporary"], 1, "{report}");
+    let report = gc(&cs, &[]);
+    assert!(
+        !held.exists(),
+        "gc left a temporary file once its holder died"
+    );
+    assert_eq!(report["temporary"], 1, "{report}");
+}
+
+#[test]
 fn a_pack_with_some_garbage_is_rewritten_and_its_live_chunks_survive() {
     let cs = Cs::new();
     let shared = random_bytes(8, 400_000);

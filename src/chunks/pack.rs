@@ -77,14 +77,19 @@ impl PackBuilder {
         Ok(())
     }
 
-    /// Flushes and `fsync`s the data; the pack is not yet published.
+    /// Flushes and `fsync`s the data; the pack is not yet published. On
+    /// error the temporary file is removed.
     pub fn seal(self) -> Result<SealedPack> {
-        let file = self
+        let flushed = self
             .file
             .into_inner()
             .map_err(|e| e.into_error())
-            .at("write", &self.tmp_path)?;
-        file.sync_all().at("fsync", &self.tmp_path)?;
+            .at("write", &self.tmp_path)
+            .and_then(|file| file.sync_all().at("fsync", &self.tmp_path));
+        if let Err(e) = flushed {
+            let _ = fs::remove_file(&self.tmp_path);
+            return Err(e);
+        }
         Ok(SealedPack {
             tmp_path: self.tmp_path,
             entries: self.entries,

@@ -17,7 +17,7 @@ use super::chunker::{ChunkerParams, CHUNKER_ALGORITHM};
 use super::id::ChunkId;
 use super::index::{self, IndexEntry};
 use super::pack::{PackBuilder, SealedPack};
-use crate::durable;
+use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 
@@ -628,35 +628,114 @@ impl<'p> PoolWriter<'p> {
 
     /// Publishes every new chunk: packs become durable and visible before
     /// their index files, which become visible before this returns.
-    pub fn finish(mut self) -> Result<WriteStats> {
-        self.flush_frame()?;
-        let sealed = self.join()?;
-        let mut result = Ok(());
-        for (i, pack) in sealed.iter().enumerate() {
-            if result.is_err() {
-                pack.discard();
-                continue;
-            }
-            result = self.publish(pack);
-            if result.is_err() {
-                for rest in &sealed[i + 1..] {
-                    rest.discard();
-                }
-                break;
-            }
-            self.stats.stored_bytes += pack.len;
-        }
-        result.map(|()| self.stats)
+    pub fn finish(self) -> Result<WriteStats> {
+        self.stage()?.publish()
     }
 
-    fn publish(&self, pack: &SealedPack) -> Result<()> {
+    /// Makes every new chunk durable under temporary names, with the
+    /// space its index file needs taken; nothing is visible to others
+    /// until [`StagedChunks::publish`].
+    pub fn stage(mut self) -> Result<StagedChunks<'p>> {
+        self.flush_frame()?;
+        let sealed = self.join()?;
+        let mut staged = StagedChunks {
+            pool: self.pool,
+            packs: Vec::with_capacity(sealed.len()),
+            stats: self.stats,
+        };
+        let mut sealed = sealed.into_iter();
+        for pack in sealed.by_ref() {
+            match StagedPack::new(&self.pool.packs_dir, pack) {
+                Ok(pack) => staged.packs.push(pack),
+                Err(e) => {
+                    sealed.for_each(|rest| rest.discard());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(staged)
+    }
+}
+
+/// The packs of a [`PoolWriter`], durable under temporary names, each with
+/// room taken for its index file; dropped unpublished, they go.
+pub struct StagedChunks<'p> {
+    pool: &'p ChunkPool,
+    packs: Vec<StagedPack>,
+    stats: WriteStats,
+}
+
+/// A sealed pack, its name in `packs/` and its index file waiting there.
+struct StagedPack {
+    pack: SealedPack,
+    name: String,
+    entries: Vec<IndexEntry>,
+    index: Vec<u8>,
+    index_file: PendingFile,
+}
+
+impl StagedPack {
+    fn new(packs_dir: &Path, pack: SealedPack) -> Result<StagedPack> {
         let name = durable::random_hex(16);
-        pack.publish(&self.pool.packs_dir, &name)?;
         let mut entries = pack.entries.clone();
-        let bytes = index::encode(&mut entries);
-        durable::atomic_write(&self.pool.packs_dir.join(format!("{name}.idx")), &bytes)?;
-        self.pool.insert(&name, &entries);
-        Ok(())
+        let index = index::encode(&mut entries);
+        let index_path = packs_dir.join(format!("{name}.idx"));
+        match PendingFile::create(&index_path, index.len() as u64) {
+            Ok(index_file) => Ok(StagedPack {
+                pack,
+                name,
+                entries,
+                index,
+                index_file,
+            }),
+            Err(e) => {
+                pack.discard();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl StagedChunks<'_> {
+    /// Publishes the packs: each is renamed into `packs/` and the
+    /// directory `fsync`ed before its index file gets its name.
+    pub fn publish(mut self) -> Result<WriteStats> {
+        let packs_dir = &self.pool.packs_dir;
+        let mut packs = std::mem::take(&mut self.packs).into_iter();
+        for staged in packs.by_ref() {
+            let published = staged
+                .pack
+                .publish(packs_dir, &staged.name)
+                .and_then(|pack_path| {
+                    let index_path = packs_dir.join(format!("{}.idx", staged.name));
+                    staged
+                        .index_file
+                        .commit(&staged.index, Flush::Now)
+                        .inspect_err(|_| {
+                            // No reader can know a pack whose index never got its
+                            // name; without the pack, its space comes back.
+                            if !index_path.exists() {
+                                let _ = fs::remove_file(&pack_path);
+                            }
+                        })
+                });
+            if let Err(e) = published {
+                staged.pack.discard();
+                packs.for_each(|rest| rest.pack.discard());
+                return Err(e);
+            }
+            self.pool.insert(&staged.name, &staged.entries);
+            self.stats.stored_bytes += staged.pack.len;
+        }
+        Ok(self.stats)
+    }
+}
+
+impl Drop for StagedChunks<'_> {
+    fn drop(&mut self) {
+        for staged in &self.packs {
+            staged.pack.discard();
+        }
     }
 }
 

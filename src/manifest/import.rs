@@ -18,7 +18,7 @@ use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
 use super::path::{lossy, normalize};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
-use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, WriteStats};
+use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, StagedChunks, WriteStats};
 use crate::error::{Error, Result};
 
 const READ_BLOCK: usize = 1 << 20;
@@ -60,6 +60,16 @@ pub struct Imported {
     pub stats: WriteStats,
 }
 
+/// An import whose chunks are durable but not yet published: the caller
+/// takes the space for what it will write with the manifest, then
+/// publishes the chunks. Dropped, it leaves nothing in the pool.
+pub struct StagedImport<'p> {
+    /// The layer's manifest (its `parent` unset).
+    pub manifest: LayerManifest,
+    /// The new chunks.
+    pub chunks: StagedChunks<'p>,
+}
+
 /// Reads a tar stream (plain or compressed), stores its file content in
 /// the pool and returns its manifest. On error nothing is published.
 pub fn import_tar<R: Read + Send>(
@@ -67,6 +77,20 @@ pub fn import_tar<R: Read + Send>(
     pool: &ChunkPool,
     observer: &dyn ImportObserver,
 ) -> Result<Imported> {
+    let staged = stage_tar(input, pool, observer)?;
+    let stats = staged.chunks.publish()?;
+    Ok(Imported {
+        manifest: staged.manifest,
+        stats,
+    })
+}
+
+/// [`import_tar`] up to the publication of the chunks.
+pub fn stage_tar<'p, R: Read + Send>(
+    input: R,
+    pool: &'p ChunkPool,
+    observer: &dyn ImportObserver,
+) -> Result<StagedImport<'p>> {
     let (parse_tx, parse_rx) = sync_channel::<Arc<Vec<u8>>>(CHANNEL_DEPTH);
     let (hash_tx, hash_rx) = sync_channel::<Arc<Vec<u8>>>(CHANNEL_DEPTH);
     // Spent blocks go back to the reader, so that it does not allocate
@@ -115,8 +139,8 @@ pub fn import_tar<R: Read + Send>(
         Ok(manifest)
     })
     .and_then(|manifest| {
-        let stats = writer.finish()?;
-        Ok(Imported { manifest, stats })
+        let chunks = writer.stage()?;
+        Ok(StagedImport { manifest, chunks })
     })
 }
 

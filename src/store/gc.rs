@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::evict::Evicted;
 use super::layers::Layer;
+use super::lock::ProcessMarker;
 use super::{Kind, Store};
 use crate::chunks::{ChunkId, SweepReport};
 use crate::error::{Error, Result};
@@ -244,8 +245,12 @@ impl Store {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
                 if name.starts_with(".tmp-") {
-                    report.temporary += 1;
-                    report.freed_bytes += remove_tree(&path, report.dry_run);
+                    // A live writer's room for the next version of a
+                    // record file stays (see `RecordFile::reserve`).
+                    if !ProcessMarker::is_held(&path) {
+                        report.temporary += 1;
+                        report.freed_bytes += remove_tree(&path, report.dry_run);
+                    }
                 } else if is_id(&name) && path.is_dir() {
                     if known.contains(name.as_str()) {
                         // Temporary files of big-data writes that died.

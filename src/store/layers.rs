@@ -14,7 +14,7 @@ use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::lock::ProcessMarker;
 use super::Store;
 use crate::chunks::WriteGuard;
-use crate::durable;
+use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
@@ -301,21 +301,28 @@ impl Store {
         observer: &dyn ImportObserver,
         _guard: &WriteGuard,
     ) -> Result<Layer> {
-        let imported = manifest::import_tar(input, &self.pool, observer)
-            .map_err(|e| e.for_layer(&layer.id))?;
+        let staged =
+            manifest::stage_tar(input, &self.pool, observer).map_err(|e| e.for_layer(&layer.id))?;
+        let mut m = staged.manifest;
+        m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
+        // What the import writes after its chunks are published takes its
+        // space before: a full disk fails it here, and dropping `staged`
+        // returns every block it took.
+        let manifest_bytes = manifest::encode(&m);
+        let manifest_file =
+            PendingFile::create(&self.manifest_path(&layer.id), manifest_bytes.len() as u64)?;
+        let record_room = self.layer_records.reserve()?;
+        let stats = self.write(|| staged.chunks.publish())?;
         tracing::debug!(
             layer = %layer.id,
-            new_chunks = imported.stats.new_chunks,
-            reused_chunks = imported.stats.reused_chunks,
-            stored_bytes = imported.stats.stored_bytes,
+            new_chunks = stats.new_chunks,
+            reused_chunks = stats.reused_chunks,
+            stored_bytes = stats.stored_bytes,
             "content stored"
         );
-        let mut m = imported.manifest;
-        m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
-        let path = self.manifest_path(&layer.id);
-        self.write(|| durable::atomic_write(&path, &manifest::encode(&m)))?;
+        self.write(|| manifest_file.commit(&manifest_bytes, Flush::Now))?;
         self.write(|| {
-            self.layer_records.modify(|layers| {
+            self.layer_records.modify_reserved(record_room, |layers| {
                 let record = layers
                     .iter_mut()
                     .find(|l| l.id == layer.id)
@@ -450,13 +457,29 @@ impl Store {
     }
 
     /// Removes what an unfinished import left: the record, then the
-    /// manifest. Errors are ignored: `gc` removes any leftovers.
+    /// manifest. When the record cannot be rewritten (a full disk) and is
+    /// still marked incomplete, the manifest goes first to make room, and
+    /// the record is tried again. Errors are ignored: the next open or
+    /// `gc` removes what is left of an incomplete layer.
     fn discard_layer(&self, id: &str) {
-        let _ = self.layer_records.modify(|layers| {
-            let before = layers.len();
-            layers.retain(|l| l.id != id);
-            Ok(((), layers.len() != before))
-        });
+        let remove_record = || {
+            self.layer_records.modify(|layers| {
+                let before = layers.len();
+                layers.retain(|l| l.id != id);
+                Ok(((), layers.len() != before))
+            })
+        };
+        if remove_record().is_err() {
+            let incomplete = self
+                .layers()
+                .is_ok_and(|layers| layers.iter().any(|l| l.id == id && l.is_incomplete()));
+            if !incomplete {
+                return;
+            }
+            let _ = fs::remove_file(self.manifest_path(id));
+            let _ = remove_record();
+            return;
+        }
         let _ = fs::remove_file(self.manifest_path(id));
     }
 
@@ -479,28 +502,30 @@ impl Store {
         if stale.is_empty() {
             return Ok(0);
         }
-        let removed = self.write(|| {
-            self.layer_records.modify(|layers| {
-                let mut removed = Vec::new();
-                layers.retain(|l| {
-                    let dead = stale.contains(&l.id)
-                        && l.is_incomplete()
-                        && !ProcessMarker::is_held(&self.marker_path(&l.id));
-                    if dead {
-                        removed.push(l.id.clone());
-                    }
-                    !dead
-                });
-                let changed = !removed.is_empty();
-                Ok((removed, changed))
-            })
+        // The record goes first: `stale` may be out of date (an import
+        // that just finished), and only the check under the lock tells.
+        // Not latched by `write`: a failed rewrite leaves the record file
+        // as it was, and a full disk must still let `gc` and
+        // `delete-layer` free space.
+        let removed = self.layer_records.modify(|layers| {
+            let mut removed = Vec::new();
+            layers.retain(|l| {
+                let dead = stale.contains(&l.id)
+                    && l.is_incomplete()
+                    && !ProcessMarker::is_held(&self.marker_path(&l.id));
+                if dead {
+                    removed.push(l.id.clone());
+                }
+                !dead
+            });
+            let changed = !removed.is_empty();
+            Ok((removed, changed))
         })?;
-        let count = removed.len();
-        for id in removed {
+        for id in &removed {
             tracing::debug!(layer = %id, "removing incomplete layer");
-            self.remove_layer_files(&id);
+            self.remove_layer_files(id);
         }
-        Ok(count)
+        Ok(removed.len())
     }
 
     fn remove_orphan_markers(&self) -> Result<()> {

@@ -17,7 +17,7 @@ use super::ids::validate_id;
 use super::item::Item;
 use super::lock::{LockFile, LockGuard};
 use super::mounts::MountPoint;
-use crate::durable;
+use crate::durable::{Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 
 /// A record kept in a record file. Its ID names files and directories
@@ -40,6 +40,11 @@ impl Record for MountPoint {
         &self.id
     }
 }
+
+/// What [`RecordFile::reserve`] allocates beyond the file's current size:
+/// a change adds a record of a few hundred bytes, and other processes may
+/// add some before the reserved write.
+const RESERVE_SLACK: u64 = 16 << 10;
 
 /// One record file and its lock.
 pub(crate) struct RecordFile<T> {
@@ -114,6 +119,33 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         Ok(result)
     }
 
+    /// Room for the record file's next version, allocated now: the
+    /// current size and [`RESERVE_SLACK`] more. For a change that must not
+    /// fail for want of space once earlier steps are done; see
+    /// [`RecordFile::modify_reserved`].
+    pub fn reserve(&self) -> Result<PendingFile> {
+        // Made under the lock, which `gc` holds while it removes the
+        // temporary files of dead writers: it finds this one locked.
+        let _guard = self.lock.exclusive()?;
+        let len = fs::metadata(&self.path).map_or(0, |m| m.len());
+        PendingFile::create(&self.path, len + RESERVE_SLACK)
+    }
+
+    /// [`RecordFile::modify`] writing into room taken by
+    /// [`RecordFile::reserve`].
+    pub fn modify_reserved<R>(
+        &self,
+        room: PendingFile,
+        change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>,
+    ) -> Result<R> {
+        let mut locked = self.lock()?;
+        let (result, changed) = change(&mut locked.records)?;
+        if changed {
+            locked.save_into(room)?;
+        }
+        Ok(result)
+    }
+
     /// Takes the exclusive lock and loads the records, for changes that
     /// span several record files.
     pub fn lock(&self) -> Result<Locked<'_, T>> {
@@ -138,9 +170,15 @@ pub(crate) struct Locked<'a, T> {
 impl<T: Serialize + DeserializeOwned + Clone + Record> Locked<'_, T> {
     /// Replaces the record file atomically and leaves a fresh token.
     pub fn save(&mut self) -> Result<()> {
+        let room = PendingFile::create(&self.file.path, 0)?;
+        self.save_into(room)
+    }
+
+    /// [`Locked::save`] into room reserved earlier.
+    fn save_into(&mut self, room: PendingFile) -> Result<()> {
         let file = self.file;
         let json = serde_json::to_vec(&self.records).expect("records serialize");
-        durable::atomic_write(&file.path, &json)?;
+        room.commit(&json, Flush::Now)?;
         let token = file.lock.touch()?;
         *file.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, self.records.clone()));
         Ok(())
