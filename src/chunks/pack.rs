@@ -23,11 +23,13 @@ pub(crate) struct PackBuilder {
     entries: Vec<IndexEntry>,
 }
 
-/// A pack whose data is durable under its temporary name.
+/// A pack whose data is durable under its temporary name; dropped
+/// unpublished, the temporary file goes.
 pub(crate) struct SealedPack {
     tmp_path: PathBuf,
     pub entries: Vec<IndexEntry>,
     pub len: u64,
+    published: bool,
 }
 
 impl PackBuilder {
@@ -94,6 +96,7 @@ impl PackBuilder {
             tmp_path: self.tmp_path,
             entries: self.entries,
             len: self.len,
+            published: false,
         })
     }
 
@@ -106,15 +109,19 @@ impl PackBuilder {
 impl SealedPack {
     /// Renames the pack to `packs_dir/<name>.pack` and `fsync`s the
     /// directory. The caller publishes the index afterwards.
-    pub fn publish(&self, packs_dir: &Path, name: &str) -> Result<PathBuf> {
+    pub fn publish(&mut self, packs_dir: &Path, name: &str) -> Result<PathBuf> {
         let target = packs_dir.join(format!("{name}.pack"));
         fs::rename(&self.tmp_path, &target).at("rename", &target)?;
+        self.published = true;
         durable::fsync_dir(packs_dir)?;
         Ok(target)
     }
+}
 
-    /// Removes the temporary file of a pack that will not be published.
-    pub fn discard(&self) {
-        let _ = fs::remove_file(&self.tmp_path);
+impl Drop for SealedPack {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
     }
 }

@@ -637,23 +637,16 @@ impl<'p> PoolWriter<'p> {
     /// until [`StagedChunks::publish`].
     pub fn stage(mut self) -> Result<StagedChunks<'p>> {
         self.flush_frame()?;
-        let sealed = self.join()?;
-        let mut staged = StagedChunks {
+        let packs = self
+            .join()?
+            .into_iter()
+            .map(|pack| StagedPack::new(&self.pool.packs_dir, pack))
+            .collect::<Result<_>>()?;
+        Ok(StagedChunks {
             pool: self.pool,
-            packs: Vec::with_capacity(sealed.len()),
+            packs,
             stats: self.stats,
-        };
-        let mut sealed = sealed.into_iter();
-        for pack in sealed.by_ref() {
-            match StagedPack::new(&self.pool.packs_dir, pack) {
-                Ok(pack) => staged.packs.push(pack),
-                Err(e) => {
-                    sealed.for_each(|rest| rest.discard());
-                    return Err(e);
-                }
-            }
-        }
-        Ok(staged)
+        })
     }
 }
 
@@ -665,7 +658,22 @@ pub struct StagedChunks<'p> {
     stats: WriteStats,
 }
 
-/// A sealed pack, its name in `packs/` and its index file waiting there.
+impl StagedChunks<'_> {
+    /// Publishes the packs, one after the other (see
+    /// [`StagedPack::publish`]).
+    pub fn publish(self) -> Result<WriteStats> {
+        let mut stats = self.stats;
+        for staged in self.packs {
+            let (name, entries) = (staged.name.clone(), staged.entries.clone());
+            stats.stored_bytes += staged.publish(&self.pool.packs_dir)?;
+            self.pool.insert(&name, &entries);
+        }
+        Ok(stats)
+    }
+}
+
+/// A sealed pack, its name in `packs/`, and room taken there for its
+/// index file.
 struct StagedPack {
     pack: SealedPack,
     name: String,
@@ -679,74 +687,39 @@ impl StagedPack {
         let name = durable::random_hex(16);
         let mut entries = pack.entries.clone();
         let index = index::encode(&mut entries);
-        let index_path = packs_dir.join(format!("{name}.idx"));
-        match PendingFile::create(&index_path, index.len() as u64) {
-            Ok(index_file) => Ok(StagedPack {
-                pack,
-                name,
-                entries,
-                index,
-                index_file,
-            }),
-            Err(e) => {
-                pack.discard();
-                Err(e)
-            }
-        }
+        let index_file =
+            PendingFile::create(&packs_dir.join(format!("{name}.idx")), index.len() as u64)?;
+        Ok(StagedPack {
+            pack,
+            name,
+            entries,
+            index,
+            index_file,
+        })
     }
-}
 
-impl StagedChunks<'_> {
-    /// Publishes the packs: each is renamed into `packs/` and the
-    /// directory `fsync`ed before its index file gets its name.
-    pub fn publish(mut self) -> Result<WriteStats> {
-        let packs_dir = &self.pool.packs_dir;
-        let mut packs = std::mem::take(&mut self.packs).into_iter();
-        for staged in packs.by_ref() {
-            let published = staged
-                .pack
-                .publish(packs_dir, &staged.name)
-                .and_then(|pack_path| {
-                    let index_path = packs_dir.join(format!("{}.idx", staged.name));
-                    staged
-                        .index_file
-                        .commit(&staged.index, Flush::Now)
-                        .inspect_err(|_| {
-                            // No reader can know a pack whose index never got its
-                            // name; without the pack, its space comes back.
-                            if !index_path.exists() {
-                                let _ = fs::remove_file(&pack_path);
-                            }
-                        })
-                });
-            if let Err(e) = published {
-                staged.pack.discard();
-                packs.for_each(|rest| rest.pack.discard());
-                return Err(e);
+    /// Renames the pack into `packs_dir` and `fsync`s the directory, then
+    /// gives the index file its name; returns the pack's size.
+    fn publish(mut self, packs_dir: &Path) -> Result<u64> {
+        let pack_path = self.pack.publish(packs_dir, &self.name)?;
+        let index_path = packs_dir.join(format!("{}.idx", self.name));
+        if let Err(e) = self.index_file.commit(&self.index, Flush::Now) {
+            // No reader knows a pack whose index never got its name;
+            // without the pack, its space comes back.
+            if !index_path.exists() {
+                let _ = fs::remove_file(&pack_path);
             }
-            self.pool.insert(&staged.name, &staged.entries);
-            self.stats.stored_bytes += staged.pack.len;
+            return Err(e);
         }
-        Ok(self.stats)
-    }
-}
-
-impl Drop for StagedChunks<'_> {
-    fn drop(&mut self) {
-        for staged in &self.packs {
-            staged.pack.discard();
-        }
+        Ok(self.pack.len)
     }
 }
 
 impl Drop for PoolWriter<'_> {
     fn drop(&mut self) {
+        // Stops the worker; the packs it sealed go with the result.
         if self.worker.is_some() {
-            if let Ok(sealed) = self.join() {
-                for pack in sealed {
-                    pack.discard();
-                }
-            }
+            let _ = self.join();
         }
     }
 }
@@ -785,10 +758,8 @@ fn write_packs(rx: Receiver<Frame>, tmp_dir: &Path, level: i32) -> Result<Vec<Se
     match result {
         Ok(()) => Ok(sealed),
         Err(e) => {
+            // The sealed packs go when dropped.
             if let Some(pack) = current.take() {
-                pack.discard();
-            }
-            for pack in &sealed {
                 pack.discard();
             }
             Err(e)
