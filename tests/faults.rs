@@ -8,6 +8,9 @@
 //!   needs, and a few more or less: it fails at that step or fits, and in
 //!   every case leaves no temporary file, no pack without its index, no
 //!   record and no manifest, and the store opens on the full disk;
+//! - an import killed while its pack grows, on a disk then filled: the
+//!   store opens, and `gc` frees the pack's space and then removes the
+//!   import's record;
 //! - read-only graph root: write commands fail with an error that says
 //!   read-only, reads keep working.
 //!
@@ -367,6 +370,76 @@ fn an_import_that_runs_out_of_space_at_any_step_leaves_nothing_behind() {
         failed >= 4 && fitted >= 1,
         "{failed} imports failed and {fitted} fitted"
     );
+}
+
+#[test]
+fn on_a_disk_a_killed_import_filled_gc_frees_the_space_and_removes_the_import() {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return;
+    }
+    let seed = seed_from_env("CS_FAULTS_SEED", "killed import");
+    let mut rng = Rng(seed);
+    let (warmup, warmup_digest) = layer_tar(&mut rng, "warmup", 4096, &[]);
+    let (st, _fs) = small_store(&warmup);
+    st.ok(&["gc"]);
+
+    // An import killed while its pack grows: a tar announcing a 20 MiB
+    // file, of which 4 MiB arrive.
+    let mut big = vec![0u8; 20 << 20];
+    rng.fill(&mut big);
+    let mut t = common::tar::TarBuilder::new();
+    t.file("big", &common::tar::Meta::default(), &big);
+    let tar = t.finish();
+    let mut importer = st
+        .command()
+        .arg("import-layer")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = importer.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &tar[..4 << 20]).unwrap();
+    let tmp = st.graph().join("chunks/tmp");
+    let pack_bytes = || -> u64 {
+        names_in(&tmp)
+            .iter()
+            .filter_map(|n| fs::metadata(tmp.join(n)).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let start = std::time::Instant::now();
+    while pack_bytes() < 2 << 20 {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the import never wrote 2 MiB"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    importer.kill().unwrap();
+    importer.wait().unwrap();
+    drop(stdin);
+
+    // Something else takes the rest of the disk.
+    leave_free(&st.graph(), 0);
+
+    // The store opens though the record cannot be removed yet.
+    let listed = st.layers();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.iter().filter(|l| is_incomplete(l)).count(), 1);
+
+    // gc removes the dead import's pack, and then its record.
+    let report: serde_json::Value =
+        serde_json::from_str(&st.ok(&["gc", "--json"])).expect("gc --json");
+    assert_eq!(report["incomplete_layers"], 1, "{report}");
+    assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
+    let (sealed, manifests) = sealed_and_manifests(&st);
+    assert_eq!(sealed.len(), 1, "layers after gc");
+    assert_eq!(manifests, sealed, "manifests after gc");
+    assert_pool_has_no_leftovers(&st, "after gc");
+    st.check_clean("after gc on a full disk");
+    let warmup_id = sealed.into_iter().next().unwrap();
+    assert_eq!(st.export_digest(&warmup_id), warmup_digest);
 }
 
 /// Whether an error says the store or its filesystem is read-only.

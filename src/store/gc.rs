@@ -1,7 +1,9 @@
 //! `gc`: removes what no record references, in an order that is safe
 //! while other processes import, mount and delete:
 //!
-//! 1. layers whose import died (their marker is not held);
+//! 1. layers whose import died (their marker is not held); when their
+//!    records cannot be rewritten (a full disk), this is tried again after
+//!    the last step has freed space;
 //! 2. live layers no mount uses are sealed into the pool;
 //! 3. under the record locks: big-data and run directories no record
 //!    names, and temporary files of writers that died;
@@ -112,7 +114,7 @@ impl Store {
             dry_run: dry,
             ..GcReport::default()
         };
-        report.incomplete_layers = self.gc_incomplete_layers(dry)?;
+        let incomplete = self.gc_incomplete_layers(dry);
         if !dry {
             self.write(|| self.settle_unsynced(true))?;
             self.gc_seal_live_layers(&mut report)?;
@@ -132,6 +134,13 @@ impl Store {
         let mut manifests = HashMap::new();
         self.write(|| self.gc_objects(&mut manifests, &mut report))?;
         self.write(|| self.gc_chunks(&mut manifests, options.pack_garbage, &mut report))?;
+        report.incomplete_layers = match incomplete.or_else(|_| self.gc_incomplete_layers(dry)) {
+            Ok(count) => count,
+            Err(e) => {
+                report.skipped.push(format!("incomplete layers: {e}"));
+                0
+            }
+        };
         Ok(report)
     }
 
