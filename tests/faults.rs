@@ -384,7 +384,8 @@ fn on_a_disk_a_killed_import_filled_gc_frees_the_space_and_removes_the_import() 
     st.ok(&["gc"]);
 
     // An import killed while its pack grows: a tar announcing a 20 MiB
-    // file, of which 4 MiB arrive.
+    // file, of which 6 MiB arrive (buffers on the way hold up to about
+    // 2 MiB).
     let mut big = vec![0u8; 20 << 20];
     rng.fill(&mut big);
     let mut t = common::tar::TarBuilder::new();
@@ -399,7 +400,7 @@ fn on_a_disk_a_killed_import_filled_gc_frees_the_space_and_removes_the_import() 
         .spawn()
         .unwrap();
     let mut stdin = importer.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, &tar[..4 << 20]).unwrap();
+    std::io::Write::write_all(&mut stdin, &tar[..6 << 20]).unwrap();
     let tmp = st.graph().join("chunks/tmp");
     let pack_bytes = || -> u64 {
         names_in(&tmp)
