@@ -11,6 +11,9 @@
 //! - an import killed while its pack grows, on a disk then filled: the
 //!   store opens, and `gc` frees the pack's space and then removes the
 //!   import's record;
+//! - `mount` of a container (overlay and vfs) on a full disk: a clear
+//!   error, no half-built directory, no mount left or counted, `check`
+//!   clean; once space is back, the mount shows every file whole;
 //! - read-only graph root: write commands fail with an error that says
 //!   read-only, reads keep working.
 //!
@@ -441,6 +444,100 @@ fn on_a_disk_a_killed_import_filled_gc_frees_the_space_and_removes_the_import() 
     st.check_clean("after gc on a full disk");
     let warmup_id = sealed.into_iter().next().unwrap();
     assert_eq!(st.export_digest(&warmup_id), warmup_digest);
+}
+
+/// Every `.tmp-` name below `dir`.
+fn temporaries_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(path.clone());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn a_mount_on_a_full_disk_fails_cleanly(driver: &'static str) {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return;
+    }
+    let seed = seed_from_env("CS_FAULTS_SEED", "mount on a full disk");
+    let mut rng = Rng(seed);
+    let st = Store::new(driver);
+    let _fs = LoopFs::mount(&st.graph(), 64, &["-b", "4096", "-m", "0"]);
+    // 10 MB in 200 files of random content: no build fits in 100 blocks.
+    let mut t = common::tar::TarBuilder::new();
+    let meta = common::tar::Meta::default();
+    let mut files = Vec::new();
+    for i in 0..200 {
+        let mut data = vec![0u8; 50_000];
+        rng.fill(&mut data);
+        t.file(&format!("f{i}"), &meta, &data);
+        files.push((format!("f{i}"), data));
+    }
+    let id = st.import(&t.finish(), None);
+    st.ok(&["create-image", "--name", "img", &id]);
+    st.ok(&["create-container", "--name", "c", "img"]);
+    st.ok(&["gc"]);
+    leave_free(&st.graph(), 100);
+
+    let out = st.run(&["mount", "c"], None);
+    let stderr = common::stderr(&out);
+    assert!(!out.status.success(), "mount fitted into 100 blocks");
+    assert!(
+        says_no_space(&stderr),
+        "the error does not say the disk is full: {stderr}"
+    );
+    let left = temporaries_under(&st.graph());
+    assert!(left.is_empty(), "the failed mount left {left:?}");
+    let mounts: Vec<_> = st
+        .kernel_mounts()
+        .into_iter()
+        .filter(|m| *m != st.graph())
+        .collect();
+    assert!(
+        mounts.is_empty(),
+        "mounts after the failed mount: {mounts:?}"
+    );
+    let counted: Vec<_> = st
+        .raw_mounts()
+        .into_iter()
+        .filter(|m| m["count"].as_u64() > Some(0))
+        .collect();
+    assert!(
+        counted.is_empty(),
+        "mount records after the failed mount: {counted:?}"
+    );
+    st.check_clean("after a mount failed on a full disk");
+
+    // With space again, the mount shows every file whole.
+    remove_fillers(&st.graph());
+    let mnt = PathBuf::from(st.ok(&["mount", "c"]).trim());
+    for (name, data) in &files {
+        assert!(
+            fs::read(mnt.join(name)).unwrap() == *data,
+            "{name} after the retry"
+        );
+    }
+    st.ok(&["unmount", "c"]);
+    st.check_clean("after the mount succeeded");
+}
+
+#[test]
+fn an_overlay_mount_on_a_full_disk_fails_cleanly_and_works_once_space_is_back() {
+    a_mount_on_a_full_disk_fails_cleanly("overlay");
+}
+
+#[test]
+fn a_vfs_mount_on_a_full_disk_fails_cleanly_and_works_once_space_is_back() {
+    a_mount_on_a_full_disk_fails_cleanly("vfs");
 }
 
 /// Whether an error says the store or its filesystem is read-only.
