@@ -104,6 +104,16 @@ fn tools_present() -> bool {
     true
 }
 
+/// The random source of the test `what`, seeded from `CS_FAULTS_SEED`
+/// or afresh (and printed); `None` when the test must skip (not root, or
+/// the tools are missing).
+fn start(what: &str) -> Option<Rng> {
+    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+        return None;
+    }
+    Some(Rng(seed_from_env("CS_FAULTS_SEED", what)))
+}
+
 /// A vfs store whose graph root is a fresh loop-mounted ext4.
 fn store_on_loop_fs(size_mib: u64) -> (Store, LoopFs) {
     let st = Store::new("vfs");
@@ -137,11 +147,9 @@ fn sealed_and_manifests(st: &Store) -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn a_full_disk_fails_imports_cleanly_and_gc_makes_room_again() {
-    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+    let Some(mut rng) = start("disk full") else {
         return;
-    }
-    let seed = seed_from_env("CS_FAULTS_SEED", "disk full");
-    let mut rng = Rng(seed);
+    };
     let (st, _fs) = store_on_loop_fs(48);
     st.ok(&["layers"]);
 
@@ -288,11 +296,9 @@ fn small_store(warmup: &[u8]) -> (Store, LoopFs) {
 
 #[test]
 fn an_import_that_runs_out_of_space_at_any_step_leaves_nothing_behind() {
-    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+    let Some(mut rng) = start("space sweep") else {
         return;
-    }
-    let seed = seed_from_env("CS_FAULTS_SEED", "space sweep");
-    let mut rng = Rng(seed);
+    };
     let (warmup, _) = layer_tar(&mut rng, "warmup", 4096, &[]);
     // Smaller than the pack writer's buffer: its first write to disk is
     // the one that seals the pack.
@@ -377,11 +383,9 @@ fn an_import_that_runs_out_of_space_at_any_step_leaves_nothing_behind() {
 
 #[test]
 fn on_a_disk_a_killed_import_filled_gc_frees_the_space_and_removes_the_import() {
-    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+    let Some(mut rng) = start("killed import") else {
         return;
-    }
-    let seed = seed_from_env("CS_FAULTS_SEED", "killed import");
-    let mut rng = Rng(seed);
+    };
     let (warmup, warmup_digest) = layer_tar(&mut rng, "warmup", 4096, &[]);
     let (st, _fs) = small_store(&warmup);
     st.ok(&["gc"]);
@@ -465,11 +469,9 @@ fn temporaries_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn a_mount_on_a_full_disk_fails_cleanly(driver: &'static str) {
-    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+    let Some(mut rng) = start("mount on a full disk") else {
         return;
-    }
-    let seed = seed_from_env("CS_FAULTS_SEED", "mount on a full disk");
-    let mut rng = Rng(seed);
+    };
     let st = Store::new(driver);
     let _fs = LoopFs::mount(&st.graph(), 64, &["-b", "4096", "-m", "0"]);
     // 10 MB in 200 files of random content: no build fits in 100 blocks.
@@ -548,11 +550,9 @@ fn says_read_only(stderr: &str) -> bool {
 
 #[test]
 fn a_read_only_graph_root_refuses_writes_clearly_and_still_reads() {
-    if !common::need_root("loop-mounted filesystems") || !tools_present() {
+    let Some(mut rng) = start("read-only graph root") else {
         return;
-    }
-    let seed = seed_from_env("CS_FAULTS_SEED", "read-only graph root");
-    let mut rng = Rng(seed);
+    };
     let (st, loop_fs) = store_on_loop_fs(32);
     let (base_tar, base_digest) = layer_tar(&mut rng, "base", 1 << 20, &[]);
     let base = st.import(&base_tar, None);
