@@ -550,7 +550,8 @@ fn a_flipped_byte_in_a_pack_names_the_chunk_and_every_layer_using_it() {
     );
 
     // Without --force: the container stays, so its image and layers do;
-    // the sharing layer and its image go.
+    // the sharing layer and its image go. The damaged chunks leave the
+    // pool, so the kept layer now misses them.
     let (code, _, err) = check(&cs, &["-r"]);
     assert_eq!(code, 1, "{err}");
     assert!(!ids(&cs, "layers").contains(&sharing));
@@ -559,9 +560,18 @@ fn a_flipped_byte_in_a_pack_names_the_chunk_and_every_layer_using_it() {
         ids(&cs, "images"),
         sorted(vec![image.clone(), healthy_image.clone()])
     );
-    assert!(err.contains(&format!(
-        "remaining: layer {damaged}: layer content incorrect digest"
-    )));
+    assert!(
+        err.contains(&format!(
+            "repaired: layer {damaged}: damaged chunks dropped from the pool"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "remaining: layer {damaged}: layer content is missing: chunk "
+        )),
+        "{err}"
+    );
 
     // With it: the container, the image, the child and the layer go;
     // nothing healthy does.
@@ -586,6 +596,52 @@ fn a_flipped_byte_in_a_pack_names_the_chunk_and_every_layer_using_it() {
     let out = cs.ok_bytes(&["diff", "-u", &healthy]);
     assert!(out == healthy_tar);
     assert!(check_lines(&cs, &[], 0).is_empty());
+    // The content imports whole again: no damaged copy is reused.
+    let again = cs.import(&damaged_tar, &[]);
+    assert!(cs.ok_bytes(&["diff", "-u", &again]) == damaged_tar);
+    assert!(check_lines(&cs, &[], 0).is_empty());
+}
+
+#[test]
+fn importing_the_content_again_restores_a_layer_whose_damaged_chunks_were_dropped() {
+    let cs = Cs::new();
+    let blob = random_bytes(21, 256 << 10);
+    let mut t = TarBuilder::new();
+    t.file("blob", &Meta::default(), &blob);
+    let tar = t.finish();
+    let layer = cs.import(&tar, &[]);
+    let image = common::first_line_of(&cs.ok(&["create-image", &layer]));
+    let container = common::first_line_of(&cs.ok(&["create-container", &image]));
+    let pack = std::fs::read_dir(cs.graph().join("chunks/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    flip_byte(&pack, std::fs::metadata(&pack).unwrap().len() as usize / 2);
+
+    // Before the repair, an import of the same content reuses the damaged
+    // chunks and is just as damaged.
+    let reused = cs.import(&tar, &[]);
+    assert!(!cs.run(&["diff", "-u", &reused], None).status.success());
+    cs.ok(&["delete-layer", &reused]);
+
+    // The repair keeps the layer (a container uses it) and drops the
+    // chunks; importing the content again restores it, and the container.
+    let (code, _, err) = check(&cs, &["-r"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "repaired: layer {layer}: damaged chunks dropped from the pool"
+        )),
+        "{err}"
+    );
+    let restorer = cs.import(&tar, &[]);
+    cs.ok(&["delete-layer", &restorer]);
+    assert!(check_lines(&cs, &[], 0).is_empty());
+    assert!(cs.ok_bytes(&["diff", "-u", &layer]) == tar);
+    let mnt = PathBuf::from(cs.ok(&["mount", &container]).trim());
+    assert!(std::fs::read(mnt.join("blob")).unwrap() == blob);
+    cs.ok(&["unmount", &container]);
 }
 
 #[test]

@@ -11,6 +11,10 @@
 //! exported. A damaged materialized directory of a sealed layer is only a
 //! cache: it is evicted and rebuilt from the pool (left alone while a
 //! mount uses it). Nothing is removed for a problem it does not have.
+//! Damaged chunks are dropped from the pool, whether or not the layers
+//! using them could be removed: an import of the same content then stores
+//! it anew (instead of reusing the damaged copy) and so restores every
+//! layer that uses it.
 //! This module reads the records and the pool; it never prints.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -138,12 +142,17 @@ impl Records {
 /// A file's device and inode numbers.
 type Inode = (u64, u64);
 
+#[derive(Default)]
 struct Scan {
     found: Vec<Found>,
     /// Per layer, the inodes of its damaged materialized files that have
     /// other names: hardlinks into the object cache, which a rebuild must
     /// not link again.
     shared_inodes: HashMap<String, Vec<(u64, u64)>>,
+    /// Chunks of the pool that do not read back intact.
+    damaged_chunks: Vec<ChunkId>,
+    /// Layers that use one of them.
+    damaged_chunk_users: BTreeSet<String>,
 }
 
 impl Scan {
@@ -180,7 +189,8 @@ impl Store {
             });
         }
         self.check_writable()?;
-        let (repaired, not_repaired) = self.repair(&scan, options)?;
+        let (mut repaired, not_repaired) = self.repair(&scan, options)?;
+        repaired.extend(self.drop_damaged_chunks(&scan)?);
         let mut remaining: Vec<Problem> = self
             .scan(options)?
             .found
@@ -196,6 +206,32 @@ impl Store {
             repaired,
             remaining,
         })
+    }
+
+    /// Drops the damaged chunks from the pool, so that importing the
+    /// content again stores it anew (see `ChunkPool::drop_damaged`).
+    /// Layers that used them and are still there are reported: an import
+    /// of their content restores them.
+    fn drop_damaged_chunks(&self, scan: &Scan) -> Result<Vec<Problem>> {
+        if scan.damaged_chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let guard = self.pool.sweep_guard()?;
+        let dropped = self.pool.drop_damaged(&guard, &scan.damaged_chunks)?;
+        drop(guard);
+        if dropped.chunks_removed == 0 {
+            return Ok(Vec::new());
+        }
+        let layers = self.layers()?;
+        Ok(layers
+            .iter()
+            .filter(|l| scan.damaged_chunk_users.contains(&l.id))
+            .map(|l| Problem {
+                kind: Kind::Layer,
+                id: l.id.clone(),
+                message: "damaged chunks dropped from the pool: importing the layer's content again restores them".into(),
+            })
+            .collect())
     }
 
     fn records(&self) -> Result<Records> {
@@ -218,10 +254,7 @@ impl Store {
         // stray directory.
         let driver_dirs = self.driver_layer_dirs();
         let records = self.records()?;
-        let mut scan = Scan {
-            found: Vec::new(),
-            shared_inodes: HashMap::new(),
-        };
+        let mut scan = Scan::default();
         // Layers an import is still writing are none of check's business.
         let layers: Vec<&Layer> = records
             .layers
@@ -316,11 +349,16 @@ impl Store {
                     damaged[id]
                 ));
             }
+            if !broken.is_empty() {
+                scan.damaged_chunk_users.insert(layer.id.clone());
+            }
             if !listed.is_empty() {
                 unreadable.insert(layer.id.clone());
             }
             push_capped(&mut scan, &layer.id, listed, Remedy::Remove, "chunks");
         }
+
+        scan.damaged_chunks = damaged.keys().copied().collect();
 
         // The exact tar of every sealed layer, unless quick.
         if !options.quick {
@@ -1163,10 +1201,7 @@ mod tests {
 
     #[test]
     fn long_lists_are_capped_with_a_count() {
-        let mut scan = Scan {
-            found: Vec::new(),
-            shared_inodes: HashMap::new(),
-        };
+        let mut scan = Scan::default();
         let items: Vec<String> = (0..PER_LAYER + 3)
             .map(|i| format!("layer content incorrect digest: chunk {i} is damaged"))
             .collect();

@@ -1,13 +1,15 @@
 //! Verifying the whole pool: every chunk the lookup table can serve is
 //! decompressed from its pack and checked against its BLAKE3 (`check`).
 //! Each frame is decompressed once; frames are checked in parallel.
+//! Damaged chunks can then be dropped (`check --repair`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
 
 use super::{ChunkId, ChunkPool, Location};
-use crate::error::Result;
+use crate::chunks::{SweepGuard, SweepReport};
+use crate::error::{Error, Result};
 
 impl ChunkPool {
     /// Checks every chunk of the pool; returns those that cannot be read
@@ -33,6 +35,40 @@ impl ChunkPool {
             .collect();
         bad.sort_by_key(|(id, _)| *id);
         Ok(bad)
+    }
+
+    /// Drops the chunks of `damaged` that still do not read back intact
+    /// (checked again under `guard`: another process may have repaired
+    /// them since): the packs holding them are rewritten without them.
+    /// While the pool has a damaged chunk, an import of the same content
+    /// reuses it instead of storing it anew; once dropped, an import
+    /// restores it for every layer that uses it.
+    pub(crate) fn drop_damaged(
+        &self,
+        guard: &SweepGuard,
+        damaged: &[ChunkId],
+    ) -> Result<SweepReport> {
+        self.reload()?;
+        let mut reader = self.reader();
+        let still: HashSet<ChunkId> = damaged
+            .iter()
+            .filter(|id| matches!(reader.read(id), Err(Error::Chunk { .. })))
+            .copied()
+            .collect();
+        drop(reader);
+        if still.is_empty() {
+            return Ok(SweepReport::default());
+        }
+        let live: HashSet<ChunkId> = {
+            let state = self.state.read().expect("pool lock");
+            state
+                .map
+                .keys()
+                .filter(|id| !still.contains(id))
+                .copied()
+                .collect()
+        };
+        self.sweep(guard, &live, 0.0, false)
     }
 
     fn verify_frame(&self, chunks: &[(ChunkId, Location)]) -> Vec<(ChunkId, String)> {
