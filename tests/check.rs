@@ -478,21 +478,32 @@ fn chunk_ids(lines: &[String]) -> Vec<String> {
     out
 }
 
+/// A layer with one random (incompressible) 256 KiB file, `blob`: the
+/// file and the tar.
+fn blob_tar(seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let blob = random_bytes(seed, 256 << 10);
+    let mut t = TarBuilder::new();
+    t.file("blob", &Meta::default(), &blob);
+    (blob, t.finish())
+}
+
+/// The pack files of the store's pool.
+fn packs_of(cs: &Cs) -> Vec<PathBuf> {
+    std::fs::read_dir(cs.graph().join("chunks/packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect()
+}
+
 #[test]
 fn a_flipped_byte_in_a_pack_names_the_chunk_and_every_layer_using_it() {
     let cs = Cs::new();
     // The damaged layer is imported first, alone in its pack; its only
     // file is random (incompressible), so the pack is mostly that file.
-    let blob = random_bytes(11, 256 << 10);
-    let mut t = TarBuilder::new();
-    t.file("blob", &Meta::default(), &blob);
-    let damaged_tar = t.finish();
+    let (blob, damaged_tar) = blob_tar(11);
     let damaged = cs.import(&damaged_tar, &[]);
-    let packs: Vec<PathBuf> = std::fs::read_dir(cs.graph().join("chunks/packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
-        .collect();
+    let packs = packs_of(&cs);
     assert_eq!(packs.len(), 1);
     // Another layer holding the same file shares its chunks.
     let mut t = TarBuilder::new();
@@ -605,18 +616,11 @@ fn a_flipped_byte_in_a_pack_names_the_chunk_and_every_layer_using_it() {
 #[test]
 fn importing_the_content_again_restores_a_layer_whose_damaged_chunks_were_dropped() {
     let cs = Cs::new();
-    let blob = random_bytes(21, 256 << 10);
-    let mut t = TarBuilder::new();
-    t.file("blob", &Meta::default(), &blob);
-    let tar = t.finish();
+    let (blob, tar) = blob_tar(21);
     let layer = cs.import(&tar, &[]);
     let image = common::first_line_of(&cs.ok(&["create-image", &layer]));
     let container = common::first_line_of(&cs.ok(&["create-container", &image]));
-    let pack = std::fs::read_dir(cs.graph().join("chunks/packs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "pack"))
-        .unwrap();
+    let pack = packs_of(&cs).remove(0);
     flip_byte(&pack, std::fs::metadata(&pack).unwrap().len() as usize / 2);
 
     // Before the repair, an import of the same content reuses the damaged
