@@ -94,6 +94,19 @@ impl PendingFile {
     /// Writes `data` as the file's whole content and renames it over the
     /// target, on disk when `flush` says.
     pub fn commit(mut self, data: &[u8], flush: Flush) -> Result<()> {
+        self.write_and_rename(data, flush)
+    }
+
+    /// [`PendingFile::commit`], keeping the file open and its `flock`
+    /// held until the returned handle is dropped (a marker of work in
+    /// progress).
+    pub fn commit_held(mut self, data: &[u8], flush: Flush) -> Result<File> {
+        self.write_and_rename(data, flush)?;
+        // A second descriptor of the same open file holds the same lock.
+        self.file.try_clone().at("open", &self.target)
+    }
+
+    fn write_and_rename(&mut self, data: &[u8], flush: Flush) -> Result<()> {
         self.file.write_all(data).at("write", &self.tmp)?;
         if self.reserved > data.len() as u64 {
             // What was reserved beyond the content goes back.

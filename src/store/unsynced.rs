@@ -23,17 +23,17 @@
 //!   markers are older than the kernel's writeback delay (the `syncfs`
 //!   then finds little left to write); `gc` does it for all of them.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, File};
+use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::Store;
-use crate::durable;
+use crate::durable::{self, Flush, PendingFile};
 use crate::error::{IoContext, Result};
-use crate::flock::{self, Flock};
+use crate::flock::Flock;
 use crate::materialize;
 
 /// How old a marker must be before a mount settles it: the kernel writes
@@ -75,33 +75,14 @@ impl Store {
         let dir = self.unsynced_dir();
         durable::create_dir_all(&dir)?;
         let path = dir.join(format!("{id}-{}", durable::random_hex(8)));
-        let tmp = durable::temp_sibling(&path);
         // Locked before it has its name, so that no settle can take it
         // for a finished build.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .at("create", &tmp)?;
-        let ordered = durable::orders_metadata(&dir);
-        let made = (|| {
-            flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
-            file.write_all(boot.as_bytes()).at("write", &tmp)?;
-            if !ordered {
-                file.sync_all().at("fsync", &tmp)?;
-            }
-            fs::rename(&tmp, &path).at("rename", &path)?;
-            match ordered {
-                true => Ok(()),
-                false => durable::fsync_dir(&dir),
-            }
-        })();
-        if made.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        made.map(|()| Some(Unsynced { _file: file }))
+        let flush = match durable::orders_metadata(&dir) {
+            true => Flush::Later,
+            false => Flush::Now,
+        };
+        let file = PendingFile::create(&path, 0)?.commit_held(boot.as_bytes(), flush)?;
+        Ok(Some(Unsynced { _file: file }))
     }
 
     /// Settles the markers (see the module documentation): all of them
