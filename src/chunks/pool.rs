@@ -664,9 +664,7 @@ impl StagedChunks<'_> {
     pub fn publish(self) -> Result<WriteStats> {
         let mut stats = self.stats;
         for staged in self.packs {
-            let (name, entries) = (staged.name.clone(), staged.entries.clone());
-            stats.stored_bytes += staged.publish(&self.pool.packs_dir)?;
-            self.pool.insert(&name, &entries);
+            stats.stored_bytes += staged.publish(self.pool)?;
         }
         Ok(stats)
     }
@@ -683,9 +681,9 @@ struct StagedPack {
 }
 
 impl StagedPack {
-    fn new(packs_dir: &Path, pack: SealedPack) -> Result<StagedPack> {
+    fn new(packs_dir: &Path, mut pack: SealedPack) -> Result<StagedPack> {
         let name = durable::random_hex(16);
-        let mut entries = pack.entries.clone();
+        let mut entries = std::mem::take(&mut pack.entries);
         let index = index::encode(&mut entries);
         let index_file =
             PendingFile::create(&packs_dir.join(format!("{name}.idx")), index.len() as u64)?;
@@ -698,9 +696,11 @@ impl StagedPack {
         })
     }
 
-    /// Renames the pack into `packs_dir` and `fsync`s the directory, then
-    /// gives the index file its name; returns the pack's size.
-    fn publish(mut self, packs_dir: &Path) -> Result<u64> {
+    /// Renames the pack into the pool's `packs/` and `fsync`s the
+    /// directory, then gives the index file its name and adds the entries
+    /// to the pool's table; returns the pack's size.
+    fn publish(mut self, pool: &ChunkPool) -> Result<u64> {
+        let packs_dir = &pool.packs_dir;
         let pack_path = self.pack.publish(packs_dir, &self.name)?;
         let index_path = packs_dir.join(format!("{}.idx", self.name));
         if let Err(e) = self.index_file.commit(&self.index, Flush::Now) {
@@ -711,6 +711,7 @@ impl StagedPack {
             }
             return Err(e);
         }
+        pool.insert(&self.name, &self.entries);
         Ok(self.pack.len)
     }
 }
