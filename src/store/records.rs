@@ -111,12 +111,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
     /// Applies `change` to the current records under the exclusive lock and
     /// writes them back when it succeeds (and returned `changed = true`).
     pub fn modify<R>(&self, change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>) -> Result<R> {
-        let mut locked = self.lock()?;
-        let (result, changed) = change(&mut locked.records)?;
-        if changed {
-            locked.save()?;
-        }
-        Ok(result)
+        self.modify_into(None, change)
     }
 
     /// Room for the record file's next version, allocated now: the
@@ -136,6 +131,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
     pub fn modify_reserved<R>(
         &self,
         room: PendingFile,
+        change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>,
+    ) -> Result<R> {
+        self.modify_into(Some(room), change)
+    }
+
+    /// Applies `change` under the exclusive lock and, when it changed
+    /// something, saves into `room` (or a new temporary file).
+    fn modify_into<R>(
+        &self,
+        room: Option<PendingFile>,
         change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>,
     ) -> Result<R> {
         let mut locked = self.lock()?;
@@ -170,14 +175,17 @@ pub(crate) struct Locked<'a, T> {
 impl<T: Serialize + DeserializeOwned + Clone + Record> Locked<'_, T> {
     /// Replaces the record file atomically and leaves a fresh token.
     pub fn save(&mut self) -> Result<()> {
-        let room = PendingFile::create(&self.file.path, 0)?;
-        self.save_into(room)
+        self.save_into(None)
     }
 
-    /// [`Locked::save`] into room reserved earlier.
-    fn save_into(&mut self, room: PendingFile) -> Result<()> {
+    /// [`Locked::save`] into room reserved earlier, if any.
+    fn save_into(&mut self, room: Option<PendingFile>) -> Result<()> {
         let file = self.file;
         let json = serde_json::to_vec(&self.records).expect("records serialize");
+        let room = match room {
+            Some(room) => room,
+            None => PendingFile::create(&file.path, 0)?,
+        };
         room.commit(&json, Flush::Now)?;
         let token = file.lock.touch()?;
         *file.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, self.records.clone()));
