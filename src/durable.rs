@@ -9,13 +9,103 @@
 //! overlay build, see `store::unsynced`) skip the `fsync`s
 //! ([`Flush::Later`]): on a journaling filesystem an `fsync` commits
 //! everything else pending too, such as the previous build.
+//!
+//! It also owns the modes and the symlink rule of everything the store
+//! makes for itself, whatever the umask: directories are made by
+//! [`create_dir_all`] with mode [`DIR_MODE`] (0700), files are opened by
+//! [`open_store_file`] or [`PendingFile`] with mode [`FILE_MODE`] (0600)
+//! and never through a symbolic link ([`Error::Symlink`] names the path
+//! instead). Other users thus can neither read the store nor make it
+//! write somewhere else. Trees of layer content keep the tar's modes:
+//! the 0700 directory above each of them is what keeps others out.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
+
+/// The mode of every directory the store makes for itself: records,
+/// layer content, packs, objects, manifests and run-time state. Only its
+/// owner can list or enter it, so nothing in it is within another user's
+/// reach, whatever its own mode.
+pub(crate) const DIR_MODE: u32 = 0o700;
+
+/// The mode of every file the store makes for itself: records, locks,
+/// packs, indexes, manifests, big data, markers.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// The mode of the root of a tree of layer content that no tar entry
+/// gives one (a live layer's upper directory, a build's root before its
+/// entry is applied), as `tar -x` makes a directory.
+pub(crate) const TREE_ROOT_MODE: u32 = 0o755;
+
+/// How [`open_store_file`] opens a file of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// To read; the file must exist.
+    Read,
+    /// To write; the file must exist.
+    Write,
+    /// To write, created when missing (never truncated).
+    Create,
+    /// A lock file: to read and write, created when missing; only to
+    /// read where the store cannot be written (a read-only filesystem,
+    /// another user's store), which still takes shared locks.
+    Lock,
+}
+
+/// Opens a file the store keeps for itself, never through a symbolic
+/// link (`O_NOFOLLOW`: one at `path` is [`Error::Symlink`]); a file it
+/// creates gets [`FILE_MODE`].
+pub(crate) fn open_store_file(path: &Path, how: Open) -> Result<File> {
+    let open = |write: bool, create: bool| {
+        OpenOptions::new()
+            .read(!write || how == Open::Lock)
+            .write(write)
+            .create(create)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    let (result, op) = match how {
+        Open::Read => (open(false, false), "open"),
+        Open::Write => (open(true, false), "open"),
+        Open::Create => (open(true, true), "create"),
+        Open::Lock => match open(true, true) {
+            Err(e) if is_read_only(&e) => (open(false, false), "open"),
+            r => (r, "open"),
+        },
+    };
+    result.map_err(|e| open_error(e, op, path))
+}
+
+/// Whether an open for writing failed because the filesystem or the file
+/// cannot be written by this process.
+fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
+    )
+}
+
+/// The error of an `O_NOFOLLOW` open of `path`: [`Error::Symlink`] when
+/// a symbolic link is what stopped it.
+fn open_error(e: std::io::Error, op: &'static str, path: &Path) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) {
+        return Error::Symlink(path.to_path_buf());
+    }
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
 
 /// When a write must be on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,10 +151,11 @@ impl PendingFile {
     /// allocated (where the filesystem can allocate ahead).
     pub fn create(target: &Path, reserve: u64) -> Result<PendingFile> {
         let tmp = temp_sibling(target);
+        // Exclusive creation never follows a symbolic link.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(FILE_MODE)
             .open(&tmp)
             .at("create", &tmp)?;
         crate::flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
@@ -158,25 +249,120 @@ pub(crate) fn fsync_parent(path: &Path) -> Result<()> {
     }
 }
 
-/// Creates a directory and its parents, `fsync`ing each parent it created.
+/// Creates a directory of the store and its missing parents with mode
+/// [`DIR_MODE`], `fsync`ing each parent it created in. A symbolic link at
+/// `dir` is refused ([`Error::Symlink`]); its parents may be links (a
+/// graph root on another disk), the store's own fixed directories are
+/// checked when it is opened ([`check_store_dir`]).
 pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     create_dir_all_flushed(dir, Flush::Now)
 }
 
-/// Creates a directory and its parents, on disk when `flush` says.
+/// [`create_dir_all`], on disk when `flush` says.
 pub(crate) fn create_dir_all_flushed(dir: &Path, flush: Flush) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    make_dir(dir, DIR_MODE, flush)
+}
+
+/// Creates the root of a tree of layer content (a live layer's upper
+/// directory, a build's temporary tree) with mode [`TREE_ROOT_MODE`]
+/// whatever the umask, and its missing parents with [`DIR_MODE`]. The
+/// tree's own entries, if any, set its mode later; the parent's 0700 is
+/// what keeps other users out of it.
+pub(crate) fn create_tree_root(dir: &Path, flush: Flush) -> Result<()> {
+    make_dir(dir, TREE_ROOT_MODE, flush)
+}
+
+fn make_dir(dir: &Path, mode: u32, flush: Flush) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if m.file_type().is_symlink() => return Err(Error::Symlink(dir.to_path_buf())),
+        _ => {}
     }
     if let Some(parent) = dir.parent() {
-        create_dir_all_flushed(parent, flush)?;
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            make_dir(parent, DIR_MODE, flush)?;
+        }
     }
-    match fs::create_dir(dir) {
-        Ok(()) if flush == Flush::Later => Ok(()),
-        Ok(()) => fsync_parent(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    match DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            // The umask may have taken bits that a tree's root needs.
+            if mode != DIR_MODE {
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at("chmod", dir)?;
+            }
+            match flush {
+                Flush::Later => Ok(()),
+                Flush::Now => fsync_parent(dir),
+            }
+        }
+        // Made by someone else meanwhile: checked as an existing one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match fs::symlink_metadata(dir) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink(dir.to_path_buf())),
+                _ => Err(e).at("mkdir", dir),
+            }
+        }
         Err(e) => Err(e).at("mkdir", dir),
     }
+}
+
+/// Checks one of the store's own directories as an older version (or a
+/// loose umask) may have left it: a symbolic link there is refused
+/// ([`Error::Symlink`]); with `tighten`, one this user owns that others
+/// could enter gets [`DIR_MODE`]. A missing one is fine. One `lstat` (and
+/// rarely a `chmod`): cheap enough for every open.
+pub(crate) fn check_store_dir(dir: &Path, tighten: bool) -> Result<()> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        // Missing, or out of this user's reach (another user's store,
+        // opened to read): nothing to be redirected through.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e).at("stat", dir),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::Symlink(dir.to_path_buf()));
+    }
+    if tighten && meta.is_dir() && meta.mode() & 0o077 != 0 && owned(&meta) {
+        chmod(dir, DIR_MODE)?;
+    }
+    Ok(())
+}
+
+/// Takes the write bits of group and others from a root of the store (the
+/// graph root, the run root) that this user owns, where an older version
+/// (or a loose umask) left them: anyone could replace the store's
+/// directories in it. The rest of its mode is the owner's choice (it may
+/// hold other things); a sticky directory is shared on purpose.
+pub(crate) fn tighten_root(dir: &Path) -> Result<()> {
+    let Ok(meta) = fs::metadata(dir) else {
+        return Ok(());
+    };
+    let mode = meta.mode() & 0o7777;
+    if meta.is_dir() && mode & 0o022 != 0 && mode & 0o1000 == 0 && owned(&meta) {
+        chmod(dir, mode & !0o022)?;
+    }
+    Ok(())
+}
+
+/// Gives `dir` `mode`; on a read-only filesystem (a run root there while
+/// the graph root is writable) it stays as it is, out of reach of writers
+/// too.
+fn chmod(dir: &Path, mode: u32) -> Result<()> {
+    match fs::set_permissions(dir, fs::Permissions::from_mode(mode)) {
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        r => r.at("chmod", dir),
+    }
+}
+
+fn owned(meta: &fs::Metadata) -> bool {
+    meta.uid() == nix::unistd::geteuid().as_raw()
 }
 
 /// Whether the filesystem holding `path` journals its metadata in order
@@ -227,5 +413,59 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn store_directories_and_files_are_private_and_never_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        let deep = dir.path().join("a/b");
+        create_dir_all(&deep).unwrap();
+        assert_eq!((mode(&deep), mode(deep.parent().unwrap())), (0o700, 0o700));
+        let file = deep.join("x.lock");
+        open_store_file(&file, Open::Lock).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        let root = dir.path().join("tree");
+        create_tree_root(&root, Flush::Later).unwrap();
+        assert_eq!(mode(&root), 0o755);
+
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"kept").unwrap();
+        let link = deep.join("y.lock");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        for how in [Open::Lock, Open::Create, Open::Write, Open::Read] {
+            match open_store_file(&link, how) {
+                Err(Error::Symlink(p)) => assert_eq!(p, link),
+                other => panic!("{how:?}: {other:?}"),
+            }
+        }
+        let dir_link = deep.join("sub");
+        std::os::unix::fs::symlink(dir.path(), &dir_link).unwrap();
+        assert!(matches!(create_dir_all(&dir_link), Err(Error::Symlink(_))));
+        assert!(matches!(
+            check_store_dir(&dir_link, true),
+            Err(Error::Symlink(_))
+        ));
+        assert_eq!(fs::read(&outside).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn an_open_store_directory_is_closed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        check_store_dir(&open, false).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().mode() & 0o7777, 0o777);
+        check_store_dir(&open, true).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().mode() & 0o7777, 0o700);
+        check_store_dir(&dir.path().join("missing"), true).unwrap();
+
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o775)).unwrap();
+        tighten_root(&open).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().mode() & 0o7777, 0o755);
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        tighten_root(&open).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().mode() & 0o7777, 0o1777);
     }
 }

@@ -93,6 +93,11 @@ pub enum Error {
     /// A configuration file or option is wrong.
     #[error("{0}")]
     Config(String),
+    /// A path where the store keeps one of its own files or directories
+    /// is a symbolic link, which the store never follows (someone could
+    /// make it write through it).
+    #[error("{path}: is a symbolic link; the store does not follow symbolic links where it keeps its own files (remove it)", path = .0.display())]
+    Symlink(PathBuf),
     /// A previous write failed; this store handle takes no more writes.
     #[error("store {0}: an earlier write failed, refusing further writes")]
     WriteLatched(PathBuf),

@@ -5,12 +5,12 @@
 //! threads of one process can share a lock, and a shared holder blocks an
 //! exclusive one in the same process as it would in another.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::durable;
+use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
 
 /// A held lock; released when dropped.
@@ -20,7 +20,8 @@ pub(crate) struct Flock {
 }
 
 impl Flock {
-    /// Waits for a shared lock on `path` (created when missing).
+    /// Waits for a shared lock on `path` (created when missing, never
+    /// opened through a symbolic link).
     pub fn shared(path: &Path) -> Result<Flock> {
         Flock::take(path, libc::LOCK_SH)
     }
@@ -31,18 +32,7 @@ impl Flock {
     }
 
     fn take(path: &Path, how: libc::c_int) -> Result<Flock> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-        {
-            Ok(file) => file,
-            // A read-only store still coordinates its readers.
-            Err(e) if e.raw_os_error() == Some(libc::EROFS) => File::open(path).at("open", path)?,
-            Err(e) => return Err(e).at("open", path),
-        };
+        let file = durable::open_store_file(path, Open::Lock)?;
         flock(&file, how).at("lock", path)?;
         Ok(Flock {
             path: path.to_path_buf(),

@@ -87,10 +87,21 @@ impl Store {
         };
         let containers_dir = containers_root.join(format!("{drv}-containers"));
         let dirs = [&layers_dir, &images_dir, &containers_dir];
-        let writable = Self::prepare(&graph, &dirs).is_ok() && !read_only_fs(&graph);
+        let prepared = Self::prepare(&graph, &dirs);
+        if let Err(e @ Error::Symlink(_)) = prepared {
+            return Err(e);
+        }
+        let writable = prepared.is_ok() && !read_only_fs(&graph);
         if !writable && !layers_dir.is_dir() {
             // Neither creatable nor there: report why.
             Self::prepare(&graph, &dirs)?;
+        }
+        if writable {
+            durable::tighten_root(&graph)?;
+            durable::tighten_root(&options.run_root)?;
+        }
+        for dir in private_dirs(&options) {
+            durable::check_store_dir(&dir, writable)?;
         }
         let layer_records = RecordFile::open(&layers_dir, "layers.json", "layers.lock")?;
         let image_records = RecordFile::open(&images_dir, "images.json", "images.lock")?;
@@ -131,14 +142,7 @@ impl Store {
             durable::create_dir_all(dir)?;
         }
         durable::create_dir_all(&graph.join("manifests"))?;
-        let lock = graph.join("storage.lock");
-        if !lock.exists() {
-            std::fs::File::create(&lock).map_err(|e| Error::Io {
-                op: "create",
-                path: lock,
-                source: e,
-            })?;
-        }
+        durable::open_store_file(&graph.join("storage.lock"), durable::Open::Create)?;
         Ok(())
     }
 
@@ -226,6 +230,55 @@ impl Store {
         }
         result
     }
+}
+
+/// The store's fixed directories, of both drivers, in the graph root and
+/// the run root: each is made with mode 0700 (`durable::DIR_MODE`), and
+/// [`Store::open`] checks them all (one `lstat` each): a symbolic link
+/// among them is refused, and when the store is opened for writing, one
+/// this user owns that an older version or a loose umask left open to
+/// others is given 0700 again. Directories below them are not walked: the
+/// fixed ones keep other users out of everything in them.
+fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
+    let graph = &options.graph_root;
+    let run = &options.run_root;
+    let (mut dirs, mut below) = (
+        vec![
+            graph.join("manifests"),
+            graph.join("chunks"),
+            graph.join("objects"),
+        ],
+        vec![
+            graph.join("chunks").join("packs"),
+            graph.join("chunks").join("tmp"),
+            graph.join("objects").join("tmp"),
+        ],
+    );
+    for drv in options::DRIVERS {
+        let driver = graph.join(drv);
+        let layers = graph.join(format!("{drv}-layers"));
+        below.extend([
+            layers.join(".incomplete"),
+            layers.join(".deleting"),
+            driver.join("l"),
+            driver.join("dir"),
+            driver.join(".used"),
+            driver.join(".unsynced"),
+        ]);
+        dirs.extend([
+            layers,
+            graph.join(format!("{drv}-images")),
+            graph.join(format!("{drv}-containers")),
+            driver,
+            run.join(format!("{drv}-layers")),
+            run.join(format!("{drv}-images")),
+            run.join(format!("{drv}-containers")),
+        ]);
+    }
+    // Parents before their children: no child is looked at through a
+    // parent that is a link.
+    dirs.append(&mut below);
+    dirs
 }
 
 /// Whether `path` lies on a filesystem mounted read-only (creating the

@@ -5,6 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::id::ChunkId;
@@ -39,6 +40,7 @@ impl PackBuilder {
         let file = File::options()
             .write(true)
             .create_new(true)
+            .mode(durable::FILE_MODE)
             .open(&tmp_path)
             .at("create", &tmp_path)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);

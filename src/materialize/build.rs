@@ -126,7 +126,8 @@ pub(crate) fn build<'a>(
     };
     durable::create_dir_all_flushed(parent, flush)?;
     let tmp = durable::temp_sibling(target);
-    std::fs::create_dir(&tmp).at("mkdir", &tmp)?;
+    // Durable, if asked, by the rename and the `fsync` of `parent` below.
+    durable::create_tree_root(&tmp, durable::Flush::Later)?;
     // Reflinks come first: a tree that may hold hardlinks gets them only
     // where the filesystem cannot reflink.
     let options = BuildOptions {

@@ -362,7 +362,7 @@ impl ObjectCache {
         }
         let unnamed = File::options()
             .write(true)
-            .mode(0o600)
+            .mode(durable::FILE_MODE)
             .custom_flags(libc::O_TMPFILE)
             .open(dir);
         let mut pending = match unnamed {
@@ -372,6 +372,7 @@ impl ObjectCache {
                 let file = File::options()
                     .write(true)
                     .create_new(true)
+                    .mode(durable::FILE_MODE)
                     .open(&tmp)
                     .at("create", &tmp)?;
                 Pending {
@@ -478,9 +479,14 @@ impl ObjectCache {
                 .read(true)
                 .write(true)
                 .create_new(true)
+                .mode(durable::FILE_MODE)
                 .open(&a)?;
             source.write_all(b"probe")?;
-            let target = File::options().write(true).create_new(true).open(&b)?;
+            let target = File::options()
+                .write(true)
+                .create_new(true)
+                .mode(durable::FILE_MODE)
+                .open(&b)?;
             // SAFETY: both descriptors are open for the whole call.
             let r = unsafe { libc::ioctl(target.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
             Ok(r == 0)

@@ -346,9 +346,16 @@ fn probe(dir: &Path) -> Option<bool> {
     let data = vec![0x5a_u8; 64 << 10];
     let base = format!(".dedup-probe-{}", durable::random_hex(8));
     let paths = [dir.join(format!("{base}-a")), dir.join(format!("{base}-b"))];
-    let written = paths
-        .iter()
-        .all(|p| File::create(p).and_then(|mut f| f.write_all(&data)).is_ok());
+    let written = paths.iter().all(|p| {
+        use std::os::unix::fs::OpenOptionsExt;
+        File::options()
+            .write(true)
+            .create_new(true)
+            .mode(durable::FILE_MODE)
+            .open(p)
+            .and_then(|mut f| f.write_all(&data))
+            .is_ok()
+    });
     let result = written.then(|| {
         let size = data.len() as u64;
         let a = Candidate {

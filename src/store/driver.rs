@@ -149,7 +149,7 @@ impl Store {
                             .build_overlay(&m, &lowers, &diff, options)?;
                     }
                 } else if i == 0 {
-                    durable::create_dir_all(&diff)?;
+                    durable::create_tree_root(&diff, Flush::Now)?;
                 } else {
                     self.sealed_manifest(layer)?;
                 }

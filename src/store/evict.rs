@@ -35,10 +35,10 @@ impl Store {
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        let _ = fs::create_dir_all(self.driver_dir().join(".used"));
+        let _ = durable::create_dir_all(&self.driver_dir().join(".used"));
         for layer in chain {
             let path = self.used_stamp(&layer.id);
-            if let Ok(file) = fs::File::create(&path) {
+            if let Ok(file) = durable::open_store_file(&path, durable::Open::Create) {
                 let _ = file.set_modified(SystemTime::now());
             }
         }

@@ -398,7 +398,7 @@ impl Store {
         let chain = self.chain(&layer.id)?;
         let (dir, format) = if self.options.driver == "overlay" {
             let dir = self.layer_content_dir(&layer.id);
-            durable::create_dir_all(&dir)?;
+            durable::create_tree_root(&dir, durable::Flush::Now)?;
             (dir, self.overlay_format())
         } else {
             (self.prepare_vfs(&chain)?, Format::Flattened)
@@ -639,7 +639,7 @@ impl Store {
         durable::create_dir_all(&dir)?;
         for id in ids {
             let path = self.deleting_marker(id);
-            fs::File::create(&path).at("create", &path)?;
+            durable::open_store_file(&path, durable::Open::Create)?;
         }
         durable::fsync_dir(&dir)
     }

@@ -6,12 +6,12 @@
 //! one they last saw to know whether to reload. An in-process mutex guards
 //! against threads of one process sharing the open file description.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::durable;
+use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
 use crate::flock::flock;
 
@@ -29,20 +29,10 @@ pub(crate) struct LockGuard<'a> {
 }
 
 impl LockFile {
-    /// Opens (creating when possible) the lock file at `path`.
+    /// Opens (creating when possible) the lock file at `path`, never
+    /// through a symbolic link.
     pub fn open(path: &Path) -> Result<LockFile> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-        {
-            Ok(f) => f,
-            // A read-only store still takes shared locks.
-            Err(e) if is_read_only(&e) => File::open(path).at("open", path)?,
-            Err(e) => return Err(e).at("open", path),
-        };
+        let file = durable::open_store_file(path, Open::Lock)?;
         Ok(LockFile {
             path: path.to_path_buf(),
             file,
@@ -89,14 +79,6 @@ impl LockFile {
     }
 }
 
-/// Whether an open failed because the filesystem or file is read-only.
-pub(crate) fn is_read_only(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM)
-    )
-}
-
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         let _ = flock(&self.lock.file, libc::LOCK_UN);
@@ -117,12 +99,7 @@ impl ProcessMarker {
     pub fn acquire(path: &Path) -> Result<ProcessMarker> {
         use std::os::unix::fs::MetadataExt;
         loop {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .at("create", path)?;
+            let file = durable::open_store_file(path, Open::Create)?;
             flock(&file, libc::LOCK_EX).at("lock", path)?;
             let locked = file.metadata().at("stat", path)?;
             match std::fs::metadata(path) {
@@ -140,7 +117,7 @@ impl ProcessMarker {
     /// Removes the marker at `path` when no process holds it and
     /// `orphaned` (asked while this process holds it) agrees.
     pub fn remove_if_dead(path: &Path, orphaned: impl FnOnce() -> bool) -> bool {
-        let Ok(file) = OpenOptions::new().write(true).open(path) else {
+        let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
         if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !orphaned() {
@@ -151,7 +128,7 @@ impl ProcessMarker {
 
     /// Whether the work marked at `path` is still running in some process.
     pub fn is_held(path: &Path) -> bool {
-        let Ok(file) = OpenOptions::new().write(true).open(path) else {
+        let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
         flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err()

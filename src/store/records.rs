@@ -7,6 +7,7 @@
 //! error naming it, and is never overwritten.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,7 +18,7 @@ use super::ids::validate_id;
 use super::item::Item;
 use super::lock::{LockFile, LockGuard};
 use super::mounts::MountPoint;
-use crate::durable::{Flush, PendingFile};
+use crate::durable::{self, Flush, Open, PendingFile};
 use crate::error::{Error, IoContext, Result};
 
 /// A record kept in a record file. Its ID names files and directories
@@ -95,12 +96,19 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
             path: self.path.clone(),
             what,
         };
-        let records: Vec<T> = match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| corrupt(format!("records do not parse: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).at("read", &self.path),
+        // Never through a symbolic link: records are what the store
+        // trusts, and the next save would not go there either.
+        let mut file = match durable::open_store_file(&self.path, Open::Read) {
+            Ok(file) => file,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
         };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).at("read", &self.path)?;
+        let records: Vec<T> = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("records do not parse: {e}")))?;
         for (n, record) in records.iter().enumerate() {
             validate_id(record.record_id())
                 .map_err(|e| corrupt(format!("record {n} has an unusable ID: {e}")))?;
