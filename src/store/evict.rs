@@ -91,7 +91,9 @@ impl Store {
             let mut candidates: Vec<&Layer> = layers
                 .iter()
                 .filter(|l| l.sealed && !in_use.contains(&l.id))
-                .filter(|l| self.layer_content_dir(&l.id).is_dir())
+                // Only directories of their own: what a symlink leads to
+                // is none of the store's (`check -r` removes the link).
+                .filter(|l| self.is_materialized(&l.id))
                 .filter(|l| {
                     let last_used = fs::metadata(self.used_stamp(&l.id))
                         .and_then(|m| m.modified())

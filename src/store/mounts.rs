@@ -106,17 +106,48 @@ impl Store {
     }
 
     fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
-        let id = id.to_string();
-        let chain = self.chain(&id)?;
+        let chain = self.chain(id)?;
+        let result = self.mount_chain(&chain, image, label);
+        if result.is_err() {
+            self.remove_dirs_of_deleted(&chain);
+        }
+        result
+    }
+
+    /// Removes what a mount that lost a race with a delete built: the
+    /// driver directories of the layers of `chain` that have no record
+    /// any more. Their delete removed their files before this mount
+    /// built them, so nobody else will (but `gc`). Looked up under the
+    /// mounts lock, under which deletes save their records and mounts
+    /// check theirs: a mount of a layer that is still there is never
+    /// robbed.
+    fn remove_dirs_of_deleted(&self, chain: &[Layer]) {
+        let Ok(_mounts) = self.mount_records.lock() else {
+            return;
+        };
+        let Ok(layers) = self.layer_records.peek() else {
+            return;
+        };
+        for layer in chain {
+            if !layers.iter().any(|r| r.id == layer.id) {
+                tracing::debug!(layer = %layer.id, "deleted while mounted: removing what the mount built");
+                self.remove_driver_dirs(&layer.id);
+                self.forget_used(&layer.id);
+            }
+        }
+    }
+
+    fn mount_chain(&self, chain: &[Layer], image: bool, label: Option<&str>) -> Result<PathBuf> {
+        let id = chain[0].id.clone();
         let overlay = self.options.driver == "overlay";
         // Long work first, without the mount lock: building directories is
         // idempotent (build in a temporary directory, rename into place).
         let path = if overlay {
             self.settle_unsynced(false)?;
-            self.prepare_overlay(&chain)?;
+            self.prepare_overlay(chain)?;
             self.driver_dir().join(&id).join("merged")
         } else {
-            self.prepare_vfs(&chain)?
+            self.prepare_vfs(chain)?
         };
         let writable = !image && !chain[0].sealed;
         self.write(|| {
@@ -127,7 +158,7 @@ impl Store {
                 if let Some(gone) = chain.iter().find(|l| !layers.iter().any(|r| r.id == l.id)) {
                     return Err(Kind::Layer.not_known(&gone.id));
                 }
-                self.mark_used(&chain);
+                self.mark_used(chain);
                 let mut count = 1u32;
                 if let Some(i) = mounts.iter().position(|m| m.id == id) {
                     // The count comes from `mountpoints.json`: any number.
@@ -148,13 +179,13 @@ impl Store {
                 // `gc` evicts under this lock: what it took between the
                 // preparation above and now is built again.
                 if overlay {
-                    self.prepare_overlay_with(&chain, false)?;
+                    self.prepare_overlay_with(chain, false)?;
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
-                    self.mount_overlay(&chain, &path, writable, label)?;
+                    self.mount_overlay(chain, &path, writable, label)?;
                 } else {
-                    self.prepare_vfs(&chain)?;
+                    self.prepare_vfs(chain)?;
                 }
                 mounts.push(MountPoint {
                     id: id.clone(),
@@ -463,19 +494,23 @@ fn mount_classic(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
     result
 }
 
-/// Unmounts `path`; a path that is not mounted is fine.
 /// Whether a filesystem is mounted at `path` (it lies on another device
-/// than its parent directory).
+/// than its parent directory); a symlink there is never our mount.
 fn is_mountpoint(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), std::fs::metadata(path.join(".."))) {
-        (Ok(here), Ok(parent)) => here.dev() != parent.dev(),
+    match (
+        std::fs::symlink_metadata(path),
+        std::fs::metadata(path.join("..")),
+    ) {
+        (Ok(here), Ok(parent)) => here.is_dir() && here.dev() != parent.dev(),
         _ => false,
     }
 }
 
+/// Unmounts `path`; a path that is not mounted is fine. A symlink there
+/// is not followed (it would lead the unmount to another mount).
 fn unmount_path(path: &Path) -> Result<()> {
-    match nix::mount::umount(path) {
+    match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(std::io::Error::from(e)).at("unmount", path),
     }
