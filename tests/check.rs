@@ -1159,6 +1159,29 @@ fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt
         }
     }
 
+    // The driver's own directories: replaced, not written through.
+    let mut tar = TarBuilder::new();
+    tar.file("lone", &Meta::default(), b"shares nothing");
+    let lone = cs.ok_with_input(&ov(&["import-layer"]), &tar.finish());
+    let lone = common::first_line_of(&String::from_utf8(lone).unwrap());
+    let lone = common::first_line_of(&ov_ok(cs, &["create-image", &lone]));
+    for own in ["overlay/l", "overlay/.used", "overlay/empty"] {
+        let path = f.path(own);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            swap_for_symlink(&path, &outside.dir);
+        } else {
+            std::os::unix::fs::symlink(&outside.dir, &path).unwrap();
+        }
+        mounted_right(cs);
+        // One layer read-only: overlayfs gets `empty` as a second lower.
+        let m = PathBuf::from(ov_ok(cs, &["mount", "-r", &lone]).trim());
+        assert!(m.join("lone").is_file() && !m.join("secret").exists());
+        ov_ok(cs, &["unmount", &lone]);
+        outside.untouched();
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_dir(), "{own}");
+    }
+    assert!(check_lines(cs, &ov(&[]), 0).is_empty());
+
     // A short link of no layer that leads out of the driver directory.
     let stray = f.path("overlay/l/STRAYLINK");
     std::os::unix::fs::symlink(&outside.dir, &stray).unwrap();

@@ -10,7 +10,11 @@
 //! images and containers on them along, since they can no longer be
 //! exported. A damaged materialized directory of a sealed layer is only a
 //! cache: it is evicted and rebuilt from the pool (left alone while a
-//! mount uses it). Nothing is removed for a problem it does not have.
+//! mount uses it). A driver entry that is not the layout's (a directory
+//! or short link swapped for a symlink) is removed itself, never what it
+//! leads to, and a sealed layer's directory is rebuilt; a live layer whose
+//! content directory was replaced is damaged. Nothing is removed for a
+//! problem it does not have.
 //! Damaged chunks are dropped from the pool, whether or not the layers
 //! using them could be removed: an import of the same content then stores
 //! it anew (instead of reusing the damaged copy) and so restores every

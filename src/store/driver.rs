@@ -9,6 +9,13 @@
 //!
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.
+//!
+//! Every entry here is ours, and none is followed when it is not what the
+//! layout puts there (a directory swapped for a symlink to elsewhere): a
+//! sealed layer's is removed and built again, a live layer whose content
+//! directory was replaced is refused (its content is gone), and
+//! [`Store::misplaced_entries`] lists them for `check`. A layer whose ID
+//! is one of the layout's own names (see `layout`) gets no directory.
 
 use std::fs;
 use std::io::Read;
@@ -203,13 +210,7 @@ impl Store {
     /// a delta, which needs no record lock (for callers that hold the
     /// mounts lock: records may only be read before it).
     pub(crate) fn prepare_overlay_with(&self, chain: &[Layer], stack: bool) -> Result<()> {
-        let links = self.driver_dir().join(layout::SHORT_LINKS);
-        if not_a_directory(&links).is_some() {
-            // Only ever a directory of ours: a symlink would put the
-            // links where it points.
-            fs::remove_file(&links).at("remove", &links)?;
-        }
-        durable::create_dir_all(&links)?;
+        own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
         for (i, layer) in chain.iter().enumerate() {
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
@@ -232,10 +233,11 @@ impl Store {
                     fs::remove_file(&path).at("remove", &path)?;
                 }
             }
-            if let Ok(base) = fs::read_to_string(self.base_file(&layer.id)) {
+            if fs::symlink_metadata(self.base_file(&layer.id)).is_ok() && diff.is_dir() {
                 // A delta whose base directory went away (or is not a
-                // directory of its own) is rebuilt.
-                if diff.is_dir() && (!layout::owns_paths(&base) || !self.is_materialized(&base)) {
+                // directory of its own, or is not named right) is rebuilt.
+                let base = self.stacked_on(&layer.id);
+                if !base.is_some_and(|b| self.is_materialized(&b)) {
                     drop_dir(&diff)?;
                 }
             }
@@ -469,6 +471,16 @@ pub(crate) fn not_a_directory(path: &Path) -> Option<&'static str> {
     } else {
         Some("not a directory")
     }
+}
+
+/// Makes sure `path` is a directory of the driver's own (`l/`, `empty/`,
+/// `.used/`): whatever else stands there (a symlink, which would put what
+/// is made in it where it points) is removed first.
+pub(crate) fn own_dir(path: &Path) -> Result<()> {
+    if not_a_directory(path).is_some() {
+        fs::remove_file(path).at("remove", path)?;
+    }
+    durable::create_dir_all(path)
 }
 
 /// The error for a live layer whose content directory was replaced.

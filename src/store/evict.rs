@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -35,10 +36,18 @@ impl Store {
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        let _ = fs::create_dir_all(self.driver_dir().join(".used"));
+        if super::driver::own_dir(&self.driver_dir().join(".used")).is_err() {
+            return;
+        }
         for layer in chain {
             let path = self.used_stamp(&layer.id);
-            if let Ok(file) = fs::File::create(&path) {
+            let stamp = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            if let Ok(file) = stamp {
                 let _ = file.set_modified(SystemTime::now());
             }
         }

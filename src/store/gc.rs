@@ -14,6 +14,10 @@
 //! 7. with no import running: manifests without a record, then chunks no
 //!    manifest references.
 //!
+//! The pool, manifests and objects are shared by every driver: steps 6
+//! and 7 count the layers of every driver's records
+//! ([`Store::pool_users`]), never only this store's driver's.
+//!
 //! Whatever a concurrent writer is still working on is guarded by a lock
 //! that step holds exclusively, or is found in a listing taken before the
 //! records that would name it were read.

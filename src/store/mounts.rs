@@ -6,6 +6,9 @@
 //! any depth mounts; where that API is missing, the classic `mount(2)`
 //! with short links (`l/<short>`) relative to the driver directory, as
 //! upstream does when the option string would exceed a page.
+//!
+//! A mount builds what it needs before it takes the mounts lock; one that
+//! then finds its layer deleted meanwhile removes what it built.
 
 use std::ffi::CString;
 use std::fs;
@@ -17,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::containers::find_container;
 use super::item::{find, Kind};
 use super::layers::Layer;
+use super::layout;
 use super::Store;
-use crate::durable;
 use crate::error::{Error, IoContext, Result};
 
 /// One mounted layer, with upstream's field names.
@@ -303,20 +306,20 @@ impl Store {
         };
         let mut lower_links = Vec::new();
         for layer in lowers {
-            lower_links.push(format!("l/{}", self.short_link(&layer.id)?));
+            let links = layout::SHORT_LINKS;
+            lower_links.push(format!("{links}/{}", self.short_link(&layer.id)?));
             // A delta shows its layer only over the directory it is
             // stacked on.
             if let Some(base) = self.stacked_on(&layer.id) {
-                lower_links.push(format!("l/{}", self.short_link(&base)?));
+                lower_links.push(format!("{links}/{}", self.short_link(&base)?));
             }
         }
         // overlayfs needs a lower directory, and two without an upper.
         let needed = if writable { 1 } else { 2 };
         if lower_links.len() < needed {
-            let empty = driver.join("empty");
-            durable::create_dir_all(&empty)?;
+            super::driver::own_dir(&driver.join(layout::EMPTY_LOWER))?;
             while lower_links.len() < needed {
-                lower_links.push("empty".into());
+                lower_links.push(layout::EMPTY_LOWER.into());
             }
         }
         let upper_dirs = upper.map(|l| {
