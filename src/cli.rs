@@ -26,6 +26,7 @@ use clap::{CommandFactory, FromArgMatches};
 use containers_storage::{Kind, NamesOp, Store, StoreOptions};
 
 use args::{Cli, Command, Global};
+use output::errln;
 
 /// What a handler returns: the exit code, or an error to report.
 pub type Outcome = Result<i32, containers_storage::Error>;
@@ -50,11 +51,11 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let count = sub.get_many::<String>("args").map_or(0, |v| v.count());
     let (min, max) = arg_bounds(name);
     if count < min {
-        eprintln!("{name}: more arguments required.");
+        errln!("{name}: more arguments required.");
         return 1;
     }
     if max.is_some_and(|max| count > max) {
-        eprintln!("{name}: too many arguments.");
+        errln!("{name}: too many arguments.");
         return 1;
     }
     let outcome = options(&cli.global).and_then(|options| {
@@ -82,7 +83,7 @@ fn report(name: &str, e: &containers_storage::Error) -> i32 {
         }
         source = inner.source();
     }
-    eprintln!("{name}: {e}");
+    errln!("{name}: {e}");
     1
 }
 
@@ -97,7 +98,7 @@ fn parse_failure(e: clap::Error, argv: &[OsString]) -> i32 {
                 .get(clap::error::ContextKind::InvalidSubcommand)
                 .map(|v| v.to_string())
                 .unwrap_or_default();
-            eprintln!("{name}: unrecognized command.");
+            errln!("{name}: unrecognized command.");
             1
         }
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

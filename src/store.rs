@@ -18,10 +18,12 @@ mod ids;
 mod images;
 mod item;
 mod layers;
+mod layout;
 mod live;
 mod lock;
 mod mounts;
 mod options;
+mod pool_users;
 mod records;
 mod rootless;
 mod stacking;
@@ -78,7 +80,7 @@ impl Store {
     pub fn open(options: StoreOptions) -> Result<Store> {
         let graph = options.graph_root.clone();
         let drv = &options.driver;
-        let layers_dir = graph.join(format!("{drv}-layers"));
+        let layers_dir = layout::layers_dir(&graph, drv);
         let images_dir = graph.join(format!("{drv}-images"));
         let containers_root = if options.transient_store {
             &options.run_root
@@ -103,15 +105,21 @@ impl Store {
         for dir in private_dirs(&options) {
             durable::check_store_dir(&dir, writable)?;
         }
-        let layer_records = RecordFile::open(&layers_dir, "layers.json", "layers.lock")?;
-        let image_records = RecordFile::open(&images_dir, "images.json", "images.lock")?;
-        let container_records =
-            RecordFile::open(&containers_dir, "containers.json", "containers.lock")?;
+        let layer_records =
+            RecordFile::open(&layers_dir, layout::LAYERS_JSON, layout::LAYERS_LOCK)?;
+        let image_records =
+            RecordFile::open(&images_dir, layout::IMAGES_JSON, layout::IMAGES_LOCK)?;
+        let container_records = RecordFile::open(
+            &containers_dir,
+            layout::CONTAINERS_JSON,
+            layout::CONTAINERS_LOCK,
+        )?;
         let run_layers = options.run_root.join(format!("{drv}-layers"));
         // The run root may live elsewhere (a tmpfs) and be writable even
         // when the graph root is not; without it there are no mounts.
         let _ = durable::create_dir_all(&run_layers);
-        let mount_records = RecordFile::open(&run_layers, "mountpoints.json", "mountpoints.lock")?;
+        let mount_records =
+            RecordFile::open(&run_layers, layout::MOUNTS_JSON, layout::MOUNTS_LOCK)?;
         let pool = ChunkPool::open(&graph.join("chunks"), writable)?;
         let store = Store {
             options,
@@ -179,6 +187,20 @@ impl Store {
     /// `<records dir>/<id>`: big data and (images, containers) `userdata`.
     pub(crate) fn item_dir(&self, kind: Kind, id: &str) -> PathBuf {
         self.records_dir(kind).join(id)
+    }
+
+    /// Removes an item's big-data and run directories (errors are
+    /// ignored: `gc` removes what is left). Nothing for an ID that is one
+    /// of the layout's names (a record from before it was reserved): the
+    /// entry of that name is the layout's.
+    pub(crate) fn remove_item_dirs(&self, kind: Kind, id: &str) {
+        if !layout::owns_paths(id) {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(self.item_dir(kind, id));
+        if kind != Kind::Layer {
+            let _ = std::fs::remove_dir_all(self.item_run_dir(kind, id));
+        }
     }
 
     /// `<runroot>/<drv>-<kind>s/<id>`.

@@ -963,3 +963,262 @@ fn every_kind_of_entry_materializes_without_false_alarms() {
     assert!(check_lines(&cs, &ov(&["-m", "0"]), 0).is_empty());
     let _ = lower;
 }
+
+/// A directory outside the store with one file; `untouched` checks it
+/// still holds exactly that.
+struct Outside {
+    dir: PathBuf,
+}
+
+impl Outside {
+    fn new(cs: &Cs, name: &str) -> Outside {
+        let dir = cs.dir.path().join(name);
+        std::fs::create_dir_all(dir.join("diff")).unwrap();
+        std::fs::write(dir.join("secret"), b"not the layer's").unwrap();
+        std::fs::write(dir.join("diff/secret"), b"not the layer's").unwrap();
+        Outside { dir }
+    }
+
+    fn untouched(&self) {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["diff", "secret"], "{}", self.dir.display());
+        assert_eq!(
+            std::fs::read(self.dir.join("secret")).unwrap(),
+            b"not the layer's"
+        );
+        assert_eq!(
+            std::fs::read_dir(self.dir.join("diff")).unwrap().count(),
+            1,
+            "{}/diff",
+            self.dir.display()
+        );
+    }
+}
+
+/// Replaces `path` (a directory or file) by a symlink to `target`.
+fn swap_for_symlink(path: &Path, target: &Path) {
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        std::fs::remove_dir_all(path).unwrap();
+    } else {
+        std::fs::remove_file(path).unwrap();
+    }
+    std::os::unix::fs::symlink(target, path).unwrap();
+}
+
+/// Requires `path` to be a directory of its own holding the layer's file.
+fn holds_the_layer(path: &Path, file: &str) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    assert!(meta.is_dir(), "{} is not a directory", path.display());
+    assert!(path.join(file).is_file(), "{} lacks {file}", path.display());
+    assert!(
+        !path.join("secret").exists(),
+        "{} shows outside content",
+        path.display()
+    );
+}
+
+#[test]
+fn a_vfs_tree_swapped_for_a_symlink_is_reported_rebuilt_and_never_served() {
+    let f = Fixture::new();
+    let cs = &f.cs;
+    let outside = Outside::new(cs, "outside");
+    let tree = PathBuf::from(cs.ok(&["mount", "-r", &f.image]).trim());
+    cs.ok(&["unmount", &f.image]);
+    let symlink = format!("is a symlink to {}", outside.dir.display());
+
+    // Sealed: reported; a mount builds it again instead of using it.
+    swap_for_symlink(&tree, &outside.dir);
+    let lines = check_lines(cs, &["-q"], 1);
+    assert_eq!(
+        lines,
+        vec![format!(
+            "layer {}: {} {symlink}, not the layer's",
+            f.top,
+            tree.display()
+        )]
+    );
+    assert_eq!(
+        PathBuf::from(cs.ok(&["mount", "-r", &f.image]).trim()),
+        tree
+    );
+    holds_the_layer(&tree, "data/top");
+    cs.ok(&["unmount", &f.image]);
+    outside.untouched();
+
+    // `check -r` removes the symlink and rebuilds the tree.
+    swap_for_symlink(&tree, &outside.dir);
+    let (code, _, err) = check(cs, &["-r"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("misplaced driver entries removed, materialized directory rebuilt"),
+        "{err}"
+    );
+    holds_the_layer(&tree, "data/top");
+    outside.untouched();
+    assert!(check_lines(cs, &[], 0).is_empty());
+
+    // Live: the content is gone; nothing reads or writes through it, and
+    // `check -r` removes the layer as a damaged one.
+    let live = common::first_line_of(&cs.ok(&["create-layer", &f.top]));
+    let dir = PathBuf::from(cs.ok(&["mount", &live]).trim());
+    std::fs::write(dir.join("written"), b"live").unwrap();
+    cs.ok(&["unmount", &live]);
+    swap_for_symlink(&dir, &outside.dir);
+    let lines = check_lines(cs, &["-q"], 1);
+    assert_eq!(
+        lines,
+        vec![format!(
+            "layer {live}: layer content has been modified: {} {symlink}: the layer's content is gone",
+            dir.display()
+        )]
+    );
+    for args in [&["mount", &live][..], &["diff", &live], &["changes", &live]] {
+        let err = cs.fails(args, None);
+        assert!(err.contains("its content is gone"), "{args:?}: {err}");
+    }
+    let (code, _, err) = check(cs, &["-r"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("repaired: layer {live}: removed")),
+        "{err}"
+    );
+    assert!(!ids(cs, "layers").contains(&live));
+    assert!(
+        std::fs::symlink_metadata(&dir).is_err(),
+        "the symlink stayed"
+    );
+    outside.untouched();
+    f.exports(&f.top, &f.top_tar);
+}
+
+fn ov_ok(cs: &Cs, args: &[&str]) -> String {
+    cs.ok(&ov(args))
+}
+
+#[test]
+fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt_and_never_mounted()
+{
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let f = Fixture::with(Cs::new(), &["--storage-driver", "overlay"]);
+    let cs = &f.cs;
+    let outside = Outside::new(cs, "outside");
+    let merged = PathBuf::from(ov_ok(cs, &["mount", "-r", &f.image]).trim());
+    ov_ok(cs, &["unmount", &f.image]);
+    let layer_dir = f.path(&format!("overlay/{}", f.top));
+    let diff = layer_dir.join("diff");
+    let mounted_right = |cs: &Cs| {
+        let m = PathBuf::from(ov_ok(cs, &["mount", "-r", &f.image]).trim());
+        assert_eq!(m, merged);
+        assert!(m.join("data/top").is_file() && m.join("data/base").is_file());
+        assert!(
+            !m.join("secret").exists(),
+            "the mount shows outside content"
+        );
+        outside.untouched();
+        ov_ok(cs, &["unmount", &f.image]);
+    };
+
+    // `diff`, the layer's directory, `merged`, and the short link, one
+    // at a time: reported, never mounted, rebuilt by `check -r`.
+    let short = std::fs::read_to_string(layer_dir.join("link")).unwrap();
+    let link = f.path(&format!("overlay/l/{short}"));
+    // (The layer's own directory last: its rebuild makes a new link.)
+    let swaps: [(&Path, &Path); 4] = [
+        (&link, &outside.dir.join("diff")),
+        (&diff, &outside.dir),
+        (&layer_dir.join("merged"), &outside.dir),
+        (&layer_dir, &outside.dir),
+    ];
+    for (path, target) in swaps {
+        for repair in [false, true] {
+            swap_for_symlink(path, target);
+            let (code, out, err) = check(cs, &ov(&[]));
+            assert_eq!(code, 1, "{}: {out}{err}", path.display());
+            let expected = format!(
+                "layer {}: {} is a symlink to {}, not the layer's",
+                f.top,
+                path.display(),
+                target.display()
+            );
+            assert!(out.lines().any(|l| l == expected), "{expected}\n{out}");
+            if repair {
+                let (code, _, err) = check(cs, &ov(&["-r"]));
+                assert_eq!(code, 0, "{err}");
+                holds_the_layer(&diff, "data/top");
+                assert!(check_lines(cs, &ov(&[]), 0).is_empty());
+            }
+            // Mounting fixes what it finds, whether or not `check -r` ran.
+            mounted_right(cs);
+        }
+    }
+
+    // The driver's own directories: replaced, not written through.
+    let mut tar = TarBuilder::new();
+    tar.file("lone", &Meta::default(), b"shares nothing");
+    let lone = cs.ok_with_input(&ov(&["import-layer"]), &tar.finish());
+    let lone = common::first_line_of(&String::from_utf8(lone).unwrap());
+    let lone = common::first_line_of(&ov_ok(cs, &["create-image", &lone]));
+    for own in ["overlay/l", "overlay/.used", "overlay/empty"] {
+        let path = f.path(own);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            swap_for_symlink(&path, &outside.dir);
+        } else {
+            std::os::unix::fs::symlink(&outside.dir, &path).unwrap();
+        }
+        mounted_right(cs);
+        // One layer read-only: overlayfs gets `empty` as a second lower.
+        let m = PathBuf::from(ov_ok(cs, &["mount", "-r", &lone]).trim());
+        assert!(m.join("lone").is_file() && !m.join("secret").exists());
+        ov_ok(cs, &["unmount", &lone]);
+        outside.untouched();
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_dir(), "{own}");
+    }
+    assert!(check_lines(cs, &ov(&[]), 0).is_empty());
+
+    // A short link of no layer that leads out of the driver directory.
+    let stray = f.path("overlay/l/STRAYLINK");
+    std::os::unix::fs::symlink(&outside.dir, &stray).unwrap();
+    let (code, out, _) = check(cs, &ov(&[]));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!(
+            "layer STRAYLINK: short link {} is a symlink to {}",
+            stray.display(),
+            outside.dir.display()
+        )),
+        "{out}"
+    );
+    let (code, _, err) = check(cs, &ov(&["-r"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::symlink_metadata(&stray).is_err());
+
+    // A live layer whose upper directory was replaced: its content is
+    // gone, it is never mounted, and `check -r` removes it.
+    let live = common::first_line_of(&ov_ok(cs, &["create-layer", &f.top]));
+    let m = PathBuf::from(ov_ok(cs, &["mount", &live]).trim());
+    std::fs::write(m.join("written"), b"live").unwrap();
+    ov_ok(cs, &["unmount", &live]);
+    let upper = f.path(&format!("overlay/{live}/diff"));
+    swap_for_symlink(&upper, &outside.dir);
+    let out = cs.run(&ov(&["mount", &live]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stderr(&out).contains("its content is gone"));
+    let (code, _, err) = check(cs, &ov(&["-r"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("repaired: layer {live}: removed")),
+        "{err}"
+    );
+    outside.untouched();
+    for (layer, tar) in [(&f.base, &f.base_tar), (&f.top, &f.top_tar)] {
+        let out = cs.ok_bytes(&ov(&["diff", "-u", layer]));
+        assert!(&out == tar, "layer {layer} no longer exports its tar");
+    }
+}

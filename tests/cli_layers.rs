@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::tar::{every_kind, Meta, TarBuilder};
 use common::{expect_status, run_command, stderr, stdout, Cs};
@@ -836,4 +836,48 @@ fn concurrent_imports_all_land_and_a_contested_name_goes_to_one() {
         );
     }
     assert_eq!(recorded_ids(&layers_json_path(&cs)).len(), 4);
+}
+
+/// Standard error that fails every write: a pipe whose reading end is
+/// closed (`cs ... 2>&1 | true` after `true` has gone), or no descriptor
+/// at all (`2>&-`).
+enum BrokenStderr {
+    Pipe,
+    Closed,
+}
+
+#[test]
+fn commands_with_a_broken_or_closed_standard_error_exit_with_their_own_code() {
+    use std::os::unix::process::CommandExt;
+    let cs = Cs::new();
+    cs.ok(&["create-layer", "-n", "there"]);
+    for how in [BrokenStderr::Pipe, BrokenStderr::Closed] {
+        for (args, code) in [
+            (&["delete-layer", "no-such-layer"][..], 1),
+            (&["create-layer", "-n", "there"], 1),
+            (&["no-such-command"], 1),
+            (&["status"], 0),
+        ] {
+            let mut cmd = cs.command();
+            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+            match how {
+                BrokenStderr::Pipe => {
+                    let (reader, writer) = nix::unistd::pipe().unwrap();
+                    drop(reader);
+                    cmd.stderr(Stdio::from(writer));
+                }
+                // SAFETY: only close(2) runs in the child between fork
+                // and exec.
+                BrokenStderr::Closed => unsafe {
+                    cmd.pre_exec(|| {
+                        libc::close(2);
+                        Ok(())
+                    });
+                },
+            }
+            let status = cmd.status().unwrap();
+            assert_eq!(status.code(), Some(code), "{args:?}");
+        }
+    }
+    assert_eq!(cs.layer_ids().len(), 1);
 }

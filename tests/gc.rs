@@ -582,3 +582,138 @@ fn on_the_debian_store_gc_frees_the_chunks_only_deleted_images_used() {
     );
     assert!(after.stored_bytes < before.stored_bytes);
 }
+
+/// Every layer of `driver` exports its diff digest, byte for byte.
+fn all_export(cs: &Cs, driver: &str) -> usize {
+    let listing: serde_json::Value =
+        serde_json::from_str(&with_driver(cs, driver, &["layers", "--json"])).unwrap();
+    let layers = listing.as_array().unwrap();
+    for layer in layers {
+        let id = layer["id"].as_str().unwrap();
+        let want = layer["diff-digest"].as_str().unwrap_or_default();
+        if want.is_empty() {
+            continue;
+        }
+        let mut cmd = cs.command();
+        cmd.args(["--storage-driver", driver, "diff", "-u", id]);
+        let got = common::streamed_digest(cmd).unwrap_or_else(|e| panic!("{driver} {id}: {e}"));
+        assert_eq!(got, want, "{driver} layer {id} no longer exports its tar");
+    }
+    layers.len()
+}
+
+/// `check` with `driver` must be clean (exit 0, no problem listed).
+fn checks_clean(cs: &Cs, driver: &str) {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver, "check"]);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, &[driver, "check"], 0);
+    assert!(out.stdout.is_empty(), "{}", common::stdout(&out));
+}
+
+/// The pool, manifests and objects are shared by both drivers: `gc` and
+/// `check -r` with either one must keep what the other's layers use.
+#[test]
+fn gc_and_check_with_either_driver_keep_every_layer_of_both_drivers() {
+    let cs = Cs::new();
+    let on = |driver: &str, args: &[&str]| with_driver(&cs, driver, args);
+    let tar = |name: &str, seed: u64| {
+        write_tmp(
+            &cs,
+            name,
+            &tar_of(&[(name, &random_bytes(seed, 400_000)), ("s", b"small")]),
+        )
+    };
+    let import = |driver: &str, name: &str, seed: u64, parent: Option<&str>| {
+        let path = tar(name, seed);
+        let mut args = vec!["import-layer", "-n", name, "-f", path.to_str().unwrap()];
+        args.extend(parent);
+        common::first_line_of(&on(driver, &args))
+    };
+    // overlay: a chain, imported without a mount.
+    let keep = import("overlay", "keep", 11, None);
+    import("overlay", "keep-child", 12, Some(&keep));
+    // vfs: a chain under an image, materialized, and a live layer.
+    let base = import("vfs", "vbase", 13, None);
+    let top = import("vfs", "vtop", 14, Some(&base));
+    on("vfs", &["create-image", "-n", "vimg", &top]);
+    on("vfs", &["mount", "-r", "vimg"]);
+    on("vfs", &["unmount", "vimg"]);
+    let live = common::first_line_of(&on("vfs", &["create-layer", &top]));
+    let dir = on("vfs", &["mount", &live]).trim().to_string();
+    std::fs::write(Path::new(&dir).join("written"), b"live").unwrap();
+    on("vfs", &["unmount", &live]);
+
+    for driver in ["vfs", "overlay", "vfs", "overlay"] {
+        let report: serde_json::Value =
+            serde_json::from_str(&on(driver, &["gc", "--json", "--evict", "never"])).unwrap();
+        assert_eq!(report["manifests"], 0, "{driver}: {report}");
+        assert_eq!(report["chunks"]["chunks_removed"], 0, "{driver}: {report}");
+        assert_eq!(report["objects"]["objects"], 0, "{driver}: {report}");
+        for check in [&["check", "-r"][..], &["check"]] {
+            on(driver, check);
+        }
+    }
+    assert_eq!(all_export(&cs, "overlay"), 2);
+    // The live layer was sealed by vfs's `gc`: it exports too.
+    assert_eq!(all_export(&cs, "vfs"), 3);
+    checks_clean(&cs, "overlay");
+    checks_clean(&cs, "vfs");
+    let tree = Path::new(&dir);
+    assert_eq!(std::fs::read(tree.join("written")).unwrap(), b"live");
+}
+
+/// Two drivers pulling one image get layers with the same IDs (upstream
+/// derives them from the content), which share `manifests/<id>`: deleting
+/// one keeps the other's manifest, and other content under the same ID
+/// is refused instead of replacing it.
+#[test]
+fn a_layer_id_both_drivers_hold_keeps_its_manifest_until_both_are_deleted() {
+    let cs = Cs::new();
+    let on = |driver: &str, args: &[&str]| with_driver(&cs, driver, args);
+    let same = write_tmp(
+        &cs,
+        "same.tar",
+        &tar_of(&[("f", &random_bytes(21, 300_000))]),
+    );
+    let other = write_tmp(
+        &cs,
+        "other.tar",
+        &tar_of(&[("g", &random_bytes(22, 300_000))]),
+    );
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for driver in ["overlay", "vfs"] {
+        on(
+            driver,
+            &["import-layer", "-i", id, "-f", same.to_str().unwrap()],
+        );
+    }
+    let mut cmd = cs.command();
+    cmd.args([
+        "--storage-driver",
+        "overlay",
+        "import-layer",
+        "-i",
+        "other-id",
+    ]);
+    cmd.args(["-f", other.to_str().unwrap()]);
+    common::expect_status(&common::run_command(cmd, None), &["import-layer"], 0);
+    // A vfs layer with the ID of overlay's `other-id` and other content.
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "vfs", "import-layer", "-i", "other-id"]);
+    cmd.args(["-f", same.to_str().unwrap()]);
+    let out = common::run_command(cmd, None);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("the overlay driver has a layer with this ID"),
+        "{}",
+        common::stderr(&out)
+    );
+    on("vfs", &["delete-layer", id]);
+    on("vfs", &["gc"]);
+    assert_eq!(all_export(&cs, "overlay"), 2);
+    checks_clean(&cs, "overlay");
+    checks_clean(&cs, "vfs");
+    on("overlay", &["delete-layer", id]);
+    assert!(!cs.graph().join("manifests").join(id).exists());
+}

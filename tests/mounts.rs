@@ -366,3 +366,104 @@ fn mounted_layers_are_not_deleted_and_deleted_ones_leave_no_directories() {
         layer_dir.display()
     );
 }
+
+/// Whether process `pid` waits for a `flock` on the file with inode `ino`
+/// (a blocked waiter's line in `/proc/locks`: `N: -> FLOCK ... PID
+/// MAJ:MIN:INODE ...`).
+fn waits_for_lock(pid: u32, ino: u64) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"->")
+            && fields.get(5) == Some(&pid.to_string().as_str())
+            && fields
+                .get(6)
+                .and_then(|dev| dev.rsplit(':').next())
+                .is_some_and(|i| i == ino.to_string())
+    })
+}
+
+/// A mount that loses a race with `delete-layer` removes what it built:
+/// the mount is held at the start of its build (the test holds the
+/// builders' lock, as `gc`'s object sweep does), the layer is deleted
+/// meanwhile (its delete finds nothing to remove yet), then the build
+/// runs and the mount finds the layer gone.
+fn a_mount_that_loses_to_a_delete(driver: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let cs = Cs::new();
+    let mut tar = TarBuilder::new();
+    for i in 0..20 {
+        let name = format!("f{i}");
+        tar.file(&name, &Meta::default(), &common::random_bytes(i, 100_000));
+    }
+    let path = cs.dir.path().join("t.tar");
+    std::fs::write(&path, tar.finish()).unwrap();
+    let id = first_line_of(&ok(
+        &cs,
+        driver,
+        &["import-layer", "-f", path.to_str().unwrap()],
+    ));
+    let objects = cs.graph().join("objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(objects.join(".lock"))
+        .unwrap();
+    let ino = lock.metadata().unwrap().ino();
+    // SAFETY: flock on a descriptor we own.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    let mut mount = cs.command();
+    mount.args(["--storage-driver", driver, "mount", &id]);
+    mount
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mount = mount.spawn().unwrap();
+    let since = std::time::Instant::now();
+    while !waits_for_lock(mount.id(), ino) {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(120),
+            "the mount never reached its build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ok(&cs, driver, &["delete-layer", &id]);
+    drop(lock);
+    let out = mount.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    assert!(
+        common::stderr(&out).contains("not known"),
+        "{}",
+        common::stderr(&out)
+    );
+    let driver_dir = cs.graph().join(driver);
+    for left in [
+        driver_dir.join(&id),
+        driver_dir.join("dir").join(&id),
+        driver_dir.join(".used").join(&id),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(&left).is_err(),
+            "{driver}: {} is left behind",
+            left.display()
+        );
+    }
+    let links: Vec<_> = std::fs::read_dir(driver_dir.join("l"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(links.is_empty(), "{driver}: short links left: {links:?}");
+}
+
+#[test]
+fn a_vfs_mount_that_loses_a_race_with_a_delete_leaves_nothing() {
+    a_mount_that_loses_to_a_delete("vfs");
+}
+
+#[test]
+fn an_overlay_mount_that_loses_a_race_with_a_delete_leaves_nothing() {
+    if common::need_root("overlay mounts") {
+        a_mount_that_loses_to_a_delete("overlay");
+    }
+}

@@ -6,7 +6,7 @@
 use containers_storage::store::{CheckOptions, Problem};
 use containers_storage::{parse_duration, Store};
 
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::Outcome;
 
 pub fn check(
@@ -32,10 +32,10 @@ pub fn check(
         }
         if repair {
             for p in &report.repaired {
-                eprintln!("repaired: {}", shown(p));
+                errln!("repaired: {}", shown(p));
             }
             for p in &report.remaining {
-                eprintln!("remaining: {}", shown(p));
+                errln!("remaining: {}", shown(p));
             }
         }
     }

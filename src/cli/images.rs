@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::args::CreateFlags;
 use super::items::read_metadata;
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::Outcome;
 
 pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> Outcome {
@@ -101,7 +101,7 @@ pub fn delete(store: &Store, args: &[String], test: bool, json: bool) -> Outcome
             Ok(layers) => {
                 if !json {
                     for layer in &layers {
-                        eprintln!("{arg}: {layer}");
+                        errln!("{arg}: {layer}");
                     }
                 }
                 Deleted {
@@ -112,7 +112,7 @@ pub fn delete(store: &Store, args: &[String], test: bool, json: bool) -> Outcome
             Err(e) => {
                 failed = true;
                 if !json {
-                    eprintln!("{arg}: {e}");
+                    errln!("{arg}: {e}");
                 }
                 Deleted {
                     deleted_layers: Vec::new(),

@@ -8,7 +8,7 @@ use containers_storage::{Error, Kind, NamesOp, Store};
 use serde::Serialize;
 
 use super::args::NamesFlags;
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::Outcome;
 
 /// The metadata given as `-m VALUE` or `-f FILE` (the file wins).
@@ -57,7 +57,7 @@ pub fn delete_each(
             }
         };
         if !json && !message.is_empty() {
-            eprintln!("{arg}: {message}");
+            errln!("{arg}: {message}");
         }
         results.insert(arg.clone(), message);
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use containers_storage::Store;
 
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::Outcome;
 
 pub fn mount(
@@ -42,7 +42,7 @@ pub fn unmount(store: &Store, args: &[String], force: bool, json: bool) -> Outco
             Err(e) => {
                 failed = true;
                 if !json {
-                    eprintln!("{arg}: {e}");
+                    errln!("{arg}: {e}");
                 }
                 results.push(serde_json::json!({ "id": arg, "error": e.to_string() }));
             }

@@ -1,6 +1,8 @@
 //! Output helpers. Everything on standard output goes through `outln!`,
 //! so a closed pipe becomes an error (reported as exit 0) instead of a
-//! panic; JSON values end with a newline, as upstream prints them.
+//! panic; everything on standard error through `errln!`, which never
+//! fails (a closed or broken standard error only loses the message);
+//! JSON values end with a newline, as upstream prints them.
 
 use std::io::Write;
 
@@ -15,6 +17,22 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// `eprintln!` that ignores a standard error it cannot write to (closed,
+/// a broken pipe) instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::err_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use errln;
+
+/// Writes one line to standard error; a failure is ignored (there is
+/// nowhere left to report it).
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
 
 /// Writes one line to standard output.
 pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), Error> {

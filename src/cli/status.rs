@@ -2,7 +2,7 @@
 
 use containers_storage::Store;
 
-use super::output::{self, outln};
+use super::output::{self, errln, outln};
 use super::Outcome;
 
 pub fn status(store: &Store, json: bool) -> Outcome {
@@ -16,7 +16,7 @@ pub fn status(store: &Store, json: bool) -> Outcome {
         return output::json(&pairs);
     }
     for (label, value) in &status.pairs {
-        eprintln!("{label}: {value}");
+        errln!("{label}: {value}");
     }
     Ok(0)
 }

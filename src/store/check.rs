@@ -10,7 +10,11 @@
 //! images and containers on them along, since they can no longer be
 //! exported. A damaged materialized directory of a sealed layer is only a
 //! cache: it is evicted and rebuilt from the pool (left alone while a
-//! mount uses it). Nothing is removed for a problem it does not have.
+//! mount uses it). A driver entry that is not the layout's (a directory
+//! or short link swapped for a symlink) is removed itself, never what it
+//! leads to, and a sealed layer's directory is rebuilt; a live layer whose
+//! content directory was replaced is damaged. Nothing is removed for a
+//! problem it does not have.
 //! Damaged chunks are dropped from the pool, whether or not the layers
 //! using them could be removed: an import of the same content then stores
 //! it anew (instead of reusing the damaged copy) and so restores every
@@ -23,7 +27,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +36,7 @@ use serde::Serialize;
 
 use super::bigdata::file_name;
 use super::item::BigDataIndex;
+use super::layout;
 use super::{Container, Image, Kind, Layer, Store};
 use crate::chunks::ChunkId;
 use crate::durable;
@@ -102,6 +107,10 @@ enum Remedy {
     Unreferenced,
     /// A driver directory without a record: remove the directory.
     Stray,
+    /// A driver entry that is not the layout's (a directory replaced by
+    /// a symlink): remove the entry itself, then rebuild a sealed layer's
+    /// directory.
+    Unlink,
 }
 
 struct Found {
@@ -153,6 +162,9 @@ struct Scan {
     damaged_chunks: Vec<ChunkId>,
     /// Layers that use one of them.
     damaged_chunk_users: BTreeSet<String>,
+    /// Per problem ID, the driver entries a repair removes
+    /// ([`Remedy::Unlink`], and a live layer's replaced content directory).
+    misplaced: BTreeMap<String, Vec<PathBuf>>,
 }
 
 impl Scan {
@@ -310,6 +322,49 @@ impl Store {
                 scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
             }
             manifests.insert(layer.id.clone(), Arc::new(m));
+        }
+
+        // Driver entries that are not the layout's (a directory swapped
+        // for a symlink to elsewhere): never followed. A sealed layer's
+        // directory is a cache, rebuilt; a live layer whose directory was
+        // replaced has lost its content, and is damaged.
+        for layer in &layers {
+            for m in self.misplaced_entries(&layer.id) {
+                let remedy = if m.content && !layer.sealed {
+                    Remedy::Remove
+                } else {
+                    Remedy::Unlink
+                };
+                let message = match remedy {
+                    Remedy::Remove => format!(
+                        "{LAYER_MODIFIED}: {} is {}: the layer's content is gone",
+                        m.path.display(),
+                        m.what
+                    ),
+                    _ => format!("{} is {}, not the layer's", m.path.display(), m.what),
+                };
+                scan.misplaced
+                    .entry(layer.id.clone())
+                    .or_default()
+                    .push(m.path);
+                scan.add(Kind::Layer, &layer.id, message, remedy);
+            }
+        }
+        let named: HashSet<PathBuf> = scan.misplaced.values().flatten().cloned().collect();
+        for m in self.foreign_short_links() {
+            if named.contains(&m.path) {
+                // A layer's own link, reported with it.
+                continue;
+            }
+            let name = m.path.file_name().unwrap_or_default().to_string_lossy();
+            let name = name.into_owned();
+            let message = format!(
+                "short link {} is {}, not a layer's directory",
+                m.path.display(),
+                m.what
+            );
+            scan.misplaced.entry(name.clone()).or_default().push(m.path);
+            scan.add(Kind::Layer, &name, message, Remedy::Unlink);
         }
 
         // Chunks: present in the pool and, unless quick, intact.
@@ -524,21 +579,16 @@ impl Store {
     /// overlay, `<drv>/dir/<id>` for vfs), without the driver's own
     /// entries and temporary names.
     fn driver_layer_dirs(&self) -> Vec<String> {
-        let overlay = self.options.driver == "overlay";
-        let dir = if overlay {
-            self.driver_dir()
-        } else {
-            self.driver_dir().join("dir")
-        };
+        let dir = layout::layer_dirs_parent(self.graph_root(), &self.options.driver);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Vec::new();
         };
+        // Symlinks too: one in place of a layer's directory is stray.
         let mut names: Vec<String> = entries
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .filter(|n| !(overlay && (n == "l" || n == "empty")))
+            .filter(|n| !layout::is_reserved(n))
             .collect();
         names.sort();
         names
@@ -555,7 +605,9 @@ impl Store {
         options: &CheckOptions,
     ) -> Option<(Vec<String>, Vec<Inode>)> {
         let root = self.layer_content_dir(&layer.id);
-        if !fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+        // Only a directory of its own: what a symlink leads to is not
+        // walked (reported as misplaced instead).
+        if !self.is_materialized(&layer.id) {
             return None;
         }
         let view;
@@ -887,6 +939,43 @@ impl Store {
             }
         }
 
+        // Driver entries that are not the layout's: removed (never what
+        // they lead to); a sealed layer's directory is built again now,
+        // unless a mount uses it (then the next mount builds it).
+        for id in scan.ids(Kind::Layer, Remedy::Unlink) {
+            if removable.contains(&id) || doomed.contains(&id) {
+                continue;
+            }
+            let mut removed = true;
+            for path in scan.misplaced.get(&id).into_iter().flatten() {
+                if let Err(e) = self.write(|| remove_entry(path)) {
+                    left(Kind::Layer, &id, format!("not repaired: {e}"));
+                    removed = false;
+                }
+            }
+            if !removed {
+                continue;
+            }
+            let sealed = by_id.get(id.as_str()).is_some_and(|l| l.sealed);
+            let rebuilt = sealed
+                && !in_use.contains(&id)
+                && self.chain(&id).is_ok_and(|chain| {
+                    if self.options.driver == "overlay" {
+                        self.prepare_overlay(&chain).is_ok()
+                    } else {
+                        self.prepare_vfs(&chain).is_ok()
+                    }
+                });
+            let what = match (sealed, rebuilt) {
+                (true, true) => "misplaced driver entries removed, materialized directory rebuilt",
+                (true, false) => {
+                    "misplaced driver entries removed; the next mount builds the directory"
+                }
+                (false, _) => "misplaced driver entries removed",
+            };
+            done(Kind::Layer, &id, what);
+        }
+
         // Driver directories without a record.
         let stray = scan.ids(Kind::Layer, Remedy::Stray);
         if !stray.is_empty() {
@@ -915,8 +1004,7 @@ impl Store {
         tx.images.records.retain(|i| i.id != id);
         self.write(|| tx.images.save())?;
         drop(tx);
-        let _ = fs::remove_dir_all(self.item_dir(Kind::Image, id));
-        let _ = fs::remove_dir_all(self.item_run_dir(Kind::Image, id));
+        self.remove_item_dirs(Kind::Image, id);
         Ok(true)
     }
 
@@ -929,6 +1017,10 @@ impl Store {
         let overlay = self.options.driver == "overlay";
         let dir = self.layer_content_dir(id);
         let aside = durable::temp_sibling(&dir);
+        if !self.is_materialized(id) {
+            // Replaced since the scan: never renamed through a symlink.
+            return Ok(Some(false));
+        }
         {
             let layers = self.layer_records.lock()?;
             let mounts = self.mount_records.lock()?;
@@ -964,6 +1056,15 @@ impl Store {
             }
         });
         Ok(Some(rebuilt.is_ok()))
+    }
+}
+
+/// Removes a misplaced driver entry itself (a symlink, a file): never
+/// what it leads to.
+fn remove_entry(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", path),
+        _ => Ok(()),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{new_id, validate_id};
+use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::layers::{now, Layer};
 use super::Store;
@@ -109,7 +109,7 @@ impl Store {
     ) -> Result<Container> {
         self.check_writable()?;
         let id = options.id.clone().unwrap_or_else(new_id);
-        validate_id(&id)?;
+        validate_new_id(&id)?;
         let names = dedup_names(&options.names);
         let mut tx = self.transaction()?;
         let (image_id, parent) = match image.filter(|i| !i.is_empty()) {
@@ -175,8 +175,7 @@ impl Store {
         // Files last (a leftover layer directory is finished by the next
         // writer, see `mark_deleting`).
         self.remove_layer_files(&container.layer);
-        let _ = std::fs::remove_dir_all(self.item_dir(Kind::Container, &container.id));
-        let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Container, &container.id));
+        self.remove_item_dirs(Kind::Container, &container.id);
         Ok(())
     }
 

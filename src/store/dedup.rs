@@ -168,8 +168,8 @@ impl Store {
         let mut roots: Vec<PathBuf> = self
             .layers()?
             .iter()
+            .filter(|l| self.is_materialized(&l.id))
             .map(|l| self.layer_content_dir(&l.id))
-            .filter(|d| d.is_dir())
             .collect();
         let objects = self.graph_root().join("objects");
         if objects.is_dir() {

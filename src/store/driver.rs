@@ -9,11 +9,21 @@
 //!
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.
+//!
+//! Every entry here is ours, and none is followed when it is not what the
+//! layout puts there (a directory swapped for a symlink to elsewhere): a
+//! sealed layer's is removed and built again, a live layer whose content
+//! directory was replaced is refused (its content is gone), and
+//! [`Store::misplaced_entries`] lists them for `check`. A layer whose ID
+//! is one of the layout's own names (see `layout`) gets no directory.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::layers::Layer;
+use super::layout;
 use super::records::Locked;
 use super::MountPoint;
 use super::Store;
@@ -27,14 +37,117 @@ const SHORT_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 impl Store {
     /// `<graphroot>/<driver>`.
     pub(crate) fn driver_dir(&self) -> PathBuf {
-        self.graph_root().join(&self.options.driver)
+        layout::driver_dir(self.graph_root(), &self.options.driver)
     }
 
     /// The directory that holds a layer's content for the driver.
     pub(crate) fn layer_content_dir(&self, id: &str) -> PathBuf {
+        layout::content_dir(self.graph_root(), &self.options.driver, id)
+    }
+
+    /// A live layer's content directory, for reading or writing its
+    /// content: refused when the layer's ID is one of the layout's names,
+    /// or when the directory (or, for overlay, `overlay/<id>`) has been
+    /// replaced by a symlink or something else that is not a directory:
+    /// what it leads to is not the layer's content (`check` reports it).
+    pub(crate) fn live_content_dir(&self, id: &str) -> Result<PathBuf> {
+        refuse_reserved(id)?;
+        for path in self.layer_dirs(id) {
+            if let Some(what) = not_a_directory(&path) {
+                return Err(content_gone(id, &path, what));
+            }
+        }
+        Ok(self.layer_content_dir(id))
+    }
+
+    /// Whether the layer's directories are there and are directories of
+    /// their own: never a symlink, whose target is none of the store's.
+    pub(crate) fn is_materialized(&self, id: &str) -> bool {
+        self.layer_dirs(id)
+            .iter()
+            .all(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+    }
+
+    /// The layer's driver entries that are not what the layout puts
+    /// there: a directory replaced by a symlink (or a file), a `link`
+    /// file that is a symlink, a short link that points anywhere but to
+    /// the layer's `diff`. Nothing is followed.
+    pub(crate) fn misplaced_entries(&self, id: &str) -> Vec<Misplaced> {
+        let mut out = Vec::new();
+        let dirs = self.layer_dirs(id);
+        for path in &dirs {
+            if let Some(what) = not_a_directory(path) {
+                out.push(Misplaced::new(path, what, true));
+                // Nothing below it is the layer's.
+                return out;
+            }
+        }
+        if self.options.driver != "overlay" {
+            return out;
+        }
+        let dir = &dirs[0];
+        for scratch in ["work", "merged"] {
+            let path = dir.join(scratch);
+            if let Some(what) = not_a_directory(&path) {
+                out.push(Misplaced::new(&path, what, false));
+            }
+        }
+        let link_file = dir.join("link");
+        if fs::symlink_metadata(&link_file).is_ok_and(|m| !m.is_file()) {
+            out.push(Misplaced::new(&link_file, "not a regular file", false));
+        } else if let Ok(short) = self.short_link(id) {
+            let link = self.driver_dir().join(layout::SHORT_LINKS).join(short);
+            let target = short_link_target(id);
+            match fs::read_link(&link) {
+                Ok(t) if t == Path::new(&target) => {}
+                Ok(_) => out.push(Misplaced::new(&link, "a symlink", false)),
+                Err(_) if fs::symlink_metadata(&link).is_ok() => {
+                    out.push(Misplaced::new(&link, "not a symlink", false))
+                }
+                // Missing: the next mount makes it again.
+                Err(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Entries of `overlay/l/` that are not a short link to a layer's
+    /// `diff` in the driver directory (`../<id>/diff`): a mount reaches
+    /// lower directories through them.
+    pub(crate) fn foreign_short_links(&self) -> Vec<Misplaced> {
+        if self.options.driver != "overlay" {
+            return Vec::new();
+        }
+        let dir = self.driver_dir().join(layout::SHORT_LINKS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match fs::read_link(&path) {
+                Ok(target) => {
+                    let parts: Vec<_> = target.components().collect();
+                    let inside = matches!(
+                        parts.as_slice(),
+                        [std::path::Component::ParentDir, std::path::Component::Normal(_), std::path::Component::Normal(d)]
+                            if *d == "diff"
+                    );
+                    if !inside {
+                        out.push(Misplaced::new(&path, "a symlink", false));
+                    }
+                }
+                Err(_) => out.push(Misplaced::new(&path, "not a symlink", false)),
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// The directories that lead to a layer's content, outermost first:
+    /// `overlay/<id>` and `overlay/<id>/diff`, or `vfs/dir/<id>`.
+    pub(crate) fn layer_dirs(&self, id: &str) -> Vec<PathBuf> {
+        let content = self.layer_content_dir(id);
         match self.options.driver.as_str() {
-            "vfs" => self.driver_dir().join("dir").join(id),
-            _ => self.driver_dir().join(id).join("diff"),
+            "vfs" => vec![content],
+            _ => vec![self.driver_dir().join(id), content],
         }
     }
 
@@ -97,13 +210,34 @@ impl Store {
     /// a delta, which needs no record lock (for callers that hold the
     /// mounts lock: records may only be read before it).
     pub(crate) fn prepare_overlay_with(&self, chain: &[Layer], stack: bool) -> Result<()> {
-        durable::create_dir_all(&self.driver_dir().join("l"))?;
+        own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
         for (i, layer) in chain.iter().enumerate() {
+            refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
             let diff = dir.join("diff");
-            if let Ok(base) = fs::read_to_string(self.base_file(&layer.id)) {
-                // A delta whose base directory went away is rebuilt.
-                if diff.is_dir() && !self.driver_dir().join(base).join("diff").is_dir() {
+            // Never mount or build through what is not our directory: a
+            // sealed layer's is a cache, removed here and built again; a
+            // live layer's content is gone.
+            let live_top = i == 0 && !layer.sealed;
+            for path in [&dir, &diff] {
+                if let Some(what) = not_a_directory(path) {
+                    if live_top {
+                        return Err(content_gone(&layer.id, path, what));
+                    }
+                    fs::remove_file(path).at("remove", path)?;
+                }
+            }
+            for scratch in ["work", "merged"] {
+                let path = dir.join(scratch);
+                if not_a_directory(&path).is_some() {
+                    fs::remove_file(&path).at("remove", &path)?;
+                }
+            }
+            if fs::symlink_metadata(self.base_file(&layer.id)).is_ok() && diff.is_dir() {
+                // A delta whose base directory went away (or is not a
+                // directory of its own, or is not named right) is rebuilt.
+                let base = self.stacked_on(&layer.id);
+                if !base.is_some_and(|b| self.is_materialized(&b)) {
                     drop_dir(&diff)?;
                 }
             }
@@ -158,22 +292,33 @@ impl Store {
             durable::create_dir_all_flushed(&dir.join("work"), flush)?;
             durable::create_dir_all_flushed(&dir.join("merged"), flush)?;
             self.ensure_link(&layer.id, flush)?;
+            if let Some(base) = self.stacked_on(&layer.id) {
+                // Mounts reach the base's directory by its short link.
+                self.ensure_link(&base, Flush::Now)?;
+            }
             drop(unsynced);
         }
         Ok(())
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
-    /// `l/<short>` -> `../<id>/diff`) if it has none.
+    /// `l/<short>` -> `../<id>/diff`) if it has none, and puts back a
+    /// short link that is missing or points anywhere else.
     fn ensure_link(&self, id: &str, flush: Flush) -> Result<()> {
-        let link_file = self.driver_dir().join(id).join("link");
-        if link_file.exists() {
-            return Ok(());
+        let target = short_link_target(id);
+        if let Ok(short) = self.short_link(id) {
+            let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
+            if fs::read_link(&link).is_ok_and(|t| t == Path::new(&target)) {
+                return Ok(());
+            }
+            let _ = fs::remove_file(&link);
+            return std::os::unix::fs::symlink(&target, &link).at("symlink", &link);
         }
+        let link_file = self.driver_dir().join(id).join("link");
         let short = short_name();
-        let link = self.driver_dir().join("l").join(&short);
+        let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(format!("../{id}/diff"), &link).at("symlink", &link)?;
+        std::os::unix::fs::symlink(&target, &link).at("symlink", &link)?;
         durable::atomic_write_flushed(&link_file, short.as_bytes(), flush)
     }
 
@@ -194,12 +339,22 @@ impl Store {
     /// A directory that deltas are stacked on stays until `gc` finds
     /// nothing stacked on it.
     pub(crate) fn remove_driver_dirs(&self, id: &str) {
+        if !layout::owns_paths(id) {
+            // A record from before the name was reserved: the layout's
+            // entry of that name is not its directory.
+            return;
+        }
         if self.options.driver == "overlay" {
             if !self.stacked_above(id).is_empty() {
                 return;
             }
             if let Ok(short) = self.short_link(id) {
-                let _ = fs::remove_file(self.driver_dir().join("l").join(short));
+                let link = self.driver_dir().join(layout::SHORT_LINKS).join(short);
+                // Only our own link (one that points elsewhere is another
+                // layer's or none of ours).
+                if fs::read_link(&link).is_ok_and(|t| t == Path::new(&short_link_target(id))) {
+                    let _ = fs::remove_file(link);
+                }
             }
             let _ = fs::remove_dir_all(self.driver_dir().join(id));
         } else {
@@ -225,10 +380,17 @@ impl Store {
         Ok(mounts)
     }
 
-    /// The short link name of a layer (`<graphroot>/overlay/<id>/link`).
+    /// The short link name of a layer (`<graphroot>/overlay/<id>/link`,
+    /// which must be a regular file).
     pub(crate) fn short_link(&self, id: &str) -> Result<String> {
         let path = self.driver_dir().join(id).join("link");
-        let short = fs::read_to_string(&path).at("read", &path)?;
+        let mut short = String::new();
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| f.read_to_string(&mut short))
+            .at("read", &path)?;
         if short.is_empty() || !short.bytes().all(|b| SHORT_ALPHABET.contains(&b)) {
             return Err(Error::Corrupt {
                 path,
@@ -243,9 +405,15 @@ impl Store {
     /// the filesystem cannot reflink).
     pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
         let top = &chain[0];
+        refuse_reserved(&top.id)?;
         let dir = self.layer_content_dir(&top.id);
-        if dir.is_dir() {
-            return Ok(dir);
+        match not_a_directory(&dir) {
+            None if dir.exists() => return Ok(dir),
+            None => {}
+            // A sealed layer's tree is a cache, built again; a live
+            // layer's content is gone.
+            Some(what) if !top.sealed => return Err(content_gone(&top.id, &dir, what)),
+            Some(_) => fs::remove_file(&dir).at("remove", &dir)?,
         }
         let sealed = if top.sealed { chain } else { &chain[1..] };
         let manifests = self.manifests_lowest_first(sealed)?;
@@ -264,6 +432,79 @@ impl Store {
         )?;
         Ok(dir)
     }
+}
+
+/// A driver entry that is not what the layout puts there.
+pub(crate) struct Misplaced {
+    /// The entry.
+    pub path: PathBuf,
+    /// What it is instead, for messages (`a symlink to /x`, ...).
+    pub what: String,
+    /// Whether it stands where the layer's content should be (the
+    /// layer's directory or its content directory).
+    pub content: bool,
+}
+
+impl Misplaced {
+    fn new(path: &Path, what: &str, content: bool) -> Misplaced {
+        let what = match fs::read_link(path) {
+            Ok(target) => format!("a symlink to {}", target.display()),
+            Err(_) => what.to_string(),
+        };
+        Misplaced {
+            path: path.to_path_buf(),
+            what,
+            content,
+        }
+    }
+}
+
+/// What `path` is when it exists but is not a directory of its own (not
+/// following a symlink): `None` for a directory or nothing.
+pub(crate) fn not_a_directory(path: &Path) -> Option<&'static str> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    let t = meta.file_type();
+    if t.is_dir() {
+        None
+    } else if t.is_symlink() {
+        Some("a symlink")
+    } else {
+        Some("not a directory")
+    }
+}
+
+/// Makes sure `path` is a directory of the driver's own (`l/`, `empty/`,
+/// `.used/`): whatever else stands there (a symlink, which would put what
+/// is made in it where it points) is removed first.
+pub(crate) fn own_dir(path: &Path) -> Result<()> {
+    if not_a_directory(path).is_some() {
+        fs::remove_file(path).at("remove", path)?;
+    }
+    durable::create_dir_all(path)
+}
+
+/// The error for a live layer whose content directory was replaced.
+fn content_gone(id: &str, path: &Path, what: &str) -> Error {
+    Error::Refused(format!(
+        "layer {id}: {} is {what}, not the layer's directory: its content is gone (`check -r` removes the layer)",
+        path.display()
+    ))
+}
+
+/// Refuses a layer whose ID is one of the layout's names (a record
+/// from before it was reserved): its directories would be the layout's.
+fn refuse_reserved(id: &str) -> Result<()> {
+    if layout::owns_paths(id) {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "layer {id}: the store's layout uses this name for its own files; the layer can be exported or deleted, not materialized"
+    )))
+}
+
+/// What a layer's short link points to: `../<id>/diff`.
+pub(crate) fn short_link_target(id: &str) -> String {
+    format!("../{id}/diff")
 }
 
 /// How soon what is written for a layer must be on disk: later when a

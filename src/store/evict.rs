@@ -35,7 +35,9 @@ impl Store {
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        let _ = durable::create_dir_all(&self.driver_dir().join(".used"));
+        if super::driver::own_dir(&self.driver_dir().join(".used")).is_err() {
+            return;
+        }
         for layer in chain {
             let path = self.used_stamp(&layer.id);
             if let Ok(file) = durable::open_store_file(&path, durable::Open::Create) {
@@ -91,7 +93,9 @@ impl Store {
             let mut candidates: Vec<&Layer> = layers
                 .iter()
                 .filter(|l| l.sealed && !in_use.contains(&l.id))
-                .filter(|l| self.layer_content_dir(&l.id).is_dir())
+                // Only directories of their own: what a symlink leads to
+                // is none of the store's (`check -r` removes the link).
+                .filter(|l| self.is_materialized(&l.id))
                 .filter(|l| {
                     let last_used = fs::metadata(self.used_stamp(&l.id))
                         .and_then(|m| m.modified())

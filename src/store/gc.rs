@@ -14,6 +14,10 @@
 //! 7. with no import running: manifests without a record, then chunks no
 //!    manifest references.
 //!
+//! The pool, manifests and objects are shared by every driver: steps 6
+//! and 7 count the layers of every driver's records
+//! ([`Store::pool_users`]), never only this store's driver's.
+//!
 //! Whatever a concurrent writer is still working on is guarded by a lock
 //! that step holds exclusively, or is found in a listing taken before the
 //! records that would name it were read.
@@ -26,12 +30,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::driver::short_link_target;
 use super::evict::Evicted;
 use super::layers::Layer;
+use super::layout;
 use super::lock::ProcessMarker;
+use super::pool_users::LayerSet;
 use super::{Kind, Store};
 use crate::chunks::{ChunkId, SweepReport};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::LayerManifest;
 use crate::materialize::{self, ObjectSweep};
@@ -284,14 +291,14 @@ impl Store {
     /// a layer's record always exists before its directories do.
     fn gc_driver_dirs(&self, report: &mut GcReport) -> Result<()> {
         let driver = self.driver_dir();
-        let (content_parent, ids_dir) = if self.options.driver == "vfs" {
-            (driver.join("dir"), driver.join("dir"))
-        } else {
-            (driver.clone(), driver.clone())
-        };
-        let listed: Vec<String> = list(&ids_dir).into_iter().filter(|n| is_id(n)).collect();
+        let content_parent = layout::layer_dirs_parent(self.graph_root(), &self.options.driver);
+        let listed: Vec<String> = list(&content_parent)
+            .into_iter()
+            .filter(|n| is_id(n))
+            .collect();
         let stamps = list(&driver.join(".used"));
-        let links = list(&driver.join("l"));
+        let links_dir = driver.join(layout::SHORT_LINKS);
+        let links = list(&links_dir);
         let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
         let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
         // A deleted layer's directory stays while deltas are stacked on it.
@@ -307,18 +314,21 @@ impl Store {
             remove_tree(&driver.join(".used").join(id), report.dry_run);
         }
         for short in links {
-            let link = driver.join("l").join(&short);
+            let link = links_dir.join(&short);
+            // Only `../<id>/diff` of a known layer's own directory stays:
+            // anything else leads nowhere or out of the driver directory.
             let target = fs::read_link(&link).ok();
             let owner = target
                 .as_ref()
                 .and_then(|t| t.parent())
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned());
-            let dangling = match owner {
-                Some(id) => !known.contains(&id) || !driver.join(&id).is_dir(),
-                None => true,
-            };
-            if dangling {
+            let kept = owner.is_some_and(|id| {
+                known.contains(&id)
+                    && target.as_deref() == Some(Path::new(&short_link_target(&id)))
+                    && self.is_materialized(&id)
+            });
+            if !kept {
                 report.driver_dirs += 1;
                 remove_tree(&link, report.dry_run);
             }
@@ -337,31 +347,39 @@ impl Store {
         // record lock must never be awaited while holding it). A build
         // that finishes in between only loses cached objects it could
         // have reused: its files are hardlinks (kept by their link count)
-        // or reflinks and copies (independent of the object).
-        let layers = self.layers()?;
-        let mut wanted_layers = HashSet::new();
-        for layer in &layers {
-            if !self.layer_content_dir(&layer.id).is_dir() {
-                continue;
-            }
-            if self.options.driver == "vfs" {
-                // A vfs tree holds the whole chain's files.
-                let mut next = Some(layer);
-                while let Some(l) = next {
-                    if !wanted_layers.insert(l.id.clone()) {
-                        break;
-                    }
-                    next = layers.iter().find(|p| p.id == l.parent);
+        // or reflinks and copies (independent of the object). The object
+        // cache is shared: every driver's materialized layers count.
+        let mut wanted_layers: HashSet<String> = HashSet::new();
+        let sets = self.pool_users()?;
+        for set in &sets {
+            for layer in &set.layers {
+                if !set.is_materialized(&layer.id) {
+                    continue;
                 }
-            } else {
-                wanted_layers.insert(layer.id.clone());
+                if set.flattened() {
+                    // A vfs tree holds the whole chain's files.
+                    let mut next = Some(layer);
+                    let mut steps = 0;
+                    while let Some(l) = next {
+                        steps += 1;
+                        if !wanted_layers.insert(l.id.clone()) || steps > set.layers.len() {
+                            break;
+                        }
+                        next = set.layers.iter().find(|p| p.id == l.parent);
+                    }
+                } else {
+                    wanted_layers.insert(layer.id.clone());
+                }
             }
         }
-        for layer in layers
-            .iter()
-            .filter(|l| l.sealed && wanted_layers.contains(&l.id))
-        {
-            self.load_manifest(manifests, layer)?;
+        for set in &sets {
+            for layer in set
+                .layers
+                .iter()
+                .filter(|l| l.sealed && wanted_layers.contains(&l.id))
+            {
+                self.load_manifest(manifests, set, layer)?;
+            }
         }
         let wanted = materialize::wanted_objects(
             manifests
@@ -374,7 +392,10 @@ impl Store {
         // Trees builders left (only directories: `.tmp-` files beside them
         // are atomic writes in progress, such as a layer's `link`).
         let driver = self.driver_dir();
-        let mut parents = vec![driver.clone(), driver.join("dir")];
+        let mut parents = vec![
+            driver.clone(),
+            layout::layer_dirs_parent(self.graph_root(), &self.options.driver),
+        ];
         parents.extend(
             list(&driver)
                 .iter()
@@ -396,7 +417,8 @@ impl Store {
     }
 
     /// With no import running: manifests without a record, then chunks
-    /// that no manifest references.
+    /// that no manifest references. Records of every driver count: the
+    /// manifests and the pool are shared.
     fn gc_chunks(
         &self,
         manifests: &mut HashMap<String, LayerManifest>,
@@ -406,8 +428,13 @@ impl Store {
         let guard = self.pool().sweep_guard()?;
         let dir = self.graph_root().join("manifests");
         let files = list(&dir);
-        let layers = self.layers()?;
-        let known: HashSet<&str> = layers.iter().map(|l| l.id.as_str()).collect();
+        // Read under the sweep guard: no import of any driver is between
+        // publishing its manifest and its record.
+        let sets = self.pool_users()?;
+        let known: HashSet<&str> = sets
+            .iter()
+            .flat_map(|s| s.layers.iter().map(|l| l.id.as_str()))
+            .collect();
         for name in &files {
             if name.starts_with(".tmp-") {
                 report.temporary += 1;
@@ -418,12 +445,14 @@ impl Store {
             }
         }
         let mut live: HashSet<ChunkId> = HashSet::new();
-        for layer in &layers {
-            if !dir.join(&layer.id).exists() {
-                continue;
-            }
-            if let Some(m) = self.load_manifest(manifests, layer)? {
-                live.extend(m.entries.iter().flat_map(|e| e.chunks.iter().map(|c| c.id)));
+        for set in &sets {
+            for layer in &set.layers {
+                if !dir.join(&layer.id).exists() {
+                    continue;
+                }
+                if let Some(m) = self.load_manifest(manifests, set, layer)? {
+                    live.extend(m.entries.iter().flat_map(|e| e.chunks.iter().map(|c| c.id)));
+                }
             }
         }
         report.chunks = self
@@ -440,21 +469,22 @@ impl Store {
     fn load_manifest<'m>(
         &self,
         manifests: &'m mut HashMap<String, LayerManifest>,
+        set: &LayerSet,
         layer: &Layer,
     ) -> Result<Option<&'m LayerManifest>> {
         if !manifests.contains_key(&layer.id) {
-            let m = match self.layer_manifest(layer) {
-                Ok(m) => m,
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(None)
-                }
-                Err(e) => {
-                    return Err(Error::Refused(format!(
-                        "layer {}: its manifest cannot be read ({e}); nothing was swept, run `check -r` first",
-                        layer.id
-                    )))
-                }
+            let path = layout::manifest_path(&set.root, &layer.id);
+            let m = match fs::read(&path) {
+                Ok(bytes) => crate::manifest::decode(&path, &bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => Err(e).at("read", &path),
             };
+            let m = m.map_err(|e| {
+                Error::Refused(format!(
+                    "layer {} ({} driver): its manifest cannot be read ({e}); nothing was swept, run `check -r` with that driver first",
+                    layer.id, set.driver
+                ))
+            })?;
             manifests.insert(layer.id.clone(), m);
         }
         Ok(manifests.get(&layer.id))

@@ -123,8 +123,7 @@ impl Store {
                         Ok(((), true))
                     })
                 })?;
-                let _ = std::fs::remove_dir_all(self.item_dir(Kind::Image, &id));
-                let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Image, &id));
+                self.remove_item_dirs(Kind::Image, &id);
                 Ok(())
             }
             (Kind::Layer, id) => {
@@ -156,14 +155,12 @@ impl Store {
         let containers = std::mem::take(&mut tx.containers.records);
         self.write(|| tx.containers.save())?;
         for c in &containers {
-            let _ = std::fs::remove_dir_all(self.item_dir(Kind::Container, &c.id));
-            let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Container, &c.id));
+            self.remove_item_dirs(Kind::Container, &c.id);
         }
         let images = std::mem::take(&mut tx.images.records);
         self.write(|| tx.images.save())?;
         for i in &images {
-            let _ = std::fs::remove_dir_all(self.item_dir(Kind::Image, &i.id));
-            let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Image, &i.id));
+            self.remove_item_dirs(Kind::Image, &i.id);
         }
         let layers = std::mem::take(&mut tx.layers.records);
         self.mark_deleting(&layers.iter().map(|l| l.id.clone()).collect::<Vec<_>>())?;

@@ -1,5 +1,6 @@
 //! Item IDs and names: generation and validation.
 
+use super::layout;
 use crate::durable;
 use crate::error::{Error, Result};
 
@@ -29,6 +30,22 @@ pub(crate) fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the ID of a new item: [`validate_id`], and not one of the names
+/// the store's layout uses for its own entries where IDs live (see
+/// [`layout::is_reserved`]). Records read from disk are only held to
+/// [`validate_id`], so that a store whose records predate a reserved name
+/// still opens.
+pub(crate) fn validate_new_id(id: &str) -> Result<()> {
+    validate_id(id)?;
+    if layout::is_reserved(id) {
+        return Err(Error::InvalidName(
+            id.into(),
+            "the store's layout uses this name for its own files",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a name: any non-empty string without control characters.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().any(char::is_control) {
@@ -48,6 +65,10 @@ mod tests {
         assert!(validate_id("my-layer.1").is_ok());
         for bad in ["", "..", "a/b", ".hidden", "x\0y"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        for reserved in ["l", "empty", "layers.json", "images.lock", "x.tar-split.gz"] {
+            assert!(validate_id(reserved).is_ok(), "{reserved:?}");
+            assert!(validate_new_id(reserved).is_err(), "{reserved:?}");
         }
     }
 }

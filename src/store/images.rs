@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{new_id, validate_id};
+use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::layers::now;
 use super::Store;
@@ -152,7 +152,7 @@ impl Store {
     pub fn create_image(&self, top_layer: Option<&str>, options: &ImageOptions) -> Result<Image> {
         self.check_writable()?;
         let id = options.id.clone().unwrap_or_else(new_id);
-        validate_id(&id)?;
+        validate_new_id(&id)?;
         if let Some(d) = &options.digest {
             validate_digest(d)?;
         }
@@ -264,8 +264,7 @@ impl Store {
             self.write(|| tx.layers.save())?;
         }
         drop(tx);
-        let _ = std::fs::remove_dir_all(self.item_dir(Kind::Image, &image.id));
-        let _ = std::fs::remove_dir_all(self.item_run_dir(Kind::Image, &image.id));
+        self.remove_item_dirs(Kind::Image, &image.id);
         for id in &doomed {
             self.remove_layer_files(id);
         }

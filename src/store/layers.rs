@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{new_id, validate_id, validate_name};
+use super::ids::{new_id, validate_name, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::lock::ProcessMarker;
 use super::Store;
@@ -171,7 +171,7 @@ pub(crate) fn now() -> String {
 
 impl Store {
     pub(super) fn manifest_path(&self, id: &str) -> PathBuf {
-        self.graph_root().join("manifests").join(id)
+        super::layout::manifest_path(self.graph_root(), id)
     }
 
     fn marker_path(&self, id: &str) -> PathBuf {
@@ -223,7 +223,7 @@ impl Store {
         incomplete: bool,
     ) -> Result<Layer> {
         let id = options.id.clone().unwrap_or_else(new_id);
-        validate_id(&id)?;
+        validate_new_id(&id)?;
         for name in &options.names {
             validate_name(name)?;
         }
@@ -305,6 +305,7 @@ impl Store {
             manifest::stage_tar(input, &self.pool, observer).map_err(|e| e.for_layer(&layer.id))?;
         let mut m = staged.manifest;
         m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
+        self.refuse_foreign_manifest(&layer.id, &m.diff_digest)?;
         // What the import writes after its chunks are published takes its
         // space before: a full disk fails it here, and dropping `staged`
         // returns every block it took.
@@ -368,7 +369,7 @@ impl Store {
         if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
             let result = self.import_content(&layer, input, observer);
             if result.is_err() {
-                let _ = fs::remove_file(self.manifest_path(&layer.id));
+                self.remove_manifest(&layer.id);
             }
             return result;
         }
@@ -397,7 +398,7 @@ impl Store {
     fn apply_onto_live(&self, layer: &Layer, diff: &LayerManifest) -> Result<()> {
         let chain = self.chain(&layer.id)?;
         let (dir, format) = if self.options.driver == "overlay" {
-            let dir = self.layer_content_dir(&layer.id);
+            let dir = self.live_content_dir(&layer.id)?;
             durable::create_tree_root(&dir, durable::Flush::Now)?;
             (dir, self.overlay_format())
         } else {
@@ -476,11 +477,11 @@ impl Store {
             if !incomplete {
                 return;
             }
-            let _ = fs::remove_file(self.manifest_path(id));
+            self.remove_manifest(id);
             let _ = remove_record();
             return;
         }
-        let _ = fs::remove_file(self.manifest_path(id));
+        self.remove_manifest(id);
     }
 
     /// Layers whose import died: incomplete, and their marker not held.
@@ -673,9 +674,9 @@ impl Store {
     /// Removes a deleted layer's manifest and directories. Errors are
     /// ignored: `gc` removes what is left.
     pub(crate) fn remove_layer_files(&self, id: &str) {
-        let _ = fs::remove_file(self.manifest_path(id));
+        self.remove_manifest(id);
         let _ = fs::remove_file(self.marker_path(id));
-        let _ = fs::remove_dir_all(self.layers_dir().join(id));
+        self.remove_item_dirs(Kind::Layer, id);
         self.remove_driver_dirs(id);
         self.forget_used(id);
         let _ = fs::remove_file(self.deleting_marker(id));

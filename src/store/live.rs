@@ -44,7 +44,7 @@ impl Store {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let lower = self.parents_view(&layer)?;
         if !layer.sealed {
-            let dir = self.layer_content_dir(&layer.id);
+            let dir = self.live_content_dir(&layer.id)?;
             return materialize::changes(&dir, &lower, self.options.driver == "overlay");
         }
         let m = self.layer_manifest(&layer)?;
@@ -72,7 +72,7 @@ impl Store {
         if layer.sealed {
             return Ok(layer.diff_size);
         }
-        let dir = self.layer_content_dir(&layer.id);
+        let dir = self.live_content_dir(&layer.id)?;
         let mut size = 0;
         for change in self.changes(&layer.id)? {
             if change.kind == ChangeKind::Delete {
@@ -190,7 +190,7 @@ impl Store {
         };
         let changes = self.changes(&layer.id)?;
         let mut enc = compression.encoder(out).map_err(written)?;
-        materialize::write_diff(&self.layer_content_dir(&layer.id), &changes, &mut enc)?;
+        materialize::write_diff(&self.live_content_dir(&layer.id)?, &changes, &mut enc)?;
         enc.finish().map_err(written)?;
         Ok(())
     }

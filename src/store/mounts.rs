@@ -6,6 +6,9 @@
 //! any depth mounts; where that API is missing, the classic `mount(2)`
 //! with short links (`l/<short>`) relative to the driver directory, as
 //! upstream does when the option string would exceed a page.
+//!
+//! A mount builds what it needs before it takes the mounts lock; one that
+//! then finds its layer deleted meanwhile removes what it built.
 
 use std::ffi::CString;
 use std::fs;
@@ -17,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::containers::find_container;
 use super::item::{find, Kind};
 use super::layers::Layer;
+use super::layout;
 use super::Store;
-use crate::durable;
 use crate::error::{Error, IoContext, Result};
 
 /// One mounted layer, with upstream's field names.
@@ -106,17 +109,48 @@ impl Store {
     }
 
     fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
-        let id = id.to_string();
-        let chain = self.chain(&id)?;
+        let chain = self.chain(id)?;
+        let result = self.mount_chain(&chain, image, label);
+        if result.is_err() {
+            self.remove_dirs_of_deleted(&chain);
+        }
+        result
+    }
+
+    /// Removes what a mount that lost a race with a delete built: the
+    /// driver directories of the layers of `chain` that have no record
+    /// any more. Their delete removed their files before this mount
+    /// built them, so nobody else will (but `gc`). Looked up under the
+    /// mounts lock, under which deletes save their records and mounts
+    /// check theirs: a mount of a layer that is still there is never
+    /// robbed.
+    fn remove_dirs_of_deleted(&self, chain: &[Layer]) {
+        let Ok(_mounts) = self.mount_records.lock() else {
+            return;
+        };
+        let Ok(layers) = self.layer_records.peek() else {
+            return;
+        };
+        for layer in chain {
+            if !layers.iter().any(|r| r.id == layer.id) {
+                tracing::debug!(layer = %layer.id, "deleted while mounted: removing what the mount built");
+                self.remove_driver_dirs(&layer.id);
+                self.forget_used(&layer.id);
+            }
+        }
+    }
+
+    fn mount_chain(&self, chain: &[Layer], image: bool, label: Option<&str>) -> Result<PathBuf> {
+        let id = chain[0].id.clone();
         let overlay = self.options.driver == "overlay";
         // Long work first, without the mount lock: building directories is
         // idempotent (build in a temporary directory, rename into place).
         let path = if overlay {
             self.settle_unsynced(false)?;
-            self.prepare_overlay(&chain)?;
+            self.prepare_overlay(chain)?;
             self.driver_dir().join(&id).join("merged")
         } else {
-            self.prepare_vfs(&chain)?
+            self.prepare_vfs(chain)?
         };
         let writable = !image && !chain[0].sealed;
         self.write(|| {
@@ -127,7 +161,7 @@ impl Store {
                 if let Some(gone) = chain.iter().find(|l| !layers.iter().any(|r| r.id == l.id)) {
                     return Err(Kind::Layer.not_known(&gone.id));
                 }
-                self.mark_used(&chain);
+                self.mark_used(chain);
                 let mut count = 1u32;
                 if let Some(i) = mounts.iter().position(|m| m.id == id) {
                     // The count comes from `mountpoints.json`: any number.
@@ -148,13 +182,13 @@ impl Store {
                 // `gc` evicts under this lock: what it took between the
                 // preparation above and now is built again.
                 if overlay {
-                    self.prepare_overlay_with(&chain, false)?;
+                    self.prepare_overlay_with(chain, false)?;
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
-                    self.mount_overlay(&chain, &path, writable, label)?;
+                    self.mount_overlay(chain, &path, writable, label)?;
                 } else {
-                    self.prepare_vfs(&chain)?;
+                    self.prepare_vfs(chain)?;
                 }
                 mounts.push(MountPoint {
                     id: id.clone(),
@@ -272,20 +306,20 @@ impl Store {
         };
         let mut lower_links = Vec::new();
         for layer in lowers {
-            lower_links.push(format!("l/{}", self.short_link(&layer.id)?));
+            let links = layout::SHORT_LINKS;
+            lower_links.push(format!("{links}/{}", self.short_link(&layer.id)?));
             // A delta shows its layer only over the directory it is
             // stacked on.
             if let Some(base) = self.stacked_on(&layer.id) {
-                lower_links.push(format!("l/{}", self.short_link(&base)?));
+                lower_links.push(format!("{links}/{}", self.short_link(&base)?));
             }
         }
         // overlayfs needs a lower directory, and two without an upper.
         let needed = if writable { 1 } else { 2 };
         if lower_links.len() < needed {
-            let empty = driver.join("empty");
-            durable::create_dir_all(&empty)?;
+            super::driver::own_dir(&driver.join(layout::EMPTY_LOWER))?;
             while lower_links.len() < needed {
-                lower_links.push("empty".into());
+                lower_links.push(layout::EMPTY_LOWER.into());
             }
         }
         let upper_dirs = upper.map(|l| {
@@ -463,19 +497,23 @@ fn mount_classic(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
     result
 }
 
-/// Unmounts `path`; a path that is not mounted is fine.
 /// Whether a filesystem is mounted at `path` (it lies on another device
-/// than its parent directory).
+/// than its parent directory); a symlink there is never our mount.
 fn is_mountpoint(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(path), std::fs::metadata(path.join(".."))) {
-        (Ok(here), Ok(parent)) => here.dev() != parent.dev(),
+    match (
+        std::fs::symlink_metadata(path),
+        std::fs::metadata(path.join("..")),
+    ) {
+        (Ok(here), Ok(parent)) => here.is_dir() && here.dev() != parent.dev(),
         _ => false,
     }
 }
 
+/// Unmounts `path`; a path that is not mounted is fine. A symlink there
+/// is not followed (it would lead the unmount to another mount).
 fn unmount_path(path: &Path) -> Result<()> {
-    match nix::mount::umount(path) {
+    match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(std::io::Error::from(e)).at("unmount", path),
     }

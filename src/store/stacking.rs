@@ -43,7 +43,7 @@ impl Store {
         }
         let base = fs::read_to_string(self.base_file(id)).ok()?;
         let valid = base.len() == 64 && base.bytes().all(|b| b.is_ascii_hexdigit());
-        (valid && self.driver_dir().join(id).join("diff").is_dir()).then_some(base)
+        (valid && self.is_materialized(id)).then_some(base)
     }
 
     /// Every materialized delta and the layer it is stacked on, from one
@@ -87,7 +87,7 @@ impl Store {
                 c.id != layer.id
                     && c.parent.is_empty()
                     && c.sealed
-                    && self.driver_dir().join(&c.id).join("diff").is_dir()
+                    && self.is_materialized(&c.id)
                     && self.stacked_on(&c.id).is_none()
             })
             .collect();
