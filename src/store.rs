@@ -103,7 +103,12 @@ impl Store {
             durable::tighten_root(&options.run_root)?;
         }
         for dir in private_dirs(&options) {
-            durable::check_store_dir(&dir, writable)?;
+            match durable::check_store_dir(&dir, writable) {
+                // A mount replaces what stands in the place of these
+                // (`driver::own_dir`); `check` reports it.
+                Err(Error::Symlink(_)) if driver_repairs(&dir) => {}
+                r => r?,
+            }
         }
         let layer_records =
             RecordFile::open(&layers_dir, layout::LAYERS_JSON, layout::LAYERS_LOCK)?;
@@ -282,7 +287,7 @@ fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
         below.extend([
             layers.join(".incomplete"),
             layers.join(".deleting"),
-            driver.join("l"),
+            driver.join(layout::SHORT_LINKS),
             driver.join("dir"),
             driver.join(".used"),
             driver.join(".unsynced"),
@@ -301,6 +306,13 @@ fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
     // parent that is a link.
     dirs.append(&mut below);
     dirs
+}
+
+/// Whether `dir` is one of the driver's own directories that a mount
+/// makes again when something else stands in its place (`l/`, `.used/`).
+fn driver_repairs(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n == layout::SHORT_LINKS || n == ".used")
 }
 
 /// Whether `path` lies on a filesystem mounted read-only (creating the
