@@ -138,15 +138,13 @@ impl Store {
                         durable::create_dir_all_flushed(&dir, flush)?;
                         let base_file = self.base_file(&layer.id);
                         durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
-                        self.materializer()?.build_overlay(
-                            &base.delta,
-                            &[&base.manifest],
-                            &diff,
-                            options,
-                        )?;
+                        self.materializer()?
+                            .build_overlay(&base.delta, &[&base.manifest], &diff, options)
+                            .map_err(|e| e.for_layer(&layer.id))?;
                     } else {
                         self.materializer()?
-                            .build_overlay(&m, &lowers, &diff, options)?;
+                            .build_overlay(&m, &lowers, &diff, options)
+                            .map_err(|e| e.for_layer(&layer.id))?;
                     }
                 } else if i == 0 {
                     durable::create_dir_all(&diff)?;
@@ -250,19 +248,53 @@ impl Store {
         let sealed = if top.sealed { chain } else { &chain[1..] };
         let manifests = self.manifests_lowest_first(sealed)?;
         let refs: Vec<_> = manifests.iter().collect();
-        self.materializer()?.build(
-            &refs,
-            &dir,
-            BuildOptions {
-                format: Format::Flattened,
-                // A vfs tree is an ordinary directory anyone mounting it may
-                // write to: never hardlinks, which would carry writes into
-                // the objects other trees share.
-                hardlinks: false,
-                durable: true,
-            },
-        )?;
+        self.materializer()?
+            .build(
+                &refs,
+                &dir,
+                BuildOptions {
+                    format: Format::Flattened,
+                    // A vfs tree is an ordinary directory anyone mounting it
+                    // may write to: never hardlinks, which would carry
+                    // writes into the objects other trees share.
+                    hardlinks: false,
+                    durable: true,
+                },
+            )
+            .map_err(|e| name_needing_layer(e, sealed, &manifests))?;
         Ok(dir)
+    }
+}
+
+/// A missing-chunk error from a build of `chain` (top first; `manifests`
+/// lowest first) names the topmost layer that lists the chunk.
+fn name_needing_layer(
+    e: crate::Error,
+    chain: &[Layer],
+    manifests: &[crate::manifest::LayerManifest],
+) -> crate::Error {
+    let crate::Error::MissingChunk {
+        layer: None, id, ..
+    } = &e
+    else {
+        return e;
+    };
+    let lists = |m: &crate::manifest::LayerManifest| {
+        m.entries
+            .iter()
+            .flat_map(|entry| &entry.chunks)
+            .any(|c| c.id.to_hex() == *id)
+    };
+    match chain
+        .iter()
+        .zip(manifests.iter().rev())
+        .find(|(_, m)| lists(m))
+    {
+        Some((layer, _)) => {
+            let layer = layer.id.clone();
+            e.for_layer(&layer)
+        }
+        None => e,
     }
 }
 

@@ -1,0 +1,345 @@
+//! Reading a pack without its index: the frames are walked one after the
+//! other, decompressed, and every chunk found is checked against its
+//! BLAKE3, so that the entries returned can be trusted as much as an index
+//! written when the pack was published (`check --repair` and `gc` write
+//! them as the pack's new index).
+//!
+//! A frame's chunks are those its chunk table lists (format 2). A frame
+//! without a usable table (format 1, or a damaged table) is cut where the
+//! caller's known chunks (the IDs and lengths the manifests list) fit end
+//! to end. Damage costs the frames it touches, not the rest of the pack:
+//! after bytes that are no frame, the walk resumes at the next chunk table
+//! or zstd frame magic.
+//!
+//! This module only reads; it never writes or removes a file.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+
+use super::{CHUNK_TABLE_MAGIC, PACK_MAGIC, TABLE_RECORD_LEN};
+use crate::chunks::id::ChunkId;
+use crate::chunks::index::IndexEntry;
+use crate::error::{Error, Result};
+
+/// A frame that decompresses to more than this is not one of ours (frames
+/// hold about `frame_size` bytes); the scan gives up on it rather than
+/// take the memory.
+const MAX_FRAME: usize = 64 << 20;
+
+/// zstd's magic number for a data frame, little endian on disk.
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+
+/// Skippable frames have magics 0x184D2A50..=0x184D2A5F.
+const SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+/// Chunks the caller knows (ID and length), to cut frames that have no
+/// chunk table.
+#[derive(Default)]
+pub(crate) struct KnownChunks {
+    ids: HashSet<ChunkId>,
+    /// The distinct lengths, ascending.
+    lengths: Vec<u32>,
+}
+
+impl KnownChunks {
+    /// The set of `chunks` (ID and length; empty chunks are left out).
+    pub fn new(chunks: impl IntoIterator<Item = (ChunkId, u32)>) -> KnownChunks {
+        let mut ids = HashSet::new();
+        let mut lengths = Vec::new();
+        for (id, len) in chunks {
+            if len > 0 && ids.insert(id) {
+                lengths.push(len);
+            }
+        }
+        lengths.sort_unstable();
+        lengths.dedup();
+        KnownChunks { ids, lengths }
+    }
+
+    /// Cuts `raw` into known chunks laid end to end from its start (the
+    /// way a writer fills a frame). Returns the chunks (ID, offset, length)
+    /// and whether they reach the end of `raw`; when they do not, the
+    /// longest run found from the start.
+    ///
+    /// At each offset the known lengths are tried shortest first, hashing
+    /// the prefix incrementally; a known chunk that is a prefix of the one
+    /// really there leads to a dead end, and the search backs up. The work
+    /// is bounded (a pathological set of lengths gives up early).
+    fn split(&self, raw: &[u8]) -> (FrameChunks, bool) {
+        // (offset, index into `lengths`) of each chunk on the current path.
+        let mut path: Vec<(usize, usize)> = Vec::new();
+        let mut best: Vec<(usize, usize)> = Vec::new();
+        let mut best_end = 0;
+        let mut dead: HashSet<usize> = HashSet::new();
+        let mut budget = raw.len().saturating_mul(64).saturating_add(64 << 20);
+        let (mut offset, mut from) = (0, 0);
+        let complete = loop {
+            if offset == raw.len() {
+                break true;
+            }
+            match self.next_match(raw, offset, from, &dead, &mut budget) {
+                Some(i) => {
+                    path.push((offset, i));
+                    offset += self.lengths[i] as usize;
+                    from = 0;
+                }
+                None => {
+                    if offset > best_end {
+                        best_end = offset;
+                        best.clone_from(&path);
+                    }
+                    dead.insert(offset);
+                    match path.pop() {
+                        Some((o, i)) if budget > 0 => (offset, from) = (o, i + 1),
+                        _ => break false,
+                    }
+                }
+            }
+        };
+        let chosen = if complete { path } else { best };
+        let cut = chosen
+            .into_iter()
+            .map(|(o, i)| {
+                let len = self.lengths[i] as usize;
+                (ChunkId::of(&raw[o..o + len]), o as u32, len as u32)
+            })
+            .collect();
+        (cut, complete)
+    }
+
+    /// The first length (index into `lengths`, from `from` on) such that
+    /// the bytes at `offset` of that length are a known chunk and do not
+    /// end at a dead offset.
+    fn next_match(
+        &self,
+        raw: &[u8],
+        offset: usize,
+        from: usize,
+        dead: &HashSet<usize>,
+        budget: &mut usize,
+    ) -> Option<usize> {
+        let rest = &raw[offset..];
+        let mut hasher = blake3::Hasher::new();
+        let mut fed = 0;
+        for (i, &len) in self.lengths.iter().enumerate().skip(from) {
+            let len = len as usize;
+            if len > rest.len() || *budget == 0 {
+                break;
+            }
+            if dead.contains(&(offset + len)) {
+                continue;
+            }
+            hasher.update(&rest[fed..len]);
+            *budget = budget.saturating_sub(len - fed + 64);
+            fed = len;
+            if self.ids.contains(&ChunkId(*hasher.finalize().as_bytes())) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// The chunks of a frame: ID, offset and length in the decompressed frame.
+type FrameChunks = Vec<(ChunkId, u32, u32)>;
+
+/// What a scan found in a pack.
+#[derive(Debug, Default)]
+pub(crate) struct PackScan {
+    /// Every chunk that reads back intact, in pack order, as its index
+    /// entry.
+    pub entries: Vec<IndexEntry>,
+    /// What could not be read, each with its offset in the pack.
+    pub lost: Vec<String>,
+}
+
+/// Scans the pack `bytes` (read from `path`); `known` cuts frames that
+/// have no chunk table. `None` when the file does not start with a pack's
+/// magic (it holds nothing this build can read); fails when it is a pack
+/// of a format version this build does not know.
+pub(crate) fn scan(
+    path: &Path,
+    bytes: &[u8],
+    known: Option<&KnownChunks>,
+) -> Result<Option<PackScan>> {
+    if bytes.len() < PACK_MAGIC.len() || bytes[..7] != PACK_MAGIC[..7] {
+        return Ok(None);
+    }
+    let version = bytes[7];
+    if !(1..=PACK_MAGIC[7]).contains(&version) {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            what: format!(
+                "pack format version {version} is not supported (this build reads versions 1 to {})",
+                PACK_MAGIC[7]
+            ),
+        });
+    }
+    let mut out = PackScan::default();
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    // The chunk table waiting for its frame, and where it was.
+    let mut table: Option<(usize, FrameChunks)> = None;
+    let mut pos = PACK_MAGIC.len();
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let magic = u32_at(rest, 0);
+        if magic.is_some_and(|m| m & SKIPPABLE_MASK == SKIPPABLE_MAGIC) {
+            let end = u32_at(rest, 4)
+                .and_then(|size| 8usize.checked_add(size as usize))
+                .filter(|&end| end <= rest.len());
+            let Some(end) = end else {
+                out.lost
+                    .push(format!("offset {pos}: a skippable frame runs past the end"));
+                table = None;
+                pos = resync(bytes, pos + 1);
+                continue;
+            };
+            if magic == Some(CHUNK_TABLE_MAGIC) {
+                if let Some((at, _)) = table.take() {
+                    out.lost
+                        .push(format!("offset {at}: a chunk table without its frame"));
+                }
+                match parse_table(&rest[8..end]) {
+                    Some(t) => table = Some((pos, t)),
+                    None => out
+                        .lost
+                        .push(format!("offset {pos}: the chunk table does not parse")),
+                }
+            }
+            pos += end;
+            continue;
+        }
+        let len = match zstd::zstd_safe::find_frame_compressed_size(rest) {
+            Ok(len) if len > 0 && magic == Some(ZSTD_MAGIC) => len,
+            _ => {
+                out.lost.push(format!("offset {pos}: not a zstd frame"));
+                table = None;
+                pos = resync(bytes, pos + 1);
+                continue;
+            }
+        };
+        let listed = table.take().map(|(_, t)| t);
+        read_frame(pos, &rest[..len], listed, known, &mut seen, &mut out);
+        pos += len;
+    }
+    if let Some((at, _)) = table {
+        out.lost
+            .push(format!("offset {at}: a chunk table without its frame"));
+    }
+    Ok(Some(out))
+}
+
+/// Adds the chunks of the data frame `compressed` (at `pos`) that read
+/// back intact: those its table lists, and, where the table is missing or
+/// some of its chunks do not match, those `known` finds.
+fn read_frame(
+    pos: usize,
+    compressed: &[u8],
+    listed: Option<FrameChunks>,
+    known: Option<&KnownChunks>,
+    seen: &mut HashSet<ChunkId>,
+    out: &mut PackScan,
+) {
+    let raw = match decompress(compressed) {
+        Ok(raw) => raw,
+        Err(e) => {
+            out.lost
+                .push(format!("offset {pos}: the frame does not decompress: {e}"));
+            return;
+        }
+    };
+    let mut add = |(id, offset, len): (ChunkId, u32, u32), out: &mut PackScan| -> bool {
+        let data = raw.get(offset as usize..offset as usize + len as usize);
+        if data.is_none_or(|d| ChunkId::of(d) != id) {
+            return false;
+        }
+        if seen.insert(id) {
+            out.entries.push(IndexEntry {
+                id,
+                frame_offset: pos as u64,
+                frame_len: compressed.len() as u32,
+                raw_len: raw.len() as u32,
+                offset,
+                len,
+            });
+        }
+        true
+    };
+    let bad = match &listed {
+        Some(chunks) => chunks.iter().filter(|c| !add(**c, out)).count(),
+        None => 0,
+    };
+    if listed.is_some() && bad == 0 {
+        return;
+    }
+    let what = match listed {
+        Some(_) => format!("{bad} of the frame's chunks do not match its chunk table"),
+        None => "the frame has no chunk table".to_string(),
+    };
+    let Some(known) = known else {
+        out.lost.push(format!("offset {pos}: {what}"));
+        return;
+    };
+    let (cut, complete) = known.split(&raw);
+    for chunk in cut {
+        add(chunk, out);
+    }
+    if !complete {
+        out.lost.push(format!(
+            "offset {pos}: {what}, and the known chunks do not account for all of it"
+        ));
+    }
+}
+
+/// The records of a chunk table, or `None` when it does not parse.
+fn parse_table(content: &[u8]) -> Option<FrameChunks> {
+    if content.len() % TABLE_RECORD_LEN != 0 {
+        return None;
+    }
+    let records = content
+        .chunks_exact(TABLE_RECORD_LEN)
+        .map(|r| {
+            let id = ChunkId(r[..32].try_into().expect("32 bytes"));
+            (
+                id,
+                u32_at(r, 32).expect("in range"),
+                u32_at(r, 36).expect("in range"),
+            )
+        })
+        .collect();
+    Some(records)
+}
+
+/// Decompresses one frame, refusing one larger than [`MAX_FRAME`].
+fn decompress(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    zstd::stream::read::Decoder::with_buffer(compressed)?
+        .single_frame()
+        .take(MAX_FRAME as u64 + 1)
+        .read_to_end(&mut raw)?;
+    if raw.len() > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "it holds more than {MAX_FRAME} bytes"
+        )));
+    }
+    Ok(raw)
+}
+
+/// The little-endian `u32` at `at`, if `bytes` holds it.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// The next offset from `from` on where a chunk table or a zstd frame may
+/// start (the end of `bytes` when there is none).
+fn resync(bytes: &[u8], from: usize) -> usize {
+    let table = CHUNK_TABLE_MAGIC.to_le_bytes();
+    let frame = ZSTD_MAGIC.to_le_bytes();
+    bytes
+        .get(from..)
+        .and_then(|rest| rest.windows(4).position(|w| w == table || w == frame))
+        .map_or(bytes.len(), |i| from + i)
+}
