@@ -228,14 +228,15 @@ impl ChunkPool {
             Ok(_) => Some("its chunk tables do not account for all of it".to_string()),
             Err(e) => Some(e.to_string()),
         };
+        // No index at all: most likely an import killed before it wrote it.
+        let missing = matches!(damage, crate::Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound);
+        let why = if missing {
+            "has no index".to_string()
+        } else {
+            format!("has an index that cannot be read ({damage})")
+        };
         if let Some(unaccounted) = unaccounted {
-            let missing = matches!(damage, crate::Error::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound);
-            let why = if missing {
-                "has no index".to_string()
-            } else {
-                format!("has an index that cannot be read ({damage})")
-            };
             tracing::warn!(
                 "pack {stem} {why}, and {unaccounted}: left as it is (`check --repair` indexes it again)"
             );
@@ -243,6 +244,11 @@ impl ChunkPool {
         }
         let scan = scan?;
         if !dry_run {
+            if missing {
+                tracing::debug!("pack {stem} {why}: indexed again from its chunk tables");
+            } else {
+                tracing::warn!("pack {stem} {why}: indexed again from its chunk tables");
+            }
             self.reindex(guard, stem, &scan)?;
         }
         Ok(Fate::Indexed(scan.entries))

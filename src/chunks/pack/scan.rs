@@ -343,3 +343,191 @@ fn resync(bytes: &[u8], from: usize) -> usize {
         .and_then(|rest| rest.windows(4).position(|w| w == table || w == frame))
         .map_or(bytes.len(), |i| from + i)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::chunks::ChunkPool;
+
+    /// A pack of six incompressible 200 KB chunks, two per frame: its
+    /// bytes, the chunks, and the offsets of its three data frames.
+    struct Sample {
+        pack: Vec<u8>,
+        chunks: Vec<Vec<u8>>,
+        frames: Vec<u64>,
+    }
+
+    fn sample() -> Sample {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..6u64)
+            .map(|i| {
+                let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                (0..200_000)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut w = pool.writer().unwrap();
+        for c in &chunks {
+            w.add(c).unwrap();
+        }
+        w.finish().unwrap();
+        let packs = dir.path().join("packs");
+        let mut pack = None;
+        let mut frames = Vec::new();
+        for entry in fs::read_dir(&packs).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = fs::read(&path).unwrap();
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("pack") => pack = Some(bytes),
+                Some("idx") => {
+                    let entries = crate::chunks::index::decode(&path, &bytes).unwrap();
+                    frames = entries.iter().map(|e| e.frame_offset).collect();
+                }
+                _ => {}
+            }
+        }
+        frames.sort();
+        frames.dedup();
+        assert_eq!(frames.len(), 3);
+        Sample {
+            pack: pack.unwrap(),
+            chunks,
+            frames,
+        }
+    }
+
+    fn found_ids(scan: &PackScan) -> Vec<ChunkId> {
+        let mut ids: Vec<ChunkId> = scan.entries.iter().map(|e| e.id).collect();
+        ids.sort();
+        ids
+    }
+
+    fn ids_of(chunks: &[Vec<u8>]) -> Vec<ChunkId> {
+        let mut ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        ids.sort();
+        ids
+    }
+
+    fn run(bytes: &[u8], known: Option<&KnownChunks>) -> PackScan {
+        scan(Path::new("p.pack"), bytes, known).unwrap().unwrap()
+    }
+
+    #[test]
+    fn damage_costs_only_the_frames_it_touches() {
+        let s = sample();
+        let known = KnownChunks::new(s.chunks.iter().map(|c| (ChunkId::of(c), c.len() as u32)));
+        let second = s.frames[1] as usize;
+        let all = ids_of(&s.chunks);
+        let without_second = ids_of(&[&s.chunks[..2], &s.chunks[4..]].concat());
+        assert_eq!(found_ids(&run(&s.pack, None)), all);
+
+        // A byte of the second data frame (stored raw: the data is
+        // incompressible), in its first chunk: the other one stays.
+        let mut bytes = s.pack.clone();
+        bytes[second + 50_000] ^= 0x40;
+        let found = run(&bytes, Some(&known));
+        assert_eq!(
+            found_ids(&found),
+            ids_of(&[&s.chunks[..2], &s.chunks[3..]].concat())
+        );
+        assert_eq!(found.lost.len(), 1, "{:?}", found.lost);
+        assert!(
+            found.lost[0].starts_with(&format!("offset {second}: ")),
+            "{:?}",
+            found.lost
+        );
+
+        // A byte of the second frame's table (in its first chunk's ID):
+        // the known chunks make up for it.
+        let table = second - 8 - 2 * TABLE_RECORD_LEN;
+        let mut bytes = s.pack.clone();
+        bytes[table + 8 + 3] ^= 1;
+        let found = run(&bytes, None);
+        assert_eq!(found_ids(&found).len(), 5);
+        assert!(
+            found.lost[0].contains("do not match its chunk table"),
+            "{:?}",
+            found.lost
+        );
+        let found = run(&bytes, Some(&known));
+        assert_eq!(found_ids(&found), all);
+        assert!(found.lost.is_empty(), "{:?}", found.lost);
+
+        // The table's magic: the walk resumes at the data frame.
+        let mut bytes = s.pack.clone();
+        bytes[table] ^= 0xff;
+        let found = run(&bytes, None);
+        assert_eq!(found_ids(&found), without_second);
+        assert!(
+            found
+                .lost
+                .iter()
+                .any(|l| l == &format!("offset {second}: the frame has no chunk table")),
+            "{:?}",
+            found.lost
+        );
+        assert_eq!(found_ids(&run(&bytes, Some(&known))), all);
+
+        // Cut in the third frame: the first two stay.
+        let third = s.frames[2] as usize;
+        let found = run(&s.pack[..third + 1000], Some(&known));
+        assert_eq!(found_ids(&found), ids_of(&s.chunks[..4]));
+        assert!(!found.lost.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_no_pack_or_of_a_newer_format_is_told_apart() {
+        let path = Path::new("p.pack");
+        assert!(scan(path, b"not a pack at all", None).unwrap().is_none());
+        assert!(scan(path, b"CSPA", None).unwrap().is_none());
+        let err = scan(path, b"CSPACK\0\x07", None).unwrap_err().to_string();
+        assert!(
+            err.contains("pack format version 7 is not supported"),
+            "{err}"
+        );
+        let empty = scan(path, PACK_MAGIC, None).unwrap().unwrap();
+        assert!(empty.entries.is_empty() && empty.lost.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Damage anywhere never panics, and whatever is found is one of
+        /// the chunks written.
+        #[test]
+        fn mutated_packs_never_panic_and_yield_only_real_chunks(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            use std::sync::OnceLock;
+            static SAMPLE: OnceLock<Sample> = OnceLock::new();
+            let s = SAMPLE.get_or_init(sample);
+            let known = KnownChunks::new(s.chunks.iter().map(|c| (ChunkId::of(c), c.len() as u32)));
+            let real = ids_of(&s.chunks);
+            let mut bytes = s.pack.clone();
+            for (at, value) in flips {
+                let n = bytes.len();
+                bytes[8 + at % (n - 8)] ^= value | 1;
+            }
+            let n = bytes.len();
+            for input in [&bytes[..], &bytes[..cut % n]] {
+                if let Ok(Some(found)) = scan(Path::new("p.pack"), input, Some(&known)) {
+                    for id in found_ids(&found) {
+                        prop_assert!(real.contains(&id));
+                    }
+                }
+            }
+        }
+    }
+}
