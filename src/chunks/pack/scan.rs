@@ -13,7 +13,7 @@
 //!
 //! This module only reads; it never writes or removes a file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -34,43 +34,83 @@ const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 const SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 
-/// Chunks the caller knows (ID and length), to cut frames that have no
-/// chunk table.
+/// Chunks the caller knows (ID and length, in the order the manifests
+/// list them), to cut frames that have no chunk table.
 #[derive(Default)]
 pub(crate) struct KnownChunks {
     ids: HashSet<ChunkId>,
     /// The distinct lengths, ascending.
     lengths: Vec<u32>,
+    /// The chunks in the order given.
+    order: Vec<(ChunkId, u32)>,
+    /// Where each chunk is in `order` (its first few places).
+    at: HashMap<ChunkId, Vec<u32>>,
 }
 
+/// A chunk's places in [`KnownChunks::order`] kept at most.
+const PLACES: usize = 4;
+/// The chunks after each place tried first.
+const FOLLOWERS: usize = 16;
+
 impl KnownChunks {
-    /// The set of `chunks` (ID and length; empty chunks are left out).
+    /// The set of `chunks` (ID and length; empty chunks are left out), in
+    /// the order the manifests list them: a writer stores a layer's new
+    /// chunks in that order, so the chunks that follow a chunk there are
+    /// tried first after it.
     pub fn new(chunks: impl IntoIterator<Item = (ChunkId, u32)>) -> KnownChunks {
-        let mut ids = HashSet::new();
-        let mut lengths = Vec::new();
+        let mut known = KnownChunks::default();
         for (id, len) in chunks {
-            if len > 0 && ids.insert(id) {
-                lengths.push(len);
+            if len == 0 {
+                continue;
+            }
+            if known.ids.insert(id) {
+                known.lengths.push(len);
+            }
+            let places = known.at.entry(id).or_default();
+            if places.len() < PLACES {
+                places.push(known.order.len() as u32);
+            }
+            known.order.push((id, len));
+        }
+        known.lengths.sort_unstable();
+        known.lengths.dedup();
+        known
+    }
+
+    /// The chunks that follow `id` in the order given.
+    fn followers(&self, id: Option<ChunkId>) -> Vec<(ChunkId, u32)> {
+        let Some(places) = id.and_then(|id| self.at.get(&id)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(ChunkId, u32)> = Vec::new();
+        for &place in places {
+            let next = place as usize + 1;
+            for &chunk in self.order.iter().skip(next).take(FOLLOWERS) {
+                if !out.contains(&chunk) {
+                    out.push(chunk);
+                }
             }
         }
-        lengths.sort_unstable();
-        lengths.dedup();
-        KnownChunks { ids, lengths }
+        out
     }
 
     /// Cuts `raw` into known chunks laid end to end from its start (the
-    /// way a writer fills a frame). Returns the chunks (ID, offset, length)
-    /// and whether they reach the end of `raw`; when they do not, the
-    /// longest run found from the start.
+    /// way a writer fills a frame); `before` is the chunk stored just
+    /// before the frame, when known. Returns the chunks (ID, offset,
+    /// length) and whether they reach the end of `raw`; when they do not,
+    /// the longest run found from the start.
     ///
-    /// At each offset the known lengths are tried shortest first, hashing
-    /// the prefix incrementally; a known chunk that is a prefix of the one
-    /// really there leads to a dead end, and the search backs up. The work
-    /// is bounded (a pathological set of lengths gives up early).
-    fn split(&self, raw: &[u8]) -> (FrameChunks, bool) {
-        // (offset, index into `lengths`) of each chunk on the current path.
-        let mut path: Vec<(usize, usize)> = Vec::new();
-        let mut best: Vec<(usize, usize)> = Vec::new();
+    /// At each offset the chunks that follow the previous one in the
+    /// manifests are tried first, then every known length, shortest
+    /// first, hashing the prefix incrementally. A known chunk that is a
+    /// prefix of the one really there leads to a dead end, and the search
+    /// backs up. The work is bounded: a pathological set of chunks gives
+    /// up early.
+    fn split(&self, raw: &[u8], before: Option<ChunkId>) -> (FrameChunks, bool) {
+        // The chunks on the current path: offset, candidate number (see
+        // `next_match`), ID and length.
+        let mut path: Vec<(usize, usize, ChunkId, usize)> = Vec::new();
+        let mut best = Vec::new();
         let mut best_end = 0;
         let mut dead: HashSet<usize> = HashSet::new();
         let mut budget = raw.len().saturating_mul(64).saturating_add(64 << 20);
@@ -79,10 +119,11 @@ impl KnownChunks {
             if offset == raw.len() {
                 break true;
             }
-            match self.next_match(raw, offset, from, &dead, &mut budget) {
-                Some(i) => {
-                    path.push((offset, i));
-                    offset += self.lengths[i] as usize;
+            let previous = path.last().map_or(before, |p| Some(p.2));
+            match self.next_match(raw, offset, previous, from, &dead, &mut budget) {
+                Some((candidate, id, len)) => {
+                    path.push((offset, candidate, id, len));
+                    offset += len;
                     from = 0;
                 }
                 None => {
@@ -92,7 +133,9 @@ impl KnownChunks {
                     }
                     dead.insert(offset);
                     match path.pop() {
-                        Some((o, i)) if budget > 0 => (offset, from) = (o, i + 1),
+                        Some((o, candidate, _, _)) if budget > 0 => {
+                            (offset, from) = (o, candidate + 1)
+                        }
                         _ => break false,
                     }
                 }
@@ -101,29 +144,40 @@ impl KnownChunks {
         let chosen = if complete { path } else { best };
         let cut = chosen
             .into_iter()
-            .map(|(o, i)| {
-                let len = self.lengths[i] as usize;
-                (ChunkId::of(&raw[o..o + len]), o as u32, len as u32)
-            })
+            .map(|(o, _, id, len)| (id, o as u32, len as u32))
             .collect();
         (cut, complete)
     }
 
-    /// The first length (index into `lengths`, from `from` on) such that
-    /// the bytes at `offset` of that length are a known chunk and do not
-    /// end at a dead offset.
+    /// The first candidate (number `from` on) that is the bytes at
+    /// `offset` and does not end at a dead offset: its number, ID and
+    /// length. The candidates are the followers of `previous`, then every
+    /// known length.
     fn next_match(
         &self,
         raw: &[u8],
         offset: usize,
+        previous: Option<ChunkId>,
         from: usize,
         dead: &HashSet<usize>,
         budget: &mut usize,
-    ) -> Option<usize> {
+    ) -> Option<(usize, ChunkId, usize)> {
         let rest = &raw[offset..];
+        let followers = self.followers(previous);
+        for (n, &(id, len)) in followers.iter().enumerate().skip(from) {
+            let len = len as usize;
+            if len > rest.len() || dead.contains(&(offset + len)) || *budget == 0 {
+                continue;
+            }
+            *budget = budget.saturating_sub(len + 64);
+            if ChunkId::of(&rest[..len]) == id {
+                return Some((n, id, len));
+            }
+        }
         let mut hasher = blake3::Hasher::new();
         let mut fed = 0;
-        for (i, &len) in self.lengths.iter().enumerate().skip(from) {
+        let skip = from.saturating_sub(followers.len());
+        for (i, &len) in self.lengths.iter().enumerate().skip(skip) {
             let len = len as usize;
             if len > rest.len() || *budget == 0 {
                 break;
@@ -134,8 +188,9 @@ impl KnownChunks {
             hasher.update(&rest[fed..len]);
             *budget = budget.saturating_sub(len - fed + 64);
             fed = len;
-            if self.ids.contains(&ChunkId(*hasher.finalize().as_bytes())) {
-                return Some(i);
+            let id = ChunkId(*hasher.finalize().as_bytes());
+            if self.ids.contains(&id) {
+                return Some((followers.len() + i, id, len));
             }
         }
         None
@@ -282,7 +337,10 @@ fn read_frame(
         out.lost.push(format!("offset {pos}: {what}"));
         return;
     };
-    let (cut, complete) = known.split(&raw);
+    // The chunk stored before this frame, usually the one before its
+    // first chunk in a manifest.
+    let before = out.entries.last().map(|e| e.id);
+    let (cut, complete) = known.split(&raw, before);
     for chunk in cut {
         add(chunk, out);
     }
@@ -484,6 +542,32 @@ mod tests {
         let found = run(&s.pack[..third + 1000], Some(&known));
         assert_eq!(found_ids(&found), ids_of(&s.chunks[..4]));
         assert!(!found.lost.is_empty());
+    }
+
+    #[test]
+    fn a_known_chunk_that_is_a_prefix_of_the_one_there_is_backed_out_of() {
+        let s = sample();
+        let (b, c) = (&s.chunks[0], &s.chunks[1]);
+        let a = &b[..100];
+        let d = &c[..5000];
+        let raw = [&b[..], &c[..]].concat();
+        let id = |x: &[u8]| (ChunkId::of(x), x.len() as u32);
+        let known = KnownChunks::new([id(a), id(b), id(c), id(d)]);
+        let (cut, complete) = known.split(&raw, None);
+        assert!(complete);
+        assert_eq!(
+            cut,
+            vec![
+                (ChunkId::of(b), 0, b.len() as u32),
+                (ChunkId::of(c), b.len() as u32, c.len() as u32)
+            ]
+        );
+        // An unknown tail: the longest run of known chunks.
+        let raw = [&b[..], &c[..10_000]].concat();
+        let (cut, complete) = known.split(&raw, None);
+        assert!(!complete);
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[1], (ChunkId::of(d), b.len() as u32, 5000));
     }
 
     #[test]
