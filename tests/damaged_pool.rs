@@ -39,6 +39,8 @@ struct Fixture {
     container: String,
     /// The name of `base`'s pack.
     pack: String,
+    /// The name of `spare`'s pack.
+    spare_pack: String,
 }
 
 impl Fixture {
@@ -59,7 +61,7 @@ impl Fixture {
         let (base, base_packs) = import("base", 1, &[]);
         let (top, _) = import("top", 2, &[&base]);
         let (lone, _) = import("lone", 3, &[]);
-        let (_spare, _) = import("spare", 4, &[]);
+        let (_spare, spare_packs) = import("spare", 4, &[]);
         assert_eq!(base_packs.len(), 1, "{base_packs:?}");
         assert_eq!(pack_names(&cs).len(), 4, "each import wrote its own pack");
         let image = common::first_line_of(&cs.ok(&["create-image", &top]));
@@ -73,6 +75,7 @@ impl Fixture {
             image,
             container,
             pack: base_packs[0].clone(),
+            spare_pack: spare_packs[0].clone(),
         }
     }
 
@@ -306,26 +309,87 @@ fn a_format_1_pack_that_lost_its_index_is_indexed_again_from_the_manifests() {
 }
 
 #[test]
-fn gc_indexes_again_a_pack_its_chunk_tables_account_for_and_sweeps_it() {
+fn a_format_1_pack_a_killed_import_left_without_an_index_is_reported_and_removed() {
     let mut f = Fixture::new();
-    let index = f.path("idx");
-    let original = std::fs::read(&index).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&index)
-        .unwrap()
-        .set_len(20)
-        .unwrap();
-    // Garbage in another pack, for gc to sweep.
-    f.delete_spare();
-    let (code, out, err) = run(&f.cs, &["gc"]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    assert!(err.contains("indexed again from its chunk tables"), "{err}");
-    assert!(out.contains("packs deleted: 1"), "{out}");
-    assert_eq!(std::fs::read(&index).unwrap(), original);
+    // What an import of an older build killed between publishing its pack
+    // and its index leaves: a format 1 pack no manifest refers to.
+    let spare = f.delete_spare();
+    let pack = packs_dir(&f.cs).join(format!("{}.pack", f.spare_pack));
+    let index = pack.with_extension("idx");
+    // Keep the pack: the sweep of `delete-layer` does not run.
+    assert!(pack.exists(), "{spare}");
+    as_version_1(&pack);
+    std::fs::remove_file(&index).unwrap();
+    let (code, _, err) = run(&f.cs, &["gc"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("left as it is"), "{err}");
+    assert!(pack.exists());
+
+    // No import runs: check knows the index is lost, not yet written.
     let (code, out, err) = run(&f.cs, &["check"]);
-    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        out,
+        format!(
+            "pack {}: index {} is missing\n",
+            f.spare_pack,
+            index.display()
+        )
+    );
+    let (code, out, err) = run(&f.cs, &["check", "-r"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "repaired: pack {}: removed: no chunk in it can be read",
+            f.spare_pack
+        )),
+        "{err}"
+    );
+    assert!(!pack.exists());
+    let (code, out, err) = run(&f.cs, &["gc"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    let (code, out, err) = run(&f.cs, &["check"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
     f.all_export_exactly();
+}
+
+#[test]
+fn gc_indexes_again_a_pack_its_chunk_tables_account_for_and_sweeps_it() {
+    type Damage = (&'static str, fn(&Path));
+    let damages: [Damage; 3] = [
+        ("has an index that cannot be read", |index| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(index)
+                .unwrap()
+                .set_len(20)
+                .unwrap()
+        }),
+        ("has an index that cannot be read", |index| {
+            flip_bit(index, 60)
+        }),
+        ("has no index", |index| std::fs::remove_file(index).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let mut f = Fixture::new();
+        let index = f.path("idx");
+        let original = std::fs::read(&index).unwrap();
+        damage(&index);
+        // Garbage in another pack, for gc to sweep.
+        f.delete_spare();
+        let (code, out, err) = run(&f.cs, &["gc", "--debug"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            err.contains(&format!("pack {} {what}", f.pack))
+                && err.contains("indexed again from its chunk tables"),
+            "{err}"
+        );
+        assert!(out.contains("packs deleted: 1"), "{out}");
+        assert_eq!(std::fs::read(&index).unwrap(), original);
+        let (code, out, err) = run(&f.cs, &["check"]);
+        assert_eq!((code, out.as_str()), (0, ""), "{err}");
+        f.all_export_exactly();
+    }
 }
 
 #[test]

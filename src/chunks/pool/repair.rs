@@ -16,6 +16,7 @@ use crate::chunks::pack::{self, KnownChunks, PackScan};
 use crate::chunks::SweepGuard;
 use crate::durable;
 use crate::error::{IoContext, Result};
+use crate::flock::Flock;
 
 /// A pack without a usable index: its chunks are missing from the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,16 @@ impl ChunkPool {
                 Some(Unindexed { name, damage })
             })
             .collect())
+    }
+
+    /// [`ChunkPool::unindexed`] when no import runs (none holds
+    /// `chunks/sweep.lock`): a pack without an index has lost it then.
+    /// `None` when an import runs. Waits for nothing.
+    pub(crate) fn unindexed_if_idle(&self) -> Result<Option<Vec<Unindexed>>> {
+        let Some(_idle) = Flock::try_exclusive(&self.sweep_lock_path())? else {
+            return Ok(None);
+        };
+        self.unindexed().map(Some)
     }
 
     /// The path of pack `name`.
@@ -330,6 +341,11 @@ mod tests {
         );
         assert!(pool.contains(&ChunkId::of(&second[0])));
         assert!(!pool.contains(&ChunkId::of(&first[0])));
+        // Only with no writer running is that known to be a lost index.
+        let writer = pool.write_guard().unwrap();
+        assert_eq!(pool.unindexed_if_idle().unwrap(), None);
+        drop(writer);
+        assert_eq!(pool.unindexed_if_idle().unwrap(), Some(unindexed));
         let _ = healthy;
     }
 

@@ -2,8 +2,9 @@
 //! or cannot be read, and a damaged `chunks/config.json`.
 //!
 //! `check` names a pack whose index cannot be read, and a pack without an
-//! index whose chunks layers lack (without one an import may simply not
-//! have written it yet), with the layers that lack its chunks.
+//! index (while an import runs, only one whose chunks layers lack: the
+//! import may not have written its index yet), with the layers that lack
+//! its chunks.
 //! `check --repair`, before it judges any layer and holding the sweep
 //! guard (no import runs, so a pack without an index has lost it), indexes
 //! every such pack again from the pack itself: its chunk tables (format 2)
@@ -91,8 +92,22 @@ const LAYERS_NAMED: usize = 8;
 
 impl Store {
     /// Adds the pool's problems to `scan`, whose layer part is done
-    /// (`manifests` are the sealed layers' manifests).
+    /// (`manifests` are the sealed layers' manifests), before the others:
+    /// they are the cause of the layers' missing chunks.
     pub(super) fn scan_pool(
+        &self,
+        scan: &mut Scan,
+        manifests: &HashMap<String, Arc<LayerManifest>>,
+        options: &CheckOptions,
+    ) -> Result<()> {
+        let before = scan.found.len();
+        self.find_pool_problems(scan, manifests, options)?;
+        let added = scan.found.len() - before;
+        scan.found.rotate_right(added);
+        Ok(())
+    }
+
+    fn find_pool_problems(
         &self,
         scan: &mut Scan,
         manifests: &HashMap<String, Arc<LayerManifest>>,
@@ -115,7 +130,12 @@ impl Store {
             );
             scan.add(Subject::Pool, CONFIG, message, Remedy::Pool);
         }
-        let unindexed = self.pool.unindexed()?;
+        // With no import running, a pack without an index has lost it;
+        // otherwise it may be one an import has not indexed yet.
+        let (unindexed, idle) = match self.pool.unindexed_if_idle()? {
+            Some(unindexed) => (unindexed, true),
+            None => (self.pool.unindexed()?, false),
+        };
         if unindexed.is_empty() {
             return Ok(());
         }
@@ -138,9 +158,9 @@ impl Store {
                 .collect();
             let mut message = match &pack.damage {
                 Some(why) => format!("index cannot be read: {why}"),
-                // An import between publishing the pack and its index, or
-                // one killed there (its chunks are garbage for `gc`).
-                None if users.is_empty() => continue,
+                // Maybe an import between publishing the pack and its
+                // index.
+                None if users.is_empty() && !idle => continue,
                 None => format!(
                     "index {} is missing",
                     self.graph_root()
