@@ -20,3 +20,4 @@ pub use pool::{
 pub use sweep::{SweepGuard, SweepReport};
 
 pub(crate) use chunker::Chunker;
+pub(crate) use pack::KnownChunks;

@@ -40,13 +40,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         Ok(parsed) => parsed,
         Err(e) => return parse_failure(e, &argv),
     };
-    if cli.global.debug == Some(true) {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(stderr_is_terminal())
-            .with_max_level(tracing::Level::DEBUG)
-            .init();
-    }
+    init_tracing(cli.global.debug == Some(true));
     let (name, sub) = matches.subcommand().expect("a subcommand is required");
     let count = sub.get_many::<String>("args").map_or(0, |v| v.count());
     let (min, max) = arg_bounds(name);
@@ -68,6 +62,50 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     match outcome {
         Ok(code) => code,
         Err(e) => report(name, &e),
+    }
+}
+
+/// Prints the library's warnings (with `--debug`, its debug events too) to
+/// standard error, one line each: `warning: MESSAGE`.
+fn init_tracing(debug: bool) {
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
+        .with_max_level(level)
+        .event_format(EventLine)
+        .init();
+}
+
+/// The format of [`init_tracing`]'s lines: the level in words, then the
+/// message and its fields (no time, no module path).
+struct EventLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for EventLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "{level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
     }
 }
 

@@ -57,6 +57,22 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A chunk (that a layer needs) is not in the pool.
+    #[error(
+        "{}chunk {id} is missing from the pool{}",
+        .layer.as_ref().map(|l| format!("layer {l}: ")).unwrap_or_default(),
+        .unindexed_pack.as_ref().map(|p| format!(
+            " (the index of pack {p} cannot be read: `check --repair` indexes it again)"
+        )).unwrap_or_default()
+    )]
+    MissingChunk {
+        /// The layer that needs it, when known.
+        layer: Option<String>,
+        /// The chunk ID in hex.
+        id: String,
+        /// A pack whose index cannot be read (it may hold the chunk).
+        unindexed_pack: Option<String>,
+    },
     /// A layer, image or container was not found.
     #[error("{arg}: {kind} not known")]
     NotKnown {
@@ -140,6 +156,15 @@ impl Error {
             Error::Stream { what, source } => Error::Stream {
                 what: format!("layer {layer}: {what}"),
                 source,
+            },
+            Error::MissingChunk {
+                layer: None,
+                id,
+                unindexed_pack,
+            } => Error::MissingChunk {
+                layer: Some(layer.to_string()),
+                id,
+                unindexed_pack,
             },
             other => other,
         }

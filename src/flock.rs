@@ -31,6 +31,20 @@ impl Flock {
         Flock::take(path, libc::LOCK_EX)
     }
 
+    /// Takes an exclusive lock on `path` (created when missing) if nobody
+    /// holds a lock on it; `None` when somebody does.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Flock>> {
+        match Flock::take(path, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(crate::Error::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn take(path: &Path, how: libc::c_int) -> Result<Flock> {
         let file = durable::open_store_file(path, Open::Lock)?;
         flock(&file, how).at("lock", path)?;

@@ -33,7 +33,7 @@ mod unsynced;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use check::{CheckOptions, CheckReport, Problem};
+pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use containers::{Container, ContainerOptions};
 pub use dedup::{DedupReport, HashMethod};
 pub use evict::Evicted;

@@ -2,6 +2,15 @@
 //! more chunks. A pack is written under `chunks/tmp/`, `fsync`ed, renamed
 //! into `chunks/packs/` and the directory `fsync`ed before any index entry
 //! or manifest refers to it. Published packs are never modified.
+//!
+//! Since format version 2, every data frame is preceded by a zstd
+//! skippable frame holding its chunk table (each chunk's ID, offset and
+//! length in the decompressed frame), so that a pack whose index is lost
+//! can be indexed again from the pack alone ([`scan`]). Readers locate
+//! chunks through the index and never look at the tables; zstd tools skip
+//! them. Version 1 packs (no tables) are still read.
+
+mod scan;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -13,8 +22,32 @@ use super::index::IndexEntry;
 use crate::durable;
 use crate::error::{IoContext, Result};
 
-/// The first bytes of every pack; the last byte is the format version.
-pub(crate) const PACK_MAGIC: &[u8; 8] = b"CSPACK\0\x01";
+pub(crate) use scan::{scan, KnownChunks, PackScan};
+
+/// The first bytes of every pack written now; the last byte is the format
+/// version.
+pub(crate) const PACK_MAGIC: &[u8; 8] = b"CSPACK\0\x02";
+/// The magic of the zstd skippable frame holding a chunk table (zstd
+/// reserves 0x184D2A50..=0x184D2A5F for skippable frames).
+pub(crate) const CHUNK_TABLE_MAGIC: u32 = 0x184D_2A5C;
+/// One chunk in a table: ID, offset and length in the decompressed frame.
+pub(crate) const TABLE_RECORD_LEN: usize = 40;
+
+/// The skippable frame holding the table of `chunks` (ID, offset and
+/// length in the decompressed frame), little endian: magic, content
+/// length, then one record per chunk.
+fn chunk_table(chunks: &[(ChunkId, u32, u32)]) -> Vec<u8> {
+    let len = chunks.len() * TABLE_RECORD_LEN;
+    let mut out = Vec::with_capacity(8 + len);
+    out.extend_from_slice(&CHUNK_TABLE_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    for (id, offset, len) in chunks {
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    out
+}
 
 /// A pack being written to a temporary file.
 pub(crate) struct PackBuilder {
@@ -59,25 +92,28 @@ impl PackBuilder {
     }
 
     /// Appends one compressed frame holding `chunks` (ID, offset, length in
-    /// the decompressed frame of `raw_len` bytes).
+    /// the decompressed frame of `raw_len` bytes), behind its chunk table.
     pub fn append_frame(
         &mut self,
         frame: &[u8],
         raw_len: u32,
         chunks: &[(ChunkId, u32, u32)],
     ) -> Result<()> {
+        let table = chunk_table(chunks);
+        self.file.write_all(&table).at("write", &self.tmp_path)?;
         self.file.write_all(frame).at("write", &self.tmp_path)?;
+        let frame_offset = self.len + table.len() as u64;
         for &(id, offset, len) in chunks {
             self.entries.push(IndexEntry {
                 id,
-                frame_offset: self.len,
+                frame_offset,
                 frame_len: frame.len() as u32,
                 raw_len,
                 offset,
                 len,
             });
         }
-        self.len += frame.len() as u64;
+        self.len = frame_offset + frame.len() as u64;
         Ok(())
     }
 

@@ -1,10 +1,17 @@
 //! `ChunkPool`: the store-wide set of chunks, its config, the in-memory
 //! lookup table built from the pack index files, and the writer that adds
 //! new chunks in the crash-safe publish order.
+//!
+//! No single damaged file takes the pool down: an index file that cannot
+//! be read is skipped with a warning (its pack's chunks are missing until
+//! `check --repair` indexes the pack again, see `pool/repair.rs`), and a
+//! damaged `config.json` gives way to the pinned defaults, with a warning,
+//! until `check --repair` writes it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,6 +28,7 @@ use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 
+mod repair;
 mod verify;
 
 const CONFIG_VERSION: u32 = 1;
@@ -43,6 +51,43 @@ pub struct PoolConfig {
     pub zstd_level: i32,
     /// New chunks are grouped into frames of about this many bytes.
     pub frame_size: u32,
+}
+
+impl PoolConfig {
+    /// Parses `config.json` read from `path`. `Ok(Err(why))` when it is
+    /// damaged (does not parse, or holds values no pool was written with);
+    /// `Err` when it is a pool of a format this build does not read.
+    fn parse(path: &Path, bytes: &[u8]) -> Result<std::result::Result<PoolConfig, String>> {
+        let config: PoolConfig = match serde_json::from_slice(bytes) {
+            Ok(config) => config,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if config.version != CONFIG_VERSION {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                what: format!(
+                    "pool format version {} is not supported (this build reads version {})",
+                    config.version, CONFIG_VERSION
+                ),
+            });
+        }
+        if let Err(e) = config.chunker.validate() {
+            return Ok(Err(e.to_string()));
+        }
+        if !(1..=22).contains(&config.zstd_level) {
+            return Ok(Err(format!(
+                "zstd level {} is out of range",
+                config.zstd_level
+            )));
+        }
+        if !(4096..=FRAME_RESERVE_LIMIT as u32).contains(&config.frame_size) {
+            return Ok(Err(format!(
+                "frame size {} is out of range",
+                config.frame_size
+            )));
+        }
+        Ok(Ok(config))
+    }
 }
 
 impl Default for PoolConfig {
@@ -99,6 +144,24 @@ pub(super) struct IndexState {
     unique_bytes: u64,
     /// The sweep token seen when the table was loaded.
     token: String,
+    /// Index files that cannot be read, by pack name: why, and the file
+    /// as it was then (it is read again once it changes).
+    unreadable: BTreeMap<String, (String, FileStamp)>,
+}
+
+/// Tells whether a file changed: device, inode, size, mtime, ctime.
+type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(meta: &fs::Metadata) -> FileStamp {
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
 }
 
 /// Figures about the pool.
@@ -133,6 +196,9 @@ pub struct ChunkPool {
     pub(super) packs_dir: PathBuf,
     pub(super) tmp_dir: PathBuf,
     config: PoolConfig,
+    /// Why `config.json` could not be used (the defaults are in force),
+    /// until it is written again.
+    config_damage: Mutex<Option<String>>,
     state: RwLock<IndexState>,
     maps: Mutex<HashMap<u32, Arc<Mmap>>>,
     /// Frame buffers readers gave back, for the next readers: a fresh
@@ -156,25 +222,21 @@ impl ChunkPool {
         let config_path = root.join("config.json");
         let packs_dir = root.join("packs");
         let tmp_dir = root.join("tmp");
+        let mut config_damage = None;
         let config = match fs::read(&config_path) {
-            Ok(bytes) => {
-                let config: PoolConfig =
-                    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                        path: config_path.clone(),
-                        what: e.to_string(),
-                    })?;
-                if config.version != CONFIG_VERSION {
-                    return Err(Error::Corrupt {
-                        path: config_path,
-                        what: format!(
-                            "pool format version {} is not supported (this build reads version {})",
-                            config.version, CONFIG_VERSION
-                        ),
-                    });
+            Ok(bytes) => match PoolConfig::parse(&config_path, &bytes)? {
+                Ok(config) => config,
+                Err(why) => {
+                    // The parameters only shape new writes (every manifest
+                    // records its own chunker): the pinned defaults serve.
+                    tracing::warn!(
+                        "{}: {why}: using the default pool parameters until `check --repair` writes it again",
+                        config_path.display()
+                    );
+                    config_damage = Some(why);
+                    PoolConfig::default()
                 }
-                config.chunker.validate()?;
-                config
-            }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let config = PoolConfig::default();
                 if writable {
@@ -196,6 +258,7 @@ impl ChunkPool {
             packs_dir,
             tmp_dir,
             config,
+            config_damage: Mutex::new(config_damage),
             state: RwLock::new(IndexState::default()),
             maps: Mutex::new(HashMap::new()),
             spare_frames: Mutex::new(Vec::new()),
@@ -282,12 +345,41 @@ impl ChunkPool {
         let mut decoded = Vec::new();
         for stem in fresh {
             let path = self.packs_dir.join(format!("{stem}.idx"));
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).at("read", &path),
+                Err(e) => return Err(e).at("stat", &path),
             };
-            decoded.push((stem, index::decode(&path, &bytes)?));
+            let stamp = stamp(&meta);
+            let known_bad = {
+                let state = self.state.read().expect("pool lock");
+                state
+                    .unreadable
+                    .get(&stem)
+                    .is_some_and(|(_, s)| *s == stamp)
+            };
+            if known_bad {
+                continue;
+            }
+            let read = fs::read(&path).at("read", &path);
+            match read.and_then(|bytes| index::decode(&path, &bytes)) {
+                Ok(entries) => {
+                    self.state
+                        .write()
+                        .expect("pool lock")
+                        .unreadable
+                        .remove(&stem);
+                    decoded.push((stem, entries));
+                }
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(
+                        "{e}: the chunks of pack {stem} are missing until `check --repair` indexes it again"
+                    );
+                    let mut state = self.state.write().expect("pool lock");
+                    state.unreadable.insert(stem, (e.to_string(), stamp));
+                }
+            }
         }
         // Room for every new entry at once: growing the table index by
         // index would rehash it over and over.
@@ -332,16 +424,15 @@ impl ChunkPool {
             return Ok(*loc);
         }
         self.refresh()?;
-        self.state
-            .read()
-            .expect("pool lock")
-            .map
-            .get(id)
-            .copied()
-            .ok_or_else(|| Error::Chunk {
-                id: id.to_hex(),
-                what: "not in the pool".into(),
-            })
+        let state = self.state.read().expect("pool lock");
+        if let Some(loc) = state.map.get(id) {
+            return Ok(*loc);
+        }
+        Err(Error::MissingChunk {
+            layer: None,
+            id: id.to_hex(),
+            unindexed_pack: state.unreadable.keys().next().cloned(),
+        })
     }
 
     fn mapped(&self, pack: u32) -> Result<Arc<Mmap>> {

@@ -1,8 +1,14 @@
 //! The sweep: removes chunks no manifest references. Packs with no live
 //! chunk are deleted; packs holding some garbage (above a threshold) are
 //! rewritten, their live chunks moved to a new pack first. Leftovers of
-//! writers that died (unpublished packs in `chunks/tmp`, packs without an
-//! index, index files without a pack) go too.
+//! writers that died (unpublished packs in `chunks/tmp`, index files
+//! without a pack, files in `packs/` that are no pack) go too.
+//!
+//! A pack whose index is missing or cannot be read holds chunks the sweep
+//! cannot account for: unless its chunk tables account for every byte of
+//! it (it is then indexed again and swept as any pack), it is left alone,
+//! counted and warned about, for `check --repair` to index again with the
+//! manifests' help.
 //!
 //! The caller passes the set of live chunks, computed while it holds the
 //! [`SweepGuard`]: no writer runs then, so every chunk a writer will
@@ -23,7 +29,7 @@ use crate::flock::Flock;
 
 /// Held by a sweep: no writer runs while it is held.
 pub struct SweepGuard {
-    lock: Flock,
+    pub(super) lock: Flock,
 }
 
 /// What a sweep removed (or, dry, would remove).
@@ -40,6 +46,10 @@ pub struct SweepReport {
     /// Packs left as they were because a live chunk in them is damaged
     /// (`check` reports it).
     pub packs_damaged: u64,
+    /// Packs left as they were because their index is missing or cannot
+    /// be read and their chunk tables do not account for all of them
+    /// (`check --repair` indexes them again).
+    pub packs_unindexed: u64,
     /// Leftover files of writers that died.
     pub leftovers_removed: u64,
     /// Bytes of pack and index files freed on disk.
@@ -86,16 +96,11 @@ impl ChunkPool {
                 stems.push(stem.to_string());
             }
         }
-        // A pack renamed into place whose index was never written, or an
-        // index whose pack is gone: nothing can use either.
-        for stem in packs.difference(&indexes).chain(indexes.difference(&packs)) {
-            for ext in ["idx", "pack"] {
-                let path = self.packs_dir.join(format!("{stem}.{ext}"));
-                if path.exists() {
-                    report.leftovers_removed += 1;
-                    report.bytes_freed += remove(&path, dry_run);
-                }
-            }
+        // An index whose pack is gone: nothing can use it.
+        for stem in indexes.difference(&packs) {
+            let path = self.packs_dir.join(format!("{stem}.idx"));
+            report.leftovers_removed += 1;
+            report.bytes_freed += remove(&path, dry_run);
         }
         if let Ok(dir) = fs::read_dir(&self.tmp_dir) {
             for entry in dir.flatten() {
@@ -103,6 +108,9 @@ impl ChunkPool {
                 report.bytes_freed += remove(&entry.path(), dry_run);
             }
         }
+        // Packs without an index (an import killed before it wrote it, or
+        // a lost index) are swept too once indexed again.
+        stems.extend(packs.difference(&indexes).cloned());
         stems.retain(|s| packs.contains(s));
         stems.sort();
         let mut kept: HashSet<ChunkId> = HashSet::new();
@@ -110,8 +118,29 @@ impl ChunkPool {
         for stem in stems {
             let idx_path = self.packs_dir.join(format!("{stem}.idx"));
             let pack_path = self.packs_dir.join(format!("{stem}.pack"));
-            let bytes = fs::read(&idx_path).at("read", &idx_path)?;
-            let entries = index::decode(&idx_path, &bytes)?;
+            let decoded = match fs::read(&idx_path) {
+                Ok(bytes) => index::decode(&idx_path, &bytes),
+                Err(e) => Err(e).at("read", &idx_path),
+            };
+            let entries = match decoded {
+                Ok(entries) => entries,
+                Err(damage) => match self.sweep_unindexed(guard, &stem, &damage, dry_run)? {
+                    Fate::Indexed(entries) => {
+                        changed = true;
+                        entries
+                    }
+                    Fate::NoPack => {
+                        report.leftovers_removed += 1;
+                        report.bytes_freed += remove(&idx_path, dry_run);
+                        report.bytes_freed += remove(&pack_path, dry_run);
+                        continue;
+                    }
+                    Fate::Unaccounted => {
+                        report.packs_unindexed += 1;
+                        continue;
+                    }
+                },
+            };
             let (mut keep, mut garbage) = (Vec::new(), Vec::new());
             for e in entries {
                 if live.contains(&e.id) && kept.insert(e.id) {
@@ -177,6 +206,54 @@ impl ChunkPool {
         Ok(report)
     }
 
+    /// What to do with pack `stem`, whose index cannot be read (`damage`
+    /// says why): index it again from its chunk tables when they account
+    /// for every byte of it (not when `dry_run`: the entries are only
+    /// returned then); otherwise leave it alone.
+    fn sweep_unindexed(
+        &self,
+        guard: &SweepGuard,
+        stem: &str,
+        damage: &crate::Error,
+        dry_run: bool,
+    ) -> Result<Fate> {
+        let scan = match self.scan_pack(stem, None) {
+            Ok(Some(scan)) => Ok(scan),
+            // Not a pack at all: nothing in it can be read.
+            Ok(None) => return Ok(Fate::NoPack),
+            Err(e) => Err(e),
+        };
+        let unaccounted = match &scan {
+            Ok(scan) if scan.lost.is_empty() => None,
+            Ok(_) => Some("its chunk tables do not account for all of it".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        // No index at all: most likely an import killed before it wrote it.
+        let missing = matches!(damage, crate::Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound);
+        let why = if missing {
+            "has no index".to_string()
+        } else {
+            format!("has an index that cannot be read ({damage})")
+        };
+        if let Some(unaccounted) = unaccounted {
+            tracing::warn!(
+                "pack {stem} {why}, and {unaccounted}: left as it is (`check --repair` indexes it again)"
+            );
+            return Ok(Fate::Unaccounted);
+        }
+        let scan = scan?;
+        if !dry_run {
+            if missing {
+                tracing::debug!("pack {stem} {why}: indexed again from its chunk tables");
+            } else {
+                tracing::warn!("pack {stem} {why}: indexed again from its chunk tables");
+            }
+            self.reindex(guard, stem, &scan)?;
+        }
+        Ok(Fate::Indexed(scan.entries))
+    }
+
     /// Copies chunks `ids` into new packs; returns the bytes written.
     fn rewrite(&self, ids: &[ChunkId]) -> Result<u64> {
         let mut reader = self.reader();
@@ -187,6 +264,16 @@ impl ChunkPool {
         }
         Ok(writer.finish()?.stored_bytes)
     }
+}
+
+/// What the sweep does with a pack whose index cannot be read.
+enum Fate {
+    /// Its chunk tables account for all of it: swept with these entries.
+    Indexed(Vec<super::index::IndexEntry>),
+    /// It is not a pack: removed.
+    NoPack,
+    /// Left alone.
+    Unaccounted,
 }
 
 fn file_len(path: &Path) -> u64 {

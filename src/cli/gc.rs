@@ -31,6 +31,10 @@ pub fn gc(store: &Store, dry_run: bool, evict: &str, pack_garbage: u8, json: boo
         (c.packs_removed, "packs deleted"),
         (c.packs_rewritten, "packs rewritten"),
         (c.leftovers_removed, "unpublished pack files"),
+        (
+            c.packs_unindexed,
+            "packs left alone, their index unreadable (check -r indexes them again)",
+        ),
         (report.objects.objects, "file objects"),
         (report.evicted.layers, "materialized layers evicted"),
         (report.driver_dirs, "driver directories and links"),

@@ -18,7 +18,9 @@
 //! Damaged chunks are dropped from the pool, whether or not the layers
 //! using them could be removed: an import of the same content then stores
 //! it anew (instead of reusing the damaged copy) and so restores every
-//! layer that uses it.
+//! layer that uses it. The pool's own files (pack indexes, `config.json`)
+//! are checked and repaired first, in `check/pool.rs`, so that a layer is
+//! only judged once its pool is whole again.
 //! This module reads the records and the pool; it never prints.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -44,6 +46,10 @@ use crate::error::{IoContext, Result};
 use crate::manifest::{self, Entry, EntryKind, LayerManifest, Sha256};
 use crate::materialize::{self, Format};
 
+mod pool;
+
+pub use pool::Subject;
+
 /// What `check` looks at and whether it repairs.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
@@ -60,8 +66,8 @@ pub struct CheckOptions {
 /// One problem: printed as `<kind> <id>: <message>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The kind of item.
-    pub kind: Kind,
+    /// The kind of item, or the part of the pool.
+    pub kind: Subject,
     /// The item's ID.
     pub id: String,
     /// What is wrong, in upstream's words where upstream has them.
@@ -111,6 +117,9 @@ enum Remedy {
     /// a symlink): remove the entry itself, then rebuild a sealed layer's
     /// directory.
     Unlink,
+    /// A file of the pool: index the pack again, or write the config
+    /// again (`check/pool.rs`).
+    Pool,
 }
 
 struct Found {
@@ -165,13 +174,15 @@ struct Scan {
     /// Per problem ID, the driver entries a repair removes
     /// ([`Remedy::Unlink`], and a live layer's replaced content directory).
     misplaced: BTreeMap<String, Vec<PathBuf>>,
+    /// The pool's part (`check/pool.rs`).
+    pool: pool::PoolScan,
 }
 
 impl Scan {
-    fn add(&mut self, kind: Kind, id: &str, message: String, remedy: Remedy) {
+    fn add(&mut self, kind: impl Into<Subject>, id: &str, message: String, remedy: Remedy) {
         self.found.push(Found {
             problem: Problem {
-                kind,
+                kind: kind.into(),
                 id: id.to_string(),
                 message,
             },
@@ -191,7 +202,7 @@ impl Scan {
 impl Store {
     /// Checks the store; with `options.repair`, repairs it.
     pub fn check(&self, options: &CheckOptions) -> Result<CheckReport> {
-        let scan = self.scan(options)?;
+        let mut scan = self.scan(options)?;
         let problems: Vec<Problem> = scan.found.iter().map(|f| f.problem.clone()).collect();
         if !options.repair || problems.is_empty() {
             return Ok(CheckReport {
@@ -201,7 +212,14 @@ impl Store {
             });
         }
         self.check_writable()?;
-        let (mut repaired, not_repaired) = self.repair(&scan, options)?;
+        // The pool first: layers whose chunks come back are healthy.
+        let (mut repaired, mut not_repaired) = self.repair_pool(&scan)?;
+        if !repaired.is_empty() {
+            scan = self.scan(options)?;
+        }
+        let (layers_repaired, layers_not_repaired) = self.repair(&scan, options)?;
+        repaired.extend(layers_repaired);
+        not_repaired.extend(layers_not_repaired);
         repaired.extend(self.drop_damaged_chunks(&scan)?);
         let mut remaining: Vec<Problem> = self
             .scan(options)?
@@ -239,7 +257,7 @@ impl Store {
             .iter()
             .filter(|l| scan.damaged_chunk_users.contains(&l.id))
             .map(|l| Problem {
-                kind: Kind::Layer,
+                kind: Subject::Layer,
                 id: l.id.clone(),
                 message: "damaged chunks dropped from the pool: importing the layer's content again restores them".into(),
             })
@@ -391,6 +409,7 @@ impl Store {
                 // An import may have published packs since the refresh.
                 self.pool.refresh()?;
                 missing.retain(|id| !self.pool.contains(id));
+                scan.pool.missing.insert(layer.id.clone(), missing.clone());
             }
             let mut listed = Vec::new();
             for id in &missing {
@@ -414,6 +433,7 @@ impl Store {
         }
 
         scan.damaged_chunks = damaged.keys().copied().collect();
+        self.scan_pool(&mut scan, &manifests, options)?;
 
         // The exact tar of every sealed layer, unless quick.
         if !options.quick {
@@ -796,7 +816,7 @@ impl Store {
         let mut repaired = Vec::new();
         let mut done = |kind: Kind, id: &str, what: &str| {
             repaired.push(Problem {
-                kind,
+                kind: kind.into(),
                 id: id.to_string(),
                 message: what.to_string(),
             })
@@ -804,7 +824,7 @@ impl Store {
         let mut not_repaired = Vec::new();
         let mut left = |kind: Kind, id: &str, why: String| {
             not_repaired.push(Problem {
-                kind,
+                kind: kind.into(),
                 id: id.to_string(),
                 message: why,
             })

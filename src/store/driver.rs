@@ -272,15 +272,13 @@ impl Store {
                         durable::create_dir_all_flushed(&dir, flush)?;
                         let base_file = self.base_file(&layer.id);
                         durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
-                        self.materializer()?.build_overlay(
-                            &base.delta,
-                            &[&base.manifest],
-                            &diff,
-                            options,
-                        )?;
+                        self.materializer()?
+                            .build_overlay(&base.delta, &[&base.manifest], &diff, options)
+                            .map_err(|e| e.for_layer(&layer.id))?;
                     } else {
                         self.materializer()?
-                            .build_overlay(&m, &lowers, &diff, options)?;
+                            .build_overlay(&m, &lowers, &diff, options)
+                            .map_err(|e| e.for_layer(&layer.id))?;
                     }
                 } else if i == 0 {
                     durable::create_tree_root(&diff, Flush::Now)?;
@@ -418,18 +416,20 @@ impl Store {
         let sealed = if top.sealed { chain } else { &chain[1..] };
         let manifests = self.manifests_lowest_first(sealed)?;
         let refs: Vec<_> = manifests.iter().collect();
-        self.materializer()?.build(
-            &refs,
-            &dir,
-            BuildOptions {
-                format: Format::Flattened,
-                // A vfs tree is an ordinary directory anyone mounting it may
-                // write to: never hardlinks, which would carry writes into
-                // the objects other trees share.
-                hardlinks: false,
-                durable: true,
-            },
-        )?;
+        self.materializer()?
+            .build(
+                &refs,
+                &dir,
+                BuildOptions {
+                    format: Format::Flattened,
+                    // A vfs tree is an ordinary directory anyone mounting it
+                    // may write to: never hardlinks, which would carry
+                    // writes into the objects other trees share.
+                    hardlinks: false,
+                    durable: true,
+                },
+            )
+            .map_err(|e| name_needing_layer(e, sealed, &manifests))?;
         Ok(dir)
     }
 }
@@ -505,6 +505,38 @@ fn refuse_reserved(id: &str) -> Result<()> {
 /// What a layer's short link points to: `../<id>/diff`.
 pub(crate) fn short_link_target(id: &str) -> String {
     format!("../{id}/diff")
+}
+
+/// A missing-chunk error from a build of `chain` (top first; `manifests`
+/// lowest first) names the topmost layer that lists the chunk.
+fn name_needing_layer(
+    e: crate::Error,
+    chain: &[Layer],
+    manifests: &[crate::manifest::LayerManifest],
+) -> crate::Error {
+    let crate::Error::MissingChunk {
+        layer: None, id, ..
+    } = &e
+    else {
+        return e;
+    };
+    let lists = |m: &crate::manifest::LayerManifest| {
+        m.entries
+            .iter()
+            .flat_map(|entry| &entry.chunks)
+            .any(|c| c.id.to_hex() == *id)
+    };
+    match chain
+        .iter()
+        .zip(manifests.iter().rev())
+        .find(|(_, m)| lists(m))
+    {
+        Some((layer, _)) => {
+            let layer = layer.id.clone();
+            e.for_layer(&layer)
+        }
+        None => e,
+    }
 }
 
 /// How soon what is written for a layer must be on disk: later when a

@@ -59,7 +59,7 @@ impl ChunkPool {
         if still.is_empty() {
             return Ok(SweepReport::default());
         }
-        let live: HashSet<ChunkId> = {
+        let mut live: HashSet<ChunkId> = {
             let state = self.state.read().expect("pool lock");
             state
                 .map
@@ -68,6 +68,15 @@ impl ChunkPool {
                 .copied()
                 .collect()
         };
+        // The sweep indexes again the packs without a readable index that
+        // it can: their chunks are not in the table, but they are not
+        // garbage.
+        for pack in self.unindexed()? {
+            if let Ok(Some(found)) = self.scan_pack(&pack.name, None) {
+                live.extend(found.entries.iter().map(|e| e.id));
+            }
+        }
+        live.retain(|id| !still.contains(id));
         self.sweep(guard, &live, 0.0, false)
     }
 
