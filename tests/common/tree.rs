@@ -152,12 +152,14 @@ pub fn differences(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> 
 /// `tar -x` of `tar` into `dir`, keeping owners, modes and xattrs, and
 /// restoring directory times at the end: tars may list a directory's
 /// entries apart, and without `--delay-directory-restore` GNU tar sets a
-/// directory's time before it is done adding entries to it.
+/// directory's time before it is done adding entries to it. As upstream,
+/// an entry replaces a directory at its path (`--recursive-unlink`).
 pub fn extract(tar: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let out = std::process::Command::new("tar")
         .args([
             "--delay-directory-restore",
+            "--recursive-unlink",
             "--xattrs",
             "--xattrs-include=*",
             "--same-owner",
