@@ -818,3 +818,24 @@ fn an_absolute_hard_link_to_an_earlier_entry_is_taken() {
     cs.ok(&["unmount", &id]);
     assert_eq!(cs.ok_bytes(&["diff", "-u", &id]), tar);
 }
+
+/// The name limit applies to what is made: a whiteout of a 255-byte name
+/// (as sealing a layer that deleted such a file writes) is 259 bytes long
+/// and is taken.
+#[test]
+fn a_whiteout_of_a_255_byte_name_is_taken() {
+    let cs = Cs::new();
+    let long = "n".repeat(255);
+    let mut base = TarBuilder::new();
+    base.pax_long_file(&format!("d/{long}"), &Meta::default(), b"long name");
+    base.file("d/short", &Meta::default(), b"short name");
+    cs.import(&base.finish(), &["-n", "base"]);
+    let mut upper = TarBuilder::new();
+    upper.pax(&[("path", format!("d/.wh.{long}").as_bytes())]);
+    upper.file("placeholder", &Meta::default(), b"");
+    let id = cs.import(&upper.finish(), &["-n", "upper", "base"]);
+    let tree = PathBuf::from(cs.ok(&["mount", &id]).trim());
+    let names: BTreeSet<String> = file_names(&tree.join("d"));
+    assert_eq!(names, BTreeSet::from(["short".to_string()]));
+    cs.ok(&["unmount", &id]);
+}

@@ -17,7 +17,7 @@ use super::digest::Sha256;
 use super::extract::Extraction;
 use super::limits;
 use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
-use super::path::{check_lengths, lossy, normalize};
+use super::path::{check_lengths, lossy, normalize, opaque_dir, whiteout_target};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
 use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, StagedChunks, WriteStats};
@@ -525,7 +525,6 @@ impl<'a, 'p> Parser<'a, 'p> {
         let uid = u32::try_from(uid).map_err(|_| bad(format!("uid {uid} out of range")))?;
         let gid = u32::try_from(gid).map_err(|_| bad(format!("gid {gid} out of range")))?;
         let path = normalize(&raw_path).map_err(&bad)?;
-        check_lengths(&path).map_err(&bad)?;
         let mut kind = match header.typeflag {
             b'0' | 0 | b'7' if raw_path.ends_with(b"/") => EntryKind::Dir,
             b'0' | 0 | b'7' => EntryKind::File,
@@ -553,6 +552,15 @@ impl<'a, 'p> Parser<'a, 'p> {
         } else if base.starts_with(b".wh.") && !base.starts_with(b".wh..wh.") {
             kind = EntryKind::Whiteout;
         }
+        // Whiteouts and opaque markers are never made under their own
+        // names (a `.wh.` name may be 4 bytes too long): only the paths
+        // they name must fit.
+        match kind {
+            EntryKind::Whiteout => check_lengths(&whiteout_target(&path)),
+            EntryKind::Opaque => check_lengths(opaque_dir(&path)),
+            _ => check_lengths(&path),
+        }
+        .map_err(&bad)?;
         let named = |what: String| bad(format!("{:?}: {what}", lossy(&path)));
         match kind {
             EntryKind::Hardlink => {

@@ -29,8 +29,7 @@ use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-pub(crate) use crate::manifest::{opaque_dir, whiteout_target};
-use crate::manifest::{Entry, EntryKind, Extraction, LayerManifest};
+use crate::manifest::{opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest};
 
 /// What kind of directory to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,6 +282,17 @@ impl Builder<'_> {
         if fresh && independent(m, self.options.format) {
             return self.apply_fresh(m);
         }
+        // What extracting the entries in tar order leaves; a layer that
+        // cannot be extracted (imported before the import checked) fails
+        // before anything is written.
+        let outcome = Extraction::of(&m.entries);
+        if let Some(r) = outcome.refusal() {
+            return Err(Error::Refused(format!(
+                "{}: the layer cannot be extracted: {}",
+                self.jail.display(b"").display(),
+                r.what
+            )));
+        }
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
             // Deletions of lower (or earlier) content come before this
@@ -315,14 +325,6 @@ impl Builder<'_> {
         // replaces what stands at its path unless both are directories,
         // and paths resolve against the tree as the archive builds it (a
         // symlink made earlier is never followed by a later entry).
-        let outcome = Extraction::of(&m.entries);
-        if let Some(r) = outcome.refusal() {
-            return Err(Error::Refused(format!(
-                "{}: the layer cannot be extracted: {}",
-                self.jail.display(b"").display(),
-                r.what
-            )));
-        }
         let mut reader = self.pool.reader();
         for e in &m.entries {
             match e.kind {
@@ -781,7 +783,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Marks directory `rel` opaque: it hides the layers' below content.
+    /// Marks directory `rel` opaque: it hides what the layers below hold
+    /// there.
     fn overlay_opaque(&self, rel: &[u8], xattr_prefix: &str) -> Result<()> {
         let dir = self.open_dir_creating(rel)?;
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
