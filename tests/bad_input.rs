@@ -544,6 +544,15 @@ fn layers_that_could_never_be_mounted_are_refused_at_import() {
             ],
         ),
         (
+            "absolute hard link to a path the tar lacks",
+            Box::new(|t| t.hardlink("shadow", "/etc/shadow", &Meta::default())),
+            vec![
+                "tar offset 1024",
+                "hard link \"shadow\"",
+                "\"etc/shadow\" is not an entry",
+            ],
+        ),
+        (
             "hard link to a later entry",
             Box::new(|t| {
                 t.hardlink("link", "later", &Meta::default());
