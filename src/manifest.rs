@@ -9,7 +9,9 @@ mod codec;
 mod compression;
 mod digest;
 mod export;
+mod extract;
 mod import;
+mod limits;
 mod model;
 mod path;
 mod sketch;
@@ -25,7 +27,9 @@ pub use model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
 pub use sketch::Sketch;
 pub use tar_write::{TarEntry, TarWriter};
 
-pub(crate) use path::normalize;
+pub(crate) use extract::Extraction;
+pub(crate) use limits::never_written;
+pub(crate) use path::{normalize, opaque_dir, whiteout_target};
 
 /// Wraps an I/O error from the layer stream.
 pub(crate) fn stream_error(e: std::io::Error) -> crate::error::Error {

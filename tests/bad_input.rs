@@ -507,3 +507,344 @@ fn a_lone_zero_block_before_more_entries_is_refused() {
     t.file("hidden", &m, b"not in the manifest");
     assert_rejected(&cs, "lone zero block", &t.finish(), &["zero block"]);
 }
+
+/// [`assert_rejected`] of an import onto `parent`.
+fn assert_rejected_onto(cs: &Cs, parent: &str, case: &str, input: &[u8], what: &[&str]) {
+    let before = snapshot(cs);
+    let stderr = cs.fails(&["import-layer", "-n", "bad", parent], Some(input));
+    let id = named_layer_id(&stderr)
+        .unwrap_or_else(|| panic!("{case}: no `layer <id>` in the error: {stderr}"));
+    for w in what {
+        assert!(
+            stderr.contains(w),
+            "{case}: {w:?} not in the error: {stderr}"
+        );
+    }
+    assert_no_trace(cs, &id, &before, case);
+}
+
+/// Layers the kernel or the tree's own shape would refuse when they are
+/// mounted are refused when they are imported, naming the entry and its
+/// offset, with no trace: before, they imported and only a mount failed.
+#[test]
+fn layers_that_could_never_be_mounted_are_refused_at_import() {
+    let cs = store_with_a_layer();
+    let m = Meta::default();
+    // Each case: a name, the entries after `ok` (a file whose header and
+    // content take the first 1024 bytes), and what the error must say.
+    type Build = Box<dyn Fn(&mut TarBuilder)>;
+    let cases: Vec<(&str, Build, Vec<&str>)> = vec![
+        (
+            "hard link to a missing target",
+            Box::new(|t| t.hardlink("link", "missing", &Meta::default())),
+            vec![
+                "tar offset 1024",
+                "hard link \"link\"",
+                "\"missing\" is not an entry",
+            ],
+        ),
+        (
+            "absolute hard link to a path the tar lacks",
+            Box::new(|t| t.hardlink("shadow", "/etc/shadow", &Meta::default())),
+            vec![
+                "tar offset 1024",
+                "hard link \"shadow\"",
+                "\"etc/shadow\" is not an entry",
+            ],
+        ),
+        (
+            "hard link to a later entry",
+            Box::new(|t| {
+                t.hardlink("link", "later", &Meta::default());
+                t.file("later", &Meta::default(), b"later");
+            }),
+            vec!["tar offset 1024", "hard link \"link\""],
+        ),
+        (
+            "hard link to a directory",
+            Box::new(|t| {
+                t.dir("d/", &Meta::default());
+                t.hardlink("link", "d", &Meta::default());
+            }),
+            vec!["tar offset 1536", "\"d\" is a directory"],
+        ),
+        (
+            "hard link to itself",
+            Box::new(|t| t.hardlink("ok", "ok", &Meta::default())),
+            vec!["tar offset 1024", "the link itself"],
+        ),
+        (
+            "hard link through a symlink",
+            Box::new(|t| {
+                t.symlink("etc", "/etc", &Meta::default());
+                t.hardlink("shadow", "etc/shadow", &Meta::default());
+            }),
+            vec![
+                "tar offset 1536",
+                "goes through \"etc\", which an earlier entry made a symlink",
+            ],
+        ),
+        (
+            "entry below a symlink",
+            Box::new(|t| {
+                t.symlink("etc", "/etc", &Meta::default());
+                t.file("etc/cron.d/job", &Meta::default(), b"* * * * * root sh");
+            }),
+            vec![
+                "tar offset 1536",
+                "\"etc/cron.d/job\" lies below \"etc\", which an earlier entry made a symlink",
+            ],
+        ),
+        (
+            "entry below a file",
+            Box::new(|t| t.file("ok/inside", &Meta::default(), b"x")),
+            vec![
+                "tar offset 1024",
+                "lies below \"ok\", which an earlier entry made a file",
+            ],
+        ),
+        (
+            "whiteout of dot",
+            Box::new(|t| t.file("d/.wh..", &Meta::default(), b"")),
+            vec!["tar offset 1024", "\"d/.wh..\"", "whiteout"],
+        ),
+        (
+            "whiteout of dotdot",
+            Box::new(|t| t.file(".wh...", &Meta::default(), b"")),
+            vec!["tar offset 1024", "\".wh...\"", "whiteout"],
+        ),
+        (
+            "whiteout of nothing",
+            Box::new(|t| t.file("d/.wh.", &Meta::default(), b"")),
+            vec!["tar offset 1024", "\"d/.wh.\"", "whiteout"],
+        ),
+        (
+            "capability of 8 bytes",
+            Box::new(|t| {
+                let value: &[u8] = &[1, 0, 0, 2, 0, 32, 0, 0];
+                t.pax_xattr_file(
+                    "caps",
+                    &[("security.capability", value)],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec![
+                "tar offset 2048",
+                "\"caps\"",
+                "security.capability",
+                "not 8",
+            ],
+        ),
+        (
+            "capability of revision 1",
+            Box::new(|t| {
+                let value: &[u8] = &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+                t.pax_xattr_file(
+                    "caps",
+                    &[("security.capability", value)],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec!["\"caps\"", "security.capability", "not 12"],
+        ),
+        (
+            "capability header of the wrong revision",
+            Box::new(|t| {
+                let mut value = common::tar::VALID_CAPABILITY;
+                value[3] = 3;
+                t.pax_xattr_file(
+                    "caps",
+                    &[("security.capability", &value[..])],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec!["\"caps\"", "security.capability", "not revision 2"],
+        ),
+        (
+            "ACL out of order",
+            Box::new(|t| {
+                // group, then owner, then others
+                let value: &[u8] = &[
+                    2, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 32, 0, 4, 0, 0, 0,
+                    0, 0,
+                ];
+                t.pax_xattr_file(
+                    "acl",
+                    &[("system.posix_acl_access", value)],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec!["\"acl\"", "system.posix_acl_access"],
+        ),
+        (
+            "default ACL on a file",
+            Box::new(|t| {
+                let value: &[u8] = &[
+                    2, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 32, 0, 4, 0, 0, 0,
+                    0, 0,
+                ];
+                t.pax_xattr_file(
+                    "acl",
+                    &[("system.posix_acl_default", value)],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec!["\"acl\"", "only for directories"],
+        ),
+        (
+            "xattr name too long",
+            Box::new(|t| {
+                let name = format!("user.{}", "n".repeat(251));
+                t.pax_xattr_file("long-xattr", &[(&name, b"v")], "1", &Meta::default(), b"x")
+            }),
+            vec!["\"long-xattr\"", "1 to 255 bytes, not 256"],
+        ),
+        (
+            "xattr value too large",
+            Box::new(|t| {
+                let value = vec![b'v'; 65537];
+                t.pax_xattr_file(
+                    "big-xattr",
+                    &[("user.big", &value)],
+                    "1",
+                    &Meta::default(),
+                    b"x",
+                )
+            }),
+            vec!["\"big-xattr\"", "65537 bytes"],
+        ),
+        (
+            "xattr name that is a namespace",
+            Box::new(|t| t.pax_xattr_file("bare", &[("user.", b"v")], "1", &Meta::default(), b"x")),
+            vec!["\"bare\"", "only a namespace"],
+        ),
+        (
+            "component longer than NAME_MAX",
+            Box::new(|t| {
+                t.pax_long_file(&format!("d/{}", "n".repeat(256)), &Meta::default(), b"x")
+            }),
+            vec!["tar offset 2048", "component of 256 bytes"],
+        ),
+        (
+            "path longer than PATH_MAX",
+            Box::new(|t| {
+                // 4096 bytes, in names of at most 255.
+                let path = format!(
+                    "{}/{}/x",
+                    vec!["p".repeat(255); 15].join("/"),
+                    "q".repeat(254)
+                );
+                assert_eq!(path.len(), 4096);
+                t.pax_long_file(&path, &Meta::default(), b"x")
+            }),
+            vec!["tar offset 6144", "4096 bytes long"],
+        ),
+        (
+            "device major too large",
+            Box::new(|t| t.char_dev("dev", 4096, 0, &Meta::default())),
+            vec!["tar offset 1024", "\"dev\"", "device number 4096:0"],
+        ),
+        (
+            "device minor too large",
+            Box::new(|t| t.block_dev("dev", 8, 1 << 20, &Meta::default())),
+            vec!["tar offset 1024", "\"dev\"", "device number 8:1048576"],
+        ),
+        (
+            "symlink to nothing",
+            Box::new(|t| t.symlink("empty", "", &Meta::default())),
+            vec!["tar offset 1024", "\"empty\"", "symlink target is empty"],
+        ),
+        (
+            "symlink target too long",
+            Box::new(|t| {
+                let target = "t/".repeat(2048);
+                t.pax(&[("linkpath", target.as_bytes())]);
+                t.symlink("long", "placeholder", &Meta::default());
+            }),
+            vec!["tar offset 6144", "\"long\"", "4096 bytes"],
+        ),
+    ];
+    for (case, build, what) in cases {
+        let mut t = TarBuilder::new();
+        t.file("ok", &m, b"fine");
+        assert_eq!(t.out.len(), 1024);
+        build(&mut t);
+        assert_rejected(&cs, case, &t.finish(), &what);
+    }
+}
+
+/// A hard link's target must be in the same tar, as upstream's overlay
+/// driver extracts a layer into an empty directory: one to a lower
+/// layer's file is refused too; the chunks the import wrote before it
+/// saw the link are dropped.
+#[test]
+fn a_hard_link_to_a_lower_layers_file_is_refused() {
+    let cs = store_with_a_layer();
+    let m = Meta::default();
+    let mut t = TarBuilder::new();
+    t.file("big", &m, &random_bytes(5, 3 << 20));
+    let at = t.out.len();
+    t.hardlink("hostname", "etc/hostname", &m);
+    assert_rejected_onto(
+        &cs,
+        "good",
+        "hard link to a lower layer",
+        &t.finish(),
+        &[
+            &format!("tar offset {at}"),
+            "hard link \"hostname\"",
+            "\"etc/hostname\"",
+        ],
+    );
+}
+
+/// Hard link targets are paths from the layer's root: a leading `/` is
+/// dropped, not refused.
+#[test]
+fn an_absolute_hard_link_to_an_earlier_entry_is_taken() {
+    let cs = store_with_a_layer();
+    let m = Meta::default();
+    let mut t = TarBuilder::new();
+    t.file("etc/passwd", &m, b"root:x:0:0::/root:/bin/sh\n");
+    t.hardlink("passwd-", "/etc/passwd", &m);
+    let tar = t.finish();
+    let id = cs.import(&tar, &["-n", "abs"]);
+    let tree = std::path::PathBuf::from(cs.ok(&["mount", &id]).trim());
+    assert_eq!(
+        std::fs::read(tree.join("passwd-")).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    cs.ok(&["unmount", &id]);
+    assert_eq!(cs.ok_bytes(&["diff", "-u", &id]), tar);
+}
+
+/// The name limit applies to what is made: a whiteout of a 255-byte name
+/// (as sealing a layer that deleted such a file writes) is 259 bytes long
+/// and is taken.
+#[test]
+fn a_whiteout_of_a_255_byte_name_is_taken() {
+    let cs = Cs::new();
+    let long = "n".repeat(255);
+    let mut base = TarBuilder::new();
+    base.pax_long_file(&format!("d/{long}"), &Meta::default(), b"long name");
+    base.file("d/short", &Meta::default(), b"short name");
+    cs.import(&base.finish(), &["-n", "base"]);
+    let mut upper = TarBuilder::new();
+    upper.pax(&[("path", format!("d/.wh.{long}").as_bytes())]);
+    upper.file("placeholder", &Meta::default(), b"");
+    let id = cs.import(&upper.finish(), &["-n", "upper", "base"]);
+    let tree = PathBuf::from(cs.ok(&["mount", &id]).trim());
+    let names: BTreeSet<String> = file_names(&tree.join("d"));
+    assert_eq!(names, BTreeSet::from(["short".to_string()]));
+    cs.ok(&["unmount", &id]);
+}

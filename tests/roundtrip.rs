@@ -11,6 +11,7 @@ use std::path::Path;
 use common::tar::{every_kind, Meta, TarBuilder};
 use common::{expect_status, random_bytes, run_command, sha256, Cs};
 use containers_storage::manifest::{self, Compression, EntryKind};
+use containers_storage::materialize::{BuildOptions, Format, Materializer};
 use containers_storage::ChunkPool;
 use proptest::prelude::*;
 
@@ -136,15 +137,13 @@ fn meta_strategy() -> impl Strategy<Value = Meta> {
 }
 
 fn spec_strategy() -> impl Strategy<Value = Spec> {
+    let value = || proptest::collection::vec(any::<u8>(), 0..24);
     let xattrs = proptest::collection::vec(
-        (
-            prop_oneof![
-                Just("security.capability".to_string()),
-                "user\\.[a-z]{1,10}",
-                "trusted\\.[a-z.]{1,10}"
-            ],
-            proptest::collection::vec(any::<u8>(), 0..24),
-        ),
+        prop_oneof![
+            capability_strategy().prop_map(|v| ("security.capability".to_string(), v)),
+            ("user\\.[a-z]{1,10}", value()),
+            ("trusted\\.[a-z.]{1,10}", value()),
+        ],
         0..4,
     );
     prop_oneof![
@@ -152,8 +151,9 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
         2 => Just(Spec::Dir),
         2 => "(\\.\\./)?[a-z/]{1,40}".prop_map(Spec::Symlink),
         2 => (0usize..8).prop_map(Spec::Hardlink),
-        1 => (0u32..4096, 0u32..2_000_000).prop_map(|(a, b)| Spec::CharDev(a, b)),
-        1 => (0u32..4096, 0u32..2_000_000).prop_map(|(a, b)| Spec::BlockDev(a, b)),
+        // Device numbers up to what mknod(2) takes: 12 bits, 20 bits.
+        1 => (0u32..4096, 0u32..1 << 20).prop_map(|(a, b)| Spec::CharDev(a, b)),
+        1 => (0u32..4096, 0u32..1 << 20).prop_map(|(a, b)| Spec::BlockDev(a, b)),
         1 => Just(Spec::Fifo),
         2 => (xattrs, 0u32..1_000_000_000, 1usize..=9, size_strategy(), fill_strategy())
             .prop_map(|(x, n, d, s, f)| Spec::PaxXattrFile(x, n, d, s, f)),
@@ -165,6 +165,27 @@ fn spec_strategy() -> impl Strategy<Value = Spec> {
         1 => Just(Spec::Whiteout),
         1 => Just(Spec::Opaque),
     ]
+}
+
+/// `security.capability` values the kernel takes: revision 2 in 20 bytes
+/// or revision 3 (with a root ID that is not -1) in 24, either with or
+/// without the effective flag.
+fn capability_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<[u32; 4]>(),
+        0u32..u32::MAX,
+    )
+        .prop_map(|(v3, effective, sets, root)| {
+            let magic = if v3 { 0x0300_0000u32 } else { 0x0200_0000 } | effective as u32;
+            let mut words = vec![magic];
+            words.extend_from_slice(&sets);
+            if v3 {
+                words.push(root);
+            }
+            words.iter().flat_map(|w| w.to_le_bytes()).collect()
+        })
 }
 
 fn tar_strategy() -> impl Strategy<Value = TarSpec> {
@@ -250,10 +271,24 @@ fn build(spec: &TarSpec) -> (Vec<u8>, Vec<Expected>) {
                 });
             }
             Spec::Hardlink(back) => {
-                let target = if expected.is_empty() {
-                    "missing".to_string()
+                // A hard link's target is an earlier entry that is not a
+                // directory (or the import refuses the layer).
+                let linkable: Vec<&Expected> = expected
+                    .iter()
+                    .filter(|e| {
+                        !matches!(
+                            e.kind,
+                            EntryKind::Dir | EntryKind::Whiteout | EntryKind::Opaque
+                        )
+                    })
+                    .collect();
+                let target = if linkable.is_empty() {
+                    let path = format!("target{i}");
+                    t.file(&path, m, b"");
+                    expected.push(plain(EntryKind::File, path.clone(), m));
+                    path
                 } else {
-                    expected[expected.len() - 1 - back % expected.len()]
+                    linkable[linkable.len() - 1 - back % linkable.len()]
                         .path
                         .clone()
                 };
@@ -295,11 +330,14 @@ fn build(spec: &TarSpec) -> (Vec<u8>, Vec<Expected>) {
                     .map(|(k, v)| (k.as_str(), v.as_slice()))
                     .collect();
                 t.pax_xattr_file(&path, &refs, &mtime, m, &fill.bytes(*size));
-                // Later records for the same name win.
+                // Later records for the same name win; overlayfs's own
+                // xattrs stay in the raw tar only.
                 let mut unique: Vec<(String, Vec<u8>)> = Vec::new();
                 for (k, v) in xattrs {
                     unique.retain(|(n, _)| n != k);
-                    unique.push((k.clone(), v.clone()));
+                    if !k.starts_with("trusted.overlay.") {
+                        unique.push((k.clone(), v.clone()));
+                    }
                 }
                 let truncated: u32 =
                     frac[..*digits].parse::<u32>().unwrap() * 10u32.pow(9 - *digits as u32);
@@ -459,6 +497,13 @@ proptest! {
 
         let decoded = manifest::decode(Path::new("manifest"), &manifest::encode(m)).unwrap();
         prop_assert_eq!(&decoded, m);
+
+        // What the import accepts materializes: it fails at import or
+        // not at all.
+        let materializer = Materializer::new(&pool, &dir.path().join("objects")).unwrap();
+        let options = BuildOptions { format: Format::Flattened, hardlinks: false, durable: false };
+        let built = materializer.build(&[m], &dir.path().join("tree"), options);
+        prop_assert!(built.is_ok(), "{:?}", built.err());
 
         // The same tar again, into the same pool: nothing new is stored,
         // and the second manifest exports the same bytes.

@@ -14,8 +14,10 @@ use std::sync::Arc;
 
 use super::compression::Compression;
 use super::digest::Sha256;
+use super::extract::Extraction;
+use super::limits;
 use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
-use super::path::{lossy, normalize};
+use super::path::{check_lengths, lossy, normalize, opaque_dir, whiteout_target};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
 use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, StagedChunks, WriteStats};
@@ -116,7 +118,7 @@ pub fn stage_tar<'p, R: Read + Send>(
             params,
             observer,
         );
-        let parsed = parser.run();
+        let parsed = parser.run().and_then(|()| parser.check_extraction());
         let parsed = parsed.map(|()| parser.finish());
         drop(parser);
         let stream = reader
@@ -307,6 +309,8 @@ struct Parser<'a, 'p> {
     observer: &'a dyn ImportObserver,
     reported_at: u64,
     entries: Vec<Entry>,
+    /// Where each entry's header starts in the tar, for messages.
+    offsets: Vec<u64>,
     uids: BTreeSet<u32>,
     gids: BTreeSet<u32>,
     global_pax: PaxRecords,
@@ -332,6 +336,7 @@ impl<'a, 'p> Parser<'a, 'p> {
             observer,
             reported_at: 0,
             entries: Vec::new(),
+            offsets: Vec::new(),
             uids: BTreeSet::new(),
             gids: BTreeSet::new(),
             global_pax: Vec::new(),
@@ -495,6 +500,11 @@ impl<'a, 'p> Parser<'a, 'p> {
                     let name = String::from_utf8(k[13..].to_vec())
                         .map_err(|_| bad("xattr name is not UTF-8".into()))?;
                     xattrs.retain(|x: &Xattr| x.name != name);
+                    // Kept in the raw stream only (for the exact tar),
+                    // never written onto what is materialized.
+                    if limits::never_written(&name) {
+                        continue;
+                    }
                     xattrs.push(Xattr {
                         name,
                         value: value.clone(),
@@ -542,14 +552,46 @@ impl<'a, 'p> Parser<'a, 'p> {
         } else if base.starts_with(b".wh.") && !base.starts_with(b".wh..wh.") {
             kind = EntryKind::Whiteout;
         }
-        if kind == EntryKind::Hardlink {
-            link = normalize(&link).map_err(|e| bad(format!("hard link target: {e}")))?;
-            if link.is_empty() {
-                return Err(bad(format!("hard link {:?} has no target", lossy(&path))));
+        // Whiteouts and opaque markers are never made under their own
+        // names (a `.wh.` name may be 4 bytes too long): only the paths
+        // they name must fit.
+        match kind {
+            EntryKind::Whiteout => check_lengths(&whiteout_target(&path)),
+            EntryKind::Opaque => check_lengths(opaque_dir(&path)),
+            _ => check_lengths(&path),
+        }
+        .map_err(&bad)?;
+        let named = |what: String| bad(format!("{:?}: {what}", lossy(&path)));
+        match kind {
+            EntryKind::Hardlink => {
+                link = normalize(&link).map_err(|e| bad(format!("hard link target: {e}")))?;
+                if link.is_empty() {
+                    return Err(bad(format!("hard link {:?} has no target", lossy(&path))));
+                }
+            }
+            EntryKind::Symlink => limits::check_symlink_target(&link).map_err(named)?,
+            EntryKind::Whiteout => {
+                let hidden = &base[4..];
+                if matches!(hidden, b"" | b"." | b"..") {
+                    return Err(named(format!(
+                        "a whiteout of {:?} hides nothing it could name",
+                        lossy(hidden)
+                    )));
+                }
+            }
+            _ => {}
+        }
+        if kind != EntryKind::Whiteout && kind != EntryKind::Opaque {
+            for x in &xattrs {
+                limits::check_xattr(kind, x).map_err(named)?;
             }
         }
         let dev =
             |n: u64| u32::try_from(n).map_err(|_| bad(format!("device number {n} out of range")));
+        let (dev_major, dev_minor) = (dev(header.dev_major)?, dev(header.dev_minor)?);
+        if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+            limits::check_device(dev_major, dev_minor).map_err(named)?;
+        }
         let mut entry = Entry {
             kind,
             path,
@@ -559,8 +601,8 @@ impl<'a, 'p> Parser<'a, 'p> {
             mtime,
             mtime_nsec,
             link,
-            dev_major: dev(header.dev_major)?,
-            dev_minor: dev(header.dev_minor)?,
+            dev_major,
+            dev_minor,
             xattrs,
             size,
             chunks: Vec::new(),
@@ -584,7 +626,18 @@ impl<'a, 'p> Parser<'a, 'p> {
             entry.raw_len = std::mem::take(&mut self.raw_since_entry);
         }
         self.entries.push(entry);
+        self.offsets.push(at);
         Ok(())
+    }
+
+    /// Refuses a layer whose entries cannot be extracted in tar order
+    /// (a link to a missing target, an entry below a symlink): it could
+    /// never be materialized.
+    fn check_extraction(&self) -> Result<()> {
+        match Extraction::of(&self.entries).refusal() {
+            Some(r) => Err(Self::bad(self.offsets[r.entry], &r.what)),
+            None => Ok(()),
+        }
     }
 
     fn file_content(&mut self, entry: &mut Entry) -> Result<()> {

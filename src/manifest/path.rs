@@ -1,4 +1,11 @@
-//! Normalisation of tar entry paths: the layer root is a jail.
+//! Normalisation of tar entry paths (the layer root is a jail), the
+//! kernel's limits on them, and the names whiteouts and opaque markers
+//! give.
+
+/// The longest name of one path component (`NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+/// The longest path the kernel takes: `PATH_MAX` less its NUL.
+pub(crate) const PATH_MAX: usize = 4095;
 
 /// Normalises a tar path or hard link target: drops empty and `.`
 /// components and a leading `/`, resolves `..` lexically, and refuses any
@@ -33,6 +40,43 @@ pub(crate) fn is_normalized(path: &[u8]) -> bool {
                 .all(|c| !matches!(c, b"" | b"." | b"..")))
 }
 
+/// Refuses a normalised path the kernel would refuse to create: a
+/// component longer than [`NAME_MAX`] or a path longer than [`PATH_MAX`].
+pub(crate) fn check_lengths(path: &[u8]) -> Result<(), String> {
+    if path.len() > PATH_MAX {
+        return Err(format!(
+            "path {:?}... is {} bytes long, more than the {PATH_MAX} a path may have",
+            lossy(&path[..64]),
+            path.len()
+        ));
+    }
+    match path.split(|&b| b == b'/').find(|c| c.len() > NAME_MAX) {
+        Some(long) => Err(format!(
+            "path {:?} has a component of {} bytes, more than the {NAME_MAX} a name may have",
+            lossy(path),
+            long.len()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
+pub fn whiteout_target(path: &[u8]) -> Vec<u8> {
+    // The decoder only lets through names that start with `.wh.`; the
+    // slicing still never goes past the end.
+    let name_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let hidden = path.get(name_at + 4..).unwrap_or_default();
+    [&path[..name_at], hidden].concat()
+}
+
+/// The directory an opaque marker (`DIR/.wh..wh..opq`) applies to.
+pub fn opaque_dir(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[..i],
+        None => &path[..0],
+    }
+}
+
 /// A path for messages.
 pub(crate) fn lossy(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
@@ -40,7 +84,7 @@ pub(crate) fn lossy(raw: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_normalized, normalize};
+    use super::*;
 
     #[test]
     fn cleans_harmless_paths() {
@@ -84,5 +128,32 @@ mod tests {
                 String::from_utf8_lossy(path)
             );
         }
+    }
+
+    #[test]
+    fn lengths_past_the_kernel_limits_are_refused() {
+        let name = vec![b'n'; NAME_MAX];
+        assert!(check_lengths(&name).is_ok());
+        let long = vec![b'n'; NAME_MAX + 1];
+        let err = check_lengths(&[b"a/", long.as_slice(), b"/b"].concat()).unwrap_err();
+        assert!(err.contains("component of 256 bytes"), "{err}");
+        let mut path = Vec::new();
+        while path.len() + 101 <= PATH_MAX {
+            path.extend_from_slice(&[b'p'; 100]);
+            path.push(b'/');
+        }
+        path.resize(PATH_MAX, b'q');
+        assert!(check_lengths(&path).is_ok());
+        path.push(b'q');
+        let err = check_lengths(&path).unwrap_err();
+        assert!(err.contains("4096 bytes long"), "{err}");
+    }
+
+    #[test]
+    fn whiteout_and_opaque_names() {
+        assert_eq!(whiteout_target(b"a/b/.wh.c"), b"a/b/c");
+        assert_eq!(whiteout_target(b".wh.c"), b"c");
+        assert_eq!(opaque_dir(b"d/.wh..wh..opq"), b"d");
+        assert_eq!(opaque_dir(b".wh..wh..opq"), b"");
     }
 }

@@ -29,7 +29,7 @@ use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{Entry, EntryKind, LayerManifest};
+use crate::manifest::{opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest};
 
 /// What kind of directory to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,23 +225,6 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
     }
 }
 
-/// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
-pub(crate) fn whiteout_target(path: &[u8]) -> Vec<u8> {
-    // The decoder only lets through names that start with `.wh.`; the
-    // slicing still never goes past the end.
-    let name_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-    let hidden = path.get(name_at + 4..).unwrap_or_default();
-    [&path[..name_at], hidden].concat()
-}
-
-/// The directory an opaque marker applies to.
-pub(crate) fn opaque_dir(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[..i],
-        None => &path[..0],
-    }
-}
-
 /// The directories that entries of `m` lie in but that `m` does not
 /// list (`dirs`).
 fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
@@ -262,6 +245,8 @@ fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
 /// directories exist: no path is given twice, no entry lies below a path
 /// that is not a directory, and every hardlink names an earlier entry. A
 /// tar that replaces or goes through its own entries is applied in order.
+/// (In the overlay format a whiteout stands at the path it hides, and an
+/// opaque marker needs its directory.)
 fn independent(m: &LayerManifest, format: Format) -> bool {
     let overlay = format != Format::Flattened;
     // Path -> (index, whether it is a directory).
@@ -270,7 +255,7 @@ fn independent(m: &LayerManifest, format: Format) -> bool {
     for (i, e) in m.entries.iter().enumerate() {
         let path: Cow<'_, [u8]> = match e.kind {
             EntryKind::Whiteout if overlay => whiteout_target(&e.path).into(),
-            EntryKind::Whiteout | EntryKind::Opaque => continue,
+            EntryKind::Whiteout | EntryKind::Opaque if !overlay => continue,
             _ => e.path.as_slice().into(),
         };
         if seen.insert(path, (i, e.kind == EntryKind::Dir)).is_some() {
@@ -297,6 +282,17 @@ impl Builder<'_> {
     fn apply(&self, m: &LayerManifest, fresh: bool) -> Result<()> {
         if fresh && independent(m, self.options.format) {
             return self.apply_fresh(m);
+        }
+        // What extracting the entries in tar order leaves; a layer that
+        // cannot be extracted (imported before the import checked) fails
+        // before anything is written.
+        let outcome = Extraction::of(&m.entries);
+        if let Some(r) = outcome.refusal() {
+            return Err(Error::Refused(format!(
+                "{}: the layer cannot be extracted: {}",
+                self.jail.display(b"").display(),
+                r.what
+            )));
         }
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
@@ -326,31 +322,46 @@ impl Builder<'_> {
                     }
                 },
             )?;
-        // Then every entry in tar order, so that paths resolve against the
-        // tree as the archive builds it (a symlink made earlier is never
-        // followed by a later entry).
+        // Then every entry in tar order, as `tar -x` makes them: each
+        // replaces what stands at its path unless both are directories,
+        // and paths resolve against the tree as the archive builds it (a
+        // symlink made earlier is never followed by a later entry).
         let mut reader = self.pool.reader();
-        let mut dirs = Vec::new();
         for e in &m.entries {
             match e.kind {
-                EntryKind::Dir => {
-                    self.make_dir(&e.path, Some(e))?;
-                    dirs.push(e);
-                }
+                EntryKind::Dir => self.make_dir(&e.path, Some(e))?,
                 EntryKind::File => self.place_file(e, &mut reader)?,
                 EntryKind::Symlink
                 | EntryKind::CharDevice
                 | EntryKind::BlockDevice
                 | EntryKind::Fifo => self.make_special(e)?,
                 EntryKind::Hardlink => self.make_hardlink(e)?,
-                EntryKind::Whiteout if !flattened => self.overlay_whiteout(e)?,
-                EntryKind::Opaque if !flattened => self.overlay_opaque(e)?,
+                // Whiteouts and opaque markers hide what the layers below
+                // hold, never the layer's own entries.
                 EntryKind::Whiteout | EntryKind::Opaque => {}
             }
         }
-        self.implied_dirs(&implied(m, &dirs))?;
-        // Directory times last, deepest first, after their content exists.
-        for e in dirs.iter().rev() {
+        if let Format::Overlay { xattr_prefix } = self.options.format {
+            for &i in outcome.whiteouts() {
+                self.overlay_whiteout(&whiteout_target(&m.entries[i].path))?;
+            }
+            for dir in outcome.hiding() {
+                self.overlay_opaque(dir, xattr_prefix)?;
+            }
+        }
+        let implied: BTreeSet<&[u8]> = outcome.implied().iter().copied().collect();
+        self.implied_dirs(&implied)?;
+        // Directory times last, deepest first, after their content exists;
+        // a directory given twice takes its last entry's metadata.
+        let mut dirs: Vec<&Entry> = m
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.kind == EntryKind::Dir && outcome.kept(*i))
+            .map(|(_, e)| e)
+            .collect();
+        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
+        for e in dirs {
             self.dir_metadata(e)?;
         }
         Ok(())
@@ -459,13 +470,16 @@ impl Builder<'_> {
             | EntryKind::CharDevice
             | EntryKind::BlockDevice
             | EntryKind::Fifo => self.make_special(e),
-            EntryKind::Whiteout if overlay => self.overlay_whiteout(e),
-            EntryKind::Opaque if overlay => self.overlay_opaque(e),
+            EntryKind::Whiteout if overlay => self.overlay_whiteout(&whiteout_target(&e.path)),
+            EntryKind::Opaque => match self.options.format {
+                Format::Overlay { xattr_prefix } => {
+                    self.overlay_opaque(opaque_dir(&e.path), xattr_prefix)
+                }
+                Format::Flattened => Ok(()),
+            },
             // Nothing to remove in an empty tree; directories and
             // hardlinks are made in their own order.
-            EntryKind::Whiteout | EntryKind::Opaque | EntryKind::Dir | EntryKind::Hardlink => {
-                Ok(())
-            }
+            EntryKind::Whiteout | EntryKind::Dir | EntryKind::Hardlink => Ok(()),
         }
     }
 
@@ -551,8 +565,6 @@ impl Builder<'_> {
     }
 
     fn remove_slot(&self, slot: &Slot, rel: &[u8]) -> Result<()> {
-        // Whatever is removed may be a directory that was opened before.
-        self.jail.forget_opened();
         // SAFETY: NUL-terminated name, open directory descriptor.
         if unsafe { libc::unlinkat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0) } == 0 {
             return Ok(());
@@ -560,7 +572,10 @@ impl Builder<'_> {
         match Errno::last() {
             Errno::ENOENT => Ok(()),
             Errno::EISDIR | Errno::EPERM => {
-                // std's remove_dir_all does not follow symlinks inside.
+                // A directory goes, and with it directories that may have
+                // been opened before. std's remove_dir_all does not follow
+                // symlinks inside.
+                self.jail.forget_opened();
                 let proc_path = slot.proc_path();
                 std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
                     .at("remove", &self.jail.display(rel))
@@ -623,11 +638,13 @@ impl Builder<'_> {
         }
     }
 
-    /// Creates `e.path` fresh, replacing what a lower layer had there.
+    /// The slot of `e.path`, emptied of what stands there (a lower
+    /// layer's entry, or an earlier one of the same layer): as `tar -x`,
+    /// the last entry for a path wins. In a fresh tree of independent
+    /// entries nothing stands there.
     fn fresh_slot(&self, e: &Entry) -> Result<Slot> {
         let slot = self.slot(&e.path)?;
-        let fresh = self.beneath.load(Ordering::Relaxed);
-        if !fresh && (self.options.format == Format::Flattened || self.onto_existing) {
+        if !self.beneath.load(Ordering::Relaxed) {
             self.remove_slot(&slot, &e.path)?;
         }
         Ok(slot)
@@ -751,26 +768,25 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn overlay_whiteout(&self, e: &Entry) -> Result<()> {
-        let rel = whiteout_target(&e.path);
-        let slot = self.slot(&rel)?;
-        if self.onto_existing {
-            self.remove_slot(&slot, &rel)?;
+    /// Makes the whiteout device (0/0) at `rel`, a path the layer hides
+    /// in the layers below.
+    fn overlay_whiteout(&self, rel: &[u8]) -> Result<()> {
+        let slot = self.slot(rel)?;
+        if !self.beneath.load(Ordering::Relaxed) {
+            self.remove_slot(&slot, rel)?;
         }
         // SAFETY: NUL-terminated name, open directory descriptor.
         let r =
             unsafe { libc::mknodat(slot.dir.as_raw_fd(), slot.name.as_ptr(), libc::S_IFCHR, 0) };
         if r != 0 {
-            return Err(errno("mknod", &self.jail.display(&rel), Errno::last()));
+            return Err(errno("mknod", &self.jail.display(rel), Errno::last()));
         }
         Ok(())
     }
 
-    fn overlay_opaque(&self, e: &Entry) -> Result<()> {
-        let Format::Overlay { xattr_prefix } = self.options.format else {
-            return Ok(());
-        };
-        let rel = opaque_dir(&e.path);
+    /// Marks directory `rel` opaque: it hides what the layers below hold
+    /// there.
+    fn overlay_opaque(&self, rel: &[u8], xattr_prefix: &str) -> Result<()> {
         let dir = self.open_dir_creating(rel)?;
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
         // SAFETY: NUL-terminated name, a one-byte value, open descriptor.
@@ -829,8 +845,15 @@ mod tests {
             let m = manifest(entries);
             assert!(!independent(&m, OVERLAY), "{:?}", m.entries);
         }
-        // In the overlay format a whiteout is a device at the hidden name.
+        // In the overlay format a whiteout is a device at the hidden name,
+        // and an opaque marker needs its directory.
         let m = manifest(vec![entry(File, "x", 0), entry(Whiteout, ".wh.x", 0)]);
+        assert!(!independent(&m, OVERLAY));
+        assert!(independent(&m, Format::Flattened));
+        let m = manifest(vec![
+            entry(File, "d", 0),
+            entry(Opaque, "d/.wh..wh..opq", 0),
+        ]);
         assert!(!independent(&m, OVERLAY));
         assert!(independent(&m, Format::Flattened));
     }

@@ -13,7 +13,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{Entry, EntryKind, LayerManifest, TarEntry, TarWriter};
+use crate::manifest::{
+    opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest, TarEntry, TarWriter,
+};
 
 /// What happened to a path, with upstream's numbering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub struct Change {
 
 /// The path a whiteout entry deletes.
 pub fn whiteout_path(path: &[u8]) -> Vec<u8> {
-    super::build::whiteout_target(path)
+    whiteout_target(path)
 }
 
 /// The tree the sealed layers give, lowest first: path -> entry.
@@ -66,27 +68,31 @@ pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
         }
     };
     for m in manifests {
+        let outcome = Extraction::of(&m.entries);
         // A layer's whiteouts and opaque markers hide what the layers
         // below it hold, never its own entries (wherever they stand in
-        // the tar), as the materializer applies them.
-        for e in &m.entries {
+        // the tar), as the materializer applies them; so do its entries
+        // that are not directories, and directories it made again.
+        for (i, e) in m.entries.iter().enumerate() {
             match e.kind {
                 EntryKind::Whiteout => {
-                    let target = super::build::whiteout_target(&e.path);
+                    let target = whiteout_target(&e.path);
                     view.remove(&target);
                     remove_under(&mut view, &target);
                 }
-                EntryKind::Opaque => remove_under(&mut view, super::build::opaque_dir(&e.path)),
+                EntryKind::Opaque => remove_under(&mut view, opaque_dir(&e.path)),
+                EntryKind::Dir => {}
+                _ if outcome.kept(i) => remove_under(&mut view, &e.path),
                 _ => {}
             }
         }
-        for e in &m.entries {
-            match e.kind {
-                EntryKind::Whiteout | EntryKind::Opaque => {}
-                _ if e.path.is_empty() => {}
-                _ => {
-                    view.insert(e.path.clone(), e.clone());
-                }
+        for dir in outcome.hiding() {
+            remove_under(&mut view, dir);
+        }
+        // What extracting the layer leaves: the last entry for a path.
+        for (i, e) in m.entries.iter().enumerate() {
+            if outcome.kept(i) && !e.path.is_empty() {
+                view.insert(e.path.clone(), e.clone());
             }
         }
     }

@@ -30,13 +30,18 @@ fn same(a: &Entry, b: &Entry) -> bool {
 
 /// Whether a delta can be taken against (or for) `m`: a layer on its own
 /// (no whiteouts or opaque markers, which only mean something above a
-/// parent).
+/// parent) that gives every path once (so that its entries are its tree).
 pub fn stands_alone(m: &LayerManifest) -> bool {
-    m.parent.is_none()
-        && !m
-            .entries
+    if m.parent.is_some()
+        || m.entries
             .iter()
             .any(|e| matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque))
+    {
+        return false;
+    }
+    let mut paths: HashSet<&[u8]> =
+        HashSet::with_capacity_and_hasher(m.entries.len(), Default::default());
+    m.entries.iter().all(|e| paths.insert(e.path.as_slice()))
 }
 
 /// The layer that, mounted over `base`, shows exactly `full`: `full`'s
@@ -183,6 +188,19 @@ pub(crate) mod tests {
             .iter()
             .map(|e| String::from_utf8_lossy(&e.path).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_layer_that_gives_a_path_twice_does_not_stand_alone() {
+        use EntryKind::*;
+        let once = manifest(vec![entry(Dir, "d", 1), entry(File, "d/x", 1)]);
+        assert!(stands_alone(&once));
+        let twice = manifest(vec![
+            entry(Dir, "d", 1),
+            entry(File, "d/x", 1),
+            entry(File, "d", 2),
+        ]);
+        assert!(!stands_alone(&twice));
     }
 
     #[test]

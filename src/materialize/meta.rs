@@ -9,7 +9,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::jail::Slot;
-use crate::manifest::{Entry, EntryKind, Xattr};
+use crate::manifest::{never_written, Entry, EntryKind, Xattr};
 
 /// Whether ownership changes may be skipped (an unprivileged user cannot
 /// give files away; the tree is then owned by that user).
@@ -132,7 +132,8 @@ fn apply(
             return Err(("chmod", Errno::last()));
         }
     }
-    for Xattr { name, value } in &entry.xattrs {
+    // Manifests imported before such xattrs were dropped may hold them.
+    for Xattr { name, value } in entry.xattrs.iter().filter(|x| !never_written(&x.name)) {
         let cname =
             std::ffi::CString::new(name.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
         // SAFETY: the name is NUL-terminated, the value pointer and length
@@ -213,7 +214,7 @@ pub(crate) fn apply_to_slot(
         }
     }
     let path = slot.proc_path();
-    for Xattr { name: key, value } in &entry.xattrs {
+    for Xattr { name: key, value } in entry.xattrs.iter().filter(|x| !never_written(&x.name)) {
         let ckey = std::ffi::CString::new(key.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
         // SAFETY: NUL-terminated strings and a live value slice.
         let r = unsafe {

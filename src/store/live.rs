@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::layers::Layer;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::manifest::{Compression, Entry, EntryKind};
+use crate::manifest::{Compression, Entry, EntryKind, Extraction};
 use crate::materialize::{self, Change, ChangeKind};
 
 impl Store {
@@ -48,12 +48,18 @@ impl Store {
             return materialize::changes(&dir, &lower, self.options.driver == "overlay");
         }
         let m = self.layer_manifest(&layer)?;
+        // What extracting the layer leaves: each path once, as its last
+        // entry made it; whiteouts of paths the layer fills again are not
+        // deletions.
+        let outcome = Extraction::of(&m.entries);
         let mut out = Vec::new();
-        for e in &m.entries {
+        for (i, e) in m.entries.iter().enumerate() {
             let (path, kind) = match e.kind {
-                EntryKind::Whiteout => (materialize::whiteout_path(&e.path), ChangeKind::Delete),
-                EntryKind::Opaque => continue,
-                _ if e.path.is_empty() => continue,
+                EntryKind::Whiteout if outcome.whiteouts().binary_search(&i).is_ok() => {
+                    (materialize::whiteout_path(&e.path), ChangeKind::Delete)
+                }
+                EntryKind::Whiteout | EntryKind::Opaque => continue,
+                _ if e.path.is_empty() || !outcome.kept(i) => continue,
                 _ if lower.contains_key(&e.path) => (e.path.clone(), ChangeKind::Modify),
                 _ => (e.path.clone(), ChangeKind::Add),
             };

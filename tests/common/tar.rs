@@ -226,6 +226,12 @@ impl TarBuilder {
     }
 }
 
+/// A `security.capability` value the kernel takes: revision 2, effective,
+/// permitting `CAP_NET_BIND_SERVICE`.
+pub const VALID_CAPABILITY: [u8; 20] = [
+    0x01, 0, 0, 0x02, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
 /// An archive holding one entry of every kind.
 pub fn every_kind() -> Vec<u8> {
     let m = Meta::default();
@@ -277,7 +283,7 @@ pub fn every_kind() -> Vec<u8> {
     t.pax_xattr_file(
         "caps",
         &[
-            ("security.capability", &[1, 0, 0, 2, 0, 32, 0, 0][..]),
+            ("security.capability", &VALID_CAPABILITY[..]),
             ("user.note", b"hi"),
         ],
         "1700000000.123456789",

@@ -154,8 +154,22 @@ pub fn differences(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> 
 /// entries apart, and without `--delay-directory-restore` GNU tar sets a
 /// directory's time before it is done adding entries to it.
 pub fn extract(tar: &Path, dir: &Path) {
+    extract_with(tar, dir, &[]);
+}
+
+/// [`extract`] where an entry of the tar replaces a directory with a file
+/// or symlink, as upstream does and GNU tar only does with
+/// `--recursive-unlink`. That also empties every directory the tar lists
+/// before extracting into it: only for tars where that makes no
+/// difference.
+pub fn extract_replacing(tar: &Path, dir: &Path) {
+    extract_with(tar, dir, &["--recursive-unlink"]);
+}
+
+fn extract_with(tar: &Path, dir: &Path, extra: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
     let out = std::process::Command::new("tar")
+        .args(extra)
         .args([
             "--delay-directory-restore",
             "--xattrs",
