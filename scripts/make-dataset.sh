@@ -63,7 +63,10 @@ for tool in debootstrap python3 tar chroot; do
 done
 if ! python3 - "$mirror/dists/bookworm/Release" <<'EOF'
 import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=20).read(1)
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=20).read(1)
+except Exception as e:
+    sys.exit(f"make-dataset: {sys.argv[1]}: {e}")
 EOF
 then
   say "cannot reach Debian's mirror $mirror (set DEBIAN_MIRROR to another); the dataset tests skip without it"
