@@ -44,7 +44,8 @@ pub const CHARTS: [Chart; 4] = [
         title: "As images are added",
         caption: "**As images are added**, one after the other (import, then a container \
                   mounted): disk taken by the imports and in all, and the time of import + \
-                  first mount, cumulative.",
+                  first mount, cumulative. The Go tool's two disk lines coincide: its mounts \
+                  take no more disk, its imports took it all.",
     },
     Chart {
         file: "benchmarks-materialize.svg",
