@@ -28,6 +28,13 @@ packages=(python3 curl)
 
 say() { echo "make-dataset: $*" >&2; }
 
+# Removes what an earlier, interrupted run left at $1, never crossing
+# into a filesystem mounted below it (a chroot's /proc).
+remove_partial() {
+  umount "$1/proc" 2>/dev/null || true
+  rm -rf --one-file-system "$1"
+}
+
 expected_tars() {
   local s p
   for s in "${suites[@]}"; do
@@ -88,7 +95,7 @@ for suite in "${suites[@]}"; do
   base="$trees/$suite-base"
   if [ ! -d "$base" ]; then
     say "debootstrap $suite (log: $trees/$suite.log)"
-    rm -rf "$base.tmp"
+    remove_partial "$base.tmp"
     if ! debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$trees/$suite.log" 2>&1; then
       say "debootstrap $suite failed; the end of $trees/$suite.log:"
       tail -n 5 "$trees/$suite.log" >&2
@@ -101,7 +108,7 @@ for suite in "${suites[@]}"; do
     tree="$trees/$suite-$pkg"
     [ -d "$tree" ] && continue
     say "$suite: installing $pkg (log: $trees/$suite-$pkg.log)"
-    rm -rf "$tree.tmp"
+    remove_partial "$tree.tmp"
     cp -a "$base" "$tree.tmp"
     mount --bind /proc "$tree.tmp/proc"
     proc_mount="$tree.tmp/proc"
@@ -118,7 +125,7 @@ for suite in "${suites[@]}"; do
   done
   slim="$trees/$suite-slim"
   if [ ! -d "$slim" ]; then
-    rm -rf "$slim.tmp"
+    remove_partial "$slim.tmp"
     cp -a "$base" "$slim.tmp"
     rm -rf "$slim.tmp"/usr/share/doc/* "$slim.tmp"/usr/share/man/*
     mv "$slim.tmp" "$slim"
