@@ -1,19 +1,26 @@
 # containers-storage: build, test, benchmark.
 #
-#   make binary    build ./containers-storage (release)
-#   make test      the whole test suite (unit, property, CLI, crash, dataset)
-#   make dataset   build the Debian image tars the dataset tests and bench use
-#   make bench     the end-to-end benchmark; writes docs/benchmarks.md
-#   make lint      cargo fmt --check and clippy with warnings as errors
+#   make binary      build ./containers-storage (release)
+#   make test        the whole test suite (unit, property, CLI, crash, dataset)
+#   make dataset     build the Debian image dataset the dataset tests and the
+#                    bench use (scripts/make-dataset.sh: root, Debian's mirrors)
+#   make bench       the end-to-end benchmark, the Go containers-storage beside
+#                    ours where installed; writes target/bench/benchmarks.md
+#                    and its charts
+#   make bench-docs  copy that report and its charts to docs/ (running the
+#                    bench first if there is none)
+#   make micro-bench the criterion benchmarks of the import stages
+#   make lint        cargo fmt --check and clippy with warnings as errors
 #   make vagrant-test  the same suite, privileged tests included, in a VM
-#                  (VAGRANT_PROVIDER=libvirt by default, or virtualbox)
+#                    (VAGRANT_PROVIDER=libvirt by default, or virtualbox)
+#
+# CS_DEBIAN_TARS, if set, names a dataset built elsewhere (its tars/).
 
 CARGO ?= cargo
 DATASET ?= $(CURDIR)/target/dataset
-DATASET_SCRIPT ?= $(CURDIR)/../shared/datasets/make-debian-images.sh
-export CS_DEBIAN_TARS ?= $(DATASET)/tars
+BENCH_OUT ?= $(CURDIR)/target/bench
 
-.PHONY: all binary deps test lint dataset bench micro-bench vagrant-test clean
+.PHONY: all binary deps test lint dataset bench bench-deps bench-docs micro-bench vagrant-test clean
 
 all: binary
 
@@ -28,27 +35,47 @@ lint:
 deps:
 	bash scripts/install-deps.sh
 
-# The dataset tests skip (saying why) when the dataset cannot be built
-# here (it needs root and debootstrap).
+dataset:
+	bash scripts/make-dataset.sh "$(DATASET)"
+
+# The dataset is built where it can be (root, Debian's mirrors); where it
+# cannot, the script says why and the dataset tests skip, saying why too.
 test: deps lint
-	-@$(MAKE) --no-print-directory dataset
-	@if command -v cargo-nextest >/dev/null 2>&1; then \
+	@if [ -n "$$CS_DEBIAN_TARS" ]; then \
+	  echo "make test: the Debian dataset from CS_DEBIAN_TARS=$$CS_DEBIAN_TARS"; \
+	elif bash scripts/make-dataset.sh "$(DATASET)"; then \
+	  export CS_DEBIAN_TARS="$(DATASET)/tars"; \
+	else \
+	  echo "make test: carrying on without the Debian dataset: its tests skip" >&2; \
+	fi; \
+	if command -v cargo-nextest >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --locked --no-fail-fast; \
 	else \
 	  $(CARGO) test --locked --no-fail-fast; \
 	fi
 
-dataset:
-	@if [ -f "$(CS_DEBIAN_TARS)/trixie-slim.diff.tar" ]; then \
-	  echo "dataset: $(CS_DEBIAN_TARS) is ready"; \
+# The Go containers-storage (Debian's package) for the bench's side-by-side
+# columns; the bench leaves them out, saying so, where it is missing.
+bench-deps:
+	@if [ -x /usr/bin/containers-storage ]; then :; \
 	elif [ "$$(id -u)" -ne 0 ]; then \
-	  echo "dataset: building it needs root (debootstrap); dataset tests will skip" >&2; exit 1; \
-	else \
-	  bash "$(DATASET_SCRIPT)" "$(DATASET)"; \
+	  echo "bench: the Go containers-storage is not installed (apt-get install containers-storage, as root); its columns are left out" >&2; \
+	elif ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containers-storage >/dev/null; }; then \
+	  echo "bench: could not install the Go containers-storage with apt-get; its columns are left out" >&2; \
 	fi
 
-bench: binary dataset
-	$(CARGO) bench --locked --bench e2e -- --write docs/benchmarks.md
+bench: binary bench-deps
+	@if [ -n "$$CS_DEBIAN_TARS" ]; then :; \
+	elif bash scripts/make-dataset.sh "$(DATASET)"; then \
+	  export CS_DEBIAN_TARS="$(DATASET)/tars"; \
+	else \
+	  echo "make bench: the benchmark runs on the Debian dataset, which could not be built (see above)" >&2; exit 1; \
+	fi; \
+	$(CARGO) bench --locked --bench e2e -- --out "$(BENCH_OUT)"
+
+bench-docs:
+	@[ -f "$(BENCH_OUT)/benchmarks.md" ] || $(MAKE) --no-print-directory bench
+	cp "$(BENCH_OUT)"/benchmarks.md "$(BENCH_OUT)"/benchmarks-*.svg docs/
 
 micro-bench:
 	$(CARGO) bench --locked --bench micro

@@ -1,11 +1,12 @@
-//! End to end on real Debian images (built by
-//! `/work/shared/datasets/make-debian-images.sh`; `CS_DEBIAN_TARS` names
-//! its `tars/` directory). Every layer must round-trip byte for byte, in
-//! one store where layers share content, and through every compression;
-//! the squashed images must deduplicate.
+//! End to end on real Debian images (built by `make dataset`, that is
+//! `scripts/make-dataset.sh`; `CS_DEBIAN_TARS` names its `tars/` directory,
+//! by default `target/dataset/tars`). Every layer must round-trip byte for
+//! byte, in one store where layers share content, and through every
+//! compression; the squashed images must deduplicate.
 //!
-//! Without the dataset each test prints why and passes, except in CI
-//! (`CI` set), where `make test` builds the dataset and its absence fails.
+//! Without the dataset each test prints why and passes, except in CI as
+//! root, where `make test` builds the dataset and its absence fails
+//! (`common::dataset`).
 
 mod common;
 
@@ -15,45 +16,11 @@ use std::process::{Child, Command, Stdio};
 
 use common::Cs;
 
-/// Skips a test with `reason`, or fails it in CI, which must have the data.
-fn skip<T>(reason: String) -> Option<T> {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{reason}: CI must build the dataset (make dataset)"
-    );
-    eprintln!("skipped: {reason}");
-    None
-}
-
-/// The dataset directory, or `None` (with the reason printed).
-fn dataset() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("CS_DEBIAN_TARS") else {
-        return skip(
-            "CS_DEBIAN_TARS is not set (a directory of tars from make-debian-images.sh)".into(),
-        );
-    };
-    let dir = PathBuf::from(dir);
-    if !dir.is_dir() {
-        return skip(format!(
-            "CS_DEBIAN_TARS={} is not a directory",
-            dir.display()
-        ));
-    }
-    Some(dir)
-}
-
-/// The tars named `names` in the dataset, or `None` if one is missing.
+/// The tars named `names` in the dataset, or `None` (with the reason
+/// printed) where there is no dataset.
 fn dataset_files(names: &[&str]) -> Option<Vec<PathBuf>> {
-    let dir = dataset()?;
-    let mut paths = Vec::new();
-    for name in names {
-        let path = dir.join(name);
-        if !path.is_file() {
-            return skip(format!("{} is missing from the dataset", path.display()));
-        }
-        paths.push(path);
-    }
-    Some(paths)
+    let dir = common::debian_tars()?;
+    Some(names.iter().map(|name| dir.join(name)).collect())
 }
 
 fn file_name(path: &Path) -> &str {
@@ -125,16 +92,14 @@ fn import_and_check(
 
 #[test]
 fn every_debian_tar_round_trips_byte_for_byte_in_one_store() {
-    let Some(dir) = dataset() else { return };
+    let Some(dir) = common::debian_tars() else {
+        return;
+    };
     let mut tars: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "tar"))
         .collect();
-    if tars.is_empty() {
-        skip::<()>(format!("no *.tar in {}", dir.display()));
-        return;
-    }
     // Bases first, then the diffs on their suite's base, then the rest
     // (squashed images) standalone: later imports find most chunks stored.
     let rank = |p: &PathBuf| {

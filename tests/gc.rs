@@ -717,3 +717,58 @@ fn a_layer_id_both_drivers_hold_keeps_its_manifest_until_both_are_deleted() {
     on("overlay", &["delete-layer", id]);
     assert!(!cs.graph().join("manifests").join(id).exists());
 }
+
+/// Runs the Debian test above again in a child (this test binary) with
+/// `CS_DEBIAN_TARS` naming an empty directory, `CI` set or not.
+fn rerun_the_debian_test(empty: &Path, ci: bool) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "on_the_debian_store_gc_frees_the_chunks_only_deleted_images_used",
+        "--nocapture",
+    ])
+    .env("CS_DEBIAN_TARS", empty);
+    if ci {
+        cmd.env("CI", "true");
+    } else {
+        cmd.env_remove("CI");
+    }
+    cmd.output().unwrap()
+}
+
+/// Without the dataset (`CS_DEBIAN_TARS` set, the directory empty), a
+/// dataset test skips, saying why and how to build the dataset, instead of
+/// failing on a missing tar; in CI as root, where `make test` can build
+/// it, it fails saying how.
+#[test]
+fn without_the_dataset_a_dataset_test_skips_saying_why() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = rerun_the_debian_test(empty.path(), false);
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
+    assert!(
+        out.status.success(),
+        "without the dataset the test failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the test did not run: {stdout}"
+    );
+    assert!(
+        stderr.contains("skipped: the Debian dataset")
+            && stderr.contains("holds none of its tars")
+            && stderr.contains("make dataset"),
+        "no reason printed: {stderr}"
+    );
+
+    let out = rerun_the_debian_test(empty.path(), true);
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            !out.status.success() && stderr.contains("CI runs as root and must have it"),
+            "in CI as root a missing dataset must fail\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        assert!(stderr.contains("make dataset"), "{stderr}");
+    } else {
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+    }
+}

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dataset;
 pub mod loopfs;
 pub mod tar;
 pub mod tree;
@@ -359,16 +360,8 @@ pub fn need_root(what: &str) -> bool {
     false
 }
 
-/// The Debian dataset's `tars/` directory (`CS_DEBIAN_TARS`), or `None`
-/// with the reason printed; CI must have it.
+/// The Debian dataset's `tars/` directory with every tar in it, or `None`
+/// with the reason printed (see [`dataset`]).
 pub fn debian_tars() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("CS_DEBIAN_TARS").map(PathBuf::from) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set CS_DEBIAN_TARS"
-        );
-        eprintln!("skipped: CS_DEBIAN_TARS is not set");
-        return None;
-    };
-    Some(dir)
+    dataset::tars()
 }
