@@ -1222,3 +1222,42 @@ fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt
         assert!(&out == tar, "layer {layer} no longer exports its tar");
     }
 }
+
+/// Regression: a layer that whites out paths it also adds (before or
+/// after the whiteout) and gives a path twice mounts as its entries leave
+/// it; `check` of its materialized directory judges what the extraction
+/// leaves, not every entry (it expected a whiteout device where the
+/// layer's own file stays, and reported the layer modified).
+#[test]
+fn a_layer_that_whites_out_and_adds_a_path_again_checks_clean_on_overlay() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let m = Meta::default();
+    let mut base = TarBuilder::new();
+    base.file("etc/conf", &m, b"lower");
+    base.file("etc/gone", &m, b"lower");
+    base.file("etc/kept", &m, b"lower");
+    let base = cs.ok_with_input(&ov(&["import-layer"]), &base.finish());
+    let base = common::first_line_of(&String::from_utf8(base).unwrap());
+    let mut top = TarBuilder::new();
+    top.whiteout("etc", "conf");
+    top.file("etc/conf", &m, b"upper");
+    top.whiteout("etc", "gone");
+    // A whiteout hides lower layers only: the layer's own file stays.
+    top.file("etc/kept", &m, b"upper");
+    top.whiteout("etc", "kept");
+    top.file("twice", &m, b"first");
+    top.file("twice", &m, b"second");
+    let top = cs.ok_with_input(&ov(&["import-layer", &base]), &top.finish());
+    let top = common::first_line_of(&String::from_utf8(top).unwrap());
+    let image = common::first_line_of(&ov_ok(&cs, &["create-image", &top]));
+    let merged = PathBuf::from(ov_ok(&cs, &["mount", "-r", &image]).trim());
+    assert_eq!(std::fs::read(merged.join("etc/conf")).unwrap(), b"upper");
+    assert!(!merged.join("etc/gone").exists());
+    assert_eq!(std::fs::read(merged.join("etc/kept")).unwrap(), b"upper");
+    assert_eq!(std::fs::read(merged.join("twice")).unwrap(), b"second");
+    ov_ok(&cs, &["unmount", &image]);
+    assert!(check_lines(&cs, &ov(&[]), 0).is_empty());
+}

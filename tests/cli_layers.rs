@@ -532,7 +532,7 @@ fn debug_flag_forms() {
     let id = stdout(&out).lines().next().unwrap().to_string();
     let err = stderr(&out);
     assert!(
-        err.contains("DEBUG") && err.contains("importing") && err.contains(&id),
+        err.contains("debug: importing") && err.contains(&id),
         "{err}"
     );
 

@@ -43,7 +43,7 @@ use super::{Container, Image, Kind, Layer, Store};
 use crate::chunks::ChunkId;
 use crate::durable;
 use crate::error::{IoContext, Result};
-use crate::manifest::{self, Entry, EntryKind, LayerManifest, Sha256};
+use crate::manifest::{self, Entry, EntryKind, Extraction, LayerManifest, Sha256};
 use crate::materialize::{self, Format};
 
 mod pool;
@@ -643,16 +643,18 @@ impl Store {
                 stacked = materialize::delta(m, manifests.get(&base)?);
                 m = &stacked;
             }
-            for e in &m.entries {
-                match e.kind {
-                    EntryKind::Whiteout => {
-                        expected.insert(materialize::whiteout_path(&e.path), Expect::Whiteout);
-                    }
-                    EntryKind::Opaque => opaque.push(opaque_dir(&e.path).to_vec()),
-                    _ if e.path.is_empty() => {}
-                    _ => {
-                        expected.insert(e.path.clone(), Expect::Entry(e));
-                    }
+            // What applying the entries in order leaves (a path given
+            // twice, a whiteout of a path the layer adds again), as the
+            // materializer builds it.
+            let extraction = Extraction::of(&m.entries);
+            for &i in extraction.whiteouts() {
+                let e = &m.entries[i];
+                expected.insert(materialize::whiteout_path(&e.path), Expect::Whiteout);
+            }
+            opaque.extend(extraction.hiding().iter().map(|p| p.to_vec()));
+            for (i, e) in m.entries.iter().enumerate() {
+                if extraction.kept(i) && !e.path.is_empty() {
+                    expected.insert(e.path.clone(), Expect::Entry(e));
                 }
             }
         } else {
@@ -1128,13 +1130,6 @@ enum Expect<'a> {
     Whiteout,
     /// A directory the layer needs but does not list.
     Dir,
-}
-
-fn opaque_dir(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[..i],
-        None => &path[..0],
-    }
 }
 
 fn parent(path: &[u8]) -> Option<&[u8]> {
