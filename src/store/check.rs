@@ -1311,8 +1311,6 @@ mod tests {
         assert!(ancestors(b"a").is_empty());
         assert_eq!(parent(b"a/b"), Some(&b"a"[..]));
         assert_eq!(parent(b"a"), None);
-        assert_eq!(opaque_dir(b"d/.wh..wh..opq"), b"d");
-        assert_eq!(opaque_dir(b".wh..wh..opq"), b"");
     }
 
     #[test]
