@@ -274,7 +274,7 @@ mod tests {
         }
     }
 
-    /// Regression (found by `tests/fuzz.rs`): a whiteout entry named `/`
+    /// Regression (found by the fuzz tests, `tests/it/fuzz.rs`): a whiteout entry named `/`
     /// made the materializer slice past the end of its name.
     #[test]
     fn refuses_names_the_importer_never_writes() {

@@ -4,7 +4,9 @@
 //! `check` names a pack whose index cannot be read, and a pack without an
 //! index (while an import runs, only one whose chunks layers lack: the
 //! import may not have written its index yet), with the layers that lack
-//! its chunks.
+//! its chunks. A pack without an index that no layer needs and whose
+//! chunk tables account for all of it is what a killed import leaves:
+//! garbage `gc` sweeps, not a problem.
 //! `check --repair`, before it judges any layer and holding the sweep
 //! guard (no import runs, so a pack without an index has lost it), indexes
 //! every such pack again from the pack itself: its chunk tables (format 2)
@@ -161,6 +163,10 @@ impl Store {
                 // Maybe an import between publishing the pack and its
                 // index.
                 None if users.is_empty() && !idle => continue,
+                // What a killed import left: no layer needs it and `gc`
+                // indexes it from its chunk tables and sweeps it, as any
+                // garbage.
+                None if users.is_empty() && self.gc_sweeps(&pack.name, scan, options) => continue,
                 None => format!(
                     "index {} is missing",
                     self.graph_root()
@@ -186,6 +192,16 @@ impl Store {
             scan.add(Subject::Pack, &pack.name, message, Remedy::Pool);
         }
         Ok(())
+    }
+
+    /// Whether `gc` takes care of unindexed pack `name` that no layer
+    /// needs: its chunk tables account for all of it (a quick check does
+    /// not read it, and leaves it to `gc` while no layer lacks a chunk).
+    fn gc_sweeps(&self, name: &str, scan: &Scan, options: &CheckOptions) -> bool {
+        if options.quick {
+            return scan.pool.missing.is_empty();
+        }
+        matches!(self.pool.scan_pack(name, None), Ok(Some(found)) if found.lost.is_empty())
     }
 
     /// Repairs the pool's files (see the module documentation); returns

@@ -1,0 +1,223 @@
+//! `applydiff`: a tar applied to a layer with no content seals it exactly
+//! as an import would; applied to a layer with content it adds to it (a
+//! sealed layer gets a new manifest, a live one stays live); bad input
+//! leaves the layer as it was.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::tar::{every_kind, Meta, TarBuilder};
+use common::{compress_with, first_line_of, sha256, Cs};
+
+#[test]
+fn applydiff_seals_an_empty_layer_like_an_import() {
+    let cs = Cs::new();
+    let tar = every_kind();
+    let file = cs.dir.path().join("layer.tar");
+    std::fs::write(&file, &tar).unwrap();
+    let id = first_line_of(&cs.ok(&["create-layer", "-n", "empty"]));
+    assert_eq!(
+        cs.ok(&["applydiff", "-f", file.to_str().unwrap(), "empty"]),
+        ""
+    );
+    assert_eq!(sha256(&cs.ok_bytes(&["diff", "-u", &id])), sha256(&tar));
+    let record = cs.layer_json(&id);
+    assert_eq!(record["diff-digest"], sha256(&tar));
+    assert_eq!(record["sealed"], true);
+    assert!(cs.graph().join("manifests").join(&id).is_file());
+    // Compressed input on stdin, with the alias.
+    let gz = compress_with("gzip", &tar);
+    let other = first_line_of(&cs.ok(&["create-layer"]));
+    cs.ok_with_input(&["apply-diff", &other], &gz);
+    assert_eq!(cs.layer_json(&other)["compressed-diff-digest"], sha256(&gz));
+    assert_eq!(sha256(&cs.ok_bytes(&["diff", "-u", &other])), sha256(&tar));
+}
+
+/// Runs with the given driver; requires exit 0.
+fn ok(cs: &Cs, driver: &str, args: &[&str], input: Option<&[u8]>) -> String {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver]).args(args);
+    let out = common::run_command(cmd, input);
+    common::expect_status(&out, args, 0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs with the given driver; requires failure; returns stderr.
+fn fails(cs: &Cs, driver: &str, args: &[&str], input: Option<&[u8]>) -> String {
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", driver]).args(args);
+    let out = common::run_command(cmd, input);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    common::stderr(&out)
+}
+
+/// `d/a`, `d/b`, `keep`, `o/x`, and `p/` for a child to delete from.
+fn base_tar() -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    let m = Meta::default();
+    t.dir("d/", &m);
+    t.file("d/a", &m, b"a");
+    t.file("d/b", &m, b"b");
+    t.file("keep", &m, b"k");
+    t.dir("o/", &m);
+    t.file("o/x", &m, b"x");
+    t.finish()
+}
+
+/// Replaces `d/a`, deletes `d/b` and `keep`, adds `new`, makes `o`
+/// opaque with only `o/y` in it.
+fn change_tar() -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    let m = Meta::default();
+    t.dir("d/", &m);
+    t.file("d/a", &m, b"A2");
+    t.whiteout("d", "b");
+    t.whiteout("", "keep");
+    t.file("new", &m, b"n");
+    t.dir("o/", &m);
+    t.opaque("o");
+    t.file("o/y", &m, b"y");
+    t.finish()
+}
+
+/// The regular files of a mounted tree and their contents.
+fn files(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (path, node) in common::tree::snapshot(root) {
+        if node.kind == "file" {
+            let content = std::fs::read_to_string(root.join(&path)).unwrap();
+            out.insert(path.display().to_string(), content);
+        }
+    }
+    out
+}
+
+fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn drivers() -> Vec<&'static str> {
+    let mut drivers = vec!["vfs"];
+    if common::need_root("overlay mounts") {
+        drivers.push("overlay");
+    }
+    drivers
+}
+
+#[test]
+fn applydiff_onto_a_sealed_layer_gives_it_both_contents() {
+    for driver in drivers() {
+        let cs = Cs::new();
+        let run = |args: &[&str], input: Option<&[u8]>| ok(&cs, driver, args, input);
+        let base = first_line_of(&run(&["import-layer", "-n", "base"], Some(&base_tar())));
+        let before = run(&["diff", "-u", "base"], None);
+        run(&["applydiff", "base"], Some(&change_tar()));
+        let record = cs_layer(&cs, driver, &base);
+        assert_eq!(record["sealed"], true, "{driver}");
+        assert_ne!(run(&["diff", "-u", "base"], None), before, "{driver}");
+        run(&["create-image", "-n", "img", "base"], None);
+        let tree = PathBuf::from(run(&["mount", "-r", "img"], None).trim());
+        assert_eq!(
+            files(&tree),
+            expected(&[("d/a", "A2"), ("new", "n"), ("o/y", "y")]),
+            "{driver}"
+        );
+        run(&["unmount", "img"], None);
+        // A child layer depends on its parent's content.
+        run(&["create-layer", "base"], None);
+        let err = fails(&cs, driver, &["applydiff", "base"], Some(&change_tar()));
+        assert!(err.contains("child layers"), "{driver}: {err}");
+        // On a layer with a parent, deletions reach the parent's files.
+        let mut t = TarBuilder::new();
+        t.whiteout("d", "a");
+        let mut child = TarBuilder::new();
+        child.file("c", &Meta::default(), b"c");
+        let top = first_line_of(&run(&["import-layer", "base"], Some(&child.finish())));
+        run(&["applydiff", &top], Some(&t.finish()));
+        let changes = run(&["changes", &top], None);
+        assert!(changes.contains("Delete \"/d/a\""), "{driver}: {changes}");
+    }
+}
+
+fn cs_layer(cs: &Cs, driver: &str, id: &str) -> serde_json::Value {
+    let out = ok(cs, driver, &["layer", "--json", id], None);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+#[test]
+fn applydiff_onto_container_layers_and_written_live_layers_keeps_them_live() {
+    for driver in drivers() {
+        let cs = Cs::new();
+        let run = |args: &[&str], input: Option<&[u8]>| ok(&cs, driver, args, input);
+        run(&["import-layer", "-n", "base"], Some(&base_tar()));
+        run(&["create-image", "-n", "img", "base"], None);
+        run(&["create-container", "-n", "c", "img"], None);
+        let layer = cs_container_layer(&cs, driver, "c");
+        run(&["applydiff", &layer], Some(&change_tar()));
+        let tree = PathBuf::from(run(&["mount", "c"], None).trim());
+        assert_eq!(
+            files(&tree),
+            expected(&[("d/a", "A2"), ("new", "n"), ("o/y", "y")]),
+            "{driver}"
+        );
+        let err = fails(&cs, driver, &["applydiff", &layer], Some(&change_tar()));
+        assert!(err.contains("mounted"), "{driver}: {err}");
+        std::fs::write(tree.join("written"), b"w").unwrap();
+        run(&["unmount", "c"], None);
+        let changes = run(&["changes", "c"], None);
+        for change in [
+            "Modify \"/d/a\"",
+            "Delete \"/d/b\"",
+            "Delete \"/keep\"",
+            "Add \"/new\"",
+            "Add \"/written\"",
+        ] {
+            assert!(changes.contains(change), "{driver}: {change} in {changes}");
+        }
+        let mut more = TarBuilder::new();
+        more.file("more", &Meta::default(), b"m");
+        run(&["applydiff", &layer], Some(&more.finish()));
+        assert_ne!(cs_layer(&cs, driver, &layer)["sealed"], true, "{driver}");
+        let tree = PathBuf::from(run(&["mount", "c"], None).trim());
+        let got = files(&tree);
+        assert_eq!(
+            got.get("written").map(String::as_str),
+            Some("w"),
+            "{driver}"
+        );
+        assert_eq!(got.get("more").map(String::as_str), Some("m"), "{driver}");
+        run(&["unmount", "c"], None);
+    }
+}
+
+fn cs_container_layer(cs: &Cs, driver: &str, name: &str) -> String {
+    let out = ok(cs, driver, &["container", "--json", name], None);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["layer"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_bad_diff_leaves_the_layer_as_it_was() {
+    let cs = Cs::new();
+    let id = first_line_of(&cs.ok(&["create-layer", "-n", "target"]));
+    let before = cs.layer_json(&id);
+    let mut truncated = every_kind();
+    truncated.truncate(3000);
+    let err = cs.fails(&["applydiff", "target"], Some(&truncated));
+    assert!(
+        err.contains(&format!("layer {id}")) && err.contains("truncated"),
+        "{err}"
+    );
+    assert_eq!(cs.layer_json(&id), before);
+    assert!(!cs.graph().join("manifests").join(&id).exists());
+    // The layer still takes a good diff.
+    cs.ok_with_input(&["applydiff", "target"], &every_kind());
+    assert_eq!(cs.layer_json(&id)["sealed"], true);
+}

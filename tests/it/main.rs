@@ -1,0 +1,45 @@
+//! The integration tests, as one test binary (one link instead of one
+//! per file): each module is the tests of one area, driving the real
+//! `containers-storage` binary or the library. `common` holds what they
+//! share; `harness` the crash, stress and fault tests' process driver.
+//!
+//! `cargo nextest run` runs every test in its own process;
+//! `cargo nextest run -E 'test(/^gc::/)'` runs one module.
+
+mod common;
+#[path = "common/harness.rs"]
+mod harness;
+
+mod applydiff;
+mod bad_input;
+mod check;
+mod cli_containers;
+mod cli_images;
+mod cli_layers;
+mod cli_names;
+mod concurrent;
+mod corrupt_records;
+mod crash;
+mod crash_harness;
+mod damaged_pool;
+mod dataset_builder;
+mod debian;
+mod debian_mounts;
+mod dedup;
+mod dedup_cmd;
+mod faults;
+mod fuzz;
+mod gc;
+mod hostile_user;
+mod live;
+mod materialize;
+mod memory;
+mod mounts;
+mod progress;
+mod reserved_ids;
+mod rootless;
+mod roundtrip;
+mod stacking;
+mod stress;
+mod unsynced;
+mod vagrant;

@@ -1,0 +1,91 @@
+//! Rootless overlay: in a user namespace (where `trusted.*` attributes
+//! cannot be set) layers are materialized with `user.overlay.*` opaque
+//! markers and mounted with `userxattr`; whiteouts, opaque directories,
+//! writes and `changes` work as they do for root.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::tar::{Meta, TarBuilder};
+use common::Cs;
+
+#[test]
+fn overlay_works_rootless_in_a_user_namespace() {
+    if !common::need_root("creating a user namespace as a stand-in for a rootless user") {
+        return;
+    }
+    let cs = Cs::new();
+    let m = Meta::default();
+    let mut base = TarBuilder::new();
+    base.dir("d/", &m);
+    base.file("d/a", &m, b"a");
+    base.file("d/b", &m, b"b");
+    base.dir("o/", &m);
+    base.file("o/x", &m, b"x");
+    let mut change = TarBuilder::new();
+    change.whiteout("d", "b");
+    change.dir("o/", &m);
+    change.opaque("o");
+    change.file("o/y", &m, b"y");
+    let dir = cs.dir.path();
+    std::fs::write(dir.join("base.tar"), base.finish()).unwrap();
+    std::fs::write(dir.join("change.tar"), change.finish()).unwrap();
+    let script = r#"
+set -e
+cs() { "$B" --graph "$G" --run "$R" --storage-driver overlay "$@"; }
+cs import-layer -n base -f "$D/base.tar" >/dev/null
+cs import-layer -n top -f "$D/change.tar" base >/dev/null
+cs create-image -n img top >/dev/null
+cs create-container -n c img >/dev/null
+M=$(cs mount c)
+echo "files: $(cd "$M" && find . -type f | sort | tr '\n' ' ')"
+echo written > "$M/written"
+rm "$M/d/a"
+cs changes c
+cs unmount c
+"#;
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("B", env!("CARGO_BIN_EXE_containers-storage"))
+        .env("G", cs.graph())
+        .env("R", cs.run_root())
+        .env("D", dir)
+        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("files: ./d/a ./o/y \n"),
+        "the whiteout and the opaque directory hide lower files: {stdout}"
+    );
+    for change in ["Add \"/written\"", "Delete \"/d/a\""] {
+        assert!(stdout.contains(change), "{change} in {stdout}");
+    }
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "overlay", "layers", "--json"]);
+    let out = common::run_command(cmd, None);
+    let layers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["names"][0] == "top")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let opaque = cs.graph().join("overlay").join(&top).join("diff/o");
+    let xattrs = common::tree::xattrs(&opaque);
+    assert_eq!(
+        xattrs.get("user.overlay.opaque").map(Vec::as_slice),
+        Some(b"y".as_slice()),
+        "{xattrs:?}"
+    );
+    assert!(!xattrs.contains_key("trusted.overlay.opaque"), "{xattrs:?}");
+}
