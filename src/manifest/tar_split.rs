@@ -22,11 +22,13 @@
 //! reader refuses (or cannot describe: sparse files, a path given twice)
 //! get [`Error::TarSplitUnsupported`] instead of a tar-split.
 
+mod adopt;
 mod assemble;
 mod go_reader;
 mod record;
 mod source;
 
+pub use adopt::stage_tar_split;
 pub use assemble::{assemble, Assembled, DirectoryFiles, FileGetter};
 pub use record::{TarSplitReader, TarSplitRecord};
 pub use source::{disassemble, write_tar_split, ContentCrcs, TarSplitSummary};

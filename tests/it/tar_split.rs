@@ -544,3 +544,223 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------
+// Differential: vbatts/tar-split's own disassembler on mutated tars.
+
+const GO_SOURCES: &str = "/usr/share/gocode/src/github.com/vbatts/tar-split/tar/asm";
+
+/// Builds `tar_split/go_disassemble.go` once; `None` (saying why) where
+/// Go or the tar-split sources are not installed.
+fn go_disassembler() -> Option<&'static Path> {
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !Path::new(GO_SOURCES).exists() || Command::new("go").arg("version").output().is_err()
+            {
+                eprintln!(
+                    "skipped: needs Go and {GO_SOURCES} (Debian packages golang-go, golang-github-vbatts-tar-split-dev)"
+                );
+                return None;
+            }
+            let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go-disassemble");
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let binary = out_dir.join("disassemble");
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tar_split/go_disassemble.go");
+            let out = Command::new("go")
+                .arg("build")
+                .arg("-o")
+                .arg(&binary)
+                .arg(&source)
+                .env("GO111MODULE", "off")
+                .env("GOPATH", "/usr/share/gocode")
+                .env("GOPROXY", "off")
+                .env("GOCACHE", out_dir.join("cache"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "go build: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(binary)
+        })
+        .as_deref()
+}
+
+/// Go's tar-split lines of `tar`, or Go's error. The tar is given as a
+/// file, so Go reads trailing bytes in whole pieces as our writer does.
+fn go_disassemble(binary: &Path, tar: &[u8]) -> Result<Vec<u8>, String> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), tar).unwrap();
+    let out = Command::new(binary)
+        .stdin(std::fs::File::open(file.path()).unwrap())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Refusals of ours that Go does not share, on purpose: Go's tar-split of
+/// such a tar would not give it back.
+fn deliberate(err: &Error) -> bool {
+    let text = err.to_string();
+    [
+        "sparse file",
+        "inside an entry's padding",
+        "this build reads",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+/// Header blocks of `tar` (offsets of blocks whose checksum holds).
+fn header_offsets(tar: &[u8]) -> Vec<usize> {
+    (0..tar.len() / 512)
+        .map(|i| i * 512)
+        .filter(|&at| {
+            let block = &tar[at..at + 512];
+            let sum: u64 = block
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| {
+                    if (148..156).contains(&i) {
+                        32
+                    } else {
+                        b as u64
+                    }
+                })
+                .sum();
+            block.iter().any(|&b| b != 0)
+                && std::str::from_utf8(&block[148..154]).ok().and_then(|s| {
+                    u64::from_str_radix(s.trim_matches(|c| c == ' ' || c == '\0'), 8).ok()
+                }) == Some(sum)
+        })
+        .collect()
+}
+
+/// Rewrites the checksum of the header at `at`.
+fn fix_checksum(tar: &mut [u8], at: usize) {
+    let block = &mut tar[at..at + 512];
+    block[148..156].copy_from_slice(b"        ");
+    let sum: u64 = block.iter().map(|&b| b as u64).sum();
+    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+/// A field of a header block to mutate, as (offset, length).
+fn field_strategy() -> impl Strategy<Value = (usize, usize)> {
+    prop_oneof![
+        Just((0, 100)),   // name
+        Just((124, 12)),  // size
+        Just((156, 1)),   // typeflag
+        Just((257, 8)),   // magic and version
+        Just((329, 16)),  // device numbers
+        Just((345, 155)), // prefix, GNU times
+        Just((500, 12)),  // STAR trailer
+        Just((512, 512)), // the block after (PAX data, content)
+    ]
+}
+
+/// The base tars mutations start from.
+fn base_tars() -> Vec<Vec<u8>> {
+    let tree = odd_tree();
+    let m = Meta::default();
+    let mut pax = TarBuilder::new();
+    pax.pax(&[("path", b"p/q"), ("size", b"3"), ("mtime", b"1.5")]);
+    pax.header(b"short", b'0', 0, b"", &m, (0, 0));
+    pax.data(b"abc");
+    pax.file("z", &m, b"");
+    vec![
+        every_kind(),
+        gnu_tar(tree.path(), "gnu", &["--exclude=./big*"]),
+        gnu_tar(tree.path(), "posix", &["--exclude=./big*"]),
+        pax.finish_unpadded(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// For tars mutated in their headers (checksums kept valid, so Go
+    /// reads on), our disassembler agrees with vbatts/tar-split's: the
+    /// same lines where Go takes the tar, a refusal where Go refuses
+    /// (and only the deliberate refusals where Go takes it).
+    #[test]
+    fn disassembler_agrees_with_go_on_mutated_tars(
+        base in 0usize..4,
+        mutations in proptest::collection::vec(
+            (any::<prop::sample::Index>(), field_strategy(), any::<usize>(), any::<u8>(), any::<bool>()),
+            1..4,
+        ),
+        cut in proptest::option::weighted(0.15, any::<prop::sample::Index>()),
+    ) {
+        let Some(binary) = go_disassembler() else { return Ok(()) };
+        static BASES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        let mut tar = BASES.get_or_init(base_tars)[base].clone();
+        let headers = header_offsets(&tar);
+        for (which, (offset, len), at, value, digit) in mutations {
+            let header = headers[which.index(headers.len())];
+            let pos = header + offset + at % len;
+            if pos >= tar.len() {
+                continue;
+            }
+            // Octal digits and NULs keep numeric fields parsing more often.
+            tar[pos] = if digit { b"01234567\0 "[value as usize % 10] } else { value };
+            fix_checksum(&mut tar, header);
+        }
+        if let Some(cut) = cut {
+            tar.truncate(cut.index(tar.len()));
+        }
+        let go = go_disassemble(binary, &tar);
+        let ours = disassemble(&tar[..], Vec::new()).map(|_| ());
+        match (go, ours) {
+            (Ok(go_lines), Ok(())) => {
+                let ours = ours_from_stream(&tar);
+                prop_assert!(ours == go_lines, "lines differ\n--- ours\n{}\n--- Go\n{}", show(&ours), show(&go_lines));
+            }
+            (Err(_), Err(_)) => {}
+            (Ok(_), Err(e)) => prop_assert!(deliberate(&e), "Go takes the tar, we refuse: {e}"),
+            (Err(e), Ok(())) => prop_assert!(false, "Go refuses the tar ({e}), we take it"),
+        }
+    }
+}
+
+/// Adoption: a layer Go imported, taken into our pool from its tar-split
+/// and its directory, exports the exact tar; a file changed in the
+/// directory is named, and nothing is published.
+#[test]
+fn adopts_a_go_layer_exactly() {
+    let Some(go) = GoStore::new() else { return };
+    let tree = odd_tree();
+    for tar in [every_kind(), gnu_tar(tree.path(), "posix", &[])] {
+        let id = go.import(&tar).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let ts = std::fs::File::open(go.tar_split_path(&id)).unwrap();
+        let mut files = DirectoryFiles::open(&go.layer_dir(&id)).unwrap();
+        let staged = tar_split::stage_tar_split(ts, &mut files, &pool, &()).unwrap();
+        assert_eq!(staged.manifest.diff_digest, common::sha256(&tar));
+        let manifest = staged.manifest.clone();
+        staged.chunks.publish().unwrap();
+        let mut out = Vec::new();
+        containers_storage::manifest::write_tar(&manifest, &pool, &mut out).unwrap();
+        assert!(out == tar, "the adopted layer's export differs");
+    }
+
+    let id = go.import(&every_kind()).unwrap();
+    std::fs::write(go.layer_dir(&id).join("etc/hostname"), b"BOX\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = ChunkPool::open(dir.path(), true).unwrap();
+    let ts = std::fs::File::open(go.tar_split_path(&id)).unwrap();
+    let mut files = DirectoryFiles::open(&go.layer_dir(&id)).unwrap();
+    let err = tar_split::stage_tar_split(ts, &mut files, &pool, &())
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::TarSplitMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("etc/hostname"), "{err}");
+    assert_eq!(pool.stats().unwrap().chunks, 0, "nothing is published");
+}

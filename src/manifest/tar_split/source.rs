@@ -370,3 +370,98 @@ impl Source for ManifestSource<'_> {
         Ok(crc.finish())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tar_split::TarSplitReader;
+    use crate::manifest::{import_tar, TarEntry, TarWriter};
+
+    fn tar() -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new());
+        let dir = TarEntry {
+            path: b"d".to_vec(),
+            typeflag: b'5',
+            mode: 0o755,
+            ..TarEntry::default()
+        };
+        w.append(&dir, None).unwrap();
+        let big = vec![7u8; 300_000];
+        for (name, content) in [(&b"d/a"[..], &b"hello"[..]), (b"d/big", &big), (b"e", b"")] {
+            let file = TarEntry {
+                path: name.to_vec(),
+                typeflag: b'0',
+                mode: 0o644,
+                size: content.len() as u64,
+                ..TarEntry::default()
+            };
+            w.append(&file, Some(&mut &content[..])).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn records(gz: &[u8]) -> Vec<TarSplitRecord> {
+        TarSplitReader::gzip(gz).collect::<Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn the_import_records_each_files_crc64() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let imported = import_tar(&tar()[..], &pool, &()).unwrap();
+        let m = &imported.manifest;
+        assert_eq!(imported.crc64.len(), m.entries.len());
+        assert_eq!(imported.crc64[0], 0, "a directory has no content");
+        assert_eq!(imported.crc64[1], Crc64::of(b"hello"));
+        assert_eq!(imported.crc64[2], Crc64::of(&vec![7u8; 300_000]));
+        assert_eq!(imported.crc64[3], 0);
+
+        let mut recorded = Vec::new();
+        let summary =
+            write_tar_split(m, ContentCrcs::Recorded(&imported.crc64), &mut recorded).unwrap();
+        assert_eq!(summary.tar_size, m.diff_size);
+        let mut from_pool = Vec::new();
+        write_tar_split(m, ContentCrcs::FromPool(&pool), &mut from_pool).unwrap();
+        let mut from_stream = Vec::new();
+        disassemble(&tar()[..], &mut from_stream).unwrap();
+        let records = records(&recorded);
+        assert_eq!(records, self::records(&from_pool));
+        assert_eq!(records, self::records(&from_stream));
+        assert_eq!(summary.records, records.len() as u64);
+        assert_eq!(
+            records[3],
+            TarSplitRecord::File {
+                name: b"d/a".to_vec(),
+                size: 5,
+                crc64: Some(Crc64::of(b"hello"))
+            }
+        );
+        assert_eq!(records.last(), Some(&TarSplitRecord::Segment(Vec::new())));
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_fit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = ChunkPool::open(dir.path(), true).unwrap();
+        let imported = import_tar(&tar()[..], &pool, &()).unwrap();
+        let short = &imported.crc64[..2];
+        let err = write_tar_split(&imported.manifest, ContentCrcs::Recorded(short), Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("no CRC-64 recorded"), "{err}");
+
+        // Content where Go reads a header.
+        let mut m = imported.manifest.clone();
+        m.entries[1].raw_len -= 512;
+        m.raw_len -= 512;
+        let crcs = ContentCrcs::Recorded(&imported.crc64);
+        let err = write_tar_split(&m, crcs, Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::TarSplitUnsupported(_)), "{err}");
+
+        // A raw stream shorter than the entries say.
+        let mut m = imported.manifest.clone();
+        m.raw_len += 4096;
+        m.entries.last_mut().unwrap().raw_len += 4096;
+        let err = write_tar_split(&m, crcs, Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("shorter than"), "{err}");
+    }
+}
