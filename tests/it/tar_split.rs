@@ -764,3 +764,29 @@ fn adopts_a_go_layer_exactly() {
     assert!(err.to_string().contains("etc/hostname"), "{err}");
     assert_eq!(pool.stats().unwrap().chunks, 0, "nothing is published");
 }
+
+/// The Debian dataset's tars (real layers, a few hundred MB): our
+/// tar-split, from the stream and from the imported manifest, equals what
+/// vbatts/tar-split's disassembler writes, line for line.
+#[test]
+fn debian_layers_match_go() {
+    let Some(binary) = go_disassembler() else {
+        return;
+    };
+    let Some(dir) = common::debian_tars() else {
+        return;
+    };
+    let mut tars: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    tars.sort();
+    for path in tars {
+        let tar = std::fs::read(&path).unwrap();
+        let go = go_disassemble(binary, &tar).unwrap();
+        let what = path.display().to_string();
+        assert_same_lines(&what, &ours_from_stream(&tar), &go);
+        assert_same_lines(&what, &ours_from_manifest(&tar), &go);
+    }
+}
