@@ -1,6 +1,7 @@
 //! Micro benchmarks of the import pipeline's stages on 8 MiB of
 //! pseudo-random data: FastCDC, BLAKE3, SHA-256 (ring, which the import
-//! uses, against the portable `sha2` crate) and zstd level 3.
+//! uses, against the portable `sha2` crate), zstd level 3 and the
+//! CRC-64/ISO the import records for tar-split.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -37,6 +38,9 @@ fn stages(c: &mut Criterion) {
         use sha2::Digest;
         b.iter(|| sha2::Sha256::digest(&data))
     });
+    g.bench_function("crc64-iso-slice16", |b| {
+        b.iter(|| containers_storage::manifest::tar_split::Crc64::of(&data))
+    });
     g.bench_function("zstd-3-1MiB-frames", |b| {
         b.iter(|| {
             data.chunks(1 << 20)
@@ -47,5 +51,50 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages);
+/// With `CS_BENCH_TAR=<tar>`: importing that tar into a fresh pool (the
+/// import computes every file's CRC-64), and writing its tar-split from
+/// the stream, from the manifest with the recorded CRC-64s, and from the
+/// manifest reading the pool.
+fn tar_split(c: &mut Criterion) {
+    use containers_storage::manifest::{import_tar, tar_split};
+    let Some(path) = std::env::var_os("CS_BENCH_TAR") else {
+        return;
+    };
+    let tar = std::fs::read(path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = containers_storage::ChunkPool::open(dir.path(), true).unwrap();
+    let imported = import_tar(&tar[..], &pool, &()).unwrap();
+    let mut g = c.benchmark_group("tar-split");
+    g.throughput(Throughput::Bytes(tar.len() as u64));
+    g.sample_size(10);
+    g.bench_function("import (fresh pool)", |b| {
+        b.iter(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = containers_storage::ChunkPool::open(dir.path(), true).unwrap();
+            import_tar(&tar[..], &pool, &())
+                .unwrap()
+                .manifest
+                .entries
+                .len()
+        })
+    });
+    g.bench_function("write from the stream", |b| {
+        b.iter(|| tar_split::disassemble(&tar[..], std::io::sink()).unwrap())
+    });
+    g.bench_function("write from the manifest, recorded CRC-64s", |b| {
+        b.iter(|| {
+            let crcs = tar_split::ContentCrcs::Recorded(&imported.crc64);
+            tar_split::write_tar_split(&imported.manifest, crcs, std::io::sink()).unwrap()
+        })
+    });
+    g.bench_function("write from the manifest, CRC-64s from the pool", |b| {
+        b.iter(|| {
+            let crcs = tar_split::ContentCrcs::FromPool(&pool);
+            tar_split::write_tar_split(&imported.manifest, crcs, std::io::sink()).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, tar_split);
 criterion_main!(benches);

@@ -41,6 +41,25 @@ pub enum Error {
     /// A tar stream is malformed (no layer known yet).
     #[error("{0}")]
     BadTar(String),
+    /// A tar-split stream (upstream's `<drv>-layers/<id>.tar-split.gz`)
+    /// is malformed or hostile: bad JSON or base64, an unknown record,
+    /// a path given twice, a name outside the layer's directory.
+    #[error("tar-split: {0}")]
+    BadTarSplit(String),
+    /// A file a tar-split names does not hold the content it recorded
+    /// (upstream: `file integrity checksum failed`).
+    #[error("{path}: {what}", path = path.display())]
+    TarSplitMismatch {
+        /// The file.
+        path: PathBuf,
+        /// How it differs.
+        what: String,
+    },
+    /// A tar that upstream's tar-split cannot describe: Go's tar reader
+    /// refuses it, it holds a sparse file or a path given twice, or its
+    /// tar-split would not give it back.
+    #[error("no tar-split for this tar: {0}")]
+    TarSplitUnsupported(String),
     /// A stored file (record, manifest, index, pack) does not parse.
     #[error("{path}: {what}", path = path.display())]
     Corrupt {

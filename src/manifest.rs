@@ -16,6 +16,7 @@ mod model;
 mod path;
 mod sketch;
 mod tar;
+pub mod tar_split;
 mod tar_write;
 
 pub use codec::{decode, encode, read_sketch, MANIFEST_VERSION};

@@ -20,6 +20,7 @@ use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
 use super::path::{check_lengths, lossy, normalize, opaque_dir, whiteout_target};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
+use super::tar_split::Crc64;
 use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, StagedChunks, WriteStats};
 use crate::error::{Error, Result};
 
@@ -58,6 +59,10 @@ impl ImportObserver for () {}
 pub struct Imported {
     /// The layer's manifest.
     pub manifest: LayerManifest,
+    /// CRC-64/ISO of each entry's content, parallel to the manifest's
+    /// entries (0 for entries without content): what a tar-split records
+    /// (see [`super::tar_split::write_tar_split`]).
+    pub crc64: Vec<u64>,
     /// New and reused chunk counts.
     pub stats: WriteStats,
 }
@@ -68,6 +73,8 @@ pub struct Imported {
 pub struct StagedImport<'p> {
     /// The layer's manifest (its `parent` unset).
     pub manifest: LayerManifest,
+    /// CRC-64/ISO of each entry's content, as [`Imported::crc64`].
+    pub crc64: Vec<u64>,
     /// The new chunks.
     pub chunks: StagedChunks<'p>,
 }
@@ -83,6 +90,7 @@ pub fn import_tar<R: Read + Send>(
     let stats = staged.chunks.publish()?;
     Ok(Imported {
         manifest: staged.manifest,
+        crc64: staged.crc64,
         stats,
     })
 }
@@ -119,7 +127,7 @@ pub fn stage_tar<'p, R: Read + Send>(
             observer,
         );
         let parsed = parser.run().and_then(|()| parser.check_extraction());
-        let parsed = parsed.map(|()| parser.finish());
+        let parsed = parsed.map(|()| (parser.finish(), std::mem::take(&mut parser.crc64)));
         drop(parser);
         let stream = reader
             .join()
@@ -128,8 +136,8 @@ pub fn stage_tar<'p, R: Read + Send>(
         // A decompression error explains a truncated tar better than the
         // parser's "unexpected end"; a reader stopped by the parser has
         // nothing to add to the parser's error.
-        let (stream, mut manifest) = match (stream?, parsed) {
-            (Some(stream), Ok(manifest)) => (stream, manifest),
+        let (stream, (mut manifest, crc64)) = match (stream?, parsed) {
+            (Some(stream), Ok(parsed)) => (stream, parsed),
             (_, Err(e)) => return Err(e),
             (None, Ok(_)) => return Err(Error::BadTar("layer stream ended early".into())),
         };
@@ -138,11 +146,15 @@ pub fn stage_tar<'p, R: Read + Send>(
         manifest.compressed_size = stream.size;
         manifest.compressed_digest = stream.digest.unwrap_or_else(|| diff_digest.clone());
         manifest.diff_digest = diff_digest;
-        Ok(manifest)
+        Ok((manifest, crc64))
     })
-    .and_then(|manifest| {
+    .and_then(|(manifest, crc64)| {
         let chunks = writer.stage()?;
-        Ok(StagedImport { manifest, chunks })
+        Ok(StagedImport {
+            manifest,
+            crc64,
+            chunks,
+        })
     })
 }
 
@@ -309,6 +321,8 @@ struct Parser<'a, 'p> {
     observer: &'a dyn ImportObserver,
     reported_at: u64,
     entries: Vec<Entry>,
+    /// CRC-64/ISO of each entry's content (0 without content).
+    crc64: Vec<u64>,
     /// Where each entry's header starts in the tar, for messages.
     offsets: Vec<u64>,
     uids: BTreeSet<u32>,
@@ -336,6 +350,7 @@ impl<'a, 'p> Parser<'a, 'p> {
             observer,
             reported_at: 0,
             entries: Vec::new(),
+            crc64: Vec::new(),
             offsets: Vec::new(),
             uids: BTreeSet::new(),
             gids: BTreeSet::new(),
@@ -612,8 +627,10 @@ impl<'a, 'p> Parser<'a, 'p> {
         self.gids.insert(gid);
         if kind == EntryKind::File && matches!(header.typeflag, b'0' | 0 | b'7') {
             entry.raw_len = std::mem::take(&mut self.raw_since_entry);
-            self.file_content(&mut entry)?;
+            let crc64 = self.file_content(&mut entry)?;
+            self.crc64.push(crc64);
         } else {
+            self.crc64.push(0);
             if size > RAW_DATA_LIMIT {
                 return Err(bad(format!(
                     "{} bytes of data on a non-file entry {:?}",
@@ -640,14 +657,17 @@ impl<'a, 'p> Parser<'a, 'p> {
         }
     }
 
-    fn file_content(&mut self, entry: &mut Entry) -> Result<()> {
+    /// Chunks a file's content into the pool; returns its CRC-64/ISO.
+    fn file_content(&mut self, entry: &mut Entry) -> Result<u64> {
         let at = self.input.offset;
         let size = entry.size;
         let writer = &mut *self.writer;
         let chunks = &mut entry.chunks;
+        let mut crc = Crc64::default();
         let read = self
             .chunker
             .chunk_stream((&mut self.input).take(size), |data| {
+                crc.update(data);
                 let (id, _) = writer.add(data)?;
                 chunks.push(ChunkRef {
                     id,
@@ -677,7 +697,7 @@ impl<'a, 'p> Parser<'a, 'p> {
                 reused_chunks: stats.reused_chunks,
             });
         }
-        Ok(())
+        Ok(crc.finish())
     }
 
     fn finish(&mut self) -> LayerManifest {

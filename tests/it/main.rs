@@ -41,5 +41,6 @@ mod rootless;
 mod roundtrip;
 mod stacking;
 mod stress;
+mod tar_split;
 mod unsynced;
 mod vagrant;
