@@ -37,10 +37,12 @@ fi
 # 1. System packages the build and the tests use.
 # podman, skopeo, buildah and the Go containers-storage CLI are the real
 # clients the shared-store tests run against our store (and ours against
-# theirs).
+# theirs); Go and upstream's tar-split sources build the reference
+# tar-split disassembler the tar-split tests compare with.
 packages=(build-essential pkg-config ca-certificates curl git make python3
           xz-utils bzip2 zstd gzip debootstrap xfsprogs e2fsprogs util-linux tar
-          podman skopeo buildah containers-storage)
+          podman skopeo buildah containers-storage
+          golang-go golang-github-vbatts-tar-split-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -53,8 +53,11 @@ struct GoStore {
 impl GoStore {
     /// `None` (saying why) where the Go CLI is not installed.
     fn new() -> Option<GoStore> {
-        if !Path::new(GO_CLI).exists() {
-            eprintln!("skipped: {GO_CLI} is not installed (Debian package containers-storage)");
+        if !common::need_tool(
+            "comparing with the Go CLI",
+            Path::new(GO_CLI).exists(),
+            "the Debian package containers-storage",
+        ) {
             return None;
         }
         if !common::need_root("importing layers with the Go CLI") {
@@ -556,11 +559,13 @@ fn go_disassembler() -> Option<&'static Path> {
     static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            if !Path::new(GO_SOURCES).exists() || Command::new("go").arg("version").output().is_err()
-            {
-                eprintln!(
-                    "skipped: needs Go and {GO_SOURCES} (Debian packages golang-go, golang-github-vbatts-tar-split-dev)"
-                );
+            let present = Path::new(GO_SOURCES).exists()
+                && Command::new("go").arg("version").output().is_ok();
+            if !common::need_tool(
+                "comparing with upstream's tar-split disassembler",
+                present,
+                "the Debian packages golang-go and golang-github-vbatts-tar-split-dev",
+            ) {
                 return None;
             }
             let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go-disassemble");

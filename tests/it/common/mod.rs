@@ -360,6 +360,21 @@ pub fn need_root(what: &str) -> bool {
     false
 }
 
+/// Whether a tool a test needs is here (`present`); when it is not, the
+/// test skips saying what to install, except in CI, which installs it
+/// (`vagrant/provision.sh`) and so must run the test.
+pub fn need_tool(what: &str, present: bool, install: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} must run in CI, which installs {install}"
+    );
+    eprintln!("skipped: {what} needs {install}");
+    false
+}
+
 /// The Debian dataset's `tars/` directory with every tar in it, or `None`
 /// with the reason printed (see [`dataset`]).
 pub fn debian_tars() -> Option<PathBuf> {
