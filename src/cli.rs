@@ -12,6 +12,7 @@ mod dedup;
 mod diff;
 mod gc;
 mod images;
+mod input;
 mod items;
 mod layers;
 mod mounts;
@@ -54,6 +55,14 @@ impl Failure {
         Failure {
             cause: Cause::Usage(message.into()),
             hint: None,
+        }
+    }
+
+    /// The same failure, with a suggestion printed after it.
+    pub fn with_hint(self, hint: impl Into<String>) -> Failure {
+        Failure {
+            hint: Some(hint.into()),
+            ..self
         }
     }
 }

@@ -22,7 +22,7 @@ pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
             .into());
         }
     }
-    let progress = Progress::start("diff");
+    let progress = Progress::start("diff", None);
     let result = match args.file.as_deref() {
         Some(path) => write_file(store, &layer.id, compression, path, &progress),
         None => {

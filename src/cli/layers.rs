@@ -1,11 +1,11 @@
 //! `layers`, `layer`, `create-layer`, `import-layer`, `delete-layer`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use containers_storage::{Error, Layer, LayerOptions, Store};
 
 use super::args::{self, LayerFlags};
+use super::input;
 use super::output::{self, outln};
 use super::progress::Progress;
 use super::{Failure, Outcome};
@@ -137,22 +137,17 @@ pub fn create(store: &Store, args: &args::CreateLayer) -> Outcome {
 
 pub fn import(store: &Store, args: &args::ImportLayer) -> Outcome {
     let options = layer_options(&args.flags)?;
-    let progress = Progress::start("import");
     let parent = args.parent.as_deref();
-    let layer = open_input(args.file.as_deref())
-        .and_then(|input| store.import_layer(parent, &options, input, &progress));
+    if let (None, Some(parent)) = (&args.file, parent) {
+        if let Some(forgot_f) = input::file_not_item(store, parent, "") {
+            return Err(forgot_f);
+        }
+    }
+    let input = input::open(args.file.as_deref())?;
+    let progress = Progress::start("import", input.size);
+    let layer = store.import_layer(parent, &options, progress.reading(input.reader), &progress);
     progress.finish();
     print_created(&layer?, args.flags.json.json)
-}
-
-/// The tar stream to read: `-f FILE`, else standard input.
-fn open_input(file: Option<&Path>) -> Result<Box<dyn std::io::Read + Send>, Error> {
-    Ok(match file {
-        Some(path) => {
-            Box::new(std::fs::File::open(path).map_err(|source| Error::io("open", path, source))?)
-        }
-        None => Box::new(std::io::stdin()),
-    })
 }
 
 pub fn delete(store: &Store, args: &args::DeleteLayer) -> Outcome {
@@ -160,9 +155,14 @@ pub fn delete(store: &Store, args: &args::DeleteLayer) -> Outcome {
 }
 
 pub fn apply_diff(store: &Store, args: &args::ApplyDiff) -> Outcome {
-    let progress = Progress::start("applydiff");
-    let result = open_input(args.file.as_deref())
-        .and_then(|input| store.apply_diff(&args.layer, input, &progress));
+    if args.file.is_none() {
+        if let Some(forgot_f) = input::file_not_item(store, &args.layer, " LAYER") {
+            return Err(forgot_f);
+        }
+    }
+    let input = input::open(args.file.as_deref())?;
+    let progress = Progress::start("applydiff", input.size);
+    let result = store.apply_diff(&args.layer, progress.reading(input.reader), &progress);
     progress.finish();
     result?;
     Ok(0)

@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use common::tar::{Meta, TarBuilder};
 use common::{expect_status, stderr, stdout, Cs};
 
 /// Upstream's argument counts (`minArgs`, `maxArgs`; `None`: any number),
@@ -311,4 +312,122 @@ fn a_mistyped_command_gets_the_nearest_ones_after_upstreams_line() {
             "{typed}: {err}"
         );
     }
+}
+
+/// A small one-file tar.
+fn small_tar() -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    t.file("hello", &Meta::default(), b"hello\n");
+    t.finish()
+}
+
+#[test]
+fn a_tar_given_as_the_parent_gets_did_you_mean_dash_f() {
+    let cs = Cs::new();
+    let tar = cs.dir.path().join("doc.tar");
+    std::fs::write(&tar, small_tar()).unwrap();
+    let path = tar.to_str().unwrap();
+
+    let out = cs.run(&["import-layer", path], None);
+    expect_status(&out, &["import-layer", path], 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "import-layer: {path}: layer not known\n\
+             hint: {path} is a file: did you mean `-f {path}`?\n"
+        )
+    );
+    let out = cs.run(&["applydiff", path], None);
+    expect_status(&out, &["applydiff", path], 1);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "applydiff: {path}: layer not known\n\
+             hint: {path} is a file: did you mean `-f {path} LAYER`?\n"
+        )
+    );
+    assert!(cs.layer_ids().is_empty());
+
+    // With -f given, or where the name is a layer's, no hint: the file
+    // is the parent as asked.
+    let out = cs.run(&["import-layer", "-f", path, path], None);
+    expect_status(&out, &["import-layer", "-f", path, path], 1);
+    assert_eq!(
+        stderr(&out),
+        format!("import-layer: {path}: layer not known\n")
+    );
+    let parent = common::first_line_of(&cs.ok(&["create-layer", "-n", path]));
+    let child = cs.import(&small_tar(), &[path]);
+    assert_eq!(cs.layer_json(&child)["parent"], parent.as_str());
+}
+
+/// Runs the binary with `args` under `script(1)`, which gives it a
+/// pseudo-terminal as standard input, output and error; returns its exit
+/// code and the screen, or `None` (with the reason printed) when `script`
+/// is missing. `timeout` ends a command that waits on the terminal.
+fn on_terminal(cs: &Cs, args: &str) -> Option<(Option<i32>, String)> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: script(1) is not installed");
+        return None;
+    }
+    let shell = format!(
+        "{} --graph {} --run {} --storage-driver vfs {args}",
+        env!("CARGO_BIN_EXE_containers-storage"),
+        cs.graph().display(),
+        cs.run_root().display()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &shell, "/dev/null"])
+        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    Some((out.status.code(), screen))
+}
+
+#[test]
+fn a_tar_is_not_read_from_a_terminal() {
+    let cs = Cs::new();
+    let layer = common::first_line_of(&cs.ok(&["create-layer"]));
+    for args in ["import-layer", &format!("applydiff {layer}")] {
+        let Some((code, screen)) = on_terminal(&cs, args) else {
+            return;
+        };
+        let tail = &screen[screen.len().saturating_sub(400)..];
+        assert_eq!(
+            code,
+            Some(1),
+            "{args} on a terminal (124: it waited for input):\n...{tail}"
+        );
+        let name = args.split(' ').next().unwrap();
+        assert_eq!(
+            screen,
+            format!(
+                "{name}: standard input is a terminal, not a tar stream\n\
+                 hint: give the tar as `-f FILE`, or on standard input from a pipe or a \
+                 file (`< layer.tar`)\n"
+            )
+        );
+    }
+    assert_eq!(cs.layer_ids(), vec![layer.clone()], "nothing was imported");
+    // From a pipe or a file, standard input is read, as upstream reads it.
+    let tar = cs.dir.path().join("t.tar");
+    std::fs::write(&tar, small_tar()).unwrap();
+    let Some((code, screen)) = on_terminal(&cs, &format!("import-layer < {}", tar.display()))
+    else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{screen}");
+    let Some((code, screen)) = on_terminal(&cs, &format!("applydiff {layer} < {}", tar.display()))
+    else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(cs.layer_ids().len(), 2);
+    assert_eq!(cs.import(&small_tar(), &[]).len(), 64);
 }
