@@ -22,7 +22,7 @@
 //!    It calls the library and prints with `outln!` (JSON with
 //!    `output::json`); it never prints an error, it returns it.
 //! 4. Add the variant's arm to `dispatch` in `cli.rs`, its row to the
-//!    count table in `tests/it/cli_help.rs` and to the README's command
+//!    count table in `tests/it/cli_usage.rs` and to the README's command
 //!    table, and a test that runs the real binary.
 
 use std::path::PathBuf;
@@ -74,6 +74,7 @@ pub struct Cli {
 
 /// Options that apply to every command, before or after its name.
 #[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Root directory for persistent data.
     #[arg(short = 'g', long = "graph", global = true, value_name = "DIR")]
