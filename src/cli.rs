@@ -1,5 +1,7 @@
-//! The command-line front end: one handler per command, output formats,
-//! progress bars, and the single place where errors are reported.
+//! The command-line front end: the definitions (`args`) and how a command
+//! line is read against them (`parse`), one handler per command, output
+//! formats, progress bars, and the single place where errors are
+//! reported ([`report`]).
 
 mod admin;
 mod args;
@@ -10,58 +12,98 @@ mod dedup;
 mod diff;
 mod gc;
 mod images;
+mod input;
 mod items;
 mod layers;
 mod mounts;
 mod output;
+mod parse;
 mod progress;
 mod status;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
 
-use clap::error::ErrorKind;
-use clap::{CommandFactory, FromArgMatches};
+use containers_storage::{Error, Kind, NamesOp, Store, StoreOptions};
 
-use containers_storage::{Kind, NamesOp, Store, StoreOptions};
-
-use args::{Cli, Command, Global};
+use args::{Command, Global};
 use output::errln;
+use parse::{Parsed, Stop};
 
-/// What a handler returns: the exit code, or an error to report.
-pub type Outcome = Result<i32, containers_storage::Error>;
+/// What a handler returns: the exit code, or why it failed.
+pub type Outcome = Result<i32, Failure>;
+
+/// Why a command failed, reported once by [`report`]: `COMMAND: ERROR`,
+/// then `hint: ...` when there is something to suggest.
+#[derive(Debug)]
+pub struct Failure {
+    cause: Cause,
+    hint: Option<String>,
+}
+
+#[derive(Debug)]
+enum Cause {
+    /// The library's error.
+    Store(Error),
+    /// The command line asks for something that cannot be done as given.
+    Usage(String),
+}
+
+impl Failure {
+    /// A command line that cannot be done as given.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            cause: Cause::Usage(message.into()),
+            hint: None,
+        }
+    }
+
+    /// The same failure, with a suggestion printed after it.
+    pub fn with_hint(self, hint: impl Into<String>) -> Failure {
+        Failure {
+            hint: Some(hint.into()),
+            ..self
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure {
+            cause: Cause::Store(e),
+            hint: None,
+        }
+    }
+}
 
 /// Runs the command line `argv`; returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
-    let parsed = Cli::command()
-        .try_get_matches_from(&argv)
-        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
-    let (cli, matches) = match parsed {
+    let Parsed { cli, name } = match parse::parse(&argv) {
         Ok(parsed) => parsed,
-        Err(e) => return parse_failure(e, &argv),
+        Err(Stop::Clap(e, code)) => {
+            let _ = e.print();
+            return code;
+        }
+        Err(Stop::Message(lines, code)) => {
+            for line in lines {
+                errln!("{line}");
+            }
+            return code;
+        }
     };
     init_tracing(cli.global.debug == Some(true));
-    let (name, sub) = matches.subcommand().expect("a subcommand is required");
-    let count = sub.get_many::<String>("args").map_or(0, |v| v.count());
-    let (min, max) = arg_bounds(name);
-    if count < min {
-        errln!("{name}: more arguments required.");
-        return 1;
-    }
-    if max.is_some_and(|max| count > max) {
-        errln!("{name}: too many arguments.");
-        return 1;
-    }
-    let outcome = options(&cli.global).and_then(|options| {
-        if let Command::Version { json, .. } = &cli.command {
-            return status::version(json.json);
-        }
-        let store = Store::open(options)?;
-        dispatch(&store, cli.command)
-    });
+    let outcome = options(&cli.global)
+        .map_err(Failure::from)
+        .and_then(|options| {
+            if let Command::Version(a) = &cli.command {
+                return status::version(a.json.json);
+            }
+            let store = Store::open(options)?;
+            dispatch(&store, cli.command)
+        });
     match outcome {
         Ok(code) => code,
-        Err(e) => report(name, &e),
+        Err(failure) => report(&name, &failure),
     }
 }
 
@@ -109,49 +151,28 @@ where
     }
 }
 
-/// Reports an error once; a closed output pipe is not an error.
-fn report(name: &str, e: &containers_storage::Error) -> i32 {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::BrokenPipe {
-                return 0;
+/// Reports a failure once; a closed output pipe is not an error.
+fn report(name: &str, failure: &Failure) -> i32 {
+    match &failure.cause {
+        Cause::Store(e) => {
+            use std::error::Error as _;
+            let mut source = e.source();
+            while let Some(inner) = source {
+                if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                    if io.kind() == std::io::ErrorKind::BrokenPipe {
+                        return 0;
+                    }
+                }
+                source = inner.source();
             }
+            errln!("{name}: {e}");
         }
-        source = inner.source();
+        Cause::Usage(message) => errln!("{name}: {message}"),
     }
-    errln!("{name}: {e}");
+    if let Some(hint) = &failure.hint {
+        errln!("hint: {hint}");
+    }
     1
-}
-
-fn parse_failure(e: clap::Error, argv: &[OsString]) -> i32 {
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            0
-        }
-        ErrorKind::InvalidSubcommand => {
-            let name = e
-                .get(clap::error::ContextKind::InvalidSubcommand)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            errln!("{name}: unrecognized command.");
-            1
-        }
-        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            if argv.len() <= 1 {
-                1
-            } else {
-                125
-            }
-        }
-        _ => {
-            let _ = e.print();
-            125
-        }
-    }
 }
 
 /// Store options: `storage.conf`, then environment, then flags.
@@ -185,216 +206,68 @@ fn options(global: &Global) -> containers_storage::Result<StoreOptions> {
 }
 
 fn dispatch(store: &Store, command: Command) -> Outcome {
+    use Command as C;
     match command {
-        Command::Layers {
-            tree, quick, json, ..
-        } => layers::list(store, tree, quick, json.json),
-        Command::Layer { json, pos } => layers::show(store, &pos.args, json.json),
-        Command::CreateLayer { flags, pos } => layers::create(store, &flags, pos.args.first()),
-        Command::ImportLayer { flags, file, pos } => {
-            layers::import(store, &flags, file.as_deref(), pos.args.first())
+        C::Layers(a) => layers::list(store, &a),
+        C::Layer(a) => layers::show(store, &a),
+        C::CreateLayer(a) => layers::create(store, &a),
+        C::ImportLayer(a) => layers::import(store, &a),
+        C::DeleteLayer(a) => layers::delete(store, &a),
+        C::Diff(a) => diff::diff(store, &a),
+        C::Images(a) => images::list(store, &a, None),
+        C::ImagesByDigest(a) => images::list(store, &a.listing, Some(&a.digest)),
+        C::Image(a) => images::show(store, &a),
+        C::CreateImage(a) => images::create(store, &a),
+        C::DeleteImage(a) => images::delete(store, &a),
+        C::Containers(a) => containers::list(store, a.json.json),
+        C::Container(a) => containers::show(store, &a),
+        C::CreateContainer(a) => containers::create(store, &a),
+        C::DeleteContainer(a) => items::delete_each(&a.containers, a.json.json, |arg| {
+            store.delete_container(arg)
+        }),
+        C::Delete(a) => items::delete_each(&a.items, a.json.json, |arg| store.delete(arg)),
+        C::GetNames(a) => items::get_names(store, &a),
+        C::AddNames(a) => items::update_names(store, &a, NamesOp::Add),
+        C::RemoveNames(a) => items::update_names(store, &a, NamesOp::Remove),
+        C::SetNames(a) => items::update_names(store, &a, NamesOp::Set),
+        C::Metadata(a) => items::metadata(store, &a),
+        C::SetMetadata(a) => items::set_metadata(store, &a),
+        C::Exists(a) => items::exists(store, &a),
+        C::GetImageDir(a) => items::print_dir(store.image_dir(&a.image)),
+        C::GetImageRunDir(a) => items::print_dir(store.image_run_dir(&a.image)),
+        C::GetContainerDir(a) => items::print_dir(store.container_dir(&a.container)),
+        C::GetContainerRunDir(a) => items::print_dir(store.container_run_dir(&a.container)),
+        C::LayerParentOwners(a) => items::parent_owners(store, Kind::Layer, &a.layers, a.json.json),
+        C::ContainerParentOwners(a) => {
+            items::parent_owners(store, Kind::Container, &a.containers, a.json.json)
         }
-        Command::DeleteLayer { json, pos } => layers::delete(store, &pos.args, json.json),
-        Command::Diff {
-            file,
-            uncompressed,
-            gzip,
-            bzip2,
-            xz,
-            zstd,
-            pos,
-        } => {
-            use containers_storage::Compression as C;
-            let compression = [
-                (uncompressed, C::None),
-                (gzip, C::Gzip),
-                (bzip2, C::Bzip2),
-                (xz, C::Xz),
-                (zstd, C::Zstd),
-            ]
-            .into_iter()
-            .find(|(on, _)| *on)
-            .map(|(_, c)| c);
-            diff::diff(store, &pos.args, compression, file.as_deref())
-        }
-        Command::Status { json, .. } => status::status(store, json.json),
-        Command::Version { json, .. } => status::version(json.json),
-        Command::Images { quiet, json, .. } => images::list(store, None, quiet.quiet, json.json),
-        Command::ImagesByDigest { quiet, json, pos } => {
-            images::list(store, Some(&pos.args[0]), quiet.quiet, json.json)
-        }
-        Command::Image { json, pos } => images::show(store, &pos.args, json.json),
-        Command::CreateImage { flags, digest, pos } => {
-            images::create(store, &flags, digest, pos.args.first())
-        }
-        Command::DeleteImage { test, json, pos } => {
-            images::delete(store, &pos.args, test, json.json)
-        }
-        Command::Containers { json, .. } => containers::list(store, json.json),
-        Command::Container { json, pos } => containers::show(store, &pos.args, json.json),
-        Command::CreateContainer {
-            flags,
-            volatile,
-            pos,
-        } => containers::create(store, &flags, volatile, &pos.args[0]),
-        Command::DeleteContainer { json, pos } => {
-            items::delete_each(&pos.args, json.json, |arg| store.delete_container(arg))
-        }
-        Command::Delete { json, pos } => {
-            items::delete_each(&pos.args, json.json, |arg| store.delete(arg))
-        }
-        Command::GetNames { json, pos } => items::get_names(store, &pos.args[0], json.json),
-        Command::AddNames { flags, pos } => {
-            items::update_names(store, &pos.args[0], NamesOp::Add, &flags)
-        }
-        Command::RemoveNames { flags, pos } => {
-            items::update_names(store, &pos.args[0], NamesOp::Remove, &flags)
-        }
-        Command::SetNames { flags, pos } => {
-            items::update_names(store, &pos.args[0], NamesOp::Set, &flags)
-        }
-        Command::Metadata { quiet, json, pos } => {
-            items::metadata(store, &pos.args, quiet.quiet, json.json)
-        }
-        Command::SetMetadata {
-            metadata,
-            file,
-            pos,
-        } => items::set_metadata(store, &pos.args[0], metadata, file.as_deref()),
-        Command::Exists {
-            quiet,
-            layer,
-            image,
-            container,
-            json,
-            pos,
-        } => {
-            let kinds: Vec<Kind> = [
-                (layer, Kind::Layer),
-                (image, Kind::Image),
-                (container, Kind::Container),
-            ]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, k)| k)
-            .collect();
-            items::exists(store, &pos.args, &kinds, quiet.quiet, json.json)
-        }
-        Command::GetImageDir { pos } => items::print_dir(store.image_dir(&pos.args[0])),
-        Command::GetImageRunDir { pos } => items::print_dir(store.image_run_dir(&pos.args[0])),
-        Command::GetContainerDir { pos } => items::print_dir(store.container_dir(&pos.args[0])),
-        Command::GetContainerRunDir { pos } => {
-            items::print_dir(store.container_run_dir(&pos.args[0]))
-        }
-        Command::LayerParentOwners { json, pos } => {
-            items::parent_owners(store, Kind::Layer, &pos.args, json.json)
-        }
-        Command::ContainerParentOwners { json, pos } => {
-            items::parent_owners(store, Kind::Container, &pos.args, json.json)
-        }
-        Command::ListLayerData { json, pos } => {
-            data::list(store, Kind::Layer, &pos.args[0], json.json)
-        }
-        Command::ListImageData { json, pos } => {
-            data::list(store, Kind::Image, &pos.args[0], json.json)
-        }
-        Command::ListContainerData { json, pos } => {
-            data::list(store, Kind::Container, &pos.args[0], json.json)
-        }
-        Command::GetLayerData { file, pos } => {
-            data::get(store, Kind::Layer, &pos.args, file.file.as_deref())
-        }
-        Command::GetImageData { file, pos } => {
-            data::get(store, Kind::Image, &pos.args, file.file.as_deref())
-        }
-        Command::GetContainerData { file, pos } => {
-            data::get(store, Kind::Container, &pos.args, file.file.as_deref())
-        }
-        Command::SetLayerData { file, pos } => {
-            data::set(store, Kind::Layer, &pos.args, file.file.as_deref())
-        }
-        Command::SetImageData { file, pos } => {
-            data::set(store, Kind::Image, &pos.args, file.file.as_deref())
-        }
-        Command::SetContainerData { file, pos } => {
-            data::set(store, Kind::Container, &pos.args, file.file.as_deref())
-        }
-        Command::GetImageDataSize { pos } => data::size(store, Kind::Image, &pos.args),
-        Command::GetContainerDataSize { pos } => data::size(store, Kind::Container, &pos.args),
-        Command::GetImageDataDigest { pos } => data::digest(store, Kind::Image, &pos.args),
-        Command::GetContainerDataDigest { pos } => data::digest(store, Kind::Container, &pos.args),
-        Command::Changes { json, pos } => layers::changes(store, &pos.args, json.json),
-        Command::DiffSize { pos } => layers::diff_size(store, &pos.args),
-        Command::Copy { chown, pos } => layers::copy(store, &pos.args, chown.as_deref()),
-        Command::ApplyDiff { file, pos } => {
-            layers::apply_diff(store, &pos.args[0], file.file.as_deref())
-        }
-        Command::Mount {
-            read_only,
-            label,
-            json,
-            pos,
-        } => mounts::mount(store, &pos.args, read_only, label.as_deref(), json.json),
-        Command::Unmount { force, json, pos } => {
-            mounts::unmount(store, &pos.args, force, json.json)
-        }
-        Command::Mounted { json, pos } => mounts::mounted(store, &pos.args, json.json),
-        Command::Check {
-            quick,
-            repair,
-            force,
-            max,
-            json,
-            ..
-        } => check::check(store, quick, repair, force, &max, json.json),
-        Command::Gc {
-            dry_run,
-            evict,
-            pack_garbage,
-            json,
-            ..
-        } => gc::gc(store, dry_run, &evict, pack_garbage, json.json),
-        Command::Dedup {
-            hash_method, json, ..
-        } => dedup::dedup(store, &hash_method, json.json),
-        Command::Wipe { json, .. } => admin::wipe(store, json.json),
-        Command::Shutdown { force, .. } => admin::shutdown(store, force),
-    }
-}
-
-/// Minimum and maximum positional arguments, as upstream's table says.
-fn arg_bounds(name: &str) -> (usize, Option<usize>) {
-    match name {
-        "layers" | "status" | "version" | "images" | "containers" | "wipe" | "shutdown"
-        | "check" | "gc" | "dedup" => (0, Some(0)),
-        "create-layer" | "import-layer" | "create-image" => (0, Some(1)),
-        "diff" | "changes" | "diffsize" => (1, Some(2)),
-        "copy" => (2, None),
-        "images-by-digest"
-        | "create-container"
-        | "get-names"
-        | "add-names"
-        | "remove-names"
-        | "set-names"
-        | "set-metadata"
-        | "get-image-dir"
-        | "get-image-run-dir"
-        | "get-container-dir"
-        | "get-container-run-dir"
-        | "list-layer-data"
-        | "list-image-data"
-        | "list-container-data" => (1, Some(1)),
-        "get-layer-data"
-        | "set-layer-data"
-        | "get-image-data"
-        | "get-image-data-size"
-        | "get-image-data-digest"
-        | "set-image-data"
-        | "get-container-data"
-        | "get-container-data-size"
-        | "get-container-data-digest"
-        | "set-container-data" => (2, Some(2)),
-        _ => (1, None),
+        C::ListLayerData(a) => data::list(store, Kind::Layer, &a),
+        C::ListImageData(a) => data::list(store, Kind::Image, &a),
+        C::ListContainerData(a) => data::list(store, Kind::Container, &a),
+        C::GetLayerData(a) => data::get(store, Kind::Layer, &a),
+        C::GetImageData(a) => data::get(store, Kind::Image, &a),
+        C::GetContainerData(a) => data::get(store, Kind::Container, &a),
+        C::SetLayerData(a) => data::set(store, Kind::Layer, &a),
+        C::SetImageData(a) => data::set(store, Kind::Image, &a),
+        C::SetContainerData(a) => data::set(store, Kind::Container, &a),
+        C::GetImageDataSize(a) => data::size(store, Kind::Image, &a),
+        C::GetContainerDataSize(a) => data::size(store, Kind::Container, &a),
+        C::GetImageDataDigest(a) => data::digest(store, Kind::Image, &a),
+        C::GetContainerDataDigest(a) => data::digest(store, Kind::Container, &a),
+        C::Changes(a) => layers::changes(store, &a),
+        C::DiffSize(a) => layers::diff_size(store, &a),
+        C::Copy(a) => layers::copy(store, &a),
+        C::ApplyDiff(a) => layers::apply_diff(store, &a),
+        C::Mount(a) => mounts::mount(store, &a),
+        C::Unmount(a) => mounts::unmount(store, &a),
+        C::Mounted(a) => mounts::mounted(store, &a),
+        C::Check(a) => check::check(store, &a),
+        C::Gc(a) => gc::gc(store, &a),
+        C::Dedup(a) => dedup::dedup(store, &a),
+        C::Wipe(a) => admin::wipe(store, a.json.json),
+        C::Shutdown(a) => admin::shutdown(store, a.force),
+        C::Status(a) => status::status(store, a.json.json),
+        C::Version(a) => status::version(a.json.json),
     }
 }
 

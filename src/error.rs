@@ -149,15 +149,21 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, op: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| Error::io(op, path, source))
     }
 }
 
 impl Error {
+    /// An I/O error on `path` while doing `op` (`open`, `read`, `write`,
+    /// ...): what [`Error::Io`] holds, for callers outside the library.
+    pub fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     /// Whether this is a "not known" error for any kind of item.
     pub fn is_not_known(&self) -> bool {
         matches!(self, Error::NotKnown { .. } | Error::DoesNotExist(_))

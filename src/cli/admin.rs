@@ -21,7 +21,8 @@ pub fn shutdown(store: &Store, force: bool) -> Outcome {
     } else if !store.mounts()?.is_empty() {
         return Err(containers_storage::Error::Refused(
             "layers are still mounted (use shutdown -f)".into(),
-        ));
+        )
+        .into());
     }
     Ok(0)
 }

@@ -3,34 +3,22 @@
 //! `--repair`, what was removed or rebuilt and what remains on standard
 //! error. Exit 1 while problems remain.
 
-use containers_storage::store::{CheckOptions, Problem};
-use containers_storage::{parse_duration, Store};
+use containers_storage::store::Problem;
+use containers_storage::Store;
 
+use super::args;
 use super::output::{self, errln, outln};
 use super::Outcome;
 
-pub fn check(
-    store: &Store,
-    quick: bool,
-    repair: bool,
-    force: bool,
-    max: &str,
-    json: bool,
-) -> Outcome {
-    let options = CheckOptions {
-        quick,
-        repair,
-        force,
-        max_unreferenced_age: parse_duration(max)?,
-    };
-    let report = store.check(&options)?;
-    if json {
+pub fn check(store: &Store, args: &args::Check) -> Outcome {
+    let report = store.check(&args.options())?;
+    if args.json.json {
         output::json(&report)?;
     } else {
         for p in &report.problems {
             outln!("{}", shown(p));
         }
-        if repair {
+        if args.repair {
             for p in &report.repaired {
                 errln!("repaired: {}", shown(p));
             }

@@ -2,7 +2,7 @@
 
 use containers_storage::{ContainerOptions, Store};
 
-use super::args::CreateFlags;
+use super::args;
 use super::items::read_metadata;
 use super::output::{self, outln};
 use super::Outcome;
@@ -24,9 +24,9 @@ pub fn list(store: &Store, json: bool) -> Outcome {
     Ok(0)
 }
 
-pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let matched = super::items::known(args, |arg| store.container(arg))?;
-    if json {
+pub fn show(store: &Store, args: &args::Container) -> Outcome {
+    let matched = super::items::known(&args.containers, |arg| store.container(arg))?;
+    if args.json.json {
         output::json(&matched)?;
     } else {
         for c in &matched {
@@ -50,18 +50,23 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
             }
         }
     }
-    Ok(if matched.len() == args.len() { 0 } else { 1 })
+    Ok(if matched.len() == args.containers.len() {
+        0
+    } else {
+        1
+    })
 }
 
-pub fn create(store: &Store, flags: &CreateFlags, volatile: bool, image: &str) -> Outcome {
+pub fn create(store: &Store, args: &args::CreateContainer) -> Outcome {
+    let flags = &args.flags;
     let options = ContainerOptions {
         id: flags.id.clone(),
         names: flags.names.clone(),
         metadata: read_metadata(flags.metadata.clone(), flags.metadata_file.as_deref())?
             .unwrap_or_default(),
-        volatile,
+        volatile: args.volatile,
     };
-    let container = store.create_container(Some(image), &options)?;
+    let container = store.create_container(Some(&args.image), &options)?;
     if flags.json.json {
         return output::json(&container);
     }

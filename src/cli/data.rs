@@ -1,16 +1,16 @@
 //! Big data commands for layers, images and containers.
 
 use std::io::{Read, Write};
-use std::path::Path;
 
 use containers_storage::{Error, Kind, Store};
 
+use super::args;
 use super::output::{self, outln};
 use super::Outcome;
 
-pub fn list(store: &Store, kind: Kind, arg: &str, json: bool) -> Outcome {
-    let names = store.big_data_names(kind, arg)?;
-    if json {
+pub fn list(store: &Store, kind: Kind, args: &args::ListData) -> Outcome {
+    let names = store.big_data_names(kind, &args.item)?;
+    if args.json.json {
         return output::json(&names);
     }
     for name in names {
@@ -19,14 +19,12 @@ pub fn list(store: &Store, kind: Kind, arg: &str, json: bool) -> Outcome {
     Ok(0)
 }
 
-pub fn get(store: &Store, kind: Kind, args: &[String], file: Option<&Path>) -> Outcome {
-    let data = store.big_data(kind, &args[0], &args[1])?;
-    match file {
-        Some(path) => std::fs::write(path, &data).map_err(|source| Error::Io {
-            op: "write",
-            path: path.to_path_buf(),
-            source,
-        })?,
+pub fn get(store: &Store, kind: Kind, args: &args::GetData) -> Outcome {
+    let data = store.big_data(kind, &args.item, &args.key)?;
+    match &args.file.file {
+        Some(path) => {
+            std::fs::write(path, &data).map_err(|source| Error::io("write", path, source))?
+        }
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(&data)
@@ -40,13 +38,9 @@ pub fn get(store: &Store, kind: Kind, args: &[String], file: Option<&Path>) -> O
     Ok(0)
 }
 
-pub fn set(store: &Store, kind: Kind, args: &[String], file: Option<&Path>) -> Outcome {
-    let data = match file {
-        Some(path) => std::fs::read(path).map_err(|source| Error::Io {
-            op: "read",
-            path: path.to_path_buf(),
-            source,
-        })?,
+pub fn set(store: &Store, kind: Kind, args: &args::SetData) -> Outcome {
+    let data = match &args.file.file {
+        Some(path) => std::fs::read(path).map_err(|source| Error::io("read", path, source))?,
         None => {
             let mut data = Vec::new();
             std::io::stdin()
@@ -58,16 +52,16 @@ pub fn set(store: &Store, kind: Kind, args: &[String], file: Option<&Path>) -> O
             data
         }
     };
-    store.set_big_data(kind, &args[0], &args[1], &data)?;
+    store.set_big_data(kind, &args.item, &args.key, &data)?;
     Ok(0)
 }
 
-pub fn size(store: &Store, kind: Kind, args: &[String]) -> Outcome {
-    outln!("{}", store.big_data_size(kind, &args[0], &args[1])?);
+pub fn size(store: &Store, kind: Kind, args: &args::DataKey) -> Outcome {
+    outln!("{}", store.big_data_size(kind, &args.item, &args.key)?);
     Ok(0)
 }
 
-pub fn digest(store: &Store, kind: Kind, args: &[String]) -> Outcome {
-    outln!("{}", store.big_data_digest(kind, &args[0], &args[1])?);
+pub fn digest(store: &Store, kind: Kind, args: &args::DataKey) -> Outcome {
+    outln!("{}", store.big_data_digest(kind, &args.item, &args.key)?);
     Ok(0)
 }

@@ -1,24 +1,14 @@
 //! `dedup`.
 
-use containers_storage::store::HashMethod;
-use containers_storage::{Error, Store};
+use containers_storage::Store;
 
+use super::args;
 use super::output::{self, outln};
 use super::Outcome;
 
-pub fn dedup(store: &Store, method: &str, json: bool) -> Outcome {
-    let method = match method {
-        "crc" => HashMethod::Crc,
-        "size" => HashMethod::Size,
-        "sha256" => HashMethod::Sha256,
-        other => {
-            return Err(Error::Config(format!(
-                "--hash-method {other:?}: use crc, size or sha256"
-            )))
-        }
-    };
-    let report = store.dedup(method)?;
-    if json {
+pub fn dedup(store: &Store, args: &args::Dedup) -> Outcome {
+    let report = store.dedup(args.hash_method)?;
+    if args.json.json {
         return output::json(&report);
     }
     outln!("Deduplicated {} bytes", report.deduped);

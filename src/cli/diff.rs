@@ -5,27 +5,25 @@ use std::path::Path;
 
 use containers_storage::{Compression, Error, Store};
 
+use super::args;
 use super::progress::{CountingWriter, Progress};
 use super::Outcome;
 
-pub fn diff(
-    store: &Store,
-    args: &[String],
-    compression: Option<Compression>,
-    file: Option<&Path>,
-) -> Outcome {
-    let layer = store.layer(&store.mount_layer_id(&args[0])?)?;
-    if let Some(from) = args.get(1).filter(|f| !f.is_empty()) {
+pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
+    let compression = args.compression();
+    let layer = store.layer(&store.mount_layer_id(&args.layer)?)?;
+    if let Some(from) = args.from.as_deref().filter(|f| !f.is_empty()) {
         let from = store.layer(from)?;
         if from.id != layer.parent {
             return Err(Error::Refused(format!(
                 "layer {}: a diff against {} (not its parent) is not supported",
                 layer.id, from.id
-            )));
+            ))
+            .into());
         }
     }
-    let progress = Progress::start("diff");
-    let result = match file {
+    let progress = Progress::start("diff", None);
+    let result = match args.file.as_deref() {
         Some(path) => write_file(store, &layer.id, compression, path, &progress),
         None => {
             let stdout = std::io::stdout();
@@ -42,7 +40,8 @@ pub fn diff(
         }
     };
     progress.finish();
-    result.map(|()| 0)
+    result?;
+    Ok(0)
 }
 
 /// Writes the diff to `path`. A regular file (or a new one) is written
@@ -58,7 +57,7 @@ fn write_file(
 ) -> Result<(), Error> {
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |source| Error::Io { op, path, source }
+        move |source| Error::io(op, &path, source)
     };
     let special = path.starts_with("/dev")
         || path.starts_with("/proc")

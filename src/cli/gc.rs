@@ -1,24 +1,14 @@
 //! `gc`.
 
-use containers_storage::store::{Evict, GcOptions};
-use containers_storage::{parse_duration, Store};
+use containers_storage::Store;
 
+use super::args;
 use super::output::{self, outln};
 use super::Outcome;
 
-pub fn gc(store: &Store, dry_run: bool, evict: &str, pack_garbage: u8, json: bool) -> Outcome {
-    let evict = match evict {
-        "policy" => Evict::Policy,
-        "all" => Evict::All,
-        "never" => Evict::Never,
-        other => Evict::After(parse_duration(other)?),
-    };
-    let report = store.gc(&GcOptions {
-        dry_run,
-        evict,
-        pack_garbage: f64::from(pack_garbage) / 100.0,
-    })?;
-    if json {
+pub fn gc(store: &Store, args: &args::Gc) -> Outcome {
+    let report = store.gc(&args.options())?;
+    if args.json.json {
         return output::json(&report);
     }
     let c = &report.chunks;
@@ -47,7 +37,7 @@ pub fn gc(store: &Store, dry_run: bool, evict: &str, pack_garbage: u8, json: boo
     for skipped in &report.skipped {
         outln!("skipped: {skipped}");
     }
-    let verb = if dry_run { "Would free" } else { "Freed" };
+    let verb = if args.dry_run { "Would free" } else { "Freed" };
     outln!("{verb} {} bytes", report.freed_bytes);
     Ok(0)
 }

@@ -5,22 +5,23 @@ use std::collections::BTreeMap;
 use containers_storage::{ImageOptions, Store};
 use serde::Serialize;
 
-use super::args::CreateFlags;
+use super::args;
 use super::items::read_metadata;
 use super::output::{self, errln, outln};
 use super::Outcome;
 
-pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> Outcome {
+/// `images`, or with a digest `images-by-digest`.
+pub fn list(store: &Store, args: &args::Images, digest: Option<&str>) -> Outcome {
     let images = match digest {
         Some(d) => store.images_by_digest(d)?,
         None => store.images()?,
     };
-    if json {
+    if args.json.json {
         return output::json(&images);
     }
     for image in &images {
         outln!("{}", image.id);
-        if quiet {
+        if args.quiet.quiet {
             continue;
         }
         for name in &image.names {
@@ -36,9 +37,9 @@ pub fn list(store: &Store, digest: Option<&String>, quiet: bool, json: bool) -> 
     Ok(0)
 }
 
-pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let matched = super::items::known(args, |arg| store.image(arg))?;
-    if json {
+pub fn show(store: &Store, args: &args::Image) -> Outcome {
+    let matched = super::items::known(&args.images, |arg| store.image(arg))?;
+    if args.json.json {
         output::json(&matched)?;
     } else {
         for image in &matched {
@@ -59,23 +60,23 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
             }
         }
     }
-    Ok(if matched.len() == args.len() { 0 } else { 1 })
+    Ok(if matched.len() == args.images.len() {
+        0
+    } else {
+        1
+    })
 }
 
-pub fn create(
-    store: &Store,
-    flags: &CreateFlags,
-    digest: Option<String>,
-    layer: Option<&String>,
-) -> Outcome {
+pub fn create(store: &Store, args: &args::CreateImage) -> Outcome {
+    let flags = &args.flags;
     let options = ImageOptions {
         id: flags.id.clone(),
         names: flags.names.clone(),
-        digest,
+        digest: args.digest.clone(),
         metadata: read_metadata(flags.metadata.clone(), flags.metadata_file.as_deref())?
             .unwrap_or_default(),
     };
-    let image = store.create_image(layer.map(String::as_str), &options)?;
+    let image = store.create_image(args.layer.as_deref(), &options)?;
     if flags.json.json {
         return output::json(&image);
     }
@@ -93,11 +94,12 @@ struct Deleted {
     error: String,
 }
 
-pub fn delete(store: &Store, args: &[String], test: bool, json: bool) -> Outcome {
+pub fn delete(store: &Store, args: &args::DeleteImage) -> Outcome {
+    let json = args.json.json;
     let mut results = BTreeMap::new();
     let mut failed = false;
-    for arg in args {
-        let result = match store.delete_image(arg, test) {
+    for arg in &args.images {
+        let result = match store.delete_image(arg, args.test) {
             Ok(layers) => {
                 if !json {
                     for layer in &layers {

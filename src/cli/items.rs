@@ -7,20 +7,16 @@ use std::path::{Path, PathBuf};
 use containers_storage::{Error, Kind, NamesOp, Store};
 use serde::Serialize;
 
-use super::args::NamesFlags;
+use super::args;
 use super::output::{self, errln, outln};
-use super::Outcome;
+use super::{Failure, Outcome};
 
 /// The metadata given as `-m VALUE` or `-f FILE` (the file wins).
 pub fn read_metadata(value: Option<String>, file: Option<&Path>) -> Result<Option<String>, Error> {
     match file {
         Some(path) => std::fs::read_to_string(path)
             .map(Some)
-            .map_err(|source| Error::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            }),
+            .map_err(|source| Error::io("read", path, source)),
         None => Ok(value),
     }
 }
@@ -67,9 +63,9 @@ pub fn delete_each(
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn get_names(store: &Store, arg: &str, json: bool) -> Outcome {
-    let names = store.names(arg)?;
-    if json {
+pub fn get_names(store: &Store, args: &args::GetNames) -> Outcome {
+    let names = store.names(&args.item)?;
+    if args.json.json {
         return output::json(&names);
     }
     for name in names {
@@ -78,18 +74,19 @@ pub fn get_names(store: &Store, arg: &str, json: bool) -> Outcome {
     Ok(0)
 }
 
-pub fn update_names(store: &Store, arg: &str, op: NamesOp, flags: &NamesFlags) -> Outcome {
-    store.update_names(arg, op, &flags.names)?;
-    if flags.json.json {
-        return output::json(&store.names(arg)?);
+pub fn update_names(store: &Store, args: &args::Names, op: NamesOp) -> Outcome {
+    store.update_names(&args.item, op, &args.flags.names)?;
+    if args.flags.json.json {
+        return output::json(&store.names(&args.item)?);
     }
     Ok(0)
 }
 
-pub fn metadata(store: &Store, args: &[String], quiet: bool, json: bool) -> Outcome {
+pub fn metadata(store: &Store, args: &args::Metadata) -> Outcome {
+    let (quiet, json) = (args.quiet.quiet, args.json.json);
     let mut found = BTreeMap::new();
     let mut missing = false;
-    for arg in args {
+    for arg in &args.items {
         match store.metadata(arg) {
             Ok(value) => {
                 if !json {
@@ -103,7 +100,7 @@ pub fn metadata(store: &Store, args: &[String], quiet: bool, json: bool) -> Outc
                 found.insert(arg.clone(), value);
             }
             Err(e) if e.is_not_known() => missing = true,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     if json {
@@ -112,23 +109,19 @@ pub fn metadata(store: &Store, args: &[String], quiet: bool, json: bool) -> Outc
     Ok(if missing { 1 } else { 0 })
 }
 
-pub fn set_metadata(
-    store: &Store,
-    arg: &str,
-    value: Option<String>,
-    file: Option<&Path>,
-) -> Outcome {
-    let value = read_metadata(value, file)?
-        .ok_or_else(|| Error::Refused("no metadata given (use -m VALUE or -f FILE)".into()))?;
-    store.set_metadata(arg, &value)?;
+pub fn set_metadata(store: &Store, args: &args::SetMetadata) -> Outcome {
+    let value = read_metadata(args.metadata.clone(), args.file.as_deref())?
+        .ok_or_else(|| Failure::usage("no metadata given (use -m VALUE or -f FILE)"))?;
+    store.set_metadata(&args.item, &value)?;
     Ok(0)
 }
 
-pub fn exists(store: &Store, args: &[String], kinds: &[Kind], quiet: bool, json: bool) -> Outcome {
+pub fn exists(store: &Store, args: &args::Exists) -> Outcome {
+    let (kinds, quiet, json) = (args.kinds(), args.quiet.quiet, args.json.json);
     let mut results = BTreeMap::new();
     let mut missing = false;
-    for arg in args {
-        let found = store.exists(arg, kinds)?;
+    for arg in &args.items {
+        let found = store.exists(arg, &kinds)?;
         missing |= !found;
         if !json && !quiet {
             outln!("{arg}: {found}");

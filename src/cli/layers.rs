@@ -1,21 +1,21 @@
 //! `layers`, `layer`, `create-layer`, `import-layer`, `delete-layer`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use containers_storage::{Error, Layer, LayerOptions, Store};
 
-use super::args::LayerFlags;
+use super::args::{self, LayerFlags};
+use super::input;
 use super::output::{self, outln};
 use super::progress::Progress;
-use super::Outcome;
+use super::{Failure, Outcome};
 
-pub fn list(store: &Store, tree: bool, quick: bool, json: bool) -> Outcome {
+pub fn list(store: &Store, args: &args::Layers) -> Outcome {
     let layers = store.layers()?;
-    if json {
+    if args.json.json {
         return output::json(&layers);
     }
-    if tree {
+    if args.tree {
         print_tree(&layers)?;
         return Ok(0);
     }
@@ -23,7 +23,7 @@ pub fn list(store: &Store, tree: bool, quick: bool, json: bool) -> Outcome {
     let containers = store.containers()?;
     for layer in &layers {
         outln!("{}", layer.id);
-        if quick {
+        if args.quick {
             continue;
         }
         for name in &layer.names {
@@ -80,9 +80,9 @@ fn print_tree(layers: &[Layer]) -> Result<(), Error> {
     walk(&children, "", "")
 }
 
-pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
-    let matched = super::items::known(args, |arg| store.layer(arg))?;
-    if json {
+pub fn show(store: &Store, args: &args::Layer) -> Outcome {
+    let matched = super::items::known(&args.layers, |arg| store.layer(arg))?;
+    if args.json.json {
         output::json(&matched)?;
     } else {
         for layer in &matched {
@@ -98,13 +98,17 @@ pub fn show(store: &Store, args: &[String], json: bool) -> Outcome {
             }
         }
     }
-    Ok(if matched.len() == args.len() { 0 } else { 1 })
+    Ok(if matched.len() == args.layers.len() {
+        0
+    } else {
+        1
+    })
 }
 
-fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Error> {
+fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Failure> {
     if flags.uidmap.is_some() || flags.gidmap.is_some() {
-        return Err(Error::Refused(
-            "ID mapping (--uidmap, --gidmap) is not supported by this store".into(),
+        return Err(Failure::usage(
+            "ID mapping (--uidmap, --gidmap) is not supported by this store",
         ));
     }
     Ok(LayerOptions {
@@ -126,53 +130,48 @@ fn print_created(layer: &Layer, json: bool) -> Outcome {
     Ok(0)
 }
 
-pub fn create(store: &Store, flags: &LayerFlags, parent: Option<&String>) -> Outcome {
-    let layer = store.create_layer(parent.map(String::as_str), &layer_options(flags)?)?;
-    print_created(&layer, flags.json.json)
+pub fn create(store: &Store, args: &args::CreateLayer) -> Outcome {
+    let layer = store.create_layer(args.parent.as_deref(), &layer_options(&args.flags)?)?;
+    print_created(&layer, args.flags.json.json)
 }
 
-pub fn import(
-    store: &Store,
-    flags: &LayerFlags,
-    file: Option<&Path>,
-    parent: Option<&String>,
-) -> Outcome {
-    let options = layer_options(flags)?;
-    let progress = Progress::start("import");
-    let parent = parent.map(String::as_str);
-    let layer =
-        open_input(file).and_then(|input| store.import_layer(parent, &options, input, &progress));
+pub fn import(store: &Store, args: &args::ImportLayer) -> Outcome {
+    let options = layer_options(&args.flags)?;
+    let parent = args.parent.as_deref();
+    if let (None, Some(parent)) = (&args.file, parent) {
+        if let Some(forgot_f) = input::file_not_item(store, parent, "") {
+            return Err(forgot_f);
+        }
+    }
+    let input = input::open(args.file.as_deref())?;
+    let progress = Progress::start("import", input.size);
+    let layer = store.import_layer(parent, &options, progress.reading(input.reader), &progress);
     progress.finish();
-    print_created(&layer?, flags.json.json)
+    print_created(&layer?, args.flags.json.json)
 }
 
-/// The tar stream to read: `-f FILE`, else standard input.
-fn open_input(file: Option<&Path>) -> Result<Box<dyn std::io::Read + Send>, Error> {
-    Ok(match file {
-        Some(path) => Box::new(std::fs::File::open(path).map_err(|source| Error::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        })?),
-        None => Box::new(std::io::stdin()),
-    })
+pub fn delete(store: &Store, args: &args::DeleteLayer) -> Outcome {
+    super::items::delete_each(&args.layers, args.json.json, |arg| store.delete_layer(arg))
 }
 
-pub fn delete(store: &Store, args: &[String], json: bool) -> Outcome {
-    super::items::delete_each(args, json, |arg| store.delete_layer(arg))
-}
-
-pub fn apply_diff(store: &Store, arg: &str, file: Option<&Path>) -> Outcome {
-    let progress = Progress::start("applydiff");
-    let result = open_input(file).and_then(|input| store.apply_diff(arg, input, &progress));
+pub fn apply_diff(store: &Store, args: &args::ApplyDiff) -> Outcome {
+    if args.file.is_none() {
+        if let Some(forgot_f) = input::file_not_item(store, &args.layer, " LAYER") {
+            return Err(forgot_f);
+        }
+    }
+    let input = input::open(args.file.as_deref())?;
+    let progress = Progress::start("applydiff", input.size);
+    let result = store.apply_diff(&args.layer, progress.reading(input.reader), &progress);
     progress.finish();
-    result.map(|_| 0)
+    result?;
+    Ok(0)
 }
 
 /// Refuses a `from` layer other than the layer's parent.
-fn check_from(store: &Store, args: &[String]) -> Result<(), Error> {
-    if let Some(from) = args.get(1).filter(|f| !f.is_empty()) {
-        let layer = store.layer(&store.mount_layer_id(&args[0])?)?;
+fn check_from(store: &Store, arg: &str, from: Option<&str>) -> Result<(), Error> {
+    if let Some(from) = from.filter(|f| !f.is_empty()) {
+        let layer = store.layer(&store.mount_layer_id(arg)?)?;
         let from = store.layer(from)?;
         if from.id != layer.parent {
             return Err(Error::Refused(format!(
@@ -184,10 +183,10 @@ fn check_from(store: &Store, args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn changes(store: &Store, args: &[String], json: bool) -> Outcome {
-    check_from(store, args)?;
-    let changes = store.changes(&args[0])?;
-    if json {
+pub fn changes(store: &Store, args: &args::Changes) -> Outcome {
+    check_from(store, &args.layer, args.from.as_deref())?;
+    let changes = store.changes(&args.layer)?;
+    if args.json.json {
         return output::json(&changes);
     }
     for c in &changes {
@@ -201,28 +200,14 @@ pub fn changes(store: &Store, args: &[String], json: bool) -> Outcome {
     Ok(0)
 }
 
-pub fn diff_size(store: &Store, args: &[String]) -> Outcome {
-    check_from(store, args)?;
-    outln!("{}", store.diff_size(&args[0])?);
+pub fn diff_size(store: &Store, args: &args::DiffSize) -> Outcome {
+    check_from(store, &args.layer, args.from.as_deref())?;
+    outln!("{}", store.diff_size(&args.layer)?);
     Ok(0)
 }
 
-pub fn copy(store: &Store, args: &[String], chown: Option<&str>) -> Outcome {
-    let chown = match chown {
-        None => None,
-        Some(spec) => {
-            let bad = || Error::Refused(format!("--chown {spec:?}: expected UID[:GID]"));
-            let (uid, gid) = spec
-                .split_once(':')
-                .map_or((spec, None), |(u, g)| (u, Some(g)));
-            let uid: u32 = uid.parse().map_err(|_| bad())?;
-            let gid = gid
-                .map(|g| g.parse::<u32>().map_err(|_| bad()))
-                .transpose()?;
-            Some((uid, gid))
-        }
-    };
-    let (dest, sources) = args.split_last().expect("at least two arguments");
-    store.copy(sources, dest, chown)?;
+pub fn copy(store: &Store, args: &args::Copy) -> Outcome {
+    let chown = args.chown.map(|owner| (owner.uid, owner.gid));
+    store.copy(&args.sources, &args.dest, chown)?;
     Ok(0)
 }

@@ -4,19 +4,15 @@ use std::collections::BTreeMap;
 
 use containers_storage::Store;
 
+use super::args;
 use super::output::{self, errln, outln};
 use super::Outcome;
 
-pub fn mount(
-    store: &Store,
-    args: &[String],
-    read_only: bool,
-    label: Option<&str>,
-    json: bool,
-) -> Outcome {
+pub fn mount(store: &Store, args: &args::Mount) -> Outcome {
+    let json = args.json.json;
     let mut results = Vec::new();
-    for arg in args {
-        let path = store.mount_labelled(arg, read_only, label)?;
+    for arg in &args.items {
+        let path = store.mount_labelled(arg, args.read_only, args.label.as_deref())?;
         results.push(serde_json::json!({ "id": arg, "mountpoint": path.display().to_string() }));
         if !json {
             outln!("{}", path.display());
@@ -28,11 +24,12 @@ pub fn mount(
     Ok(0)
 }
 
-pub fn unmount(store: &Store, args: &[String], force: bool, json: bool) -> Outcome {
+pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
+    let json = args.json.json;
     let mut results = Vec::new();
     let mut failed = false;
-    for arg in args {
-        match store.unmount(arg, force) {
+    for arg in &args.items {
+        match store.unmount(arg, args.force) {
             Ok(gone) => {
                 if gone && !json {
                     outln!("{arg} mountpoint unmounted");
@@ -54,9 +51,10 @@ pub fn unmount(store: &Store, args: &[String], force: bool, json: bool) -> Outco
     Ok(if failed { 1 } else { 0 })
 }
 
-pub fn mounted(store: &Store, args: &[String], json: bool) -> Outcome {
+pub fn mounted(store: &Store, args: &args::Mounted) -> Outcome {
+    let json = args.json.json;
     let mut results = BTreeMap::new();
-    for arg in args {
+    for arg in &args.items {
         let mounted = store.mounted(arg)?;
         if mounted && !json {
             outln!("{arg} mounted");

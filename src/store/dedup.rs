@@ -38,6 +38,22 @@ pub enum HashMethod {
     Sha256,
 }
 
+impl std::str::FromStr for HashMethod {
+    type Err = crate::error::Error;
+
+    /// `crc`, `size` or `sha256`, as `dedup --hash-method` takes it.
+    fn from_str(text: &str) -> Result<HashMethod> {
+        match text {
+            "crc" => Ok(HashMethod::Crc),
+            "size" => Ok(HashMethod::Size),
+            "sha256" => Ok(HashMethod::Sha256),
+            other => Err(crate::error::Error::Config(format!(
+                "{other:?} is not a hash method (use crc, size or sha256)"
+            ))),
+        }
+    }
+}
+
 /// What `dedup` did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DedupReport {

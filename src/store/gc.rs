@@ -56,6 +56,21 @@ pub enum Evict {
     After(Duration),
 }
 
+impl std::str::FromStr for Evict {
+    type Err = Error;
+
+    /// `policy`, `all`, `never`, or a duration (`12h`, `30m`), as
+    /// `gc --evict` takes it.
+    fn from_str(text: &str) -> Result<Evict> {
+        Ok(match text {
+            "policy" => Evict::Policy,
+            "all" => Evict::All,
+            "never" => Evict::Never,
+            other => Evict::After(crate::duration::parse_duration(other)?),
+        })
+    }
+}
+
 /// How `gc` runs.
 #[derive(Clone, Copy, Debug)]
 pub struct GcOptions {
