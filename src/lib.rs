@@ -18,6 +18,7 @@ mod error;
 mod flock;
 pub mod manifest;
 pub mod materialize;
+mod poison;
 pub mod store;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};

@@ -27,6 +27,7 @@ use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
+use crate::poison::{Unpoisoned, UnpoisonedRw};
 
 mod repair;
 mod verify;
@@ -263,7 +264,7 @@ impl ChunkPool {
             maps: Mutex::new(HashMap::new()),
             spare_frames: Mutex::new(Vec::new()),
         };
-        pool.state.write().expect("pool lock").token = pool.sweep_token();
+        pool.state.write_unpoisoned().token = pool.sweep_token();
         pool.refresh()?;
         Ok(pool)
     }
@@ -293,9 +294,9 @@ impl ChunkPool {
         let lock = Flock::shared(&self.sweep_lock_path())?;
         drop(intent);
         let token = lock.token()?;
-        if token != self.state.read().expect("pool lock").token {
+        if token != self.state.read_unpoisoned().token {
             self.reload()?;
-            self.state.write().expect("pool lock").token = token;
+            self.state.write_unpoisoned().token = token;
         }
         Ok(WriteGuard { _lock: lock })
     }
@@ -303,7 +304,7 @@ impl ChunkPool {
     /// Forgets the table and loads it again from the index files.
     pub(super) fn reload(&self) -> Result<()> {
         {
-            let mut state = self.state.write().expect("pool lock");
+            let mut state = self.state.write_unpoisoned();
             state.map.clear();
             state.loaded.clear();
             state.unique_bytes = 0;
@@ -326,7 +327,7 @@ impl ChunkPool {
         };
         let mut fresh = Vec::new();
         {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             for entry in names {
                 let entry = entry.at("read directory", &self.packs_dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -352,7 +353,7 @@ impl ChunkPool {
             };
             let stamp = stamp(&meta);
             let known_bad = {
-                let state = self.state.read().expect("pool lock");
+                let state = self.state.read_unpoisoned();
                 state
                     .unreadable
                     .get(&stem)
@@ -364,11 +365,7 @@ impl ChunkPool {
             let read = fs::read(&path).at("read", &path);
             match read.and_then(|bytes| index::decode(&path, &bytes)) {
                 Ok(entries) => {
-                    self.state
-                        .write()
-                        .expect("pool lock")
-                        .unreadable
-                        .remove(&stem);
+                    self.state.write_unpoisoned().unreadable.remove(&stem);
                     decoded.push((stem, entries));
                 }
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -376,7 +373,7 @@ impl ChunkPool {
                     tracing::warn!(
                         "{e}: the chunks of pack {stem} are missing until `check --repair` indexes it again"
                     );
-                    let mut state = self.state.write().expect("pool lock");
+                    let mut state = self.state.write_unpoisoned();
                     state.unreadable.insert(stem, (e.to_string(), stamp));
                 }
             }
@@ -384,7 +381,7 @@ impl ChunkPool {
         // Room for every new entry at once: growing the table index by
         // index would rehash it over and over.
         let added = decoded.iter().map(|(_, entries)| entries.len()).sum();
-        self.state.write().expect("pool lock").map.reserve(added);
+        self.state.write_unpoisoned().map.reserve(added);
         for (stem, entries) in decoded {
             self.insert(&stem, &entries);
         }
@@ -392,7 +389,7 @@ impl ChunkPool {
     }
 
     fn insert(&self, stem: &str, entries: &[IndexEntry]) {
-        let mut state = self.state.write().expect("pool lock");
+        let mut state = self.state.write_unpoisoned();
         if !state.loaded.insert(stem.to_string()) {
             return;
         }
@@ -416,15 +413,15 @@ impl ChunkPool {
 
     /// Whether the pool holds `id`.
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.state.read().expect("pool lock").map.contains_key(id)
+        self.state.read_unpoisoned().map.contains_key(id)
     }
 
     fn locate(&self, id: &ChunkId) -> Result<Location> {
-        if let Some(loc) = self.state.read().expect("pool lock").map.get(id) {
+        if let Some(loc) = self.state.read_unpoisoned().map.get(id) {
             return Ok(*loc);
         }
         self.refresh()?;
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         if let Some(loc) = state.map.get(id) {
             return Ok(*loc);
         }
@@ -436,11 +433,11 @@ impl ChunkPool {
     }
 
     fn mapped(&self, pack: u32) -> Result<Arc<Mmap>> {
-        let mut maps = self.maps.lock().expect("pool maps lock");
+        let mut maps = self.maps.lock_unpoisoned();
         if let Some(map) = maps.get(&pack) {
             return Ok(map.clone());
         }
-        let stem = self.state.read().expect("pool lock").packs[pack as usize].clone();
+        let stem = self.state.read_unpoisoned().packs[pack as usize].clone();
         let path = self.packs_dir.join(format!("{stem}.pack"));
         let file = File::open(&path).at("open", &path)?;
         // SAFETY: published packs are immutable: nothing truncates or
@@ -463,7 +460,7 @@ impl ChunkPool {
     /// Where chunk `id` is stored (pack and frame), for ordering reads so
     /// that each frame is decompressed once; `None` if it is not known.
     pub fn frame_of(&self, id: &ChunkId) -> Option<(u32, u64)> {
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         state.map.get(id).map(|loc| (loc.pack, loc.frame_offset))
     }
 
@@ -476,7 +473,7 @@ impl ChunkPool {
     /// Figures about the pool.
     pub fn stats(&self) -> Result<PoolStats> {
         let (chunks, unique_bytes) = {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             (state.map.len() as u64, state.unique_bytes)
         };
         let mut stats = PoolStats {
@@ -552,8 +549,8 @@ impl ChunkReader<'_> {
                 let mut frame = if self.frames.len() >= READER_FRAMES {
                     self.frames.remove(0).1
                 } else {
-                    let spare = self.pool.spare_frames.lock().map(|mut s| s.pop());
-                    spare.ok().flatten().unwrap_or_default()
+                    let spare = self.pool.spare_frames.lock_unpoisoned().pop();
+                    spare.unwrap_or_default()
                 };
                 frame.clear();
                 self.decompress(compressed, loc.raw_len as usize, &mut frame)
@@ -606,10 +603,9 @@ struct Frame {
 
 impl Drop for ChunkReader<'_> {
     fn drop(&mut self) {
-        if let Ok(mut spare) = self.pool.spare_frames.lock() {
-            let room = SPARE_FRAMES.saturating_sub(spare.len());
-            spare.extend(self.frames.drain(..).map(|(_, f)| f).take(room));
-        }
+        let mut spare = self.pool.spare_frames.lock_unpoisoned();
+        let room = SPARE_FRAMES.saturating_sub(spare.len());
+        spare.extend(self.frames.drain(..).map(|(_, f)| f).take(room));
     }
 }
 

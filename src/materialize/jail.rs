@@ -16,6 +16,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
+use crate::poison::Unpoisoned;
 
 /// An open directory that is the root of a tree being written.
 pub(crate) struct Jail {
@@ -73,7 +74,7 @@ impl Jail {
     /// Opens the directory `rel` (relative, normalised; empty = the root)
     /// without following any symlink.
     pub fn open_dir(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
-        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let mut opened = self.opened.lock_unpoisoned();
         if let Some(fd) = opened.get(rel) {
             return Ok(fd.clone());
         }
@@ -116,10 +117,7 @@ impl Jail {
 
     /// Forgets the open directories (call after removing anything).
     pub fn forget_opened(&self) {
-        self.opened
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.opened.lock_unpoisoned().clear();
     }
 
     /// Like [`Jail::open_dir`], creating missing directories (mode 0755)

@@ -36,6 +36,7 @@ use crate::durable;
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::Entry;
+use crate::poison::Unpoisoned;
 
 /// `FICLONE` from linux/fs.h: `_IOW(0x94, 9, int)`.
 const FICLONE: libc::c_ulong = 0x4004_9409;
@@ -232,7 +233,7 @@ impl ObjectCache {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).at("link", &path()),
         }
-        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shards = self.shards.lock_unpoisoned();
         if let Some(names) = shards.get_mut(link.shard()) {
             names.insert(link.name.clone());
         }
@@ -266,7 +267,7 @@ impl ObjectCache {
     /// Runs `f` on the names in `shard`, listed when first needed (without
     /// the lock, which the other builder threads need meanwhile).
     fn with_shard<T>(&self, shard: &str, f: impl FnOnce(&mut BTreeSet<String>) -> T) -> T {
-        let lock = || self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || self.shards.lock_unpoisoned();
         let listed = lock().contains_key(shard);
         let listing = (!listed).then(|| {
             fs::read_dir(self.dir.join(shard))
@@ -291,7 +292,7 @@ impl ObjectCache {
     /// `linkat` per file in a cold build; an object another process links
     /// meanwhile is only not shared.
     pub fn known_missing(&self, link: &LinkName) -> bool {
-        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let shards = self.shards.lock_unpoisoned();
         shards
             .get(link.shard())
             .is_some_and(|names| !names.contains(&link.name))

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
 use crate::flock::flock;
+use crate::poison::Unpoisoned;
 
 /// A lock file.
 pub(crate) struct LockFile {
@@ -51,7 +52,7 @@ impl LockFile {
     }
 
     fn take(&self, how: libc::c_int) -> Result<LockGuard<'_>> {
-        let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let local = self.local.lock_unpoisoned();
         flock(&self.file, how).at("lock", &self.path)?;
         Ok(LockGuard {
             lock: self,

@@ -17,6 +17,7 @@ use crate::chunks::SweepGuard;
 use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
+use crate::poison::{Unpoisoned, UnpoisonedRw};
 
 /// A pack without a usable index: its chunks are missing from the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ impl ChunkPool {
     /// Why `config.json` could not be used, when it could not (the pinned
     /// defaults are in force then).
     pub(crate) fn config_damage(&self) -> Option<String> {
-        self.config_damage.lock().expect("pool config lock").clone()
+        self.config_damage.lock_unpoisoned().clone()
     }
 
     /// Writes `config.json` again from the pinned defaults, with the
@@ -45,7 +46,7 @@ impl ChunkPool {
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         durable::atomic_write(&self.root.join("config.json"), &json)?;
-        *self.config_damage.lock().expect("pool config lock") = None;
+        *self.config_damage.lock_unpoisoned() = None;
         Ok(())
     }
 
@@ -69,7 +70,7 @@ impl ChunkPool {
                 indexes.insert(stem.to_string());
             }
         }
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         Ok(packs
             .into_iter()
             .filter_map(|name| {
