@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::model::{Entry, EntryKind, LayerManifest};
-use super::path::is_normalized;
+use super::path::{is_normalized, split_last, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::sketch::{self, Sketch};
 use crate::error::{Error, Result};
 
@@ -142,12 +142,12 @@ fn check_names(entry: &Entry) -> std::result::Result<(), String> {
     if !is_normalized(&entry.path) {
         return Err("path is not normalised".into());
     }
-    let base = entry.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let (_, base) = split_last(&entry.path);
     match entry.kind {
-        EntryKind::Whiteout if !base.starts_with(b".wh.") => {
+        EntryKind::Whiteout if !base.starts_with(WHITEOUT_PREFIX) => {
             Err("a whiteout's name does not start with .wh.".into())
         }
-        EntryKind::Opaque if base != b".wh..wh..opq" => {
+        EntryKind::Opaque if base != OPAQUE_MARKER => {
             Err("an opaque marker is not named .wh..wh..opq".into())
         }
         EntryKind::Hardlink if entry.link.is_empty() || !is_normalized(&entry.link) => {

@@ -17,7 +17,10 @@ use super::digest::Sha256;
 use super::extract::Extraction;
 use super::limits;
 use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
-use super::path::{check_lengths, lossy, normalize, opaque_dir, whiteout_target};
+use super::path::{
+    check_lengths, is_whiteout_name, lossy, normalize, opaque_dir, split_last, whiteout_target,
+    OPAQUE_MARKER,
+};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
 use crate::chunks::{ChunkPool, Chunker, ChunkerParams, PoolWriter, StagedChunks, WriteStats};
@@ -546,10 +549,10 @@ impl<'a, 'p> Parser<'a, 'p> {
         if path.is_empty() && kind != EntryKind::Dir {
             return Err(bad(format!("entry {:?} has no name", lossy(&raw_path))));
         }
-        let base = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        if base == b".wh..wh..opq" {
+        let (_, base) = split_last(&path);
+        if base == OPAQUE_MARKER {
             kind = EntryKind::Opaque;
-        } else if base.starts_with(b".wh.") && !base.starts_with(b".wh..wh.") {
+        } else if is_whiteout_name(base) {
             kind = EntryKind::Whiteout;
         }
         // Whiteouts and opaque markers are never made under their own

@@ -29,7 +29,10 @@ use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest};
+use crate::manifest::{
+    ancestors, depth, opaque_dir, parent, whiteout_target, Entry, EntryKind, Extraction,
+    LayerManifest,
+};
 
 /// What kind of directory to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,8 +234,7 @@ fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
     let listed: HashSet<&[u8]> = dirs.iter().map(|e| e.path.as_slice()).collect();
     let mut implied = BTreeSet::new();
     for e in &m.entries {
-        for (i, _) in e.path.iter().enumerate().filter(|(_, &b)| b == b'/') {
-            let parent = &e.path[..i];
+        for parent in ancestors(&e.path) {
             if !listed.contains(parent) {
                 implied.insert(parent);
             }
@@ -263,12 +265,12 @@ fn independent(m: &LayerManifest, format: Format) -> bool {
         }
     }
     seen.keys().all(|path| {
-        let mut at = path.len();
-        while let Some(slash) = path[..at].iter().rposition(|&b| b == b'/') {
-            match seen.get(&path[..slash]) {
+        let mut below = parent(path);
+        while let Some(dir) = below {
+            match seen.get(dir) {
                 Some((_, true)) => return true,
                 Some((_, false)) => return false,
-                None => at = slash,
+                None => below = parent(dir),
             }
         }
         !matches!(seen.get(&path[..0]), Some((_, false)))
@@ -360,7 +362,7 @@ impl Builder<'_> {
             .filter(|(i, e)| e.kind == EntryKind::Dir && outcome.kept(*i))
             .map(|(_, e)| e)
             .collect();
-        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|e| std::cmp::Reverse(depth(&e.path)));
         for e in dirs {
             self.dir_metadata(e)?;
         }
@@ -380,7 +382,6 @@ impl Builder<'_> {
     }
 
     fn apply_fresh_beneath(&self, m: &LayerManifest) -> Result<()> {
-        let depth = |path: &[u8]| path.iter().filter(|&&b| b == b'/').count();
         let mut dirs: Vec<&Entry> = m
             .entries
             .iter()
@@ -506,7 +507,7 @@ impl Builder<'_> {
             return Ok(());
         }
         let mut implied: Vec<&[u8]> = implied.iter().copied().collect();
-        implied.sort_by_key(|p| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
+        implied.sort_by_key(|p| std::cmp::Reverse(depth(p)));
         for path in implied {
             let Some(lower) = self.lower_dirs.get(path) else {
                 continue;

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
-    opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest, TarEntry, TarWriter,
+    opaque_dir, opaque_marker, whiteout_for, whiteout_target, Entry, EntryKind, Extraction,
+    LayerManifest, TarEntry, TarWriter,
 };
 
 /// What happened to a path, with upstream's numbering.
@@ -294,12 +295,8 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
     for change in changes {
         let rel = change.path.trim_start_matches('/').as_bytes().to_vec();
         if change.kind == ChangeKind::Delete {
-            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&rel[..=i], &rel[i + 1..]),
-                None => (&rel[..0], &rel[..]),
-            };
             let entry = TarEntry {
-                path: [dir, b".wh.", name].concat(),
+                path: whiteout_for(&rel),
                 typeflag: b'0',
                 mode: 0o644,
                 ..TarEntry::default()
@@ -366,7 +363,7 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
                 .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()))
         {
             let marker = TarEntry {
-                path: [rel.as_slice(), b"/.wh..wh..opq"].concat(),
+                path: opaque_marker(&rel),
                 typeflag: b'0',
                 mode: 0o644,
                 ..TarEntry::default()

@@ -16,6 +16,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
+use crate::manifest::split_last;
 use crate::poison::Unpoisoned;
 
 /// An open directory that is the root of a tree being written.
@@ -140,10 +141,7 @@ impl Jail {
                 continue;
             }
             done = i;
-            let (parent, name) = match prefix.iter().rposition(|&b| b == b'/') {
-                Some(j) => (&prefix[..j], &prefix[j + 1..]),
-                None => (&prefix[..0], prefix),
-            };
+            let (parent, name) = split_last(prefix);
             let dir = self.open_dir(parent)?;
             let cname =
                 CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
@@ -216,10 +214,7 @@ impl Jail {
 
 /// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
 fn split(rel: &[u8]) -> Result<(&[u8], CString)> {
-    let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (&rel[..0], rel),
-    };
+    let (parent, name) = split_last(rel);
     let name = CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
     Ok((parent, name))
 }

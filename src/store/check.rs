@@ -679,8 +679,9 @@ impl Store {
         let implied: Vec<Vec<u8>> = expected
             .keys()
             .chain(opaque.iter())
-            .flat_map(|p| ancestors(p))
-            .filter(|p| !expected.contains_key(p))
+            .flat_map(|p| manifest::ancestors(p))
+            .filter(|p| !expected.contains_key(*p))
+            .map(<[u8]>::to_vec)
             .collect();
         for p in implied {
             expected.insert(p, Expect::Dir);
@@ -701,7 +702,7 @@ impl Store {
         let mut out = Vec::new();
         let mut inodes = Vec::new();
         for (path, want) in &expected {
-            let parent_ok = match parent(path) {
+            let parent_ok = match manifest::parent(path) {
                 None => true,
                 Some(p) => actual.get(p).is_some_and(|m: &fs::Metadata| m.is_dir()),
             };
@@ -741,7 +742,7 @@ impl Store {
                 continue;
             }
             // Only the topmost of an unexpected subtree.
-            if parent(path).is_some_and(|p| !expected.contains_key(p)) {
+            if manifest::parent(path).is_some_and(|p| !expected.contains_key(p)) {
                 continue;
             }
             out.push(format!(
@@ -1132,19 +1133,6 @@ enum Expect<'a> {
     Dir,
 }
 
-fn parent(path: &[u8]) -> Option<&[u8]> {
-    path.iter().rposition(|&b| b == b'/').map(|i| &path[..i])
-}
-
-/// The proper ancestors of a relative path, not the root.
-fn ancestors(path: &[u8]) -> Vec<Vec<u8>> {
-    path.iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'/')
-        .map(|(i, _)| path[..i].to_vec())
-        .collect()
-}
-
 /// Every path below `root` (relative, without the root), not following
 /// symlinks.
 fn walk(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, fs::Metadata>) -> std::io::Result<()> {
@@ -1304,14 +1292,6 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ancestors_and_parents() {
-        assert_eq!(ancestors(b"a/b/c"), vec![b"a".to_vec(), b"a/b".to_vec()]);
-        assert!(ancestors(b"a").is_empty());
-        assert_eq!(parent(b"a/b"), Some(&b"a"[..]));
-        assert_eq!(parent(b"a"), None);
-    }
 
     #[test]
     fn long_lists_are_capped_with_a_count() {
