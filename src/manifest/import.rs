@@ -648,16 +648,16 @@ impl<'a, 'p> Parser<'a, 'p> {
         let size = entry.size;
         let writer = &mut *self.writer;
         let chunks = &mut entry.chunks;
-        let read = self
-            .chunker
-            .chunk_stream((&mut self.input).take(size), |data| {
-                let (id, _) = writer.add(data)?;
-                chunks.push(ChunkRef {
-                    id,
-                    len: data.len() as u32,
-                });
-                Ok(())
-            })?;
+        let read =
+            self.chunker
+                .chunk_stream((&mut self.input).take(size), stream_error, |data| {
+                    let (id, _) = writer.add(data)?;
+                    chunks.push(ChunkRef {
+                        id,
+                        len: data.len() as u32,
+                    });
+                    Ok(())
+                })?;
         if read < size {
             return Err(Self::bad(
                 at + read,
