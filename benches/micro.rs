@@ -2,6 +2,9 @@
 //! pseudo-random data: FastCDC, BLAKE3, SHA-256 (ring, which the import
 //! uses, against the portable `sha2` crate) and zstd level 3.
 
+// Benchmarks may unwrap (the crate's lints are for library code).
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn data() -> Vec<u8> {

@@ -25,6 +25,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::sys::{self, FlockOp};
 
 /// The mode of every directory the store makes for itself: records,
 /// layer content, packs, objects, manifests and run-time state. Only its
@@ -96,11 +97,7 @@ fn open_error(e: std::io::Error, op: &'static str, path: &Path) -> Error {
     if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) {
         return Error::Symlink(path.to_path_buf());
     }
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source: e,
-    }
+    Error::io(op, path, e)
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -158,7 +155,7 @@ impl PendingFile {
             .mode(FILE_MODE)
             .open(&tmp)
             .at("create", &tmp)?;
-        crate::flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
+        sys::flock(&file, FlockOp::Exclusive).at("lock", &tmp)?;
         let mut pending = PendingFile {
             tmp,
             target: target.to_path_buf(),

@@ -130,15 +130,28 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, op: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| Error::io(op, path, source))
+    }
+}
+
+/// The same for the `errno` of a system call made through nix.
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|errno| Error::io(op, path, errno))
     }
 }
 
 impl Error {
+    /// [`Error::Io`]: `op` on `path` failed with `source` (an
+    /// `io::Error` or an `errno`).
+    pub(crate) fn io(op: &'static str, path: &Path, source: impl Into<io::Error>) -> Error {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+
     /// Whether this is a "not known" error for any kind of item.
     pub fn is_not_known(&self) -> bool {
         matches!(self, Error::NotKnown { .. } | Error::DoesNotExist(_))

@@ -20,6 +20,8 @@ pub mod manifest;
 pub mod materialize;
 mod poison;
 pub mod store;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
 pub use duration::parse_duration;

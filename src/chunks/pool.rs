@@ -28,6 +28,7 @@ use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::poison::{Unpoisoned, UnpoisonedRw};
+use crate::sys;
 
 mod repair;
 mod verify;
@@ -440,10 +441,10 @@ impl ChunkPool {
         let stem = self.state.read_unpoisoned().packs[pack as usize].clone();
         let path = self.packs_dir.join(format!("{stem}.pack"));
         let file = File::open(&path).at("open", &path)?;
-        // SAFETY: published packs are immutable: nothing truncates or
-        // rewrites them in place (gc writes new packs and unlinks old ones,
-        // which leaves existing mappings valid).
-        let map = Arc::new(unsafe { Mmap::map(&file) }.at("mmap", &path)?);
+        // Published packs are immutable: nothing truncates or rewrites
+        // them in place (gc writes new packs and unlinks old ones, which
+        // leaves existing maps valid).
+        let map = Arc::new(sys::map_immutable(&file).at("mmap", &path)?);
         maps.insert(pack, map.clone());
         Ok(map)
     }

@@ -17,6 +17,7 @@ use crate::manifest::{
     opaque_dir, opaque_marker, whiteout_for, whiteout_target, Entry, EntryKind, Extraction,
     LayerManifest, TarEntry, TarWriter,
 };
+use crate::sys;
 
 /// What happened to a path, with upstream's numbering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,35 +138,18 @@ fn walk(root: &Path, rel: &[u8], out: &mut Vec<Found>, overlay: bool) -> Result<
     Ok(())
 }
 
+/// The value of xattr `name` of `path`; `None` where it has none (or it
+/// cannot be read).
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings and a buffer whose length is passed.
-    let len =
-        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
+    sys::lgetxattr(path, name).ok().flatten()
 }
 
+/// The xattrs of `path` that a diff carries: not overlay's own, nor the
+/// SELinux label.
 fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return Vec::new();
-    };
-    let mut names = vec![0u8; 65536];
-    // SAFETY: as above.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
     let mut out = Vec::new();
-    for name in names[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-    {
-        let key = String::from_utf8_lossy(name).into_owned();
+    for name in sys::llistxattr(path).unwrap_or_default() {
+        let key = String::from_utf8_lossy(&name).into_owned();
         if key.starts_with("trusted.overlay.")
             || key.starts_with("user.overlay.")
             || key == "security.selinux"

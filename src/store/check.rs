@@ -45,6 +45,7 @@ use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::manifest::{self, Entry, EntryKind, Extraction, LayerManifest, Sha256};
 use crate::materialize::{self, Format};
+use crate::sys;
 
 mod pool;
 
@@ -727,8 +728,8 @@ impl Store {
             for p in &opaque {
                 let path = root.join(OsStr::from_bytes(p));
                 if actual.get(p.as_slice()).is_some_and(|m| m.is_dir()) || p.is_empty() {
-                    let marked = get_xattr(&path, &format!("{prefix}opaque"));
-                    if marked.as_deref() != Some(b"y") {
+                    let marked = sys::lgetxattr(&path, &format!("{prefix}opaque"));
+                    if marked.ok().flatten().as_deref() != Some(b"y") {
                         out.push(format!(
                             "{LAYER_MODIFIED}: {}: not marked opaque",
                             path.display()
@@ -1274,19 +1275,6 @@ fn content_matches(path: &Path, e: &Entry) -> std::io::Result<bool> {
         }
     }
     Ok(file.read(&mut [0u8; 1])? == 0)
-}
-
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 64];
-    // SAFETY: NUL-terminated strings and a buffer whose length is passed.
-    let len =
-        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
 }
 
 #[cfg(test)]

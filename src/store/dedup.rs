@@ -15,7 +15,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +25,7 @@ use super::Store;
 use crate::durable;
 use crate::error::Result;
 use crate::manifest::{EntryKind, Sha256};
+use crate::sys::{self, Deduped};
 
 /// How `dedup` finds identical files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,13 +50,6 @@ pub struct DedupReport {
     pub shared: u64,
 }
 
-/// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct file_dedupe_range)`.
-const FIDEDUPERANGE: libc::c_ulong = 0xC018_9436;
-/// `FS_IOC_FIEMAP` from linux/fs.h: `_IOWR('f', 11, struct fiemap)`.
-const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
-const FIEMAP_FLAG_SYNC: u32 = 1;
-const FILE_DEDUPE_RANGE_SAME: i32 = 0;
-const FILE_DEDUPE_RANGE_DIFFERS: i32 = 1;
 /// The kernel dedupes at most this much per call.
 const DEDUPE_STEP: u64 = 16 << 20;
 /// Distinct contents tried per group of candidates (a size group may hold
@@ -65,25 +58,6 @@ const MAX_REPRESENTATIVES: usize = 8;
 /// `EINVAL`s on a filesystem that never deduped anything before it is
 /// taken as unable to.
 const INVALID_LIMIT: u32 = 4;
-
-#[repr(C)]
-struct DedupeRange {
-    src_offset: u64,
-    src_length: u64,
-    dest_count: u16,
-    reserved1: u16,
-    reserved2: u32,
-    info: [DedupeRangeInfo; 1],
-}
-
-#[repr(C)]
-struct DedupeRangeInfo {
-    dest_fd: i64,
-    dest_offset: u64,
-    bytes_deduped: u64,
-    status: i32,
-    reserved: u32,
-}
 
 /// A regular file that may share its content.
 #[derive(Clone, Debug)]
@@ -393,50 +367,25 @@ fn dedupe_pair(src: &Candidate, dst: &Candidate) -> Outcome {
     let mut deduped = 0u64;
     while offset < src.size {
         let length = DEDUPE_STEP.min(src.size - offset);
-        let mut range = DedupeRange {
-            src_offset: offset,
-            src_length: length,
-            dest_count: 1,
-            reserved1: 0,
-            reserved2: 0,
-            info: [DedupeRangeInfo {
-                dest_fd: dest.as_raw_fd() as i64,
-                dest_offset: offset,
-                bytes_deduped: 0,
-                status: 0,
-                reserved: 0,
-            }],
-        };
-        // SAFETY: both descriptors are open for the whole call; `range`
-        // is a `file_dedupe_range` with room for its one `info` record.
-        let r = unsafe {
-            libc::ioctl(
-                source.as_raw_fd(),
-                FIDEDUPERANGE as _,
-                &mut range as *mut DedupeRange,
-            )
-        };
-        let status = if r != 0 {
-            -std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)
-        } else {
-            range.info[0].status
-        };
-        match status {
-            FILE_DEDUPE_RANGE_SAME => {
-                deduped += range.info[0].bytes_deduped;
+        match sys::dedupe_range(&source, &dest, offset, length) {
+            Ok(Deduped::Same(n)) => {
+                deduped += n;
                 offset += length;
             }
-            FILE_DEDUPE_RANGE_DIFFERS => return Outcome::Differs(deduped),
-            e if [libc::EOPNOTSUPP, libc::ENOTTY, libc::EINVAL].contains(&-e) => {
+            Ok(Deduped::Differs) => return Outcome::Differs(deduped),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+                ) =>
+            {
                 return if deduped > 0 {
                     Outcome::Same(deduped)
                 } else {
                     Outcome::Unsupported
                 };
             }
-            _ => {
+            Err(_) => {
                 return if deduped > 0 {
                     Outcome::Same(deduped)
                 } else {
@@ -451,36 +400,7 @@ fn dedupe_pair(src: &Candidate, dst: &Candidate) -> Outcome {
 /// The file's extents as (logical, physical, length), or `None` when the
 /// filesystem does not say (or there are too many to compare cheaply).
 fn extents(file: &File) -> Option<Vec<(u64, u64, u64)>> {
-    const HEADER: usize = 32;
-    const EXTENT: usize = 56;
-    const COUNT: usize = 64;
-    // u64 words keep the buffer aligned for the kernel's structures.
-    let mut buf = vec![0u64; (HEADER + COUNT * EXTENT) / 8];
-    buf[0] = 0; // fm_start
-    buf[1] = u64::MAX; // fm_length
-                       // fm_flags (low half) and fm_mapped_extents (high half).
-    buf[2] = FIEMAP_FLAG_SYNC as u64;
-    // fm_extent_count (low half) and fm_reserved.
-    buf[3] = COUNT as u64;
-    // SAFETY: the buffer holds a `struct fiemap` followed by room for
-    // `COUNT` extents, as `fm_extent_count` tells the kernel.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP as _, buf.as_mut_ptr()) };
-    if r != 0 {
-        return None;
-    }
-    let mapped = (buf[2] >> 32) as usize;
-    if mapped >= COUNT {
-        return None;
-    }
-    let words_per_extent = EXTENT / 8;
-    Some(
-        (0..mapped)
-            .map(|i| {
-                let at = HEADER / 8 + i * words_per_extent;
-                (buf[at], buf[at + 1], buf[at + 2])
-            })
-            .collect(),
-    )
+    sys::extents(file, 64)
 }
 
 /// CRC-32 (IEEE, as zlib and Go's `hash/crc32` compute it).

@@ -13,8 +13,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
-use crate::flock::flock;
 use crate::poison::Unpoisoned;
+use crate::sys::{flock, FlockOp};
 
 /// A lock file.
 pub(crate) struct LockFile {
@@ -43,15 +43,15 @@ impl LockFile {
 
     /// Takes the lock exclusively (for writing).
     pub fn exclusive(&self) -> Result<LockGuard<'_>> {
-        self.take(libc::LOCK_EX)
+        self.take(FlockOp::Exclusive)
     }
 
     /// Takes the lock shared (for reading).
     pub fn shared(&self) -> Result<LockGuard<'_>> {
-        self.take(libc::LOCK_SH)
+        self.take(FlockOp::Shared)
     }
 
-    fn take(&self, how: libc::c_int) -> Result<LockGuard<'_>> {
+    fn take(&self, how: FlockOp) -> Result<LockGuard<'_>> {
         let local = self.local.lock_unpoisoned();
         flock(&self.file, how).at("lock", &self.path)?;
         Ok(LockGuard {
@@ -82,7 +82,7 @@ impl LockFile {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = flock(&self.lock.file, libc::LOCK_UN);
+        let _ = flock(&self.lock.file, FlockOp::Unlock);
     }
 }
 
@@ -101,7 +101,7 @@ impl ProcessMarker {
         use std::os::unix::fs::MetadataExt;
         loop {
             let file = durable::open_store_file(path, Open::Create)?;
-            flock(&file, libc::LOCK_EX).at("lock", path)?;
+            flock(&file, FlockOp::Exclusive).at("lock", path)?;
             let locked = file.metadata().at("stat", path)?;
             match std::fs::metadata(path) {
                 Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
@@ -121,7 +121,7 @@ impl ProcessMarker {
         let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
-        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !orphaned() {
+        if flock(&file, FlockOp::TryExclusive).is_err() || !orphaned() {
             return false;
         }
         std::fs::remove_file(path).is_ok()
@@ -132,7 +132,7 @@ impl ProcessMarker {
         let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
-        flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err()
+        flock(&file, FlockOp::TryExclusive).is_err()
     }
 
     /// Removes the marker (the work is done).

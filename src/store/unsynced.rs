@@ -35,6 +35,7 @@ use crate::durable::{self, Flush, PendingFile};
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
 use crate::materialize;
+use crate::sys::{self, FlockOp};
 
 /// How old a marker must be before a mount settles it: the kernel writes
 /// dirty data back after 30 s by default, checking every 5 s.
@@ -112,8 +113,7 @@ impl Store {
             let Ok(mut file) = File::open(&path) else {
                 continue;
             };
-            // SAFETY: a descriptor we hold open.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if sys::flock(&file, FlockOp::TryExclusive).is_err() {
                 continue; // its build is running
             }
             let mut written = String::new();
@@ -151,10 +151,7 @@ impl Store {
             materialize::purge_objects_since(&self.graph_root().join("objects"), since)?;
         }
         let dir_file = File::open(&dir).at("open", &dir)?;
-        // SAFETY: syncfs on a descriptor we hold open.
-        if unsafe { libc::syncfs(dir_file.as_raw_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error()).at("syncfs", &dir);
-        }
+        nix::unistd::syncfs(dir_file.as_raw_fd()).at("syncfs", &dir)?;
         for path in lost.iter().map(|(path, ..)| path).chain(&settled) {
             durable::remove_file(path)?;
         }

@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::PathBuf;
 
-use memmap2::Mmap;
-
 use super::{ChunkPool, ChunkerParams, PoolConfig};
 use crate::chunks::index;
 use crate::chunks::pack::{self, KnownChunks, PackScan};
@@ -18,6 +16,7 @@ use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
 use crate::poison::{Unpoisoned, UnpoisonedRw};
+use crate::sys;
 
 /// A pack without a usable index: its chunks are missing from the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,9 +108,9 @@ impl ChunkPool {
     ) -> Result<Option<PackScan>> {
         let path = self.pack_path(name);
         let file = File::open(&path).at("open", &path)?;
-        // SAFETY: published packs are immutable: nothing truncates or
-        // rewrites them in place.
-        let map = unsafe { Mmap::map(&file) }.at("mmap", &path)?;
+        // Published packs are immutable: nothing truncates or rewrites
+        // them in place.
+        let map = sys::map_immutable(&file).at("mmap", &path)?;
         pack::scan(&path, &map, known)
     }
 
