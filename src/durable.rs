@@ -232,6 +232,24 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp-{}-{}", random_hex(8), name))
 }
 
+/// Renames `dir` to a fresh temporary name beside it ([`temp_sibling`])
+/// and returns that name: nothing sees it half removed under its own name
+/// while it is removed, and what a crash leaves carries the `.tmp-`
+/// prefix that `gc` sweeps.
+pub(crate) fn rename_aside(dir: &Path) -> Result<PathBuf> {
+    let away = temp_sibling(dir);
+    fs::rename(dir, &away).at("rename", dir)?;
+    Ok(away)
+}
+
+/// Removes a directory tree so that nothing ever sees it half removed:
+/// [renamed aside](rename_aside) first, then deleted.
+pub(crate) fn remove_dir_aside(dir: &Path) -> Result<()> {
+    let away = rename_aside(dir)?;
+    let _ = fs::remove_dir_all(&away);
+    Ok(())
+}
+
 /// `fsync`s a directory so that renames and creations in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     let file = File::open(dir).at("open", dir)?;

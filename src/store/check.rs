@@ -1040,12 +1040,11 @@ impl Store {
     fn rebuild_materialized(&self, id: &str, shared: &[(u64, u64)]) -> Result<Option<bool>> {
         let overlay = self.options.driver == "overlay";
         let dir = self.layer_content_dir(id);
-        let aside = durable::temp_sibling(&dir);
         if !self.is_materialized(id) {
             // Replaced since the scan: never renamed through a symlink.
             return Ok(Some(false));
         }
-        {
+        let aside = {
             let layers = self.layer_records.lock()?;
             let mounts = self.mount_records.lock()?;
             let mut in_use = false;
@@ -1065,8 +1064,8 @@ impl Store {
             if in_use {
                 return Ok(None);
             }
-            self.write(|| fs::rename(&dir, &aside).at("rename", &dir))?;
-        }
+            self.write(|| durable::rename_aside(&dir))?
+        };
         let _ = fs::remove_dir_all(&aside);
         if !shared.is_empty() {
             let shared: HashSet<(u64, u64)> = shared.iter().copied().collect();

@@ -238,7 +238,8 @@ impl Store {
                 // directory of its own, or is not named right) is rebuilt.
                 let base = self.stacked_on(&layer.id);
                 if !base.is_some_and(|b| self.is_materialized(&b)) {
-                    drop_dir(&diff)?;
+                    // The next mount builds it again.
+                    durable::remove_dir_aside(&diff)?;
                 }
             }
             // A build's marker covers what is written for its layer (the
@@ -546,16 +547,6 @@ fn flush_for(unsynced: &Option<super::unsynced::Unsynced>) -> Flush {
         Some(_) => Flush::Later,
         None => Flush::Now,
     }
-}
-
-/// Removes a materialized directory so that nothing ever sees it half
-/// removed: renamed away first (the next mount builds it again), then
-/// deleted.
-pub(super) fn drop_dir(dir: &Path) -> Result<()> {
-    let away = durable::temp_sibling(dir);
-    fs::rename(dir, &away).at("rename", dir)?;
-    let _ = fs::remove_dir_all(&away);
-    Ok(())
 }
 
 /// A random 26-character short name, as upstream's overlay driver uses.

@@ -24,14 +24,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::driver::short_link_target;
-use super::evict::Evicted;
+use super::evict::{unshared_bytes, Evicted};
 use super::layers::Layer;
 use super::layout;
 use super::lock::ProcessMarker;
@@ -513,26 +512,4 @@ fn remove_tree(path: &Path, dry_run: bool) -> u64 {
         let _ = fs::remove_file(path).or_else(|_| fs::remove_dir_all(path));
     }
     bytes
-}
-
-/// The allocated bytes of a file or tree that no other name shares
-/// (a hardlinked file is counted where its last name goes).
-pub(crate) fn unshared_bytes(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let own = if meta.is_dir() || meta.nlink() == 1 {
-        meta.blocks() * 512
-    } else {
-        0
-    };
-    if !meta.is_dir() {
-        return own;
-    }
-    own + fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| unshared_bytes(&e.path()))
-        .sum::<u64>()
 }

@@ -138,7 +138,7 @@ impl Store {
         for (_, _, id, _) in &lost {
             let diff = self.driver_dir().join(id).join("diff");
             if diff.is_dir() {
-                super::driver::drop_dir(&diff)?;
+                durable::remove_dir_aside(&diff)?;
             }
             // Written after the build, it may have lost its content; the
             // next mount gives the layer a new short link.
