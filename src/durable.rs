@@ -222,6 +222,10 @@ impl Drop for PendingFile {
     }
 }
 
+/// The prefix of every temporary name: only [`temp_sibling`] makes such
+/// names, only [`is_temp_name`] recognises them.
+const TEMP_PREFIX: &str = ".tmp-";
+
 /// A fresh temporary name in the same directory as `path`, so that a rename
 /// onto `path` is atomic. Leftovers carry a `.tmp-` prefix for `gc`.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
@@ -229,7 +233,13 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{}", random_hex(8), name))
+    path.with_file_name(format!("{TEMP_PREFIX}{}-{}", random_hex(8), name))
+}
+
+/// Whether `name` (a file name) is one [`temp_sibling`] made: a write or
+/// removal in progress, or the leftover of one that died.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
 }
 
 /// Renames `dir` to a fresh temporary name beside it ([`temp_sibling`])

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::chunker::{ChunkerParams, CHUNKER_ALGORITHM};
 use super::id::ChunkId;
 use super::index::{self, IndexEntry};
+use super::names::{self, PackFile};
 use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
@@ -332,11 +333,9 @@ impl ChunkPool {
             for entry in names {
                 let entry = entry.at("read directory", &self.packs_dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
-                    // An index that `atomic_write` never renamed into place.
-                    continue;
-                }
-                if let Some(stem) = name.strip_suffix(".idx") {
+                // Not a temporary one: an index that `atomic_write` never
+                // renamed into place.
+                if let PackFile::Index(stem) = PackFile::of(&name) {
                     if !state.loaded.contains(stem) {
                         fresh.push(stem.to_string());
                     }
@@ -346,7 +345,7 @@ impl ChunkPool {
         fresh.sort();
         let mut decoded = Vec::new();
         for stem in fresh {
-            let path = self.packs_dir.join(format!("{stem}.idx"));
+            let path = self.index_path(&stem);
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -439,7 +438,7 @@ impl ChunkPool {
             return Ok(map.clone());
         }
         let stem = self.state.read_unpoisoned().packs[pack as usize].clone();
-        let path = self.packs_dir.join(format!("{stem}.pack"));
+        let path = self.pack_path(&stem);
         let file = File::open(&path).at("open", &path)?;
         // Published packs are immutable: nothing truncates or rewrites
         // them in place (gc writes new packs and unlinks old ones, which
@@ -485,13 +484,11 @@ impl ChunkPool {
         if let Ok(dir) = fs::read_dir(&self.packs_dir) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
-                    continue;
-                }
-                if name.ends_with(".pack") {
+                let file = PackFile::of(&name);
+                if let PackFile::Pack(_) = file {
                     stats.packs += 1;
                 }
-                if name.ends_with(".pack") || name.ends_with(".idx") {
+                if let PackFile::Pack(_) | PackFile::Index(_) = file {
                     stats.stored_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 }
             }
@@ -770,11 +767,11 @@ struct StagedPack {
 
 impl StagedPack {
     fn new(packs_dir: &Path, mut pack: SealedPack) -> Result<StagedPack> {
-        let name = durable::random_hex(16);
+        let name = names::new_stem();
         let mut entries = std::mem::take(&mut pack.entries);
         let index = index::encode(&mut entries);
         let index_file =
-            PendingFile::create(&packs_dir.join(format!("{name}.idx")), index.len() as u64)?;
+            PendingFile::create(&packs_dir.join(names::index(&name)), index.len() as u64)?;
         Ok(StagedPack {
             pack,
             name,
@@ -790,7 +787,7 @@ impl StagedPack {
     fn publish(mut self, pool: &ChunkPool) -> Result<u64> {
         let packs_dir = &pool.packs_dir;
         let pack_path = self.pack.publish(packs_dir, &self.name)?;
-        let index_path = packs_dir.join(format!("{}.idx", self.name));
+        let index_path = pool.index_path(&self.name);
         if let Err(e) = self.index_file.commit(&self.index, Flush::Now) {
             // No reader knows a pack whose index never got its name;
             // without the pack, its space comes back.

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::id::ChunkId;
 use super::index;
+use super::names::PackFile;
 use super::pool::{ChunkPool, PoolWriter};
 use crate::durable;
 use crate::error::{IoContext, Result};
@@ -86,19 +87,24 @@ impl ChunkPool {
         for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
             let entry = entry.at("read directory", &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                report.leftovers_removed += 1;
-                report.bytes_freed += remove(&entry.path(), dry_run);
-            } else if let Some(stem) = name.strip_suffix(".pack") {
-                packs.insert(stem.to_string());
-            } else if let Some(stem) = name.strip_suffix(".idx") {
-                indexes.insert(stem.to_string());
-                stems.push(stem.to_string());
+            match PackFile::of(&name) {
+                PackFile::Temporary => {
+                    report.leftovers_removed += 1;
+                    report.bytes_freed += remove(&entry.path(), dry_run);
+                }
+                PackFile::Pack(stem) => {
+                    packs.insert(stem.to_string());
+                }
+                PackFile::Index(stem) => {
+                    indexes.insert(stem.to_string());
+                    stems.push(stem.to_string());
+                }
+                PackFile::Other => {}
             }
         }
         // An index whose pack is gone: nothing can use it.
         for stem in indexes.difference(&packs) {
-            let path = self.packs_dir.join(format!("{stem}.idx"));
+            let path = self.index_path(stem);
             report.leftovers_removed += 1;
             report.bytes_freed += remove(&path, dry_run);
         }
@@ -116,8 +122,8 @@ impl ChunkPool {
         let mut kept: HashSet<ChunkId> = HashSet::new();
         let mut changed = false;
         for stem in stems {
-            let idx_path = self.packs_dir.join(format!("{stem}.idx"));
-            let pack_path = self.packs_dir.join(format!("{stem}.pack"));
+            let idx_path = self.index_path(&stem);
+            let pack_path = self.pack_path(&stem);
             let decoded = match fs::read(&idx_path) {
                 Ok(bytes) => index::decode(&idx_path, &bytes),
                 Err(e) => Err(e).at("read", &idx_path),

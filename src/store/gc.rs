@@ -37,6 +37,7 @@ use super::lock::ProcessMarker;
 use super::pool_users::LayerSet;
 use super::{Kind, Store};
 use crate::chunks::{ChunkId, SweepReport};
+use crate::durable;
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::LayerManifest;
@@ -259,7 +260,7 @@ impl Store {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
-                if name.starts_with(".tmp-") {
+                if durable::is_temp_name(&name) {
                     // A live writer's room for the next version of a
                     // record file stays (see `RecordFile::reserve`).
                     if !ProcessMarker::is_held(&path) {
@@ -270,7 +271,7 @@ impl Store {
                     if known.contains(name.as_str()) {
                         // Temporary files of big-data writes that died.
                         for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                            if inner.file_name().to_string_lossy().starts_with(".tmp-") {
+                            if durable::is_temp_name(&inner.file_name().to_string_lossy()) {
                                 report.temporary += 1;
                                 report.freed_bytes += remove_tree(&inner.path(), report.dry_run);
                             }
@@ -402,7 +403,7 @@ impl Store {
                 .map(|n| driver.join(n)),
         );
         for parent in parents {
-            for name in list(&parent).iter().filter(|n| n.starts_with(".tmp-")) {
+            for name in list(&parent).iter().filter(|n| durable::is_temp_name(n)) {
                 let path = parent.join(name);
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     report.temporary += 1;
@@ -435,7 +436,7 @@ impl Store {
             .flat_map(|s| s.layers.iter().map(|l| l.id.as_str()))
             .collect();
         for name in &files {
-            if name.starts_with(".tmp-") {
+            if durable::is_temp_name(name) {
                 report.temporary += 1;
                 report.freed_bytes += remove_tree(&dir.join(name), report.dry_run);
             } else if !known.contains(name.as_str()) {

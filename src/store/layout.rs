@@ -139,7 +139,9 @@ mod tests {
             SHORT_LINKS,
             EMPTY_LOWER,
             ".incomplete",
-            ".tmp-1-x",
+            crate::durable::temp_sibling(Path::new("x"))
+                .to_str()
+                .unwrap(),
             "volatile-layers.json",
             "3f2a.tar-split.gz",
         ] {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::{ChunkPool, ChunkerParams, PoolConfig};
 use crate::chunks::index;
+use crate::chunks::names::{self, PackFile};
 use crate::chunks::pack::{self, KnownChunks, PackScan};
 use crate::chunks::SweepGuard;
 use crate::durable;
@@ -60,14 +61,11 @@ impl ChunkPool {
         for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
             let entry = entry.at("read directory", &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                continue;
-            }
-            if let Some(stem) = name.strip_suffix(".pack") {
-                packs.insert(stem.to_string());
-            } else if let Some(stem) = name.strip_suffix(".idx") {
-                indexes.insert(stem.to_string());
-            }
+            match PackFile::of(&name) {
+                PackFile::Pack(stem) => packs.insert(stem.to_string()),
+                PackFile::Index(stem) => indexes.insert(stem.to_string()),
+                PackFile::Temporary | PackFile::Other => false,
+            };
         }
         let state = self.state.read_unpoisoned();
         Ok(packs
@@ -95,7 +93,12 @@ impl ChunkPool {
 
     /// The path of pack `name`.
     pub(crate) fn pack_path(&self, name: &str) -> PathBuf {
-        self.packs_dir.join(format!("{name}.pack"))
+        self.packs_dir.join(names::pack(name))
+    }
+
+    /// The path of the index of pack `name`.
+    pub(crate) fn index_path(&self, name: &str) -> PathBuf {
+        self.packs_dir.join(names::index(name))
     }
 
     /// Reads pack `name` without its index (see `pack::scan`): every
@@ -119,14 +122,14 @@ impl ChunkPool {
     pub(crate) fn reindex(&self, _guard: &SweepGuard, name: &str, scan: &PackScan) -> Result<()> {
         let mut entries = scan.entries.clone();
         let bytes = index::encode(&mut entries);
-        durable::atomic_write(&self.packs_dir.join(format!("{name}.idx")), &bytes)?;
+        durable::atomic_write(&self.index_path(name), &bytes)?;
         self.refresh()
     }
 
     /// Removes pack `name` and its index, if it has one: nothing in it can
     /// be read. Other processes reload their tables.
     pub(crate) fn drop_pack(&self, guard: &SweepGuard, name: &str) -> Result<()> {
-        let index = self.packs_dir.join(format!("{name}.idx"));
+        let index = self.index_path(name);
         if index.exists() {
             durable::remove_file(&index)?;
         }
@@ -181,8 +184,12 @@ mod tests {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter_map(|n| n.strip_suffix(&format!(".{ext}")).map(String::from))
-            .filter(|n| !n.starts_with(".tmp-"))
+            .filter_map(|n| match (PackFile::of(&n), ext) {
+                (PackFile::Pack(stem), "pack") | (PackFile::Index(stem), "idx") => {
+                    Some(stem.to_string())
+                }
+                _ => None,
+            })
             .collect();
         v.sort();
         v

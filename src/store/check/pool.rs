@@ -169,9 +169,7 @@ impl Store {
                 None if users.is_empty() && self.gc_sweeps(&pack.name, scan, options) => continue,
                 None => format!(
                     "index {} is missing",
-                    self.graph_root()
-                        .join(format!("chunks/packs/{}.idx", pack.name))
-                        .display()
+                    self.pool.index_path(&pack.name).display()
                 ),
             };
             if !users.is_empty() {
