@@ -220,11 +220,16 @@ pub struct WriteGuard {
 }
 
 impl ChunkPool {
+    /// The pool's own directories under `root`: the packs and their
+    /// indexes, and packs being written.
+    pub(crate) fn dirs(root: &Path) -> [PathBuf; 2] {
+        [root.join("packs"), root.join("tmp")]
+    }
+
     /// Opens the pool at `root`, creating it when `writable` and missing.
     pub fn open(root: &Path, writable: bool) -> Result<ChunkPool> {
         let config_path = root.join("config.json");
-        let packs_dir = root.join("packs");
-        let tmp_dir = root.join("tmp");
+        let [packs_dir, tmp_dir] = Self::dirs(root);
         let mut config_damage = None;
         let config = match fs::read(&config_path) {
             Ok(bytes) => match PoolConfig::parse(&config_path, &bytes)? {

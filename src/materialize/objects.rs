@@ -78,6 +78,15 @@ pub(crate) struct ObjectCache {
     _lock: Flock,
 }
 
+/// `objects/tmp/`: named files of builders where the filesystem has no
+/// `O_TMPFILE`; every other directory of `objects/` is a shard.
+pub(crate) const TMP: &str = "tmp";
+
+/// The directory of builders' named temporary files under `dir`.
+pub(crate) fn tmp_dir(dir: &Path) -> PathBuf {
+    dir.join(TMP)
+}
+
 /// The lock builders hold shared and the object sweep exclusively.
 pub(crate) fn lock_path(dir: &Path) -> PathBuf {
     dir.join(".lock")
@@ -141,7 +150,7 @@ fn metadata_key(entry: &Entry) -> String {
 impl ObjectCache {
     /// Opens (creating) the cache under `dir`.
     pub fn open(dir: &Path) -> Result<ObjectCache> {
-        let tmp = dir.join("tmp");
+        let tmp = tmp_dir(dir);
         durable::create_dir_all(&tmp)?;
         let dir_fd = File::open(dir).at("open", dir)?.into();
         Ok(ObjectCache {

@@ -309,7 +309,7 @@ impl Store {
             if !layer.sealed {
                 continue;
             }
-            let path = self.graph_root().join("manifests").join(&layer.id);
+            let path = layout::manifest_path(self.graph_root(), &layer.id);
             let m = match fs::read(&path) {
                 Ok(bytes) => manifest::decode(&path, &bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1069,7 +1069,7 @@ impl Store {
         let _ = fs::remove_dir_all(&aside);
         if !shared.is_empty() {
             let shared: HashSet<(u64, u64)> = shared.iter().copied().collect();
-            remove_inodes(&self.graph_root().join("objects"), &shared);
+            remove_inodes(&layout::objects_dir(self.graph_root()), &shared);
         }
         let rebuilt = self.chain(id).and_then(|chain| {
             if overlay {

@@ -21,10 +21,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
 use crate::manifest::{EntryKind, Sha256};
+use crate::materialize;
 use crate::sys::{self, Deduped};
 
 /// How `dedup` finds identical files.
@@ -145,21 +147,22 @@ impl Store {
             .filter(|l| self.is_materialized(&l.id))
             .map(|l| self.layer_content_dir(&l.id))
             .collect();
-        let objects = self.graph_root().join("objects");
+        let objects = layout::objects_dir(self.graph_root());
+        let objects_tmp = materialize::objects_tmp_dir(&objects);
         if objects.is_dir() {
             roots.push(objects.clone());
         }
         let mut seen = HashSet::new();
         let mut files = Vec::new();
         for root in &roots {
-            collect_files(root, &objects.join("tmp"), &mut seen, &mut files);
+            collect_files(root, &objects_tmp, &mut seen, &mut files);
         }
         let mut devices: HashMap<u64, Device> = HashMap::new();
         // One probe on the graph root's filesystem spares hashing every
         // file of a filesystem that cannot dedupe at all.
         // Scratch files go where `gc` clears leftovers when it can.
-        let scratch = if objects.join("tmp").is_dir() {
-            objects.join("tmp")
+        let scratch = if objects_tmp.is_dir() {
+            objects_tmp.clone()
         } else {
             self.graph_root().to_path_buf()
         };

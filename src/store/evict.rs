@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::layers::Layer;
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
@@ -30,13 +31,13 @@ pub struct Evicted {
 
 impl Store {
     fn used_stamp(&self, id: &str) -> PathBuf {
-        self.driver_dir().join(".used").join(id)
+        self.driver_dir().join(layout::USED_STAMPS).join(id)
     }
 
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        if super::driver::own_dir(&self.driver_dir().join(".used")).is_err() {
+        if super::driver::own_dir(&self.driver_dir().join(layout::USED_STAMPS)).is_err() {
             return;
         }
         for layer in chain {

@@ -116,7 +116,7 @@ impl Store {
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         self.check_writable()?;
         let dry = options.dry_run;
-        let _one_at_a_time = Flock::exclusive(&self.graph_root().join("gc.lock"))?;
+        let _one_at_a_time = Flock::exclusive(&self.graph_root().join(layout::GC_LOCK))?;
         let mut report = GcReport {
             dry_run: dry,
             ..GcReport::default()
@@ -296,7 +296,7 @@ impl Store {
             .into_iter()
             .filter(|n| is_id(n))
             .collect();
-        let stamps = list(&driver.join(".used"));
+        let stamps = list(&driver.join(layout::USED_STAMPS));
         let links_dir = driver.join(layout::SHORT_LINKS);
         let links = list(&links_dir);
         let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
@@ -311,7 +311,7 @@ impl Store {
             }
         }
         for id in stamps.iter().filter(|id| !known.contains(*id)) {
-            remove_tree(&driver.join(".used").join(id), report.dry_run);
+            remove_tree(&driver.join(layout::USED_STAMPS).join(id), report.dry_run);
         }
         for short in links {
             let link = links_dir.join(&short);
@@ -387,7 +387,7 @@ impl Store {
                 .filter(|(id, _)| wanted_layers.contains(*id))
                 .map(|(_, m)| m),
         );
-        let objects_dir = self.graph_root().join("objects");
+        let objects_dir = layout::objects_dir(self.graph_root());
         let guard = materialize::builders_guard(&objects_dir)?;
         // Trees builders left (only directories: `.tmp-` files beside them
         // are atomic writes in progress, such as a layer's `link`).
@@ -426,7 +426,7 @@ impl Store {
         report: &mut GcReport,
     ) -> Result<()> {
         let guard = self.pool().sweep_guard()?;
-        let dir = self.graph_root().join("manifests");
+        let dir = layout::manifests_dir(self.graph_root());
         let files = list(&dir);
         // Read under the sweep guard: no import of any driver is between
         // publishing its manifest and its record.

@@ -137,7 +137,7 @@ impl Store {
         let path = if overlay {
             self.settle_unsynced(false)?;
             self.prepare_overlay(chain)?;
-            self.driver_dir().join(&id).join("merged")
+            self.driver_dir().join(&id).join(layout::MERGED)
         } else {
             self.prepare_vfs(chain)?
         };
@@ -199,7 +199,7 @@ impl Store {
             Err(_) => self.mount_layer(arg, true)?,
         };
         let overlay = self.options.driver == "overlay";
-        let path = self.driver_dir().join(&id).join("merged");
+        let path = self.driver_dir().join(&id).join(layout::MERGED);
         self.write(|| {
             let mut locked = self.mount_records.lock()?;
             let mounts = &mut locked.records;
@@ -240,7 +240,7 @@ impl Store {
             .iter()
             .any(|m| m.id == id && m.count > 0);
         // A record whose unmount died half way is not a mount.
-        let path = self.driver_dir().join(&id).join("merged");
+        let path = self.driver_dir().join(&id).join(layout::MERGED);
         Ok(recorded && (self.options.driver != "overlay" || is_mountpoint(&path)))
     }
 
@@ -257,7 +257,7 @@ impl Store {
                     // Where we mount it, not the record's path (the record
                     // file is input like any other).
                     if self.options.driver == "overlay" {
-                        unmount_path(&self.driver_dir().join(&m.id).join("merged"))?;
+                        unmount_path(&self.driver_dir().join(&m.id).join(layout::MERGED))?;
                     }
                 }
                 // Mounts whose process died before saving their record.
@@ -267,7 +267,7 @@ impl Store {
                         .flatten()
                         .flatten()
                     {
-                        let merged = entry.path().join("merged");
+                        let merged = entry.path().join(layout::MERGED);
                         if is_mountpoint(&merged) {
                             unmount_path(&merged)?;
                         }
@@ -313,8 +313,8 @@ impl Store {
         }
         let upper_dirs = upper.map(|l| {
             (
-                driver.join(&l.id).join("diff"),
-                driver.join(&l.id).join("work"),
+                driver.join(&l.id).join(layout::DIFF),
+                driver.join(&l.id).join(layout::WORK),
             )
         });
         let mut options = Vec::new();

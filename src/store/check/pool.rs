@@ -26,6 +26,7 @@ use super::{CheckOptions, Problem, Remedy, Scan};
 use crate::chunks::{ChunkId, ChunkerParams, KnownChunks, CHUNKER_ALGORITHM};
 use crate::error::Result;
 use crate::manifest::LayerManifest;
+use crate::store::layout;
 use crate::store::{Kind, Store};
 
 /// What a problem is about: a layer, an image, a container, a pack of the
@@ -128,7 +129,7 @@ impl Store {
         if let Some(why) = self.pool.config_damage() {
             let message = format!(
                 "{}: {why}: the default parameters are in force until `check --repair` writes it again",
-                self.graph_root().join("chunks").join(CONFIG).display()
+                layout::pool_dir(self.graph_root()).join(CONFIG).display()
             );
             scan.add(Subject::Pool, CONFIG, message, Remedy::Pool);
         }
