@@ -8,6 +8,7 @@
 
 mod build;
 mod changes;
+mod compare;
 mod copy;
 mod delta;
 mod jail;
@@ -18,7 +19,8 @@ mod sweep;
 use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
-pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
+pub use changes::{changes, lower_view, write_diff, Change, ChangeKind};
+pub(crate) use compare::{compare, ExpectedTree};
 pub use copy::{copy_into, Chown};
 pub use delta::{delta, stands_alone};
 pub(crate) use objects::tmp_dir as objects_tmp_dir;

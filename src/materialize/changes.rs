@@ -47,11 +47,6 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
-/// The path a whiteout entry deletes.
-pub fn whiteout_path(path: &[u8]) -> Vec<u8> {
-    whiteout_target(path)
-}
-
 /// The tree the sealed layers give, lowest first: path -> entry.
 pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
     let mut view: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
@@ -108,34 +103,17 @@ struct Found {
     whiteout: bool,
 }
 
-fn walk(root: &Path, rel: &[u8], out: &mut Vec<Found>, overlay: bool) -> Result<()> {
-    let dir = root.join(OsStr::from_bytes(rel));
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .at("read directory", &dir)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .collect::<std::io::Result<_>>()
-        .at("read directory", &dir)?;
-    names.sort();
-    for name in names {
-        let child = if rel.is_empty() {
-            name
-        } else {
-            [rel, b"/", &name].concat()
-        };
-        let path = root.join(OsStr::from_bytes(&child));
-        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
-        let whiteout = overlay && meta.file_type().is_char_device() && meta.rdev() == 0;
-        let is_dir = meta.is_dir();
-        out.push(Found {
-            rel: child.clone(),
+/// Every path of the layer's directory; in an overlay upper directory, a
+/// 0/0 character device is a whiteout.
+fn walk(root: &Path, overlay: bool) -> Result<Vec<Found>> {
+    Ok(super::compare::walk(root)?
+        .into_iter()
+        .map(|(rel, meta)| Found {
+            whiteout: overlay && meta.file_type().is_char_device() && meta.rdev() == 0,
+            rel,
             meta,
-            whiteout,
-        });
-        if is_dir {
-            walk(root, &child, out, overlay)?;
-        }
-    }
-    Ok(())
+        })
+        .collect())
 }
 
 /// The value of xattr `name` of `path`; `None` where it has none (or it
@@ -217,10 +195,10 @@ pub fn changes(
     lower: &BTreeMap<Vec<u8>, Entry>,
     overlay: bool,
 ) -> Result<Vec<Change>> {
-    let mut found = Vec::new();
-    if root.is_dir() {
-        walk(root, b"", &mut found, overlay)?;
-    }
+    let found = match root.is_dir() {
+        true => walk(root, overlay)?,
+        false => Vec::new(),
+    };
     let mut out = Vec::new();
     let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     for f in &found {

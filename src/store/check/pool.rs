@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{CheckOptions, Problem, Remedy, Scan};
+use super::{CheckOptions, Problem, Remedy, ScanReport};
 use crate::chunks::{ChunkId, ChunkerParams, KnownChunks, CHUNKER_ALGORITHM};
 use crate::error::Result;
 use crate::manifest::LayerManifest;
@@ -99,7 +99,7 @@ impl Store {
     /// they are the cause of the layers' missing chunks.
     pub(super) fn scan_pool(
         &self,
-        scan: &mut Scan,
+        scan: &mut ScanReport,
         manifests: &HashMap<String, Arc<LayerManifest>>,
         options: &CheckOptions,
     ) -> Result<()> {
@@ -112,7 +112,7 @@ impl Store {
 
     fn find_pool_problems(
         &self,
-        scan: &mut Scan,
+        scan: &mut ScanReport,
         manifests: &HashMap<String, Arc<LayerManifest>>,
         options: &CheckOptions,
     ) -> Result<()> {
@@ -196,7 +196,7 @@ impl Store {
     /// Whether `gc` takes care of unindexed pack `name` that no layer
     /// needs: its chunk tables account for all of it (a quick check does
     /// not read it, and leaves it to `gc` while no layer lacks a chunk).
-    fn gc_sweeps(&self, name: &str, scan: &Scan, options: &CheckOptions) -> bool {
+    fn gc_sweeps(&self, name: &str, scan: &ScanReport, options: &CheckOptions) -> bool {
         if options.quick {
             return scan.pool.missing.is_empty();
         }
@@ -205,7 +205,7 @@ impl Store {
 
     /// Repairs the pool's files (see the module documentation); returns
     /// what was repaired and what was left, with why.
-    pub(super) fn repair_pool(&self, scan: &Scan) -> Result<(Vec<Problem>, Vec<Problem>)> {
+    pub(super) fn repair_pool(&self, scan: &ScanReport) -> Result<(Vec<Problem>, Vec<Problem>)> {
         let mut repaired = Vec::new();
         let mut left = Vec::new();
         let problem = |kind: Subject, id: &str, message: String| Problem {
