@@ -56,23 +56,34 @@ impl Flock {
 
     /// The token the last exclusive holder wrote ("" when none did).
     pub fn token(&self) -> Result<String> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        let mut token = String::new();
-        file.read_to_string(&mut token).at("read", &self.path)?;
-        Ok(token)
+        read_token(&self.file, &self.path)
     }
 
     /// Writes a fresh token, telling later holders that something changed
-    /// (call with the exclusive lock).
+    /// (call with the exclusive lock), and `fsync`s it.
     pub fn touch(&self) -> Result<()> {
-        let mut file = &self.file;
-        file.set_len(0).at("truncate", &self.path)?;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        file.write_all(durable::random_hex(16).as_bytes())
-            .at("write", &self.path)?;
-        file.sync_all().at("fsync", &self.path)
+        write_token(&self.file, &self.path)?;
+        self.file.sync_all().at("fsync", &self.path)
     }
+}
+
+/// The token in lock file `file` (at `path`): what the last writer left
+/// ("" when none did).
+pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
+    file.seek(SeekFrom::Start(0)).at("seek", path)?;
+    let mut token = String::new();
+    file.read_to_string(&mut token).at("read", path)?;
+    Ok(token)
+}
+
+/// Replaces the token in lock file `file` (at `path`) with a fresh one,
+/// which it returns (call with the exclusive lock held).
+pub(crate) fn write_token(mut file: &File, path: &Path) -> Result<String> {
+    let token = durable::random_hex(16);
+    file.set_len(0).at("truncate", path)?;
+    file.seek(SeekFrom::Start(0)).at("seek", path)?;
+    file.write_all(token.as_bytes()).at("write", path)?;
+    Ok(token)
 }
 
 #[cfg(test)]

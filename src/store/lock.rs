@@ -7,12 +7,12 @@
 //! against threads of one process sharing the open file description.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
+use crate::flock::{read_token, write_token};
 use crate::poison::Unpoisoned;
 use crate::sys::{flock, FlockOp};
 
@@ -62,21 +62,12 @@ impl LockFile {
 
     /// The token the last writer left.
     pub fn token(&self) -> Result<String> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        let mut token = String::new();
-        file.read_to_string(&mut token).at("read", &self.path)?;
-        Ok(token)
+        read_token(&self.file, &self.path)
     }
 
     /// Writes a fresh token (call with the exclusive lock held).
     pub fn touch(&self) -> Result<String> {
-        let token = durable::random_hex(16);
-        let mut file = &self.file;
-        file.set_len(0).at("truncate", &self.path)?;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        file.write_all(token.as_bytes()).at("write", &self.path)?;
-        Ok(token)
+        write_token(&self.file, &self.path)
     }
 }
 
