@@ -220,20 +220,10 @@ mod tests {
 
     fn entry(kind: EntryKind, path: &[u8], link: &[u8]) -> Entry {
         Entry {
-            kind,
-            path: path.to_vec(),
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
             link: link.to_vec(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
             raw_len: 512,
+            ..Entry::new(kind, path.to_vec())
         }
     }
 

@@ -411,20 +411,8 @@ mod tests {
 
     fn e(kind: EntryKind, path: &str) -> Entry {
         Entry {
-            kind,
-            path: path.as_bytes().to_vec(),
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
-            raw_len: 0,
+            ..Entry::new(kind, path.as_bytes().to_vec())
         }
     }
 

@@ -110,22 +110,7 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
         if !parent_is_dir {
             continue;
         }
-        entries.push(Entry {
-            kind: EntryKind::Whiteout,
-            path: whiteout_for(&b.path),
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
-            raw_len: 0,
-        });
+        entries.push(Entry::new(EntryKind::Whiteout, whiteout_for(&b.path)));
     }
     LayerManifest {
         chunker_algorithm: full.chunker_algorithm.clone(),
@@ -152,20 +137,10 @@ pub(crate) mod tests {
     /// An entry of `kind` at `path` for tests.
     pub(crate) fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
         Entry {
-            kind,
-            path: path.as_bytes().to_vec(),
             mode: 0o755,
-            uid: 0,
-            gid: 0,
             mtime,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
             raw_len: mtime as u64,
+            ..Entry::new(kind, path.as_bytes().to_vec())
         }
     }
 
