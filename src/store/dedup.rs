@@ -176,85 +176,89 @@ impl Store {
             }
         }
         files.retain(|f| !devices.get(&f.dev).is_some_and(|d| d.unsupported));
-
-        // Candidates: same filesystem and size, then (by method) same hash.
-        let mut by_size: HashMap<(u64, u64), Vec<Candidate>> = HashMap::new();
-        for f in files {
-            by_size.entry((f.dev, f.size)).or_default().push(f);
-        }
-        let groups: Vec<Vec<Candidate>> = by_size.into_values().filter(|g| g.len() > 1).collect();
-        let groups: Vec<Vec<Candidate>> = match method {
-            HashMethod::Size => groups,
-            HashMethod::Crc | HashMethod::Sha256 => {
-                let hashed: Vec<(Vec<u8>, Candidate)> = groups
-                    .into_par_iter()
-                    .flatten()
-                    .filter_map(|f| {
-                        let key = content_hash(&f.path, method)?;
-                        Some((
-                            [
-                                f.dev.to_le_bytes().to_vec(),
-                                f.size.to_le_bytes().to_vec(),
-                                key,
-                            ]
-                            .concat(),
-                            f,
-                        ))
-                    })
-                    .collect();
-                let mut by_hash: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
-                for (key, f) in hashed {
-                    by_hash.entry(key).or_default().push(f);
-                }
-                by_hash.into_values().filter(|g| g.len() > 1).collect()
-            }
-        };
-
-        let mut total = 0u64;
-        for mut group in groups {
-            group.sort_by(|a, b| a.path.cmp(&b.path));
-            let dev = group[0].dev;
-            let mut reps: Vec<&Candidate> = Vec::new();
-            for f in &group {
-                if devices.get(&dev).is_some_and(|d| d.unsupported) {
-                    break;
-                }
-                let mut placed = false;
-                for rep in &reps {
-                    let outcome = dedupe_pair(rep, f);
-                    let device = devices.entry(dev).or_default();
-                    match outcome {
-                        Outcome::Same(n) => {
-                            total += n;
-                            device.worked = true;
-                            placed = true;
-                        }
-                        Outcome::AlreadyShared => placed = true,
-                        Outcome::Differs(n) => {
-                            total += n;
-                            continue;
-                        }
-                        Outcome::Unsupported => {
-                            if device.worked {
-                                placed = true;
-                            } else {
-                                device.invalid += 1;
-                                if device.invalid >= INVALID_LIMIT {
-                                    device.unsupported = true;
-                                }
-                            }
-                        }
-                        Outcome::Skip => placed = true,
-                    }
-                    break;
-                }
-                if !placed && reps.len() < MAX_REPRESENTATIVES {
-                    reps.push(f);
-                }
-            }
-        }
+        let total = candidate_groups(files, method)
+            .into_iter()
+            .map(|group| dedupe_group(group, &mut devices))
+            .sum();
         Ok(total)
     }
+}
+
+/// The groups of files that may be identical: same filesystem and size,
+/// then (by method) same hash.
+fn candidate_groups(files: Vec<Candidate>, method: HashMethod) -> Vec<Vec<Candidate>> {
+    let mut by_size: HashMap<(u64, u64), Vec<Candidate>> = HashMap::new();
+    for f in files {
+        by_size.entry((f.dev, f.size)).or_default().push(f);
+    }
+    let groups = by_size.into_values().filter(|g| g.len() > 1);
+    if method == HashMethod::Size {
+        return groups.collect();
+    }
+    let hashed: Vec<(Vec<u8>, Candidate)> = groups
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .flatten()
+        .filter_map(|f| {
+            let key = content_hash(&f.path, method)?;
+            let key = [&f.dev.to_le_bytes()[..], &f.size.to_le_bytes(), &key].concat();
+            Some((key, f))
+        })
+        .collect();
+    let mut by_hash: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
+    for (key, f) in hashed {
+        by_hash.entry(key).or_default().push(f);
+    }
+    by_hash.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// Shares the files of one group with the first of their contents (a
+/// few representatives are tried, the group may hold different files);
+/// returns the bytes the kernel deduped. What the kernel says of the
+/// group's filesystem is noted in `devices`.
+fn dedupe_group(mut group: Vec<Candidate>, devices: &mut HashMap<u64, Device>) -> u64 {
+    group.sort_by(|a, b| a.path.cmp(&b.path));
+    let dev = group[0].dev;
+    let mut total = 0;
+    let mut reps: Vec<&Candidate> = Vec::new();
+    for f in &group {
+        if devices.get(&dev).is_some_and(|d| d.unsupported) {
+            break;
+        }
+        let mut placed = false;
+        for rep in &reps {
+            let outcome = dedupe_pair(rep, f);
+            let device = devices.entry(dev).or_default();
+            match outcome {
+                Outcome::Same(n) => {
+                    total += n;
+                    device.worked = true;
+                    placed = true;
+                }
+                Outcome::AlreadyShared => placed = true,
+                Outcome::Differs(n) => {
+                    total += n;
+                    continue;
+                }
+                Outcome::Unsupported => {
+                    if device.worked {
+                        placed = true;
+                    } else {
+                        device.invalid += 1;
+                        if device.invalid >= INVALID_LIMIT {
+                            device.unsupported = true;
+                        }
+                    }
+                }
+                Outcome::Skip => placed = true,
+            }
+            break;
+        }
+        if !placed && reps.len() < MAX_REPRESENTATIVES {
+            reps.push(f);
+        }
+    }
+    total
 }
 
 /// Regular, non-empty files below `root`, one path per inode, not
