@@ -3,6 +3,9 @@
 //! uses, against the portable `sha2` crate), zstd level 3 and the
 //! CRC-64/ISO the import records for tar-split.
 
+// Benchmarks may unwrap (the crate's lints are for library code).
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn data() -> Vec<u8> {

@@ -8,6 +8,7 @@
 mod chunker;
 mod id;
 mod index;
+mod names;
 mod pack;
 mod pool;
 mod sweep;

@@ -25,6 +25,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::sys::{self, FlockOp};
 
 /// The mode of every directory the store makes for itself: records,
 /// layer content, packs, objects, manifests and run-time state. Only its
@@ -96,11 +97,7 @@ fn open_error(e: std::io::Error, op: &'static str, path: &Path) -> Error {
     if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) {
         return Error::Symlink(path.to_path_buf());
     }
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source: e,
-    }
+    Error::io(op, path, e)
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -158,7 +155,7 @@ impl PendingFile {
             .mode(FILE_MODE)
             .open(&tmp)
             .at("create", &tmp)?;
-        crate::flock::flock(&file, libc::LOCK_EX).at("lock", &tmp)?;
+        sys::flock(&file, FlockOp::Exclusive).at("lock", &tmp)?;
         let mut pending = PendingFile {
             tmp,
             target: target.to_path_buf(),
@@ -225,6 +222,10 @@ impl Drop for PendingFile {
     }
 }
 
+/// The prefix of every temporary name: only [`temp_sibling`] makes such
+/// names, only [`is_temp_name`] recognises them.
+const TEMP_PREFIX: &str = ".tmp-";
+
 /// A fresh temporary name in the same directory as `path`, so that a rename
 /// onto `path` is atomic. Leftovers carry a `.tmp-` prefix for `gc`.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
@@ -232,7 +233,31 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{}", random_hex(8), name))
+    path.with_file_name(format!("{TEMP_PREFIX}{}-{}", random_hex(8), name))
+}
+
+/// Whether `name` (a file name) is one [`temp_sibling`] made: a write or
+/// removal in progress, or the leftover of one that died.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// Renames `dir` to a fresh temporary name beside it ([`temp_sibling`])
+/// and returns that name: nothing sees it half removed under its own name
+/// while it is removed, and what a crash leaves carries the `.tmp-`
+/// prefix that `gc` sweeps.
+pub(crate) fn rename_aside(dir: &Path) -> Result<PathBuf> {
+    let away = temp_sibling(dir);
+    fs::rename(dir, &away).at("rename", dir)?;
+    Ok(away)
+}
+
+/// Removes a directory tree so that nothing ever sees it half removed:
+/// [renamed aside](rename_aside) first, then deleted.
+pub(crate) fn remove_dir_aside(dir: &Path) -> Result<()> {
+    let away = rename_aside(dir)?;
+    let _ = fs::remove_dir_all(&away);
+    Ok(())
 }
 
 /// `fsync`s a directory so that renames and creations in it are durable.

@@ -153,14 +153,22 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+/// The same for the `errno` of a system call made through nix.
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|errno| Error::io(op, path, errno))
+    }
+}
+
 impl Error {
-    /// An I/O error on `path` while doing `op` (`open`, `read`, `write`,
-    /// ...): what [`Error::Io`] holds, for callers outside the library.
-    pub fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
+    /// An I/O error: `op` (`open`, `read`, `write`, ...) on `path` failed
+    /// with `source` (an `io::Error` or an `errno`); what [`Error::Io`]
+    /// holds, for callers outside the library too.
+    pub fn io(op: &'static str, path: &Path, source: impl Into<io::Error>) -> Error {
         Error::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         }
     }
 

@@ -7,11 +7,11 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
+use crate::sys::{self, FlockOp};
 
 /// A held lock; released when dropped.
 pub(crate) struct Flock {
@@ -23,18 +23,18 @@ impl Flock {
     /// Waits for a shared lock on `path` (created when missing, never
     /// opened through a symbolic link).
     pub fn shared(path: &Path) -> Result<Flock> {
-        Flock::take(path, libc::LOCK_SH)
+        Flock::take(path, FlockOp::Shared)
     }
 
     /// Waits for an exclusive lock on `path` (created when missing).
     pub fn exclusive(path: &Path) -> Result<Flock> {
-        Flock::take(path, libc::LOCK_EX)
+        Flock::take(path, FlockOp::Exclusive)
     }
 
     /// Takes an exclusive lock on `path` (created when missing) if nobody
     /// holds a lock on it; `None` when somebody does.
     pub fn try_exclusive(path: &Path) -> Result<Option<Flock>> {
-        match Flock::take(path, libc::LOCK_EX | libc::LOCK_NB) {
+        match Flock::take(path, FlockOp::TryExclusive) {
             Ok(lock) => Ok(Some(lock)),
             Err(crate::Error::Io { source, .. })
                 if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
@@ -45,9 +45,9 @@ impl Flock {
         }
     }
 
-    fn take(path: &Path, how: libc::c_int) -> Result<Flock> {
+    fn take(path: &Path, how: FlockOp) -> Result<Flock> {
         let file = durable::open_store_file(path, Open::Lock)?;
-        flock(&file, how).at("lock", path)?;
+        sys::flock(&file, how).at("lock", path)?;
         Ok(Flock {
             path: path.to_path_buf(),
             file,
@@ -56,37 +56,34 @@ impl Flock {
 
     /// The token the last exclusive holder wrote ("" when none did).
     pub fn token(&self) -> Result<String> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        let mut token = String::new();
-        file.read_to_string(&mut token).at("read", &self.path)?;
-        Ok(token)
+        read_token(&self.file, &self.path)
     }
 
     /// Writes a fresh token, telling later holders that something changed
-    /// (call with the exclusive lock).
+    /// (call with the exclusive lock), and `fsync`s it.
     pub fn touch(&self) -> Result<()> {
-        let mut file = &self.file;
-        file.set_len(0).at("truncate", &self.path)?;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        file.write_all(durable::random_hex(16).as_bytes())
-            .at("write", &self.path)?;
-        file.sync_all().at("fsync", &self.path)
+        write_token(&self.file, &self.path)?;
+        self.file.sync_all().at("fsync", &self.path)
     }
 }
 
-/// `flock(2)` on an open file, retrying on EINTR.
-pub(crate) fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
-    loop {
-        // SAFETY: the descriptor is owned by `file`, which outlives the call.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// The token in lock file `file` (at `path`): what the last writer left
+/// ("" when none did).
+pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
+    file.seek(SeekFrom::Start(0)).at("seek", path)?;
+    let mut token = String::new();
+    file.read_to_string(&mut token).at("read", path)?;
+    Ok(token)
+}
+
+/// Replaces the token in lock file `file` (at `path`) with a fresh one,
+/// which it returns (call with the exclusive lock held).
+pub(crate) fn write_token(mut file: &File, path: &Path) -> Result<String> {
+    let token = durable::random_hex(16);
+    file.set_len(0).at("truncate", path)?;
+    file.seek(SeekFrom::Start(0)).at("seek", path)?;
+    file.write_all(token.as_bytes()).at("write", path)?;
+    Ok(token)
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@ mod error;
 mod flock;
 pub mod manifest;
 pub mod materialize;
+mod poison;
 pub mod store;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
 pub use duration::parse_duration;

@@ -30,7 +30,10 @@ pub use tar_write::{TarEntry, TarWriter};
 
 pub(crate) use extract::Extraction;
 pub(crate) use limits::never_written;
-pub(crate) use path::{normalize, opaque_dir, whiteout_target};
+pub(crate) use path::{
+    ancestors, depth, normalize, opaque_dir, opaque_marker, parent, split_last, whiteout_for,
+    whiteout_target,
+};
 
 /// Wraps an I/O error from the layer stream.
 pub(crate) fn stream_error(e: std::io::Error) -> crate::error::Error {

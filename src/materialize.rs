@@ -8,6 +8,7 @@
 
 mod build;
 mod changes;
+mod compare;
 mod copy;
 mod delta;
 mod jail;
@@ -18,9 +19,11 @@ mod sweep;
 use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
-pub use changes::{changes, lower_view, whiteout_path, write_diff, Change, ChangeKind};
+pub use changes::{changes, lower_view, write_diff, Change, ChangeKind};
+pub(crate) use compare::{compare, ExpectedTree};
 pub use copy::{copy_into, Chown};
 pub use delta::{delta, stands_alone};
+pub(crate) use objects::tmp_dir as objects_tmp_dir;
 pub use sweep::{
     builders_guard, purge_objects_since, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep,
 };

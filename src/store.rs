@@ -48,6 +48,7 @@ pub use status::Status;
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, Result};
+use crate::materialize;
 use records::{Locked, RecordFile};
 
 /// An open store.
@@ -81,13 +82,13 @@ impl Store {
         let graph = options.graph_root.clone();
         let drv = &options.driver;
         let layers_dir = layout::layers_dir(&graph, drv);
-        let images_dir = graph.join(format!("{drv}-images"));
+        let images_dir = layout::images_dir(&graph, drv);
         let containers_root = if options.transient_store {
             &options.run_root
         } else {
             &graph
         };
-        let containers_dir = containers_root.join(format!("{drv}-containers"));
+        let containers_dir = layout::containers_dir(containers_root, drv);
         let dirs = [&layers_dir, &images_dir, &containers_dir];
         let prepared = Self::prepare(&graph, &dirs);
         if let Err(e @ Error::Symlink(_)) = prepared {
@@ -119,13 +120,13 @@ impl Store {
             layout::CONTAINERS_JSON,
             layout::CONTAINERS_LOCK,
         )?;
-        let run_layers = options.run_root.join(format!("{drv}-layers"));
+        let run_layers = layout::layers_dir(&options.run_root, drv);
         // The run root may live elsewhere (a tmpfs) and be writable even
         // when the graph root is not; without it there are no mounts.
         let _ = durable::create_dir_all(&run_layers);
         let mount_records =
             RecordFile::open(&run_layers, layout::MOUNTS_JSON, layout::MOUNTS_LOCK)?;
-        let pool = ChunkPool::open(&graph.join("chunks"), writable)?;
+        let pool = ChunkPool::open(&layout::pool_dir(&graph), writable)?;
         let store = Store {
             options,
             layers_dir,
@@ -154,8 +155,8 @@ impl Store {
         for dir in dirs {
             durable::create_dir_all(dir)?;
         }
-        durable::create_dir_all(&graph.join("manifests"))?;
-        durable::open_store_file(&graph.join("storage.lock"), durable::Open::Create)?;
+        durable::create_dir_all(&layout::manifests_dir(graph))?;
+        durable::open_store_file(&graph.join(layout::STORAGE_LOCK), durable::Open::Create)?;
         Ok(())
     }
 
@@ -269,37 +270,29 @@ impl Store {
 fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
     let graph = &options.graph_root;
     let run = &options.run_root;
-    let (mut dirs, mut below) = (
-        vec![
-            graph.join("manifests"),
-            graph.join("chunks"),
-            graph.join("objects"),
-        ],
-        vec![
-            graph.join("chunks").join("packs"),
-            graph.join("chunks").join("tmp"),
-            graph.join("objects").join("tmp"),
-        ],
-    );
+    let (pool, objects) = (layout::pool_dir(graph), layout::objects_dir(graph));
+    let mut below: Vec<PathBuf> = ChunkPool::dirs(&pool).into();
+    below.push(materialize::objects_tmp_dir(&objects));
+    let mut dirs = vec![layout::manifests_dir(graph), pool, objects];
     for drv in options::DRIVERS {
-        let driver = graph.join(drv);
-        let layers = graph.join(format!("{drv}-layers"));
+        let driver = layout::driver_dir(graph, drv);
+        let layers = layout::layers_dir(graph, drv);
         below.extend([
-            layers.join(".incomplete"),
-            layers.join(".deleting"),
+            layers.join(layout::INCOMPLETE),
+            layers.join(layout::DELETING),
             driver.join(layout::SHORT_LINKS),
-            driver.join("dir"),
-            driver.join(".used"),
-            driver.join(".unsynced"),
+            driver.join(layout::VFS_TREES),
+            driver.join(layout::USED_STAMPS),
+            driver.join(layout::UNSYNCED),
         ]);
         dirs.extend([
             layers,
-            graph.join(format!("{drv}-images")),
-            graph.join(format!("{drv}-containers")),
+            layout::images_dir(graph, drv),
+            layout::containers_dir(graph, drv),
             driver,
-            run.join(format!("{drv}-layers")),
-            run.join(format!("{drv}-images")),
-            run.join(format!("{drv}-containers")),
+            layout::layers_dir(run, drv),
+            layout::images_dir(run, drv),
+            layout::containers_dir(run, drv),
         ]);
     }
     // Parents before their children: no child is looked at through a
@@ -312,7 +305,7 @@ fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
 /// makes again when something else stands in its place (`l/`, `.used/`).
 fn driver_repairs(dir: &Path) -> bool {
     dir.file_name()
-        .is_some_and(|n| n == layout::SHORT_LINKS || n == ".used")
+        .is_some_and(|n| n == layout::SHORT_LINKS || n == layout::USED_STAMPS)
 }
 
 /// Whether `path` lies on a filesystem mounted read-only (creating the

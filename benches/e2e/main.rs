@@ -22,6 +22,9 @@
 //! image), `report` (the markdown), `charts` (the SVGs), `system`
 //! (processes, disk figures, the loop filesystem).
 
+// Benchmarks may unwrap (the crate's lints are for library code).
+#![allow(clippy::unwrap_used)]
+
 mod charts;
 mod import;
 mod materialize;

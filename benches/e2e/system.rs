@@ -10,12 +10,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Runs a command to completion and requires success; returns its peak
 /// RSS in KiB.
+#[allow(unsafe_code)] // wait4 with the child's own rusage: no safe wrapper
 pub fn run(cmd: &mut Command) -> u64 {
     let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let pid = child.id() as libc::pid_t;
@@ -53,12 +53,8 @@ pub fn sync() {
 
 /// Bytes in use on the filesystem that holds `path`.
 pub fn disk_used(path: &Path) -> u64 {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `st` is plain data that statvfs fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path and a live struct.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0, "statvfs");
-    (st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64
+    let st = nix::sys::statvfs::statvfs(path).unwrap();
+    (st.blocks() - st.blocks_free()) as u64 * st.fragment_size() as u64
 }
 
 /// Apparent size of the files below `dir`.

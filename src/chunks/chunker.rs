@@ -96,8 +96,15 @@ impl Chunker {
     }
 
     /// Splits everything `reader` yields into chunks and hands each to
-    /// `emit`, in order. Returns the number of bytes read.
-    pub fn chunk_stream<R, F>(&mut self, mut reader: R, mut emit: F) -> Result<u64>
+    /// `emit`, in order. Returns the number of bytes read. A failed read
+    /// is the error `read_error` makes of it: the caller knows what the
+    /// stream is.
+    pub fn chunk_stream<R, F>(
+        &mut self,
+        mut reader: R,
+        read_error: fn(std::io::Error) -> Error,
+        mut emit: F,
+    ) -> Result<u64>
     where
         R: Read,
         F: FnMut(&[u8]) -> Result<()>,
@@ -117,7 +124,7 @@ impl Chunker {
                     start = 0;
                 }
                 while end < cap {
-                    let n = read_retrying(&mut reader, &mut buf[end..])?;
+                    let n = read_retrying(&mut reader, &mut buf[end..]).map_err(read_error)?;
                     if n == 0 {
                         eof = true;
                         break;
@@ -140,12 +147,11 @@ impl Chunker {
     }
 }
 
-fn read_retrying<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize> {
+fn read_retrying<R: Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match reader.read(buf) {
-            Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::manifest::stream_error(e)),
+            r => return r,
         }
     }
 }
@@ -176,10 +182,17 @@ mod tests {
             }
         }
         Chunker::new(*params)
-            .chunk_stream(Trickle(data), |c| {
-                out.push(c.to_vec());
-                Ok(())
-            })
+            .chunk_stream(
+                Trickle(data),
+                |e| Error::Stream {
+                    what: "test".into(),
+                    source: e,
+                },
+                |c| {
+                    out.push(c.to_vec());
+                    Ok(())
+                },
+            )
             .unwrap();
         out
     }

@@ -53,6 +53,18 @@ pub(crate) fn encode(entries: &mut [IndexEntry]) -> Vec<u8> {
     out
 }
 
+/// The `N` bytes of `bytes` at `at` (which the caller has checked are
+/// there).
+fn bytes_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes_at(bytes, at))
+}
+
 /// Decodes and checks an index file read from `path`.
 pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
     let corrupt = |what: String| Error::Corrupt {
@@ -68,7 +80,7 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
             bytes[7], INDEX_MAGIC[7]
         )));
     }
-    let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let count = u32_at(bytes, 8) as usize;
     let expected = count
         .checked_mul(RECORD_LEN)
         .and_then(|n| n.checked_add(HEADER_LEN + TRAILER_LEN));
@@ -82,12 +94,11 @@ pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<IndexEntry>> {
     if blake3::hash(body).as_bytes() != &bytes[bytes.len() - TRAILER_LEN..] {
         return Err(corrupt("index checksum does not match".into()));
     }
-    let u32_at = |r: &[u8], at: usize| u32::from_le_bytes(r[at..at + 4].try_into().unwrap());
     let mut entries = Vec::with_capacity(count);
     for record in body[HEADER_LEN..].chunks_exact(RECORD_LEN) {
         let entry = IndexEntry {
-            id: ChunkId(record[..32].try_into().unwrap()),
-            frame_offset: u64::from_le_bytes(record[32..40].try_into().unwrap()),
+            id: ChunkId(bytes_at(record, 0)),
+            frame_offset: u64::from_le_bytes(bytes_at(record, 32)),
             frame_len: u32_at(record, 40),
             raw_len: u32_at(record, 44),
             offset: u32_at(record, 48),

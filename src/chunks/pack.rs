@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::id::ChunkId;
 use super::index::IndexEntry;
+use super::names;
 use crate::durable;
 use crate::error::{IoContext, Result};
 
@@ -69,7 +70,7 @@ pub(crate) struct SealedPack {
 impl PackBuilder {
     /// Starts a pack in `tmp_dir`.
     pub fn create(tmp_dir: &Path) -> Result<PackBuilder> {
-        let tmp_path = tmp_dir.join(format!("{}.pack", durable::random_hex(16)));
+        let tmp_path = tmp_dir.join(names::pack(&names::new_stem()));
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -148,7 +149,7 @@ impl SealedPack {
     /// Renames the pack to `packs_dir/<name>.pack` and `fsync`s the
     /// directory. The caller publishes the index afterwards.
     pub fn publish(&mut self, packs_dir: &Path, name: &str) -> Result<PathBuf> {
-        let target = packs_dir.join(format!("{name}.pack"));
+        let target = packs_dir.join(names::pack(name));
         fs::rename(&self.tmp_path, &target).at("rename", &target)?;
         self.published = true;
         durable::fsync_dir(packs_dir)?;

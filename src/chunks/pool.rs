@@ -23,10 +23,13 @@ use serde::{Deserialize, Serialize};
 use super::chunker::{ChunkerParams, CHUNKER_ALGORITHM};
 use super::id::ChunkId;
 use super::index::{self, IndexEntry};
+use super::names::{self, PackFile};
 use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
+use crate::poison::{Unpoisoned, UnpoisonedRw};
+use crate::sys;
 
 mod repair;
 mod verify;
@@ -217,11 +220,16 @@ pub struct WriteGuard {
 }
 
 impl ChunkPool {
+    /// The pool's own directories under `root`: the packs and their
+    /// indexes, and packs being written.
+    pub(crate) fn dirs(root: &Path) -> [PathBuf; 2] {
+        [root.join("packs"), root.join("tmp")]
+    }
+
     /// Opens the pool at `root`, creating it when `writable` and missing.
     pub fn open(root: &Path, writable: bool) -> Result<ChunkPool> {
         let config_path = root.join("config.json");
-        let packs_dir = root.join("packs");
-        let tmp_dir = root.join("tmp");
+        let [packs_dir, tmp_dir] = Self::dirs(root);
         let mut config_damage = None;
         let config = match fs::read(&config_path) {
             Ok(bytes) => match PoolConfig::parse(&config_path, &bytes)? {
@@ -263,7 +271,7 @@ impl ChunkPool {
             maps: Mutex::new(HashMap::new()),
             spare_frames: Mutex::new(Vec::new()),
         };
-        pool.state.write().expect("pool lock").token = pool.sweep_token();
+        pool.state.write_unpoisoned().token = pool.sweep_token();
         pool.refresh()?;
         Ok(pool)
     }
@@ -293,9 +301,9 @@ impl ChunkPool {
         let lock = Flock::shared(&self.sweep_lock_path())?;
         drop(intent);
         let token = lock.token()?;
-        if token != self.state.read().expect("pool lock").token {
+        if token != self.state.read_unpoisoned().token {
             self.reload()?;
-            self.state.write().expect("pool lock").token = token;
+            self.state.write_unpoisoned().token = token;
         }
         Ok(WriteGuard { _lock: lock })
     }
@@ -303,7 +311,7 @@ impl ChunkPool {
     /// Forgets the table and loads it again from the index files.
     pub(super) fn reload(&self) -> Result<()> {
         {
-            let mut state = self.state.write().expect("pool lock");
+            let mut state = self.state.write_unpoisoned();
             state.map.clear();
             state.loaded.clear();
             state.unique_bytes = 0;
@@ -326,15 +334,13 @@ impl ChunkPool {
         };
         let mut fresh = Vec::new();
         {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             for entry in names {
                 let entry = entry.at("read directory", &self.packs_dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
-                    // An index that `atomic_write` never renamed into place.
-                    continue;
-                }
-                if let Some(stem) = name.strip_suffix(".idx") {
+                // Not a temporary one: an index that `atomic_write` never
+                // renamed into place.
+                if let PackFile::Index(stem) = PackFile::of(&name) {
                     if !state.loaded.contains(stem) {
                         fresh.push(stem.to_string());
                     }
@@ -344,7 +350,7 @@ impl ChunkPool {
         fresh.sort();
         let mut decoded = Vec::new();
         for stem in fresh {
-            let path = self.packs_dir.join(format!("{stem}.idx"));
+            let path = self.index_path(&stem);
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -352,7 +358,7 @@ impl ChunkPool {
             };
             let stamp = stamp(&meta);
             let known_bad = {
-                let state = self.state.read().expect("pool lock");
+                let state = self.state.read_unpoisoned();
                 state
                     .unreadable
                     .get(&stem)
@@ -364,11 +370,7 @@ impl ChunkPool {
             let read = fs::read(&path).at("read", &path);
             match read.and_then(|bytes| index::decode(&path, &bytes)) {
                 Ok(entries) => {
-                    self.state
-                        .write()
-                        .expect("pool lock")
-                        .unreadable
-                        .remove(&stem);
+                    self.state.write_unpoisoned().unreadable.remove(&stem);
                     decoded.push((stem, entries));
                 }
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -376,7 +378,7 @@ impl ChunkPool {
                     tracing::warn!(
                         "{e}: the chunks of pack {stem} are missing until `check --repair` indexes it again"
                     );
-                    let mut state = self.state.write().expect("pool lock");
+                    let mut state = self.state.write_unpoisoned();
                     state.unreadable.insert(stem, (e.to_string(), stamp));
                 }
             }
@@ -384,7 +386,7 @@ impl ChunkPool {
         // Room for every new entry at once: growing the table index by
         // index would rehash it over and over.
         let added = decoded.iter().map(|(_, entries)| entries.len()).sum();
-        self.state.write().expect("pool lock").map.reserve(added);
+        self.state.write_unpoisoned().map.reserve(added);
         for (stem, entries) in decoded {
             self.insert(&stem, &entries);
         }
@@ -392,7 +394,7 @@ impl ChunkPool {
     }
 
     fn insert(&self, stem: &str, entries: &[IndexEntry]) {
-        let mut state = self.state.write().expect("pool lock");
+        let mut state = self.state.write_unpoisoned();
         if !state.loaded.insert(stem.to_string()) {
             return;
         }
@@ -416,15 +418,15 @@ impl ChunkPool {
 
     /// Whether the pool holds `id`.
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.state.read().expect("pool lock").map.contains_key(id)
+        self.state.read_unpoisoned().map.contains_key(id)
     }
 
     fn locate(&self, id: &ChunkId) -> Result<Location> {
-        if let Some(loc) = self.state.read().expect("pool lock").map.get(id) {
+        if let Some(loc) = self.state.read_unpoisoned().map.get(id) {
             return Ok(*loc);
         }
         self.refresh()?;
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         if let Some(loc) = state.map.get(id) {
             return Ok(*loc);
         }
@@ -436,17 +438,17 @@ impl ChunkPool {
     }
 
     fn mapped(&self, pack: u32) -> Result<Arc<Mmap>> {
-        let mut maps = self.maps.lock().expect("pool maps lock");
+        let mut maps = self.maps.lock_unpoisoned();
         if let Some(map) = maps.get(&pack) {
             return Ok(map.clone());
         }
-        let stem = self.state.read().expect("pool lock").packs[pack as usize].clone();
-        let path = self.packs_dir.join(format!("{stem}.pack"));
+        let stem = self.state.read_unpoisoned().packs[pack as usize].clone();
+        let path = self.pack_path(&stem);
         let file = File::open(&path).at("open", &path)?;
-        // SAFETY: published packs are immutable: nothing truncates or
-        // rewrites them in place (gc writes new packs and unlinks old ones,
-        // which leaves existing mappings valid).
-        let map = Arc::new(unsafe { Mmap::map(&file) }.at("mmap", &path)?);
+        // Published packs are immutable: nothing truncates or rewrites
+        // them in place (gc writes new packs and unlinks old ones, which
+        // leaves existing maps valid).
+        let map = Arc::new(sys::map_immutable(&file).at("mmap", &path)?);
         maps.insert(pack, map.clone());
         Ok(map)
     }
@@ -463,7 +465,7 @@ impl ChunkPool {
     /// Where chunk `id` is stored (pack and frame), for ordering reads so
     /// that each frame is decompressed once; `None` if it is not known.
     pub fn frame_of(&self, id: &ChunkId) -> Option<(u32, u64)> {
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         state.map.get(id).map(|loc| (loc.pack, loc.frame_offset))
     }
 
@@ -476,7 +478,7 @@ impl ChunkPool {
     /// Figures about the pool.
     pub fn stats(&self) -> Result<PoolStats> {
         let (chunks, unique_bytes) = {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             (state.map.len() as u64, state.unique_bytes)
         };
         let mut stats = PoolStats {
@@ -487,13 +489,11 @@ impl ChunkPool {
         if let Ok(dir) = fs::read_dir(&self.packs_dir) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
-                    continue;
-                }
-                if name.ends_with(".pack") {
+                let file = PackFile::of(&name);
+                if let PackFile::Pack(_) = file {
                     stats.packs += 1;
                 }
-                if name.ends_with(".pack") || name.ends_with(".idx") {
+                if let PackFile::Pack(_) | PackFile::Index(_) = file {
                     stats.stored_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 }
             }
@@ -552,8 +552,8 @@ impl ChunkReader<'_> {
                 let mut frame = if self.frames.len() >= READER_FRAMES {
                     self.frames.remove(0).1
                 } else {
-                    let spare = self.pool.spare_frames.lock().map(|mut s| s.pop());
-                    spare.ok().flatten().unwrap_or_default()
+                    let spare = self.pool.spare_frames.lock_unpoisoned().pop();
+                    spare.unwrap_or_default()
                 };
                 frame.clear();
                 self.decompress(compressed, loc.raw_len as usize, &mut frame)
@@ -606,10 +606,9 @@ struct Frame {
 
 impl Drop for ChunkReader<'_> {
     fn drop(&mut self) {
-        if let Ok(mut spare) = self.pool.spare_frames.lock() {
-            let room = SPARE_FRAMES.saturating_sub(spare.len());
-            spare.extend(self.frames.drain(..).map(|(_, f)| f).take(room));
-        }
+        let mut spare = self.pool.spare_frames.lock_unpoisoned();
+        let room = SPARE_FRAMES.saturating_sub(spare.len());
+        spare.extend(self.frames.drain(..).map(|(_, f)| f).take(room));
     }
 }
 
@@ -773,11 +772,11 @@ struct StagedPack {
 
 impl StagedPack {
     fn new(packs_dir: &Path, mut pack: SealedPack) -> Result<StagedPack> {
-        let name = durable::random_hex(16);
+        let name = names::new_stem();
         let mut entries = std::mem::take(&mut pack.entries);
         let index = index::encode(&mut entries);
         let index_file =
-            PendingFile::create(&packs_dir.join(format!("{name}.idx")), index.len() as u64)?;
+            PendingFile::create(&packs_dir.join(names::index(&name)), index.len() as u64)?;
         Ok(StagedPack {
             pack,
             name,
@@ -793,7 +792,7 @@ impl StagedPack {
     fn publish(mut self, pool: &ChunkPool) -> Result<u64> {
         let packs_dir = &pool.packs_dir;
         let pack_path = self.pack.publish(packs_dir, &self.name)?;
-        let index_path = packs_dir.join(format!("{}.idx", self.name));
+        let index_path = pool.index_path(&self.name);
         if let Err(e) = self.index_file.commit(&self.index, Flush::Now) {
             // No reader knows a pack whose index never got its name;
             // without the pack, its space comes back.

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::id::ChunkId;
 use super::index;
+use super::names::PackFile;
 use super::pool::{ChunkPool, PoolWriter};
 use crate::durable;
 use crate::error::{IoContext, Result};
@@ -56,6 +57,22 @@ pub struct SweepReport {
     pub bytes_freed: u64,
 }
 
+/// One sweep in progress over the packs.
+struct PackSweep<'a> {
+    guard: &'a SweepGuard,
+    /// The chunks a manifest references.
+    live: &'a HashSet<ChunkId>,
+    /// Live chunks already kept in a pack swept before: a copy in
+    /// another pack is garbage.
+    kept: HashSet<ChunkId>,
+    threshold: f64,
+    dry_run: bool,
+    report: SweepReport,
+    /// Whether a pack or index was written or removed (other processes
+    /// reload their tables then).
+    changed: bool,
+}
+
 impl ChunkPool {
     /// Waits for running writers to finish and keeps new ones out until
     /// the guard is dropped.
@@ -80,25 +97,57 @@ impl ChunkPool {
         if !dry_run {
             self.reload()?;
         }
+        let stems = self.sweep_leftovers(&mut report, dry_run)?;
+        let mut sweep = PackSweep {
+            guard,
+            live,
+            kept: HashSet::new(),
+            threshold,
+            dry_run,
+            report,
+            changed: false,
+        };
+        for stem in stems {
+            self.sweep_pack(&mut sweep, &stem)?;
+        }
+        if !dry_run {
+            durable::fsync_dir(&self.packs_dir)?;
+            if sweep.changed {
+                guard.lock.touch()?;
+                self.reload()?;
+            }
+        }
+        Ok(sweep.report)
+    }
+
+    /// Removes what writes that died left (temporary files, packs being
+    /// written, an index whose pack is gone); returns the stems of the
+    /// packs to sweep, with an index or without.
+    fn sweep_leftovers(&self, report: &mut SweepReport, dry_run: bool) -> Result<Vec<String>> {
         let mut stems = Vec::new();
         let mut packs = HashSet::new();
         let mut indexes = HashSet::new();
         for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
             let entry = entry.at("read directory", &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                report.leftovers_removed += 1;
-                report.bytes_freed += remove(&entry.path(), dry_run);
-            } else if let Some(stem) = name.strip_suffix(".pack") {
-                packs.insert(stem.to_string());
-            } else if let Some(stem) = name.strip_suffix(".idx") {
-                indexes.insert(stem.to_string());
-                stems.push(stem.to_string());
+            match PackFile::of(&name) {
+                PackFile::Temporary => {
+                    report.leftovers_removed += 1;
+                    report.bytes_freed += remove(&entry.path(), dry_run);
+                }
+                PackFile::Pack(stem) => {
+                    packs.insert(stem.to_string());
+                }
+                PackFile::Index(stem) => {
+                    indexes.insert(stem.to_string());
+                    stems.push(stem.to_string());
+                }
+                PackFile::Other => {}
             }
         }
         // An index whose pack is gone: nothing can use it.
         for stem in indexes.difference(&packs) {
-            let path = self.packs_dir.join(format!("{stem}.idx"));
+            let path = self.index_path(stem);
             report.leftovers_removed += 1;
             report.bytes_freed += remove(&path, dry_run);
         }
@@ -113,97 +162,93 @@ impl ChunkPool {
         stems.extend(packs.difference(&indexes).cloned());
         stems.retain(|s| packs.contains(s));
         stems.sort();
-        let mut kept: HashSet<ChunkId> = HashSet::new();
-        let mut changed = false;
-        for stem in stems {
-            let idx_path = self.packs_dir.join(format!("{stem}.idx"));
-            let pack_path = self.packs_dir.join(format!("{stem}.pack"));
-            let decoded = match fs::read(&idx_path) {
-                Ok(bytes) => index::decode(&idx_path, &bytes),
-                Err(e) => Err(e).at("read", &idx_path),
-            };
-            let entries = match decoded {
-                Ok(entries) => entries,
-                Err(damage) => match self.sweep_unindexed(guard, &stem, &damage, dry_run)? {
-                    Fate::Indexed(entries) => {
-                        changed = true;
-                        entries
-                    }
-                    Fate::NoPack => {
-                        report.leftovers_removed += 1;
-                        report.bytes_freed += remove(&idx_path, dry_run);
-                        report.bytes_freed += remove(&pack_path, dry_run);
-                        continue;
-                    }
-                    Fate::Unaccounted => {
-                        report.packs_unindexed += 1;
-                        continue;
-                    }
-                },
-            };
-            let (mut keep, mut garbage) = (Vec::new(), Vec::new());
-            for e in entries {
-                if live.contains(&e.id) && kept.insert(e.id) {
-                    keep.push(e);
-                } else {
-                    garbage.push(e);
+        Ok(stems)
+    }
+
+    /// Sweeps pack `stem`: its live chunks (each kept in one pack only)
+    /// stay, its garbage goes if there is enough of it.
+    fn sweep_pack(&self, sweep: &mut PackSweep<'_>, stem: &str) -> Result<()> {
+        let (dry_run, report) = (sweep.dry_run, &mut sweep.report);
+        let idx_path = self.index_path(stem);
+        let pack_path = self.pack_path(stem);
+        let decoded = match fs::read(&idx_path) {
+            Ok(bytes) => index::decode(&idx_path, &bytes),
+            Err(e) => Err(e).at("read", &idx_path),
+        };
+        let entries = match decoded {
+            Ok(entries) => entries,
+            Err(damage) => match self.sweep_unindexed(sweep.guard, stem, &damage, dry_run)? {
+                Fate::Indexed(entries) => {
+                    sweep.changed = true;
+                    entries
                 }
-            }
-            if garbage.is_empty() {
-                continue;
-            }
-            let garbage_bytes: u64 = garbage.iter().map(|e| e.len as u64).sum();
-            let keep_bytes: u64 = keep.iter().map(|e| e.len as u64).sum();
-            let share = garbage_bytes as f64 / (garbage_bytes + keep_bytes).max(1) as f64;
-            if !keep.is_empty() && share <= threshold {
-                continue;
-            }
-            let on_disk = file_len(&idx_path) + file_len(&pack_path);
-            // The pack's own order: chunks of one file stay together in a
-            // frame, which is what makes the frames compress well.
-            keep.sort_by_key(|e| (e.frame_offset, e.offset));
-            if !keep.is_empty() {
-                if dry_run {
-                    report.bytes_freed += (on_disk as f64 * share) as u64;
-                } else {
-                    match self.rewrite(&keep.iter().map(|e| e.id).collect::<Vec<_>>()) {
-                        Ok(written) => {
-                            report.bytes_freed += on_disk.saturating_sub(written);
-                        }
-                        Err(crate::Error::Chunk { .. }) => {
-                            // A live chunk does not read back: keep the pack
-                            // (and its garbage) for `check` to report.
-                            report.packs_damaged += 1;
-                            for e in &keep {
-                                kept.remove(&e.id);
-                            }
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
+                Fate::NoPack => {
+                    report.leftovers_removed += 1;
+                    report.bytes_freed += remove(&idx_path, dry_run);
+                    report.bytes_freed += remove(&pack_path, dry_run);
+                    return Ok(());
                 }
-                report.packs_rewritten += 1;
+                Fate::Unaccounted => {
+                    report.packs_unindexed += 1;
+                    return Ok(());
+                }
+            },
+        };
+        let (mut keep, mut garbage) = (Vec::new(), Vec::new());
+        for e in entries {
+            if sweep.live.contains(&e.id) && sweep.kept.insert(e.id) {
+                keep.push(e);
             } else {
-                report.bytes_freed += on_disk;
-                report.packs_removed += 1;
-            }
-            report.chunks_removed += garbage.len() as u64;
-            report.chunk_bytes_removed += garbage_bytes;
-            if !dry_run {
-                // The index first: once it is gone nothing looks in the pack.
-                durable::remove_file(&idx_path)?;
-                durable::remove_file(&pack_path)?;
-                changed = true;
+                garbage.push(e);
             }
         }
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        let garbage_bytes: u64 = garbage.iter().map(|e| e.len as u64).sum();
+        let keep_bytes: u64 = keep.iter().map(|e| e.len as u64).sum();
+        let share = garbage_bytes as f64 / (garbage_bytes + keep_bytes).max(1) as f64;
+        if !keep.is_empty() && share <= sweep.threshold {
+            return Ok(());
+        }
+        let on_disk = file_len(&idx_path) + file_len(&pack_path);
+        // The pack's own order: chunks of one file stay together in a
+        // frame, which is what makes the frames compress well.
+        keep.sort_by_key(|e| (e.frame_offset, e.offset));
+        if !keep.is_empty() {
+            if dry_run {
+                report.bytes_freed += (on_disk as f64 * share) as u64;
+            } else {
+                match self.rewrite(&keep.iter().map(|e| e.id).collect::<Vec<_>>()) {
+                    Ok(written) => {
+                        report.bytes_freed += on_disk.saturating_sub(written);
+                    }
+                    Err(crate::Error::Chunk { .. }) => {
+                        // A live chunk does not read back: keep the pack
+                        // (and its garbage) for `check` to report.
+                        report.packs_damaged += 1;
+                        for e in &keep {
+                            sweep.kept.remove(&e.id);
+                        }
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            report.packs_rewritten += 1;
+        } else {
+            report.bytes_freed += on_disk;
+            report.packs_removed += 1;
+        }
+        report.chunks_removed += garbage.len() as u64;
+        report.chunk_bytes_removed += garbage_bytes;
         if !dry_run {
-            durable::fsync_dir(&self.packs_dir)?;
-            if changed {
-                guard.lock.touch()?;
-                self.reload()?;
-            }
+            // The index first: once it is gone nothing looks in the pack.
+            durable::remove_file(&idx_path)?;
+            durable::remove_file(&pack_path)?;
+            sweep.changed = true;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// What to do with pack `stem`, whose index cannot be read (`damage`

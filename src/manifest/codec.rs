@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::model::{Entry, EntryKind, LayerManifest};
-use super::path::is_normalized;
+use super::path::{is_normalized, split_last, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use super::sketch::{self, Sketch};
 use crate::error::{Error, Result};
 
@@ -142,12 +142,12 @@ fn check_names(entry: &Entry) -> std::result::Result<(), String> {
     if !is_normalized(&entry.path) {
         return Err("path is not normalised".into());
     }
-    let base = entry.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let (_, base) = split_last(&entry.path);
     match entry.kind {
-        EntryKind::Whiteout if !base.starts_with(b".wh.") => {
+        EntryKind::Whiteout if !base.starts_with(WHITEOUT_PREFIX) => {
             Err("a whiteout's name does not start with .wh.".into())
         }
-        EntryKind::Opaque if base != b".wh..wh..opq" => {
+        EntryKind::Opaque if base != OPAQUE_MARKER => {
             Err("an opaque marker is not named .wh..wh..opq".into())
         }
         EntryKind::Hardlink if entry.link.is_empty() || !is_normalized(&entry.link) => {
@@ -220,20 +220,10 @@ mod tests {
 
     fn entry(kind: EntryKind, path: &[u8], link: &[u8]) -> Entry {
         Entry {
-            kind,
-            path: path.to_vec(),
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
             link: link.to_vec(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
             raw_len: 512,
+            ..Entry::new(kind, path.to_vec())
         }
     }
 

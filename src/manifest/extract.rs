@@ -23,7 +23,7 @@
 use foldhash::HashMap;
 
 use super::model::{Entry, EntryKind};
-use super::path::{lossy, opaque_dir};
+use super::path::{lossy, opaque_dir, split_last, WHITEOUT_PREFIX};
 
 /// Why an entry cannot be extracted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,14 +185,6 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// `a/b/c` -> (`a/b`, `c`).
-fn split(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&path[..0], path),
-    }
-}
-
 /// What a node is, for messages.
 fn shape_of(entries: &[Entry], node: &Node<'_>) -> &'static str {
     match node.shape {
@@ -287,8 +279,8 @@ fn take<'a>(
     let path = e.path.as_slice();
     match e.kind {
         EntryKind::Whiteout => {
-            let (dir, name) = split(path);
-            let hidden = name.strip_prefix(b".wh.").unwrap_or_default();
+            let (dir, name) = split_last(path);
+            let hidden = name.strip_prefix(WHITEOUT_PREFIX).unwrap_or_default();
             if matches!(hidden, b"" | b"." | b"..") {
                 return Err(format!(
                     "whiteout {:?} names no entry it could hide",
@@ -329,7 +321,7 @@ fn take<'a>(
             Ok(())
         }
         kind => {
-            let (dir, name) = split(path);
+            let (dir, name) = split_last(path);
             let parent = match tree.dir(dir, Walk::Make) {
                 Found::Dir(id) => id,
                 Found::NotDir(id) => {
@@ -392,7 +384,7 @@ fn check_link_target<'a>(
     if link.starts_with(path) && link.get(path.len()) == Some(&b'/') {
         return refuse("lies below the link, which replaces it");
     }
-    let (dir, name) = split(link);
+    let (dir, name) = split_last(link);
     let target = match tree.dir(dir, Walk::Find) {
         Found::Dir(parent) => tree.child(parent, name),
         Found::NotDir(id) => {
@@ -419,20 +411,8 @@ mod tests {
 
     fn e(kind: EntryKind, path: &str) -> Entry {
         Entry {
-            kind,
-            path: path.as_bytes().to_vec(),
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
-            raw_len: 0,
+            ..Entry::new(kind, path.as_bytes().to_vec())
         }
     }
 

@@ -17,7 +17,10 @@ use super::digest::Sha256;
 use super::extract::Extraction;
 use super::limits;
 use super::model::{ChunkRef, Entry, EntryKind, LayerManifest, Xattr};
-use super::path::{check_lengths, lossy, normalize, opaque_dir, whiteout_target};
+use super::path::{
+    check_lengths, is_whiteout_name, lossy, normalize, opaque_dir, split_last, whiteout_target,
+    OPAQUE_MARKER, WHITEOUT_PREFIX,
+};
 use super::stream_error;
 use super::tar::{self, Header, PaxRecords, BLOCK};
 use super::tar_split::Crc64;
@@ -498,114 +501,26 @@ impl<'a, 'p> Parser<'a, 'p> {
 
     fn entry(&mut self, at: u64, header: Header, meta: Pending) -> Result<()> {
         let bad = |what: String| Self::bad(at, what);
-        let mut raw_path = meta.long_name.unwrap_or_else(|| header.name.clone());
-        let mut link = meta.long_link.unwrap_or_else(|| header.linkname.clone());
-        let (mut uid, mut gid, mut size) = (header.uid, header.gid, header.size);
-        let (mut mtime, mut mtime_nsec) = (header.mtime, 0u32);
-        let mut xattrs = Vec::new();
-        for (key, value) in self.global_pax.iter().chain(meta.pax.iter()) {
-            match key.as_slice() {
-                b"path" => raw_path = value.clone(),
-                b"linkpath" => link = value.clone(),
-                b"uid" => uid = tar::parse_pax_number(value, "uid").map_err(bad)?,
-                b"gid" => gid = tar::parse_pax_number(value, "gid").map_err(bad)?,
-                b"size" => size = tar::parse_pax_number(value, "size").map_err(bad)?,
-                b"mtime" => (mtime, mtime_nsec) = tar::parse_pax_time(value).map_err(bad)?,
-                k if k.starts_with(b"SCHILY.xattr.") => {
-                    let name = String::from_utf8(k[13..].to_vec())
-                        .map_err(|_| bad("xattr name is not UTF-8".into()))?;
-                    xattrs.retain(|x: &Xattr| x.name != name);
-                    // Kept in the raw stream only (for the exact tar),
-                    // never written onto what is materialized.
-                    if limits::never_written(&name) {
-                        continue;
-                    }
-                    xattrs.push(Xattr {
-                        name,
-                        value: value.clone(),
-                    });
-                }
-                k if k.starts_with(b"GNU.sparse.") => {
-                    return Err(bad("sparse files are not supported".into()))
-                }
-                _ => {}
-            }
-        }
-        if size > SIZE_LIMIT {
+        let f = Fields::of(&header, meta, &self.global_pax).map_err(bad)?;
+        if f.size > SIZE_LIMIT {
             return Err(bad(format!(
-                "absurd size field {size} for {:?}",
-                lossy(&raw_path)
+                "absurd size field {} for {:?}",
+                f.size,
+                lossy(&f.raw_path)
             )));
         }
+        let (uid, gid, size) = (f.uid, f.gid, f.size);
         let uid = u32::try_from(uid).map_err(|_| bad(format!("uid {uid} out of range")))?;
         let gid = u32::try_from(gid).map_err(|_| bad(format!("gid {gid} out of range")))?;
-        let path = normalize(&raw_path).map_err(&bad)?;
-        let mut kind = match header.typeflag {
-            b'0' | 0 | b'7' if raw_path.ends_with(b"/") => EntryKind::Dir,
-            b'0' | 0 | b'7' => EntryKind::File,
-            b'1' => EntryKind::Hardlink,
-            b'2' => EntryKind::Symlink,
-            b'3' => EntryKind::CharDevice,
-            b'4' => EntryKind::BlockDevice,
-            b'5' => EntryKind::Dir,
-            b'6' => EntryKind::Fifo,
-            b'S' => return Err(bad("sparse files are not supported".into())),
-            other => {
-                return Err(bad(format!(
-                    "unsupported entry type {:?} for {:?}",
-                    other as char,
-                    lossy(&raw_path)
-                )))
-            }
-        };
-        if path.is_empty() && kind != EntryKind::Dir {
-            return Err(bad(format!("entry {:?} has no name", lossy(&raw_path))));
-        }
-        let base = path.rsplit(|&b| b == b'/').next().unwrap_or_default();
-        if base == b".wh..wh..opq" {
-            kind = EntryKind::Opaque;
-        } else if base.starts_with(b".wh.") && !base.starts_with(b".wh..wh.") {
-            kind = EntryKind::Whiteout;
-        }
-        // Whiteouts and opaque markers are never made under their own
-        // names (a `.wh.` name may be 4 bytes too long): only the paths
-        // they name must fit.
-        match kind {
-            EntryKind::Whiteout => check_lengths(&whiteout_target(&path)),
-            EntryKind::Opaque => check_lengths(opaque_dir(&path)),
-            _ => check_lengths(&path),
-        }
-        .map_err(&bad)?;
-        let named = |what: String| bad(format!("{:?}: {what}", lossy(&path)));
-        match kind {
-            EntryKind::Hardlink => {
-                link = normalize(&link).map_err(|e| bad(format!("hard link target: {e}")))?;
-                if link.is_empty() {
-                    return Err(bad(format!("hard link {:?} has no target", lossy(&path))));
-                }
-            }
-            EntryKind::Symlink => limits::check_symlink_target(&link).map_err(named)?,
-            EntryKind::Whiteout => {
-                let hidden = &base[4..];
-                if matches!(hidden, b"" | b"." | b"..") {
-                    return Err(named(format!(
-                        "a whiteout of {:?} hides nothing it could name",
-                        lossy(hidden)
-                    )));
-                }
-            }
-            _ => {}
-        }
-        if kind != EntryKind::Whiteout && kind != EntryKind::Opaque {
-            for x in &xattrs {
-                limits::check_xattr(kind, x).map_err(named)?;
-            }
-        }
+        let path = normalize(&f.raw_path).map_err(bad)?;
+        let kind = kind_of(header.typeflag, &f.raw_path, &path).map_err(bad)?;
+        let link = checked_names(kind, &path, f.link, &f.xattrs).map_err(bad)?;
         let dev =
             |n: u64| u32::try_from(n).map_err(|_| bad(format!("device number {n} out of range")));
         let (dev_major, dev_minor) = (dev(header.dev_major)?, dev(header.dev_minor)?);
         if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
-            limits::check_device(dev_major, dev_minor).map_err(named)?;
+            limits::check_device(dev_major, dev_minor)
+                .map_err(|what| bad(format!("{:?}: {what}", lossy(&path))))?;
         }
         let mut entry = Entry {
             kind,
@@ -613,12 +528,12 @@ impl<'a, 'p> Parser<'a, 'p> {
             mode: header.mode,
             uid,
             gid,
-            mtime,
-            mtime_nsec,
+            mtime: f.mtime,
+            mtime_nsec: f.mtime_nsec,
             link,
             dev_major,
             dev_minor,
-            xattrs,
+            xattrs: f.xattrs,
             size,
             chunks: Vec::new(),
             raw_len: 0,
@@ -664,17 +579,17 @@ impl<'a, 'p> Parser<'a, 'p> {
         let writer = &mut *self.writer;
         let chunks = &mut entry.chunks;
         let mut crc = Crc64::default();
-        let read = self
-            .chunker
-            .chunk_stream((&mut self.input).take(size), |data| {
-                crc.update(data);
-                let (id, _) = writer.add(data)?;
-                chunks.push(ChunkRef {
-                    id,
-                    len: data.len() as u32,
-                });
-                Ok(())
-            })?;
+        let read =
+            self.chunker
+                .chunk_stream((&mut self.input).take(size), stream_error, |data| {
+                    crc.update(data);
+                    let (id, _) = writer.add(data)?;
+                    chunks.push(ChunkRef {
+                        id,
+                        len: data.len() as u32,
+                    });
+                    Ok(())
+                })?;
         if read < size {
             return Err(Self::bad(
                 at + read,
@@ -729,4 +644,142 @@ fn trim_nul(mut data: Vec<u8>) -> Vec<u8> {
         data.truncate(end);
     }
     data
+}
+
+/// An entry's fields as its header gives them, overridden by the PAX
+/// records (the global ones first).
+struct Fields {
+    raw_path: Vec<u8>,
+    link: Vec<u8>,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    xattrs: Vec<Xattr>,
+}
+
+impl Fields {
+    fn of(header: &Header, meta: Pending, global_pax: &PaxRecords) -> Result<Fields, String> {
+        let mut f = Fields {
+            raw_path: meta.long_name.unwrap_or_else(|| header.name.clone()),
+            link: meta.long_link.unwrap_or_else(|| header.linkname.clone()),
+            uid: header.uid,
+            gid: header.gid,
+            size: header.size,
+            mtime: header.mtime,
+            mtime_nsec: 0,
+            xattrs: Vec::new(),
+        };
+        for (key, value) in global_pax.iter().chain(meta.pax.iter()) {
+            match key.as_slice() {
+                b"path" => f.raw_path = value.clone(),
+                b"linkpath" => f.link = value.clone(),
+                b"uid" => f.uid = tar::parse_pax_number(value, "uid")?,
+                b"gid" => f.gid = tar::parse_pax_number(value, "gid")?,
+                b"size" => f.size = tar::parse_pax_number(value, "size")?,
+                b"mtime" => (f.mtime, f.mtime_nsec) = tar::parse_pax_time(value)?,
+                k if k.starts_with(b"SCHILY.xattr.") => {
+                    let name = String::from_utf8(k[13..].to_vec())
+                        .map_err(|_| "xattr name is not UTF-8".to_string())?;
+                    f.xattrs.retain(|x: &Xattr| x.name != name);
+                    // Kept in the raw stream only (for the exact tar),
+                    // never written onto what is materialized.
+                    if limits::never_written(&name) {
+                        continue;
+                    }
+                    f.xattrs.push(Xattr {
+                        name,
+                        value: value.clone(),
+                    });
+                }
+                k if k.starts_with(b"GNU.sparse.") => {
+                    return Err("sparse files are not supported".into())
+                }
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// The kind of the entry at normalised `path` (`raw_path` in the tar)
+/// with `typeflag`: whiteouts and opaque markers by their names.
+fn kind_of(typeflag: u8, raw_path: &[u8], path: &[u8]) -> Result<EntryKind, String> {
+    let kind = match typeflag {
+        b'0' | 0 | b'7' if raw_path.ends_with(b"/") => EntryKind::Dir,
+        b'0' | 0 | b'7' => EntryKind::File,
+        b'1' => EntryKind::Hardlink,
+        b'2' => EntryKind::Symlink,
+        b'3' => EntryKind::CharDevice,
+        b'4' => EntryKind::BlockDevice,
+        b'5' => EntryKind::Dir,
+        b'6' => EntryKind::Fifo,
+        b'S' => return Err("sparse files are not supported".into()),
+        other => {
+            return Err(format!(
+                "unsupported entry type {:?} for {:?}",
+                other as char,
+                lossy(raw_path)
+            ))
+        }
+    };
+    if path.is_empty() && kind != EntryKind::Dir {
+        return Err(format!("entry {:?} has no name", lossy(raw_path)));
+    }
+    let (_, base) = split_last(path);
+    Ok(if base == OPAQUE_MARKER {
+        EntryKind::Opaque
+    } else if is_whiteout_name(base) {
+        EntryKind::Whiteout
+    } else {
+        kind
+    })
+}
+
+/// Refuses names the kernel or the materializer could not take: a path
+/// too long, an empty or escaping hard link target, a symlink target the
+/// kernel refuses, a whiteout that names nothing, an xattr the kernel
+/// refuses. Returns the link (a hard link's normalised).
+fn checked_names(
+    kind: EntryKind,
+    path: &[u8],
+    mut link: Vec<u8>,
+    xattrs: &[Xattr],
+) -> Result<Vec<u8>, String> {
+    // Whiteouts and opaque markers are never made under their own
+    // names (a `.wh.` name may be 4 bytes too long): only the paths
+    // they name must fit.
+    match kind {
+        EntryKind::Whiteout => check_lengths(&whiteout_target(path)),
+        EntryKind::Opaque => check_lengths(opaque_dir(path)),
+        _ => check_lengths(path),
+    }?;
+    let named = |what: String| format!("{:?}: {what}", lossy(path));
+    match kind {
+        EntryKind::Hardlink => {
+            link = normalize(&link).map_err(|e| format!("hard link target: {e}"))?;
+            if link.is_empty() {
+                return Err(format!("hard link {:?} has no target", lossy(path)));
+            }
+        }
+        EntryKind::Symlink => limits::check_symlink_target(&link).map_err(named)?,
+        EntryKind::Whiteout => {
+            let (_, base) = split_last(path);
+            let hidden = &base[WHITEOUT_PREFIX.len()..];
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(named(format!(
+                    "a whiteout of {:?} hides nothing it could name",
+                    lossy(hidden)
+                )));
+            }
+        }
+        _ => {}
+    }
+    if kind != EntryKind::Whiteout && kind != EntryKind::Opaque {
+        for x in xattrs {
+            limits::check_xattr(kind, x).map_err(named)?;
+        }
+    }
+    Ok(link)
 }

@@ -324,20 +324,7 @@ mod tests {
         let c = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
         let set = |name: &str, value: &[u8]| {
             let n = std::ffi::CString::new(name).unwrap();
-            // SAFETY: NUL-terminated strings and a live value slice.
-            let r = unsafe {
-                libc::setxattr(
-                    c.as_ptr(),
-                    n.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    0,
-                )
-            };
-            match r {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
+            crate::sys::lsetxattr(&c, &n, value).map_err(std::io::Error::from)
         };
         let plain_acl = acl(&[
             (ACL_USER_OBJ, 6, 0),

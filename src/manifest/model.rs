@@ -123,6 +123,29 @@ pub struct Entry {
     pub raw_len: u64,
 }
 
+impl Entry {
+    /// An entry of `kind` at `path` with nothing else: mode 0, owner 0,
+    /// no time, link, xattrs or content.
+    pub(crate) fn new(kind: EntryKind, path: Vec<u8>) -> Entry {
+        Entry {
+            kind,
+            path,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            link: Vec::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            size: 0,
+            chunks: Vec::new(),
+            raw_len: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 impl LayerManifest {
     /// A parentless manifest of `entries` and nothing else, for tests.

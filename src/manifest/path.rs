@@ -1,6 +1,17 @@
 //! Normalisation of tar entry paths (the layer root is a jail), the
-//! kernel's limits on them, and the names whiteouts and opaque markers
-//! give.
+//! kernel's limits on them, the names whiteouts and opaque markers give,
+//! and the few ways the crate takes a normalised path apart (its parent
+//! and name, its ancestors, its depth). Paths are relative to the layer
+//! root, `/`-separated, and the empty path is the root.
+
+/// The prefix of a whiteout's name: `.wh.NAME` hides `NAME`.
+pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The name of an opaque marker: `DIR/.wh..wh..opq` hides what the lower
+/// layers hold in `DIR`.
+pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// Names starting with this are reserved for the format (`.wh..wh.opq`
+/// and the like), never whiteouts.
+const META_PREFIX: &[u8] = b".wh..wh.";
 
 /// The longest name of one path component (`NAME_MAX`).
 pub(crate) const NAME_MAX: usize = 255;
@@ -60,20 +71,73 @@ pub(crate) fn check_lengths(path: &[u8]) -> Result<(), String> {
     }
 }
 
+/// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`): the directory a path is in
+/// (the empty root for a name in the root) and its own name.
+pub(crate) fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&path[..0], path),
+    }
+}
+
+/// The directory `path` is in, `None` for a name in the root (or the
+/// root itself).
+pub(crate) fn parent(path: &[u8]) -> Option<&[u8]> {
+    path.iter().rposition(|&b| b == b'/').map(|i| &path[..i])
+}
+
+/// The directories above `path`, shallowest first, the root left out:
+/// `a/b/c` -> `a`, `a/b`.
+pub(crate) fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'/')
+        .map(move |(i, _)| &path[..i])
+}
+
+/// How many directories below the root `path` lies: 0 for a name in the
+/// root.
+pub(crate) fn depth(path: &[u8]) -> usize {
+    path.iter().filter(|&&b| b == b'/').count()
+}
+
+/// Whether a tar entry's name makes it a whiteout (`.wh.NAME`, but not a
+/// name reserved for the format such as the opaque marker).
+pub(crate) fn is_whiteout_name(name: &[u8]) -> bool {
+    name.starts_with(WHITEOUT_PREFIX) && !name.starts_with(META_PREFIX)
+}
+
 /// The name a whiteout hides: `.wh.NAME` -> `NAME` in the same directory.
 pub fn whiteout_target(path: &[u8]) -> Vec<u8> {
+    let (dir, name) = split_last(path);
     // The decoder only lets through names that start with `.wh.`; the
     // slicing still never goes past the end.
-    let name_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-    let hidden = path.get(name_at + 4..).unwrap_or_default();
-    [&path[..name_at], hidden].concat()
+    let hidden = name.get(WHITEOUT_PREFIX.len()..).unwrap_or_default();
+    in_dir(dir, hidden)
+}
+
+/// The whiteout that hides `path`: `NAME` -> `.wh.NAME` in the same
+/// directory.
+pub(crate) fn whiteout_for(path: &[u8]) -> Vec<u8> {
+    let (dir, name) = split_last(path);
+    in_dir(dir, &[WHITEOUT_PREFIX, name].concat())
 }
 
 /// The directory an opaque marker (`DIR/.wh..wh..opq`) applies to.
 pub fn opaque_dir(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[..i],
-        None => &path[..0],
+    split_last(path).0
+}
+
+/// The opaque marker of directory `dir`: `DIR/.wh..wh..opq`.
+pub(crate) fn opaque_marker(dir: &[u8]) -> Vec<u8> {
+    in_dir(dir, OPAQUE_MARKER)
+}
+
+/// `name` in directory `dir` (the root when empty).
+fn in_dir(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    match dir.is_empty() {
+        true => name.to_vec(),
+        false => [dir, b"/", name].concat(),
     }
 }
 
@@ -153,7 +217,24 @@ mod tests {
     fn whiteout_and_opaque_names() {
         assert_eq!(whiteout_target(b"a/b/.wh.c"), b"a/b/c");
         assert_eq!(whiteout_target(b".wh.c"), b"c");
+        assert_eq!(whiteout_for(b"a/b/c"), b"a/b/.wh.c");
+        assert_eq!(whiteout_for(b"c"), b".wh.c");
         assert_eq!(opaque_dir(b"d/.wh..wh..opq"), b"d");
         assert_eq!(opaque_dir(b".wh..wh..opq"), b"");
+        assert_eq!(opaque_marker(b"d/e"), b"d/e/.wh..wh..opq");
+        assert_eq!(opaque_marker(b""), b".wh..wh..opq");
+        assert!(is_whiteout_name(b".wh.x") && is_whiteout_name(b".wh."));
+        assert!(!is_whiteout_name(b".wh..wh..opq") && !is_whiteout_name(b"x.wh.y"));
+    }
+
+    #[test]
+    fn paths_taken_apart() {
+        assert_eq!(split_last(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_last(b"c"), (&b""[..], &b"c"[..]));
+        assert_eq!(parent(b"a/b"), Some(&b"a"[..]));
+        assert_eq!(parent(b"a"), None);
+        assert_eq!(ancestors(b"a/b/c").collect::<Vec<_>>(), [b"a", &b"a/b"[..]]);
+        assert_eq!(ancestors(b"a").count(), 0);
+        assert_eq!((depth(b""), depth(b"a"), depth(b"a/b/c")), (0, 0, 2));
     }
 }

@@ -148,23 +148,15 @@ mod tests {
 
     fn file(path: &str, content: &str) -> Entry {
         Entry {
-            kind: EntryKind::File,
-            path: path.as_bytes().to_vec(),
             mode: 0o644,
-            uid: 0,
-            gid: 0,
             mtime: 1_700_000_000,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
             size: content.len() as u64,
             chunks: vec![ChunkRef {
                 id: ChunkId::of(content.as_bytes()),
                 len: content.len() as u32,
             }],
             raw_len: 512,
+            ..Entry::new(EntryKind::File, path.as_bytes().to_vec())
         }
     }
 

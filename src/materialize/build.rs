@@ -10,8 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr};
-use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +19,9 @@ use std::sync::Arc;
 // Seeded per process: paths come from untrusted layers.
 use foldhash::{HashMap, HashSet};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{mkdirat, mknodat, Mode, SFlag};
+use nix::unistd::{linkat, symlinkat, syncfs, unlinkat, UnlinkatFlags};
 use rayon::prelude::*;
 
 use super::jail::{Jail, Slot};
@@ -29,7 +30,11 @@ use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest};
+use crate::manifest::{
+    ancestors, depth, opaque_dir, parent, whiteout_target, Entry, EntryKind, Extraction,
+    LayerManifest,
+};
+use crate::sys;
 
 /// What kind of directory to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,9 +156,8 @@ pub(crate) fn build<'a>(
         for (i, m) in manifests.iter().enumerate() {
             builder.apply(m, i == 0)?;
         }
-        // SAFETY: syncfs on a descriptor we hold open.
-        if options.durable && unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error()).at("syncfs", &tmp);
+        if options.durable {
+            syncfs(builder.jail.root_fd().as_raw_fd()).at("syncfs", &tmp)?;
         }
         let c = &builder.counters;
         Ok(BuildStats {
@@ -210,19 +214,7 @@ pub(crate) fn apply_onto(
         beneath: AtomicBool::new(false),
     };
     builder.apply(manifest, false)?;
-    // SAFETY: syncfs on a descriptor we hold open.
-    if unsafe { libc::syncfs(builder.jail.root_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error()).at("syncfs", target);
-    }
-    Ok(())
-}
-
-fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
+    syncfs(builder.jail.root_fd().as_raw_fd()).at("syncfs", target)
 }
 
 /// The directories that entries of `m` lie in but that `m` does not
@@ -231,8 +223,7 @@ fn implied<'m>(m: &'m LayerManifest, dirs: &[&Entry]) -> BTreeSet<&'m [u8]> {
     let listed: HashSet<&[u8]> = dirs.iter().map(|e| e.path.as_slice()).collect();
     let mut implied = BTreeSet::new();
     for e in &m.entries {
-        for (i, _) in e.path.iter().enumerate().filter(|(_, &b)| b == b'/') {
-            let parent = &e.path[..i];
+        for parent in ancestors(&e.path) {
             if !listed.contains(parent) {
                 implied.insert(parent);
             }
@@ -263,12 +254,12 @@ fn independent(m: &LayerManifest, format: Format) -> bool {
         }
     }
     seen.keys().all(|path| {
-        let mut at = path.len();
-        while let Some(slash) = path[..at].iter().rposition(|&b| b == b'/') {
-            match seen.get(&path[..slash]) {
+        let mut below = parent(path);
+        while let Some(dir) = below {
+            match seen.get(dir) {
                 Some((_, true)) => return true,
                 Some((_, false)) => return false,
-                None => at = slash,
+                None => below = parent(dir),
             }
         }
         !matches!(seen.get(&path[..0]), Some((_, false)))
@@ -360,7 +351,7 @@ impl Builder<'_> {
             .filter(|(i, e)| e.kind == EntryKind::Dir && outcome.kept(*i))
             .map(|(_, e)| e)
             .collect();
-        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|e| std::cmp::Reverse(depth(&e.path)));
         for e in dirs {
             self.dir_metadata(e)?;
         }
@@ -380,7 +371,6 @@ impl Builder<'_> {
     }
 
     fn apply_fresh_beneath(&self, m: &LayerManifest) -> Result<()> {
-        let depth = |path: &[u8]| path.iter().filter(|&&b| b == b'/').count();
         let mut dirs: Vec<&Entry> = m
             .entries
             .iter()
@@ -457,7 +447,7 @@ impl Builder<'_> {
         }
         let slot = self.existing_slot(&e.path)?;
         meta::set_times_at(&slot, e)
-            .map_err(|(op, err)| errno(op, &self.jail.display(&e.path), err))
+            .map_err(|(op, err)| Error::io(op, &self.jail.display(&e.path), err))
     }
 
     /// Makes one entry that is neither a directory nor a hardlink in an
@@ -491,11 +481,8 @@ impl Builder<'_> {
     /// Gives the directory at `path` the metadata of `e`.
     fn dir_metadata_at(&self, path: &[u8], e: &Entry) -> Result<()> {
         let dir = self.open_dir(path)?;
-        // SAFETY: the descriptor is owned by `dir` for the whole call.
-        let file = std::mem::ManuallyDrop::new(unsafe {
-            <File as std::os::fd::FromRawFd>::from_raw_fd(dir.as_raw_fd())
-        });
-        meta::apply_to_file(&file, e).map_err(|(op, err)| errno(op, &self.jail.display(path), err))
+        meta::apply_to_file(dir.as_fd(), e)
+            .map_err(|(op, err)| Error::io(op, &self.jail.display(path), err))
     }
 
     /// Gives the `implied` directories (that entries need but the layer
@@ -506,7 +493,7 @@ impl Builder<'_> {
             return Ok(());
         }
         let mut implied: Vec<&[u8]> = implied.iter().copied().collect();
-        implied.sort_by_key(|p| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count()));
+        implied.sort_by_key(|p| std::cmp::Reverse(depth(p)));
         for path in implied {
             let Some(lower) = self.lower_dirs.get(path) else {
                 continue;
@@ -565,13 +552,14 @@ impl Builder<'_> {
     }
 
     fn remove_slot(&self, slot: &Slot, rel: &[u8]) -> Result<()> {
-        // SAFETY: NUL-terminated name, open directory descriptor.
-        if unsafe { libc::unlinkat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0) } == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::ENOENT => Ok(()),
-            Errno::EISDIR | Errno::EPERM => {
+        let unlinked = unlinkat(
+            Some(slot.dir.as_raw_fd()),
+            slot.name.as_c_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
+        match unlinked {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(Errno::EISDIR | Errno::EPERM) => {
                 // A directory goes, and with it directories that may have
                 // been opened before. std's remove_dir_all does not follow
                 // symlinks inside.
@@ -580,7 +568,7 @@ impl Builder<'_> {
                 std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
                     .at("remove", &self.jail.display(rel))
             }
-            e => Err(errno("unlink", &self.jail.display(rel), e)),
+            Err(e) => Err(Error::io("unlink", &self.jail.display(rel), e)),
         }
     }
 
@@ -616,25 +604,28 @@ impl Builder<'_> {
             Some(e) if self.creator.is_some() => meta::Creator::dir_mode(e),
             Some(_) => 0o700,
         };
-        // SAFETY: NUL-terminated name, open directory descriptor.
-        if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), mode) } == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::EEXIST => {
+        let made = mkdirat(
+            Some(slot.dir.as_raw_fd()),
+            slot.name.as_c_str(),
+            Mode::from_bits_truncate(mode),
+        );
+        match made {
+            Ok(()) => Ok(()),
+            Err(Errno::EEXIST) => {
                 // A directory stays (its metadata is set later); anything
                 // else of that name is replaced.
                 if slot.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).is_ok() {
                     return Ok(());
                 }
                 self.remove_slot(&slot, path)?;
-                // SAFETY: as above.
-                if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } != 0 {
-                    return Err(errno("mkdir", &self.jail.display(path), Errno::last()));
-                }
-                Ok(())
+                mkdirat(
+                    Some(slot.dir.as_raw_fd()),
+                    slot.name.as_c_str(),
+                    Mode::from_bits_truncate(0o700),
+                )
+                .at("mkdir", &self.jail.display(path))
             }
-            err => Err(errno("mkdir", &self.jail.display(path), err)),
+            Err(err) => Err(Error::io("mkdir", &self.jail.display(path), err)),
         }
     }
 
@@ -676,7 +667,7 @@ impl Builder<'_> {
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                 meta::Creator::create_mode(e),
             )
-            .map_err(|err| errno("create", &shown(), err))?;
+            .at("create", &shown())?;
         if let Some(link) = &adopt {
             self.objects.fill(e, link, reader, &mut file, &shown())?;
         } else if e.size > 0 {
@@ -689,10 +680,10 @@ impl Builder<'_> {
             }
         }
         let applied = match &self.creator {
-            Some(creator) => meta::apply_to_created(&file, e, creator),
-            None => meta::apply_to_file(&file, e),
+            Some(creator) => meta::apply_to_created(file.as_fd(), e, creator),
+            None => meta::apply_to_file(file.as_fd(), e),
         };
-        applied.map_err(|(op, err)| errno(op, &shown(), err))?;
+        applied.map_err(|(op, err)| Error::io(op, &shown(), err))?;
         if let Some(link) = &adopt {
             drop(file);
             self.objects.adopt(link, &slot)?;
@@ -705,36 +696,34 @@ impl Builder<'_> {
         let slot = self.fresh_slot(e)?;
         let shown = self.jail.display(&e.path);
         let dir = slot.dir.as_raw_fd();
-        let r = match e.kind {
+        let made = match e.kind {
             EntryKind::Symlink => {
                 let target = CString::new(e.link.clone())
                     .map_err(|_| Error::Refused("symlink target holds a NUL byte".into()))?;
-                // SAFETY: NUL-terminated strings, open directory descriptor.
-                unsafe { libc::symlinkat(target.as_ptr(), dir, slot.name.as_ptr()) }
+                symlinkat(target.as_c_str(), Some(dir), slot.name.as_c_str())
             }
             kind => {
                 let (ty, dev) = match kind {
                     EntryKind::CharDevice => {
-                        (libc::S_IFCHR, libc::makedev(e.dev_major, e.dev_minor))
+                        (SFlag::S_IFCHR, libc::makedev(e.dev_major, e.dev_minor))
                     }
                     EntryKind::BlockDevice => {
-                        (libc::S_IFBLK, libc::makedev(e.dev_major, e.dev_minor))
+                        (SFlag::S_IFBLK, libc::makedev(e.dev_major, e.dev_minor))
                     }
-                    _ => (libc::S_IFIFO, 0),
+                    _ => (SFlag::S_IFIFO, 0),
                 };
-                // SAFETY: as above.
-                unsafe { libc::mknodat(dir, slot.name.as_ptr(), ty | 0o600, dev) }
+                let perm = Mode::from_bits_truncate(0o600);
+                mknodat(Some(dir), slot.name.as_c_str(), ty, perm, dev)
             }
         };
-        if r != 0 {
-            let err = Errno::last();
+        if let Err(err) = made {
             let device = matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
             if device && err == Errno::EPERM && !nix::unistd::geteuid().is_root() {
                 // Unprivileged users cannot create device nodes.
                 tracing::debug!(path = %shown.display(), "skipping a device node");
                 return Ok(());
             }
-            return Err(errno(
+            return Err(Error::io(
                 if e.kind == EntryKind::Symlink {
                     "symlink"
                 } else {
@@ -745,27 +734,21 @@ impl Builder<'_> {
             ));
         }
         meta::apply_to_slot(&slot, e, self.creator.as_ref())
-            .map_err(|(op, err)| errno(op, &shown, err))
+            .map_err(|(op, err)| Error::io(op, &shown, err))
     }
 
     fn make_hardlink(&self, e: &Entry) -> Result<()> {
         let target = self.existing_slot(&e.link)?;
         let slot = self.fresh_slot(e)?;
-        // SAFETY: NUL-terminated names, open directory descriptors; flags 0
-        // links a symlink itself rather than following it.
-        let r = unsafe {
-            libc::linkat(
-                target.dir.as_raw_fd(),
-                target.name.as_ptr(),
-                slot.dir.as_raw_fd(),
-                slot.name.as_ptr(),
-                0,
-            )
-        };
-        if r != 0 {
-            return Err(errno("link", &self.jail.display(&e.path), Errno::last()));
-        }
-        Ok(())
+        // No flags: a symlink is linked itself, never followed.
+        linkat(
+            Some(target.dir.as_raw_fd()),
+            target.name.as_c_str(),
+            Some(slot.dir.as_raw_fd()),
+            slot.name.as_c_str(),
+            AtFlags::empty(),
+        )
+        .at("link", &self.jail.display(&e.path))
     }
 
     /// Makes the whiteout device (0/0) at `rel`, a path the layer hides
@@ -775,13 +758,9 @@ impl Builder<'_> {
         if !self.beneath.load(Ordering::Relaxed) {
             self.remove_slot(&slot, rel)?;
         }
-        // SAFETY: NUL-terminated name, open directory descriptor.
-        let r =
-            unsafe { libc::mknodat(slot.dir.as_raw_fd(), slot.name.as_ptr(), libc::S_IFCHR, 0) };
-        if r != 0 {
-            return Err(errno("mknod", &self.jail.display(rel), Errno::last()));
-        }
-        Ok(())
+        let dir = Some(slot.dir.as_raw_fd());
+        mknodat(dir, slot.name.as_c_str(), SFlag::S_IFCHR, Mode::empty(), 0)
+            .at("mknod", &self.jail.display(rel))
     }
 
     /// Marks directory `rel` opaque: it hides what the layers below hold
@@ -789,13 +768,7 @@ impl Builder<'_> {
     fn overlay_opaque(&self, rel: &[u8], xattr_prefix: &str) -> Result<()> {
         let dir = self.open_dir_creating(rel)?;
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
-        // SAFETY: NUL-terminated name, a one-byte value, open descriptor.
-        let r =
-            unsafe { libc::fsetxattr(dir.as_raw_fd(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
-        if r != 0 {
-            return Err(errno("setxattr", &self.jail.display(rel), Errno::last()));
-        }
-        Ok(())
+        sys::fsetxattr(dir.as_fd(), &name, b"y").at("setxattr", &self.jail.display(rel))
     }
 }
 

@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
-    opaque_dir, whiteout_target, Entry, EntryKind, Extraction, LayerManifest, TarEntry, TarWriter,
+    opaque_dir, opaque_marker, whiteout_for, whiteout_target, Entry, EntryKind, Extraction,
+    LayerManifest, TarEntry, TarWriter,
 };
+use crate::sys;
 
 /// What happened to a path, with upstream's numbering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,11 +45,6 @@ pub struct Change {
     /// What happened.
     #[serde(rename = "Kind")]
     pub kind: ChangeKind,
-}
-
-/// The path a whiteout entry deletes.
-pub fn whiteout_path(path: &[u8]) -> Vec<u8> {
-    whiteout_target(path)
 }
 
 /// The tree the sealed layers give, lowest first: path -> entry.
@@ -106,65 +103,31 @@ struct Found {
     whiteout: bool,
 }
 
-fn walk(root: &Path, rel: &[u8], out: &mut Vec<Found>, overlay: bool) -> Result<()> {
-    let dir = root.join(OsStr::from_bytes(rel));
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .at("read directory", &dir)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .collect::<std::io::Result<_>>()
-        .at("read directory", &dir)?;
-    names.sort();
-    for name in names {
-        let child = if rel.is_empty() {
-            name
-        } else {
-            [rel, b"/", &name].concat()
-        };
-        let path = root.join(OsStr::from_bytes(&child));
-        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
-        let whiteout = overlay && meta.file_type().is_char_device() && meta.rdev() == 0;
-        let is_dir = meta.is_dir();
-        out.push(Found {
-            rel: child.clone(),
+/// Every path of the layer's directory; in an overlay upper directory, a
+/// 0/0 character device is a whiteout.
+fn walk(root: &Path, overlay: bool) -> Result<Vec<Found>> {
+    Ok(super::compare::walk(root)?
+        .into_iter()
+        .map(|(rel, meta)| Found {
+            whiteout: overlay && meta.file_type().is_char_device() && meta.rdev() == 0,
+            rel,
             meta,
-            whiteout,
-        });
-        if is_dir {
-            walk(root, &child, out, overlay)?;
-        }
-    }
-    Ok(())
+        })
+        .collect())
 }
 
+/// The value of xattr `name` of `path`; `None` where it has none (or it
+/// cannot be read).
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings and a buffer whose length is passed.
-    let len =
-        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
+    sys::lgetxattr(path, name).ok().flatten()
 }
 
+/// The xattrs of `path` that a diff carries: not overlay's own, nor the
+/// SELinux label.
 fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return Vec::new();
-    };
-    let mut names = vec![0u8; 65536];
-    // SAFETY: as above.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
     let mut out = Vec::new();
-    for name in names[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-    {
-        let key = String::from_utf8_lossy(name).into_owned();
+    for name in sys::llistxattr(path).unwrap_or_default() {
+        let key = String::from_utf8_lossy(&name).into_owned();
         if key.starts_with("trusted.overlay.")
             || key.starts_with("user.overlay.")
             || key == "security.selinux"
@@ -232,10 +195,10 @@ pub fn changes(
     lower: &BTreeMap<Vec<u8>, Entry>,
     overlay: bool,
 ) -> Result<Vec<Change>> {
-    let mut found = Vec::new();
-    if root.is_dir() {
-        walk(root, b"", &mut found, overlay)?;
-    }
+    let found = match root.is_dir() {
+        true => walk(root, overlay)?,
+        false => Vec::new(),
+    };
     let mut out = Vec::new();
     let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     for f in &found {
@@ -294,12 +257,8 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
     for change in changes {
         let rel = change.path.trim_start_matches('/').as_bytes().to_vec();
         if change.kind == ChangeKind::Delete {
-            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&rel[..=i], &rel[i + 1..]),
-                None => (&rel[..0], &rel[..]),
-            };
             let entry = TarEntry {
-                path: [dir, b".wh.", name].concat(),
+                path: whiteout_for(&rel),
                 typeflag: b'0',
                 mode: 0o644,
                 ..TarEntry::default()
@@ -366,7 +325,7 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
                 .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()))
         {
             let marker = TarEntry {
-                path: [rel.as_slice(), b"/.wh..wh..opq"].concat(),
+                path: opaque_marker(&rel),
                 typeflag: b'0',
                 mode: 0o644,
                 ..TarEntry::default()

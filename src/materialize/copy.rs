@@ -10,7 +10,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fchmod, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use super::jail::Jail;
 use crate::error::{Error, IoContext, Result};
@@ -18,33 +21,26 @@ use crate::error::{Error, IoContext, Result};
 /// Owner to give copied entries instead of the source's.
 pub type Chown = Option<(u32, Option<u32>)>;
 
-fn errno(op: &'static str, path: &Path, e: Errno) -> Error {
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
+/// An owner for nix's calls.
+fn owner((uid, gid): (u32, u32)) -> (Option<Uid>, Option<Gid>) {
+    (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
 }
 
 /// Sets owner (where allowed), mode and times on an open file or directory.
 fn set_metadata(
     fd: i32,
-    (uid, gid): (u32, u32),
+    ids: (u32, u32),
     mode: u32,
-    times: &[libc::timespec; 2],
+    (atime, mtime): &(TimeSpec, TimeSpec),
     shown: &Path,
 ) -> Result<()> {
-    // SAFETY: plain syscalls on a descriptor the caller holds open; `times`
-    // lives across the calls.
-    unsafe {
-        if libc::fchown(fd, uid, gid) != 0 && nix::unistd::geteuid().is_root() {
-            return Err(errno("chown", shown, Errno::last()));
-        }
-        if libc::fchmod(fd, mode & 0o7777) != 0 {
-            return Err(errno("chmod", shown, Errno::last()));
-        }
-        libc::futimens(fd, times.as_ptr());
+    let (uid, gid) = owner(ids);
+    match fchown(fd, uid, gid) {
+        Err(e) if nix::unistd::geteuid().is_root() => return Err(Error::io("chown", shown, e)),
+        _ => {}
     }
+    fchmod(fd, Mode::from_bits_truncate(mode & 0o7777)).at("chmod", shown)?;
+    let _ = futimens(fd, atime, mtime);
     Ok(())
 }
 
@@ -63,28 +59,26 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
         Some((u, g)) => (u, g.unwrap_or(meta.gid())),
         None => (meta.uid(), meta.gid()),
     };
-    let times = [
-        libc::timespec {
-            tv_sec: meta.atime() as libc::time_t,
-            tv_nsec: meta.atime_nsec() as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: meta.mtime() as libc::time_t,
-            tv_nsec: meta.mtime_nsec() as libc::c_long,
-        },
-    ];
+    let times = (
+        TimeSpec::new(
+            meta.atime() as libc::time_t,
+            meta.atime_nsec() as libc::c_long,
+        ),
+        TimeSpec::new(
+            meta.mtime() as libc::time_t,
+            meta.mtime_nsec() as libc::c_long,
+        ),
+    );
     let ft = meta.file_type();
     if ft.is_dir() {
         let dir = if rel.is_empty() {
             jail.open_dir(rel)?
         } else {
             let slot = jail.slot(rel)?;
-            // SAFETY: NUL-terminated name, open directory descriptor.
-            if unsafe { libc::mkdirat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0o700) } != 0 {
-                let e = Errno::last();
-                if e != Errno::EEXIST {
-                    return Err(errno("mkdir", &shown, e));
-                }
+            let dir = Some(slot.dir.as_raw_fd());
+            match mkdirat(dir, slot.name.as_c_str(), Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Error::io("mkdir", &shown, e)),
             }
             jail.open_dir(rel)?
         };
@@ -110,54 +104,33 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
     if ft.is_file() {
         let mut out: File = slot
             .open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, 0o600)
-            .map_err(|e| errno("create", &shown, e))?;
+            .at("create", &shown)?;
         let mut input = File::open(src).at("open", src)?;
         std::io::copy(&mut input, &mut out).at("copy", src)?;
         set_metadata(out.as_raw_fd(), (uid, gid), meta.mode(), &times, &shown)?;
         return Ok(1);
     }
     // Replace whatever is there (never following it) for the other kinds.
-    // SAFETY: NUL-terminated name, open directory descriptor.
-    unsafe { libc::unlinkat(slot.dir.as_raw_fd(), slot.name.as_ptr(), 0) };
-    let r = if ft.is_symlink() {
+    let (dir, name) = (Some(slot.dir.as_raw_fd()), slot.name.as_c_str());
+    let _ = unlinkat(dir, name, UnlinkatFlags::NoRemoveDir);
+    let made = if ft.is_symlink() {
         let target = std::fs::read_link(src).at("readlink", src)?;
         let target = CString::new(target.as_os_str().as_bytes()).expect("no NUL in a link target");
-        // SAFETY: NUL-terminated strings, open directory descriptor.
-        unsafe { libc::symlinkat(target.as_ptr(), slot.dir.as_raw_fd(), slot.name.as_ptr()) }
+        symlinkat(target.as_c_str(), dir, name)
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-        // SAFETY: as above.
-        unsafe {
-            libc::mknodat(
-                slot.dir.as_raw_fd(),
-                slot.name.as_ptr(),
-                meta.mode(),
-                meta.rdev(),
-            )
-        }
+        let kind = SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT);
+        let perm = Mode::from_bits_truncate(meta.mode());
+        mknodat(dir, name, kind, perm, meta.rdev())
     } else {
         return Err(Error::Refused(format!(
             "{}: cannot copy a socket",
             src.display()
         )));
     };
-    if r != 0 {
-        return Err(errno("create", &shown, Errno::last()));
-    }
-    // SAFETY: as above.
-    unsafe {
-        libc::fchownat(
-            slot.dir.as_raw_fd(),
-            slot.name.as_ptr(),
-            uid,
-            gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        );
-        libc::utimensat(
-            slot.dir.as_raw_fd(),
-            slot.name.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        );
-    }
+    made.at("create", &shown)?;
+    let (uid, gid) = owner((uid, gid));
+    let _ = fchownat(dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW);
+    let (atime, mtime) = &times;
+    let _ = utimensat(dir, name, atime, mtime, UtimensatFlags::NoFollowSymlink);
     Ok(1)
 }

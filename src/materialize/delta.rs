@@ -8,7 +8,7 @@
 use foldhash::{HashMap, HashSet};
 use rayon::prelude::*;
 
-use crate::manifest::{Entry, EntryKind, LayerManifest};
+use crate::manifest::{split_last, whiteout_for, Entry, EntryKind, LayerManifest};
 
 /// Whether two entries make the same object: everything but their place
 /// in the tar stream.
@@ -100,10 +100,7 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
         if b.path.is_empty() || full_by_path.contains_key(b.path.as_slice()) {
             continue;
         }
-        let (parent, name) = match b.path.iter().rposition(|&c| c == b'/') {
-            Some(i) => (&b.path[..i], &b.path[i + 1..]),
-            None => (&b.path[..0], b.path.as_slice()),
-        };
+        let (parent, _) = split_last(&b.path);
         // Below a removed directory, or below a path that is no longer
         // a directory, the path is hidden already.
         let parent_is_dir = parent.is_empty()
@@ -113,28 +110,7 @@ pub fn delta(full: &LayerManifest, base: &LayerManifest) -> LayerManifest {
         if !parent_is_dir {
             continue;
         }
-        let mut path = parent.to_vec();
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(b".wh.");
-        path.extend_from_slice(name);
-        entries.push(Entry {
-            kind: EntryKind::Whiteout,
-            path,
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
-            raw_len: 0,
-        });
+        entries.push(Entry::new(EntryKind::Whiteout, whiteout_for(&b.path)));
     }
     LayerManifest {
         chunker_algorithm: full.chunker_algorithm.clone(),
@@ -161,20 +137,10 @@ pub(crate) mod tests {
     /// An entry of `kind` at `path` for tests.
     pub(crate) fn entry(kind: EntryKind, path: &str, mtime: i64) -> Entry {
         Entry {
-            kind,
-            path: path.as_bytes().to_vec(),
             mode: 0o755,
-            uid: 0,
-            gid: 0,
             mtime,
-            mtime_nsec: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-            size: 0,
-            chunks: Vec::new(),
             raw_len: mtime as u64,
+            ..Entry::new(kind, path.as_bytes().to_vec())
         }
     }
 

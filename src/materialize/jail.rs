@@ -6,16 +6,19 @@
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{mkdirat, Mode};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::split_last;
+use crate::poison::Unpoisoned;
+use crate::sys;
 
 /// An open directory that is the root of a tree being written.
 pub(crate) struct Jail {
@@ -38,26 +41,17 @@ pub(crate) struct Slot {
     pub name: CString,
 }
 
-fn io(op: &'static str, path: &Path, errno: Errno) -> Error {
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source: std::io::Error::from(errno),
-    }
-}
-
 impl Jail {
     /// Opens `path` (which must be a directory) as a jail root.
     pub fn open(path: &Path) -> Result<Jail> {
-        let fd = openat(
+        let fd = sys::openat(
             None,
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| io("open", path, e))?;
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        let root = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        .at("open", path)?;
+        let root = Arc::new(fd);
         Ok(Jail {
             root,
             path: path.to_path_buf(),
@@ -66,14 +60,14 @@ impl Jail {
     }
 
     /// The root directory's descriptor.
-    pub fn root_fd(&self) -> RawFd {
-        self.root.as_raw_fd()
+    pub fn root_fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// Opens the directory `rel` (relative, normalised; empty = the root)
     /// without following any symlink.
     pub fn open_dir(&self, rel: &[u8]) -> Result<Arc<OwnedFd>> {
-        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        let mut opened = self.opened.lock_unpoisoned();
         if let Some(fd) = opened.get(rel) {
             return Ok(fd.clone());
         }
@@ -93,8 +87,8 @@ impl Jail {
                 fd = cached.clone();
                 continue;
             }
-            let next = openat(
-                Some(fd.as_raw_fd()),
+            let next = sys::openat(
+                Some(fd.as_fd()),
                 OsStr::from_bytes(component),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
@@ -105,10 +99,9 @@ impl Jail {
                     self.path.display(),
                     String::from_utf8_lossy(rel)
                 )),
-                other => io("open", &self.path.join(OsStr::from_bytes(rel)), other),
+                other => Error::io("open", &self.path.join(OsStr::from_bytes(rel)), other),
             })?;
-            // SAFETY: openat returned a new descriptor that nothing else owns.
-            fd = Arc::new(unsafe { OwnedFd::from_raw_fd(next) });
+            fd = Arc::new(next);
             opened.insert(prefix.to_vec(), fd.clone());
         }
         Ok(fd)
@@ -116,10 +109,7 @@ impl Jail {
 
     /// Forgets the open directories (call after removing anything).
     pub fn forget_opened(&self) {
-        self.opened
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.opened.lock_unpoisoned().clear();
     }
 
     /// Like [`Jail::open_dir`], creating missing directories (mode 0755)
@@ -142,19 +132,17 @@ impl Jail {
                 continue;
             }
             done = i;
-            let (parent, name) = match prefix.iter().rposition(|&b| b == b'/') {
-                Some(j) => (&prefix[..j], &prefix[j + 1..]),
-                None => (&prefix[..0], prefix),
-            };
+            let (parent, name) = split_last(prefix);
             let dir = self.open_dir(parent)?;
             let cname =
                 CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
-            // SAFETY: NUL-terminated name, open directory descriptor.
-            if unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), 0o755) } != 0 {
-                let e = Errno::last();
-                if e != Errno::EEXIST {
-                    return Err(io("mkdir", &self.display(prefix), e));
-                }
+            match mkdirat(
+                Some(dir.as_raw_fd()),
+                cname.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(Error::io("mkdir", &self.display(prefix), e)),
             }
         }
         self.open_dir(rel)
@@ -206,7 +194,7 @@ impl Jail {
         let fd = self
             .beneath(rel)?
             .open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-            .map_err(|e| io("open", &self.display(rel), e))?;
+            .at("open", &self.display(rel))?;
         Ok(Arc::new(fd.into()))
     }
 
@@ -218,10 +206,7 @@ impl Jail {
 
 /// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
 fn split(rel: &[u8]) -> Result<(&[u8], CString)> {
-    let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (&rel[..0], rel),
-    };
+    let (parent, name) = split_last(rel);
     let name = CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
     Ok((parent, name))
 }
@@ -229,14 +214,13 @@ fn split(rel: &[u8]) -> Result<(&[u8], CString)> {
 impl Slot {
     /// Opens the entry itself without following a symlink.
     pub fn open(&self, flags: OFlag, mode: u32) -> nix::Result<File> {
-        let fd = openat(
-            Some(self.dir.as_raw_fd()),
+        let fd = sys::openat(
+            Some(self.dir.as_fd()),
             self.name.as_c_str(),
             flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
         )?;
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        Ok(File::from(fd))
     }
 
     /// `/proc/self/fd/<dir>/<name>`: a path for calls that have no `*at`

@@ -1,15 +1,20 @@
 //! Applying an entry's metadata (owner, mode, xattrs, mtime) to a file,
 //! directory or symlink that was just created.
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fchmod, fchmodat, futimens, utimensat, FchmodatFlags, Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, Gid, Uid};
 
 use super::jail::Slot;
 use crate::manifest::{never_written, Entry, EntryKind, Xattr};
+use crate::sys;
+
+/// A failed step: the operation and its `errno`.
+type Failed = (&'static str, Errno);
 
 /// Whether ownership changes may be skipped (an unprivileged user cannot
 /// give files away; the tree is then owned by that user).
@@ -43,16 +48,14 @@ impl Creator {
     /// unnamed file created there with mode 0777. The umask (or a default
     /// ACL, which stands in for it) shows in the probe's mode. `None` where
     /// the probe cannot be made: every file is then given everything.
-    pub fn probe(dir: RawFd) -> Option<Creator> {
-        let fd = nix::fcntl::openat(
+    pub fn probe(dir: BorrowedFd<'_>) -> Option<Creator> {
+        let probe = sys::openat(
             Some(dir),
             ".",
             OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o777),
         )
         .ok()?;
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        let probe = unsafe { File::from_raw_fd(fd) };
         let st = nix::sys::stat::fstat(probe.as_raw_fd()).ok()?;
         Some(Creator {
             uid: st.st_uid,
@@ -93,96 +96,96 @@ impl Creator {
 }
 
 /// Sets owner, mode, xattrs and mtime on an open file or directory.
-pub(crate) fn apply_to_file(file: &File, entry: &Entry) -> Result<(), (&'static str, Errno)> {
-    apply(file, entry, None)
+pub(crate) fn apply_to_file(fd: BorrowedFd<'_>, entry: &Entry) -> Result<(), Failed> {
+    apply(fd, entry, None)
 }
 
 /// [`apply_to_file`] for a file just created by `creator` with
 /// [`Creator::create_mode`], in a directory without the set-group-ID bit.
 pub(crate) fn apply_to_created(
-    file: &File,
+    fd: BorrowedFd<'_>,
     entry: &Entry,
     creator: &Creator,
-) -> Result<(), (&'static str, Errno)> {
-    apply(file, entry, Some(creator))
+) -> Result<(), Failed> {
+    apply(fd, entry, Some(creator))
 }
 
-fn apply(
-    file: &File,
-    entry: &Entry,
-    creator: Option<&Creator>,
-) -> Result<(), (&'static str, Errno)> {
-    let fd = file.as_raw_fd();
+/// The owner `entry` names.
+fn owner(entry: &Entry) -> (Option<Uid>, Option<Gid>) {
+    (
+        Some(Uid::from_raw(entry.uid)),
+        Some(Gid::from_raw(entry.gid)),
+    )
+}
+
+/// The mode `entry` names.
+fn mode(entry: &Entry) -> Mode {
+    Mode::from_bits_truncate(entry.mode as libc::mode_t)
+}
+
+/// A chown that failed only because this user may not give files away.
+fn chown_result(r: nix::Result<()>) -> Result<(), Failed> {
+    match r {
+        Err(e) if !may_skip_chown(e) => Err(("chown", e)),
+        _ => Ok(()),
+    }
+}
+
+fn apply(fd: BorrowedFd<'_>, entry: &Entry, creator: Option<&Creator>) -> Result<(), Failed> {
+    let raw = fd.as_raw_fd();
     let owned = creator.is_some_and(|c| c.owns(entry));
     if !owned {
-        // SAFETY: plain syscalls on a descriptor we hold open.
-        let r = unsafe { libc::fchown(fd, entry.uid, entry.gid) };
-        if r != 0 {
-            let e = Errno::last();
-            if !may_skip_chown(e) {
-                return Err(("chown", e));
-            }
-        }
+        let (uid, gid) = owner(entry);
+        chown_result(fchown(raw, uid, gid))?;
     }
     // A chown clears the set-user-ID and set-group-ID bits, so the mode
     // comes after it; without a chown the created mode may already be it.
     if !owned || !creator.is_some_and(|c| c.gives_mode(entry)) {
-        // SAFETY: as above.
-        if unsafe { libc::fchmod(fd, entry.mode as libc::mode_t) } != 0 {
-            return Err(("chmod", Errno::last()));
-        }
+        fchmod(raw, mode(entry)).map_err(|e| ("chmod", e))?;
     }
+    set_xattrs(entry, |name, value| sys::fsetxattr(fd, name, value))?;
+    let t = time(entry);
+    futimens(raw, &t, &t).map_err(|e| ("utimens", e))
+}
+
+/// Sets the entry's xattrs with `set`, skipping those an unprivileged
+/// user or the filesystem cannot take.
+fn set_xattrs(
+    entry: &Entry,
+    set: impl Fn(&std::ffi::CStr, &[u8]) -> nix::Result<()>,
+) -> Result<(), Failed> {
     // Manifests imported before such xattrs were dropped may hold them.
     for Xattr { name, value } in entry.xattrs.iter().filter(|x| !never_written(&x.name)) {
         let cname =
             std::ffi::CString::new(name.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
-        // SAFETY: the name is NUL-terminated, the value pointer and length
-        // describe a live slice.
-        let r =
-            unsafe { libc::fsetxattr(fd, cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-        if r != 0 {
-            let e = Errno::last();
-            if !may_skip_xattr(name, e) {
-                return Err(("setxattr", e));
-            }
+        match set(&cname, value) {
+            Err(e) if !may_skip_xattr(name, e) => return Err(("setxattr", e)),
+            _ => {}
         }
     }
-    set_mtime_fd(fd, entry)
+    Ok(())
 }
 
-fn times(entry: &Entry) -> [libc::timespec; 2] {
-    let t = libc::timespec {
-        tv_sec: entry.mtime as libc::time_t,
-        tv_nsec: entry.mtime_nsec as libc::c_long,
-    };
-    [t, t]
+/// The entry's modification time, which its access time takes too.
+fn time(entry: &Entry) -> TimeSpec {
+    TimeSpec::new(
+        entry.mtime as libc::time_t,
+        entry.mtime_nsec as libc::c_long,
+    )
 }
 
 /// Sets only the times of `slot` (a directory that has everything else).
-pub(crate) fn set_times_at(slot: &Slot, entry: &Entry) -> Result<(), (&'static str, Errno)> {
-    let t = times(entry);
-    // SAFETY: `t` lives across the call; NUL-terminated name, open fd.
-    let r = unsafe {
-        libc::utimensat(
-            slot.dir.as_raw_fd(),
-            slot.name.as_ptr(),
-            t.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
-        return Err(("utimens", Errno::last()));
-    }
-    Ok(())
-}
-
-fn set_mtime_fd(fd: i32, entry: &Entry) -> Result<(), (&'static str, Errno)> {
-    let t = times(entry);
-    // SAFETY: `t` lives across the call.
-    if unsafe { libc::futimens(fd, t.as_ptr()) } != 0 {
-        return Err(("utimens", Errno::last()));
-    }
-    Ok(())
+pub(crate) fn set_times_at(slot: &Slot, entry: &Entry) -> Result<(), Failed> {
+    let t = time(entry);
+    let dir = Some(slot.dir.as_raw_fd());
+    utimensat(
+        dir,
+        slot.name.as_c_str(),
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ("utimens", e))
 }
 
 /// Sets owner, xattrs and mtime on a symlink or device node, through its
@@ -193,50 +196,19 @@ pub(crate) fn apply_to_slot(
     slot: &Slot,
     entry: &Entry,
     creator: Option<&Creator>,
-) -> Result<(), (&'static str, Errno)> {
-    let dir = slot.dir.as_raw_fd();
-    let name = slot.name.as_ptr();
+) -> Result<(), Failed> {
+    let dir = Some(slot.dir.as_raw_fd());
+    let name = slot.name.as_c_str();
     if !creator.is_some_and(|c| c.owns(entry)) {
-        // SAFETY: `name` is a live NUL-terminated string, `dir` an open fd.
-        let r =
-            unsafe { libc::fchownat(dir, name, entry.uid, entry.gid, libc::AT_SYMLINK_NOFOLLOW) };
-        if r != 0 {
-            let e = Errno::last();
-            if !may_skip_chown(e) {
-                return Err(("chown", e));
-            }
-        }
+        let (uid, gid) = owner(entry);
+        chown_result(fchownat(dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW))?;
     }
     if entry.kind != EntryKind::Symlink {
-        // SAFETY: as above; device nodes and fifos are not symlinks.
-        if unsafe { libc::fchmodat(dir, name, entry.mode as libc::mode_t, 0) } != 0 {
-            return Err(("chmod", Errno::last()));
-        }
+        // Device nodes and fifos are not symlinks: following is harmless.
+        fchmodat(dir, name, mode(entry), FchmodatFlags::FollowSymlink).map_err(|e| ("chmod", e))?;
     }
     let path = slot.proc_path();
-    for Xattr { name: key, value } in entry.xattrs.iter().filter(|x| !never_written(&x.name)) {
-        let ckey = std::ffi::CString::new(key.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
-        // SAFETY: NUL-terminated strings and a live value slice.
-        let r = unsafe {
-            libc::lsetxattr(
-                path.as_ptr(),
-                ckey.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r != 0 {
-            let e = Errno::last();
-            if !may_skip_xattr(key, e) {
-                return Err(("setxattr", e));
-            }
-        }
-    }
-    let t = times(entry);
-    // SAFETY: as above.
-    if unsafe { libc::utimensat(dir, name, t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(("utimens", Errno::last()));
-    }
-    Ok(())
+    set_xattrs(entry, |key, value| sys::lsetxattr(&path, key, value))?;
+    let t = time(entry);
+    utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| ("utimens", e))
 }

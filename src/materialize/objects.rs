@@ -20,15 +20,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
-use nix::fcntl::OFlag;
+use nix::errno::Errno;
+use nix::fcntl::{copy_file_range, AtFlags, OFlag};
 use nix::sys::stat::Mode;
+use nix::unistd::linkat;
 
 use super::jail::Slot;
 use crate::chunks::ChunkReader;
@@ -36,9 +37,8 @@ use crate::durable;
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::Entry;
-
-/// `FICLONE` from linux/fs.h: `_IOW(0x94, 9, int)`.
-const FICLONE: libc::c_ulong = 0x4004_9409;
+use crate::poison::Unpoisoned;
+use crate::sys;
 
 const UNKNOWN: u8 = 0;
 const YES: u8 = 1;
@@ -76,6 +76,15 @@ pub(crate) struct ObjectCache {
     /// Shared `objects/.lock`: `gc` sweeps objects (and builders' leftover
     /// temporary trees) only while no builder holds it.
     _lock: Flock,
+}
+
+/// `objects/tmp/`: named files of builders where the filesystem has no
+/// `O_TMPFILE`; every other directory of `objects/` is a shard.
+pub(crate) const TMP: &str = "tmp";
+
+/// The directory of builders' named temporary files under `dir`.
+pub(crate) fn tmp_dir(dir: &Path) -> PathBuf {
+    dir.join(TMP)
 }
 
 /// The lock builders hold shared and the object sweep exclusively.
@@ -141,7 +150,7 @@ fn metadata_key(entry: &Entry) -> String {
 impl ObjectCache {
     /// Opens (creating) the cache under `dir`.
     pub fn open(dir: &Path) -> Result<ObjectCache> {
-        let tmp = dir.join("tmp");
+        let tmp = tmp_dir(dir);
         durable::create_dir_all(&tmp)?;
         let dir_fd = File::open(dir).at("open", dir)?.into();
         Ok(ObjectCache {
@@ -177,24 +186,18 @@ impl ObjectCache {
     /// object, if the cache has one.
     pub fn link_to(&self, link: &LinkName, slot: &Slot) -> Result<Linked> {
         let name = &link.relative;
-        // SAFETY: NUL-terminated names relative to open directories.
-        let r = unsafe {
-            libc::linkat(
-                self.dir_fd.as_raw_fd(),
-                name.as_ptr(),
-                slot.dir.as_raw_fd(),
-                slot.name.as_ptr(),
-                0,
-            )
-        };
-        if r == 0 {
-            return Ok(Linked::Done);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOENT) => Ok(Linked::Missing),
-            Some(libc::EMLINK) => Ok(Linked::Full),
-            _ => Err(e).at("link", &self.dir.join(name.to_string_lossy().as_ref())),
+        let linked = linkat(
+            Some(self.dir_fd.as_raw_fd()),
+            name.as_c_str(),
+            Some(slot.dir.as_raw_fd()),
+            slot.name.as_c_str(),
+            AtFlags::empty(),
+        );
+        match linked {
+            Ok(()) => Ok(Linked::Done),
+            Err(Errno::ENOENT) => Ok(Linked::Missing),
+            Err(Errno::EMLINK) => Ok(Linked::Full),
+            Err(e) => Err(e).at("link", &self.dir.join(name.to_string_lossy().as_ref())),
         }
     }
 
@@ -202,22 +205,14 @@ impl ObjectCache {
     /// metadata, that entry's hardlink object `link` unless there is one.
     pub fn adopt(&self, link: &LinkName, slot: &Slot) -> Result<()> {
         let name = &link.relative;
-        let try_link = || {
-            // SAFETY: NUL-terminated names relative to open directories.
-            let r = unsafe {
-                libc::linkat(
-                    slot.dir.as_raw_fd(),
-                    slot.name.as_ptr(),
-                    self.dir_fd.as_raw_fd(),
-                    name.as_ptr(),
-                    0,
-                )
-            };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+        let try_link = || -> std::io::Result<()> {
+            Ok(linkat(
+                Some(slot.dir.as_raw_fd()),
+                slot.name.as_c_str(),
+                Some(self.dir_fd.as_raw_fd()),
+                name.as_c_str(),
+                AtFlags::empty(),
+            )?)
         };
         let path = || self.dir.join(name.to_string_lossy().as_ref());
         let linked = match try_link() {
@@ -232,7 +227,7 @@ impl ObjectCache {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).at("link", &path()),
         }
-        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shards = self.shards.lock_unpoisoned();
         if let Some(names) = shards.get_mut(link.shard()) {
             names.insert(link.name.clone());
         }
@@ -251,22 +246,21 @@ impl ObjectCache {
                 .collect()
         });
         names.iter().find_map(|name| {
-            let fd = nix::fcntl::openat(
-                Some(self.dir_fd.as_raw_fd()),
+            let fd = sys::openat(
+                Some(self.dir_fd.as_fd()),
                 format!("{shard}/{name}").as_str(),
                 OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
             .ok()?;
-            // SAFETY: openat returned a new descriptor that nothing else owns.
-            Some(unsafe { File::from_raw_fd(fd) })
+            Some(File::from(fd))
         })
     }
 
     /// Runs `f` on the names in `shard`, listed when first needed (without
     /// the lock, which the other builder threads need meanwhile).
     fn with_shard<T>(&self, shard: &str, f: impl FnOnce(&mut BTreeSet<String>) -> T) -> T {
-        let lock = || self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || self.shards.lock_unpoisoned();
         let listed = lock().contains_key(shard);
         let listing = (!listed).then(|| {
             fs::read_dir(self.dir.join(shard))
@@ -291,7 +285,7 @@ impl ObjectCache {
     /// `linkat` per file in a cold build; an object another process links
     /// meanwhile is only not shared.
     pub fn known_missing(&self, link: &LinkName) -> bool {
-        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let shards = self.shards.lock_unpoisoned();
         shards
             .get(link.shard())
             .is_some_and(|names| !names.contains(&link.name))
@@ -343,11 +337,8 @@ impl ObjectCache {
             return Ok(path);
         }
         let pending = self.write(&path, entry, reader)?;
-        super::meta::apply_to_file(&pending.file, entry).map_err(|(op, e)| Error::Io {
-            op,
-            path: path.clone(),
-            source: e.into(),
-        })?;
+        super::meta::apply_to_file(pending.file.as_fd(), entry)
+            .map_err(|(op, e)| Error::io(op, &path, e))?;
         self.publish(pending, &path)?;
         Ok(path)
     }
@@ -395,25 +386,16 @@ impl ObjectCache {
         let linked = match &pending.tmp {
             None => {
                 let source = format!("/proc/self/fd/{}", pending.file.as_raw_fd());
-                let source = CString::new(source).expect("no NUL");
-                let target =
-                    CString::new(path.as_os_str().as_bytes()).expect("no NUL in object paths");
-                // SAFETY: NUL-terminated paths; AT_SYMLINK_FOLLOW links the
-                // open unnamed file the proc link stands for.
-                let r = unsafe {
-                    libc::linkat(
-                        libc::AT_FDCWD,
-                        source.as_ptr(),
-                        libc::AT_FDCWD,
-                        target.as_ptr(),
-                        libc::AT_SYMLINK_FOLLOW,
-                    )
-                };
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
+                // AT_SYMLINK_FOLLOW links the open unnamed file the proc
+                // link stands for.
+                linkat(
+                    None,
+                    Path::new(&source),
+                    None,
+                    path,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .map_err(std::io::Error::from)
             }
             Some(tmp) => {
                 let linked = fs::hard_link(tmp, path);
@@ -433,21 +415,20 @@ impl ObjectCache {
     pub fn clone_into(&self, src: &Path, dst: &mut File) -> Result<()> {
         let source = File::open(src).at("open", src)?;
         if self.reflinks.load(Ordering::Relaxed) != NO {
-            // SAFETY: both descriptors are open for the whole call.
-            let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
-            if r == 0 {
-                self.reflinks.store(YES, Ordering::Relaxed);
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP)
-                | Some(libc::ENOTTY)
-                | Some(libc::EXDEV)
-                | Some(libc::EINVAL) => {
+            match sys::ficlone(dst, &source) {
+                Ok(()) => {
+                    self.reflinks.store(YES, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EXDEV | libc::EINVAL)
+                    ) =>
+                {
                     self.reflinks.store(NO, Ordering::Relaxed);
                 }
-                _ => return Err(e).at("clone", src),
+                Err(e) => return Err(e).at("clone", src),
             }
         }
         let mut source = source;
@@ -487,9 +468,7 @@ impl ObjectCache {
                 .create_new(true)
                 .mode(durable::FILE_MODE)
                 .open(&b)?;
-            // SAFETY: both descriptors are open for the whole call.
-            let r = unsafe { libc::ioctl(target.as_raw_fd(), FICLONE as _, source.as_raw_fd()) };
-            Ok(r == 0)
+            Ok(sys::ficlone(&target, &source).is_ok())
         })();
         let _ = fs::remove_file(&a);
         let _ = fs::remove_file(&b);
@@ -506,22 +485,11 @@ fn copy_range(source: &File, target: &File, len: u64) -> bool {
     let mut left = len;
     while left > 0 {
         let step = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
-        // SAFETY: both descriptors are open for the whole call; null
-        // offsets use and advance the files' own.
-        let n = unsafe {
-            libc::copy_file_range(
-                source.as_raw_fd(),
-                std::ptr::null_mut(),
-                target.as_raw_fd(),
-                std::ptr::null_mut(),
-                step,
-                0,
-            )
-        };
-        if n <= 0 {
-            return false;
+        // No offsets: the files' own are used and advanced.
+        match copy_file_range(source, None, target, None, step) {
+            Ok(n) if n > 0 => left = left.saturating_sub(n as u64),
+            _ => return false,
         }
-        left = left.saturating_sub(n as u64);
     }
     true
 }

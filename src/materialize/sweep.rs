@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::objects::{content_key, lock_path};
+use super::objects::{self, content_key, lock_path};
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::{EntryKind, LayerManifest};
@@ -70,7 +70,7 @@ pub fn sweep_objects(
     let mut swept = ObjectSweep::default();
     for_each_object(objects_dir, |shard, entry, meta| {
         let object = entry.file_name().to_string_lossy().into_owned();
-        let keep = shard != "tmp"
+        let keep = shard != objects::TMP
             && match object.split_once('-') {
                 Some(_) => meta.nlink() > 1,
                 None => wanted.contains(&object),
@@ -96,7 +96,7 @@ pub fn sweep_objects(
 /// went down. Named files of builders at work (`objects/tmp/`) are left.
 pub fn purge_objects_since(objects_dir: &Path, since: i64) -> Result<()> {
     for_each_object(objects_dir, |shard, entry, meta| {
-        if shard != "tmp" && meta.ctime() >= since {
+        if shard != objects::TMP && meta.ctime() >= since {
             crate::durable::remove_file(&entry.path())?;
         }
         Ok(())

@@ -8,6 +8,7 @@ use base64::Engine;
 
 use super::containers::find_container;
 use super::item::{find, Item, Kind};
+use super::layout;
 use super::records::RecordFile;
 use super::Store;
 use crate::durable;
@@ -22,7 +23,8 @@ pub(crate) fn file_name(key: &str) -> String {
         && key
             .bytes()
             .all(|b| b == b'.' || b.is_ascii_digit() || b.is_ascii_lowercase())
-        && !matches!(key, "." | ".." | "userdata");
+        && !matches!(key, "." | "..")
+        && key != layout::USERDATA;
     if plain {
         key.to_string()
     } else {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::layers::{now, Layer};
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
@@ -182,7 +183,7 @@ impl Store {
     /// `<graphroot>/<drv>-containers/<id>/userdata`, created if missing.
     pub fn container_dir(&self, arg: &str) -> Result<PathBuf> {
         let id = self.container(arg)?.id;
-        let dir = self.item_dir(Kind::Container, &id).join("userdata");
+        let dir = self.item_dir(Kind::Container, &id).join(layout::USERDATA);
         durable::create_dir_all(&dir)?;
         Ok(dir)
     }
@@ -190,7 +191,9 @@ impl Store {
     /// `<runroot>/<drv>-containers/<id>/userdata`, created if missing.
     pub fn container_run_dir(&self, arg: &str) -> Result<PathBuf> {
         let id = self.container(arg)?.id;
-        let dir = self.item_run_dir(Kind::Container, &id).join("userdata");
+        let dir = self
+            .item_run_dir(Kind::Container, &id)
+            .join(layout::USERDATA);
         durable::create_dir_all(&dir)?;
         Ok(dir)
     }

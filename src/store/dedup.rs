@@ -15,17 +15,19 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
 use crate::manifest::{EntryKind, Sha256};
+use crate::materialize;
+use crate::sys::{self, Deduped};
 
 /// How `dedup` finds identical files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,13 +68,6 @@ pub struct DedupReport {
     pub shared: u64,
 }
 
-/// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct file_dedupe_range)`.
-const FIDEDUPERANGE: libc::c_ulong = 0xC018_9436;
-/// `FS_IOC_FIEMAP` from linux/fs.h: `_IOWR('f', 11, struct fiemap)`.
-const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
-const FIEMAP_FLAG_SYNC: u32 = 1;
-const FILE_DEDUPE_RANGE_SAME: i32 = 0;
-const FILE_DEDUPE_RANGE_DIFFERS: i32 = 1;
 /// The kernel dedupes at most this much per call.
 const DEDUPE_STEP: u64 = 16 << 20;
 /// Distinct contents tried per group of candidates (a size group may hold
@@ -81,25 +76,6 @@ const MAX_REPRESENTATIVES: usize = 8;
 /// `EINVAL`s on a filesystem that never deduped anything before it is
 /// taken as unable to.
 const INVALID_LIMIT: u32 = 4;
-
-#[repr(C)]
-struct DedupeRange {
-    src_offset: u64,
-    src_length: u64,
-    dest_count: u16,
-    reserved1: u16,
-    reserved2: u32,
-    info: [DedupeRangeInfo; 1],
-}
-
-#[repr(C)]
-struct DedupeRangeInfo {
-    dest_fd: i64,
-    dest_offset: u64,
-    bytes_deduped: u64,
-    status: i32,
-    reserved: u32,
-}
 
 /// A regular file that may share its content.
 #[derive(Clone, Debug)]
@@ -187,21 +163,22 @@ impl Store {
             .filter(|l| self.is_materialized(&l.id))
             .map(|l| self.layer_content_dir(&l.id))
             .collect();
-        let objects = self.graph_root().join("objects");
+        let objects = layout::objects_dir(self.graph_root());
+        let objects_tmp = materialize::objects_tmp_dir(&objects);
         if objects.is_dir() {
             roots.push(objects.clone());
         }
         let mut seen = HashSet::new();
         let mut files = Vec::new();
         for root in &roots {
-            collect_files(root, &objects.join("tmp"), &mut seen, &mut files);
+            collect_files(root, &objects_tmp, &mut seen, &mut files);
         }
         let mut devices: HashMap<u64, Device> = HashMap::new();
         // One probe on the graph root's filesystem spares hashing every
         // file of a filesystem that cannot dedupe at all.
         // Scratch files go where `gc` clears leftovers when it can.
-        let scratch = if objects.join("tmp").is_dir() {
-            objects.join("tmp")
+        let scratch = if objects_tmp.is_dir() {
+            objects_tmp.clone()
         } else {
             self.graph_root().to_path_buf()
         };
@@ -215,85 +192,89 @@ impl Store {
             }
         }
         files.retain(|f| !devices.get(&f.dev).is_some_and(|d| d.unsupported));
-
-        // Candidates: same filesystem and size, then (by method) same hash.
-        let mut by_size: HashMap<(u64, u64), Vec<Candidate>> = HashMap::new();
-        for f in files {
-            by_size.entry((f.dev, f.size)).or_default().push(f);
-        }
-        let groups: Vec<Vec<Candidate>> = by_size.into_values().filter(|g| g.len() > 1).collect();
-        let groups: Vec<Vec<Candidate>> = match method {
-            HashMethod::Size => groups,
-            HashMethod::Crc | HashMethod::Sha256 => {
-                let hashed: Vec<(Vec<u8>, Candidate)> = groups
-                    .into_par_iter()
-                    .flatten()
-                    .filter_map(|f| {
-                        let key = content_hash(&f.path, method)?;
-                        Some((
-                            [
-                                f.dev.to_le_bytes().to_vec(),
-                                f.size.to_le_bytes().to_vec(),
-                                key,
-                            ]
-                            .concat(),
-                            f,
-                        ))
-                    })
-                    .collect();
-                let mut by_hash: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
-                for (key, f) in hashed {
-                    by_hash.entry(key).or_default().push(f);
-                }
-                by_hash.into_values().filter(|g| g.len() > 1).collect()
-            }
-        };
-
-        let mut total = 0u64;
-        for mut group in groups {
-            group.sort_by(|a, b| a.path.cmp(&b.path));
-            let dev = group[0].dev;
-            let mut reps: Vec<&Candidate> = Vec::new();
-            for f in &group {
-                if devices.get(&dev).is_some_and(|d| d.unsupported) {
-                    break;
-                }
-                let mut placed = false;
-                for rep in &reps {
-                    let outcome = dedupe_pair(rep, f);
-                    let device = devices.entry(dev).or_default();
-                    match outcome {
-                        Outcome::Same(n) => {
-                            total += n;
-                            device.worked = true;
-                            placed = true;
-                        }
-                        Outcome::AlreadyShared => placed = true,
-                        Outcome::Differs(n) => {
-                            total += n;
-                            continue;
-                        }
-                        Outcome::Unsupported => {
-                            if device.worked {
-                                placed = true;
-                            } else {
-                                device.invalid += 1;
-                                if device.invalid >= INVALID_LIMIT {
-                                    device.unsupported = true;
-                                }
-                            }
-                        }
-                        Outcome::Skip => placed = true,
-                    }
-                    break;
-                }
-                if !placed && reps.len() < MAX_REPRESENTATIVES {
-                    reps.push(f);
-                }
-            }
-        }
+        let total = candidate_groups(files, method)
+            .into_iter()
+            .map(|group| dedupe_group(group, &mut devices))
+            .sum();
         Ok(total)
     }
+}
+
+/// The groups of files that may be identical: same filesystem and size,
+/// then (by method) same hash.
+fn candidate_groups(files: Vec<Candidate>, method: HashMethod) -> Vec<Vec<Candidate>> {
+    let mut by_size: HashMap<(u64, u64), Vec<Candidate>> = HashMap::new();
+    for f in files {
+        by_size.entry((f.dev, f.size)).or_default().push(f);
+    }
+    let groups = by_size.into_values().filter(|g| g.len() > 1);
+    if method == HashMethod::Size {
+        return groups.collect();
+    }
+    let hashed: Vec<(Vec<u8>, Candidate)> = groups
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .flatten()
+        .filter_map(|f| {
+            let key = content_hash(&f.path, method)?;
+            let key = [&f.dev.to_le_bytes()[..], &f.size.to_le_bytes(), &key].concat();
+            Some((key, f))
+        })
+        .collect();
+    let mut by_hash: HashMap<Vec<u8>, Vec<Candidate>> = HashMap::new();
+    for (key, f) in hashed {
+        by_hash.entry(key).or_default().push(f);
+    }
+    by_hash.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// Shares the files of one group with the first of their contents (a
+/// few representatives are tried, the group may hold different files);
+/// returns the bytes the kernel deduped. What the kernel says of the
+/// group's filesystem is noted in `devices`.
+fn dedupe_group(mut group: Vec<Candidate>, devices: &mut HashMap<u64, Device>) -> u64 {
+    group.sort_by(|a, b| a.path.cmp(&b.path));
+    let dev = group[0].dev;
+    let mut total = 0;
+    let mut reps: Vec<&Candidate> = Vec::new();
+    for f in &group {
+        if devices.get(&dev).is_some_and(|d| d.unsupported) {
+            break;
+        }
+        let mut placed = false;
+        for rep in &reps {
+            let outcome = dedupe_pair(rep, f);
+            let device = devices.entry(dev).or_default();
+            match outcome {
+                Outcome::Same(n) => {
+                    total += n;
+                    device.worked = true;
+                    placed = true;
+                }
+                Outcome::AlreadyShared => placed = true,
+                Outcome::Differs(n) => {
+                    total += n;
+                    continue;
+                }
+                Outcome::Unsupported => {
+                    if device.worked {
+                        placed = true;
+                    } else {
+                        device.invalid += 1;
+                        if device.invalid >= INVALID_LIMIT {
+                            device.unsupported = true;
+                        }
+                    }
+                }
+                Outcome::Skip => placed = true,
+            }
+            break;
+        }
+        if !placed && reps.len() < MAX_REPRESENTATIVES {
+            reps.push(f);
+        }
+    }
+    total
 }
 
 /// Regular, non-empty files below `root`, one path per inode, not
@@ -409,50 +390,25 @@ fn dedupe_pair(src: &Candidate, dst: &Candidate) -> Outcome {
     let mut deduped = 0u64;
     while offset < src.size {
         let length = DEDUPE_STEP.min(src.size - offset);
-        let mut range = DedupeRange {
-            src_offset: offset,
-            src_length: length,
-            dest_count: 1,
-            reserved1: 0,
-            reserved2: 0,
-            info: [DedupeRangeInfo {
-                dest_fd: dest.as_raw_fd() as i64,
-                dest_offset: offset,
-                bytes_deduped: 0,
-                status: 0,
-                reserved: 0,
-            }],
-        };
-        // SAFETY: both descriptors are open for the whole call; `range`
-        // is a `file_dedupe_range` with room for its one `info` record.
-        let r = unsafe {
-            libc::ioctl(
-                source.as_raw_fd(),
-                FIDEDUPERANGE as _,
-                &mut range as *mut DedupeRange,
-            )
-        };
-        let status = if r != 0 {
-            -std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)
-        } else {
-            range.info[0].status
-        };
-        match status {
-            FILE_DEDUPE_RANGE_SAME => {
-                deduped += range.info[0].bytes_deduped;
+        match sys::dedupe_range(&source, &dest, offset, length) {
+            Ok(Deduped::Same(n)) => {
+                deduped += n;
                 offset += length;
             }
-            FILE_DEDUPE_RANGE_DIFFERS => return Outcome::Differs(deduped),
-            e if [libc::EOPNOTSUPP, libc::ENOTTY, libc::EINVAL].contains(&-e) => {
+            Ok(Deduped::Differs) => return Outcome::Differs(deduped),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+                ) =>
+            {
                 return if deduped > 0 {
                     Outcome::Same(deduped)
                 } else {
                     Outcome::Unsupported
                 };
             }
-            _ => {
+            Err(_) => {
                 return if deduped > 0 {
                     Outcome::Same(deduped)
                 } else {
@@ -467,36 +423,7 @@ fn dedupe_pair(src: &Candidate, dst: &Candidate) -> Outcome {
 /// The file's extents as (logical, physical, length), or `None` when the
 /// filesystem does not say (or there are too many to compare cheaply).
 fn extents(file: &File) -> Option<Vec<(u64, u64, u64)>> {
-    const HEADER: usize = 32;
-    const EXTENT: usize = 56;
-    const COUNT: usize = 64;
-    // u64 words keep the buffer aligned for the kernel's structures.
-    let mut buf = vec![0u64; (HEADER + COUNT * EXTENT) / 8];
-    buf[0] = 0; // fm_start
-    buf[1] = u64::MAX; // fm_length
-                       // fm_flags (low half) and fm_mapped_extents (high half).
-    buf[2] = FIEMAP_FLAG_SYNC as u64;
-    // fm_extent_count (low half) and fm_reserved.
-    buf[3] = COUNT as u64;
-    // SAFETY: the buffer holds a `struct fiemap` followed by room for
-    // `COUNT` extents, as `fm_extent_count` tells the kernel.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP as _, buf.as_mut_ptr()) };
-    if r != 0 {
-        return None;
-    }
-    let mapped = (buf[2] >> 32) as usize;
-    if mapped >= COUNT {
-        return None;
-    }
-    let words_per_extent = EXTENT / 8;
-    Some(
-        (0..mapped)
-            .map(|i| {
-                let at = HEADER / 8 + i * words_per_extent;
-                (buf[at], buf[at + 1], buf[at + 2])
-            })
-            .collect(),
-    )
+    sys::extents(file, 64)
 }
 
 /// CRC-32 (IEEE, as zlib and Go's `hash/crc32` compute it).

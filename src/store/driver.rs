@@ -86,13 +86,13 @@ impl Store {
             return out;
         }
         let dir = &dirs[0];
-        for scratch in ["work", "merged"] {
+        for scratch in [layout::WORK, layout::MERGED] {
             let path = dir.join(scratch);
             if let Some(what) = not_a_directory(&path) {
                 out.push(Misplaced::new(&path, what, false));
             }
         }
-        let link_file = dir.join("link");
+        let link_file = dir.join(layout::LINK);
         if fs::symlink_metadata(&link_file).is_ok_and(|m| !m.is_file()) {
             out.push(Misplaced::new(&link_file, "not a regular file", false));
         } else if let Ok(short) = self.short_link(id) {
@@ -128,7 +128,7 @@ impl Store {
                     let inside = matches!(
                         parts.as_slice(),
                         [std::path::Component::ParentDir, std::path::Component::Normal(_), std::path::Component::Normal(d)]
-                            if *d == "diff"
+                            if *d == layout::DIFF
                     );
                     if !inside {
                         out.push(Misplaced::new(&path, "a symlink", false));
@@ -174,7 +174,7 @@ impl Store {
     }
 
     pub(super) fn materializer(&self) -> Result<Materializer<'_>> {
-        Materializer::new(&self.pool, &self.graph_root().join("objects"))
+        Materializer::new(&self.pool, &layout::objects_dir(self.graph_root()))
     }
 
     fn sealed_manifest(&self, layer: &Layer) -> Result<crate::manifest::LayerManifest> {
@@ -214,7 +214,7 @@ impl Store {
         for (i, layer) in chain.iter().enumerate() {
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
-            let diff = dir.join("diff");
+            let diff = dir.join(layout::DIFF);
             // Never mount or build through what is not our directory: a
             // sealed layer's is a cache, removed here and built again; a
             // live layer's content is gone.
@@ -227,7 +227,7 @@ impl Store {
                     fs::remove_file(path).at("remove", path)?;
                 }
             }
-            for scratch in ["work", "merged"] {
+            for scratch in [layout::WORK, layout::MERGED] {
                 let path = dir.join(scratch);
                 if not_a_directory(&path).is_some() {
                     fs::remove_file(&path).at("remove", &path)?;
@@ -238,7 +238,8 @@ impl Store {
                 // directory of its own, or is not named right) is rebuilt.
                 let base = self.stacked_on(&layer.id);
                 if !base.is_some_and(|b| self.is_materialized(&b)) {
-                    drop_dir(&diff)?;
+                    // The next mount builds it again.
+                    durable::remove_dir_aside(&diff)?;
                 }
             }
             // A build's marker covers what is written for its layer (the
@@ -287,8 +288,8 @@ impl Store {
                 }
             }
             let flush = flush_for(&unsynced);
-            durable::create_dir_all_flushed(&dir.join("work"), flush)?;
-            durable::create_dir_all_flushed(&dir.join("merged"), flush)?;
+            durable::create_dir_all_flushed(&dir.join(layout::WORK), flush)?;
+            durable::create_dir_all_flushed(&dir.join(layout::MERGED), flush)?;
             self.ensure_link(&layer.id, flush)?;
             if let Some(base) = self.stacked_on(&layer.id) {
                 // Mounts reach the base's directory by its short link.
@@ -312,7 +313,7 @@ impl Store {
             let _ = fs::remove_file(&link);
             return std::os::unix::fs::symlink(&target, &link).at("symlink", &link);
         }
-        let link_file = self.driver_dir().join(id).join("link");
+        let link_file = self.driver_dir().join(id).join(layout::LINK);
         let short = short_name();
         let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
         let _ = fs::remove_file(&link);
@@ -381,7 +382,7 @@ impl Store {
     /// The short link name of a layer (`<graphroot>/overlay/<id>/link`,
     /// which must be a regular file).
     pub(crate) fn short_link(&self, id: &str) -> Result<String> {
-        let path = self.driver_dir().join(id).join("link");
+        let path = self.driver_dir().join(id).join(layout::LINK);
         let mut short = String::new();
         fs::OpenOptions::new()
             .read(true)
@@ -546,16 +547,6 @@ fn flush_for(unsynced: &Option<super::unsynced::Unsynced>) -> Flush {
         Some(_) => Flush::Later,
         None => Flush::Now,
     }
-}
-
-/// Removes a materialized directory so that nothing ever sees it half
-/// removed: renamed away first (the next mount builds it again), then
-/// deleted.
-pub(super) fn drop_dir(dir: &Path) -> Result<()> {
-    let away = durable::temp_sibling(dir);
-    fs::rename(dir, &away).at("rename", dir)?;
-    let _ = fs::remove_dir_all(&away);
-    Ok(())
 }
 
 /// A random 26-character short name, as upstream's overlay driver uses.

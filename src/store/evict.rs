@@ -8,12 +8,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::layers::Layer;
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
@@ -29,13 +31,13 @@ pub struct Evicted {
 
 impl Store {
     fn used_stamp(&self, id: &str) -> PathBuf {
-        self.driver_dir().join(".used").join(id)
+        self.driver_dir().join(layout::USED_STAMPS).join(id)
     }
 
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        if super::driver::own_dir(&self.driver_dir().join(".used")).is_err() {
+        if super::driver::own_dir(&self.driver_dir().join(layout::USED_STAMPS)).is_err() {
             return;
         }
         for layer in chain {
@@ -112,10 +114,9 @@ impl Store {
                     continue;
                 }
                 evicted.layers += 1;
-                evicted.bytes += super::gc::unshared_bytes(&dir);
+                evicted.bytes += unshared_bytes(&dir);
                 if !dry_run {
-                    let away = durable::temp_sibling(&dir);
-                    if fs::rename(&dir, &away).is_ok() {
+                    if let Ok(away) = durable::rename_aside(&dir) {
                         doomed.push(away);
                         let _ = fs::remove_file(self.base_file(&layer.id));
                         if let Some(base) = stacking.get(&layer.id) {
@@ -134,4 +135,26 @@ impl Store {
         }
         Ok(evicted)
     }
+}
+
+/// The allocated bytes of a file or tree that no other name shares
+/// (a hardlinked file is counted where its last name goes).
+pub(super) fn unshared_bytes(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = if meta.is_dir() || meta.nlink() == 1 {
+        meta.blocks() * 512
+    } else {
+        0
+    };
+    if !meta.is_dir() {
+        return own;
+    }
+    own + fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| unshared_bytes(&e.path()))
+        .sum::<u64>()
 }

@@ -24,20 +24,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::driver::short_link_target;
-use super::evict::Evicted;
+use super::evict::{unshared_bytes, Evicted};
 use super::layers::Layer;
 use super::layout;
 use super::lock::ProcessMarker;
 use super::pool_users::LayerSet;
 use super::{Kind, Store};
 use crate::chunks::{ChunkId, SweepReport};
+use crate::durable;
 use crate::error::{Error, IoContext, Result};
 use crate::flock::Flock;
 use crate::manifest::LayerManifest;
@@ -131,7 +131,7 @@ impl Store {
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         self.check_writable()?;
         let dry = options.dry_run;
-        let _one_at_a_time = Flock::exclusive(&self.graph_root().join("gc.lock"))?;
+        let _one_at_a_time = Flock::exclusive(&self.graph_root().join(layout::GC_LOCK))?;
         let mut report = GcReport {
             dry_run: dry,
             ..GcReport::default()
@@ -275,7 +275,7 @@ impl Store {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
-                if name.starts_with(".tmp-") {
+                if durable::is_temp_name(&name) {
                     // A live writer's room for the next version of a
                     // record file stays (see `RecordFile::reserve`).
                     if !ProcessMarker::is_held(&path) {
@@ -286,7 +286,7 @@ impl Store {
                     if known.contains(name.as_str()) {
                         // Temporary files of big-data writes that died.
                         for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                            if inner.file_name().to_string_lossy().starts_with(".tmp-") {
+                            if durable::is_temp_name(&inner.file_name().to_string_lossy()) {
                                 report.temporary += 1;
                                 report.freed_bytes += remove_tree(&inner.path(), report.dry_run);
                             }
@@ -311,7 +311,7 @@ impl Store {
             .into_iter()
             .filter(|n| is_id(n))
             .collect();
-        let stamps = list(&driver.join(".used"));
+        let stamps = list(&driver.join(layout::USED_STAMPS));
         let links_dir = driver.join(layout::SHORT_LINKS);
         let links = list(&links_dir);
         let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
@@ -326,7 +326,7 @@ impl Store {
             }
         }
         for id in stamps.iter().filter(|id| !known.contains(*id)) {
-            remove_tree(&driver.join(".used").join(id), report.dry_run);
+            remove_tree(&driver.join(layout::USED_STAMPS).join(id), report.dry_run);
         }
         for short in links {
             let link = links_dir.join(&short);
@@ -402,7 +402,7 @@ impl Store {
                 .filter(|(id, _)| wanted_layers.contains(*id))
                 .map(|(_, m)| m),
         );
-        let objects_dir = self.graph_root().join("objects");
+        let objects_dir = layout::objects_dir(self.graph_root());
         let guard = materialize::builders_guard(&objects_dir)?;
         // Trees builders left (only directories: `.tmp-` files beside them
         // are atomic writes in progress, such as a layer's `link`).
@@ -418,7 +418,7 @@ impl Store {
                 .map(|n| driver.join(n)),
         );
         for parent in parents {
-            for name in list(&parent).iter().filter(|n| n.starts_with(".tmp-")) {
+            for name in list(&parent).iter().filter(|n| durable::is_temp_name(n)) {
                 let path = parent.join(name);
                 if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     report.temporary += 1;
@@ -441,7 +441,7 @@ impl Store {
         report: &mut GcReport,
     ) -> Result<()> {
         let guard = self.pool().sweep_guard()?;
-        let dir = self.graph_root().join("manifests");
+        let dir = layout::manifests_dir(self.graph_root());
         let files = list(&dir);
         // Read under the sweep guard: no import of any driver is between
         // publishing its manifest and its record.
@@ -451,7 +451,7 @@ impl Store {
             .flat_map(|s| s.layers.iter().map(|l| l.id.as_str()))
             .collect();
         for name in &files {
-            if name.starts_with(".tmp-") {
+            if durable::is_temp_name(name) {
                 report.temporary += 1;
                 report.freed_bytes += remove_tree(&dir.join(name), report.dry_run);
             } else if !known.contains(name.as_str()) {
@@ -528,26 +528,4 @@ fn remove_tree(path: &Path, dry_run: bool) -> u64 {
         let _ = fs::remove_file(path).or_else(|_| fs::remove_dir_all(path));
     }
     bytes
-}
-
-/// The allocated bytes of a file or tree that no other name shares
-/// (a hardlinked file is counted where its last name goes).
-pub(crate) fn unshared_bytes(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let own = if meta.is_dir() || meta.nlink() == 1 {
-        meta.blocks() * 512
-    } else {
-        0
-    };
-    if !meta.is_dir() {
-        return own;
-    }
-    own + fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| unshared_bytes(&e.path()))
-        .sum::<u64>()
 }

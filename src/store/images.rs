@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
 use super::layers::now;
+use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::{Error, Result};
@@ -274,7 +275,7 @@ impl Store {
     /// `<graphroot>/<drv>-images/<id>/userdata`, created if missing.
     pub fn image_dir(&self, arg: &str) -> Result<PathBuf> {
         let id = self.image(arg)?.id;
-        let dir = self.item_dir(Kind::Image, &id).join("userdata");
+        let dir = self.item_dir(Kind::Image, &id).join(layout::USERDATA);
         durable::create_dir_all(&dir)?;
         Ok(dir)
     }
@@ -282,7 +283,7 @@ impl Store {
     /// `<runroot>/<drv>-images/<id>/userdata`, created if missing.
     pub fn image_run_dir(&self, arg: &str) -> Result<PathBuf> {
         let id = self.image(arg)?.id;
-        let dir = self.item_run_dir(Kind::Image, &id).join("userdata");
+        let dir = self.item_run_dir(Kind::Image, &id).join(layout::USERDATA);
         durable::create_dir_all(&dir)?;
         Ok(dir)
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{new_id, validate_name, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::layout;
 use super::lock::ProcessMarker;
 use super::Store;
 use crate::chunks::WriteGuard;
@@ -176,7 +177,7 @@ impl Store {
 
     fn marker_path(&self, id: &str) -> PathBuf {
         self.layers_dir()
-            .join(".incomplete")
+            .join(layout::INCOMPLETE)
             .join(format!("{id}.lock"))
     }
 
@@ -530,7 +531,7 @@ impl Store {
     }
 
     fn remove_orphan_markers(&self) -> Result<()> {
-        let dir = self.layers_dir().join(".incomplete");
+        let dir = self.layers_dir().join(layout::INCOMPLETE);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(());
         };
@@ -624,7 +625,7 @@ impl Store {
     }
 
     fn deleting_marker(&self, id: &str) -> PathBuf {
-        self.layers_dir().join(".deleting").join(id)
+        self.layers_dir().join(layout::DELETING).join(id)
     }
 
     /// Notes, durably, that the layers `ids` are about to lose their
@@ -636,7 +637,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let dir = self.layers_dir().join(".deleting");
+        let dir = self.layers_dir().join(layout::DELETING);
         durable::create_dir_all(&dir)?;
         for id in ids {
             let path = self.deleting_marker(id);
@@ -649,7 +650,7 @@ impl Store {
     /// record is gone are removed; a marker whose layer still has its
     /// record (the delete never happened) is dropped.
     pub(crate) fn finish_deletes(&self) -> Result<()> {
-        let dir = self.layers_dir().join(".deleting");
+        let dir = self.layers_dir().join(layout::DELETING);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(());
         };

@@ -1,5 +1,10 @@
-//! The layout's own names in the directories where item IDs live too, and
+//! The layout's own names in the directories where item IDs live too, the
+//! store's fixed directories and files (`manifests/`, `chunks/`,
+//! `objects/`, the record directories, `storage.lock`, ...), a layer's
+//! entries in the driver's directory (`diff`, `link`, `work`, ...), and
 //! the paths a layer's content takes under a graph root for each driver.
+//! What is inside `chunks/` and `objects/` is the pool's and the
+//! materializer's to name.
 //!
 //! IDs name directories and files beside the layout's own entries:
 //! `<drv>-layers/<id>` beside `layers.json` and `layers.lock` (and, as
@@ -36,6 +41,29 @@ pub(crate) const CONTAINERS_LOCK: &str = "containers.lock";
 /// The mount records in the run root's `<drv>-layers/`, and their lock.
 pub(crate) const MOUNTS_JSON: &str = "mountpoints.json";
 pub(crate) const MOUNTS_LOCK: &str = "mountpoints.lock";
+/// `<drv>-layers/.incomplete/<id>.lock`: imports in progress.
+pub(crate) const INCOMPLETE: &str = ".incomplete";
+/// `<drv>-layers/.deleting/<id>`: deletes in progress.
+pub(crate) const DELETING: &str = ".deleting";
+/// `<drv>/.used/<id>`: when a mount last used a layer's directory.
+pub(crate) const USED_STAMPS: &str = ".used";
+/// `<drv>/.unsynced/`: markers of overlay builds not yet on disk.
+pub(crate) const UNSYNCED: &str = ".unsynced";
+/// A layer's entries in `overlay/<id>/`, upstream's names: its content,
+/// its short name, the overlay work and mount directories, and the lower
+/// layers' short links; ours: the layer a delta is stacked on.
+pub(crate) const DIFF: &str = "diff";
+pub(crate) const LINK: &str = "link";
+pub(crate) const WORK: &str = "work";
+pub(crate) const MERGED: &str = "merged";
+pub(crate) const BASE: &str = "base";
+/// `<id>/userdata/` of an image or a container, in the graph and the run
+/// root.
+pub(crate) const USERDATA: &str = "userdata";
+/// `<graph>/storage.lock` (upstream's) and `<graph>/gc.lock` (one `gc`
+/// at a time).
+pub(crate) const STORAGE_LOCK: &str = "storage.lock";
+pub(crate) const GC_LOCK: &str = "gc.lock";
 
 /// Names of the driver's own entries beside layer directories.
 const DRIVER_ENTRIES: &[&str] = &[SHORT_LINKS, EMPTY_LOWER];
@@ -64,6 +92,21 @@ pub(crate) fn owns_paths(id: &str) -> bool {
     !is_reserved(id)
 }
 
+/// `<graph>/manifests/`: one manifest per sealed layer, of every driver.
+pub(crate) fn manifests_dir(graph: &Path) -> PathBuf {
+    graph.join("manifests")
+}
+
+/// `<graph>/chunks/`: the chunk pool, shared by both drivers.
+pub(crate) fn pool_dir(graph: &Path) -> PathBuf {
+    graph.join("chunks")
+}
+
+/// `<graph>/objects/`: the materializer's file objects.
+pub(crate) fn objects_dir(graph: &Path) -> PathBuf {
+    graph.join("objects")
+}
+
 /// `<graph>/<driver>`.
 pub(crate) fn driver_dir(graph: &Path, driver: &str) -> PathBuf {
     graph.join(driver)
@@ -74,7 +117,7 @@ pub(crate) fn driver_dir(graph: &Path, driver: &str) -> PathBuf {
 pub(crate) fn content_dir(graph: &Path, driver: &str, id: &str) -> PathBuf {
     match driver {
         "vfs" => driver_dir(graph, driver).join(VFS_TREES).join(id),
-        _ => driver_dir(graph, driver).join(id).join("diff"),
+        _ => driver_dir(graph, driver).join(id).join(DIFF),
     }
 }
 
@@ -90,13 +133,26 @@ pub(crate) fn layer_dirs_parent(graph: &Path, driver: &str) -> PathBuf {
 /// `<graph>/manifests/<id>`: a sealed layer's manifest, whichever
 /// driver's records hold the layer.
 pub(crate) fn manifest_path(graph: &Path, id: &str) -> PathBuf {
-    graph.join("manifests").join(id)
+    manifests_dir(graph).join(id)
 }
 
-/// `<graph>/<driver>-layers`.
-pub(crate) fn layers_dir(graph: &Path, driver: &str) -> PathBuf {
-    graph.join(format!("{driver}-layers"))
+/// `<root>/<driver>-layers`: the layer records under the graph root, the
+/// mount records under the run root.
+pub(crate) fn layers_dir(root: &Path, driver: &str) -> PathBuf {
+    root.join(format!("{driver}{LAYERS_SUFFIX}"))
 }
+
+/// `<root>/<driver>-images`.
+pub(crate) fn images_dir(root: &Path, driver: &str) -> PathBuf {
+    root.join(format!("{driver}-images"))
+}
+
+/// `<root>/<driver>-containers`.
+pub(crate) fn containers_dir(root: &Path, driver: &str) -> PathBuf {
+    root.join(format!("{driver}-containers"))
+}
+
+const LAYERS_SUFFIX: &str = "-layers";
 
 /// The drivers that have layer records under `graph`: every
 /// `<drv>-layers/` directory holding a `layers.json`, in name order.
@@ -108,7 +164,7 @@ pub(crate) fn drivers_with_layers(graph: &Path) -> Vec<String> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let driver = name.strip_suffix("-layers")?.to_string();
+            let driver = name.strip_suffix(LAYERS_SUFFIX)?.to_string();
             let records = e.path().join(LAYERS_JSON);
             (!driver.is_empty() && records.is_file()).then_some(driver)
         })
@@ -138,8 +194,13 @@ mod tests {
         for name in [
             SHORT_LINKS,
             EMPTY_LOWER,
-            ".incomplete",
-            ".tmp-1-x",
+            INCOMPLETE,
+            DELETING,
+            USED_STAMPS,
+            UNSYNCED,
+            crate::durable::temp_sibling(Path::new("x"))
+                .to_str()
+                .unwrap(),
             "volatile-layers.json",
             "3f2a.tar-split.gz",
         ] {

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use super::layers::Layer;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::manifest::{Compression, Entry, EntryKind, Extraction};
+use crate::manifest::{whiteout_target, Compression, Entry, EntryKind, Extraction};
 use crate::materialize::{self, Change, ChangeKind};
 
 impl Store {
@@ -56,7 +56,7 @@ impl Store {
         for (i, e) in m.entries.iter().enumerate() {
             let (path, kind) = match e.kind {
                 EntryKind::Whiteout if outcome.whiteouts().binary_search(&i).is_ok() => {
-                    (materialize::whiteout_path(&e.path), ChangeKind::Delete)
+                    (whiteout_target(&e.path), ChangeKind::Delete)
                 }
                 EntryKind::Whiteout | EntryKind::Opaque => continue,
                 _ if e.path.is_empty() || !outcome.kept(i) => continue,

@@ -7,13 +7,14 @@
 //! against threads of one process sharing the open file description.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Result};
-use crate::flock::flock;
+use crate::flock::{read_token, write_token};
+use crate::poison::Unpoisoned;
+use crate::sys::{flock, FlockOp};
 
 /// A lock file.
 pub(crate) struct LockFile {
@@ -42,16 +43,16 @@ impl LockFile {
 
     /// Takes the lock exclusively (for writing).
     pub fn exclusive(&self) -> Result<LockGuard<'_>> {
-        self.take(libc::LOCK_EX)
+        self.take(FlockOp::Exclusive)
     }
 
     /// Takes the lock shared (for reading).
     pub fn shared(&self) -> Result<LockGuard<'_>> {
-        self.take(libc::LOCK_SH)
+        self.take(FlockOp::Shared)
     }
 
-    fn take(&self, how: libc::c_int) -> Result<LockGuard<'_>> {
-        let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+    fn take(&self, how: FlockOp) -> Result<LockGuard<'_>> {
+        let local = self.local.lock_unpoisoned();
         flock(&self.file, how).at("lock", &self.path)?;
         Ok(LockGuard {
             lock: self,
@@ -61,27 +62,18 @@ impl LockFile {
 
     /// The token the last writer left.
     pub fn token(&self) -> Result<String> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        let mut token = String::new();
-        file.read_to_string(&mut token).at("read", &self.path)?;
-        Ok(token)
+        read_token(&self.file, &self.path)
     }
 
     /// Writes a fresh token (call with the exclusive lock held).
     pub fn touch(&self) -> Result<String> {
-        let token = durable::random_hex(16);
-        let mut file = &self.file;
-        file.set_len(0).at("truncate", &self.path)?;
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        file.write_all(token.as_bytes()).at("write", &self.path)?;
-        Ok(token)
+        write_token(&self.file, &self.path)
     }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = flock(&self.lock.file, libc::LOCK_UN);
+        let _ = flock(&self.lock.file, FlockOp::Unlock);
     }
 }
 
@@ -100,7 +92,7 @@ impl ProcessMarker {
         use std::os::unix::fs::MetadataExt;
         loop {
             let file = durable::open_store_file(path, Open::Create)?;
-            flock(&file, libc::LOCK_EX).at("lock", path)?;
+            flock(&file, FlockOp::Exclusive).at("lock", path)?;
             let locked = file.metadata().at("stat", path)?;
             match std::fs::metadata(path) {
                 Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
@@ -120,7 +112,7 @@ impl ProcessMarker {
         let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
-        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() || !orphaned() {
+        if flock(&file, FlockOp::TryExclusive).is_err() || !orphaned() {
             return false;
         }
         std::fs::remove_file(path).is_ok()
@@ -131,7 +123,7 @@ impl ProcessMarker {
         let Ok(file) = durable::open_store_file(path, Open::Write) else {
             return false;
         };
-        flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err()
+        flock(&file, FlockOp::TryExclusive).is_err()
     }
 
     /// Removes the marker (the work is done).

@@ -10,9 +10,7 @@
 //! A mount builds what it needs before it takes the mounts lock; one that
 //! then finds its layer deleted meanwhile removes what it built.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +21,7 @@ use super::layers::Layer;
 use super::layout;
 use super::Store;
 use crate::error::{Error, IoContext, Result};
+use crate::sys::FsContext;
 
 /// One mounted layer, with upstream's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,16 +33,6 @@ pub struct MountPoint {
     /// How many `mount` calls are not yet matched by `unmount`.
     pub count: u32,
 }
-
-// The new mount API's syscall numbers are the same on every architecture.
-const SYS_MOVE_MOUNT: libc::c_long = 429;
-const SYS_FSOPEN: libc::c_long = 430;
-const SYS_FSCONFIG: libc::c_long = 431;
-const SYS_FSMOUNT: libc::c_long = 432;
-const FSCONFIG_SET_STRING: libc::c_uint = 1;
-const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
 impl Store {
     /// The layer a `mount`/`unmount` argument names: a layer, else a
@@ -148,7 +137,7 @@ impl Store {
         let path = if overlay {
             self.settle_unsynced(false)?;
             self.prepare_overlay(chain)?;
-            self.driver_dir().join(&id).join("merged")
+            self.driver_dir().join(&id).join(layout::MERGED)
         } else {
             self.prepare_vfs(chain)?
         };
@@ -210,7 +199,7 @@ impl Store {
             Err(_) => self.mount_layer(arg, true)?,
         };
         let overlay = self.options.driver == "overlay";
-        let path = self.driver_dir().join(&id).join("merged");
+        let path = self.driver_dir().join(&id).join(layout::MERGED);
         self.write(|| {
             let mut locked = self.mount_records.lock()?;
             let mounts = &mut locked.records;
@@ -251,7 +240,7 @@ impl Store {
             .iter()
             .any(|m| m.id == id && m.count > 0);
         // A record whose unmount died half way is not a mount.
-        let path = self.driver_dir().join(&id).join("merged");
+        let path = self.driver_dir().join(&id).join(layout::MERGED);
         Ok(recorded && (self.options.driver != "overlay" || is_mountpoint(&path)))
     }
 
@@ -268,7 +257,7 @@ impl Store {
                     // Where we mount it, not the record's path (the record
                     // file is input like any other).
                     if self.options.driver == "overlay" {
-                        unmount_path(&self.driver_dir().join(&m.id).join("merged"))?;
+                        unmount_path(&self.driver_dir().join(&m.id).join(layout::MERGED))?;
                     }
                 }
                 // Mounts whose process died before saving their record.
@@ -278,7 +267,7 @@ impl Store {
                         .flatten()
                         .flatten()
                     {
-                        let merged = entry.path().join("merged");
+                        let merged = entry.path().join(layout::MERGED);
                         if is_mountpoint(&merged) {
                             unmount_path(&merged)?;
                         }
@@ -324,8 +313,8 @@ impl Store {
         }
         let upper_dirs = upper.map(|l| {
             (
-                driver.join(&l.id).join("diff"),
-                driver.join(&l.id).join("work"),
+                driver.join(&l.id).join(layout::DIFF),
+                driver.join(&l.id).join(layout::WORK),
             )
         });
         let mut options = Vec::new();
@@ -349,18 +338,6 @@ impl Store {
     }
 }
 
-fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
-    CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn check(r: libc::c_long) -> std::io::Result<libc::c_long> {
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// What an overlay mount is made of.
 struct Dirs<'a> {
     /// The driver directory, which lower paths are relative to.
@@ -381,86 +358,21 @@ fn mount_with_fsconfig(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
         upper,
         options,
     } = *dirs;
-    let overlay = cstring(b"overlay")?;
-    // SAFETY: NUL-terminated string; returns a new descriptor or -1.
-    let fs =
-        check(unsafe { libc::syscall(SYS_FSOPEN, overlay.as_ptr(), 1 as libc::c_uint) })? as i32;
-    // SAFETY: the descriptor was just returned to us.
-    let fs = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
-    let set = |key: &str, value: &Path| -> std::io::Result<()> {
-        let key = cstring(key.as_bytes())?;
-        let value = cstring(value.as_os_str().as_bytes())?;
-        // SAFETY: NUL-terminated key and value, an open fs context.
-        check(unsafe {
-            libc::syscall(
-                SYS_FSCONFIG,
-                raw,
-                FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0 as libc::c_int,
-            )
-        })
-        .map(drop)
-    };
+    let fs = FsContext::open("overlay")?;
     for lower in lowers {
-        set("lowerdir+", &driver.join(lower))?;
+        fs.set_string("lowerdir+", driver.join(lower).as_os_str())?;
     }
     if let Some((diff, work)) = upper {
-        set("upperdir", diff)?;
-        set("workdir", work)?;
+        fs.set_string("upperdir", diff.as_os_str())?;
+        fs.set_string("workdir", work.as_os_str())?;
     }
     for (key, value) in options {
         match value {
-            Some(value) => set(key, Path::new(value))?,
-            None => {
-                let key = cstring(key.as_bytes())?;
-                // SAFETY: a NUL-terminated key, an open fs context.
-                check(unsafe {
-                    libc::syscall(
-                        SYS_FSCONFIG,
-                        raw,
-                        FSCONFIG_SET_FLAG,
-                        key.as_ptr(),
-                        std::ptr::null::<libc::c_void>(),
-                        0 as libc::c_int,
-                    )
-                })?;
-            }
+            Some(value) => fs.set_string(key, value.as_ref())?,
+            None => fs.set_flag(key)?,
         }
     }
-    // SAFETY: an open fs context; null key and value for a command.
-    check(unsafe {
-        libc::syscall(
-            SYS_FSCONFIG,
-            raw,
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::c_int,
-        )
-    })?;
-    // SAFETY: an open, created fs context.
-    let mnt =
-        check(unsafe { libc::syscall(SYS_FSMOUNT, raw, 1 as libc::c_uint, 0 as libc::c_uint) })?
-            as i32;
-    // SAFETY: the descriptor was just returned to us.
-    let mnt = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt) };
-    let empty = cstring(b"")?;
-    let target = cstring(target.as_os_str().as_bytes())?;
-    // SAFETY: an open mount descriptor, NUL-terminated paths.
-    check(unsafe {
-        libc::syscall(
-            SYS_MOVE_MOUNT,
-            std::os::fd::AsRawFd::as_raw_fd(&mnt),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
+    fs.mount_at(target)
 }
 
 /// Mounts overlayfs with `mount(2)`; lower directories are short links

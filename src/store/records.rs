@@ -20,6 +20,7 @@ use super::lock::{LockFile, LockGuard};
 use super::mounts::MountPoint;
 use crate::durable::{self, Flush, Open, PendingFile};
 use crate::error::{Error, IoContext, Result};
+use crate::poison::Unpoisoned;
 
 /// A record kept in a record file. Its ID names files and directories
 /// under the store (`<records dir>/<id>`, `manifests/<id>`, ...), so an ID
@@ -80,7 +81,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
 
     fn load(&self) -> Result<Vec<T>> {
         let token = self.lock.token()?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache.lock_unpoisoned();
         if let Some((seen, records)) = cache.as_ref() {
             if *seen == token && !token.is_empty() {
                 return Ok(records.clone());
@@ -196,7 +197,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> Locked<'_, T> {
         };
         room.commit(&json, Flush::Now)?;
         let token = file.lock.touch()?;
-        *file.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((token, self.records.clone()));
+        *file.cache.lock_unpoisoned() = Some((token, self.records.clone()));
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use super::layers::Layer;
+use super::layout;
 use super::Store;
 use crate::error::Result;
 use crate::manifest::{self, EntryKind, LayerManifest, Sketch};
@@ -32,7 +33,7 @@ const MIN_PROMISED: f64 = 0.35;
 impl Store {
     /// `<drv>/<id>/base`: the layer a delta is stacked on.
     pub(super) fn base_file(&self, id: &str) -> PathBuf {
-        self.driver_dir().join(id).join("base")
+        self.driver_dir().join(id).join(layout::BASE)
     }
 
     /// The layer whose directory `id`'s materialized delta is stacked on

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::layout;
 use super::Store;
 use crate::error::Result;
 
@@ -28,7 +29,7 @@ impl Store {
             .filter(|l| l.sealed)
             .fold(0u64, |sum, l| sum.saturating_add(l.diff_size));
         let pool = self.pool.stats()?;
-        let manifests_bytes: u64 = std::fs::read_dir(self.graph_root().join("manifests"))
+        let manifests_bytes: u64 = std::fs::read_dir(layout::manifests_dir(self.graph_root()))
             .map(|dir| {
                 dir.flatten()
                     .filter_map(|e| e.metadata().ok())

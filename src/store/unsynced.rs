@@ -30,11 +30,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::layout;
 use super::Store;
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
 use crate::materialize;
+use crate::sys::{self, FlockOp};
 
 /// How old a marker must be before a mount settles it: the kernel writes
 /// dirty data back after 30 s by default, checking every 5 s.
@@ -62,7 +64,7 @@ fn marker_layer(name: &str) -> Option<&str> {
 
 impl Store {
     fn unsynced_dir(&self) -> PathBuf {
-        self.driver_dir().join(".unsynced")
+        self.driver_dir().join(layout::UNSYNCED)
     }
 
     /// Starts a build of layer `id`'s directory that need not be durable
@@ -112,8 +114,7 @@ impl Store {
             let Ok(mut file) = File::open(&path) else {
                 continue;
             };
-            // SAFETY: a descriptor we hold open.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if sys::flock(&file, FlockOp::TryExclusive).is_err() {
                 continue; // its build is running
             }
             let mut written = String::new();
@@ -136,25 +137,22 @@ impl Store {
             return Ok(());
         }
         for (_, _, id, _) in &lost {
-            let diff = self.driver_dir().join(id).join("diff");
+            let diff = self.driver_dir().join(id).join(layout::DIFF);
             if diff.is_dir() {
-                super::driver::drop_dir(&diff)?;
+                durable::remove_dir_aside(&diff)?;
             }
             // Written after the build, it may have lost its content; the
             // next mount gives the layer a new short link.
             if let Ok(short) = self.short_link(id) {
-                durable::remove_file(&self.driver_dir().join("l").join(short))?;
+                durable::remove_file(&self.driver_dir().join(layout::SHORT_LINKS).join(short))?;
             }
-            durable::remove_file(&self.driver_dir().join(id).join("link"))?;
+            durable::remove_file(&self.driver_dir().join(id).join(layout::LINK))?;
         }
         if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
-            materialize::purge_objects_since(&self.graph_root().join("objects"), since)?;
+            materialize::purge_objects_since(&layout::objects_dir(self.graph_root()), since)?;
         }
         let dir_file = File::open(&dir).at("open", &dir)?;
-        // SAFETY: syncfs on a descriptor we hold open.
-        if unsafe { libc::syncfs(dir_file.as_raw_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error()).at("syncfs", &dir);
-        }
+        nix::unistd::syncfs(dir_file.as_raw_fd()).at("syncfs", &dir)?;
         for path in lost.iter().map(|(path, ..)| path).chain(&settled) {
             durable::remove_file(path)?;
         }

@@ -907,6 +907,7 @@ fn every_kind_chain(cs: &Cs, global: &[&str]) -> (String, String) {
 }
 
 #[test]
+#[allow(unsafe_code)] // lremovexattr: nix has no xattr calls
 fn every_kind_of_entry_materializes_without_false_alarms() {
     let cs = Cs::new();
     let (lower, upper) = every_kind_chain(&cs, &[]);

@@ -847,6 +847,7 @@ enum BrokenStderr {
 }
 
 #[test]
+#[allow(unsafe_code)] // pre_exec, to close the child's standard error
 fn commands_with_a_broken_or_closed_standard_error_exit_with_their_own_code() {
     use std::os::unix::process::CommandExt;
     let cs = Cs::new();

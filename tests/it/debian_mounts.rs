@@ -325,8 +325,7 @@ struct Site {
 /// counts of files would count it per file) and a hardlinked inode once.
 fn used_bytes(dir: &Path) -> u64 {
     let f = File::open(dir).unwrap();
-    // SAFETY: syncfs on a descriptor we hold open.
-    assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0, "syncfs");
+    nix::unistd::syncfs(f.as_raw_fd()).unwrap();
     let s = nix::sys::statvfs::statvfs(dir).unwrap();
     (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
 }
@@ -460,6 +459,7 @@ fn remove_any(path: &Path) {
 
 /// Whether `path`'s data extents are all shared with another file (a
 /// reflink), by `FS_IOC_FIEMAP`.
+#[allow(unsafe_code)] // FS_IOC_FIEMAP: no safe wrapper
 fn extents_shared(path: &Path) -> bool {
     #[repr(C)]
     #[derive(Clone, Copy, Default)]

@@ -246,3 +246,42 @@ fn copy_into_live_layers_on_vfs() {
         copy_scenario("vfs");
     }
 }
+
+/// An xattr value of any length in a live layer's directory is in its
+/// `diff` (one longer than 256 bytes was left out).
+#[test]
+fn a_live_layers_diff_keeps_long_xattr_values() {
+    let cs = Cs::new();
+    let d = Driver {
+        cs: &cs,
+        name: "vfs",
+    };
+    let long: Vec<u8> = (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut tar = common::tar::TarBuilder::new();
+    tar.pax_xattr_file(
+        "f",
+        &[("user.long", &long), ("user.short", b"y")],
+        "1700000000.5",
+        &common::tar::Meta::default(),
+        b"content",
+    );
+    let live = first_line_of(&d.ok(&["create-layer"]));
+    // Content first, so that the layer stays live and takes the tar
+    // into its directory.
+    let host = cs.dir.path().join("host");
+    fs::write(&host, b"host").unwrap();
+    d.ok(&["copy", host.to_str().unwrap(), &format!("{live}:/host")]);
+    d.ok_input(&["applydiff", &live], &tar.finish());
+    let dir = cs.graph().join(format!("vfs/dir/{live}"));
+    if common::tree::xattrs(&dir.join("f")).get("user.long") != Some(&long) {
+        eprintln!("skipped: this filesystem keeps no user xattrs");
+        return;
+    }
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "vfs", "diff", "-u", &live]);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, &["diff", &live], 0);
+    let has = |needle: &[u8]| out.stdout.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"SCHILY.xattr.user.short=y"));
+    assert!(has(&[&b"SCHILY.xattr.user.long="[..], &long].concat()));
+}

@@ -6,6 +6,9 @@
 //! `cargo nextest run` runs every test in its own process;
 //! `cargo nextest run -E 'test(/^gc::/)'` runs one module.
 
+// Tests may unwrap (the crate's lints are for library code).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "common/harness.rs"]
 mod harness;

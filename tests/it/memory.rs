@@ -97,6 +97,7 @@ fn generate(out: impl Write) -> std::io::Result<(u64, String)> {
 
 /// Reaps `child` with `wait4` and returns its exit status and its own peak
 /// RSS in KiB (not that of any other child of this test process).
+#[allow(unsafe_code)] // wait4 with the child's own rusage: no safe wrapper
 fn wait_with_peak_rss(child: Child) -> (i32, i64) {
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;

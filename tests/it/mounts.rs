@@ -412,9 +412,9 @@ fn a_mount_that_loses_to_a_delete(driver: &str) {
         .open(objects.join(".lock"))
         .unwrap();
     let ino = lock.metadata().unwrap().ino();
-    // SAFETY: flock on a descriptor we own.
-    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(locked, 0, "{}", std::io::Error::last_os_error());
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     let mut mount = cs.command();
     mount.args(["--storage-driver", driver, "mount", &id]);
     mount

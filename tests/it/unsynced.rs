@@ -9,7 +9,6 @@
 use crate::common;
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,8 +182,9 @@ fn gc_leaves_the_marker_of_a_build_in_progress() {
     let running = finished[0].with_file_name(format!("{layer}-0123456789abcdef"));
     fs::write(&running, boot_id()).unwrap();
     let held = fs::File::open(&running).unwrap();
-    // SAFETY: a descriptor we hold open.
-    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     cs_overlay(&cs, &["gc", "--evict", "never"]);
     assert_eq!(markers(&cs), vec![running.clone()]);
     drop(held);

@@ -8,15 +8,16 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::PathBuf;
 
-use memmap2::Mmap;
-
 use super::{ChunkPool, ChunkerParams, PoolConfig};
 use crate::chunks::index;
+use crate::chunks::names::{self, PackFile};
 use crate::chunks::pack::{self, KnownChunks, PackScan};
 use crate::chunks::SweepGuard;
 use crate::durable;
 use crate::error::{IoContext, Result};
 use crate::flock::Flock;
+use crate::poison::{Unpoisoned, UnpoisonedRw};
+use crate::sys;
 
 /// A pack without a usable index: its chunks are missing from the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ impl ChunkPool {
     /// Why `config.json` could not be used, when it could not (the pinned
     /// defaults are in force then).
     pub(crate) fn config_damage(&self) -> Option<String> {
-        self.config_damage.lock().expect("pool config lock").clone()
+        self.config_damage.lock_unpoisoned().clone()
     }
 
     /// Writes `config.json` again from the pinned defaults, with the
@@ -45,7 +46,7 @@ impl ChunkPool {
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         durable::atomic_write(&self.root.join("config.json"), &json)?;
-        *self.config_damage.lock().expect("pool config lock") = None;
+        *self.config_damage.lock_unpoisoned() = None;
         Ok(())
     }
 
@@ -60,16 +61,13 @@ impl ChunkPool {
         for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
             let entry = entry.at("read directory", &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") {
-                continue;
-            }
-            if let Some(stem) = name.strip_suffix(".pack") {
-                packs.insert(stem.to_string());
-            } else if let Some(stem) = name.strip_suffix(".idx") {
-                indexes.insert(stem.to_string());
-            }
+            match PackFile::of(&name) {
+                PackFile::Pack(stem) => packs.insert(stem.to_string()),
+                PackFile::Index(stem) => indexes.insert(stem.to_string()),
+                PackFile::Temporary | PackFile::Other => false,
+            };
         }
-        let state = self.state.read().expect("pool lock");
+        let state = self.state.read_unpoisoned();
         Ok(packs
             .into_iter()
             .filter_map(|name| {
@@ -95,7 +93,12 @@ impl ChunkPool {
 
     /// The path of pack `name`.
     pub(crate) fn pack_path(&self, name: &str) -> PathBuf {
-        self.packs_dir.join(format!("{name}.pack"))
+        self.packs_dir.join(names::pack(name))
+    }
+
+    /// The path of the index of pack `name`.
+    pub(crate) fn index_path(&self, name: &str) -> PathBuf {
+        self.packs_dir.join(names::index(name))
     }
 
     /// Reads pack `name` without its index (see `pack::scan`): every
@@ -108,9 +111,9 @@ impl ChunkPool {
     ) -> Result<Option<PackScan>> {
         let path = self.pack_path(name);
         let file = File::open(&path).at("open", &path)?;
-        // SAFETY: published packs are immutable: nothing truncates or
-        // rewrites them in place.
-        let map = unsafe { Mmap::map(&file) }.at("mmap", &path)?;
+        // Published packs are immutable: nothing truncates or rewrites
+        // them in place.
+        let map = sys::map_immutable(&file).at("mmap", &path)?;
         pack::scan(&path, &map, known)
     }
 
@@ -119,14 +122,14 @@ impl ChunkPool {
     pub(crate) fn reindex(&self, _guard: &SweepGuard, name: &str, scan: &PackScan) -> Result<()> {
         let mut entries = scan.entries.clone();
         let bytes = index::encode(&mut entries);
-        durable::atomic_write(&self.packs_dir.join(format!("{name}.idx")), &bytes)?;
+        durable::atomic_write(&self.index_path(name), &bytes)?;
         self.refresh()
     }
 
     /// Removes pack `name` and its index, if it has one: nothing in it can
     /// be read. Other processes reload their tables.
     pub(crate) fn drop_pack(&self, guard: &SweepGuard, name: &str) -> Result<()> {
-        let index = self.packs_dir.join(format!("{name}.idx"));
+        let index = self.index_path(name);
         if index.exists() {
             durable::remove_file(&index)?;
         }
@@ -181,8 +184,12 @@ mod tests {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter_map(|n| n.strip_suffix(&format!(".{ext}")).map(String::from))
-            .filter(|n| !n.starts_with(".tmp-"))
+            .filter_map(|n| match (PackFile::of(&n), ext) {
+                (PackFile::Pack(stem), "pack") | (PackFile::Index(stem), "idx") => {
+                    Some(stem.to_string())
+                }
+                _ => None,
+            })
             .collect();
         v.sort();
         v

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::{ChunkId, ChunkPool, Location};
 use crate::chunks::{SweepGuard, SweepReport};
 use crate::error::{Error, Result};
+use crate::poison::UnpoisonedRw;
 
 impl ChunkPool {
     /// Checks every chunk of the pool; returns those that cannot be read
@@ -19,7 +20,7 @@ impl ChunkPool {
         self.refresh()?;
         let mut frames: BTreeMap<(u32, u64), Vec<(ChunkId, Location)>> = BTreeMap::new();
         {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             for (id, loc) in state.map.iter() {
                 frames
                     .entry((loc.pack, loc.frame_offset))
@@ -60,7 +61,7 @@ impl ChunkPool {
             return Ok(SweepReport::default());
         }
         let mut live: HashSet<ChunkId> = {
-            let state = self.state.read().expect("pool lock");
+            let state = self.state.read_unpoisoned();
             state
                 .map
                 .keys()

@@ -15,12 +15,12 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
 use super::record::{TarSplitReader, TarSplitRecord};
@@ -49,25 +49,17 @@ pub struct DirectoryFiles {
 impl DirectoryFiles {
     /// Opens the directory `path`.
     pub fn open(path: &Path) -> Result<DirectoryFiles> {
-        let fd = nix::fcntl::open(
+        let root = crate::sys::openat(
+            None,
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| io_error("open", path.to_path_buf(), e))?;
+        .map_err(|e| Error::io("open", path, e))?;
         Ok(DirectoryFiles {
-            // SAFETY: open returned a new descriptor that nothing else owns.
-            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            root,
             path: path.to_path_buf(),
         })
-    }
-}
-
-fn io_error(op: &'static str, path: PathBuf, errno: Errno) -> Error {
-    Error::Io {
-        op,
-        path,
-        source: io::Error::from(errno),
     }
 }
 
@@ -85,19 +77,17 @@ impl FileGetter for DirectoryFiles {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let fd = match openat2(self.root.as_raw_fd(), c_rel.as_c_str(), how) {
+        let fd = match crate::sys::openat2(self.root.as_fd(), c_rel.as_c_str(), how) {
             Ok(fd) => fd,
             Err(Errno::EXDEV) | Err(Errno::ELOOP) => {
                 return Err(bad("resolves outside the layer's directory"))
             }
             Err(Errno::ENOSYS) => {
-                walk_without_symlinks(self.root.as_raw_fd(), c_rel.as_bytes(), &shown)?
+                walk_without_symlinks(self.root.as_fd(), c_rel.as_bytes(), &shown)?
             }
-            Err(e) => return Err(io_error("open", shown, e)),
+            Err(e) => return Err(Error::io("open", &shown, e)),
         };
-        // SAFETY: openat2 returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let stat = fstat(fd.as_raw_fd()).map_err(|e| io_error("stat", shown.clone(), e))?;
+        let stat = fstat(fd.as_raw_fd()).map_err(|e| Error::io("stat", &shown, e))?;
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
             return Err(bad("is not a regular file in the layer's directory"));
         }
@@ -119,12 +109,12 @@ impl FileGetter for DirectoryFiles {
 
 /// Resolves `rel` (normalised) below `root` one component at a time,
 /// following no symlink: for kernels without `openat2`.
-fn walk_without_symlinks(root: i32, rel: &[u8], shown: &Path) -> Result<i32> {
+fn walk_without_symlinks(root: BorrowedFd<'_>, rel: &[u8], shown: &Path) -> Result<OwnedFd> {
     let mut dir: Option<OwnedFd> = None;
     let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
     for (i, part) in parts.iter().enumerate() {
         let last = i + 1 == parts.len();
-        let at = dir.as_ref().map_or(root, |d| d.as_raw_fd());
+        let at = dir.as_ref().map_or(root, |d| d.as_fd());
         let name = CString::new(*part).expect("no NUL in a normalised path");
         let flags = OFlag::O_PATH
             | OFlag::O_NOFOLLOW
@@ -134,13 +124,12 @@ fn walk_without_symlinks(root: i32, rel: &[u8], shown: &Path) -> Result<i32> {
             } else {
                 OFlag::O_DIRECTORY
             };
-        let fd = nix::fcntl::openat(Some(at), name.as_c_str(), flags, Mode::empty())
-            .map_err(|e| io_error("open", shown.to_path_buf(), e))?;
+        let fd = crate::sys::openat(Some(at), name.as_c_str(), flags, Mode::empty())
+            .map_err(|e| Error::io("open", shown, e))?;
         if last {
             return Ok(fd);
         }
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        dir = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        dir = Some(fd);
     }
     unreachable!("a normalised non-empty path has a last component")
 }

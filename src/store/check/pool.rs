@@ -22,10 +22,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{CheckOptions, Problem, Remedy, Scan};
+use super::{CheckOptions, Problem, Remedy, ScanReport};
 use crate::chunks::{ChunkId, ChunkerParams, KnownChunks, CHUNKER_ALGORITHM};
 use crate::error::Result;
 use crate::manifest::LayerManifest;
+use crate::store::layout;
 use crate::store::{Kind, Store};
 
 /// What a problem is about: a layer, an image, a container, a pack of the
@@ -98,7 +99,7 @@ impl Store {
     /// they are the cause of the layers' missing chunks.
     pub(super) fn scan_pool(
         &self,
-        scan: &mut Scan,
+        scan: &mut ScanReport,
         manifests: &HashMap<String, Arc<LayerManifest>>,
         options: &CheckOptions,
     ) -> Result<()> {
@@ -111,7 +112,7 @@ impl Store {
 
     fn find_pool_problems(
         &self,
-        scan: &mut Scan,
+        scan: &mut ScanReport,
         manifests: &HashMap<String, Arc<LayerManifest>>,
         options: &CheckOptions,
     ) -> Result<()> {
@@ -128,7 +129,7 @@ impl Store {
         if let Some(why) = self.pool.config_damage() {
             let message = format!(
                 "{}: {why}: the default parameters are in force until `check --repair` writes it again",
-                self.graph_root().join("chunks").join(CONFIG).display()
+                layout::pool_dir(self.graph_root()).join(CONFIG).display()
             );
             scan.add(Subject::Pool, CONFIG, message, Remedy::Pool);
         }
@@ -169,9 +170,7 @@ impl Store {
                 None if users.is_empty() && self.gc_sweeps(&pack.name, scan, options) => continue,
                 None => format!(
                     "index {} is missing",
-                    self.graph_root()
-                        .join(format!("chunks/packs/{}.idx", pack.name))
-                        .display()
+                    self.pool.index_path(&pack.name).display()
                 ),
             };
             if !users.is_empty() {
@@ -197,7 +196,7 @@ impl Store {
     /// Whether `gc` takes care of unindexed pack `name` that no layer
     /// needs: its chunk tables account for all of it (a quick check does
     /// not read it, and leaves it to `gc` while no layer lacks a chunk).
-    fn gc_sweeps(&self, name: &str, scan: &Scan, options: &CheckOptions) -> bool {
+    fn gc_sweeps(&self, name: &str, scan: &ScanReport, options: &CheckOptions) -> bool {
         if options.quick {
             return scan.pool.missing.is_empty();
         }
@@ -206,7 +205,7 @@ impl Store {
 
     /// Repairs the pool's files (see the module documentation); returns
     /// what was repaired and what was left, with why.
-    pub(super) fn repair_pool(&self, scan: &Scan) -> Result<(Vec<Problem>, Vec<Problem>)> {
+    pub(super) fn repair_pool(&self, scan: &ScanReport) -> Result<(Vec<Problem>, Vec<Problem>)> {
         let mut repaired = Vec::new();
         let mut left = Vec::new();
         let problem = |kind: Subject, id: &str, message: String| Problem {

@@ -94,6 +94,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
 
 /// The xattrs of a path (not following symlinks), without the overlay
 /// and SELinux ones a filesystem may add by itself.
+#[allow(unsafe_code)] // nix has no xattr calls
 pub fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut names = vec![0u8; 65536];
