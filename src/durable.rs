@@ -24,7 +24,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::sys::{self, FlockOp};
 
 /// The mode of every directory the store makes for itself: records,
@@ -71,12 +71,12 @@ pub(crate) fn open_store_file(path: &Path, how: Open) -> Result<File> {
             .open(path)
     };
     let (result, op) = match how {
-        Open::Read => (open(false, false), "open"),
-        Open::Write => (open(true, false), "open"),
-        Open::Create => (open(true, true), "create"),
+        Open::Read => (open(false, false), Op::Open),
+        Open::Write => (open(true, false), Op::Open),
+        Open::Create => (open(true, true), Op::Create),
         Open::Lock => match open(true, true) {
-            Err(e) if is_read_only(&e) => (open(false, false), "open"),
-            r => (r, "open"),
+            Err(e) if is_read_only(&e) => (open(false, false), Op::Open),
+            r => (r, Op::Open),
         },
     };
     result.map_err(|e| open_error(e, op, path))
@@ -93,7 +93,7 @@ fn is_read_only(e: &std::io::Error) -> bool {
 
 /// The error of an `O_NOFOLLOW` open of `path`: [`Error::Symlink`] when
 /// a symbolic link is what stopped it.
-fn open_error(e: std::io::Error, op: &'static str, path: &Path) -> Error {
+fn open_error(e: std::io::Error, op: Op, path: &Path) -> Error {
     if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) {
         return Error::Symlink(path.to_path_buf());
     }
@@ -154,8 +154,8 @@ impl PendingFile {
             .create_new(true)
             .mode(FILE_MODE)
             .open(&tmp)
-            .at("create", &tmp)?;
-        sys::flock(&file, FlockOp::Exclusive).at("lock", &tmp)?;
+            .at(Op::Create, &tmp)?;
+        sys::flock(&file, FlockOp::Exclusive).at(Op::Lock, &tmp)?;
         let mut pending = PendingFile {
             tmp,
             target: target.to_path_buf(),
@@ -173,7 +173,7 @@ impl PendingFile {
             ) {
                 Ok(()) => pending.reserved = reserve,
                 Err(nix::errno::Errno::EOPNOTSUPP) => {}
-                Err(e) => return Err(std::io::Error::from(e)).at("allocate", &pending.tmp),
+                Err(e) => return Err(std::io::Error::from(e)).at(Op::Allocate, &pending.tmp),
             }
         }
         Ok(pending)
@@ -191,21 +191,21 @@ impl PendingFile {
     pub fn commit_held(mut self, data: &[u8], flush: Flush) -> Result<File> {
         self.write_and_rename(data, flush)?;
         // A second descriptor of the same open file holds the same lock.
-        self.file.try_clone().at("open", &self.target)
+        self.file.try_clone().at(Op::Open, &self.target)
     }
 
     fn write_and_rename(&mut self, data: &[u8], flush: Flush) -> Result<()> {
-        self.file.write_all(data).at("write", &self.tmp)?;
+        self.file.write_all(data).at(Op::Write, &self.tmp)?;
         if self.reserved > data.len() as u64 {
             // What was reserved beyond the content goes back.
             self.file
                 .set_len(data.len() as u64)
-                .at("write", &self.tmp)?;
+                .at(Op::Write, &self.tmp)?;
         }
         if flush == Flush::Now {
-            self.file.sync_all().at("fsync", &self.tmp)?;
+            self.file.sync_all().at(Op::Fsync, &self.tmp)?;
         }
-        fs::rename(&self.tmp, &self.target).at("rename", &self.target)?;
+        fs::rename(&self.tmp, &self.target).at(Op::Rename, &self.target)?;
         self.renamed = true;
         match flush {
             Flush::Now => fsync_parent(&self.target),
@@ -248,7 +248,7 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 /// prefix that `gc` sweeps.
 pub(crate) fn rename_aside(dir: &Path) -> Result<PathBuf> {
     let away = temp_sibling(dir);
-    fs::rename(dir, &away).at("rename", dir)?;
+    fs::rename(dir, &away).at(Op::Rename, dir)?;
     Ok(away)
 }
 
@@ -262,8 +262,8 @@ pub(crate) fn remove_dir_aside(dir: &Path) -> Result<()> {
 
 /// `fsync`s a directory so that renames and creations in it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    let file = File::open(dir).at("open", dir)?;
-    file.sync_all().at("fsync", dir)
+    let file = File::open(dir).at(Op::Open, dir)?;
+    file.sync_all().at(Op::Fsync, dir)
 }
 
 /// `fsync`s the directory that holds `path`.
@@ -312,7 +312,7 @@ fn make_dir(dir: &Path, mode: u32, flush: Flush) -> Result<()> {
         Ok(()) => {
             // The umask may have taken bits that a tree's root needs.
             if mode != DIR_MODE {
-                fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at("chmod", dir)?;
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at(Op::Chmod, dir)?;
             }
             match flush {
                 Flush::Later => Ok(()),
@@ -324,10 +324,10 @@ fn make_dir(dir: &Path, mode: u32, flush: Flush) -> Result<()> {
             match fs::symlink_metadata(dir) {
                 Ok(m) if m.is_dir() => Ok(()),
                 Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink(dir.to_path_buf())),
-                _ => Err(e).at("mkdir", dir),
+                _ => Err(e).at(Op::Mkdir, dir),
             }
         }
-        Err(e) => Err(e).at("mkdir", dir),
+        Err(e) => Err(e).at(Op::Mkdir, dir),
     }
 }
 
@@ -349,7 +349,7 @@ pub(crate) fn check_store_dir(dir: &Path, tighten: bool) -> Result<()> {
         {
             return Ok(())
         }
-        Err(e) => return Err(e).at("stat", dir),
+        Err(e) => return Err(e).at(Op::Stat, dir),
     };
     if meta.file_type().is_symlink() {
         return Err(Error::Symlink(dir.to_path_buf()));
@@ -382,7 +382,7 @@ pub(crate) fn tighten_root(dir: &Path) -> Result<()> {
 fn chmod(dir: &Path, mode: u32) -> Result<()> {
     match fs::set_permissions(dir, fs::Permissions::from_mode(mode)) {
         Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
-        r => r.at("chmod", dir),
+        r => r.at(Op::Chmod, dir),
     }
 }
 
@@ -405,7 +405,7 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at("remove", path),
+        Err(e) => Err(e).at(Op::Remove, path),
     }
 }
 

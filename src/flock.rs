@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Open};
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::sys::{self, FlockOp};
 
 /// A held lock; released when dropped.
@@ -47,7 +47,7 @@ impl Flock {
 
     fn take(path: &Path, how: FlockOp) -> Result<Flock> {
         let file = durable::open_store_file(path, Open::Lock)?;
-        sys::flock(&file, how).at("lock", path)?;
+        sys::flock(&file, how).at(Op::Lock, path)?;
         Ok(Flock {
             path: path.to_path_buf(),
             file,
@@ -63,16 +63,16 @@ impl Flock {
     /// (call with the exclusive lock), and `fsync`s it.
     pub fn touch(&self) -> Result<()> {
         write_token(&self.file, &self.path)?;
-        self.file.sync_all().at("fsync", &self.path)
+        self.file.sync_all().at(Op::Fsync, &self.path)
     }
 }
 
 /// The token in lock file `file` (at `path`): what the last writer left
 /// ("" when none did).
 pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
-    file.seek(SeekFrom::Start(0)).at("seek", path)?;
+    file.seek(SeekFrom::Start(0)).at(Op::Seek, path)?;
     let mut token = String::new();
-    file.read_to_string(&mut token).at("read", path)?;
+    file.read_to_string(&mut token).at(Op::Read, path)?;
     Ok(token)
 }
 
@@ -80,9 +80,9 @@ pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
 /// which it returns (call with the exclusive lock held).
 pub(crate) fn write_token(mut file: &File, path: &Path) -> Result<String> {
     let token = durable::random_hex(16);
-    file.set_len(0).at("truncate", path)?;
-    file.seek(SeekFrom::Start(0)).at("seek", path)?;
-    file.write_all(token.as_bytes()).at("write", path)?;
+    file.set_len(0).at(Op::Truncate, path)?;
+    file.seek(SeekFrom::Start(0)).at(Op::Seek, path)?;
+    file.write_all(token.as_bytes()).at(Op::Write, path)?;
     Ok(token)
 }
 

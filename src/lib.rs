@@ -25,7 +25,7 @@ mod sys;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
 pub use duration::parse_duration;
-pub use error::{Error, Result};
+pub use error::{Action, Error, Op, PathProblem, Result};
 pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
 pub use store::{
     Container, ContainerOptions, Image, ImageOptions, Kind, Layer, LayerOptions, NamesOp, Status,

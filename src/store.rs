@@ -17,6 +17,7 @@ mod generic;
 mod ids;
 mod images;
 mod item;
+pub(crate) mod kind;
 mod layers;
 mod layout;
 mod live;
@@ -39,7 +40,8 @@ pub use dedup::{DedupReport, HashMethod};
 pub use evict::Evicted;
 pub use gc::{Evict, GcOptions, GcReport};
 pub use images::{Image, ImageOptions};
-pub use item::{BigDataIndex, Kind, NamesOp};
+pub use item::{BigDataIndex, NamesOp};
+pub use kind::Kind;
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
 pub use mounts::MountPoint;
 pub use options::{StoreOptions, DRIVERS};
@@ -238,10 +240,7 @@ impl Store {
             return Err(Error::WriteLatched(self.options.graph_root.clone()));
         }
         if !self.writable {
-            return Err(Error::Refused(format!(
-                "{}: the store is read-only",
-                self.options.graph_root.display()
-            )));
+            return Err(Error::ReadOnly(self.options.graph_root.clone()));
         }
         Ok(())
     }
@@ -251,10 +250,8 @@ impl Store {
     fn write<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let result = f();
-        if let Err(Error::Io { op, .. }) = &result {
-            if matches!(*op, "write" | "fsync" | "rename") {
-                self.write_failed.store(true, Ordering::SeqCst);
-            }
+        if result.as_ref().is_err_and(Error::latches) {
+            self.write_failed.store(true, Ordering::SeqCst);
         }
         result
     }
@@ -314,4 +311,53 @@ fn read_only_fs(path: &Path) -> bool {
     nix::sys::statvfs::statvfs(path)
         .map(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Op;
+
+    fn open_at(dir: &Path) -> Store {
+        Store::open(StoreOptions {
+            graph_root: dir.join("graph"),
+            run_root: dir.join("run"),
+            driver: "vfs".into(),
+            ..StoreOptions::defaults()
+        })
+        .unwrap()
+    }
+
+    fn failed(op: Op) -> Result<()> {
+        Err(Error::io(op, Path::new("/x"), std::io::Error::other("EIO")))
+    }
+
+    /// A failed fsync inside `Store::write` stops the handle; a failed
+    /// open does not: the operation's type decides.
+    #[test]
+    fn a_failed_fsync_latches_the_handle_and_a_failed_open_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_at(dir.path());
+        assert!(matches!(
+            store.write(|| failed(Op::Open)),
+            Err(Error::Io { op: Op::Open, .. })
+        ));
+        store.write(|| Ok(())).unwrap();
+        assert!(matches!(
+            store.write(|| failed(Op::Fsync)),
+            Err(Error::Io { op: Op::Fsync, .. })
+        ));
+        assert!(matches!(
+            store.write(|| Ok(())),
+            Err(Error::WriteLatched(_))
+        ));
+        assert!(matches!(
+            store.create_layer(None, &LayerOptions::default()),
+            Err(Error::WriteLatched(_))
+        ));
+        // Another handle on the same store writes.
+        open_at(dir.path())
+            .create_layer(None, &LayerOptions::default())
+            .unwrap();
+    }
 }

@@ -21,7 +21,7 @@ use super::id::ChunkId;
 use super::index::IndexEntry;
 use super::names;
 use crate::durable;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 
 pub(crate) use scan::{scan, KnownChunks, PackScan};
 
@@ -76,9 +76,9 @@ impl PackBuilder {
             .create_new(true)
             .mode(durable::FILE_MODE)
             .open(&tmp_path)
-            .at("create", &tmp_path)?;
+            .at(Op::Create, &tmp_path)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
-        file.write_all(PACK_MAGIC).at("write", &tmp_path)?;
+        file.write_all(PACK_MAGIC).at(Op::Write, &tmp_path)?;
         Ok(PackBuilder {
             tmp_path,
             file,
@@ -101,8 +101,8 @@ impl PackBuilder {
         chunks: &[(ChunkId, u32, u32)],
     ) -> Result<()> {
         let table = chunk_table(chunks);
-        self.file.write_all(&table).at("write", &self.tmp_path)?;
-        self.file.write_all(frame).at("write", &self.tmp_path)?;
+        self.file.write_all(&table).at(Op::Write, &self.tmp_path)?;
+        self.file.write_all(frame).at(Op::Write, &self.tmp_path)?;
         let frame_offset = self.len + table.len() as u64;
         for &(id, offset, len) in chunks {
             self.entries.push(IndexEntry {
@@ -125,8 +125,8 @@ impl PackBuilder {
             .file
             .into_inner()
             .map_err(|e| e.into_error())
-            .at("write", &self.tmp_path)
-            .and_then(|file| file.sync_all().at("fsync", &self.tmp_path));
+            .at(Op::Write, &self.tmp_path)
+            .and_then(|file| file.sync_all().at(Op::Fsync, &self.tmp_path));
         if let Err(e) = flushed {
             let _ = fs::remove_file(&self.tmp_path);
             return Err(e);
@@ -150,7 +150,7 @@ impl SealedPack {
     /// directory. The caller publishes the index afterwards.
     pub fn publish(&mut self, packs_dir: &Path, name: &str) -> Result<PathBuf> {
         let target = packs_dir.join(names::pack(name));
-        fs::rename(&self.tmp_path, &target).at("rename", &target)?;
+        fs::rename(&self.tmp_path, &target).at(Op::Rename, &target)?;
         self.published = true;
         durable::fsync_dir(packs_dir)?;
         Ok(target)

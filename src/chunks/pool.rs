@@ -26,7 +26,7 @@ use super::index::{self, IndexEntry};
 use super::names::{self, PackFile};
 use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::poison::{Unpoisoned, UnpoisonedRw};
 use crate::sys;
@@ -255,7 +255,7 @@ impl ChunkPool {
                 }
                 config
             }
-            Err(e) => return Err(e).at("read", &config_path),
+            Err(e) => return Err(e).at(Op::Read, &config_path),
         };
         if writable {
             durable::create_dir_all(&packs_dir)?;
@@ -330,13 +330,13 @@ impl ChunkPool {
         let names = match fs::read_dir(&self.packs_dir) {
             Ok(dir) => dir,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).at("read directory", &self.packs_dir),
+            Err(e) => return Err(e).at(Op::ReadDir, &self.packs_dir),
         };
         let mut fresh = Vec::new();
         {
             let state = self.state.read_unpoisoned();
             for entry in names {
-                let entry = entry.at("read directory", &self.packs_dir)?;
+                let entry = entry.at(Op::ReadDir, &self.packs_dir)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 // Not a temporary one: an index that `atomic_write` never
                 // renamed into place.
@@ -354,7 +354,7 @@ impl ChunkPool {
             let meta = match fs::metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).at("stat", &path),
+                Err(e) => return Err(e).at(Op::Stat, &path),
             };
             let stamp = stamp(&meta);
             let known_bad = {
@@ -367,7 +367,7 @@ impl ChunkPool {
             if known_bad {
                 continue;
             }
-            let read = fs::read(&path).at("read", &path);
+            let read = fs::read(&path).at(Op::Read, &path);
             match read.and_then(|bytes| index::decode(&path, &bytes)) {
                 Ok(entries) => {
                     self.state.write_unpoisoned().unreadable.remove(&stem);
@@ -432,7 +432,7 @@ impl ChunkPool {
         }
         Err(Error::MissingChunk {
             layer: None,
-            id: id.to_hex(),
+            id: *id,
             unindexed_pack: state.unreadable.keys().next().cloned(),
         })
     }
@@ -444,11 +444,11 @@ impl ChunkPool {
         }
         let stem = self.state.read_unpoisoned().packs[pack as usize].clone();
         let path = self.pack_path(&stem);
-        let file = File::open(&path).at("open", &path)?;
+        let file = File::open(&path).at(Op::Open, &path)?;
         // Published packs are immutable: nothing truncates or rewrites
         // them in place (gc writes new packs and unlinks old ones, which
         // leaves existing maps valid).
-        let map = Arc::new(sys::map_immutable(&file).at("mmap", &path)?);
+        let map = Arc::new(sys::map_immutable(&file).at(Op::Mmap, &path)?);
         maps.insert(pack, map.clone());
         Ok(map)
     }
@@ -518,10 +518,7 @@ impl ChunkReader<'_> {
     /// The content of chunk `id`, checked against its BLAKE3.
     pub fn read(&mut self, id: &ChunkId) -> Result<&[u8]> {
         let mut loc = self.pool.locate(id)?;
-        let bad = |what: String| Error::Chunk {
-            id: id.to_hex(),
-            what,
-        };
+        let bad = |what: String| Error::Chunk { id: *id, what };
         let key = (loc.pack, loc.frame_offset);
         match self.frames.iter().position(|(k, _)| *k == key) {
             Some(i) => {
@@ -706,12 +703,9 @@ impl<'p> PoolWriter<'p> {
     fn join(&mut self) -> Result<Vec<SealedPack>> {
         self.tx = None;
         match self.worker.take() {
-            Some(worker) => worker.join().unwrap_or_else(|_| {
-                Err(Error::Stream {
-                    what: "pack writer".into(),
-                    source: std::io::Error::other("thread panicked"),
-                })
-            }),
+            Some(worker) => worker
+                .join()
+                .unwrap_or(Err(Error::Panicked("pack writer thread"))),
             None => Ok(Vec::new()),
         }
     }

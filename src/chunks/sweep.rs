@@ -25,7 +25,7 @@ use super::index;
 use super::names::PackFile;
 use super::pool::{ChunkPool, PoolWriter};
 use crate::durable;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::flock::Flock;
 
 /// Held by a sweep: no writer runs while it is held.
@@ -127,8 +127,8 @@ impl ChunkPool {
         let mut stems = Vec::new();
         let mut packs = HashSet::new();
         let mut indexes = HashSet::new();
-        for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
-            let entry = entry.at("read directory", &self.packs_dir)?;
+        for entry in fs::read_dir(&self.packs_dir).at(Op::ReadDir, &self.packs_dir)? {
+            let entry = entry.at(Op::ReadDir, &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match PackFile::of(&name) {
                 PackFile::Temporary => {
@@ -173,7 +173,7 @@ impl ChunkPool {
         let pack_path = self.pack_path(stem);
         let decoded = match fs::read(&idx_path) {
             Ok(bytes) => index::decode(&idx_path, &bytes),
-            Err(e) => Err(e).at("read", &idx_path),
+            Err(e) => Err(e).at(Op::Read, &idx_path),
         };
         let entries = match decoded {
             Ok(entries) => entries,

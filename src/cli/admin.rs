@@ -3,7 +3,7 @@
 use containers_storage::Store;
 
 use super::output;
-use super::Outcome;
+use super::{Failure, Outcome};
 
 pub fn wipe(store: &Store, json: bool) -> Outcome {
     store.wipe()?;
@@ -19,10 +19,7 @@ pub fn shutdown(store: &Store, force: bool) -> Outcome {
     if force {
         store.unmount_all()?;
     } else if !store.mounts()?.is_empty() {
-        return Err(containers_storage::Error::Refused(
-            "layers are still mounted (use shutdown -f)".into(),
-        )
-        .into());
+        return Err(Failure::usage("layers are still mounted (use shutdown -f)"));
     }
     Ok(0)
 }

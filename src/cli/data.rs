@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use containers_storage::{Error, Kind, Store};
+use containers_storage::{Error, Kind, Op, Store};
 
 use super::args;
 use super::output::{self, outln};
@@ -23,7 +23,7 @@ pub fn get(store: &Store, kind: Kind, args: &args::GetData) -> Outcome {
     let data = store.big_data(kind, &args.item, &args.key)?;
     match &args.file.file {
         Some(path) => {
-            std::fs::write(path, &data).map_err(|source| Error::io("write", path, source))?
+            std::fs::write(path, &data).map_err(|source| Error::io(Op::Write, path, source))?
         }
         None => {
             let mut out = std::io::stdout().lock();
@@ -40,7 +40,7 @@ pub fn get(store: &Store, kind: Kind, args: &args::GetData) -> Outcome {
 
 pub fn set(store: &Store, kind: Kind, args: &args::SetData) -> Outcome {
     let data = match &args.file.file {
-        Some(path) => std::fs::read(path).map_err(|source| Error::io("read", path, source))?,
+        Some(path) => std::fs::read(path).map_err(|source| Error::io(Op::Read, path, source))?,
         None => {
             let mut data = Vec::new();
             std::io::stdin()

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use containers_storage::{Compression, Error, Store};
+use containers_storage::{Compression, Error, Op, Store};
 
 use super::args;
 use super::progress::{CountingWriter, Progress};
-use super::Outcome;
+use super::{Failure, Outcome};
 
 pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
     let compression = args.compression();
@@ -15,11 +15,10 @@ pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
     if let Some(from) = args.from.as_deref().filter(|f| !f.is_empty()) {
         let from = store.layer(from)?;
         if from.id != layer.parent {
-            return Err(Error::Refused(format!(
+            return Err(Failure::usage(format!(
                 "layer {}: a diff against {} (not its parent) is not supported",
                 layer.id, from.id
-            ))
-            .into());
+            )));
         }
     }
     let progress = Progress::start("diff", None);
@@ -55,7 +54,7 @@ fn write_file(
     path: &Path,
     progress: &Progress,
 ) -> Result<(), Error> {
-    let io = |op: &'static str, path: &Path| {
+    let io = |op: Op, path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::io(op, &path, source)
     };
@@ -66,13 +65,13 @@ fn write_file(
         let out = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
-            .map_err(io("open", path))?;
+            .map_err(io(Op::Open, path))?;
         let mut out = CountingWriter {
             inner: std::io::BufWriter::new(out),
             progress,
         };
         store.diff(id, compression, &mut out)?;
-        return out.flush().map_err(io("write", path));
+        return out.flush().map_err(io(Op::Write, path));
     }
     let name = path
         .file_name()
@@ -86,15 +85,15 @@ fn write_file(
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(io("create", &tmp))?;
+        .map_err(io(Op::Create, &tmp))?;
     let mut out = CountingWriter {
         inner: std::io::BufWriter::new(out),
         progress,
     };
     let written = store
         .diff(id, compression, &mut out)
-        .and_then(|()| out.flush().map_err(io("write", &tmp)))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io("rename", path)));
+        .and_then(|()| out.flush().map_err(io(Op::Write, &tmp)))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(Op::Rename, path)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

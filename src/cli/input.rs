@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Read, Seek};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use containers_storage::{Error, Store};
+use containers_storage::{Error, Op, Store};
 
 use super::Failure;
 
@@ -23,7 +23,7 @@ pub struct Input {
 /// Opens `-f FILE`, else standard input unless it is a terminal.
 pub fn open(file: Option<&Path>) -> Result<Input, Failure> {
     if let Some(path) = file {
-        let file = File::open(path).map_err(|source| Error::io("open", path, source))?;
+        let file = File::open(path).map_err(|source| Error::io(Op::Open, path, source))?;
         let size = file
             .metadata()
             .ok()

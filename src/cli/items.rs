@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use containers_storage::{Error, Kind, NamesOp, Store};
+use containers_storage::{Error, Kind, NamesOp, Op, Store};
 use serde::Serialize;
 
 use super::args;
@@ -16,7 +16,7 @@ pub fn read_metadata(value: Option<String>, file: Option<&Path>) -> Result<Optio
     match file {
         Some(path) => std::fs::read_to_string(path)
             .map(Some)
-            .map_err(|source| Error::io("read", path, source)),
+            .map_err(|source| Error::io(Op::Read, path, source)),
         None => Ok(value),
     }
 }

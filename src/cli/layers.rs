@@ -169,12 +169,12 @@ pub fn apply_diff(store: &Store, args: &args::ApplyDiff) -> Outcome {
 }
 
 /// Refuses a `from` layer other than the layer's parent.
-fn check_from(store: &Store, arg: &str, from: Option<&str>) -> Result<(), Error> {
+fn check_from(store: &Store, arg: &str, from: Option<&str>) -> Result<(), Failure> {
     if let Some(from) = from.filter(|f| !f.is_empty()) {
         let layer = store.layer(&store.mount_layer_id(arg)?)?;
         let from = store.layer(from)?;
         if from.id != layer.parent {
-            return Err(Error::Refused(format!(
+            return Err(Failure::usage(format!(
                 "layer {}: changes against {} (not its parent) are not supported",
                 layer.id, from.id
             )));

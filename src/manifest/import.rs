@@ -134,7 +134,7 @@ pub fn stage_tar<'p, R: Read + Send>(
         drop(parser);
         let stream = reader
             .join()
-            .unwrap_or_else(|_| Err(Error::BadTar("layer stream reader panicked".into())));
+            .unwrap_or(Err(Error::Panicked("layer stream reader")));
         let (diff_size, diff_digest) = hasher.join().unwrap_or((0, String::new()));
         // A decompression error explains a truncated tar better than the
         // parser's "unexpected end"; a reader stopped by the parser has

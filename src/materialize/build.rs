@@ -29,7 +29,7 @@ use super::meta;
 use super::objects::{LinkName, Linked, ObjectCache};
 use crate::chunks::ChunkPool;
 use crate::durable;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, PathProblem, Result};
 use crate::manifest::{
     ancestors, depth, opaque_dir, parent, whiteout_target, Entry, EntryKind, Extraction,
     LayerManifest,
@@ -157,7 +157,7 @@ pub(crate) fn build<'a>(
             builder.apply(m, i == 0)?;
         }
         if options.durable {
-            syncfs(builder.jail.root_fd().as_raw_fd()).at("syncfs", &tmp)?;
+            syncfs(builder.jail.root_fd().as_raw_fd()).at(Op::Syncfs, &tmp)?;
         }
         let c = &builder.counters;
         Ok(BuildStats {
@@ -182,7 +182,7 @@ pub(crate) fn build<'a>(
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                Err(e).at("rename", target)
+                Err(e).at(Op::Rename, target)
             }
         },
         Err(e) => {
@@ -214,7 +214,7 @@ pub(crate) fn apply_onto(
         beneath: AtomicBool::new(false),
     };
     builder.apply(manifest, false)?;
-    syncfs(builder.jail.root_fd().as_raw_fd()).at("syncfs", target)
+    syncfs(builder.jail.root_fd().as_raw_fd()).at(Op::Syncfs, target)
 }
 
 /// The directories that entries of `m` lie in but that `m` does not
@@ -279,11 +279,10 @@ impl Builder<'_> {
         // before anything is written.
         let outcome = Extraction::of(&m.entries);
         if let Some(r) = outcome.refusal() {
-            return Err(Error::Refused(format!(
-                "{}: the layer cannot be extracted: {}",
-                self.jail.display(b"").display(),
-                r.what
-            )));
+            return Err(Error::NotExtractable {
+                tree: self.jail.display(b""),
+                what: r.what.clone(),
+            });
         }
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
@@ -566,9 +565,9 @@ impl Builder<'_> {
                 self.jail.forget_opened();
                 let proc_path = slot.proc_path();
                 std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
-                    .at("remove", &self.jail.display(rel))
+                    .at(Op::Remove, &self.jail.display(rel))
             }
-            Err(e) => Err(Error::io("unlink", &self.jail.display(rel), e)),
+            Err(e) => Err(Error::io(Op::Unlink, &self.jail.display(rel), e)),
         }
     }
 
@@ -580,8 +579,8 @@ impl Builder<'_> {
             Err(e) => return Err(e),
         };
         let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
-        for child in std::fs::read_dir(&path).at("read directory", &self.jail.display(rel))? {
-            let child = child.at("read directory", &self.jail.display(rel))?;
+        for child in std::fs::read_dir(&path).at(Op::ReadDir, &self.jail.display(rel))? {
+            let child = child.at(Op::ReadDir, &self.jail.display(rel))?;
             let mut child_rel = rel.to_vec();
             if !child_rel.is_empty() {
                 child_rel.push(b'/');
@@ -623,9 +622,9 @@ impl Builder<'_> {
                     slot.name.as_c_str(),
                     Mode::from_bits_truncate(0o700),
                 )
-                .at("mkdir", &self.jail.display(path))
+                .at(Op::Mkdir, &self.jail.display(path))
             }
-            Err(err) => Err(Error::io("mkdir", &self.jail.display(path), err)),
+            Err(err) => Err(Error::io(Op::Mkdir, &self.jail.display(path), err)),
         }
     }
 
@@ -667,7 +666,7 @@ impl Builder<'_> {
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
                 meta::Creator::create_mode(e),
             )
-            .at("create", &shown())?;
+            .at(Op::Create, &shown())?;
         if let Some(link) = &adopt {
             self.objects.fill(e, link, reader, &mut file, &shown())?;
         } else if e.size > 0 {
@@ -699,7 +698,7 @@ impl Builder<'_> {
         let made = match e.kind {
             EntryKind::Symlink => {
                 let target = CString::new(e.link.clone())
-                    .map_err(|_| Error::Refused("symlink target holds a NUL byte".into()))?;
+                    .map_err(|_| self.jail.invalid(&e.path, PathProblem::NulInTarget))?;
                 symlinkat(target.as_c_str(), Some(dir), slot.name.as_c_str())
             }
             kind => {
@@ -725,9 +724,9 @@ impl Builder<'_> {
             }
             return Err(Error::io(
                 if e.kind == EntryKind::Symlink {
-                    "symlink"
+                    Op::Symlink
                 } else {
-                    "mknod"
+                    Op::Mknod
                 },
                 &shown,
                 err,
@@ -748,7 +747,7 @@ impl Builder<'_> {
             slot.name.as_c_str(),
             AtFlags::empty(),
         )
-        .at("link", &self.jail.display(&e.path))
+        .at(Op::Link, &self.jail.display(&e.path))
     }
 
     /// Makes the whiteout device (0/0) at `rel`, a path the layer hides
@@ -760,7 +759,7 @@ impl Builder<'_> {
         }
         let dir = Some(slot.dir.as_raw_fd());
         mknodat(dir, slot.name.as_c_str(), SFlag::S_IFCHR, Mode::empty(), 0)
-            .at("mknod", &self.jail.display(rel))
+            .at(Op::Mknod, &self.jail.display(rel))
     }
 
     /// Marks directory `rel` opaque: it hides what the layers below hold
@@ -768,7 +767,7 @@ impl Builder<'_> {
     fn overlay_opaque(&self, rel: &[u8], xattr_prefix: &str) -> Result<()> {
         let dir = self.open_dir_creating(rel)?;
         let name = CString::new(format!("{xattr_prefix}opaque")).expect("no NUL");
-        sys::fsetxattr(dir.as_fd(), &name, b"y").at("setxattr", &self.jail.display(rel))
+        sys::fsetxattr(dir.as_fd(), &name, b"y").at(Op::Setxattr, &self.jail.display(rel))
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::manifest::{
     opaque_dir, opaque_marker, whiteout_for, whiteout_target, Entry, EntryKind, Extraction,
     LayerManifest, TarEntry, TarWriter,
@@ -267,7 +267,7 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
             continue;
         }
         let path = root.join(OsStr::from_bytes(&rel));
-        let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
+        let meta = std::fs::symlink_metadata(&path).at(Op::Stat, &path)?;
         let mut entry = TarEntry {
             path: rel.clone(),
             mode: meta.mode() & 0o7777,
@@ -287,7 +287,7 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
             EntryKind::Symlink => {
                 entry.typeflag = b'2';
                 entry.link = std::fs::read_link(&path)
-                    .at("readlink", &path)?
+                    .at(Op::Readlink, &path)?
                     .as_os_str()
                     .as_bytes()
                     .to_vec();
@@ -313,7 +313,7 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
                 }
                 entry.typeflag = b'0';
                 entry.size = meta.size();
-                let mut file = File::open(&path).at("open", &path)?;
+                let mut file = File::open(&path).at(Op::Open, &path)?;
                 tar.append(&entry, Some(&mut file)).map_err(written)?;
                 continue;
             }

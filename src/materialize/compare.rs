@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::chunks::ChunkId;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::manifest::{self, whiteout_target, Entry, EntryKind, Extraction, LayerManifest};
 use crate::sys;
 
@@ -35,10 +35,10 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<(Vec<u8>, fs::Metadata)>> {
 fn walk_into(root: &Path, rel: &[u8], out: &mut Vec<(Vec<u8>, fs::Metadata)>) -> Result<()> {
     let dir = root.join(OsStr::from_bytes(rel));
     let mut names: Vec<Vec<u8>> = fs::read_dir(&dir)
-        .at("read directory", &dir)?
+        .at(Op::ReadDir, &dir)?
         .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
         .collect::<std::io::Result<_>>()
-        .at("read directory", &dir)?;
+        .at(Op::ReadDir, &dir)?;
     names.sort();
     for name in names {
         let child = match rel.is_empty() {
@@ -46,7 +46,7 @@ fn walk_into(root: &Path, rel: &[u8], out: &mut Vec<(Vec<u8>, fs::Metadata)>) ->
             false => [rel, b"/", &name].concat(),
         };
         let path = root.join(OsStr::from_bytes(&child));
-        let meta = fs::symlink_metadata(&path).at("stat", &path)?;
+        let meta = fs::symlink_metadata(&path).at(Op::Stat, &path)?;
         let is_dir = meta.is_dir();
         out.push((child.clone(), meta));
         if is_dir {

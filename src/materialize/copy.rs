@@ -16,7 +16,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use super::jail::Jail;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 
 /// Owner to give copied entries instead of the source's.
 pub type Chown = Option<(u32, Option<u32>)>;
@@ -36,10 +36,10 @@ fn set_metadata(
 ) -> Result<()> {
     let (uid, gid) = owner(ids);
     match fchown(fd, uid, gid) {
-        Err(e) if nix::unistd::geteuid().is_root() => return Err(Error::io("chown", shown, e)),
+        Err(e) if nix::unistd::geteuid().is_root() => return Err(Error::io(Op::Chown, shown, e)),
         _ => {}
     }
-    fchmod(fd, Mode::from_bits_truncate(mode & 0o7777)).at("chmod", shown)?;
+    fchmod(fd, Mode::from_bits_truncate(mode & 0o7777)).at(Op::Chmod, shown)?;
     let _ = futimens(fd, atime, mtime);
     Ok(())
 }
@@ -53,7 +53,7 @@ pub fn copy_into(src: &Path, root: &Path, rel: &[u8], chown: Chown) -> Result<u6
 }
 
 fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> {
-    let meta = std::fs::symlink_metadata(src).at("stat", src)?;
+    let meta = std::fs::symlink_metadata(src).at(Op::Stat, src)?;
     let shown = jail.display(rel);
     let (uid, gid) = match chown {
         Some((u, g)) => (u, g.unwrap_or(meta.gid())),
@@ -78,15 +78,15 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
             let dir = Some(slot.dir.as_raw_fd());
             match mkdirat(dir, slot.name.as_c_str(), Mode::from_bits_truncate(0o700)) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(Error::io("mkdir", &shown, e)),
+                Err(e) => return Err(Error::io(Op::Mkdir, &shown, e)),
             }
             jail.open_dir(rel)?
         };
         let mut names: Vec<_> = std::fs::read_dir(src)
-            .at("read directory", src)?
+            .at(Op::ReadDir, src)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<std::io::Result<_>>()
-            .at("read directory", src)?;
+            .at(Op::ReadDir, src)?;
         names.sort();
         let mut count = 1;
         for name in names {
@@ -104,9 +104,9 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
     if ft.is_file() {
         let mut out: File = slot
             .open(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, 0o600)
-            .at("create", &shown)?;
-        let mut input = File::open(src).at("open", src)?;
-        std::io::copy(&mut input, &mut out).at("copy", src)?;
+            .at(Op::Create, &shown)?;
+        let mut input = File::open(src).at(Op::Open, src)?;
+        std::io::copy(&mut input, &mut out).at(Op::Copy, src)?;
         set_metadata(out.as_raw_fd(), (uid, gid), meta.mode(), &times, &shown)?;
         return Ok(1);
     }
@@ -114,7 +114,7 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
     let (dir, name) = (Some(slot.dir.as_raw_fd()), slot.name.as_c_str());
     let _ = unlinkat(dir, name, UnlinkatFlags::NoRemoveDir);
     let made = if ft.is_symlink() {
-        let target = std::fs::read_link(src).at("readlink", src)?;
+        let target = std::fs::read_link(src).at(Op::Readlink, src)?;
         let target = CString::new(target.as_os_str().as_bytes()).expect("no NUL in a link target");
         symlinkat(target.as_c_str(), dir, name)
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
@@ -122,12 +122,9 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
         let perm = Mode::from_bits_truncate(meta.mode());
         mknodat(dir, name, kind, perm, meta.rdev())
     } else {
-        return Err(Error::Refused(format!(
-            "{}: cannot copy a socket",
-            src.display()
-        )));
+        return Err(Error::CannotCopy(src.to_path_buf()));
     };
-    made.at("create", &shown)?;
+    made.at(Op::Create, &shown)?;
     let (uid, gid) = owner((uid, gid));
     let _ = fchownat(dir, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW);
     let (atime, mtime) = &times;

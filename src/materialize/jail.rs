@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{mkdirat, Mode};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, PathProblem, Result};
 use crate::manifest::split_last;
 use crate::poison::Unpoisoned;
 use crate::sys;
@@ -50,7 +50,7 @@ impl Jail {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .at("open", path)?;
+        .at(Op::Open, path)?;
         let root = Arc::new(fd);
         Ok(Jail {
             root,
@@ -94,12 +94,11 @@ impl Jail {
                 Mode::empty(),
             )
             .map_err(|e| match e {
-                Errno::ELOOP | Errno::ENOTDIR => Error::Refused(format!(
-                    "{}: {:?} goes through a symlink or a non-directory; refusing to follow it",
-                    self.path.display(),
-                    String::from_utf8_lossy(rel)
-                )),
-                other => Error::io("open", &self.path.join(OsStr::from_bytes(rel)), other),
+                Errno::ELOOP | Errno::ENOTDIR => Error::OutsideTree {
+                    tree: self.path.clone(),
+                    path: String::from_utf8_lossy(rel).into_owned(),
+                },
+                other => Error::io(Op::Open, &self.path.join(OsStr::from_bytes(rel)), other),
             })?;
             fd = Arc::new(next);
             opened.insert(prefix.to_vec(), fd.clone());
@@ -134,15 +133,14 @@ impl Jail {
             done = i;
             let (parent, name) = split_last(prefix);
             let dir = self.open_dir(parent)?;
-            let cname =
-                CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+            let cname = self.c_name(name, prefix)?;
             match mkdirat(
                 Some(dir.as_raw_fd()),
                 cname.as_c_str(),
                 Mode::from_bits_truncate(0o755),
             ) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(Error::io("mkdir", &self.display(prefix), e)),
+                Err(e) => return Err(Error::io(Op::Mkdir, &self.display(prefix), e)),
             }
         }
         self.open_dir(rel)
@@ -151,7 +149,7 @@ impl Jail {
     /// The parent directory and name of `rel` (which must not be empty);
     /// missing parent directories are created.
     pub fn slot(&self, rel: &[u8]) -> Result<Slot> {
-        let (parent, name) = split(rel)?;
+        let (parent, name) = self.split(rel)?;
         Ok(Slot {
             dir: self.open_dir_creating(parent)?,
             name,
@@ -160,7 +158,7 @@ impl Jail {
 
     /// The parent directory and name of `rel`, which must exist.
     pub fn existing_slot(&self, rel: &[u8]) -> Result<Slot> {
-        let (parent, name) = split(rel)?;
+        let (parent, name) = self.split(rel)?;
         Ok(Slot {
             dir: self.open_dir(parent)?,
             name,
@@ -176,9 +174,9 @@ impl Jail {
     /// No symlink can then be on the way, so the walk stays inside.
     pub fn beneath(&self, rel: &[u8]) -> Result<Slot> {
         if rel.is_empty() {
-            return Err(Error::Refused("an entry names the tree's root".into()));
+            return Err(self.invalid(rel, PathProblem::Root));
         }
-        let name = CString::new(rel).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
+        let name = self.c_name(rel, rel)?;
         Ok(Slot {
             dir: self.root.clone(),
             name,
@@ -194,7 +192,7 @@ impl Jail {
         let fd = self
             .beneath(rel)?
             .open(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
-            .at("open", &self.display(rel))?;
+            .at(Op::Open, &self.display(rel))?;
         Ok(Arc::new(fd.into()))
     }
 
@@ -202,13 +200,25 @@ impl Jail {
     pub fn display(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))
     }
-}
 
-/// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
-fn split(rel: &[u8]) -> Result<(&[u8], CString)> {
-    let (parent, name) = split_last(rel);
-    let name = CString::new(name).map_err(|_| Error::Refused("path holds a NUL byte".into()))?;
-    Ok((parent, name))
+    /// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
+    fn split<'a>(&self, rel: &'a [u8]) -> Result<(&'a [u8], CString)> {
+        let (parent, name) = split_last(rel);
+        Ok((parent, self.c_name(name, rel)?))
+    }
+
+    /// `name` (the last component of `rel`) for a system call.
+    fn c_name(&self, name: &[u8], rel: &[u8]) -> Result<CString> {
+        CString::new(name).map_err(|_| self.invalid(rel, PathProblem::Nul))
+    }
+
+    /// The error for `rel`, a path that cannot be made.
+    pub fn invalid(&self, rel: &[u8], problem: PathProblem) -> Error {
+        Error::InvalidPath {
+            path: self.display(rel),
+            problem,
+        }
+    }
 }
 
 impl Slot {

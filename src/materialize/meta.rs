@@ -10,11 +10,12 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, Gid, Uid};
 
 use super::jail::Slot;
+use crate::error::Op;
 use crate::manifest::{never_written, Entry, EntryKind, Xattr};
 use crate::sys;
 
 /// A failed step: the operation and its `errno`.
-type Failed = (&'static str, Errno);
+type Failed = (Op, Errno);
 
 /// Whether ownership changes may be skipped (an unprivileged user cannot
 /// give files away; the tree is then owned by that user).
@@ -126,7 +127,7 @@ fn mode(entry: &Entry) -> Mode {
 /// A chown that failed only because this user may not give files away.
 fn chown_result(r: nix::Result<()>) -> Result<(), Failed> {
     match r {
-        Err(e) if !may_skip_chown(e) => Err(("chown", e)),
+        Err(e) if !may_skip_chown(e) => Err((Op::Chown, e)),
         _ => Ok(()),
     }
 }
@@ -141,11 +142,11 @@ fn apply(fd: BorrowedFd<'_>, entry: &Entry, creator: Option<&Creator>) -> Result
     // A chown clears the set-user-ID and set-group-ID bits, so the mode
     // comes after it; without a chown the created mode may already be it.
     if !owned || !creator.is_some_and(|c| c.gives_mode(entry)) {
-        fchmod(raw, mode(entry)).map_err(|e| ("chmod", e))?;
+        fchmod(raw, mode(entry)).map_err(|e| (Op::Chmod, e))?;
     }
     set_xattrs(entry, |name, value| sys::fsetxattr(fd, name, value))?;
     let t = time(entry);
-    futimens(raw, &t, &t).map_err(|e| ("utimens", e))
+    futimens(raw, &t, &t).map_err(|e| (Op::Utimens, e))
 }
 
 /// Sets the entry's xattrs with `set`, skipping those an unprivileged
@@ -157,9 +158,9 @@ fn set_xattrs(
     // Manifests imported before such xattrs were dropped may hold them.
     for Xattr { name, value } in entry.xattrs.iter().filter(|x| !never_written(&x.name)) {
         let cname =
-            std::ffi::CString::new(name.as_str()).map_err(|_| ("setxattr", Errno::EINVAL))?;
+            std::ffi::CString::new(name.as_str()).map_err(|_| (Op::Setxattr, Errno::EINVAL))?;
         match set(&cname, value) {
-            Err(e) if !may_skip_xattr(name, e) => return Err(("setxattr", e)),
+            Err(e) if !may_skip_xattr(name, e) => return Err((Op::Setxattr, e)),
             _ => {}
         }
     }
@@ -185,7 +186,7 @@ pub(crate) fn set_times_at(slot: &Slot, entry: &Entry) -> Result<(), Failed> {
         &t,
         UtimensatFlags::NoFollowSymlink,
     )
-    .map_err(|e| ("utimens", e))
+    .map_err(|e| (Op::Utimens, e))
 }
 
 /// Sets owner, xattrs and mtime on a symlink or device node, through its
@@ -205,10 +206,11 @@ pub(crate) fn apply_to_slot(
     }
     if entry.kind != EntryKind::Symlink {
         // Device nodes and fifos are not symlinks: following is harmless.
-        fchmodat(dir, name, mode(entry), FchmodatFlags::FollowSymlink).map_err(|e| ("chmod", e))?;
+        fchmodat(dir, name, mode(entry), FchmodatFlags::FollowSymlink)
+            .map_err(|e| (Op::Chmod, e))?;
     }
     let path = slot.proc_path();
     set_xattrs(entry, |key, value| sys::lsetxattr(&path, key, value))?;
     let t = time(entry);
-    utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| ("utimens", e))
+    utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(|e| (Op::Utimens, e))
 }

@@ -34,7 +34,7 @@ use nix::unistd::linkat;
 use super::jail::Slot;
 use crate::chunks::ChunkReader;
 use crate::durable;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::manifest::Entry;
 use crate::poison::Unpoisoned;
@@ -152,7 +152,7 @@ impl ObjectCache {
     pub fn open(dir: &Path) -> Result<ObjectCache> {
         let tmp = tmp_dir(dir);
         durable::create_dir_all(&tmp)?;
-        let dir_fd = File::open(dir).at("open", dir)?.into();
+        let dir_fd = File::open(dir).at(Op::Open, dir)?.into();
         Ok(ObjectCache {
             dir: dir.to_path_buf(),
             dir_fd,
@@ -177,7 +177,7 @@ impl ObjectCache {
         pending
             .file
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
-            .at("chmod", &path)?;
+            .at(Op::Chmod, &path)?;
         self.publish(pending, &path)?;
         Ok(path)
     }
@@ -197,7 +197,7 @@ impl ObjectCache {
             Ok(()) => Ok(Linked::Done),
             Err(Errno::ENOENT) => Ok(Linked::Missing),
             Err(Errno::EMLINK) => Ok(Linked::Full),
-            Err(e) => Err(e).at("link", &self.dir.join(name.to_string_lossy().as_ref())),
+            Err(e) => Err(e).at(Op::Link, &self.dir.join(name.to_string_lossy().as_ref())),
         }
     }
 
@@ -225,7 +225,7 @@ impl ObjectCache {
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).at("link", &path()),
+            Err(e) => return Err(e).at(Op::Link, &path()),
         }
         let mut shards = self.shards.lock_unpoisoned();
         if let Some(names) = shards.get_mut(link.shard()) {
@@ -307,8 +307,8 @@ impl ObjectCache {
                 return Ok(());
             }
             // Not what it should be: start again from the pool.
-            file.set_len(0).at("truncate", shown)?;
-            file.seek(SeekFrom::Start(0)).at("seek", shown)?;
+            file.set_len(0).at(Op::Truncate, shown)?;
+            file.seek(SeekFrom::Start(0)).at(Op::Seek, shown)?;
         }
         self.write_content(entry, reader, file, shown)
     }
@@ -322,7 +322,8 @@ impl ObjectCache {
         shown: &Path,
     ) -> Result<()> {
         for chunk in &entry.chunks {
-            file.write_all(reader.read(&chunk.id)?).at("write", shown)?;
+            file.write_all(reader.read(&chunk.id)?)
+                .at(Op::Write, shown)?;
         }
         Ok(())
     }
@@ -365,7 +366,7 @@ impl ObjectCache {
                     .create_new(true)
                     .mode(durable::FILE_MODE)
                     .open(&tmp)
-                    .at("create", &tmp)?;
+                    .at(Op::Create, &tmp)?;
                 Pending {
                     file,
                     tmp: Some(tmp),
@@ -406,14 +407,14 @@ impl ObjectCache {
         match linked {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e).at("link", path),
+            Err(e) => Err(e).at(Op::Link, path),
         }
     }
 
     /// Makes `dst` (an empty file just created) a copy of `src`: a reflink
     /// where the filesystem can, else a data copy.
     pub fn clone_into(&self, src: &Path, dst: &mut File) -> Result<()> {
-        let source = File::open(src).at("open", src)?;
+        let source = File::open(src).at(Op::Open, src)?;
         if self.reflinks.load(Ordering::Relaxed) != NO {
             match sys::ficlone(dst, &source) {
                 Ok(()) => {
@@ -428,11 +429,11 @@ impl ObjectCache {
                 {
                     self.reflinks.store(NO, Ordering::Relaxed);
                 }
-                Err(e) => return Err(e).at("clone", src),
+                Err(e) => return Err(e).at(Op::Clone, src),
             }
         }
         let mut source = source;
-        std::io::copy(&mut source, dst).at("copy", src)?;
+        std::io::copy(&mut source, dst).at(Op::Copy, src)?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::objects::{self, content_key, lock_path};
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::manifest::{EntryKind, LayerManifest};
 
@@ -84,7 +84,7 @@ pub fn sweep_objects(
         }
         if !dry_run {
             let p = entry.path();
-            fs::remove_file(&p).at("remove", &p)?;
+            fs::remove_file(&p).at(Op::Remove, &p)?;
         }
         Ok(())
     })?;
@@ -118,7 +118,7 @@ fn for_each_object(
         }
         let name = shard.file_name().to_string_lossy().into_owned();
         let path = shard.path();
-        for entry in fs::read_dir(&path).at("read directory", &path)?.flatten() {
+        for entry in fs::read_dir(&path).at(Op::ReadDir, &path)?.flatten() {
             let Ok(meta) = entry.metadata() else {
                 continue;
             };

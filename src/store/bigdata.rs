@@ -7,12 +7,13 @@ use std::fs;
 use base64::Engine;
 
 use super::containers::find_container;
-use super::item::{find, Item, Kind};
+use super::item::{find, Item};
+use super::kind::Kind;
 use super::layout;
 use super::records::RecordFile;
 use super::Store;
 use crate::durable;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::manifest::Sha256;
 
 /// The file name of a big data key: the key itself when it is made of
@@ -70,11 +71,11 @@ impl Store {
         match fs::read(&path) {
             Ok(data) => Ok(data),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoBigData {
-                kind: kind.name(),
+                kind,
                 id,
                 key: key.to_string(),
             }),
-            Err(e) => Err(e).at("read", &path),
+            Err(e) => Err(e).at(Op::Read, &path),
         }
     }
 

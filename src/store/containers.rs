@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{new_id, validate_new_id};
-use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item};
+use super::kind::Kind;
 use super::layers::{now, Layer};
 use super::layout;
 use super::Store;

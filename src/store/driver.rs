@@ -28,7 +28,7 @@ use super::records::Locked;
 use super::MountPoint;
 use super::Store;
 use crate::durable::{self, Flush};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Action, Error, IoContext, Op, Result};
 use crate::materialize::{BuildOptions, Format, Materializer};
 
 /// The alphabet of upstream's short link names.
@@ -158,9 +158,7 @@ impl Store {
         let mut next = top.to_string();
         while !next.is_empty() {
             if chain.iter().any(|l: &Layer| l.id == next) {
-                return Err(Error::Refused(format!(
-                    "layer {top}: its parents form a cycle"
-                )));
+                return Err(Error::Cycle(top.to_string()));
             }
             let layer = layers
                 .iter()
@@ -179,10 +177,7 @@ impl Store {
 
     fn sealed_manifest(&self, layer: &Layer) -> Result<crate::manifest::LayerManifest> {
         if !layer.sealed {
-            return Err(Error::Refused(format!(
-                "layer {}: a live layer below another layer is not supported yet (it must be sealed first)",
-                layer.id
-            )));
+            return Err(Error::LiveBelow(layer.id.clone()));
         }
         self.layer_manifest(layer)
     }
@@ -224,13 +219,13 @@ impl Store {
                     if live_top {
                         return Err(content_gone(&layer.id, path, what));
                     }
-                    fs::remove_file(path).at("remove", path)?;
+                    fs::remove_file(path).at(Op::Remove, path)?;
                 }
             }
             for scratch in [layout::WORK, layout::MERGED] {
                 let path = dir.join(scratch);
                 if not_a_directory(&path).is_some() {
-                    fs::remove_file(&path).at("remove", &path)?;
+                    fs::remove_file(&path).at(Op::Remove, &path)?;
                 }
             }
             if fs::symlink_metadata(self.base_file(&layer.id)).is_ok() && diff.is_dir() {
@@ -311,13 +306,13 @@ impl Store {
                 return Ok(());
             }
             let _ = fs::remove_file(&link);
-            return std::os::unix::fs::symlink(&target, &link).at("symlink", &link);
+            return std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link);
         }
         let link_file = self.driver_dir().join(id).join(layout::LINK);
         let short = short_name();
         let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target, &link).at("symlink", &link)?;
+        std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link)?;
         durable::atomic_write_flushed(&link_file, short.as_bytes(), flush)
     }
 
@@ -370,10 +365,11 @@ impl Store {
         let mounts = self.mount_records.lock()?;
         for m in &mounts.records {
             if m.count > 0 && ids.contains(&m.id) {
-                return Err(Error::Refused(format!(
-                    "layer {}: it is mounted at {}; unmount it first",
-                    m.id, m.path
-                )));
+                return Err(Error::Mounted {
+                    layer: m.id.clone(),
+                    at: Some(PathBuf::from(&m.path)),
+                    refused: Action::Delete,
+                });
             }
         }
         Ok(mounts)
@@ -389,7 +385,7 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .and_then(|mut f| f.read_to_string(&mut short))
-            .at("read", &path)?;
+            .at(Op::Read, &path)?;
         if short.is_empty() || !short.bytes().all(|b| SHORT_ALPHABET.contains(&b)) {
             return Err(Error::Corrupt {
                 path,
@@ -412,7 +408,7 @@ impl Store {
             // A sealed layer's tree is a cache, built again; a live
             // layer's content is gone.
             Some(what) if !top.sealed => return Err(content_gone(&top.id, &dir, what)),
-            Some(_) => fs::remove_file(&dir).at("remove", &dir)?,
+            Some(_) => fs::remove_file(&dir).at(Op::Remove, &dir)?,
         }
         let sealed = if top.sealed { chain } else { &chain[1..] };
         let manifests = self.manifests_lowest_first(sealed)?;
@@ -479,17 +475,18 @@ pub(crate) fn not_a_directory(path: &Path) -> Option<&'static str> {
 /// is made in it where it points) is removed first.
 pub(crate) fn own_dir(path: &Path) -> Result<()> {
     if not_a_directory(path).is_some() {
-        fs::remove_file(path).at("remove", path)?;
+        fs::remove_file(path).at(Op::Remove, path)?;
     }
     durable::create_dir_all(path)
 }
 
 /// The error for a live layer whose content directory was replaced.
-fn content_gone(id: &str, path: &Path, what: &str) -> Error {
-    Error::Refused(format!(
-        "layer {id}: {} is {what}, not the layer's directory: its content is gone (`check -r` removes the layer)",
-        path.display()
-    ))
+fn content_gone(id: &str, path: &Path, what: &'static str) -> Error {
+    Error::ContentGone {
+        layer: id.to_string(),
+        path: path.to_path_buf(),
+        what,
+    }
 }
 
 /// Refuses a layer whose ID is one of the layout's names (a record
@@ -498,9 +495,7 @@ fn refuse_reserved(id: &str) -> Result<()> {
     if layout::owns_paths(id) {
         return Ok(());
     }
-    Err(Error::Refused(format!(
-        "layer {id}: the store's layout uses this name for its own files; the layer can be exported or deleted, not materialized"
-    )))
+    Err(Error::ReservedId(id.to_string()))
 }
 
 /// What a layer's short link points to: `../<id>/diff`.
@@ -525,7 +520,7 @@ fn name_needing_layer(
         m.entries
             .iter()
             .flat_map(|entry| &entry.chunks)
-            .any(|c| c.id.to_hex() == *id)
+            .any(|c| c.id == *id)
     };
     match chain
         .iter()

@@ -38,7 +38,7 @@ use super::pool_users::LayerSet;
 use super::{Kind, Store};
 use crate::chunks::{ChunkId, SweepReport};
 use crate::durable;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::manifest::LayerManifest;
 use crate::materialize::{self, ObjectSweep};
@@ -492,13 +492,12 @@ impl Store {
             let m = match fs::read(&path) {
                 Ok(bytes) => crate::manifest::decode(&path, &bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => Err(e).at("read", &path),
+                Err(e) => Err(e).at(Op::Read, &path),
             };
-            let m = m.map_err(|e| {
-                Error::Refused(format!(
-                    "layer {} ({} driver): its manifest cannot be read ({e}); nothing was swept, run `check -r` with that driver first",
-                    layer.id, set.driver
-                ))
+            let m = m.map_err(|e| Error::SweepBlocked {
+                layer: layer.id.clone(),
+                driver: set.driver.to_string(),
+                cause: Box::new(e),
             })?;
             manifests.insert(layer.id.clone(), m);
         }

@@ -3,10 +3,11 @@
 //! and wiping the whole store.
 
 use super::containers::find_container;
-use super::item::{change_names, find, Item, Kind, NamesOp};
+use super::item::{change_names, find, Item, NamesOp};
+use super::kind::Kind;
 use super::records::RecordFile;
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::{Action, Error, Result};
 
 impl Store {
     /// Finds `arg` among layers, then images, then containers; returns the
@@ -144,10 +145,11 @@ impl Store {
     pub fn wipe(&self) -> Result<()> {
         self.check_writable()?;
         if let Some(m) = self.mounts()?.into_iter().find(|m| m.count > 0) {
-            return Err(Error::Refused(format!(
-                "layer {}: it is mounted at {}; unmount everything first (shutdown -f)",
-                m.id, m.path
-            )));
+            return Err(Error::Mounted {
+                layer: m.id,
+                at: Some(m.path.into()),
+                refused: Action::Wipe,
+            });
         }
         let mut tx = self.transaction()?;
         let ids: Vec<String> = tx.layers.records.iter().map(|l| l.id.clone()).collect();

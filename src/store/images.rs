@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{new_id, validate_new_id};
-use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item};
+use super::kind::Kind;
 use super::layers::now;
 use super::layout;
 use super::Store;
@@ -224,11 +225,13 @@ impl Store {
         let image = find(&tx.images.records, arg)
             .ok_or_else(|| Kind::Image.not_known(arg))?
             .clone();
-        if tx.containers.records.iter().any(|c| c.image == image.id) {
-            return Err(Error::Refused(format!(
-                "image {}: image is in use by a container",
-                image.id
-            )));
+        if let Some(c) = tx.containers.records.iter().find(|c| c.image == image.id) {
+            return Err(Error::InUse {
+                kind: Kind::Image,
+                id: image.id,
+                by: Kind::Container,
+                by_id: c.id.clone(),
+            });
         }
         let mut doomed: Vec<String> = Vec::new();
         let mut next = image.top_layer.clone();

@@ -10,32 +10,13 @@ use serde::{Deserialize, Serialize};
 use super::ids::validate_name;
 use crate::error::{Error, Result};
 
-/// The three kinds of item, in lookup order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A layer.
-    Layer,
-    /// An image.
-    Image,
-    /// A container.
-    Container,
-}
+use super::kind::Kind;
 
 impl Kind {
-    /// `layer`, `image` or `container`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Layer => "layer",
-            Kind::Image => "image",
-            Kind::Container => "container",
-        }
-    }
-
     /// The "not known" error for `arg`.
     pub(crate) fn not_known(self, arg: &str) -> Error {
         Error::NotKnown {
-            kind: self.name(),
+            kind: self,
             arg: arg.to_string(),
         }
     }

@@ -10,13 +10,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ids::{new_id, validate_name, validate_new_id};
-use super::item::{claim, dedup_names, find, BigDataIndex, Item, Kind};
+use super::item::{claim, dedup_names, find, BigDataIndex, Item};
+use super::kind::Kind;
 use super::layout;
 use super::lock::ProcessMarker;
 use super::Store;
 use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Action, Error, IoContext, Op, Result};
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
 
@@ -328,9 +329,7 @@ impl Store {
                 let record = layers
                     .iter_mut()
                     .find(|l| l.id == layer.id)
-                    .ok_or_else(|| {
-                        Error::Refused(format!("layer {}: deleted while it was imported", layer.id))
-                    })?;
+                    .ok_or_else(|| Error::DeletedDuringImport(layer.id.clone()))?;
                 record.compressed_digest = m.compressed_digest.clone();
                 record.compressed_size = m.compressed_size;
                 record.diff_digest = m.diff_digest.clone();
@@ -365,7 +364,6 @@ impl Store {
     ) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.layer(arg)?;
-        let refuse = |why: &str| Err(Error::Refused(format!("layer {}: {why}", layer.id)));
         let container = layer.flags.contains_key("container");
         if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
             let result = self.import_content(&layer, input, observer);
@@ -379,10 +377,17 @@ impl Store {
             .iter()
             .any(|m| m.id == layer.id && m.count > 0)
         {
-            return refuse("it is mounted; unmount it before applying a diff");
+            return Err(Error::Mounted {
+                layer: layer.id,
+                at: None,
+                refused: Action::ApplyDiff,
+            });
         }
         if layer.sealed && self.layers()?.iter().any(|l| l.parent == layer.id) {
-            return refuse("it has child layers, whose content depends on it; a diff can only be applied to a layer without children");
+            return Err(Error::HasChildren {
+                layer: layer.id,
+                refused: Action::ApplyDiff,
+            });
         }
         let guard = self.pool.write_guard()?;
         let diff = manifest::import_tar(input, &self.pool, observer)
@@ -448,7 +453,7 @@ impl Store {
                 let imported = self.import_content_guarded(layer, reader, &(), guard);
                 let produced = producer
                     .join()
-                    .unwrap_or_else(|_| Err(Error::Refused("diff thread panicked".into())));
+                    .unwrap_or(Err(Error::Panicked("diff thread")));
                 produced.and(imported)
             })
         })();
@@ -558,7 +563,7 @@ impl Store {
     /// The manifest of a sealed layer.
     pub fn layer_manifest(&self, layer: &Layer) -> Result<LayerManifest> {
         let path = self.manifest_path(&layer.id);
-        let bytes = fs::read(&path).at("read", &path)?;
+        let bytes = fs::read(&path).at(Op::Read, &path)?;
         manifest::decode(&path, &bytes)
     }
 
@@ -601,20 +606,27 @@ impl Store {
             .id
             .clone();
         if tx.layers.records.iter().any(|l| l.parent == id) {
-            return Err(Error::Refused(format!("layer {id}: layer has children")));
+            return Err(Error::HasChildren {
+                layer: id,
+                refused: Action::Delete,
+            });
         }
         let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
-            return Err(Error::Refused(format!(
-                "layer {id}: layer is the top layer of image {}",
-                image.id
-            )));
+            return Err(Error::InUse {
+                kind: Kind::Layer,
+                id,
+                by: Kind::Image,
+                by_id: image.id.clone(),
+            });
         }
         if let Some(c) = tx.containers.records.iter().find(|c| c.layer == id) {
-            return Err(Error::Refused(format!(
-                "layer {id}: layer is in use by container {}",
-                c.id
-            )));
+            return Err(Error::InUse {
+                kind: Kind::Layer,
+                id,
+                by: Kind::Container,
+                by_id: c.id.clone(),
+            });
         }
         self.mark_deleting(std::slice::from_ref(&id))?;
         tx.layers.records.retain(|l| l.id != id);

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::layers::Layer;
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::{Action, Error, Result};
 use crate::manifest::{whiteout_target, Compression, Entry, EntryKind, Extraction};
 use crate::materialize::{self, Change, ChangeKind};
 
@@ -27,10 +27,7 @@ impl Store {
                 if l.sealed {
                     self.layer_manifest(l)
                 } else {
-                    Err(Error::Refused(format!(
-                        "layer {}: a live layer below another layer is not supported yet",
-                        l.id
-                    )))
+                    Err(Error::LiveBelow(l.id.clone()))
                 }
             })
             .collect::<Result<Vec<_>>>()?;
@@ -107,10 +104,11 @@ impl Store {
             .iter()
             .any(|m| m.id == layer.id && m.count > 0)
         {
-            return Err(Error::Refused(format!(
-                "layer {}: it is mounted; unmount it before it gets a child or an image",
-                layer.id
-            )));
+            return Err(Error::Mounted {
+                layer: layer.id.clone(),
+                at: None,
+                refused: Action::Seal,
+            });
         }
         let (reader, mut writer) = crate::durable::pipe()?;
         std::thread::scope(|scope| {
@@ -122,7 +120,7 @@ impl Store {
             let imported = self.import_content(layer, reader, &());
             let produced = producer
                 .join()
-                .unwrap_or_else(|_| Err(Error::Refused("sealing thread panicked".into())));
+                .unwrap_or(Err(Error::Panicked("sealing thread")));
             produced.and(imported).map(drop)
         })
     }
@@ -132,17 +130,17 @@ impl Store {
     /// contents are merged into the destination; a file copied onto an
     /// existing directory lands inside it. Returns the entries copied.
     pub fn copy(&self, sources: &[String], dest: &str, chown: materialize::Chown) -> Result<u64> {
-        let (dst_arg, dst_path) = split_layer_path(dest).ok_or_else(|| {
-            Error::Refused(format!("{dest}: the destination must be LAYER:/PATH"))
-        })?;
+        let bad = |what: String| Error::BadArgument {
+            arg: dest.to_string(),
+            what,
+        };
+        let (dst_arg, dst_path) = split_layer_path(dest)
+            .ok_or_else(|| bad("the destination must be LAYER:/PATH".into()))?;
         let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
         if dst.sealed {
-            return Err(Error::Refused(format!(
-                "layer {}: it is sealed (read-only); copy into a live layer",
-                dst.id
-            )));
+            return Err(Error::Sealed(dst.id));
         }
-        let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(Error::Refused)?;
+        let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
         let root = self.mount(&dst.id, false)?;
         let mut mounted = vec![dst.id.clone()];
         let result = (|| {
@@ -153,8 +151,13 @@ impl Store {
                         let id = self.mount_layer_id(arg)?;
                         let mount = self.mount(&id, false)?;
                         mounted.push(id);
-                        let inside = crate::manifest::normalize(inside.as_bytes())
-                            .map_err(Error::Refused)?;
+                        let inside =
+                            crate::manifest::normalize(inside.as_bytes()).map_err(|what| {
+                                Error::BadArgument {
+                                    arg: source.clone(),
+                                    what,
+                                }
+                            })?;
                         no_symlink_on_the_way(&mount, &inside)?
                     }
                     None => std::path::PathBuf::from(source),
@@ -215,10 +218,7 @@ fn no_symlink_on_the_way(root: &std::path::Path, rel: &[u8]) -> Result<std::path
     for component in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         path.push(OsStr::from_bytes(component));
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::Refused(format!(
-                "{}: the source goes through a symlink; refusing to follow it",
-                path.display()
-            )));
+            return Err(Error::SourceThroughSymlink(path));
         }
     }
     Ok(path)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::durable::{self, Open};
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::flock::{read_token, write_token};
 use crate::poison::Unpoisoned;
 use crate::sys::{flock, FlockOp};
@@ -53,7 +53,7 @@ impl LockFile {
 
     fn take(&self, how: FlockOp) -> Result<LockGuard<'_>> {
         let local = self.local.lock_unpoisoned();
-        flock(&self.file, how).at("lock", &self.path)?;
+        flock(&self.file, how).at(Op::Lock, &self.path)?;
         Ok(LockGuard {
             lock: self,
             _local: local,
@@ -92,8 +92,8 @@ impl ProcessMarker {
         use std::os::unix::fs::MetadataExt;
         loop {
             let file = durable::open_store_file(path, Open::Create)?;
-            flock(&file, FlockOp::Exclusive).at("lock", path)?;
-            let locked = file.metadata().at("stat", path)?;
+            flock(&file, FlockOp::Exclusive).at(Op::Lock, path)?;
+            let locked = file.metadata().at(Op::Stat, path)?;
             match std::fs::metadata(path) {
                 Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => {
                     return Ok(ProcessMarker {

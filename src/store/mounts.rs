@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::containers::find_container;
-use super::item::{find, Kind};
+use super::item::find;
+use super::kind::Kind;
 use super::layers::Layer;
 use super::layout;
 use super::Store;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::sys::FsContext;
 
 /// One mounted layer, with upstream's field names.
@@ -41,10 +42,7 @@ impl Store {
         if image {
             let image = self.image(arg)?;
             if image.top_layer.is_empty() {
-                return Err(Error::Refused(format!(
-                    "image {}: it has no layers to mount",
-                    image.id
-                )));
+                return Err(Error::NoLayersToMount(image.id));
             }
             return Ok(image.top_layer);
         }
@@ -154,9 +152,10 @@ impl Store {
                 let mut count = 1u32;
                 if let Some(i) = mounts.iter().position(|m| m.id == id) {
                     // The count comes from `mountpoints.json`: any number.
-                    count = mounts[i].count.checked_add(1).ok_or_else(|| {
-                        Error::Refused(format!("layer {id}: mounted too many times"))
-                    })?;
+                    count = mounts[i]
+                        .count
+                        .checked_add(1)
+                        .ok_or_else(|| Error::TooManyMounts(id.clone()))?;
                     if !overlay || is_mountpoint(&path) {
                         mounts[i].count = count;
                         return Ok(((), true));
@@ -334,7 +333,7 @@ impl Store {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount_classic(&dirs, target),
             other => other,
         }
-        .at("mount overlay", target)
+        .at(Op::MountOverlay, target)
     }
 }
 
@@ -427,6 +426,6 @@ fn is_mountpoint(path: &Path) -> bool {
 fn unmount_path(path: &Path) -> Result<()> {
     match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(std::io::Error::from(e)).at("unmount", path),
+        Err(e) => Err(std::io::Error::from(e)).at(Op::Unmount, path),
     }
 }

@@ -104,10 +104,11 @@ impl Store {
     pub(crate) fn refuse_foreign_manifest(&self, id: &str, diff_digest: &str) -> Result<()> {
         match self.other_driver_layer(id)? {
             Some((driver, other)) if other.sealed && other.diff_digest != diff_digest => {
-                Err(Error::Refused(format!(
-                    "layer {id}: the {driver} driver has a layer with this ID and other content ({}); both would share its manifest",
-                    other.diff_digest
-                )))
+                Err(Error::ManifestShared {
+                    layer: id.to_string(),
+                    driver: driver.to_string(),
+                    diff_digest: other.diff_digest,
+                })
             }
             _ => Ok(()),
         }

@@ -19,7 +19,7 @@ use super::item::Item;
 use super::lock::{LockFile, LockGuard};
 use super::mounts::MountPoint;
 use crate::durable::{self, Flush, Open, PendingFile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::poison::Unpoisoned;
 
 /// A record kept in a record file. Its ID names files and directories
@@ -107,7 +107,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
             Err(e) => return Err(e),
         };
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).at("read", &self.path)?;
+        file.read_to_end(&mut bytes).at(Op::Read, &self.path)?;
         let records: Vec<T> = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(format!("records do not parse: {e}")))?;
         for (n, record) in records.iter().enumerate() {

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use super::layout;
 use super::Store;
 use crate::durable::{self, Flush, PendingFile};
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::materialize;
 use crate::sys::{self, FlockOp};
@@ -119,7 +119,7 @@ impl Store {
             }
             let mut written = String::new();
             let _ = file.read_to_string(&mut written);
-            let made = file.metadata().at("stat", &path)?;
+            let made = file.metadata().at(Op::Stat, &path)?;
             let id = marker_layer(&name).expect("listed names parse").to_string();
             if written.trim() != boot {
                 lost.push((path, file, id, made.ctime()));
@@ -151,8 +151,8 @@ impl Store {
         if let Some(since) = lost.iter().map(|(_, _, _, ctime)| *ctime).min() {
             materialize::purge_objects_since(&layout::objects_dir(self.graph_root()), since)?;
         }
-        let dir_file = File::open(&dir).at("open", &dir)?;
-        nix::unistd::syncfs(dir_file.as_raw_fd()).at("syncfs", &dir)?;
+        let dir_file = File::open(&dir).at(Op::Open, &dir)?;
+        nix::unistd::syncfs(dir_file.as_raw_fd()).at(Op::Syncfs, &dir)?;
         for path in lost.iter().map(|(path, ..)| path).chain(&settled) {
             durable::remove_file(path)?;
         }

@@ -14,7 +14,7 @@ use crate::chunks::names::{self, PackFile};
 use crate::chunks::pack::{self, KnownChunks, PackScan};
 use crate::chunks::SweepGuard;
 use crate::durable;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::flock::Flock;
 use crate::poison::{Unpoisoned, UnpoisonedRw};
 use crate::sys;
@@ -58,8 +58,8 @@ impl ChunkPool {
         self.refresh()?;
         let mut packs = BTreeSet::new();
         let mut indexes = BTreeSet::new();
-        for entry in fs::read_dir(&self.packs_dir).at("read directory", &self.packs_dir)? {
-            let entry = entry.at("read directory", &self.packs_dir)?;
+        for entry in fs::read_dir(&self.packs_dir).at(Op::ReadDir, &self.packs_dir)? {
+            let entry = entry.at(Op::ReadDir, &self.packs_dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match PackFile::of(&name) {
                 PackFile::Pack(stem) => packs.insert(stem.to_string()),
@@ -110,10 +110,10 @@ impl ChunkPool {
         known: Option<&KnownChunks>,
     ) -> Result<Option<PackScan>> {
         let path = self.pack_path(name);
-        let file = File::open(&path).at("open", &path)?;
+        let file = File::open(&path).at(Op::Open, &path)?;
         // Published packs are immutable: nothing truncates or rewrites
         // them in place.
-        let map = sys::map_immutable(&file).at("mmap", &path)?;
+        let map = sys::map_immutable(&file).at(Op::Mmap, &path)?;
         pack::scan(&path, &map, known)
     }
 

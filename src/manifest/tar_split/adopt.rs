@@ -57,7 +57,7 @@ pub fn stage_tar_split<'p, R: Read + Send>(
         );
         let assembled = assembler
             .join()
-            .unwrap_or_else(|_| Err(Error::BadTarSplit("the assembler panicked".into())));
+            .unwrap_or(Err(Error::Panicked("tar-split assembler")));
         match (assembled, staged) {
             // The importer stopped reading: its error says why.
             (Err(Error::Stream { .. }), Err(e)) => Err(e),

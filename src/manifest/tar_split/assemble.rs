@@ -25,7 +25,7 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 
 use super::record::{TarSplitReader, TarSplitRecord};
 use super::Crc64;
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::manifest::digest::Sha256;
 use crate::manifest::path::{lossy, normalize};
 
@@ -55,7 +55,7 @@ impl DirectoryFiles {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::io("open", path, e))?;
+        .map_err(|e| Error::io(Op::Open, path, e))?;
         Ok(DirectoryFiles {
             root,
             path: path.to_path_buf(),
@@ -85,16 +85,16 @@ impl FileGetter for DirectoryFiles {
             Err(Errno::ENOSYS) => {
                 walk_without_symlinks(self.root.as_fd(), c_rel.as_bytes(), &shown)?
             }
-            Err(e) => return Err(Error::io("open", &shown, e)),
+            Err(e) => return Err(Error::io(Op::Open, &shown, e)),
         };
-        let stat = fstat(fd.as_raw_fd()).map_err(|e| Error::io("stat", &shown, e))?;
+        let stat = fstat(fd.as_raw_fd()).map_err(|e| Error::io(Op::Stat, &shown, e))?;
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
             return Err(bad("is not a regular file in the layer's directory"));
         }
         // Reopen the checked file itself for reading.
         let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let file = File::open(&proc).map_err(|e| Error::Io {
-            op: "reopen",
+            op: Op::Reopen,
             path: shown,
             source: e,
         })?;
@@ -125,7 +125,7 @@ fn walk_without_symlinks(root: BorrowedFd<'_>, rel: &[u8], shown: &Path) -> Resu
                 OFlag::O_DIRECTORY
             };
         let fd = crate::sys::openat(Some(at), name.as_c_str(), flags, Mode::empty())
-            .map_err(|e| Error::io("open", shown, e))?;
+            .map_err(|e| Error::io(Op::Open, shown, e))?;
         if last {
             return Ok(fd);
         }
@@ -197,7 +197,7 @@ pub(crate) fn assemble_records(
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
                             return Err(Error::Io {
-                                op: "read",
+                                op: Op::Read,
                                 path: shown.clone(),
                                 source: e,
                             })

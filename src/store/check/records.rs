@@ -11,7 +11,7 @@ use super::{
     CheckOptions, Records, Remedy, ScanReport, CONTAINER_IMAGE_MISSING, IMAGE_LAYER_MISSING,
     LAYER_INCORRECT_DIGEST, LAYER_INCORRECT_SIZE, LAYER_MISSING, LAYER_UNREFERENCED,
 };
-use crate::error::IoContext;
+use crate::error::{IoContext, Op};
 use crate::manifest::{self, LayerManifest, Sha256};
 use crate::store::bigdata::file_name;
 use crate::store::item::BigDataIndex;
@@ -59,7 +59,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(format!("layer manifest {} is missing", path.display()));
             }
-            Err(e) => Err(e).at("read", &path),
+            Err(e) => Err(e).at(Op::Read, &path),
         };
         m.map_err(|e| format!("layer manifest cannot be read: {e}"))
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::{CheckOptions, Inode, Problem, Records, Remedy, ScanReport, Subject};
 use crate::durable;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, Op, Result};
 use crate::store::{layout, Container, Kind, Layer, Store};
 
 /// What a repair did, and what it left with why.
@@ -479,7 +479,7 @@ impl Store {
 /// what it leads to.
 fn remove_entry(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at("remove", path),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(Op::Remove, path),
         _ => Ok(()),
     }
 }
