@@ -31,6 +31,7 @@ mod debian;
 mod debian_mounts;
 mod dedup;
 mod dedup_cmd;
+mod errors;
 mod faults;
 mod fuzz;
 mod gc;
