@@ -113,46 +113,9 @@ impl<S: Source> GoTarReader<S> {
         let mut pax: Option<Pax> = None;
         let mut long_name: Option<Vec<u8>> = None;
         loop {
-            // The padding after the previous entry's content.
-            let mut pad = [0u8; BLOCK];
-            let want = std::mem::take(&mut self.pad) as usize;
-            let n = self.fill(&mut pad[..want])?;
-            if n < want {
-                if n > 0 {
-                    // Go stops here as at a normal end, and the bytes read
-                    // are in no segment: its tar-split would not give back
-                    // this tar.
-                    return Err(Error::TarSplitUnsupported(
-                        "the tar ends inside an entry's padding".into(),
-                    ));
-                }
+            let Some(block) = self.next_block()? else {
                 return Ok(self.end());
-            }
-            self.raw.extend_from_slice(&pad[..n]);
-
-            let mut block = [0u8; BLOCK];
-            let n = self.fill(&mut block)?;
-            self.raw.extend_from_slice(&block[..n]);
-            if n == 0 {
-                return Ok(self.end());
-            }
-            if n < BLOCK {
-                return Err(refused("the tar ends inside a header"));
-            }
-            if block.iter().all(|&b| b == 0) {
-                let n = self.fill(&mut block)?;
-                self.raw.extend_from_slice(&block[..n]);
-                if n == 0 {
-                    return Ok(self.end());
-                }
-                if n < BLOCK {
-                    return Err(refused("the tar ends inside the end-of-archive marker"));
-                }
-                if block.iter().all(|&b| b == 0) {
-                    return Ok(self.end());
-                }
-                return Err(refused("a zero block is followed by a header"));
-            }
+            };
             let mut header = read_header(&block)?;
             // handleRegularFile, before extended headers apply.
             let data = data_size(header.typeflag, header.size)?;
@@ -215,6 +178,51 @@ impl<S: Source> GoTarReader<S> {
                 }
             }
         }
+    }
+
+    /// Reads the padding after the previous entry and the next header
+    /// block; `None` at the end of the archive.
+    fn next_block(&mut self) -> Result<Option<[u8; BLOCK]>> {
+        let mut pad = [0u8; BLOCK];
+        let want = std::mem::take(&mut self.pad) as usize;
+        let n = self.fill(&mut pad[..want])?;
+        if n < want {
+            if n > 0 {
+                // Go stops here as at a normal end, and the bytes read
+                // are in no segment: its tar-split would not give back
+                // this tar.
+                return Err(Error::TarSplitUnsupported(
+                    "the tar ends inside an entry's padding".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        self.raw.extend_from_slice(&pad[..n]);
+
+        let mut block = [0u8; BLOCK];
+        let n = self.fill(&mut block)?;
+        self.raw.extend_from_slice(&block[..n]);
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < BLOCK {
+            return Err(refused("the tar ends inside a header"));
+        }
+        if !block.iter().all(|&b| b == 0) {
+            return Ok(Some(block));
+        }
+        let n = self.fill(&mut block)?;
+        self.raw.extend_from_slice(&block[..n]);
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < BLOCK {
+            return Err(refused("the tar ends inside the end-of-archive marker"));
+        }
+        if block.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        Err(refused("a zero block is followed by a header"))
     }
 
     fn end(&mut self) -> Step {
