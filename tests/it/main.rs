@@ -17,6 +17,7 @@ mod cli_containers;
 mod cli_images;
 mod cli_layers;
 mod cli_names;
+mod clients;
 mod concurrent;
 mod corrupt_records;
 mod crash;

@@ -1,0 +1,1011 @@
+//! One store, many clients (issue 13): podman 4.3, skopeo 1.9, buildah 1.28
+//! and the upstream Go `containers-storage` 1.43 CLI share one graph root
+//! with our CLI, both ways, and nothing is lost.
+//!
+//! - An image our CLI stored the way c/image stores one is listed,
+//!   mounted, copied out and exported byte for byte by the clients, and
+//!   our `check` and diffs are unchanged afterwards.
+//! - A store skopeo and the Go CLI wrote is listed, exported and mounted
+//!   by our CLI, and survives our `gc` and `dedup` for every client.
+//! - Locks: each CLI waits for the other's lock holder; our CLI reads the
+//!   Go CLI's binary lock tokens.
+//! - Our imports and Go imports into one store at once lose nothing.
+//! - The clients' own commands on our store: `podman create`/`mount`/
+//!   `save`, `skopeo copy` in and out, `buildah from`/`mount`/`commit`.
+//! - `gc --evict all` leaves what a mounted podman container uses.
+//! - With the Debian dataset: `dedup` adopts six images skopeo copied in
+//!   (at most 0.7x of the space), and our import time into a shared store
+//!   against the Go CLI's (printed, never asserted).
+//!
+//! Every test needs root and the clients (CI has both; elsewhere it skips
+//! saying why) and runs them only on its own temporary roots
+//! ([`common::clients::Shared`]). Images come from local files: no
+//! registry is reachable. `podman run` needs cgroups this VM lacks;
+//! `create` and `mount` need no runtime. Checks are collected
+//! ([`Findings`]) so that a failing test lists every disagreement at once.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::clients::{
+    compare_tree, expected_tree, finish, hex_of, locks_on, spawn, verify_oci_layout,
+    wait_until_blocked, Cli, Client, Findings, OciLayout, Shared,
+};
+use common::tar::{Meta, TarBuilder};
+use common::{blocks, random_bytes, sha256, sha256_file};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const OURS: &str = "localhost/cs-test/ours:latest";
+
+/// A layer ID in the form every client accepts: 64 hex digits.
+fn hex_id(label: &str) -> String {
+    hex_of(&sha256(label.as_bytes())).to_string()
+}
+
+fn meta(mode: u32) -> Meta {
+    Meta {
+        mode,
+        ..Meta::default()
+    }
+}
+
+/// Three layer tars (lowest first) with what image layers have:
+/// directories, files of a few sizes, a symlink, a hard link, other
+/// owners, an xattr with a sub-second time, and files a later layer
+/// replaces; no whiteouts (extracting them in order is then the overlay
+/// view, see [`expected_tree`]). `seed` makes their content unique.
+fn sample_tars(s: &Shared, seed: u64) -> Vec<PathBuf> {
+    let user = Meta {
+        uid: 1000,
+        gid: 1000,
+        mode: 0o640,
+        ..Meta::default()
+    };
+    let mut base = TarBuilder::new();
+    base.dir("etc/", &meta(0o755));
+    base.file("etc/os-release", &meta(0o644), b"ID=cs-test\n");
+    base.file("etc/config", &meta(0o644), b"version 1\n");
+    base.pax_xattr_file(
+        "etc/tagged",
+        &[("user.cs-test", b"base")],
+        "1700000000.123456789",
+        &meta(0o644),
+        b"tagged\n",
+    );
+    base.dir("usr/", &meta(0o755));
+    base.dir("usr/bin/", &meta(0o755));
+    base.file("usr/bin/tool", &meta(0o755), &random_bytes(seed, 300_000));
+    base.hardlink("usr/bin/tool-link", "usr/bin/tool", &meta(0o755));
+    base.symlink("usr/bin/alias", "tool", &meta(0o777));
+    base.dir("usr/lib/", &meta(0o755));
+    base.file(
+        "usr/lib/libshared.so",
+        &meta(0o644),
+        &random_bytes(seed + 1, 200_000),
+    );
+    base.dir("home/", &meta(0o755));
+    base.dir(
+        "home/user/",
+        &Meta {
+            mode: 0o750,
+            ..user.clone()
+        },
+    );
+    base.file("home/user/notes", &user, b"a user's file\n");
+
+    let mut middle = TarBuilder::new();
+    middle.dir("etc/", &meta(0o755));
+    middle.file("etc/config", &meta(0o644), b"version 2\n");
+    middle.dir("data/", &meta(0o755));
+    middle.dir("data/sub/", &meta(0o700));
+    middle.file("data/big", &meta(0o644), &random_bytes(seed + 2, 1 << 20));
+    middle.file("data/sub/small", &meta(0o600), b"small\n");
+    middle.file("data/empty", &meta(0o644), b"");
+
+    let mut top = TarBuilder::new();
+    top.dir("usr/", &meta(0o755));
+    top.dir("usr/lib/", &meta(0o755));
+    top.file(
+        "usr/lib/libshared.so",
+        &meta(0o644),
+        &random_bytes(seed + 3, 250_000),
+    );
+    top.dir("etc/", &meta(0o755));
+    top.file("etc/motd", &meta(0o644), b"built by the cs tests\n");
+
+    [("base", base), ("middle", middle), ("top", top)]
+        .into_iter()
+        .map(|(name, tar)| {
+            let path = s.scratch(&format!("tars/{seed}-{name}.tar"));
+            std::fs::write(&path, tar.finish()).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// A one-layer tar of a few files, unique by `seed`.
+fn small_tar(s: &Shared, label: &str, seed: u64) -> PathBuf {
+    let mut t = TarBuilder::new();
+    t.dir(&format!("{label}/"), &meta(0o755));
+    t.file(
+        &format!("{label}/a"),
+        &meta(0o644),
+        &random_bytes(seed, 150_000),
+    );
+    t.file(
+        &format!("{label}/b"),
+        &meta(0o600),
+        &random_bytes(seed + 1, 70_000),
+    );
+    t.file(&format!("{label}/note"), &meta(0o644), label.as_bytes());
+    let path = s.scratch(&format!("tars/{label}.tar"));
+    std::fs::write(&path, t.finish()).unwrap();
+    path
+}
+
+/// Our image (three layers) stored the c/image way, with the tree its
+/// mounts must show.
+fn store_our_image(
+    s: &Shared,
+) -> (
+    OciLayout,
+    common::clients::StoredImage,
+    BTreeMap<PathBuf, common::tree::Node>,
+) {
+    let tars = sample_tars(s, 100);
+    let layout = OciLayout::write(&s.scratch("oci-ours"), &tars);
+    let image = s
+        .store_like_c_image(&layout, OURS)
+        .unwrap_or_else(|e| panic!("our CLI stores an image in its own store: {e}"));
+    let want = expected_tree(&s.scratch("want-ours"), &tars);
+    (layout, image, want)
+}
+
+#[test]
+fn podman_skopeo_and_go_use_an_image_our_cli_stored() {
+    let what = "podman, skopeo and the Go CLI on an image our CLI stored";
+    let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("podman_skopeo_and_go_use_an_image_our_cli_stored");
+    let (layout, _image, want) = store_our_image(&s);
+    s.check_exports(&mut f, Cli::Ours, "before any client ran");
+    assert!(
+        f.clean(),
+        "our own exports must be exact before the clients run"
+    );
+
+    clients_use_the_image(&s, &mut f, &layout, OURS, &want);
+
+    f.ok("our `check` after the clients", s.ours(&["check"]));
+    s.check_exports(&mut f, Cli::Ours, "after the clients");
+    f.done();
+}
+
+/// What the clients must do with an image stored in `s` under `name`:
+/// podman lists it and mounts a container of it that equals `want`;
+/// skopeo copies it out with every digest verified; the Go CLI mounts it
+/// (equal to `want`) and exports every layer of the store byte for byte.
+fn clients_use_the_image(
+    s: &Shared,
+    f: &mut Findings,
+    layout: &OciLayout,
+    name: &str,
+    want: &BTreeMap<PathBuf, common::tree::Node>,
+) {
+    let image_id = layout.image_id();
+    let container = format!("c-{}", &image_id[..12]);
+    let listing = s.podman(&[
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}} {{.Digest}}",
+    ]);
+    if let Some(listing) = f.ok("podman images", listing) {
+        let line = format!("sha256:{} {name} {}", image_id, layout.manifest_digest);
+        f.check(
+            "podman lists the image with its ID, name and manifest digest",
+            listing.lines().any(|l| l == line),
+            format_args!("no line {line:?} in:\n{listing}"),
+        );
+    }
+    let created = s.podman(&["create", "--name", &container, name, "/bin/true"]);
+    if f.ok("podman create", created).is_some() {
+        s.check_podman_tree(
+            f,
+            "podman's container mount equals tar -x of the image",
+            &container,
+            want,
+        );
+    }
+
+    let out = s.scratch("oci-out");
+    if f.ok(
+        "skopeo copy containers-storage: -> oci:",
+        s.skopeo_copy_out(name, &out),
+    )
+    .is_some()
+    {
+        if let Some(copied) = f.ok("the layout skopeo wrote verifies", verify_oci_layout(&out)) {
+            // skopeo gzips the layers for oci:, so the manifest is new;
+            // the config and the uncompressed layers are the stored ones.
+            f.eq(
+                "skopeo copied the stored config",
+                &copied.config_digest,
+                &layout.config_digest,
+            );
+            f.eq(
+                "skopeo copied the stored layers",
+                &copied.diff_ids,
+                &layout.diff_ids,
+            );
+        }
+    }
+
+    if let Some(mounted) = f.ok("Go `mount -r IMAGE`", s.go(&["mount", "-r", &image_id])) {
+        compare_tree(
+            f,
+            "the Go CLI's image mount equals tar -x of the image",
+            Path::new(mounted.trim()),
+            want,
+        );
+        f.ok("Go `unmount IMAGE`", s.go(&["unmount", &image_id]));
+    }
+    s.check_exports(f, Cli::Go, "the Go CLI");
+}
+
+#[test]
+fn the_clients_use_an_image_skopeo_stored() {
+    // The control for the test above: the same checks pass on an image a
+    // Go client stored, so what fails there is ours.
+    let what = "podman, skopeo and the Go CLI on an image skopeo stored";
+    let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("the_clients_use_an_image_skopeo_stored");
+    let tars = sample_tars(&s, 100);
+    let layout = OciLayout::write(&s.scratch("oci-in"), &tars);
+    let name = "localhost/cs-test/skopeo:latest";
+    s.skopeo_copy_in(&layout, name)
+        .expect("skopeo copies the image in");
+    let want = expected_tree(&s.scratch("want"), &tars);
+    clients_use_the_image(&s, &mut f, &layout, name, &want);
+    f.done();
+}
+
+#[test]
+fn our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact() {
+    let what = "our CLI on a store skopeo and the Go CLI wrote";
+    let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new(
+        "our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact",
+    );
+    let tars = sample_tars(&s, 200);
+    let theirs = "localhost/cs-test/skopeo:latest";
+    let layout = OciLayout::write(&s.scratch("oci-skopeo"), &tars[..2]);
+    s.skopeo_copy_in(&layout, theirs)
+        .expect("skopeo copies an image into its own store");
+    let want = expected_tree(&s.scratch("want-skopeo"), &tars[..2]);
+
+    // The Go CLI adds a layer on top of skopeo's, an image of it and a
+    // container, and writes a file into the container.
+    let top = layout.layer_ids().pop().unwrap();
+    let tar = tars[2].to_str().unwrap();
+    let go_layer = first_line(
+        &s.go(&["import-layer", "-f", tar, &top])
+            .expect("Go import-layer"),
+    );
+    let go_image = first_line(
+        &s.go(&[
+            "create-image",
+            "-n",
+            "localhost/cs-test/go:latest",
+            &go_layer,
+        ])
+        .expect("Go create-image"),
+    );
+    let go_ctr = first_line(
+        &s.go(&["create-container", "-n", "go-ctr", &go_image])
+            .expect("Go create-container"),
+    );
+    let mounted = s.go(&["mount", "go-ctr"]).expect("Go mount");
+    std::fs::write(Path::new(mounted.trim()).join("written-by-go"), "go\n").unwrap();
+    s.go(&["unmount", "go-ctr"]).expect("Go unmount");
+    let before: Vec<_> = s.layer_records().iter().map(|l| l.digests()).collect();
+    assert!(
+        before.len() >= 4,
+        "skopeo's two layers, Go's layer and the container's"
+    );
+
+    for listing in ["layers", "images", "containers"] {
+        let go = s.go(&[listing]).expect("the Go CLI lists its own store");
+        if let Some(ours) = f.ok(&format!("our `{listing}`"), s.ours(&[listing])) {
+            f.eq(
+                &format!("our `{listing}` lists what the Go CLI lists"),
+                &blocks(&ours),
+                &blocks(&go),
+            );
+        }
+    }
+    s.check_exports(&mut f, Cli::Ours, "skopeo's and Go's layers");
+    if let Some(mounted) = f.ok("our `mount` of Go's container", s.ours(&["mount", &go_ctr])) {
+        let file = Path::new(mounted.trim()).join("written-by-go");
+        f.eq(
+            "our mount of Go's container shows the file Go wrote",
+            &std::fs::read_to_string(&file).map_err(|e| e.to_string()),
+            &Ok("go\n".to_string()),
+        );
+        f.ok(
+            "our `unmount` of Go's container",
+            s.ours(&["unmount", &go_ctr]),
+        );
+    }
+
+    f.ok("our `gc`", s.ours(&["gc"]));
+    f.ok("our `dedup`", s.ours(&["dedup"]));
+    let after: Vec<_> = s.layer_records().iter().map(|l| l.digests()).collect();
+    f.eq(
+        "every recorded ID, parent, digest and size after our gc and dedup",
+        &after,
+        &before,
+    );
+    s.check_exports(&mut f, Cli::Go, "after our gc and dedup");
+    match s.go(&["mount", "go-ctr"]) {
+        Ok(mounted) => {
+            let file = Path::new(mounted.trim()).join("written-after-gc");
+            f.ok(
+                "the Go CLI still writes into its container",
+                std::fs::write(&file, "again\n"),
+            );
+            f.eq(
+                "the Go container still has the file Go wrote first",
+                &std::fs::read_to_string(Path::new(mounted.trim()).join("written-by-go"))
+                    .map_err(|e| e.to_string()),
+                &Ok("go\n".to_string()),
+            );
+            f.ok("Go unmount after gc", s.go(&["unmount", "go-ctr"]));
+        }
+        Err(e) => f.fail("Go still mounts its container after our gc and dedup", e),
+    }
+    let created = s.podman(&["create", "--name", "c-skopeo", theirs, "/bin/true"]);
+    if f.ok("podman create after our gc and dedup", created)
+        .is_some()
+    {
+        s.check_podman_tree(
+            &mut f,
+            "podman still mounts skopeo's image exactly",
+            "c-skopeo",
+            &want,
+        );
+    }
+    f.done();
+}
+
+#[test]
+fn our_cli_waits_for_a_lock_the_go_cli_holds() {
+    let what = "our CLI waiting for the Go CLI's lock";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("our_cli_waits_for_a_lock_the_go_cli_holds");
+    let target = hex_id("applydiff target");
+    s.go(&["create-layer", "-i", &target])
+        .expect("Go create-layer");
+    let lock = s.layers_lock();
+
+    // Go's `applydiff` holds the layers lock for writing while it reads
+    // the diff: feed it nothing until our commands have had their turn.
+    let mut cmd = s.go_command();
+    cmd.args(["applydiff", &target]);
+    let mut go = spawn(cmd, true);
+    while !locks_on(&lock).iter().any(|l| !l.waiting) {
+        assert!(
+            go.try_wait().unwrap().is_none(),
+            "Go applydiff ended before it took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let held = locks_on(&lock);
+    eprintln!("Go holds: {held:?}");
+
+    let mut waiting = Vec::new();
+    let created = hex_id("created while Go held the lock");
+    for args in [vec!["layers"], vec!["create-layer", "-i", &created]] {
+        let mut cmd = s.ours_command();
+        cmd.args(&args);
+        let mut ours = spawn(cmd, false);
+        let waiters = locks_on(&lock).iter().filter(|l| l.waiting).count();
+        let blocked = wait_for_waiters(&mut ours, &lock, waiters + 1);
+        if f.ok(
+            &format!("our `{}` waits while Go holds layers.lock", args.join(" ")),
+            blocked,
+        )
+        .is_some()
+        {
+            waiting.push((args.join(" "), ours));
+        }
+    }
+
+    let mut tar = TarBuilder::new();
+    tar.file("applied", &meta(0o644), b"applied by Go\n");
+    go.stdin.take().unwrap().write_all(&tar.finish()).unwrap();
+    f.ok("Go applydiff", finish(go));
+    for (args, ours) in waiting {
+        f.ok(
+            &format!("our `{args}` after Go released the lock"),
+            finish(ours),
+        );
+    }
+    if let Some(ids) = f.ok("Go `layers`", s.layer_ids(Cli::Go)) {
+        f.check(
+            "Go lists the layer we created",
+            ids.contains(&created),
+            format_args!("{ids:?}"),
+        );
+    }
+    f.done();
+}
+
+/// Waits until `child` is blocked on `lock` with `count` waiters in all.
+fn wait_for_waiters(
+    child: &mut std::process::Child,
+    lock: &Path,
+    count: usize,
+) -> Result<(), String> {
+    loop {
+        wait_until_blocked(child, lock)?;
+        if locks_on(lock).iter().filter(|l| l.waiting).count() >= count {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_go_cli_waits_for_a_lock_our_cli_holds() {
+    let what = "the Go CLI waiting for our lock";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("the_go_cli_waits_for_a_lock_our_cli_holds");
+    s.ours(&["create-layer", "-i", &hex_id("first")])
+        .expect("our create-layer");
+    let lock = s.layers_lock();
+
+    // Catch our `create-layer` holding the layers lock and stop it there
+    // (SIGSTOP keeps every lock it holds); retry when it let go first.
+    let mut caught = None;
+    for attempt in 0..400 {
+        let id = hex_id(&format!("held by ours {attempt}"));
+        let mut cmd = s.ours_command();
+        cmd.args(["create-layer", "-i", &id]);
+        let mut ours = spawn(cmd, false);
+        let pid = Pid::from_raw(ours.id() as i32);
+        loop {
+            if locks_on(&lock).iter().any(|l| !l.waiting) {
+                kill(pid, Signal::SIGSTOP).unwrap();
+                break;
+            }
+            if ours.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        if locks_on(&lock).iter().any(|l| !l.waiting) {
+            eprintln!("caught our create-layer holding layers.lock at attempt {attempt}");
+            caught = Some((id, ours, pid));
+            break;
+        }
+        let _ = kill(pid, Signal::SIGCONT);
+        finish(ours).expect("our create-layer");
+    }
+    let (id, ours, pid) = caught.expect("our create-layer was never caught holding layers.lock");
+    eprintln!("ours holds: {:?}", locks_on(&lock));
+
+    let mut go = spawn(
+        {
+            let mut cmd = s.go_command();
+            cmd.args(["layers", "--json"]);
+            cmd
+        },
+        false,
+    );
+    let waited = wait_until_blocked(&mut go, &lock);
+    kill(pid, Signal::SIGCONT).unwrap();
+    let waited = f.ok(
+        "Go `layers` waits while our create-layer holds layers.lock",
+        waited,
+    );
+    f.ok("our create-layer, continued", finish(ours));
+    let listing = finish(go);
+    if let (Some(()), Some(listing)) = (waited, f.ok("Go `layers`", listing)) {
+        f.check(
+            "Go's listing, taken after our lock was released, has the layer we were creating",
+            listing.contains(&id),
+            &listing,
+        );
+    }
+    f.done();
+}
+
+#[test]
+fn our_cli_reads_lock_files_holding_the_go_clis_token() {
+    let what = "our CLI on the Go CLI's lock tokens";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("our_cli_reads_lock_files_holding_the_go_clis_token");
+    let tar = small_tar(&s, "go-token", 300);
+    let layer = first_line(
+        &s.go(&["import-layer", "-f", tar.to_str().unwrap()])
+            .expect("Go import-layer"),
+    );
+    let image = first_line(
+        &s.go(&["create-image", "-n", "go-token", &layer])
+            .expect("Go create-image"),
+    );
+    s.go(&["create-container", "-n", "go-token-ctr", &image])
+        .expect("Go create-container");
+    s.go(&["mount", "go-token-ctr"]).expect("Go mount");
+    s.go(&["unmount", "go-token-ctr"]).expect("Go unmount");
+    for lock in [
+        s.layers_lock(),
+        s.graph().join("overlay-images/images.lock"),
+        s.graph().join("overlay-containers/containers.lock"),
+        s.run_root().join("overlay-layers/mountpoints.lock"),
+    ] {
+        let len = std::fs::metadata(&lock).map(|m| m.len()).unwrap_or(0);
+        eprintln!("{}: {len} bytes", lock.display());
+    }
+
+    for args in [
+        &["layers"][..],
+        &["images"],
+        &["containers"],
+        &["mounted", "go-token-ctr"],
+        &["layer", &layer],
+    ] {
+        f.ok(
+            &format!("our `{}` on Go's store", args.join(" ")),
+            s.ours(args),
+        );
+    }
+    let created = hex_id("ours after Go");
+    f.ok(
+        "our `create-layer` on Go's store",
+        s.ours(&["create-layer", "-i", &created]),
+    );
+    if let Some(ids) = f.ok("Go `layers` after our write", s.layer_ids(Cli::Go)) {
+        f.check(
+            "Go sees the layer we wrote",
+            ids.contains(&created),
+            format_args!("{ids:?}"),
+        );
+    }
+    f.done();
+}
+
+#[test]
+fn our_imports_and_go_imports_into_one_store_at_once_lose_nothing() {
+    let what = "our imports and Go imports at once";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("our_imports_and_go_imports_into_one_store_at_once_lose_nothing");
+    const WORKERS: usize = 3;
+    const CHAIN: usize = 4;
+    s.ours(&["layers"]).expect("our CLI makes the store");
+    s.go(&["layers"]).expect("the Go CLI opens it");
+
+    // Each worker imports a chain of layers (each the parent of the next).
+    let mut plans = Vec::new();
+    for cli in [Cli::Ours, Cli::Go] {
+        for worker in 0..WORKERS {
+            let layers: Vec<(String, PathBuf)> = (0..CHAIN)
+                .map(|k| {
+                    let label = format!("{cli:?}-{worker}-{k}").to_lowercase();
+                    let seed = 1000
+                        + (worker * CHAIN + k) as u64 * 10
+                        + if cli == Cli::Go { 5000 } else { 0 };
+                    (hex_id(&label), small_tar(&s, &label, seed))
+                })
+                .collect();
+            plans.push((cli, layers));
+        }
+    }
+    let results: Vec<(String, Result<String, String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|(cli, layers)| {
+                let s = &s;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut parent: Option<&str> = None;
+                    for (id, tar) in layers {
+                        let mut args = vec![
+                            "import-layer",
+                            "-i",
+                            id.as_str(),
+                            "-f",
+                            tar.to_str().unwrap(),
+                        ];
+                        args.extend(parent);
+                        out.push((format!("{cli:?} import-layer {id}"), s.cli(*cli, &args)));
+                        parent = Some(id.as_str());
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (what, result) in results {
+        f.ok(&what, result);
+    }
+
+    let want: Vec<(&String, String)> = plans
+        .iter()
+        .flat_map(|(_, layers)| layers.iter().map(|(id, tar)| (id, sha256_file(tar).0)))
+        .collect();
+    for cli in [Cli::Ours, Cli::Go] {
+        if let Some(listed) = f.ok(&format!("{cli:?} `layers`"), s.layer_ids(cli)) {
+            let missing: Vec<&str> = want
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .filter(|id| !listed.iter().any(|l| l == *id))
+                .collect();
+            f.check(
+                &format!("{cli:?} lists every layer both imported"),
+                missing.is_empty(),
+                format_args!("missing {missing:?}"),
+            );
+        }
+        for (id, digest) in &want {
+            let what = format!("{cli:?} `diff -u {id}` equals the tar imported");
+            if let Some(got) = f.ok(&what, s.export(cli, id)) {
+                f.eq(&what, &got, digest);
+            }
+        }
+    }
+    f.ok("our `check` (the Go CLI 1.43 has none)", s.ours(&["check"]));
+    f.done();
+}
+
+#[test]
+fn podman_skopeo_and_buildah_commands_work_on_our_store() {
+    let what = "podman, skopeo and buildah commands on our store";
+    let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Buildah]) else {
+        return;
+    };
+    let mut f = Findings::new("podman_skopeo_and_buildah_commands_work_on_our_store");
+    let (layout, _image, want) = store_our_image(&s);
+
+    // podman create, mount, save.
+    if f.ok(
+        "podman create",
+        s.podman(&["create", "--name", "c-ours", OURS, "/bin/true"]),
+    )
+    .is_some()
+    {
+        s.check_podman_tree(
+            &mut f,
+            "podman's container mount equals tar -x",
+            "c-ours",
+            &want,
+        );
+    }
+    let saved = s.scratch("podman-save");
+    let save = s.podman_copying(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        saved.to_str().unwrap(),
+        OURS,
+    ]);
+    if f.ok("podman save --format oci-dir", save).is_some() {
+        if let Some(v) = f.ok(
+            "the layout podman saved verifies",
+            verify_oci_layout(&saved),
+        ) {
+            f.eq(
+                "podman saved our layers' diff IDs",
+                &v.diff_ids,
+                &layout.diff_ids,
+            );
+        }
+    }
+
+    // skopeo copy in (sharing our base layer) and out.
+    let extra = small_tar(&s, "skopeo-layer", 400);
+    let base = layout.tars[0].clone();
+    let theirs = OciLayout::write(&s.scratch("oci-skopeo"), &[base, extra.clone()]);
+    let their_name = "localhost/cs-test/skopeo-in:latest";
+    if f.ok(
+        "skopeo copy oci: -> our store",
+        s.skopeo_copy_in(&theirs, their_name),
+    )
+    .is_some()
+    {
+        if let Some(images) = f.ok("our `images -q`", s.ours(&["images", "-q"])) {
+            f.check(
+                "our CLI lists skopeo's image",
+                images.lines().any(|l| l == theirs.image_id()),
+                &images,
+            );
+        }
+        let layer = theirs.layer_ids().pop().unwrap();
+        let digest = sha256_file(&extra).0;
+        if let Some(got) = f.ok("our export of skopeo's new layer", s.ours_export(&layer)) {
+            f.eq(
+                "our export of skopeo's new layer equals its tar",
+                &got,
+                &digest,
+            );
+        }
+    }
+    let out = s.scratch("oci-out");
+    if f.ok(
+        "skopeo copy our store -> oci:",
+        s.skopeo_copy_out(OURS, &out),
+    )
+    .is_some()
+    {
+        if let Some(v) = f.ok("the layout skopeo wrote verifies", verify_oci_layout(&out)) {
+            f.eq(
+                "skopeo copied our config",
+                &v.config_digest,
+                &layout.config_digest,
+            );
+            f.eq("skopeo copied our layers", &v.diff_ids, &layout.diff_ids);
+        }
+    }
+
+    // buildah from, mount, commit.
+    let committed = "localhost/cs-test/buildah:latest";
+    if let Some(working) = f.ok("buildah from", s.buildah(&["from", "--pull=never", OURS])) {
+        let working = working.trim().to_string();
+        if let Some(mounted) = f.ok("buildah mount", s.buildah(&["mount", &working])) {
+            compare_tree(
+                &mut f,
+                "buildah's working container equals tar -x",
+                Path::new(mounted.trim()),
+                &want,
+            );
+            std::fs::write(
+                Path::new(mounted.trim()).join("etc/buildah-was-here"),
+                "yes\n",
+            )
+            .unwrap();
+            f.ok("buildah umount", s.buildah(&["umount", &working]));
+        }
+        if f.ok(
+            "buildah commit",
+            s.buildah_copying(&["commit", "-q", &working, committed]),
+        )
+        .is_some()
+        {
+            check_committed_layer(&s, &mut f, committed);
+        }
+    }
+    f.done();
+}
+
+/// Our CLI lists the image buildah committed and exports its new layer
+/// exactly (its record's diff digest, which is the config's last diff ID).
+fn check_committed_layer(s: &Shared, f: &mut Findings, name: &str) {
+    let Some(images) = f.ok("our `images --json`", s.ours(&["images", "--json"])) else {
+        return;
+    };
+    let images: serde_json::Value = serde_json::from_str(&images).unwrap_or_default();
+    let image = images.as_array().into_iter().flatten().find(|i| {
+        i["names"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n.as_str() == Some(name)))
+    });
+    let Some(image) = image else {
+        f.fail("our CLI lists the image buildah committed", images);
+        return;
+    };
+    let top = image["layer"].as_str().unwrap_or_default().to_string();
+    let Some(record) = s.layer_records().into_iter().find(|l| l.id == top) else {
+        f.fail("the committed image's top layer has a record", &top);
+        return;
+    };
+    let Some(want) = record.diff_digest else {
+        f.fail("buildah recorded the new layer's diff digest", &record.raw);
+        return;
+    };
+    let what = "our export of buildah's new layer equals its diff digest";
+    if let Some(got) = f.ok(what, s.ours_export(&top)) {
+        f.eq(what, &got, &want);
+    }
+    let mut tar = s.ours_command();
+    tar.args(["diff", "-u", &top]);
+    if let Ok(bytes) = common::clients::run(tar, None) {
+        f.check(
+            "our export of buildah's layer holds the file written through buildah's mount",
+            bytes.contains("etc/buildah-was-here"),
+            "etc/buildah-was-here not in the tar",
+        );
+    }
+}
+
+#[test]
+fn gc_evict_all_keeps_what_a_mounted_podman_container_uses() {
+    let what = "gc --evict all under a mounted podman container";
+    let Some(s) = Shared::new(what, &[Client::Podman]) else {
+        return;
+    };
+    let mut f = Findings::new("gc_evict_all_keeps_what_a_mounted_podman_container_uses");
+    let (_layout, _image, want) = store_our_image(&s);
+    if f.ok(
+        "podman create",
+        s.podman(&["create", "--name", "c-evict", OURS, "/bin/true"]),
+    )
+    .is_none()
+    {
+        return f.done();
+    }
+    let Some(mounted) = f.ok("podman mount", s.podman(&["mount", "c-evict"])) else {
+        return f.done();
+    };
+    let root = PathBuf::from(mounted.trim());
+    compare_tree(&mut f, "podman's mount before our gc", &root, &want);
+    f.ok("our `gc --evict all`", s.ours(&["gc", "--evict", "all"]));
+    compare_tree(
+        &mut f,
+        "podman's mount still reads every file after our gc --evict all",
+        &root,
+        &want,
+    );
+    f.ok("podman unmount", s.podman(&["unmount", "c-evict"]));
+    f.done();
+}
+
+/// The six squashed Debian images: `(name, tar)`.
+fn debian_images(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for suite in ["bookworm", "trixie"] {
+        out.push((
+            format!("{suite}-base"),
+            dir.join(format!("{suite}-base.tar")),
+        ));
+        for variant in ["python3", "curl"] {
+            out.push((
+                format!("{suite}-{variant}"),
+                dir.join(format!("{suite}-{variant}.full.tar")),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn dedup_adopts_six_debian_images_skopeo_copied_in() {
+    let what = "dedup adopting the Debian images skopeo copied in";
+    let Some(dir) = common::debian_tars() else {
+        return;
+    };
+    let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("dedup_adopts_six_debian_images_skopeo_copied_in");
+    let images = debian_images(&dir);
+    let copy_started = Instant::now();
+    for (name, tar) in &images {
+        let layout = OciLayout::write(
+            &s.scratch(&format!("oci-{name}")),
+            std::slice::from_ref(tar),
+        );
+        s.skopeo_copy_in(&layout, &format!("localhost/debian/{name}:latest"))
+            .unwrap_or_else(|e| panic!("skopeo copies {name} into its own store: {e}"));
+    }
+    eprintln!(
+        "skopeo copied the six images in {:.1?}",
+        copy_started.elapsed()
+    );
+    let before = s.layer_records();
+    let used_before = common::clients::disk_use(&s.graph());
+
+    let started = Instant::now();
+    let dedup = f.ok("our `dedup`", s.ours(&["dedup"]));
+    let took = started.elapsed();
+    let used_after = common::clients::disk_use(&s.graph());
+    let ratio = used_after as f64 / used_before as f64;
+    eprintln!(
+        "adoption: the graph root took {} MB before our dedup and {} MB after: {ratio:.3}x (goal 0.5x, at most 0.7x); dedup took {took:.1?} and said {:?}",
+        used_before / 1_000_000,
+        used_after / 1_000_000,
+        dedup.unwrap_or_default().trim()
+    );
+    f.check(
+        "dedup takes the store to at most 0.7x",
+        ratio <= 0.7,
+        format_args!("{ratio:.3}x"),
+    );
+
+    let after = s.layer_records();
+    f.eq(
+        "every recorded digest after our dedup",
+        &after.iter().map(|l| l.digests()).collect::<Vec<_>>(),
+        &before.iter().map(|l| l.digests()).collect::<Vec<_>>(),
+    );
+    s.check_exports(&mut f, Cli::Go, "after our dedup");
+    for (name, tar) in &images {
+        let ctr = format!("c-{name}");
+        let image = format!("localhost/debian/{name}:latest");
+        if f.ok(
+            &format!("podman create {name}"),
+            s.podman(&["create", "--name", &ctr, &image, "/bin/true"]),
+        )
+        .is_some()
+        {
+            let want = expected_tree(&s.scratch("want"), std::slice::from_ref(tar));
+            s.check_podman_tree(
+                &mut f,
+                &format!("podman's mount of {name} after our dedup"),
+                &ctr,
+                &want,
+            );
+        }
+    }
+    f.done();
+}
+
+#[test]
+fn import_time_ours_against_go_into_a_shared_store() {
+    let what = "import time, ours against the Go CLI's";
+    let Some(dir) = common::debian_tars() else {
+        return;
+    };
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("import_time_ours_against_go_into_a_shared_store");
+    let tar = dir.join("bookworm-base.tar");
+    let size = std::fs::metadata(&tar).unwrap().len();
+    let path = tar.to_str().unwrap();
+    s.go(&["layers"]).expect("the Go CLI makes the store");
+    let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in 0..2 {
+        for cli in [Cli::Go, Cli::Ours] {
+            let id = hex_id(&format!("{cli:?} {round}"));
+            let started = Instant::now();
+            let result = s.cli(cli, &["import-layer", "-i", &id, "-f", path]);
+            let secs = started.elapsed().as_secs_f64();
+            if f.ok(&format!("{cli:?} import-layer, round {round}"), result)
+                .is_some()
+            {
+                times.entry(format!("{cli:?}")).or_default().push(secs);
+            }
+        }
+    }
+    for (cli, secs) in &times {
+        let shown: Vec<String> = secs.iter().map(|t| format!("{t:.2} s")).collect();
+        eprintln!(
+            "import of bookworm-base.tar ({} MB) into a shared store, {cli}: {} ({})",
+            size / 1_000_000,
+            shown.join(", "),
+            if cfg!(debug_assertions) {
+                "our binary is a debug build: take figures from `cargo test --release`"
+            } else {
+                "release build"
+            }
+        );
+    }
+    f.done();
+}
+
+fn first_line(out: &str) -> String {
+    common::first_line_of(out)
+}
