@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::clients::{
-    compare_tree, expected_tree, finish, hex_of, locks_on, spawn, verify_oci_layout,
-    wait_until_blocked, Cli, Client, Findings, OciLayout, Shared,
+    compare_tree, expected_tree, finish, hex_of, spawn, verify_oci_layout, Cli, Client, Findings,
+    OciLayout, Shared,
 };
 use common::tar::{Meta, TarBuilder};
 use common::{blocks, random_bytes, sha256, sha256_file};
@@ -395,77 +395,8 @@ fn our_cli_waits_for_a_lock_the_go_cli_holds() {
         return;
     };
     let mut f = Findings::new("our_cli_waits_for_a_lock_the_go_cli_holds");
-    let target = hex_id("applydiff target");
-    s.go(&["create-layer", "-i", &target])
-        .expect("Go create-layer");
-    let lock = s.layers_lock();
-
-    // Go's `applydiff` holds the layers lock for writing while it reads
-    // the diff: feed it nothing until our commands have had their turn.
-    let mut cmd = s.go_command();
-    cmd.args(["applydiff", &target]);
-    let mut go = spawn(cmd, true);
-    while !locks_on(&lock).iter().any(|l| !l.waiting) {
-        assert!(
-            go.try_wait().unwrap().is_none(),
-            "Go applydiff ended before it took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let held = locks_on(&lock);
-    eprintln!("Go holds: {held:?}");
-
-    let mut waiting = Vec::new();
-    let created = hex_id("created while Go held the lock");
-    for args in [vec!["layers"], vec!["create-layer", "-i", &created]] {
-        let mut cmd = s.ours_command();
-        cmd.args(&args);
-        let mut ours = spawn(cmd, false);
-        let waiters = locks_on(&lock).iter().filter(|l| l.waiting).count();
-        let blocked = wait_for_waiters(&mut ours, &lock, waiters + 1);
-        if f.ok(
-            &format!("our `{}` waits while Go holds layers.lock", args.join(" ")),
-            blocked,
-        )
-        .is_some()
-        {
-            waiting.push((args.join(" "), ours));
-        }
-    }
-
-    let mut tar = TarBuilder::new();
-    tar.file("applied", &meta(0o644), b"applied by Go\n");
-    go.stdin.take().unwrap().write_all(&tar.finish()).unwrap();
-    f.ok("Go applydiff", finish(go));
-    for (args, ours) in waiting {
-        f.ok(
-            &format!("our `{args}` after Go released the lock"),
-            finish(ours),
-        );
-    }
-    if let Some(ids) = f.ok("Go `layers`", s.layer_ids(Cli::Go)) {
-        f.check(
-            "Go lists the layer we created",
-            ids.contains(&created),
-            format_args!("{ids:?}"),
-        );
-    }
+    waits_while_go_applies_a_diff(&s, &mut f, Cli::Ours);
     f.done();
-}
-
-/// Waits until `child` is blocked on `lock` with `count` waiters in all.
-fn wait_for_waiters(
-    child: &mut std::process::Child,
-    lock: &Path,
-    count: usize,
-) -> Result<(), String> {
-    loop {
-        wait_until_blocked(child, lock)?;
-        if locks_on(lock).iter().filter(|l| l.waiting).count() >= count {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -475,63 +406,169 @@ fn the_go_cli_waits_for_a_lock_our_cli_holds() {
         return;
     };
     let mut f = Findings::new("the_go_cli_waits_for_a_lock_our_cli_holds");
-    s.ours(&["create-layer", "-i", &hex_id("first")])
-        .expect("our create-layer");
-    let lock = s.layers_lock();
+    go_waits_for_a_stopped_create_layer(&s, &mut f, Cli::Ours);
+    f.done();
+}
 
-    // Catch our `create-layer` holding the layers lock and stop it there
-    // (SIGSTOP keeps every lock it holds); retry when it let go first.
+#[test]
+fn the_go_cli_waits_for_its_own_lock_holders() {
+    // The control for the two tests above: with the Go CLI on both sides
+    // they pass, so what fails there is ours.
+    let what = "the Go CLI waiting for itself";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("the_go_cli_waits_for_its_own_lock_holders");
+    waits_while_go_applies_a_diff(&s, &mut f, Cli::Go);
+    go_waits_for_a_stopped_create_layer(&s, &mut f, Cli::Go);
+    f.done();
+}
+
+/// `waiter`'s `layers` and `create-layer` wait while a Go `applydiff`
+/// holds the layers lock, and succeed once it is done.
+fn waits_while_go_applies_a_diff(s: &Shared, f: &mut Findings, waiter: Cli) {
+    let target = hex_id(&format!("applydiff target {waiter:?}"));
+    s.go(&["create-layer", "-i", &target])
+        .expect("Go create-layer");
+
+    // Go's `applydiff` takes the layers lock for writing, then reads the
+    // diff, holding the lock until the diff ends (its store set-up takes
+    // and drops the same lock before). Once it has read the first bytes
+    // it holds the lock until we send the rest.
+    let mut tar = TarBuilder::new();
+    tar.file("applied", &meta(0o644), &random_bytes(7, 8192));
+    let tar = tar.finish();
+    let mut cmd = s.go_command();
+    cmd.args(["applydiff", &target]);
+    let mut go = spawn(cmd, true);
+    let mut stdin = go.stdin.take().unwrap();
+    stdin.write_all(&tar[..1024]).unwrap();
+    while unread(&stdin) > 0 {
+        assert!(
+            go.try_wait().unwrap().is_none(),
+            "Go applydiff ended before it read its input"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    eprintln!("Go applydiff holds: {:?}", s.locks());
+
+    let mut waiting = Vec::new();
+    let created = hex_id(&format!("created by {waiter:?} while Go applied a diff"));
+    for args in [vec!["layers"], vec!["create-layer", "-i", &created]] {
+        let mut cmd = match waiter {
+            Cli::Ours => s.ours_command(),
+            Cli::Go => s.go_command(),
+        };
+        cmd.args(&args);
+        let before = s.waiters();
+        let mut child = spawn(cmd, false);
+        let blocked = s.wait_until_blocked(&mut child, before);
+        let what = format!(
+            "{waiter:?} `{}` waits while Go applies a diff",
+            args.join(" ")
+        );
+        if f.ok(&what, blocked).is_some() {
+            waiting.push((args.join(" "), child));
+        }
+    }
+
+    stdin.write_all(&tar[1024..]).unwrap();
+    drop(stdin);
+    f.ok("Go applydiff", finish(go));
+    for (args, child) in waiting {
+        f.ok(
+            &format!("{waiter:?} `{args}` after Go's applydiff"),
+            finish(child),
+        );
+    }
+    if let Some(ids) = f.ok("Go `layers`", s.layer_ids(Cli::Go)) {
+        f.check(
+            &format!("Go lists the layer {waiter:?} created"),
+            ids.contains(&created),
+            format_args!("{ids:?}"),
+        );
+    }
+}
+
+/// The bytes written to a pipe that its reader has not read yet.
+fn unread(pipe: &std::process::ChildStdin) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; on a pipe it counts the bytes in
+    // it from either end.
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// A Go `layers` waits while `holder`'s `create-layer`, stopped (SIGSTOP)
+/// while it holds the layers lock, keeps it, and lists the new layer when
+/// it was stopped after writing it.
+fn go_waits_for_a_stopped_create_layer(s: &Shared, f: &mut Findings, holder: Cli) {
+    s.cli(
+        holder,
+        &["create-layer", "-i", &hex_id(&format!("first {holder:?}"))],
+    )
+    .expect("create-layer");
+    let holds_layers_lock = || {
+        s.locks()
+            .iter()
+            .any(|l| !l.waiting && l.file.ends_with("layers.lock"))
+    };
+
+    // Catch `create-layer` holding the layers lock and stop it there
+    // (a stopped process keeps its locks); retry when it let go first.
     let mut caught = None;
     for attempt in 0..400 {
-        let id = hex_id(&format!("held by ours {attempt}"));
-        let mut cmd = s.ours_command();
+        let id = hex_id(&format!("held by {holder:?} {attempt}"));
+        let mut cmd = match holder {
+            Cli::Ours => s.ours_command(),
+            Cli::Go => s.go_command(),
+        };
         cmd.args(["create-layer", "-i", &id]);
-        let mut ours = spawn(cmd, false);
-        let pid = Pid::from_raw(ours.id() as i32);
-        loop {
-            if locks_on(&lock).iter().any(|l| !l.waiting) {
+        let mut child = spawn(cmd, false);
+        let pid = Pid::from_raw(child.id() as i32);
+        while child.try_wait().unwrap().is_none() {
+            if holds_layers_lock() {
                 kill(pid, Signal::SIGSTOP).unwrap();
                 break;
             }
-            if ours.try_wait().unwrap().is_some() {
-                break;
-            }
         }
-        if locks_on(&lock).iter().any(|l| !l.waiting) {
-            eprintln!("caught our create-layer holding layers.lock at attempt {attempt}");
-            caught = Some((id, ours, pid));
+        if holds_layers_lock() {
+            eprintln!("caught {holder:?} create-layer holding layers.lock at attempt {attempt}");
+            caught = Some((id, child, pid));
             break;
         }
         let _ = kill(pid, Signal::SIGCONT);
-        finish(ours).expect("our create-layer");
+        finish(child).expect("create-layer");
     }
-    let (id, ours, pid) = caught.expect("our create-layer was never caught holding layers.lock");
-    eprintln!("ours holds: {:?}", locks_on(&lock));
+    let (id, holder_child, pid) =
+        caught.expect("create-layer was never caught holding layers.lock");
+    eprintln!("{holder:?} create-layer holds: {:?}", s.locks());
+    let written = s.layer_records().iter().any(|l| l.id == id);
 
-    let mut go = spawn(
-        {
-            let mut cmd = s.go_command();
-            cmd.args(["layers", "--json"]);
-            cmd
-        },
-        false,
-    );
-    let waited = wait_until_blocked(&mut go, &lock);
+    let before = s.waiters();
+    let mut cmd = s.go_command();
+    cmd.args(["layers", "--json"]);
+    let mut go = spawn(cmd, false);
+    let waited = s.wait_until_blocked(&mut go, before);
     kill(pid, Signal::SIGCONT).unwrap();
     let waited = f.ok(
-        "Go `layers` waits while our create-layer holds layers.lock",
+        &format!("Go `layers` waits while {holder:?} create-layer holds layers.lock"),
         waited,
     );
-    f.ok("our create-layer, continued", finish(ours));
+    f.ok(
+        &format!("{holder:?} create-layer, continued"),
+        finish(holder_child),
+    );
     let listing = finish(go);
-    if let (Some(()), Some(listing)) = (waited, f.ok("Go `layers`", listing)) {
+    if let (Some(()), Some(listing), true) = (waited, f.ok("Go `layers`", listing), written) {
         f.check(
-            "Go's listing, taken after our lock was released, has the layer we were creating",
+            "Go's listing, taken after the lock was released, has the layer written under it",
             listing.contains(&id),
             &listing,
         );
     }
-    f.done();
 }
 
 #[test]
@@ -554,12 +591,7 @@ fn our_cli_reads_lock_files_holding_the_go_clis_token() {
         .expect("Go create-container");
     s.go(&["mount", "go-token-ctr"]).expect("Go mount");
     s.go(&["unmount", "go-token-ctr"]).expect("Go unmount");
-    for lock in [
-        s.layers_lock(),
-        s.graph().join("overlay-images/images.lock"),
-        s.graph().join("overlay-containers/containers.lock"),
-        s.run_root().join("overlay-layers/mountpoints.lock"),
-    ] {
+    for lock in s.lock_files() {
         let len = std::fs::metadata(&lock).map(|m| m.len()).unwrap_or(0);
         eprintln!("{}: {len} bytes", lock.display());
     }

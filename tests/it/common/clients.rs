@@ -462,11 +462,6 @@ impl Shared {
         values.iter().map(LayerRecord::from_json).collect()
     }
 
-    /// `layers.lock`, the file both CLIs lock for the layer records.
-    pub fn layers_lock(&self) -> PathBuf {
-        self.graph().join(format!("{DRIVER}-layers/layers.lock"))
-    }
-
     /// `sha256:` of our `diff -u LAYER`, or why it failed.
     pub fn ours_export(&self, layer: &str) -> Ran {
         let mut cmd = self.ours_command();
@@ -975,46 +970,127 @@ impl Shared {
     }
 }
 
-/// The device and inode of a file, as `/proc/locks` names it.
-fn lock_key(path: &Path) -> (u64, u64, u64) {
-    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+/// The device and inode of a file, as `/proc/locks` names it
+/// (`MAJ:MIN:INODE`, the device numbers in hex).
+fn lock_key(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
     let dev = meta.dev();
-    (libc::major(dev) as u64, libc::minor(dev) as u64, meta.ino())
+    Some(format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    ))
 }
 
-/// One `/proc/locks` entry on a file.
+/// One `/proc/locks` entry on a store's lock file.
 #[derive(Debug)]
 pub struct LockEntry {
+    pub file: PathBuf,
     /// `FLOCK`, `POSIX` or `OFDLCK`.
     pub kind: String,
     /// `READ` or `WRITE`.
     pub mode: String,
     /// A process waiting for the lock (`->`), not holding it.
     pub waiting: bool,
+    /// The owner (-1 for an open file description lock).
     pub pid: i64,
 }
 
-/// The locks held on and waited for on `path`, per `/proc/locks`.
-pub fn locks_on(path: &Path) -> Vec<LockEntry> {
-    let (major, minor, ino) = lock_key(path);
-    let want = format!("{major:02x}:{minor:02x}:{ino}");
+impl Shared {
+    /// The lock files both CLIs share, those that exist: the store's
+    /// `storage.lock` and `userns.lock`, the record files' locks and
+    /// `mountpoints.lock`. (A Go command takes several: `layers` waits
+    /// on `containers.lock` when a Go `create-layer` holds that too.)
+    pub fn lock_files(&self) -> Vec<PathBuf> {
+        let g = self.graph();
+        let r = self.run_root();
+        [
+            g.join("storage.lock"),
+            g.join("userns.lock"),
+            g.join(format!("{DRIVER}-layers/layers.lock")),
+            g.join(format!("{DRIVER}-images/images.lock")),
+            g.join(format!("{DRIVER}-containers/containers.lock")),
+            r.join(format!("{DRIVER}-layers/mountpoints.lock")),
+            r.join(format!("{DRIVER}-containers/containers.lock")),
+        ]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
+    }
+
+    /// The locks held on and waited for on the store's lock files, per
+    /// `/proc/locks`.
+    pub fn locks(&self) -> Vec<LockEntry> {
+        locks_on(&self.lock_files())
+    }
+
+    /// Waits until `child` is blocked on one of the store's lock files
+    /// (one more waiter than `before`) or exits; `Ok(())` when it waits,
+    /// else what it printed.
+    pub fn wait_until_blocked(&self, child: &mut Child, before: usize) -> Result<(), String> {
+        // Not a time limit on the command: a guard against a test that
+        // would hang when it waits on a file that is not a store lock.
+        let guard = std::time::Instant::now();
+        loop {
+            if guard.elapsed() > std::time::Duration::from_secs(300) {
+                let _ = child.kill();
+                return Err(
+                    "in 5 minutes it neither waited for a store lock nor exited (killed)".into(),
+                );
+            }
+            if self.locks().iter().filter(|l| l.waiting).count() > before {
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                use std::io::Read;
+                let mut out = String::new();
+                let mut err = String::new();
+                if let Some(mut s) = child.stdout.take() {
+                    let _ = s.read_to_string(&mut out);
+                }
+                if let Some(mut s) = child.stderr.take() {
+                    let _ = s.read_to_string(&mut err);
+                }
+                return Err(format!(
+                    "it did not wait: it exited ({status}) while the lock was held\nstdout: {}\nstderr: {}",
+                    out.trim_end(),
+                    err.trim_end()
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// How many processes wait for a lock of the store now.
+    pub fn waiters(&self) -> usize {
+        self.locks().iter().filter(|l| l.waiting).count()
+    }
+}
+
+/// The locks held on and waited for on `files`, per `/proc/locks`.
+pub fn locks_on(files: &[PathBuf]) -> Vec<LockEntry> {
+    let keys: Vec<(String, &PathBuf)> = files
+        .iter()
+        .filter_map(|f| lock_key(f).map(|k| (k, f)))
+        .collect();
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
     let mut out = Vec::new();
     for line in text.lines() {
-        let mut fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        fields.remove(0); // "N:"
+        let mut fields: Vec<&str> = line.split_whitespace().skip(1).collect();
         let waiting = fields.first() == Some(&"->");
         if waiting {
             fields.remove(0);
         }
         // KIND ADVISORY|MANDATORY MODE PID MAJ:MIN:INODE START END
-        if fields.len() < 5 || fields[4] != want {
+        if fields.len() < 5 {
             continue;
         }
+        let Some((_, file)) = keys.iter().find(|(k, _)| k == fields[4]) else {
+            continue;
+        };
         out.push(LockEntry {
+            file: (*file).clone(),
             kind: fields[0].to_string(),
             mode: fields[2].to_string(),
             waiting,
@@ -1022,34 +1098,6 @@ pub fn locks_on(path: &Path) -> Vec<LockEntry> {
         });
     }
     out
-}
-
-/// Waits until `child` is blocked on a lock of `path` (a `->` entry on it
-/// in `/proc/locks`) or exits; returns `Ok(())` when it waits, else what
-/// it printed.
-pub fn wait_until_blocked(child: &mut Child, path: &Path) -> Result<(), String> {
-    loop {
-        if locks_on(path).iter().any(|l| l.waiting) {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            use std::io::Read;
-            if let Some(mut s) = child.stdout.take() {
-                let _ = s.read_to_string(&mut out);
-            }
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
-            }
-            return Err(format!(
-                "it did not wait: it exited ({status}) while the lock was held\nstdout: {}\nstderr: {}",
-                out.trim_end(),
-                err.trim_end()
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// Spawns `cmd` with piped stdout and stderr (and stdin if `stdin`).
