@@ -2,6 +2,8 @@
 //! and the upstream Go `containers-storage` 1.43 CLI share one graph root
 //! with our CLI, both ways, and nothing is lost.
 //!
+//! - Our CLI storing an image the c/image way leaves the records skopeo
+//!   leaves (but for times).
 //! - An image our CLI stored the way c/image stores one is listed,
 //!   mounted, copied out and exported byte for byte by the clients, and
 //!   our `check` and diffs are unchanged afterwards.
@@ -263,6 +265,86 @@ fn clients_use_the_image(
         f.ok("Go `unmount IMAGE`", s.go(&["unmount", &image_id]));
     }
     s.check_exports(f, Cli::Go, "the Go CLI");
+}
+
+#[test]
+fn our_cli_stores_an_image_with_the_records_skopeo_writes() {
+    // The same image stored by skopeo (c/image) in one store and by our
+    // CLI the c/image way in another: the records agree in every key the
+    // Go library writes, but for times.
+    let what = "the records of an image stored by skopeo and by our CLI";
+    let Some(theirs) = Shared::new(what, &[Client::Skopeo]) else {
+        return;
+    };
+    let Some(ours) = Shared::new(what, &[]) else {
+        return;
+    };
+    let mut f = Findings::new("our_cli_stores_an_image_with_the_records_skopeo_writes");
+    let tars = sample_tars(&theirs, 100);
+    let layout = OciLayout::write(&theirs.scratch("oci"), &tars);
+    theirs
+        .skopeo_copy_in(&layout, OURS)
+        .expect("skopeo copies the image in");
+    ours.store_like_c_image(&layout, OURS)
+        .expect("our CLI stores the image");
+    for (file, keys) in [
+        (
+            "overlay-layers/layers.json",
+            &[
+                "id",
+                "parent",
+                "names",
+                "compressed-diff-digest",
+                "compressed-size",
+                "diff-digest",
+                "diff-size",
+                "compression",
+                "uidset",
+                "gidset",
+                "flags",
+            ][..],
+        ),
+        (
+            "overlay-images/images.json",
+            &[
+                "id",
+                "digest",
+                "names",
+                "layer",
+                "metadata",
+                "big-data-names",
+                "big-data-sizes",
+                "big-data-digests",
+                "flags",
+            ],
+        ),
+    ] {
+        let read = |s: &Shared| -> Vec<BTreeMap<String, serde_json::Value>> {
+            let path = s.graph().join(file);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+            records
+                .iter()
+                .map(|r| {
+                    keys.iter()
+                        .filter_map(|k| r.get(*k).map(|v| (k.to_string(), v.clone())))
+                        .collect()
+                })
+                .collect()
+        };
+        let (got, want) = (read(&ours), read(&theirs));
+        f.eq(&format!("{file}: records"), &got.len(), &want.len());
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            for key in keys {
+                f.eq(
+                    &format!("{file}: record {i}: `{key}`, ours as skopeo's"),
+                    &got.get(*key),
+                    &want.get(*key),
+                );
+            }
+        }
+    }
+    f.done();
 }
 
 #[test]
