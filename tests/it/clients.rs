@@ -7,6 +7,8 @@
 //! - An image our CLI stored the way c/image stores one is listed,
 //!   mounted, copied out and exported byte for byte by the clients, and
 //!   our `check` and diffs are unchanged afterwards.
+//! - After our own mount built an image's directories, podman mounts a
+//!   container of it with every layer (it used to drop the lower ones).
 //! - A store skopeo and the Go CLI wrote is listed, exported and mounted
 //!   by our CLI, and survives our `gc` and `dedup` for every client.
 //! - Locks: each CLI waits for the other's lock holder; our CLI reads the
@@ -192,6 +194,42 @@ fn podman_skopeo_and_go_use_an_image_our_cli_stored() {
 
     f.ok("our `check` after the clients", s.ours(&["check"]));
     s.check_exports(&mut f, Cli::Ours, "after the clients");
+    f.done();
+}
+
+#[test]
+fn podman_mounts_our_image_whole_after_our_mount_built_its_directories() {
+    // Issue 13's worst case: once our own mount had built the layers'
+    // directories, podman mounted a container of our two-layer image
+    // without its base layer (no `lower` file), silently.
+    let what = "podman on our image after our own mount";
+    let Some(s) = Shared::new(what, &[Client::Podman]) else {
+        return;
+    };
+    let mut f =
+        Findings::new("podman_mounts_our_image_whole_after_our_mount_built_its_directories");
+    let (_layout, image, want) = store_our_image(&s);
+    let mounted = s
+        .ours(&["mount", "-r", &image.id])
+        .expect("our CLI mounts its own image");
+    compare_tree(
+        &mut f,
+        "our own image mount",
+        Path::new(mounted.trim()),
+        &want,
+    );
+    s.ours(&["unmount", &image.id]).expect("our unmount");
+    assert!(f.clean(), "our own mount must be right before podman's");
+
+    let created = s.podman(&["create", "--name", "c-after-ours", OURS, "/bin/true"]);
+    if f.ok("podman create", created).is_some() {
+        s.check_podman_tree(
+            &mut f,
+            "podman's container mount has every layer of the image",
+            "c-after-ours",
+            &want,
+        );
+    }
     f.done();
 }
 
