@@ -11,6 +11,7 @@
 //!   container of it with every layer (it used to drop the lower ones).
 //! - A store skopeo and the Go CLI wrote is listed, exported and mounted
 //!   by our CLI, and survives our `gc` and `dedup` for every client.
+//! - The same both ways on a vfs store, with the Go CLI.
 //! - Locks: each CLI waits for the other's lock holder; our CLI reads the
 //!   Go CLI's binary lock tokens.
 //! - Our imports and Go imports into one store at once lose nothing.
@@ -327,7 +328,7 @@ fn our_cli_stores_an_image_with_the_records_skopeo_writes() {
         .expect("our CLI stores the image");
     for (file, keys) in [
         (
-            "overlay-layers/layers.json",
+            "layers",
             &[
                 "id",
                 "parent",
@@ -343,7 +344,7 @@ fn our_cli_stores_an_image_with_the_records_skopeo_writes() {
             ][..],
         ),
         (
-            "overlay-images/images.json",
+            "images",
             &[
                 "id",
                 "digest",
@@ -358,7 +359,7 @@ fn our_cli_stores_an_image_with_the_records_skopeo_writes() {
         ),
     ] {
         let read = |s: &Shared| -> Vec<BTreeMap<String, serde_json::Value>> {
-            let path = s.graph().join(file);
+            let path = s.record_file(file);
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
             records
@@ -511,6 +512,81 @@ fn our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact(
             &want,
         );
     }
+    f.done();
+}
+
+#[test]
+fn the_go_cli_and_our_cli_share_a_vfs_store() {
+    // The vfs driver, both ways: the Go CLI mounts and exports an image
+    // our CLI stored (its layers as `vfs/dir/<id>`, each a whole tree);
+    // our CLI exports a layer the Go CLI added on top and mounts the Go
+    // container with the file written into it.
+    let what = "the Go CLI and our CLI on one vfs store";
+    let Some(s) = Shared::on_driver(what, &[Client::Go], "vfs") else {
+        return;
+    };
+    let mut f = Findings::new("the_go_cli_and_our_cli_share_a_vfs_store");
+    let (_layout, image, want) = store_our_image(&s);
+    s.check_exports(&mut f, Cli::Ours, "before the Go CLI ran");
+    assert!(f.clean(), "our own exports must be exact before Go runs");
+
+    // (Go's `mount -r IMAGE` refuses vfs: "vfs driver does not support
+    // mount options"; its top layer is the image's whole tree.)
+    let top = image.top_layer();
+    if let Some(mounted) = f.ok("Go `mount TOP-LAYER`", s.go(&["mount", top])) {
+        let root = PathBuf::from(mounted.trim());
+        let what = "the Go CLI's vfs mount of our top layer equals tar -x";
+        compare_tree(&mut f, what, &root, &want);
+        f.ok("Go `unmount TOP-LAYER`", s.go(&["unmount", top]));
+    }
+    s.check_exports(&mut f, Cli::Go, "the Go CLI on our vfs layers");
+
+    let extra = small_tar(&s, "go-vfs", 500);
+    let added = s.go(&[
+        "import-layer",
+        "-f",
+        extra.to_str().unwrap(),
+        image.top_layer(),
+    ]);
+    let Some(added) = f.ok("Go import-layer on our top layer", added) else {
+        return f.done();
+    };
+    let added = first_line(&added);
+    let go_image = s.go(&[
+        "create-image",
+        "-n",
+        "localhost/cs-test/go-vfs:latest",
+        &added,
+    ]);
+    let go_image = first_line(&go_image.expect("Go create-image"));
+    s.go(&["create-container", "-n", "go-vfs-ctr", &go_image])
+        .expect("Go create-container");
+    let mounted = s.go(&["mount", "go-vfs-ctr"]).expect("Go mount");
+    std::fs::write(Path::new(mounted.trim()).join("written-by-go"), "go\n").unwrap();
+    s.go(&["unmount", "go-vfs-ctr"]).expect("Go unmount");
+
+    let what = "our export of the Go layer on top of ours";
+    if let Some(got) = f.ok(what, s.ours_export(&added)) {
+        f.eq(what, &got, &sha256_file(&extra).0);
+    }
+    if let Some(mounted) = f.ok(
+        "our `mount` of Go's vfs container",
+        s.ours(&["mount", "go-vfs-ctr"]),
+    ) {
+        let root = Path::new(mounted.trim());
+        f.eq(
+            "our mount of Go's vfs container shows the file Go wrote",
+            &std::fs::read_to_string(root.join("written-by-go")).map_err(|e| e.to_string()),
+            &Ok("go\n".to_string()),
+        );
+        f.check(
+            "our mount of Go's vfs container shows our image's files",
+            root.join("usr/bin/tool").is_file() && root.join("data/big").is_file(),
+            "usr/bin/tool or data/big missing",
+        );
+        f.ok("our `unmount`", s.ours(&["unmount", "go-vfs-ctr"]));
+    }
+    f.ok("our `check` after the Go CLI", s.ours(&["check"]));
     f.done();
 }
 

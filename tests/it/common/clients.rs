@@ -48,7 +48,8 @@ use serde_json::{json, Value};
 use super::tree::{self, Node};
 use super::{run_command, sha256_file, streamed_digest};
 
-/// The storage driver every test here uses: the one podman hosts use.
+/// The storage driver a fixture uses unless told otherwise: the one
+/// podman hosts use.
 pub const DRIVER: &str = "overlay";
 
 /// What `storage.conf` says on a host where podman and our CLI share the
@@ -200,6 +201,7 @@ impl Findings {
 pub struct Shared {
     dir: tempfile::TempDir,
     clients: BTreeMap<&'static str, PathBuf>,
+    driver: &'static str,
 }
 
 impl Shared {
@@ -207,6 +209,11 @@ impl Shared {
     /// or when one of `needs` is not installed. In CI, which is root and
     /// installs every client, a missing one fails the test.
     pub fn new(what: &str, needs: &[Client]) -> Option<Shared> {
+        Shared::on_driver(what, needs, DRIVER)
+    }
+
+    /// [`Shared::new`] with `driver` (`overlay` or `vfs`) for every client.
+    pub fn on_driver(what: &str, needs: &[Client], driver: &'static str) -> Option<Shared> {
         if !super::need_root(what) {
             return None;
         }
@@ -228,7 +235,11 @@ impl Shared {
             }
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let shared = Shared { dir, clients };
+        let shared = Shared {
+            dir,
+            clients,
+            driver,
+        };
         assert!(
             !shared.dir.path().starts_with("/var/lib"),
             "the fixture's temporary directory must not be under /var/lib, which copying clients see covered"
@@ -245,6 +256,18 @@ impl Shared {
     /// The run root every client and our CLI use.
     pub fn run_root(&self) -> PathBuf {
         self.dir.path().join("run")
+    }
+
+    /// The storage driver every client uses here.
+    pub fn driver(&self) -> &'static str {
+        self.driver
+    }
+
+    /// `<graph>/<driver>-<kind>s/<kind>s.json`: `layers`, `images` or
+    /// `containers`.
+    pub fn record_file(&self, kinds: &str) -> PathBuf {
+        self.graph()
+            .join(format!("{}-{kinds}/{kinds}.json", self.driver))
     }
 
     /// A scratch path in the fixture (outside both roots).
@@ -275,7 +298,8 @@ impl Shared {
         std::fs::write(
             conf.join("storage.conf"),
             format!(
-                "[storage]\ndriver = \"{DRIVER}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\n{SHARED_HOST_OPTIONS}",
+                "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\n{SHARED_HOST_OPTIONS}",
+                self.driver,
                 self.graph().display(),
                 self.run_root().display()
             ),
@@ -329,7 +353,7 @@ impl Shared {
             .arg(self.graph())
             .arg("--run")
             .arg(self.run_root())
-            .args(["--storage-driver", DRIVER]);
+            .args(["--storage-driver", self.driver]);
         cmd
     }
 
@@ -354,7 +378,7 @@ impl Shared {
             .arg(self.graph())
             .arg("--run")
             .arg(self.run_root())
-            .args(["--storage-driver", DRIVER]);
+            .args(["--storage-driver", self.driver]);
         cmd
     }
 
@@ -371,7 +395,7 @@ impl Shared {
             .arg(self.graph())
             .arg("--runroot")
             .arg(self.run_root())
-            .args(["--storage-driver", DRIVER])
+            .args(["--storage-driver", self.driver])
             .args(["--cgroup-manager=cgroupfs", "--events-backend=file"])
             .arg("--tmpdir")
             .arg(self.conf().join("podman-tmp"));
@@ -409,7 +433,7 @@ impl Shared {
             .arg(self.graph())
             .arg("--runroot")
             .arg(self.run_root())
-            .args(["--storage-driver", DRIVER]);
+            .args(["--storage-driver", self.driver]);
         cmd
     }
 
@@ -433,7 +457,8 @@ impl Shared {
     /// `containers-storage:[overlay@G+R]name`: the store as c/image names it.
     pub fn storage_ref(&self, name: &str) -> String {
         format!(
-            "containers-storage:[{DRIVER}@{}+{}]{name}",
+            "containers-storage:[{}@{}+{}]{name}",
+            self.driver,
             self.graph().display(),
             self.run_root().display()
         )
@@ -453,7 +478,7 @@ impl Shared {
 
     /// `layers.json` as the files say (no CLI in between).
     pub fn layer_records(&self) -> Vec<LayerRecord> {
-        let path = self.graph().join(format!("{DRIVER}-layers/layers.json"));
+        let path = self.record_file("layers");
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Vec::new();
         };
@@ -1008,11 +1033,11 @@ impl Shared {
         [
             g.join("storage.lock"),
             g.join("userns.lock"),
-            g.join(format!("{DRIVER}-layers/layers.lock")),
-            g.join(format!("{DRIVER}-images/images.lock")),
-            g.join(format!("{DRIVER}-containers/containers.lock")),
-            r.join(format!("{DRIVER}-layers/mountpoints.lock")),
-            r.join(format!("{DRIVER}-containers/containers.lock")),
+            g.join(format!("{}-layers/layers.lock", self.driver)),
+            g.join(format!("{}-images/images.lock", self.driver)),
+            g.join(format!("{}-containers/containers.lock", self.driver)),
+            r.join(format!("{}-layers/mountpoints.lock", self.driver)),
+            r.join(format!("{}-containers/containers.lock", self.driver)),
         ]
         .into_iter()
         .filter(|p| p.exists())
