@@ -462,6 +462,18 @@ fn our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact(
         }
     }
     s.check_exports(&mut f, Cli::Ours, "skopeo's and Go's layers");
+    for layer in s.layer_records() {
+        for args in [vec!["changes", "--json"], vec!["diffsize"]] {
+            let mut args = args.clone();
+            args.push(&layer.id);
+            let go = s.go(&args).map(|out| sorted_changes(&out));
+            let what = format!("our `{}` as the Go CLI's", args.join(" "));
+            if let (Ok(go), Some(ours)) = (go, f.ok(&what, s.ours(&args))) {
+                f.eq(&what, &sorted_changes(&ours), &go);
+            }
+        }
+    }
+    f.ok("our `check` on skopeo's and Go's store", s.ours(&["check"]));
     if let Some(mounted) = f.ok("our `mount` of Go's container", s.ours(&["mount", &go_ctr])) {
         let file = Path::new(mounted.trim()).join("written-by-go");
         f.eq(
@@ -512,7 +524,47 @@ fn our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact(
             &want,
         );
     }
+
+    // Our delete of Go's container takes its layer (and its directory).
+    let containers = std::fs::read_to_string(s.record_file("containers")).unwrap_or_default();
+    let containers: Vec<serde_json::Value> = serde_json::from_str(&containers).unwrap_or_default();
+    let ctr_layer = containers
+        .iter()
+        .find(|c| c["id"] == go_ctr.as_str())
+        .and_then(|c| c["layer"].as_str().map(String::from));
+    if f.ok(
+        "our `delete-container` of Go's container",
+        s.ours(&["delete-container", &go_ctr]),
+    )
+    .is_some()
+    {
+        if let Some(ids) = f.ok("Go `layers` after our delete", s.layer_ids(Cli::Go)) {
+            f.check(
+                "the Go CLI no longer lists the container's layer",
+                ctr_layer.as_ref().is_none_or(|l| !ids.contains(l)),
+                format_args!("{ctr_layer:?} in {ids:?}"),
+            );
+        }
+        f.check(
+            "the container's layer directory is gone",
+            ctr_layer
+                .as_ref()
+                .is_none_or(|l| !s.graph().join(s.driver()).join(l).exists()),
+            format_args!("{ctr_layer:?}"),
+        );
+    }
     f.done();
+}
+
+/// A `changes --json` listing in a stable order (a `diffsize` as it is).
+fn sorted_changes(out: &str) -> String {
+    match serde_json::from_str::<Vec<serde_json::Value>>(out) {
+        Ok(mut changes) => {
+            changes.sort_by_key(|c| c.to_string());
+            serde_json::to_string(&changes).unwrap()
+        }
+        Err(_) => out.trim().to_string(),
+    }
 }
 
 #[test]
