@@ -9,6 +9,12 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v gzip >/dev/null || need+=(gzip)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v python3 >/dev/null || need+=(python3)
+# The real clients of the shared-store tests (tests/it/clients.rs); the Go
+# CLI has our binary's name, so it is looked for where Debian puts it.
+command -v podman >/dev/null || need+=(podman)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v buildah >/dev/null || need+=(buildah)
+[ -x /usr/bin/containers-storage ] || need+=(containers-storage)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -21,6 +21,7 @@ mod cli_images;
 mod cli_layers;
 mod cli_names;
 mod cli_usage;
+mod clients;
 mod concurrent;
 mod corrupt_records;
 mod crash;

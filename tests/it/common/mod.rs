@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod dataset;
 pub mod loopfs;
 pub mod tar;
