@@ -185,16 +185,11 @@ impl PendingFile {
         self.write_and_rename(data, flush)
     }
 
-    /// [`PendingFile::commit`], keeping the file open and its `flock`
-    /// held until the returned handle is dropped (a marker of work in
-    /// progress).
-    pub fn commit_held(mut self, data: &[u8], flush: Flush) -> Result<File> {
-        self.write_and_rename(data, flush)?;
-        // A second descriptor of the same open file holds the same lock.
-        self.file.try_clone().at(Op::Open, &self.target)
-    }
-
-    fn write_and_rename(&mut self, data: &[u8], flush: Flush) -> Result<()> {
+    /// Writes `data` as the file's whole content (on disk when `flush`
+    /// says) and keeps it under its temporary name, locked, for a later
+    /// [`PendingFile::publish`]: a writer that must publish several files
+    /// at once, under a lock, writes them first.
+    pub fn write(&mut self, data: &[u8], flush: Flush) -> Result<()> {
         self.file.write_all(data).at(Op::Write, &self.tmp)?;
         if self.reserved > data.len() as u64 {
             // What was reserved beyond the content goes back.
@@ -205,6 +200,35 @@ impl PendingFile {
         if flush == Flush::Now {
             self.file.sync_all().at(Op::Fsync, &self.tmp)?;
         }
+        Ok(())
+    }
+
+    /// Renames the file written by [`PendingFile::write`] over its target
+    /// and, with [`Flush::Now`], `fsync`s the directory.
+    pub fn publish(mut self, flush: Flush) -> Result<()> {
+        self.rename(flush)
+    }
+
+    /// The file it will replace.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// [`PendingFile::commit`], keeping the file open and its `flock`
+    /// held until the returned handle is dropped (a marker of work in
+    /// progress).
+    pub fn commit_held(mut self, data: &[u8], flush: Flush) -> Result<File> {
+        self.write_and_rename(data, flush)?;
+        // A second descriptor of the same open file holds the same lock.
+        self.file.try_clone().at(Op::Open, &self.target)
+    }
+
+    fn write_and_rename(&mut self, data: &[u8], flush: Flush) -> Result<()> {
+        self.write(data, flush)?;
+        self.rename(flush)
+    }
+
+    fn rename(&mut self, flush: Flush) -> Result<()> {
         fs::rename(&self.tmp, &self.target).at(Op::Rename, &self.target)?;
         self.renamed = true;
         match flush {

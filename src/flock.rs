@@ -6,11 +6,11 @@
 //! exclusive one in the same process as it would in another.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Open};
 use crate::error::{IoContext, Op, Result};
+use crate::last_writer::{self, Token};
 use crate::sys::{self, FlockOp};
 
 /// A held lock; released when dropped.
@@ -54,36 +54,17 @@ impl Flock {
         })
     }
 
-    /// The token the last exclusive holder wrote ("" when none did).
-    pub fn token(&self) -> Result<String> {
-        read_token(&self.file, &self.path)
+    /// The token the last exclusive holder wrote (unset when none did).
+    pub fn token(&self) -> Result<Token> {
+        last_writer::read(&self.file, &self.path)
     }
 
     /// Writes a fresh token, telling later holders that something changed
     /// (call with the exclusive lock), and `fsync`s it.
     pub fn touch(&self) -> Result<()> {
-        write_token(&self.file, &self.path)?;
+        last_writer::write(&self.file, &self.path)?;
         self.file.sync_all().at(Op::Fsync, &self.path)
     }
-}
-
-/// The token in lock file `file` (at `path`): what the last writer left
-/// ("" when none did).
-pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
-    file.seek(SeekFrom::Start(0)).at(Op::Seek, path)?;
-    let mut token = String::new();
-    file.read_to_string(&mut token).at(Op::Read, path)?;
-    Ok(token)
-}
-
-/// Replaces the token in lock file `file` (at `path`) with a fresh one,
-/// which it returns (call with the exclusive lock held).
-pub(crate) fn write_token(mut file: &File, path: &Path) -> Result<String> {
-    let token = durable::random_hex(16);
-    file.set_len(0).at(Op::Truncate, path)?;
-    file.seek(SeekFrom::Start(0)).at(Op::Seek, path)?;
-    file.write_all(token.as_bytes()).at(Op::Write, path)?;
-    Ok(token)
 }
 
 #[cfg(test)]
@@ -111,6 +92,6 @@ mod tests {
         drop((a, b));
         rx.recv().unwrap();
         t.join().unwrap();
-        assert_eq!(Flock::shared(&path).unwrap().token().unwrap().len(), 32);
+        assert!(!Flock::shared(&path).unwrap().token().unwrap().is_unset());
     }
 }

@@ -16,6 +16,7 @@ mod durable;
 mod duration;
 mod error;
 mod flock;
+mod last_writer;
 pub mod manifest;
 pub mod materialize;
 mod poison;

@@ -4,12 +4,12 @@
 //!
 //! What is here: descriptors returned as raw numbers (`openat` of nix
 //! 0.29), memory maps of files nothing rewrites in place, `flock(2)` on a
-//! file that stays open and unlocked in between (nix's `Flock` takes the
-//! file), extended attributes, the ioctls `FICLONE`, `FIDEDUPERANGE` and
-//! `FS_IOC_FIEMAP`, and the new mount API (`fsopen`, `fsconfig`,
-//! `fsmount`, `move_mount`). Calls nix wraps safely (`mkdirat`,
-//! `unlinkat`, `fchownat`, `utimensat`, `syncfs`, ...) are made through
-//! nix where they are needed, never here.
+//! borrowed file (nix's `Flock` takes the file), extended attributes,
+//! the ioctls `FICLONE`, `FIDEDUPERANGE` and `FS_IOC_FIEMAP`, and the new
+//! mount API (`fsopen`, `fsconfig`, `fsmount`, `move_mount`). Calls nix
+//! wraps safely (`mkdirat`, `unlinkat`, `fchownat`, `utimensat`,
+//! `syncfs`, the `fcntl` record locks of `store::lock`, ...) are made
+//! through nix where they are needed, never here.
 //!
 //! This module knows nothing of the store: it takes descriptors, paths
 //! and bytes and returns what the kernel said.
@@ -71,19 +71,15 @@ pub(crate) enum FlockOp {
     Exclusive,
     /// Exclusive if nobody holds a lock, else `EWOULDBLOCK` at once.
     TryExclusive,
-    /// Release.
-    Unlock,
 }
 
 /// `flock(2)` on an open file, retrying on `EINTR`. The lock belongs to
-/// the open file description, so the file may be locked and unlocked
-/// over and over while it stays open.
+/// the open file description and goes when it is closed.
 pub(crate) fn flock(file: &File, how: FlockOp) -> io::Result<()> {
     let op = match how {
         FlockOp::Shared => libc::LOCK_SH,
         FlockOp::Exclusive => libc::LOCK_EX,
         FlockOp::TryExclusive => libc::LOCK_EX | libc::LOCK_NB,
-        FlockOp::Unlock => libc::LOCK_UN,
     };
     loop {
         // SAFETY: the descriptor is owned by `file`, which outlives the call.
@@ -468,7 +464,7 @@ mod tests {
         flock(&a, FlockOp::Shared).unwrap();
         let e = flock(&b, FlockOp::TryExclusive).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
-        flock(&a, FlockOp::Unlock).unwrap();
+        drop(a);
         flock(&b, FlockOp::TryExclusive).unwrap();
     }
 }

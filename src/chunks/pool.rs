@@ -28,6 +28,7 @@ use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Op, Result};
 use crate::flock::Flock;
+use crate::last_writer::{self, Token};
 use crate::poison::{Unpoisoned, UnpoisonedRw};
 use crate::sys;
 
@@ -146,7 +147,7 @@ pub(super) struct IndexState {
     loaded: HashSet<String>,
     unique_bytes: u64,
     /// The sweep token seen when the table was loaded.
-    token: String,
+    token: Token,
     /// Index files that cannot be read, by pack name: why, and the file
     /// as it was then (it is read again once it changes).
     unreadable: BTreeMap<String, (String, FileStamp)>,
@@ -287,9 +288,14 @@ impl ChunkPool {
         self.root.join("sweep.intent")
     }
 
-    /// The token the last sweep left ("" when there was none).
-    fn sweep_token(&self) -> String {
-        fs::read_to_string(self.sweep_lock_path()).unwrap_or_default()
+    /// The token the last sweep left (unset when there was none, or the
+    /// lock file cannot be read: the next write guard then reloads).
+    fn sweep_token(&self) -> Token {
+        let path = self.sweep_lock_path();
+        fs::File::open(&path)
+            .ok()
+            .and_then(|file| last_writer::read(&file, &path).ok())
+            .unwrap_or_default()
     }
 
     /// Waits until no sweep runs and keeps sweeps out until the guard is

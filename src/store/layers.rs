@@ -22,7 +22,18 @@ use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
 
 /// The `flags` key upstream uses for a layer whose content is not durable.
+/// This crate no longer writes it (see [`Store::import_layer`]); records
+/// that carry it are removed, as upstream removes them.
 pub const INCOMPLETE_FLAG: &str = "incomplete";
+
+/// What [`Store::publish_layer`] does with the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publish {
+    /// Adds it: a new layer.
+    Add,
+    /// Updates the one there: new content for an existing layer.
+    Update,
+}
 
 /// A layer record, with upstream's JSON field names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -197,7 +208,7 @@ impl Store {
     /// Creates an empty layer record on `parent`.
     pub fn create_layer(&self, parent: Option<&str>, options: &LayerOptions) -> Result<Layer> {
         self.check_writable()?;
-        let layer = self.new_layer_record(parent, options, false)?;
+        let layer = self.new_layer_record(parent, options)?;
         self.add_layer_record(&layer)?;
         Ok(layer)
     }
@@ -218,12 +229,7 @@ impl Store {
         })
     }
 
-    fn new_layer_record(
-        &self,
-        parent: Option<&str>,
-        options: &LayerOptions,
-        incomplete: bool,
-    ) -> Result<Layer> {
+    fn new_layer_record(&self, parent: Option<&str>, options: &LayerOptions) -> Result<Layer> {
         let id = options.id.clone().unwrap_or_else(new_id);
         validate_new_id(&id)?;
         for name in &options.names {
@@ -239,11 +245,6 @@ impl Store {
             None => String::new(),
         };
         let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
-        if incomplete {
-            layer
-                .flags
-                .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
-        }
         layer.mount_label = options.mount_label.clone();
         layer.read_only = options.read_only;
         Ok(layer)
@@ -252,10 +253,15 @@ impl Store {
     /// Imports a tar stream (plain, gzip, zstd, xz or bzip2) as a new
     /// sealed layer on `parent`.
     ///
-    /// The record is created first with `flags.incomplete = true`; the
-    /// content goes to the pool without holding the layer lock; the
-    /// manifest is written once the packs are durable, and only then is
-    /// the flag cleared. On error the record and manifest are removed.
+    /// The record is only added once the layer is complete: the content
+    /// goes to the pool and the manifest is written under a temporary name
+    /// without holding the layer lock, then, under it, the manifest is
+    /// renamed into place and the complete record added. A Go client
+    /// removes every record flagged `incomplete` whenever it loads the
+    /// records for writing, so a record written before the content would
+    /// be lost to any Go command running meanwhile. On error nothing is
+    /// published; what a killed import leaves (temporary files, chunks, a
+    /// manifest without a record) is `gc`'s.
     pub fn import_layer<R: Read + Send>(
         &self,
         parent: Option<&str>,
@@ -264,23 +270,13 @@ impl Store {
         observer: &dyn ImportObserver,
     ) -> Result<Layer> {
         self.check_writable()?;
-        let layer = self.new_layer_record(parent, options, true)?;
-        let id = layer.id.clone();
-        let marker_path = self.marker_path(&id);
-        durable::create_dir_all(marker_path.parent().expect("marker has a directory"))?;
-        let marker = ProcessMarker::acquire(&marker_path)?;
-        let claimed = self.add_layer_record(&layer);
-        if let Err(e) = claimed {
-            marker.release();
-            return Err(e);
-        }
-        tracing::debug!(layer = %id, "importing");
-        let result = self.import_content(&layer, input, observer);
-        if result.is_err() {
-            self.discard_layer(&id);
-        }
-        marker.release();
-        result
+        let layer = self.new_layer_record(parent, options)?;
+        // Taken IDs and names fail now rather than after the import; the
+        // claim that counts is made again under the lock.
+        claim(&self.layers()?, &layer.id, &layer.names)?;
+        tracing::debug!(layer = %layer.id, "importing");
+        let guard = self.pool.write_guard()?;
+        self.import_into(&layer, Publish::Add, input, observer, &guard)
     }
 
     pub(crate) fn import_content<R: Read + Send>(
@@ -295,10 +291,26 @@ impl Store {
         self.import_content_guarded(layer, input, observer, &guard)
     }
 
-    /// [`Store::import_content`] for a caller that holds the write guard.
+    /// [`Store::import_content`] for a caller that holds the write guard:
+    /// the content of `layer`, whose record exists, is replaced.
     pub(super) fn import_content_guarded<R: Read + Send>(
         &self,
         layer: &Layer,
+        input: R,
+        observer: &dyn ImportObserver,
+        guard: &WriteGuard,
+    ) -> Result<Layer> {
+        self.import_into(layer, Publish::Update, input, observer, guard)
+    }
+
+    /// Imports `input` as `layer`'s content: chunks staged and published,
+    /// the manifest written under a temporary name, then, under the layer
+    /// lock, the manifest renamed into place and the record added or
+    /// updated as `publish` says.
+    fn import_into<R: Read + Send>(
+        &self,
+        layer: &Layer,
+        publish: Publish,
         input: R,
         observer: &dyn ImportObserver,
         _guard: &WriteGuard,
@@ -312,7 +324,7 @@ impl Store {
         // space before: a full disk fails it here, and dropping `staged`
         // returns every block it took.
         let manifest_bytes = manifest::encode(&m);
-        let manifest_file =
+        let mut manifest_file =
             PendingFile::create(&self.manifest_path(&layer.id), manifest_bytes.len() as u64)?;
         let record_room = self.layer_records.reserve()?;
         let stats = self.write(|| staged.chunks.publish())?;
@@ -323,25 +335,72 @@ impl Store {
             stored_bytes = stats.stored_bytes,
             "content stored"
         );
-        self.write(|| manifest_file.commit(&manifest_bytes, Flush::Now))?;
-        self.write(|| {
-            self.layer_records.modify_reserved(record_room, |layers| {
-                let record = layers
-                    .iter_mut()
-                    .find(|l| l.id == layer.id)
-                    .ok_or_else(|| Error::DeletedDuringImport(layer.id.clone()))?;
-                record.compressed_digest = m.compressed_digest.clone();
-                record.compressed_size = m.compressed_size;
-                record.diff_digest = m.diff_digest.clone();
-                record.diff_size = m.diff_size;
-                record.compression = m.compression;
-                record.uids = m.uids.clone();
-                record.gids = m.gids.clone();
-                record.sealed = true;
-                record.flags.remove(INCOMPLETE_FLAG);
-                Ok((record.clone(), true))
-            })
-        })
+        // Written and on disk under its temporary name (locked, so `gc`
+        // leaves it); renamed into place under the layer lock.
+        self.write(|| manifest_file.write(&manifest_bytes, Flush::Now))?;
+        self.write(|| self.publish_layer(layer, publish, &m, vec![manifest_file], record_room))
+    }
+
+    /// Under the layer lock: checks that `layer` may still be added (its
+    /// ID and names free, its parent there) or updated (its record still
+    /// there), renames `files` (written, on disk, under their temporary
+    /// names) into place, and saves the record with the manifest's
+    /// digests into `room`. Should the save fail, the files of a layer
+    /// being added are removed again before the lock is released.
+    fn publish_layer(
+        &self,
+        layer: &Layer,
+        publish: Publish,
+        m: &LayerManifest,
+        files: Vec<PendingFile>,
+        room: PendingFile,
+    ) -> Result<Layer> {
+        let mut locked = self.layer_records.lock()?;
+        let layers = &mut locked.records;
+        let index = match publish {
+            Publish::Add => {
+                // Deletes check for children under this same lock.
+                if !layer.parent.is_empty() && !layers.iter().any(|l| l.id == layer.parent) {
+                    return Err(Kind::Layer.not_known(&layer.parent));
+                }
+                claim(layers, &layer.id, &layer.names)?;
+                layers.push(layer.clone());
+                layers.len() - 1
+            }
+            Publish::Update => layers
+                .iter()
+                .position(|l| l.id == layer.id)
+                .ok_or_else(|| Error::DeletedDuringImport(layer.id.clone()))?,
+        };
+        let record = &mut layers[index];
+        record.compressed_digest = m.compressed_digest.clone();
+        record.compressed_size = m.compressed_size;
+        record.diff_digest = m.diff_digest.clone();
+        record.diff_size = m.diff_size;
+        record.compression = m.compression;
+        record.uids = m.uids.clone();
+        record.gids = m.gids.clone();
+        record.sealed = true;
+        record.flags.remove(INCOMPLETE_FLAG);
+        let record = record.clone();
+        let targets: Vec<PathBuf> = files.iter().map(|f| f.target().to_path_buf()).collect();
+        let mut published = Vec::new();
+        let result = (|| {
+            for (file, target) in files.into_iter().zip(&targets) {
+                file.publish(Flush::Now)?;
+                published.push(target);
+            }
+            locked.save_reserved(room)
+        })();
+        if let Err(e) = result {
+            if publish == Publish::Add {
+                for target in published {
+                    let _ = fs::remove_file(target);
+                }
+            }
+            return Err(e);
+        }
+        Ok(record)
     }
 
     /// Applies a tar stream to a layer, as upstream's `ApplyDiff` does.
@@ -461,33 +520,6 @@ impl Store {
         // Its materialized directories show the old content.
         self.remove_driver_dirs(&layer.id);
         result
-    }
-
-    /// Removes what an unfinished import left: the record, then the
-    /// manifest. When the record cannot be rewritten (a full disk) and is
-    /// still marked incomplete, the manifest goes first to make room, and
-    /// the record is tried again. Errors are ignored: the next open or
-    /// `gc` removes what is left of an incomplete layer.
-    fn discard_layer(&self, id: &str) {
-        let remove_record = || {
-            self.layer_records.modify(|layers| {
-                let before = layers.len();
-                layers.retain(|l| l.id != id);
-                Ok(((), layers.len() != before))
-            })
-        };
-        if remove_record().is_err() {
-            let incomplete = self
-                .layers()
-                .is_ok_and(|layers| layers.iter().any(|l| l.id == id && l.is_incomplete()));
-            if !incomplete {
-                return;
-            }
-            self.remove_manifest(id);
-            let _ = remove_record();
-            return;
-        }
-        self.remove_manifest(id);
     }
 
     /// Layers whose import died: incomplete, and their marker not held.
@@ -714,9 +746,7 @@ mod tests {
         let options = LayerOptions::default();
         let parent = store.create_layer(None, &options).unwrap();
         // A create or import looked the parent up, then a delete ran.
-        let child = store
-            .new_layer_record(Some(&parent.id), &options, false)
-            .unwrap();
+        let child = store.new_layer_record(Some(&parent.id), &options).unwrap();
         store.delete_layer(&parent.id).unwrap();
         let e = store.add_layer_record(&child).unwrap_err();
         assert!(matches!(e, Error::NotKnown { .. }), "{e}");

@@ -1,8 +1,9 @@
 //! A JSON record file (`layers.json`, `images.json`, ...) with its lock.
 //!
 //! Reads take the shared lock and reuse the cached records while the lock
-//! token is unchanged; writes take the exclusive lock, reload, apply the
-//! change, replace the file atomically and leave a fresh token. A file that
+//! token is unchanged (a Go client's write leaves a new token too, see
+//! [`crate::last_writer`]); writes take the exclusive lock, reload, apply
+//! the change, replace the file atomically and leave a fresh token. A file that
 //! does not parse, or holds a record whose ID is not a valid ID, is an
 //! error naming it, and is never overwritten.
 
@@ -20,6 +21,7 @@ use super::lock::{LockFile, LockGuard};
 use super::mounts::MountPoint;
 use crate::durable::{self, Flush, Open, PendingFile};
 use crate::error::{Error, IoContext, Op, Result};
+use crate::last_writer::Token;
 use crate::poison::Unpoisoned;
 
 /// A record kept in a record file. Its ID names files and directories
@@ -52,7 +54,10 @@ const RESERVE_SLACK: u64 = 16 << 10;
 pub(crate) struct RecordFile<T> {
     path: PathBuf,
     lock: LockFile,
-    cache: Mutex<Option<(String, Vec<T>)>>,
+    /// The records as last loaded, with the lock's token then: reused
+    /// while the token is the same (no writer, ours or a Go client's,
+    /// came in between).
+    cache: Mutex<Option<(Token, Vec<T>)>>,
 }
 
 impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
@@ -83,7 +88,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         let token = self.lock.token()?;
         let mut cache = self.cache.lock_unpoisoned();
         if let Some((seen, records)) = cache.as_ref() {
-            if *seen == token && !token.is_empty() {
+            if *seen == token && !token.is_unset() {
                 return Ok(records.clone());
             }
         }
@@ -120,44 +125,24 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
     /// Applies `change` to the current records under the exclusive lock and
     /// writes them back when it succeeds (and returned `changed = true`).
     pub fn modify<R>(&self, change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>) -> Result<R> {
-        self.modify_into(None, change)
+        let mut locked = self.lock()?;
+        let (result, changed) = change(&mut locked.records)?;
+        if changed {
+            locked.save()?;
+        }
+        Ok(result)
     }
 
     /// Room for the record file's next version, allocated now: the
     /// current size and [`RESERVE_SLACK`] more. For a change that must not
     /// fail for want of space once earlier steps are done; see
-    /// [`RecordFile::modify_reserved`].
+    /// [`Locked::save_reserved`].
     pub fn reserve(&self) -> Result<PendingFile> {
         // Made under the lock, which `gc` holds while it removes the
         // temporary files of dead writers: it finds this one locked.
         let _guard = self.lock.exclusive()?;
         let len = fs::metadata(&self.path).map_or(0, |m| m.len());
         PendingFile::create(&self.path, len + RESERVE_SLACK)
-    }
-
-    /// [`RecordFile::modify`] writing into room taken by
-    /// [`RecordFile::reserve`].
-    pub fn modify_reserved<R>(
-        &self,
-        room: PendingFile,
-        change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>,
-    ) -> Result<R> {
-        self.modify_into(Some(room), change)
-    }
-
-    /// Applies `change` under the exclusive lock and, when it changed
-    /// something, saves into `room` (or a new temporary file).
-    fn modify_into<R>(
-        &self,
-        room: Option<PendingFile>,
-        change: impl FnOnce(&mut Vec<T>) -> Result<(R, bool)>,
-    ) -> Result<R> {
-        let mut locked = self.lock()?;
-        let (result, changed) = change(&mut locked.records)?;
-        if changed {
-            locked.save_into(room)?;
-        }
-        Ok(result)
     }
 
     /// Takes the exclusive lock and loads the records, for changes that
@@ -185,6 +170,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> Locked<'_, T> {
     /// Replaces the record file atomically and leaves a fresh token.
     pub fn save(&mut self) -> Result<()> {
         self.save_into(None)
+    }
+
+    /// [`Locked::save`] into room taken by [`RecordFile::reserve`].
+    pub fn save_reserved(&mut self, room: PendingFile) -> Result<()> {
+        self.save_into(Some(room))
     }
 
     /// [`Locked::save`] into room reserved earlier, if any.
