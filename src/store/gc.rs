@@ -1,9 +1,10 @@
 //! `gc`: removes what no record references, in an order that is safe
 //! while other processes import, mount and delete:
 //!
-//! 1. layers whose import died (their marker is not held); when their
-//!    records cannot be rewritten (a full disk), this is tried again after
-//!    the last step has freed space;
+//! 1. layers flagged incomplete (an upstream import, or one of an earlier
+//!    version whose marker is not held, that died); when their records
+//!    cannot be rewritten (a full disk), this is tried again after the
+//!    last step has freed space;
 //! 2. live layers no mount uses are sealed into the pool;
 //! 3. under the record locks: big-data and run directories no record
 //!    names, and temporary files of writers that died;

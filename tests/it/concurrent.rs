@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{first_line_of, sha256, Cs};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{fcntl, FcntlArg};
 use serde_json::Value;
 
 /// `layers.lock`, `images.lock`, `containers.lock`.
@@ -41,16 +41,28 @@ fn record_paths(cs: &Cs) -> [PathBuf; 3] {
 
 const LOCK_NAMES: [&str; 3] = ["layers.lock", "images.lock", "containers.lock"];
 
-/// The token in a lock file, read under a shared lock as a reader would.
+/// The token in a lock file (its first 64 bytes, as upstream reads it;
+/// shown in hex), read under a shared lock as a reader would: an open
+/// file description lock on the whole file, which excludes writers of
+/// our CLI and of Go clients alike.
 fn token(path: &Path) -> String {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut locked = Flock::lock(file, FlockArg::LockShared)
-        .unwrap_or_else(|(_, e)| panic!("lock {}: {e}", path.display()));
-    let mut token = String::new();
-    locked
-        .read_to_string(&mut token)
+    use std::os::fd::AsRawFd;
+    let mut file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let whole = libc::flock {
+        l_type: libc::F_RDLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(file.as_raw_fd(), FcntlArg::F_OFD_SETLKW(&whole))
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    let mut token = Vec::new();
+    (&mut file)
+        .take(64)
+        .read_to_end(&mut token)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    token
+    token.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tokens(cs: &Cs) -> [String; 3] {
