@@ -49,4 +49,5 @@ mod stacking;
 mod stress;
 mod tar_split;
 mod unsynced;
+mod upstream_texts;
 mod vagrant;
