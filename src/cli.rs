@@ -20,6 +20,7 @@ mod output;
 mod parse;
 mod progress;
 mod status;
+mod storage;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -92,11 +93,18 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         }
     };
     init_tracing(cli.global.debug == Some(true));
-    let outcome = options(&cli.global)
+    let conf = match &cli.command {
+        Command::Config(a) if a.file.is_some() => a.file.clone(),
+        _ => StoreOptions::config_path(),
+    };
+    let outcome = options(&cli.global, conf.as_deref())
         .map_err(Failure::from)
         .and_then(|options| {
             if let Command::Version(a) = &cli.command {
                 return status::version(a.json.json);
+            }
+            if let Command::Config(_) = &cli.command {
+                return storage::config(&options, conf.as_deref());
             }
             let store = Store::open(options)?;
             dispatch(&store, cli.command)
@@ -175,10 +183,13 @@ fn report(name: &str, failure: &Failure) -> i32 {
     1
 }
 
-/// Store options: `storage.conf`, then environment, then flags.
-fn options(global: &Global) -> containers_storage::Result<StoreOptions> {
-    let conf = StoreOptions::config_path();
-    let mut options = StoreOptions::from_config(conf.as_deref())?;
+/// Store options: `storage.conf` (the file at `conf`), then environment,
+/// then flags.
+fn options(
+    global: &Global,
+    conf: Option<&std::path::Path>,
+) -> containers_storage::Result<StoreOptions> {
+    let mut options = StoreOptions::from_config(conf)?;
     if let Some(graph) = &global.graph {
         options.graph_root = graph.clone();
     }
@@ -238,6 +249,9 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         C::GetContainerDir(a) => items::print_dir(store.container_dir(&a.container)),
         C::GetContainerRunDir(a) => items::print_dir(store.container_run_dir(&a.container)),
         C::LayerParentOwners(a) => items::parent_owners(store, Kind::Layer, &a.layers, a.json.json),
+        C::StorageLayers(a) => storage::storage_layers(store, a.json.json),
+        C::CreateStorageLayer(a) => storage::create_storage_layer(store, &a),
+        C::ApplyDiffUsingStagingDir(a) => storage::apply_diff_using_staging_dir(store, &a),
         C::ContainerParentOwners(a) => {
             items::parent_owners(store, Kind::Container, &a.containers, a.json.json)
         }
@@ -268,6 +282,7 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         C::Shutdown(a) => admin::shutdown(store, a.force),
         C::Status(a) => status::status(store, a.json.json),
         C::Version(a) => status::version(a.json.json),
+        C::Config(_) => Err(Failure::usage("config is answered before the store opens")),
     }
 }
 

@@ -215,6 +215,10 @@ pub enum Error {
         /// What the mount stops.
         refused: Action,
     },
+    /// What is asked needs the layer mounted, and it is not (upstream's
+    /// `ErrLayerNotMounted`).
+    #[error("layer {0}: layer is not mounted")]
+    NotMounted(String),
     /// A layer's mount count cannot grow further.
     #[error("layer {0}: mounted too many times")]
     TooManyMounts(String),

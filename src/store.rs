@@ -24,11 +24,14 @@ mod live;
 mod lock;
 mod mounts;
 mod options;
+mod parent_owners;
 mod pool_users;
 mod records;
 mod rootless;
 mod stacking;
+mod staging;
 mod status;
+mod storage_layers;
 mod unsynced;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +47,8 @@ pub use item::{BigDataIndex, NamesOp};
 pub use kind::Kind;
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
 pub use mounts::MountPoint;
-pub use options::{StoreOptions, DRIVERS};
+pub use options::{StoreOptions, UpstreamConfig, DRIVERS};
+pub use parent_owners::{IdMap, ParentOwners};
 pub use status::Status;
 
 use crate::chunks::ChunkPool;

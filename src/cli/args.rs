@@ -501,6 +501,36 @@ pub struct LayerParentOwners {
     pub layers: Vec<String>,
 }
 
+/// `create-storage-layer`.
+#[derive(Args, Debug)]
+pub struct CreateStorageLayer {
+    #[command(flatten)]
+    pub json: Json,
+    /// The new layer's parent: a layer, or a layer directory without a
+    /// record (default: none).
+    #[arg(value_name = "PARENT")]
+    pub parent: Option<String>,
+}
+
+/// `applydiff-using-staging-dir`.
+#[derive(Args, Debug)]
+pub struct ApplyDiffUsingStagingDir {
+    /// The layer: ID, name or unique ID prefix.
+    #[arg(value_name = "LAYER")]
+    pub layer: String,
+    /// The staged directory whose content the layer gets.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `config`.
+#[derive(Args, Debug)]
+pub struct Config {
+    /// The storage.conf to read (default: the one that applies).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
 /// `container-parent-owners`.
 #[derive(Args, Debug)]
 pub struct ContainerParentOwners {
@@ -945,6 +975,27 @@ pub enum Command {
     /// --json, an array.
     #[command(name = "container-parent-owners")]
     ContainerParentOwners(ContainerParentOwners),
+    /// List the layer directories the driver holds.
+    ///
+    /// Prints one ID per line: every layer, and every layer directory
+    /// no layer record knows (as `create-storage-layer` makes); with
+    /// --json, an array.
+    #[command(name = "storage-layers")]
+    StorageLayers(JsonOnly),
+    /// Create a layer directory in the driver without a layer record.
+    ///
+    /// Prints the new directory's ID; with --json, `{"id": ID}`. `check`
+    /// reports it (`layer in lower level storage driver not accounted
+    /// for`) and `check -r` removes it.
+    #[command(name = "create-storage-layer")]
+    CreateStorageLayer(CreateStorageLayer),
+    /// Apply a staged directory as a layer's content.
+    ///
+    /// The directory (as a partial pull stages one, in overlay's format)
+    /// is applied as applydiff applies a tar; it is read, not moved.
+    /// Prints nothing.
+    #[command(name = "applydiff-using-staging-dir")]
+    ApplyDiffUsingStagingDir(ApplyDiffUsingStagingDir),
     /// List a layer's big data keys.
     ///
     /// Prints one key per line; with --json, an array.
@@ -1140,4 +1191,11 @@ pub enum Command {
     ///
     /// Prints `Version: X`; with --json, `{"Version": X}`.
     Version(JsonOnly),
+    /// Print the storage configuration as JSON.
+    ///
+    /// Prints the options this command line would use (from FILE instead
+    /// of the storage.conf that applies, when given), as upstream's
+    /// StoreOptions JSON: `runroot`, `root`, `driver`, `driver-options`,
+    /// `PullOptions`, ...
+    Config(Config),
 }

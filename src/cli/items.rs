@@ -143,34 +143,54 @@ pub fn print_dir(dir: Result<PathBuf, Error>) -> Outcome {
 struct Owners {
     #[serde(rename = "ID")]
     id: String,
+    /// `null` when empty, as upstream's nil slice.
     #[serde(rename = "UIDs")]
-    uids: Vec<u32>,
+    uids: Option<Vec<u32>>,
     #[serde(rename = "GIDs")]
-    gids: Vec<u32>,
+    gids: Option<Vec<u32>>,
 }
 
-/// IDs that own parent directories of the layer and that an ID-mapped
-/// container could not map; without ID mapping there are none.
+/// IDs that own parent directories of the layer's mount point and that
+/// its ID mapping cannot map (none without one), as upstream prints
+/// them: `ID: `, then `UIDs: [0 1]` and `GIDs: [...]` (for a layer only
+/// when not empty); with --json, one object per item and line. An
+/// argument that is not known is reported on stderr and makes the exit 1.
 pub fn parent_owners(store: &Store, kind: Kind, args: &[String], json: bool) -> Outcome {
-    let mut all = Vec::new();
+    let mut code = 0;
     for arg in args {
-        let id = match kind {
-            Kind::Container => store.container(arg)?.id,
-            _ => store.layer(arg)?.id,
+        let found = match kind {
+            Kind::Container => store.container_parent_owners(arg),
+            _ => store.layer_parent_owners(arg),
         };
-        all.push(Owners {
-            id,
-            uids: Vec::new(),
-            gids: Vec::new(),
-        });
+        let owners = match found {
+            Ok(owners) => owners,
+            Err(e) if e.is_not_known() => {
+                errln!("{e}");
+                code = 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if json {
+            let some = |ids: Vec<u32>| (!ids.is_empty()).then_some(ids);
+            output::json(&Owners {
+                id: owners.id,
+                uids: some(owners.uids),
+                gids: some(owners.gids),
+            })?;
+            continue;
+        }
+        let list = |ids: &[u32]| {
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            format!("[{}]", ids.join(" "))
+        };
+        outln!("ID: {}", owners.id);
+        if kind == Kind::Container || !owners.uids.is_empty() {
+            outln!("UIDs: {}", list(&owners.uids));
+        }
+        if kind == Kind::Container || !owners.gids.is_empty() {
+            outln!("GIDs: {}", list(&owners.gids));
+        }
     }
-    if json {
-        return output::json(&all);
-    }
-    for o in &all {
-        outln!("ID: {}", o.id);
-        outln!("UIDs: {:?}", o.uids);
-        outln!("GIDs: {:?}", o.gids);
-    }
-    Ok(0)
+    Ok(code)
 }

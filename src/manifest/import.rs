@@ -37,6 +37,28 @@ const RAW_DATA_LIMIT: u64 = 64 << 20;
 const TRAILER_LIMIT: u64 = 16 << 20;
 /// No layer holds a file this large; a bigger size field is hostile.
 const SIZE_LIMIT: u64 = 1 << 40;
+/// Go's `archive/tar.ErrHeader` text, which begins the message of a header
+/// that does not parse (scripts written for upstream match on it).
+const INVALID_HEADER: &str = "invalid tar header";
+/// Go's `io.ErrUnexpectedEOF` text, which begins the message of a stream
+/// cut short (scripts written for upstream match on it).
+const UNEXPECTED_EOF: &str = "unexpected EOF";
+
+/// Whether a decompressor's error says its input ended too soon.
+fn is_cut_short(e: &io::Error) -> bool {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return true;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    [
+        "incomplete",
+        "truncated",
+        "unexpected end",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
 
 /// Progress of an import, for progress bars.
 #[derive(Clone, Copy, Debug, Default)]
@@ -209,6 +231,11 @@ fn read_stream<R: Read>(
             what: "reading the layer stream".into(),
             source: e,
         },
+        // Go's readers say `unexpected EOF` for a compressed stream cut
+        // short; scripts match on those words.
+        c if is_cut_short(&e) => Error::BadTar(format!(
+            "{UNEXPECTED_EOF}: {c} stream does not decompress: {e}"
+        )),
         c => Error::BadTar(format!("{c} stream does not decompress: {e}")),
     };
     {
@@ -365,6 +392,18 @@ impl<'a, 'p> Parser<'a, 'p> {
         Error::BadTar(format!("tar offset {offset}: {what}"))
     }
 
+    /// A header that does not parse, in the words of Go's `archive/tar`
+    /// (`invalid tar header`, which scripts match on), then where and why.
+    fn bad_header(offset: u64, what: impl std::fmt::Display) -> Error {
+        Error::BadTar(format!("{INVALID_HEADER}: tar offset {offset}: {what}"))
+    }
+
+    /// A stream cut short, in Go's words (`unexpected EOF`, which scripts
+    /// match on), then where and what was cut.
+    fn truncated(offset: u64, what: impl std::fmt::Display) -> Error {
+        Error::BadTar(format!("{UNEXPECTED_EOF}: tar offset {offset}: {what}"))
+    }
+
     fn keep_raw(&mut self, data: &[u8]) -> Result<()> {
         self.raw.write_all(data).expect("writing to memory");
         self.raw_len += data.len() as u64;
@@ -377,9 +416,9 @@ impl<'a, 'p> Parser<'a, 'p> {
         let at = self.input.offset;
         let n = fill(&mut self.input, buf).map_err(stream_error)?;
         if n < buf.len() {
-            return Err(Self::bad(
+            return Err(Self::truncated(
                 at + n as u64,
-                format!("unexpected end of stream in {what} (the tar is truncated)"),
+                format!("the stream ends in {what} (the tar is truncated)"),
             ));
         }
         Ok(())
@@ -413,19 +452,19 @@ impl<'a, 'p> Parser<'a, 'p> {
             let mut block = [0u8; BLOCK];
             let n = fill(&mut self.input, &mut block).map_err(stream_error)?;
             if n == 0 && at == 0 {
-                return Err(Self::bad(at, "empty stream (not a tar)"));
+                return Err(Self::truncated(at, "empty stream (not a tar)"));
             }
             if n < BLOCK {
-                return Err(Self::bad(
+                return Err(Self::truncated(
                     at + n as u64,
-                    "unexpected end of stream before the end-of-archive marker (the tar is truncated)",
+                    "the stream ends before the end-of-archive marker (the tar is truncated)",
                 ));
             }
             self.keep_raw(&block)?;
             if tar::is_zero_block(&block) {
                 return self.end_of_archive(at);
             }
-            let header = tar::parse_header(&block).map_err(|e| Self::bad(at, e))?;
+            let header = tar::parse_header(&block).map_err(|e| Self::bad_header(at, e))?;
             match header.typeflag {
                 b'x' | b'g' | b'L' | b'K' => {
                     if header.size > META_LIMIT {
@@ -437,10 +476,12 @@ impl<'a, 'p> Parser<'a, 'p> {
                     let data = self.read_raw_data(header.size, "an extended header")?;
                     match header.typeflag {
                         b'x' => {
-                            pending.pax = tar::parse_pax(&data).map_err(|e| Self::bad(at, e))?
+                            pending.pax =
+                                tar::parse_pax(&data).map_err(|e| Self::bad_header(at, e))?
                         }
                         b'g' => {
-                            let records = tar::parse_pax(&data).map_err(|e| Self::bad(at, e))?;
+                            let records =
+                                tar::parse_pax(&data).map_err(|e| Self::bad_header(at, e))?;
                             self.global_pax.extend(records);
                         }
                         b'L' => pending.long_name = Some(trim_nul(data)),
@@ -465,9 +506,9 @@ impl<'a, 'p> Parser<'a, 'p> {
             return Ok(());
         }
         if n < BLOCK {
-            return Err(Self::bad(
+            return Err(Self::truncated(
                 at + BLOCK as u64 + n as u64,
-                "unexpected end of stream in the end-of-archive marker (the tar is truncated)",
+                "the stream ends in the end-of-archive marker (the tar is truncated)",
             ));
         }
         if !tar::is_zero_block(&block) {
@@ -501,7 +542,8 @@ impl<'a, 'p> Parser<'a, 'p> {
 
     fn entry(&mut self, at: u64, header: Header, meta: Pending) -> Result<()> {
         let bad = |what: String| Self::bad(at, what);
-        let f = Fields::of(&header, meta, &self.global_pax).map_err(bad)?;
+        let f = Fields::of(&header, meta, &self.global_pax)
+            .map_err(|what| Self::bad_header(at, what))?;
         if f.size > SIZE_LIMIT {
             return Err(bad(format!(
                 "absurd size field {} for {:?}",
@@ -591,10 +633,10 @@ impl<'a, 'p> Parser<'a, 'p> {
                     Ok(())
                 })?;
         if read < size {
-            return Err(Self::bad(
+            return Err(Self::truncated(
                 at + read,
                 format!(
-                    "unexpected end of stream in the content of {:?} (the tar is truncated)",
+                    "the stream ends in the content of {:?} (the tar is truncated)",
                     lossy(&entry.path)
                 ),
             ));

@@ -50,7 +50,7 @@ pub(crate) fn parse_header(block: &[u8; BLOCK]) -> Result<Header, String> {
         })
         .sum();
     if stored != unsigned && stored != signed {
-        return Err("not a tar header (checksum does not match)".into());
+        return Err("the header checksum does not match".into());
     }
     let magic = &block[257..265];
     let ustar = &magic[..6] == b"ustar\0";

@@ -298,7 +298,7 @@ impl Store {
     /// Gives a layer's overlay directory its short link (`link` and
     /// `l/<short>` -> `../<id>/diff`) if it has none, and puts back a
     /// short link that is missing or points anywhere else.
-    fn ensure_link(&self, id: &str, flush: Flush) -> Result<()> {
+    pub(crate) fn ensure_link(&self, id: &str, flush: Flush) -> Result<()> {
         let target = short_link_target(id);
         if let Ok(short) = self.short_link(id) {
             let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);

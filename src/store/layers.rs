@@ -14,6 +14,7 @@ use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
 use super::layout;
 use super::lock::ProcessMarker;
+use super::parent_owners::IdMap;
 use super::Store;
 use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
@@ -94,6 +95,13 @@ pub struct Layer {
     /// The layer's big data items.
     #[serde(flatten)]
     pub big_data: BigDataIndex,
+    /// Upstream's mapping of the layer's file owners (`uidmap`), kept as
+    /// read (see `store/parent_owners.rs`).
+    #[serde(default, rename = "uidmap", skip_serializing_if = "Vec::is_empty")]
+    pub uid_map: Vec<IdMap>,
+    /// Upstream's mapping of the layer's file groups (`gidmap`).
+    #[serde(default, rename = "gidmap", skip_serializing_if = "Vec::is_empty")]
+    pub gid_map: Vec<IdMap>,
     /// Read-only layer (created with `--readonly`).
     #[serde(
         default,
@@ -133,6 +141,8 @@ impl Layer {
             gids: Vec::new(),
             flags: BTreeMap::new(),
             big_data: BigDataIndex::default(),
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
             read_only: false,
             sealed: false,
         }

@@ -57,6 +57,9 @@ pub(crate) const LINK: &str = "link";
 pub(crate) const WORK: &str = "work";
 pub(crate) const MERGED: &str = "merged";
 pub(crate) const BASE: &str = "base";
+/// Upstream's `overlay/<id>/lower`: the short links of a layer's lower
+/// layers, topmost first (written for `create-storage-layer`'s layers).
+pub(crate) const LOWER: &str = "lower";
 /// `<id>/userdata/` of an image or a container, in the graph and the run
 /// root.
 pub(crate) const USERDATA: &str = "userdata";

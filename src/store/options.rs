@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -39,6 +41,7 @@ struct ConfFile {
 
 #[derive(Deserialize, Default)]
 struct ConfStorage {
+    rootless_storage_path: Option<String>,
     driver: Option<String>,
     graphroot: Option<PathBuf>,
     runroot: Option<PathBuf>,
@@ -51,13 +54,74 @@ struct ConfStorage {
 #[derive(Deserialize, Default)]
 struct ConfOptions {
     materialized_evict_after: Option<String>,
+    pull_options: Option<toml::Table>,
     #[serde(default)]
     overlay: toml::Table,
     #[serde(default)]
     vfs: toml::Table,
 }
 
+/// The options as upstream's `config` prints them: its `StoreOptions`
+/// with their JSON names, in its order (empty ones left out where
+/// upstream leaves them out).
+#[derive(Clone, Debug, Serialize)]
+pub struct UpstreamConfig {
+    /// `--run`.
+    #[serde(rename = "runroot", skip_serializing_if = "String::is_empty")]
+    pub run_root: String,
+    /// `--transient-store`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub transient_store: bool,
+    /// `--graph`.
+    #[serde(rename = "root", skip_serializing_if = "String::is_empty")]
+    pub graph_root: String,
+    /// `--image-store`.
+    #[serde(rename = "imagestore", skip_serializing_if = "String::is_empty")]
+    pub image_store: String,
+    /// `rootless_storage_path` of `storage.conf`.
+    #[serde(rename = "RootlessStoragePath")]
+    pub rootless_storage_path: String,
+    /// `--storage-driver`.
+    #[serde(rename = "driver", skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    /// `--storage-opt`, and the driver's table of `storage.conf`.
+    #[serde(rename = "driver-options", skip_serializing_if = "Vec::is_empty")]
+    pub driver_options: Vec<String>,
+    /// `[storage.options.pull_options]` of `storage.conf` (`null` when
+    /// there is none).
+    #[serde(rename = "PullOptions")]
+    pub pull_options: Option<BTreeMap<String, String>>,
+}
+
 impl StoreOptions {
+    /// These options as upstream's `config` prints them, with what only
+    /// `storage.conf` says read from `conf` (the file they came from).
+    pub fn upstream_config(&self, conf: Option<&Path>) -> Result<UpstreamConfig> {
+        let file = match conf {
+            Some(path) => read_conf(path)?.unwrap_or_default(),
+            None => ConfFile::default(),
+        };
+        Ok(UpstreamConfig {
+            run_root: self.run_root.display().to_string(),
+            transient_store: self.transient_store,
+            graph_root: self.graph_root.display().to_string(),
+            image_store: self
+                .image_store
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            rootless_storage_path: file.storage.rootless_storage_path.unwrap_or_default(),
+            driver: self.driver.clone(),
+            driver_options: self.driver_options.clone(),
+            pull_options: file.storage.options.pull_options.map(|table| {
+                table
+                    .into_iter()
+                    .map(|(key, value)| (key, toml_text(value)))
+                    .collect()
+            }),
+        })
+    }
+
     /// The defaults for this user: root uses `/var/lib/containers/storage`
     /// and `/run/containers/storage`, others `$XDG_DATA_HOME` and
     /// `$XDG_RUNTIME_DIR`.
@@ -120,13 +184,9 @@ impl StoreOptions {
         let Some(path) = path else {
             return Ok(options);
         };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(options),
-            Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
+        let Some(conf) = read_conf(path)? else {
+            return Ok(options);
         };
-        let conf: ConfFile =
-            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let s = conf.storage;
         if let Some(driver) = s.driver.filter(|d| !d.is_empty()) {
             options.driver = driver;
@@ -147,10 +207,7 @@ impl StoreOptions {
         }
         for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
             for (key, value) in table {
-                let value = match value {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
+                let value = toml_text(value.clone());
                 options
                     .driver_options
                     .push(format!("{driver}.{key}={value}"));
@@ -177,6 +234,27 @@ impl StoreOptions {
         }
         Ok(self)
     }
+}
+
+/// A `storage.conf` value as text: a string as it is, others as TOML
+/// writes them (`true`, `3`).
+fn toml_text(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// The `storage.conf` at `path`; `None` when there is no such file.
+fn read_conf(path: &Path) -> Result<Option<ConfFile>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ const COUNTS: &[(&str, usize, Option<usize>)] = &[
     ("get-container-run-dir", 1, Some(1)),
     ("layer-parent-owners", 1, None),
     ("container-parent-owners", 1, None),
+    ("storage-layers", 0, Some(0)),
+    ("create-storage-layer", 0, Some(1)),
+    ("applydiff-using-staging-dir", 2, Some(2)),
+    ("config", 0, Some(1)),
     ("list-layer-data", 1, Some(1)),
     ("get-layer-data", 2, Some(2)),
     ("set-layer-data", 2, Some(2)),
@@ -294,7 +298,7 @@ fn help_names_and_describes_every_argument_and_what_is_printed() {
 fn a_mistyped_command_gets_the_nearest_ones_after_upstreams_line() {
     let cs = Cs::new();
     for (typed, hint) in [
-        ("layrs", "`layers` or `layer`"),
+        ("layrs", "`layers`, `layer`"),
         ("imprt", "`import-layer`"),
         ("umonut", "`unmount`"),
     ] {

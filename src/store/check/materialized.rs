@@ -117,7 +117,7 @@ impl Store {
     /// Names of the layer directories the driver holds (`<drv>/<id>` for
     /// overlay, `<drv>/dir/<id>` for vfs), without the driver's own
     /// entries and temporary names.
-    pub(super) fn driver_layer_dirs(&self) -> Vec<String> {
+    pub(crate) fn driver_layer_dirs(&self) -> Vec<String> {
         let dir = layout::layer_dirs_parent(self.graph_root(), &self.options.driver);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Vec::new();
