@@ -71,9 +71,10 @@ impl Flock {
 /// ("" when none did).
 pub(crate) fn read_token(mut file: &File, path: &Path) -> Result<String> {
     file.seek(SeekFrom::Start(0)).at(Op::Seek, path)?;
-    let mut token = String::new();
-    file.read_to_string(&mut token).at(Op::Read, path)?;
-    Ok(token)
+    // Go writes 64 binary bytes: the token is opaque, any bytes are taken.
+    let mut token = Vec::new();
+    file.read_to_end(&mut token).at(Op::Read, path)?;
+    Ok(token.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Replaces the token in lock file `file` (at `path`) with a fresh one,
