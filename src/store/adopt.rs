@@ -41,7 +41,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -51,10 +51,12 @@ use super::layers::Layer;
 use super::layout;
 use super::Store;
 use crate::durable::{Flush, PendingFile};
-use crate::error::Result;
+use crate::error::{Error, IoContext, Op, Result};
 use crate::manifest::tar_split::{stage_tar_split, DirectoryFiles};
-use crate::manifest::{self, Compression};
+use crate::manifest::{self, Compression, LayerManifest};
 use crate::materialize::{ShareOptions, ShareStats};
+use crate::sys;
+use nix::mount::{umount2, MntFlags};
 
 /// A layer `dedup` found to adopt and did not, and why.
 #[derive(Clone, Debug, Serialize)]
@@ -149,6 +151,7 @@ impl Store {
                 (true, false) => Sharing::Hardlinks,
                 (true, true) => Sharing::LinkInOnly,
             };
+            tracing::debug!(layer = %layer.id, ?sharing, hardlinks, read_only, "adopting");
             match self.adopt_layer(layer, &dir, sharing) {
                 Ok(Ok((stored, shared))) => {
                     tracing::debug!(layer = %layer.id, stored, ?shared, "adopted");
@@ -237,9 +240,54 @@ impl Store {
         };
         let shared = match sharing {
             Sharing::None => ShareStats::default(),
-            _ => self.write(|| self.materializer()?.share_hardlinks(&m, dir, options))?,
+            _ => self.write(|| self.share_hardlinks(&m, dir, options))?,
         };
         Ok(Ok((stored, shared)))
+    }
+
+    /// [`Materializer::share_hardlinks`] of `dir`, a layer directory.
+    ///
+    /// Go's overlay driver bind-mounts its home (`overlay/`) on itself and
+    /// leaves it mounted: a link or rename between it and `objects/` then
+    /// crosses mounts (`EXDEV`), though both are one filesystem. The files
+    /// are then shared from a thread of our own with a private mount
+    /// namespace in which that bind mount is detached: the same directory
+    /// seen through the graph root's mount (checked by its inode). Nothing
+    /// outside that thread sees the change; without the privilege to make
+    /// the namespace, nothing is shared.
+    fn share_hardlinks(
+        &self,
+        m: &LayerManifest,
+        dir: &Path,
+        options: ShareOptions,
+    ) -> Result<ShareStats> {
+        let home = fs::canonicalize(self.driver_dir()).unwrap_or_else(|_| self.driver_dir());
+        if !is_mount_point(&home) {
+            return self.materializer()?.share_hardlinks(m, dir, options);
+        }
+        let before = fs::metadata(dir).at(Op::Stat, dir)?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    if let Err(e) = sys::private_mount_namespace() {
+                        tracing::debug!(error = %e, "no mount namespace of our own: nothing shared");
+                        return Ok(ShareStats::default());
+                    }
+                    while is_mount_point(&home) {
+                        if umount2(&home, MntFlags::MNT_DETACH).is_err() {
+                            break;
+                        }
+                    }
+                    let same = fs::metadata(dir)
+                        .is_ok_and(|after| after.ino() == before.ino() && after.dev() == before.dev());
+                    if !same {
+                        return Ok(ShareStats::default());
+                    }
+                    self.materializer()?.share_hardlinks(m, dir, options)
+                })
+                .join()
+                .unwrap_or(Err(Error::Panicked("file sharing thread")))
+        })
     }
 
     /// The overlay directories the kernel's mounts use as upper and lower
@@ -247,7 +295,7 @@ impl Store {
     /// against this store's driver directory, as Go mounts them).
     fn overlay_use(&self) -> OverlayUse {
         let mut out = OverlayUse::default();
-        let Ok(table) = fs::read_to_string("/proc/self/mountinfo") else {
+        let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
             return out;
         };
         let base = self.driver_dir();
@@ -296,7 +344,7 @@ impl Adoption {
 
 /// How the tar assembled from a layer's tar-split differs from its
 /// record, if it does.
-fn record_mismatch(layer: &Layer, m: &manifest::LayerManifest) -> Option<String> {
+fn record_mismatch(layer: &Layer, m: &LayerManifest) -> Option<String> {
     if m.diff_digest != layer.diff_digest {
         return Some(format!(
             "its tar has digest {}, its record says {}",
@@ -320,6 +368,18 @@ fn record_mismatch(layer: &Layer, m: &manifest::LayerManifest) -> Option<String>
         ));
     }
     None
+}
+
+/// Whether something is mounted at `path` in the calling thread's mount
+/// namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return false;
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| Path::new(&unescape(point)) == path)
 }
 
 /// A mount table field with its octal escapes (`\040` for a space)
