@@ -20,7 +20,8 @@
 //! 4. Where the layer is read-only by contract (it has children, or is an
 //!    image's top layer, or was created read-only) and the driver is
 //!    overlay on a filesystem without reflinks, its files become
-//!    hardlinks of the object cache ([`Materializer::share_hardlinks`]).
+//!    hardlinks of the object cache
+//!    ([`crate::materialize::Materializer::share_hardlinks`]).
 //!    Where reflinks work, `dedup`'s extent sharing that follows shares
 //!    them instead, for every layer. vfs trees (which whoever mounts them
 //!    writes in place) never get hardlinks.
@@ -245,7 +246,8 @@ impl Store {
         Ok(Ok((stored, shared)))
     }
 
-    /// [`Materializer::share_hardlinks`] of `dir`, a layer directory.
+    /// [`crate::materialize::Materializer::share_hardlinks`] of `dir`, a
+    /// layer directory.
     ///
     /// Go's overlay driver bind-mounts its home (`overlay/`) on itself and
     /// leaves it mounted: a link or rename between it and `objects/` then

@@ -7,6 +7,9 @@
 //! a `dedup` killed at any point leaves a store our `check` finds clean
 //! and Go still exports exactly.
 //!
+//! On vfs, layers with parents are adopted from their flattened trees,
+//! and a layer Go has mounted is skipped and named.
+//!
 //! Where reflinks work (a loop-mounted XFS), nothing is hardlinked: the
 //! adopted layers' identical files share extents instead.
 //!
@@ -403,4 +406,75 @@ fn dedup_on_xfs_shares_adopted_layers_by_reflinks_not_hardlinks() {
     s.check_exports(&mut f, Cli::Go, "after our dedup on XFS");
     f.done();
     drop(s);
+}
+
+#[test]
+fn dedup_on_vfs_adopts_a_chain_and_skips_a_mounted_layer() {
+    let what = "dedup adopting the Go CLI's vfs layers";
+    let Some(s) = Shared::on_driver(what, &[Client::Go], "vfs") else {
+        return;
+    };
+    let mut f = Findings::new("dedup_on_vfs_adopts_a_chain_and_skips_a_mounted_layer");
+    let base = s
+        .go(&[
+            "import-layer",
+            "-f",
+            write_tar(&s, "a.tar", &layer_tar(31)).to_str().unwrap(),
+        ])
+        .expect("Go import-layer");
+    let base = common::first_line_of(&base);
+    let child = s
+        .go(&[
+            "import-layer",
+            "-f",
+            write_tar(&s, "b.tar", &layer_tar(32)).to_str().unwrap(),
+            &base,
+        ])
+        .expect("Go import-layer of a child");
+    let child = common::first_line_of(&child);
+    s.go(&["create-image", "-n", "localhost/chain:latest", &child])
+        .expect("Go create-image");
+    let other = go_image(
+        &s,
+        &write_tar(&s, "c.tar", &layer_tar(33)),
+        "localhost/c:latest",
+    );
+    s.go(&["mount", &other]).expect("Go mount of a layer");
+    let before = s.layer_records();
+    if let Some(out) = f.ok("our `dedup --json`", s.ours(&["dedup", "--json"])) {
+        let report = json(&out);
+        let mut adopted: Vec<String> = report["Adopted"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        adopted.sort();
+        let mut want = vec![base.clone(), child.clone()];
+        want.sort();
+        f.eq("the chain is adopted", &adopted, &want);
+        f.eq(
+            "the mounted layer is skipped as mounted",
+            &report["Skipped"],
+            &serde_json::json!([{"Layer": other, "Reason": "mounted"}]),
+        );
+        f.eq(
+            "vfs trees get no hardlinks",
+            &report["Linked"].as_u64(),
+            &Some(0),
+        );
+    }
+    f.ok("Go unmount", s.go(&["unmount", &other]));
+    f.eq(
+        "every record after our dedup",
+        &s.layer_records()
+            .iter()
+            .map(|l| l.digests())
+            .collect::<Vec<_>>(),
+        &before.iter().map(|l| l.digests()).collect::<Vec<_>>(),
+    );
+    s.check_exports(&mut f, Cli::Go, "after our dedup on vfs");
+    f.done();
 }
