@@ -14,6 +14,7 @@ mod delta;
 mod jail;
 mod meta;
 mod objects;
+mod share;
 mod sweep;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ pub(crate) use compare::{compare, ExpectedTree};
 pub use copy::{copy_into, Chown};
 pub use delta::{delta, stands_alone};
 pub(crate) use objects::tmp_dir as objects_tmp_dir;
+pub use share::{ShareOptions, ShareStats};
 pub use sweep::{
     builders_guard, purge_objects_since, sweep_objects, wanted_objects, BuildersGuard, ObjectSweep,
 };

@@ -6,6 +6,7 @@
 //! reverse. The store owns records, names, locks and when things become
 //! durable; it never prints.
 
+mod adopt;
 mod bigdata;
 mod check;
 mod containers;
@@ -37,6 +38,7 @@ mod unsynced;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use adopt::SkippedLayer;
 pub use check::{CheckOptions, CheckReport, Problem, Subject};
 pub use containers::{Container, ContainerOptions};
 pub use dedup::{DedupReport, HashMethod};

@@ -203,6 +203,26 @@ pub(crate) fn ficlone(target: &File, source: &File) -> io::Result<()> {
     }
 }
 
+/// Gives the calling thread a mount namespace of its own whose mounts
+/// are private: what it mounts or unmounts there no other thread or
+/// process sees (needs `CAP_SYS_ADMIN`).
+pub(crate) fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: unshare takes flags only; CLONE_NEWNS (with CLONE_FS, which
+    // it implies) changes the calling thread's namespaces only.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
 /// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct
 /// file_dedupe_range)` (libc does not export it).
 const FIDEDUPERANGE: libc::c_ulong = 0xC018_9436;

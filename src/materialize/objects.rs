@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use nix::errno::Errno;
+use nix::fcntl::renameat;
 use nix::fcntl::{copy_file_range, AtFlags, OFlag};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{fstatat, FileStat, Mode};
 use nix::unistd::linkat;
 
 use super::jail::Slot;
@@ -201,9 +202,58 @@ impl ObjectCache {
         }
     }
 
+    /// The hardlink object `link`'s status (`ENOENT` when there is none).
+    pub fn stat_link(&self, link: &LinkName) -> nix::Result<FileStat> {
+        fstatat(
+            Some(self.dir_fd.as_raw_fd()),
+            link.relative.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+
+    /// Replaces the file at `slot` with a hardlink of the object `link`,
+    /// in one step: the object is linked under `objects/tmp/` and renamed
+    /// over the file, so the path names either the old file or the object,
+    /// whatever happens. `false` when the object is gone or has as many
+    /// links as the filesystem allows (the file is left as it was).
+    pub fn replace_with(&self, link: &LinkName, slot: &Slot) -> Result<bool> {
+        let tmp = self.tmp.join(durable::random_hex(16));
+        let tmp_c = CString::new(tmp.as_os_str().as_encoded_bytes()).map_err(|_| {
+            Error::io(
+                Op::Link,
+                &tmp,
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            )
+        })?;
+        let linked = linkat(
+            Some(self.dir_fd.as_raw_fd()),
+            link.relative.as_c_str(),
+            None,
+            tmp_c.as_c_str(),
+            AtFlags::empty(),
+        );
+        match linked {
+            Ok(()) => {}
+            Err(Errno::ENOENT | Errno::EMLINK) => return Ok(false),
+            Err(e) => return Err(e).at(Op::Link, &tmp),
+        }
+        let renamed = renameat(
+            None,
+            tmp_c.as_c_str(),
+            Some(slot.dir.as_raw_fd()),
+            slot.name.as_c_str(),
+        );
+        if let Err(e) = renamed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).at(Op::Rename, &tmp);
+        }
+        Ok(true)
+    }
+
     /// Makes the file at `slot`, complete with an entry's content and
-    /// metadata, that entry's hardlink object `link` unless there is one.
-    pub fn adopt(&self, link: &LinkName, slot: &Slot) -> Result<()> {
+    /// metadata, that entry's hardlink object `link` unless there is one;
+    /// whether it did (`false`: there is one).
+    pub fn adopt(&self, link: &LinkName, slot: &Slot) -> Result<bool> {
         let name = &link.relative;
         let try_link = || -> std::io::Result<()> {
             Ok(linkat(
@@ -222,16 +272,16 @@ impl ObjectCache {
             }
             other => other,
         };
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        let adopted = match linked {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(e).at(Op::Link, &path()),
-        }
+        };
         let mut shards = self.shards.lock_unpoisoned();
         if let Some(names) = shards.get_mut(link.shard()) {
             names.insert(link.name.clone());
         }
-        Ok(())
+        Ok(adopted)
     }
 
     /// An object with `entry`'s content, whatever its metadata, open for
@@ -435,6 +485,12 @@ impl ObjectCache {
         let mut source = source;
         std::io::copy(&mut source, dst).at(Op::Copy, src)?;
         Ok(())
+    }
+
+    /// Whether files can be reflinked on the cache's filesystem (probed
+    /// in `objects/tmp/`, see [`ObjectCache::can_reflink`]).
+    pub fn can_reflink_here(&self) -> bool {
+        self.can_reflink(&self.tmp)
     }
 
     /// Whether reflinks worked (`Some(true)`), failed, or were not tried.

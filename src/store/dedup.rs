@@ -1,5 +1,6 @@
-//! `dedup`: bytes shared across layers, and identical materialized files
-//! shared on the filesystem (FIDEDUPERANGE) where it can.
+//! `dedup`: layers other clients wrote adopted into the pool (see
+//! `adopt.rs`), bytes shared across layers, and identical materialized
+//! files shared on the filesystem (FIDEDUPERANGE) where it can.
 //!
 //! Sharing in the pool is a fact of the manifests: every distinct file
 //! content is stored once however many layers hold it. Materialized trees
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::adopt::SkippedLayer;
 use super::layout;
 use super::Store;
 use crate::durable;
@@ -66,6 +68,23 @@ pub struct DedupReport {
     /// than one layer.
     #[serde(rename = "Shared")]
     pub shared: u64,
+    /// Layers other clients wrote that entered the pool.
+    #[serde(rename = "Adopted")]
+    pub adopted: Vec<String>,
+    /// Layers other clients wrote that were left as they were, and why.
+    #[serde(rename = "Skipped")]
+    pub skipped: Vec<SkippedLayer>,
+    /// Bytes the adopted layers added to the pool (packs, manifests).
+    #[serde(rename = "Stored")]
+    pub stored: u64,
+    /// Bytes freed by making the adopted layers' files hardlinks of
+    /// shared objects.
+    #[serde(rename = "Linked")]
+    pub linked: u64,
+    /// Bytes saved on the whole: `Linked` plus `Deduped` less `Stored`
+    /// (negative when the pool took more than sharing freed).
+    #[serde(rename = "Saved")]
+    pub saved: i64,
 }
 
 /// The kernel dedupes at most this much per call.
@@ -110,9 +129,20 @@ impl Store {
     /// Reports sharing across layers and shares identical materialized
     /// files where the filesystem allows.
     pub fn dedup(&self, method: HashMethod) -> Result<DedupReport> {
+        let adoption = self.adopt_layers()?;
         let shared = self.shared_bytes()?;
         let deduped = self.dedupe_files(method)?;
-        Ok(DedupReport { deduped, shared })
+        let linked = adoption.shared.freed_bytes;
+        let gained = i128::from(linked) + i128::from(deduped) - i128::from(adoption.stored);
+        Ok(DedupReport {
+            deduped,
+            shared,
+            adopted: adoption.adopted,
+            skipped: adoption.skipped,
+            stored: adoption.stored,
+            linked,
+            saved: i64::try_from(gained).unwrap_or(i64::MAX),
+        })
     }
 
     /// Bytes of distinct file contents that more than one sealed layer

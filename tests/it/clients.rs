@@ -1247,7 +1247,6 @@ fn debian_images(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 #[test]
-#[ignore = "issue 13: not built yet"]
 fn dedup_adopts_six_debian_images_skopeo_copied_in() {
     let what = "dedup adopting the Debian images skopeo copied in";
     let Some(dir) = common::debian_tars() else {

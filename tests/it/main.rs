@@ -13,6 +13,7 @@ mod common;
 #[path = "common/harness.rs"]
 mod harness;
 
+mod adopt;
 mod applydiff;
 mod bad_input;
 mod check;

@@ -214,6 +214,17 @@ impl Shared {
 
     /// [`Shared::new`] with `driver` (`overlay` or `vfs`) for every client.
     pub fn on_driver(what: &str, needs: &[Client], driver: &'static str) -> Option<Shared> {
+        Shared::on_driver_in(what, needs, driver, &std::env::temp_dir())
+    }
+
+    /// [`Shared::on_driver`] with its roots in a new directory under
+    /// `parent` (a filesystem a test needs, such as a loop-mounted XFS).
+    pub fn on_driver_in(
+        what: &str,
+        needs: &[Client],
+        driver: &'static str,
+        parent: &Path,
+    ) -> Option<Shared> {
         if !super::need_root(what) {
             return None;
         }
@@ -234,7 +245,7 @@ impl Shared {
                 }
             }
         }
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = tempfile::tempdir_in(parent).expect("temp dir");
         let shared = Shared {
             dir,
             clients,

@@ -1,0 +1,421 @@
+//! Adoption (`dedup`'s first step): layers other clients wrote (podman,
+//! skopeo, buildah, the Go CLI) enter the chunk pool, and their files
+//! become shared objects, without any change a Go client could see.
+//!
+//! A layer is a candidate when it has upstream's tar-split
+//! (`<drv>-layers/<id>.tar-split.gz`), its directory (`overlay/<id>/diff`,
+//! `vfs/dir/<id>`), a `diff-digest`, and no `manifests/<id>`. For each:
+//!
+//! 1. The exact tar is assembled from the tar-split and the directory
+//!    (every file's CRC-64 checked) and imported into the pool as any tar
+//!    is, raw headers included, so the pool gives the same tar back.
+//! 2. Its digest and size must equal the record's `diff-digest` and
+//!    `diff-size` (and, for a layer recorded uncompressed, its
+//!    `compressed-diff-digest`); otherwise the layer is skipped and named
+//!    in the report. No record is ever changed: the manifest takes the
+//!    record's compressed digest, size and compression.
+//! 3. The chunks are published, then `manifests/<id>` (durable). The
+//!    layer is pool-backed from then on: its manifest's diff digest is its
+//!    record's.
+//! 4. Where the layer is read-only by contract (it has children, or is an
+//!    image's top layer, or was created read-only) and the driver is
+//!    overlay on a filesystem without reflinks, its files become
+//!    hardlinks of the object cache
+//!    ([`crate::materialize::Materializer::share_hardlinks`]).
+//!    Where reflinks work, `dedup`'s extent sharing that follows shares
+//!    them instead, for every layer. vfs trees (which whoever mounts them
+//!    writes in place) never get hardlinks.
+//!
+//! Never adopted: container layers, layers with a mount count in
+//! `mountpoints.json`, layers an overlay mount in the kernel's mount table
+//! uses as its upper directory, layers left incomplete. A layer an overlay
+//! mount uses as a lower directory is adopted, but its files are only
+//! linked into the cache, never replaced, while it is mounted.
+//!
+//! Crash safety: until the manifest is renamed into place the layer is as
+//! it was (unreferenced chunks and temporary files are `gc`'s); each file
+//! replacement is one `rename(2)` of a hardlink made under
+//! `objects/tmp/`, so every path names either its old file or an object
+//! with the same content and metadata. A crash between a replacement and
+//! the end of the layer leaves that directory's mtime at the time of the
+//! replacement (a directory's times are put back after its files).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::layers::Layer;
+use super::layout;
+use super::Store;
+use crate::durable::{Flush, PendingFile};
+use crate::error::{Error, IoContext, Op, Result};
+use crate::manifest::tar_split::{stage_tar_split, DirectoryFiles};
+use crate::manifest::{self, Compression, LayerManifest};
+use crate::materialize::{ShareOptions, ShareStats};
+use crate::sys;
+use nix::mount::{umount2, MntFlags};
+
+/// A layer `dedup` found to adopt and did not, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedLayer {
+    /// The layer's ID.
+    #[serde(rename = "Layer")]
+    pub layer: String,
+    /// Why it was not adopted.
+    #[serde(rename = "Reason")]
+    pub reason: String,
+}
+
+/// What adoption did.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Adoption {
+    /// Layers adopted.
+    pub adopted: Vec<String>,
+    /// Candidates left as they were.
+    pub skipped: Vec<SkippedLayer>,
+    /// Bytes written to the pool (packs) and manifests.
+    pub stored: u64,
+    /// What sharing files by hardlinks did, over every adopted layer.
+    pub shared: ShareStats,
+}
+
+/// How a layer's files may be shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sharing {
+    /// By hardlinks, replacing files.
+    Hardlinks,
+    /// By hardlinks, only linking files into the cache (a mounted lower).
+    LinkInOnly,
+    /// Not here (reflinks share them later, or nothing may).
+    None,
+}
+
+/// The overlay directories the kernel's mounts use.
+#[derive(Default)]
+struct OverlayUse {
+    uppers: HashSet<PathBuf>,
+    lowers: HashSet<PathBuf>,
+}
+
+impl Store {
+    /// Adopts every candidate layer (see the module documentation).
+    pub(crate) fn adopt_layers(&self) -> Result<Adoption> {
+        let mut report = Adoption::default();
+        if !self.writable {
+            return Ok(report);
+        }
+        let layers = self.layers()?;
+        let candidates: Vec<&Layer> = layers.iter().filter(|l| self.is_candidate(l)).collect();
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        let containers: HashSet<String> = self.containers()?.into_iter().map(|c| c.layer).collect();
+        let tops: HashSet<String> = self
+            .images()?
+            .into_iter()
+            .map(|i| i.top_layer)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let parents: HashSet<&str> = layers.iter().map(|l| l.parent.as_str()).collect();
+        let mounted: HashSet<String> = self
+            .mounts()?
+            .into_iter()
+            .filter(|m| m.count > 0)
+            .map(|m| m.id)
+            .collect();
+        let overlays = self.overlay_use();
+        let hardlinks = self.options.driver == "overlay" && !self.materializer()?.can_reflink();
+        for layer in candidates {
+            let dir = self.layer_content_dir(&layer.id);
+            let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            let refuse = if containers.contains(&layer.id) {
+                Some("a container's layer")
+            } else if mounted.contains(&layer.id) {
+                Some("mounted")
+            } else if overlays.uppers.contains(&canonical) {
+                Some("an overlay mount writes into its directory")
+            } else {
+                None
+            };
+            if let Some(reason) = refuse {
+                report.skip(layer, reason);
+                continue;
+            }
+            let read_only =
+                layer.read_only || parents.contains(layer.id.as_str()) || tops.contains(&layer.id);
+            let sharing = match (hardlinks && read_only, overlays.lowers.contains(&canonical)) {
+                (false, _) => Sharing::None,
+                (true, false) => Sharing::Hardlinks,
+                (true, true) => Sharing::LinkInOnly,
+            };
+            tracing::debug!(layer = %layer.id, ?sharing, hardlinks, read_only, "adopting");
+            match self.adopt_layer(layer, &dir, sharing) {
+                Ok(Ok((stored, shared))) => {
+                    tracing::debug!(layer = %layer.id, stored, ?shared, "adopted");
+                    report.adopted.push(layer.id.clone());
+                    report.stored += stored;
+                    report.shared.linked_in += shared.linked_in;
+                    report.shared.replaced += shared.replaced;
+                    report.shared.freed_bytes += shared.freed_bytes;
+                    report.shared.left += shared.left;
+                }
+                Ok(Err(reason)) => report.skip(layer, &reason),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether `layer` is another client's layer that is not in the pool.
+    fn is_candidate(&self, layer: &Layer) -> bool {
+        !layer.is_incomplete()
+            && !layer.diff_digest.is_empty()
+            && layout::owns_paths(&layer.id)
+            && !self.manifest_path(&layer.id).exists()
+            && fs::symlink_metadata(self.tar_split_path(&layer.id)).is_ok_and(|m| m.is_file())
+            && self.is_materialized(&layer.id)
+    }
+
+    /// Upstream's `<drv>-layers/<id>.tar-split.gz`.
+    fn tar_split_path(&self, id: &str) -> PathBuf {
+        self.layers_dir().join(format!("{id}.tar-split.gz"))
+    }
+
+    /// Adopts one layer: the bytes it stored and what sharing did, or why
+    /// it was left as it was. Errors are this store's own (a failed write).
+    fn adopt_layer(
+        &self,
+        layer: &Layer,
+        dir: &Path,
+        sharing: Sharing,
+    ) -> Result<std::result::Result<(u64, ShareStats), String>> {
+        let since = SystemTime::now();
+        // Held until the manifest is published: the sweep must not take
+        // the chunks this adoption wrote or reused.
+        let guard = self.pool.write_guard()?;
+        let path = self.tar_split_path(&layer.id);
+        let tar_split = match File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
+        };
+        let mut files = match DirectoryFiles::open(dir) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let staged = match stage_tar_split(tar_split, &mut files, &self.pool, &()) {
+            Ok(staged) => staged,
+            Err(e) if e.latches() => return Err(e),
+            Err(e) => return Ok(Err(format!("its tar cannot be adopted: {e}"))),
+        };
+        let mut m = staged.manifest;
+        if let Some(reason) = record_mismatch(layer, &m) {
+            return Ok(Err(reason));
+        }
+        m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
+        if !layer.compressed_digest.is_empty() {
+            m.compressed_digest = layer.compressed_digest.clone();
+            m.compressed_size = layer.compressed_size;
+            m.compression = layer.compression;
+        }
+        if let Err(e) = self.refuse_foreign_manifest(&layer.id, &m.diff_digest) {
+            return Ok(Err(e.to_string()));
+        }
+        let bytes = manifest::encode(&m);
+        let manifest_file =
+            PendingFile::create(&self.manifest_path(&layer.id), bytes.len() as u64)?;
+        let stats = self.write(|| staged.chunks.publish())?;
+        self.write(|| manifest_file.commit(&bytes, Flush::Now))?;
+        drop(guard);
+        let stored = stats.stored_bytes + bytes.len() as u64;
+        let options = ShareOptions {
+            replace: sharing == Sharing::Hardlinks,
+            unchanged_since: since,
+        };
+        let shared = match sharing {
+            Sharing::None => ShareStats::default(),
+            _ => self.write(|| self.share_hardlinks(&m, dir, options))?,
+        };
+        Ok(Ok((stored, shared)))
+    }
+
+    /// [`crate::materialize::Materializer::share_hardlinks`] of `dir`, a
+    /// layer directory.
+    ///
+    /// Go's overlay driver bind-mounts its home (`overlay/`) on itself and
+    /// leaves it mounted: a link or rename between it and `objects/` then
+    /// crosses mounts (`EXDEV`), though both are one filesystem. The files
+    /// are then shared from a thread of our own with a private mount
+    /// namespace in which that bind mount is detached: the same directory
+    /// seen through the graph root's mount (checked by its inode). Nothing
+    /// outside that thread sees the change; without the privilege to make
+    /// the namespace, nothing is shared.
+    fn share_hardlinks(
+        &self,
+        m: &LayerManifest,
+        dir: &Path,
+        options: ShareOptions,
+    ) -> Result<ShareStats> {
+        let home = fs::canonicalize(self.driver_dir()).unwrap_or_else(|_| self.driver_dir());
+        if !is_mount_point(&home) {
+            return self.materializer()?.share_hardlinks(m, dir, options);
+        }
+        let before = fs::metadata(dir).at(Op::Stat, dir)?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    if let Err(e) = sys::private_mount_namespace() {
+                        tracing::debug!(error = %e, "no mount namespace of our own: nothing shared");
+                        return Ok(ShareStats::default());
+                    }
+                    while is_mount_point(&home) {
+                        if umount2(&home, MntFlags::MNT_DETACH).is_err() {
+                            break;
+                        }
+                    }
+                    let same = fs::metadata(dir)
+                        .is_ok_and(|after| after.ino() == before.ino() && after.dev() == before.dev());
+                    if !same {
+                        return Ok(ShareStats::default());
+                    }
+                    self.materializer()?.share_hardlinks(m, dir, options)
+                })
+                .join()
+                .unwrap_or(Err(Error::Panicked("file sharing thread")))
+        })
+    }
+
+    /// The overlay directories the kernel's mounts use as upper and lower
+    /// directories (`/proc/self/mountinfo`), resolved (relative ones
+    /// against this store's driver directory, as Go mounts them).
+    fn overlay_use(&self) -> OverlayUse {
+        let mut out = OverlayUse::default();
+        let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
+            return out;
+        };
+        let base = self.driver_dir();
+        for line in table.lines() {
+            let Some((_, fs_part)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut fields = fs_part.split(' ');
+            if fields.next() != Some("overlay") {
+                continue;
+            }
+            let options = fields.nth(1).unwrap_or("");
+            for option in options.split(',') {
+                let Some((key, value)) = option.split_once('=') else {
+                    continue;
+                };
+                let set = match key.trim_end_matches('+') {
+                    "upperdir" => &mut out.uppers,
+                    "lowerdir" | "datadir" => &mut out.lowers,
+                    _ => continue,
+                };
+                for dir in value.split(':').filter(|d| !d.is_empty()) {
+                    let dir = PathBuf::from(unescape(dir));
+                    let dir = if dir.is_relative() {
+                        base.join(dir)
+                    } else {
+                        dir
+                    };
+                    set.insert(fs::canonicalize(&dir).unwrap_or(dir));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Adoption {
+    fn skip(&mut self, layer: &Layer, reason: &str) {
+        tracing::debug!(layer = %layer.id, reason, "not adopted");
+        self.skipped.push(SkippedLayer {
+            layer: layer.id.clone(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// How the tar assembled from a layer's tar-split differs from its
+/// record, if it does.
+fn record_mismatch(layer: &Layer, m: &LayerManifest) -> Option<String> {
+    if m.diff_digest != layer.diff_digest {
+        return Some(format!(
+            "its tar has digest {}, its record says {}",
+            m.diff_digest, layer.diff_digest
+        ));
+    }
+    if layer.diff_size != 0 && m.diff_size != layer.diff_size {
+        return Some(format!(
+            "its tar has {} bytes, its record says {}",
+            m.diff_size, layer.diff_size
+        ));
+    }
+    let uncompressed = layer.compression == Compression::None;
+    if uncompressed
+        && !layer.compressed_digest.is_empty()
+        && layer.compressed_digest != m.diff_digest
+    {
+        return Some(format!(
+            "its tar has digest {}, its record's compressed digest (uncompressed) is {}",
+            m.diff_digest, layer.compressed_digest
+        ));
+    }
+    None
+}
+
+/// Whether something is mounted at `path` in the calling thread's mount
+/// namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return false;
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| Path::new(&unescape(point)) == path)
+}
+
+/// A mount table field with its octal escapes (`\040` for a space)
+/// decoded.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn mount_table_escapes_are_decoded() {
+        assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape(r"/plain"), "/plain");
+        assert_eq!(unescape(r"/odd\09"), r"/odd\09");
+    }
+}
