@@ -1320,7 +1320,6 @@ fn dedup_adopts_six_debian_images_skopeo_copied_in() {
 }
 
 #[test]
-#[ignore = "issue 13: not built yet"]
 fn import_time_ours_against_go_into_a_shared_store() {
     let what = "import time, ours against the Go CLI's";
     let Some(dir) = common::debian_tars() else {
