@@ -942,7 +942,10 @@ fn an_open_store_handle_sees_each_go_write_and_go_sees_ours() {
             format_args!("{listed:?}"),
         );
     }
-    s.go(&["delete-layer", &go_layer]).expect("Go delete-layer");
+    f.ok(
+        "Go `delete-layer` of its layer, after our write",
+        s.go(&["delete-layer", &go_layer]),
+    );
     if let Some(listed) = f.ok("our handle lists after Go's delete", ids(&store)) {
         f.check(
             "our handle no longer lists the layer Go deleted",
