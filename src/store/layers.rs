@@ -1,6 +1,8 @@
 //! Layer records (`<drv>-layers/layers.json`) and the layer operations:
 //! create, import, look up, export, delete, and the removal of layers left
-//! incomplete by a crashed import.
+//! incomplete by a crashed import (upstream's, or one of an earlier
+//! version: imports here add their record only once complete, see
+//! [`Store::import_layer`]).
 
 use std::collections::BTreeMap;
 use std::fs;
