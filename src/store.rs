@@ -14,6 +14,8 @@ mod driver;
 mod evict;
 mod gc;
 mod generic;
+mod go_layout;
+mod host_mounts;
 mod ids;
 mod images;
 mod item;
@@ -44,7 +46,7 @@ pub use item::{BigDataIndex, NamesOp};
 pub use kind::Kind;
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
 pub use mounts::MountPoint;
-pub use options::{StoreOptions, DRIVERS};
+pub use options::{Materialize, StoreOptions, DRIVERS};
 pub use status::Status;
 
 use crate::chunks::ChunkPool;

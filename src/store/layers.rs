@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::go_layout::Content;
 use super::ids::{new_id, validate_name, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
@@ -18,6 +19,7 @@ use super::Store;
 use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::manifest::tar_split::ContentCrcs;
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
 
@@ -199,6 +201,15 @@ impl Store {
         self.check_writable()?;
         let layer = self.new_layer_record(parent, options, false)?;
         self.add_layer_record(&layer)?;
+        // Its directory, as upstream's driver makes it at creation (after
+        // the record: `gc` removes directories of layers without one).
+        let laid_out = self
+            .chain(&layer.id)
+            .and_then(|chain| self.lay_out(&chain, Content::Directory));
+        if let Err(e) = laid_out {
+            self.discard_layer(&layer.id);
+            return Err(e);
+        }
         Ok(layer)
     }
 
@@ -308,12 +319,18 @@ impl Store {
         let mut m = staged.manifest;
         m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
         self.refuse_foreign_manifest(&layer.id, &m.diff_digest)?;
+        let tar_split = tar_split_of(&layer.id, &m, &staged.crc64)?;
         // What the import writes after its chunks are published takes its
         // space before: a full disk fails it here, and dropping `staged`
         // returns every block it took.
         let manifest_bytes = manifest::encode(&m);
         let manifest_file =
             PendingFile::create(&self.manifest_path(&layer.id), manifest_bytes.len() as u64)?;
+        let tar_split_path = self.tar_split_path(&layer.id);
+        let tar_split_file = match &tar_split {
+            Some(bytes) => Some(PendingFile::create(&tar_split_path, bytes.len() as u64)?),
+            None => None,
+        };
         let record_room = self.layer_records.reserve()?;
         let stats = self.write(|| staged.chunks.publish())?;
         tracing::debug!(
@@ -324,6 +341,22 @@ impl Store {
             "content stored"
         );
         self.write(|| manifest_file.commit(&manifest_bytes, Flush::Now))?;
+        // Go clients rebuild the layer's exact tar from its directory with
+        // this; none is better than one for other content.
+        self.write(|| match (tar_split_file, &tar_split) {
+            (Some(file), Some(bytes)) => file.commit(bytes, Flush::Now),
+            _ => durable::remove_file(&tar_split_path),
+        })?;
+        // The driver's entries are there before the record says the
+        // layer is complete (and, under `materialize = "always"`, its
+        // directory is built).
+        let mut top = layer.clone();
+        top.sealed = true;
+        let mut chain = vec![top];
+        if !layer.parent.is_empty() {
+            chain.extend(self.chain(&layer.parent)?);
+        }
+        self.write(|| self.lay_out(&chain, Content::Pool))?;
         self.write(|| {
             self.layer_records.modify_reserved(record_room, |layers| {
                 let record = layers
@@ -365,10 +398,18 @@ impl Store {
         self.check_writable()?;
         let layer = self.layer(arg)?;
         let container = layer.flags.contains_key("container");
-        if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
+        if !layer.sealed && !container && self.has_no_content(&layer)? {
+            // Its (empty) directory goes: the layer's content is the
+            // pool's from now on, built from it where needed.
+            self.drop_content_dir(&layer.id)?;
             let result = self.import_content(&layer, input, observer);
             if result.is_err() {
                 self.remove_manifest(&layer.id);
+                self.remove_tar_split(&layer.id);
+                // Back as it was: a layer with an empty directory.
+                self.drop_content_dir(&layer.id)?;
+                let chain = self.chain(&layer.id)?;
+                self.lay_out(&chain, Content::Directory)?;
             }
             return result;
         }
@@ -458,9 +499,35 @@ impl Store {
             })
         })();
         let _ = fs::remove_dir_all(&scratch);
-        // Its materialized directories show the old content.
-        self.remove_driver_dirs(&layer.id);
-        result
+        // Its materialized directory shows the old content; its other
+        // entries stay, for Go clients.
+        self.drop_content_dir(&layer.id)?;
+        let result = result?;
+        self.lay_out(&self.chain(&layer.id)?, Content::Pool)?;
+        Ok(result)
+    }
+
+    /// Whether a layer that is not sealed has no content yet: no
+    /// directory, an empty overlay `diff`, or a vfs tree that changes
+    /// nothing of its parent's.
+    fn has_no_content(&self, layer: &Layer) -> Result<bool> {
+        let dir = self.layer_content_dir(&layer.id);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(true);
+        }
+        let dir = self.live_content_dir(&layer.id)?;
+        if self
+            .mounts()?
+            .iter()
+            .any(|m| m.id == layer.id && m.count > 0)
+        {
+            return Ok(false);
+        }
+        if self.options.driver == "overlay" {
+            let mut entries = fs::read_dir(&dir).at(Op::Read, &dir)?;
+            return Ok(entries.next().is_none());
+        }
+        Ok(self.changes(&layer.id)?.is_empty())
     }
 
     /// Removes what an unfinished import left: the record, then the
@@ -484,10 +551,19 @@ impl Store {
                 return;
             }
             self.remove_manifest(id);
+            self.remove_tar_split(id);
             let _ = remove_record();
             return;
         }
         self.remove_manifest(id);
+        self.remove_tar_split(id);
+        self.remove_driver_dirs(id);
+    }
+
+    /// Whether an import of layer `id` is running (its marker is held):
+    /// its files may be there before its record is complete.
+    pub(crate) fn import_in_progress(&self, id: &str) -> bool {
+        ProcessMarker::is_held(&self.marker_path(id))
     }
 
     /// Layers whose import died: incomplete, and their marker not held.
@@ -688,11 +764,28 @@ impl Store {
     /// ignored: `gc` removes what is left.
     pub(crate) fn remove_layer_files(&self, id: &str) {
         self.remove_manifest(id);
+        self.remove_tar_split(id);
         let _ = fs::remove_file(self.marker_path(id));
         self.remove_item_dirs(Kind::Layer, id);
         self.remove_driver_dirs(id);
         self.forget_used(id);
         let _ = fs::remove_file(self.deleting_marker(id));
+    }
+}
+
+/// The gzipped tar-split of the tar `m` describes (with its entries'
+/// content CRC-64s, recorded at import): what Go clients rebuild the
+/// layer's tar with. `None`, with a warning, for a tar upstream's
+/// tar-split cannot describe (which Go clients cannot import either).
+fn tar_split_of(id: &str, m: &LayerManifest, crc64: &[u64]) -> Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    match manifest::tar_split::write_tar_split(m, ContentCrcs::Recorded(crc64), &mut bytes) {
+        Ok(_) => Ok(Some(bytes)),
+        Err(Error::TarSplitUnsupported(why)) => {
+            tracing::warn!(layer = %id, "no tar-split for Go clients: {why}");
+            Ok(None)
+        }
+        Err(e) => Err(e.for_layer(id)),
     }
 }
 

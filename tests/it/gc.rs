@@ -513,6 +513,7 @@ fn on_the_debian_store_gc_frees_the_chunks_only_deleted_images_used() {
         image_store: None,
         transient_store: false,
         evict_after: None,
+        materialize: Default::default(),
     };
     let store = Store::open(options.clone()).unwrap();
     let names = [
