@@ -97,7 +97,7 @@ fn every_overlay_layer_has_the_go_layout_from_creation_to_delete() {
     let container = common::first_line_of(&cs.ok_on("overlay", &["create-container", "img"]));
     let layer = cs.ok_on("overlay", &["container", "--json", &container]);
     let layer: serde_json::Value = serde_json::from_str(&layer).unwrap();
-    let layer = layer["layer"].as_str().unwrap().to_string();
+    let layer = layer[0]["layer"].as_str().unwrap().to_string();
     assert_overlay_entries(&cs, &layer, Some(format!("{}:{}", l(&child), l(&base))));
     assert!(
         overlay(&cs).join(&layer).join("diff").is_dir(),
@@ -142,7 +142,7 @@ fn a_vfs_layer_created_on_a_parent_starts_as_its_parents_tree() {
     let container = common::first_line_of(&cs.ok(&["create-container", "img"]));
     let c: serde_json::Value =
         serde_json::from_str(&cs.ok(&["container", "--json", &container])).unwrap();
-    let layer = c["layer"].as_str().unwrap();
+    let layer = c[0]["layer"].as_str().unwrap();
     let tree = cs.graph().join("vfs/dir").join(layer);
     assert_eq!(std::fs::read(tree.join("a")).unwrap(), b"base\n");
     // Applying a diff to the fresh layer keeps the tar (and gives it a
