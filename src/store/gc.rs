@@ -315,7 +315,7 @@ impl Store {
         let links_dir = driver.join(layout::SHORT_LINKS);
         let links = list(&links_dir);
         let layers_dir = self.layers_dir();
-        let tar_splits = list(&layers_dir);
+        let tar_splits = list(layers_dir);
         let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
         let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
         // A deleted layer's directory stays while deltas are stacked on it.

@@ -38,7 +38,7 @@ use super::layout;
 use super::options::Materialize;
 use super::Store;
 use crate::durable::{self, Flush};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What a layer's content directory starts as when it is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,20 +57,32 @@ impl Store {
     /// those of the layers below it that lack them.
     pub(crate) fn lay_out(&self, chain: &[Layer], content: Content) -> Result<()> {
         let always = self.options.materialize == Materialize::Always;
-        if self.options.driver == "vfs" {
-            if content == Content::Directory || always {
-                self.prepare_vfs(chain)?;
+        let built = if self.options.driver == "vfs" {
+            match content {
+                Content::Directory => return self.prepare_vfs(chain).map(drop),
+                Content::Pool if always => self.prepare_vfs(chain).map(drop),
+                Content::Pool => Ok(()),
             }
-            return Ok(());
-        }
-        self.lay_out_overlay(chain, HashSet::new())?;
-        match content {
-            Content::Directory => {
-                let diff = self.driver_dir().join(&chain[0].id).join(layout::DIFF);
-                durable::create_tree_root(&diff, Flush::Now)
+        } else {
+            self.lay_out_overlay(chain, HashSet::new())?;
+            match content {
+                Content::Directory => {
+                    let diff = self.driver_dir().join(&chain[0].id).join(layout::DIFF);
+                    return durable::create_tree_root(&diff, Flush::Now);
+                }
+                Content::Pool if always => self.prepare_overlay(chain),
+                Content::Pool => Ok(()),
             }
-            Content::Pool if always => self.prepare_overlay(chain),
-            Content::Pool => Ok(()),
+        };
+        match built {
+            // A chain this build cannot make yet (a layer below whose
+            // content is its directory): the layer stays pool-backed and
+            // is built by the first mount that can.
+            Err(Error::LiveBelow(below)) => {
+                tracing::warn!(layer = %chain[0].id, below = %below, "not materialized at import: a layer below is not sealed");
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -229,7 +241,7 @@ impl Store {
 
     /// `<drv>-layers/<id>.tar-split.gz`.
     pub(crate) fn tar_split_path(&self, id: &str) -> std::path::PathBuf {
-        layout::tar_split_path(&self.layers_dir(), id)
+        layout::tar_split_path(self.layers_dir(), id)
     }
 
     /// Removes a layer's tar-split, if any (best effort: `gc` removes
