@@ -28,7 +28,7 @@
 //! a delta rebuilt in full), for the chain at hand and for every layer
 //! whose `lower` lists one that changed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::path::Path;
 
@@ -54,7 +54,10 @@ pub(crate) enum Content {
 impl Store {
     /// Lays out the driver entries of `chain`'s top layer (`chain` top
     /// first, as records, the top as it is about to be recorded), and
-    /// those of the layers below it that lack them.
+    /// those of the layers below it that lack them. A new layer's `lower`
+    /// is its parent's short link and its parent's `lower`, as upstream's
+    /// `getLower` makes it; when the parent's entries are not all there,
+    /// the whole chain is laid out.
     pub(crate) fn lay_out(&self, chain: &[Layer], content: Content) -> Result<()> {
         let always = self.options.materialize == Materialize::Always;
         let built = if self.options.driver == "vfs" {
@@ -64,7 +67,18 @@ impl Store {
                 Content::Pool => Ok(()),
             }
         } else {
-            self.lay_out_overlay(chain, HashSet::new())?;
+            own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
+            let mut changed = HashSet::new();
+            match chain.get(1).and_then(|parent| self.listed_below(parent)) {
+                Some(below) => self.lay_out_from(&chain[..1], below, &mut changed)?,
+                None => self.lay_out_from(chain, Vec::new(), &mut changed)?,
+            }
+            // The top is new: nothing lists it yet. Layers below it that
+            // were laid out again may be listed elsewhere.
+            changed.remove(&chain[0].id);
+            if !changed.is_empty() {
+                self.refresh_lowers_above(&changed)?;
+            }
             match content {
                 Content::Directory => {
                     let diff = self.driver_dir().join(&chain[0].id).join(layout::DIFF);
@@ -86,19 +100,36 @@ impl Store {
         }
     }
 
-    /// Makes sure every layer of `chain` (top first) has its overlay
-    /// entries but `diff`: its directory, `work`, `merged`, its short link,
-    /// and `empty` or a `lower` that lists what is below it now. Layers
-    /// elsewhere whose `lower` lists one of these whose short name or
-    /// `lower` changed (or one of `changed`, layers given a new short name
-    /// by the caller) get theirs rewritten too.
+    /// Makes sure every layer of `chain` (top first, down to a parentless
+    /// layer) has its overlay entries but `diff`: its directory, `work`,
+    /// `merged`, its short link, and `empty` or a `lower` that lists what
+    /// is below it now. Layers elsewhere whose `lower` lists one of these
+    /// whose short name or `lower` changed (or one of `changed`, layers
+    /// given a new short name by the caller) get theirs rewritten too.
     pub(crate) fn lay_out_overlay(
         &self,
         chain: &[Layer],
         mut changed: HashSet<String>,
     ) -> Result<()> {
         own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
-        for (i, layer) in chain.iter().enumerate().rev() {
+        self.lay_out_from(chain, Vec::new(), &mut changed)?;
+        if !changed.is_empty() {
+            self.refresh_lowers_above(&changed)?;
+        }
+        Ok(())
+    }
+
+    /// Lays out `layers` (top first), lowest first; `below` is what the
+    /// lowest one's `lower` lists under it (its parent's short link and
+    /// the parent's own `lower`; nothing for a parentless layer). Adds
+    /// to `changed` the layers whose short name or `lower` changed.
+    fn lay_out_from(
+        &self,
+        layers: &[Layer],
+        mut below: Vec<String>,
+        changed: &mut HashSet<String>,
+    ) -> Result<()> {
+        for layer in layers.iter().rev() {
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
             durable::create_dir_all(&dir)?;
@@ -108,44 +139,52 @@ impl Store {
             if self.ensure_link(&layer.id, Flush::Now)? {
                 changed.insert(layer.id.clone());
             }
-            if self.write_lower(layer, &chain[i + 1..])? {
+            let mut lowers = Vec::new();
+            if let Some(base) = self.stacked_on(&layer.id) {
+                lowers.push(self.link_entry(&base)?);
+            }
+            lowers.extend(below);
+            if self.write_lower(layer, &lowers)? {
                 changed.insert(layer.id.clone());
             }
-        }
-        if !changed.is_empty() {
-            self.refresh_lowers_above(&changed, chain)?;
+            below = lowers;
+            below.insert(0, self.link_entry(&layer.id)?);
         }
         Ok(())
     }
 
-    /// The `lower` entries of `layer` over `below` (its chain under it,
-    /// parent first): the short links of the directories Go mounts under
-    /// the layer's `diff`, topmost first.
-    fn lowers(&self, layer: &Layer, below: &[Layer]) -> Result<Vec<String>> {
-        let link = |id: &str| -> Result<String> {
-            Ok(format!("{}/{}", layout::SHORT_LINKS, self.short_link(id)?))
-        };
-        let mut out = Vec::new();
-        if let Some(base) = self.stacked_on(&layer.id) {
-            out.push(link(&base)?);
-        }
-        for l in below {
-            out.push(link(&l.id)?);
-            if let Some(base) = self.stacked_on(&l.id) {
-                out.push(link(&base)?);
-            }
-        }
-        Ok(out)
+    /// `l/<short>` of layer `id`.
+    fn link_entry(&self, id: &str) -> Result<String> {
+        Ok(format!("{}/{}", layout::SHORT_LINKS, self.short_link(id)?))
     }
 
-    /// Writes `layer`'s `lower` (or, with nothing below it, its `empty`
-    /// directory); returns whether `lower` changed.
-    fn write_lower(&self, layer: &Layer, below: &[Layer]) -> Result<bool> {
+    /// What a child of `parent` lists below it, from the parent's entries
+    /// as they are (its short link, then its `lower`); `None` when they
+    /// are not all there.
+    fn listed_below(&self, parent: &Layer) -> Option<Vec<String>> {
+        let dir = self.driver_dir().join(&parent.id);
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        let mut below = vec![self.link_entry(&parent.id).ok()?];
+        match read_small(&dir.join(layout::LOWER)) {
+            Some(lower) if !lower.is_empty() => below.extend(lower.split(':').map(String::from)),
+            // A parentless parent that is no delta has no `lower`.
+            None if parent.parent.is_empty() && self.stacked_on(&parent.id).is_none() => {}
+            _ => return None,
+        }
+        Some(below)
+    }
+
+    /// Writes `layer`'s `lower` with `lowers` (none: no `lower`), and its
+    /// `empty` directory when it is parentless; returns whether `lower`
+    /// changed.
+    fn write_lower(&self, layer: &Layer, lowers: &[String]) -> Result<bool> {
         let dir = self.driver_dir().join(&layer.id);
         if layer.parent.is_empty() {
             own_dir(&dir.join(layout::EMPTY_LOWER))?;
         }
-        let lowers = self.lowers(layer, below)?.join(":");
+        let lowers = lowers.join(":");
         let path = dir.join(layout::LOWER);
         let now = read_small(&path);
         if lowers.is_empty() {
@@ -167,53 +206,60 @@ impl Store {
         Ok(true)
     }
 
-    /// Rewrites the `lower` of every laid-out layer not in `chain` whose
-    /// chain holds one of `changed`. The records are read without their
-    /// lock (a caller may hold the mounts lock): a layer recorded since
-    /// computes its `lower` from the links as they are now.
-    fn refresh_lowers_above(&self, changed: &HashSet<String>, chain: &[Layer]) -> Result<()> {
+    /// Rewrites the `lower` of every laid-out layer that lists one of
+    /// `changed`: their descendants, and the deltas stacked on them (and
+    /// theirs), parents before children. The records are read without
+    /// their lock (a caller may hold the mounts lock): a layer recorded
+    /// since computes its `lower` from the entries as they are now.
+    fn refresh_lowers_above(&self, changed: &HashSet<String>) -> Result<()> {
         let records = self.layer_records.peek()?;
-        let done: HashSet<&str> = chain.iter().map(|l| l.id.as_str()).collect();
+        let mut children: HashMap<&str, Vec<&Layer>> = HashMap::new();
         for layer in &records {
-            if done.contains(layer.id.as_str())
-                || !layout::owns_paths(&layer.id)
-                || !self.driver_dir().join(&layer.id).is_dir()
-            {
-                continue;
+            if !layer.parent.is_empty() {
+                children
+                    .entry(layer.parent.as_str())
+                    .or_default()
+                    .push(layer);
             }
-            let mut below = Vec::new();
-            let mut next = layer.parent.as_str();
-            while !next.is_empty() {
-                let Some(parent) = records.iter().find(|l| l.id == next) else {
-                    break;
-                };
-                if below.len() > records.len() {
-                    break;
+        }
+        let by_id: HashMap<&str, &Layer> = records.iter().map(|l| (l.id.as_str(), l)).collect();
+        let mut queue: VecDeque<&Layer> = VecDeque::new();
+        for (delta, base) in self.stacking() {
+            if changed.contains(&base) {
+                if let Some(layer) = by_id.get(delta.as_str()) {
+                    queue.push_back(layer);
                 }
-                below.push(parent.clone());
-                next = &parent.parent;
             }
-            if !next.is_empty() {
+        }
+        for id in changed {
+            queue.extend(children.get(id.as_str()).into_iter().flatten());
+        }
+        let mut seen = HashSet::new();
+        while let Some(layer) = queue.pop_front() {
+            if !seen.insert(layer.id.as_str()) || seen.len() > records.len() {
                 continue;
             }
-            // Only a parentless layer is ever stacked on another's
-            // directory: the chain's root.
-            let root = below.last().unwrap_or(layer);
-            let affected = below.iter().any(|l| changed.contains(&l.id))
-                || self
-                    .stacked_on(&root.id)
-                    .is_some_and(|base| changed.contains(&base));
-            if !affected {
+            queue.extend(children.get(layer.id.as_str()).into_iter().flatten());
+            let dir = self.driver_dir().join(&layer.id);
+            if !layout::owns_paths(&layer.id) || !dir.is_dir() {
                 continue;
             }
-            // A layer below without its entries is laid out when that
-            // chain is next used.
-            if below
-                .iter()
-                .all(|l| self.driver_dir().join(&l.id).is_dir() && self.short_link(&l.id).is_ok())
-            {
-                self.write_lower(layer, &below)?;
+            let mut lowers = Vec::new();
+            if let Some(base) = self.stacked_on(&layer.id) {
+                let Ok(entry) = self.link_entry(&base) else {
+                    continue;
+                };
+                lowers.push(entry);
             }
+            if let Some(parent) = by_id.get(layer.parent.as_str()) {
+                // A layer below without its entries is laid out when that
+                // chain is next used.
+                let Some(below) = self.listed_below(parent) else {
+                    continue;
+                };
+                lowers.extend(below);
+            }
+            self.write_lower(layer, &lowers)?;
         }
         Ok(())
     }
