@@ -220,7 +220,9 @@ fn eviction_leaves_what_a_host_overlay_mount_uses() {
     // too long: lower directories relative to the driver directory.
     let target = cs.dir.path().join("host-mount");
     std::fs::create_dir(&target).unwrap();
-    let lowers = format!("lowerdir=l/{}:{id}/empty", link_of(&cs, &id));
+    let empty = cs.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let lowers = format!("lowerdir=l/{}:{}", link_of(&cs, &id), empty.display());
     let status = Command::new("mount")
         .current_dir(overlay(&cs))
         .args(["-t", "overlay", "overlay", "-o", &lowers])
