@@ -29,8 +29,8 @@ pub use duration::parse_duration;
 pub use error::{Action, Error, Op, PathProblem, Result};
 pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
 pub use store::{
-    Container, ContainerOptions, Image, ImageOptions, Kind, Layer, LayerOptions, NamesOp, Status,
-    Store, StoreOptions,
+    Container, ContainerOptions, Image, ImageOptions, Kind, Layer, LayerOptions, Materialize,
+    NamesOp, Status, Store, StoreOptions,
 };
 
 /// This build's version.

@@ -15,6 +15,8 @@ mod driver;
 mod evict;
 mod gc;
 mod generic;
+mod go_layout;
+mod host_mounts;
 mod ids;
 mod images;
 mod item;
@@ -49,7 +51,7 @@ pub use item::{BigDataIndex, NamesOp};
 pub use kind::Kind;
 pub use layers::{Layer, LayerOptions, INCOMPLETE_FLAG};
 pub use mounts::MountPoint;
-pub use options::{StoreOptions, UpstreamConfig, DRIVERS};
+pub use options::{Materialize, StoreOptions, UpstreamConfig, DRIVERS};
 pub use parent_owners::{IdMap, ParentOwners};
 pub use status::Status;
 

@@ -180,11 +180,6 @@ impl Store {
             && self.is_materialized(&layer.id)
     }
 
-    /// Upstream's `<drv>-layers/<id>.tar-split.gz`.
-    fn tar_split_path(&self, id: &str) -> PathBuf {
-        self.layers_dir().join(format!("{id}.tar-split.gz"))
-    }
-
     /// Adopts one layer: the bytes it stored and what sharing did, or why
     /// it was left as it was. Errors are this store's own (a failed write).
     fn adopt_layer(

@@ -127,10 +127,10 @@ impl Store {
                     index_of.names.push(key.to_string());
                 }
                 if T::KIND != Kind::Layer {
+                    let digest = Sha256::digest(data);
                     index_of.sizes.insert(key.to_string(), data.len() as u64);
-                    index_of
-                        .digests
-                        .insert(key.to_string(), Sha256::digest(data));
+                    index_of.digests.insert(key.to_string(), digest.clone());
+                    items[index].big_data_set(key, &digest);
                 }
                 Ok(((), true))
             })

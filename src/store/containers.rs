@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::go_layout::Content;
 use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
@@ -132,8 +133,24 @@ impl Store {
         layer
             .flags
             .insert("container".into(), serde_json::Value::Bool(true));
-        tx.layers.records.push(layer);
+        tx.layers.records.push(layer.clone());
         self.write(|| tx.layers.save())?;
+        // Its directory, as upstream's driver makes it at creation (after
+        // the record: `gc` removes directories of layers without one).
+        let mut chain = vec![layer];
+        while let Some(parent) = chain
+            .last()
+            .filter(|l| !l.parent.is_empty() && chain.len() <= tx.layers.records.len())
+            .and_then(|l| tx.layers.records.iter().find(|p| p.id == l.parent))
+        {
+            chain.push(parent.clone());
+        }
+        if let Err(e) = self.lay_out(&chain, Content::Directory) {
+            tx.layers.records.retain(|l| l.id != layer_id);
+            let _ = tx.layers.save();
+            self.remove_driver_dirs(&layer_id);
+            return Err(e);
+        }
         let mut flags = BTreeMap::new();
         if options.volatile {
             flags.insert("Volatile".to_string(), serde_json::Value::Bool(true));

@@ -206,6 +206,8 @@ impl Store {
     /// mounts lock: records may only be read before it).
     pub(crate) fn prepare_overlay_with(&self, chain: &[Layer], stack: bool) -> Result<()> {
         own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
+        // Layers given a new short name: `lower` files list the old one.
+        let mut renamed = std::collections::HashSet::new();
         for (i, layer) in chain.iter().enumerate() {
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
@@ -264,7 +266,9 @@ impl Store {
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
                     if let Some(base) = super::stacking::pick_base(&m, candidates?) {
-                        self.ensure_link(&base.id, Flush::Now)?;
+                        if self.ensure_link(&base.id, Flush::Now)? {
+                            renamed.insert(base.id.clone());
+                        }
                         durable::create_dir_all_flushed(&dir, flush)?;
                         let base_file = self.base_file(&layer.id);
                         durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
@@ -285,35 +289,45 @@ impl Store {
             let flush = flush_for(&unsynced);
             durable::create_dir_all_flushed(&dir.join(layout::WORK), flush)?;
             durable::create_dir_all_flushed(&dir.join(layout::MERGED), flush)?;
-            self.ensure_link(&layer.id, flush)?;
+            if self.ensure_link(&layer.id, flush)? {
+                renamed.insert(layer.id.clone());
+            }
             if let Some(base) = self.stacked_on(&layer.id) {
                 // Mounts reach the base's directory by its short link.
-                self.ensure_link(&base, Flush::Now)?;
+                if self.ensure_link(&base, Flush::Now)? {
+                    renamed.insert(base);
+                }
             }
             drop(unsynced);
         }
-        Ok(())
+        // What Go clients read to mount the chain: `lower` files (a
+        // directory built as a delta, or in full again, changes them).
+        self.lay_out_overlay(chain, renamed)
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
     /// `l/<short>` -> `../<id>/diff`) if it has none, and puts back a
-    /// short link that is missing or points anywhere else.
-    pub(crate) fn ensure_link(&self, id: &str, flush: Flush) -> Result<()> {
+    /// short link that is missing or points anywhere else. Returns
+    /// whether the layer got a new short name (the `lower` files that
+    /// list the old one are out of date).
+    pub(crate) fn ensure_link(&self, id: &str, flush: Flush) -> Result<bool> {
         let target = short_link_target(id);
         if let Ok(short) = self.short_link(id) {
             let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
             if fs::read_link(&link).is_ok_and(|t| t == Path::new(&target)) {
-                return Ok(());
+                return Ok(false);
             }
             let _ = fs::remove_file(&link);
-            return std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link);
+            std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link)?;
+            return Ok(false);
         }
         let link_file = self.driver_dir().join(id).join(layout::LINK);
         let short = short_name();
         let link = self.driver_dir().join(layout::SHORT_LINKS).join(&short);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link)?;
-        durable::atomic_write_flushed(&link_file, short.as_bytes(), flush)
+        durable::atomic_write_flushed(&link_file, short.as_bytes(), flush)?;
+        Ok(true)
     }
 
     /// The overlay format this process writes: `trusted.overlay.*`
@@ -491,7 +505,7 @@ fn content_gone(id: &str, path: &Path, what: &'static str) -> Error {
 
 /// Refuses a layer whose ID is one of the layout's names (a record
 /// from before it was reserved): its directories would be the layout's.
-fn refuse_reserved(id: &str) -> Result<()> {
+pub(crate) fn refuse_reserved(id: &str) -> Result<()> {
     if layout::owns_paths(id) {
         return Ok(());
     }

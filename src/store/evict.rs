@@ -5,6 +5,13 @@
 //! Every mount stamps the layers of its chain (`<drv>/.used/<id>`, whose
 //! mtime is the last use); the policy evicts directories unused for a
 //! given time.
+//!
+//! Never evicted: anything under `materialize = "always"` (a store shared
+//! with Go clients, which read the directories directly); a directory of
+//! a layer with a mount count in `mountpoints.json` (with, for overlay,
+//! the layers below it); and a directory any overlay mount of the host
+//! uses as a lower, upper or work directory (see `host_mounts`), whoever
+//! mounted it.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -16,6 +23,7 @@ use serde::Serialize;
 
 use super::layers::Layer;
 use super::layout;
+use super::options::Materialize;
 use super::Store;
 use crate::durable;
 use crate::error::Result;
@@ -58,6 +66,9 @@ impl Store {
     pub(crate) fn evict(&self, unused_for: Duration, dry_run: bool) -> Result<Evicted> {
         let overlay = self.options.driver == "overlay";
         let mut evicted = Evicted::default();
+        if self.options.materialize == Materialize::Always {
+            return Ok(evicted);
+        }
         let mut doomed = Vec::new();
         {
             // The layers lock first, as deletes take them: no layer
@@ -86,6 +97,15 @@ impl Store {
                 .filter_map(|id| stacking.get(id).cloned())
                 .collect();
             in_use.extend(bases);
+            // What the host's overlay mounts use (podman's, buildah's, ...),
+            // read under the mounts lock: a mount of ours that starts now
+            // rebuilds what it finds gone.
+            let host = super::host_mounts::overlay_dirs(&self.driver_dir());
+            let used_by_host = |id: &str| {
+                let dir = self.layer_content_dir(id);
+                let dir = fs::canonicalize(&dir).unwrap_or(dir);
+                host.contains(&dir)
+            };
             // How many deltas stand on each base directory.
             let mut above: HashMap<&str, usize> = HashMap::new();
             for base in stacking.values() {
@@ -94,7 +114,7 @@ impl Store {
             let now = SystemTime::now();
             let mut candidates: Vec<&Layer> = layers
                 .iter()
-                .filter(|l| l.sealed && !in_use.contains(&l.id))
+                .filter(|l| l.sealed && !in_use.contains(&l.id) && !used_by_host(&l.id))
                 // Only directories of their own: what a symlink leads to
                 // is none of the store's (`check -r` removes the link).
                 .filter(|l| self.is_materialized(&l.id))

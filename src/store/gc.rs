@@ -315,6 +315,8 @@ impl Store {
         let stamps = list(&driver.join(layout::USED_STAMPS));
         let links_dir = driver.join(layout::SHORT_LINKS);
         let links = list(&links_dir);
+        let layers_dir = self.layers_dir();
+        let tar_splits = list(layers_dir);
         let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
         let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
         // A deleted layer's directory stays while deltas are stacked on it.
@@ -324,6 +326,16 @@ impl Store {
             if !known.contains(&id) && !mounted.contains(&id) {
                 report.driver_dirs += 1;
                 report.freed_bytes += remove_tree(&content_parent.join(&id), report.dry_run);
+            }
+        }
+        // Tar-splits of layers without a record (an import or delete that
+        // died); listed before the records were read, as above.
+        for name in &tar_splits {
+            if let Some(id) = layout::tar_split_layer(name) {
+                if !known.contains(id) {
+                    report.driver_dirs += 1;
+                    report.freed_bytes += remove_tree(&layers_dir.join(name), report.dry_run);
+                }
             }
         }
         for id in stamps.iter().filter(|id| !known.contains(*id)) {
@@ -339,10 +351,12 @@ impl Store {
                 .and_then(|t| t.parent())
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned());
+            // A pool-backed layer's link stays while its directory is not
+            // built (upstream's layout has it from the layer's creation).
             let kept = owner.is_some_and(|id| {
                 known.contains(&id)
                     && target.as_deref() == Some(Path::new(&short_link_target(&id)))
-                    && self.is_materialized(&id)
+                    && fs::symlink_metadata(driver.join(&id)).is_ok_and(|m| m.is_dir())
             });
             if !kept {
                 report.driver_dirs += 1;

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 pub struct Image {
     /// The image ID.
     pub id: String,
-    /// The digest given at creation (`--digest`).
+    /// The image's digest: given at creation (`--digest`), else that of
+    /// the first manifest stored as its big data (as upstream keeps it).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
     /// Names, unique among images.
@@ -71,7 +72,19 @@ impl Item for Image {
     fn big_data_mut(&mut self) -> &mut BigDataIndex {
         &mut self.big_data
     }
+    /// An image without a digest takes that of the first manifest set
+    /// (a key that starts with `manifest`), as upstream's
+    /// `recomputeDigests` does, and keeps it in its record's `digest`.
+    fn big_data_set(&mut self, key: &str, digest: &str) {
+        if self.digest.is_empty() && key.starts_with(MANIFEST_KEY_PREFIX) {
+            self.digest = digest.to_string();
+        }
+    }
 }
+
+/// Big data whose key starts so is a manifest of the image: its digest is
+/// one of the image's (upstream's `ImageDigestManifestBigDataNamePrefix`).
+const MANIFEST_KEY_PREFIX: &str = "manifest";
 
 impl Image {
     /// The image's digests: `--digest`, then the digest of every big data
@@ -82,7 +95,7 @@ impl Image {
             out.push(self.digest.clone());
         }
         for key in &self.big_data.names {
-            if key.starts_with("manifest") {
+            if key.starts_with(MANIFEST_KEY_PREFIX) {
                 if let Some(d) = self.big_data.digests.get(key) {
                     if !out.contains(d) {
                         out.push(d.clone());

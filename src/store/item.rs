@@ -60,6 +60,9 @@ pub(crate) trait Item: Clone + Serialize + DeserializeOwned {
     }
     fn metadata_mut(&mut self) -> &mut String;
     fn big_data_mut(&mut self) -> &mut BigDataIndex;
+    /// Called once big data item `key` was set to data of `digest`
+    /// (images keep their digest from it).
+    fn big_data_set(&mut self, _key: &str, _digest: &str) {}
 }
 
 /// Finds `arg` by exact ID, then exact name, then unique ID prefix (an

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::go_layout::Content;
 use super::ids::{new_id, validate_name, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
@@ -21,6 +22,7 @@ use super::Store;
 use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::manifest::tar_split::ContentCrcs;
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
 use crate::materialize::{self, BuildOptions, Format};
 
@@ -222,7 +224,30 @@ impl Store {
         self.check_writable()?;
         let layer = self.new_layer_record(parent, options)?;
         self.add_layer_record(&layer)?;
+        // Its directory, as upstream's driver makes it at creation (after
+        // the record: `gc` removes directories of layers without one).
+        let laid_out = self
+            .chain(&layer.id)
+            .and_then(|chain| self.lay_out(&chain, Content::Directory));
+        if let Err(e) = laid_out {
+            self.discard_layer(&layer.id);
+            return Err(e);
+        }
         Ok(layer)
+    }
+
+    /// Removes a layer whose creation failed after its record was added:
+    /// the record, then its driver entries. Errors are ignored: `gc`
+    /// removes the entries of a layer without a record.
+    fn discard_layer(&self, id: &str) {
+        let removed = self.layer_records.modify(|layers| {
+            let before = layers.len();
+            layers.retain(|l| l.id != id);
+            Ok(((), layers.len() != before))
+        });
+        if removed.is_ok() {
+            self.remove_driver_dirs(id);
+        }
     }
 
     /// Adds `layer` to the records unless its ID or a name is taken, or
@@ -332,12 +357,18 @@ impl Store {
         let mut m = staged.manifest;
         m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
         self.refuse_foreign_manifest(&layer.id, &m.diff_digest)?;
+        let tar_split = tar_split_of(&layer.id, &m, &staged.crc64)?;
         // What the import writes after its chunks are published takes its
         // space before: a full disk fails it here, and dropping `staged`
         // returns every block it took.
         let manifest_bytes = manifest::encode(&m);
         let mut manifest_file =
             PendingFile::create(&self.manifest_path(&layer.id), manifest_bytes.len() as u64)?;
+        let tar_split_path = self.tar_split_path(&layer.id);
+        let tar_split_file = match &tar_split {
+            Some(bytes) => Some(PendingFile::create(&tar_split_path, bytes.len() as u64)?),
+            None => None,
+        };
         let record_room = self.layer_records.reserve()?;
         let stats = self.write(|| staged.chunks.publish())?;
         tracing::debug!(
@@ -350,7 +381,26 @@ impl Store {
         // Written and on disk under its temporary name (locked, so `gc`
         // leaves it); renamed into place under the layer lock.
         self.write(|| manifest_file.write(&manifest_bytes, Flush::Now))?;
-        self.write(|| self.publish_layer(layer, publish, &m, vec![manifest_file], record_room))
+        let mut files = vec![manifest_file];
+        // Go clients rebuild the layer's exact tar from its directory with
+        // this; none is better than one for other content.
+        match (tar_split_file, &tar_split) {
+            (Some(mut file), Some(bytes)) => {
+                self.write(|| file.write(bytes, Flush::Now))?;
+                files.push(file);
+            }
+            _ => self.write(|| durable::remove_file(&tar_split_path))?,
+        }
+        let record = self.write(|| self.publish_layer(layer, publish, &m, files, record_room))?;
+        // The driver's entries Go clients look for (and, under
+        // `materialize = "always"`, the layer's directory). A crash before
+        // this leaves them to the next mount of the chain.
+        let mut chain = vec![record.clone()];
+        if !layer.parent.is_empty() {
+            chain.extend(self.chain(&layer.parent)?);
+        }
+        self.write(|| self.lay_out(&chain, Content::Pool))?;
+        Ok(record)
     }
 
     /// Under the layer lock: checks that `layer` may still be added (its
@@ -436,10 +486,18 @@ impl Store {
         self.check_writable()?;
         let layer = self.layer(arg)?;
         let container = layer.flags.contains_key("container");
-        if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
+        if !layer.sealed && !container && self.has_no_content(&layer)? {
+            // Its (empty) directory goes: the layer's content is the
+            // pool's from now on, built from it where needed.
+            self.drop_content_dir(&layer.id)?;
             let result = self.import_content(&layer, input, observer);
             if result.is_err() {
                 self.remove_manifest(&layer.id);
+                self.remove_tar_split(&layer.id);
+                // Back as it was: a layer with an empty directory.
+                self.drop_content_dir(&layer.id)?;
+                let chain = self.chain(&layer.id)?;
+                self.lay_out(&chain, Content::Directory)?;
             }
             return result;
         }
@@ -529,9 +587,35 @@ impl Store {
             })
         })();
         let _ = fs::remove_dir_all(&scratch);
-        // Its materialized directories show the old content.
-        self.remove_driver_dirs(&layer.id);
-        result
+        // Its materialized directory shows the old content; its other
+        // entries stay, for Go clients.
+        self.drop_content_dir(&layer.id)?;
+        let result = result?;
+        self.lay_out(&self.chain(&layer.id)?, Content::Pool)?;
+        Ok(result)
+    }
+
+    /// Whether a layer that is not sealed has no content yet: no
+    /// directory, an empty overlay `diff`, or a vfs tree that changes
+    /// nothing of its parent's.
+    fn has_no_content(&self, layer: &Layer) -> Result<bool> {
+        let dir = self.layer_content_dir(&layer.id);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(true);
+        }
+        let dir = self.live_content_dir(&layer.id)?;
+        if self
+            .mounts()?
+            .iter()
+            .any(|m| m.id == layer.id && m.count > 0)
+        {
+            return Ok(false);
+        }
+        if self.options.driver == "overlay" {
+            let mut entries = fs::read_dir(&dir).at(Op::Read, &dir)?;
+            return Ok(entries.next().is_none());
+        }
+        Ok(self.changes(&layer.id)?.is_empty())
     }
 
     /// Layers whose import died: incomplete, and their marker not held.
@@ -732,11 +816,28 @@ impl Store {
     /// ignored: `gc` removes what is left.
     pub(crate) fn remove_layer_files(&self, id: &str) {
         self.remove_manifest(id);
+        self.remove_tar_split(id);
         let _ = fs::remove_file(self.marker_path(id));
         self.remove_item_dirs(Kind::Layer, id);
         self.remove_driver_dirs(id);
         self.forget_used(id);
         let _ = fs::remove_file(self.deleting_marker(id));
+    }
+}
+
+/// The gzipped tar-split of the tar `m` describes (with its entries'
+/// content CRC-64s, recorded at import): what Go clients rebuild the
+/// layer's tar with. `None`, with a warning, for a tar upstream's
+/// tar-split cannot describe (which Go clients cannot import either).
+fn tar_split_of(id: &str, m: &LayerManifest, crc64: &[u64]) -> Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    match manifest::tar_split::write_tar_split(m, ContentCrcs::Recorded(crc64), &mut bytes) {
+        Ok(_) => Ok(Some(bytes)),
+        Err(Error::TarSplitUnsupported(why)) => {
+            tracing::warn!(layer = %id, "no tar-split for Go clients: {why}");
+            Ok(None)
+        }
+        Err(e) => Err(e.for_layer(id)),
     }
 }
 

@@ -50,16 +50,18 @@ pub(crate) const USED_STAMPS: &str = ".used";
 /// `<drv>/.unsynced/`: markers of overlay builds not yet on disk.
 pub(crate) const UNSYNCED: &str = ".unsynced";
 /// A layer's entries in `overlay/<id>/`, upstream's names: its content,
-/// its short name, the overlay work and mount directories, and the lower
-/// layers' short links; ours: the layer a delta is stacked on.
+/// its short name, the overlay work and mount directories, the lower
+/// layers' short links (`lower`, for a layer with a parent; a parentless
+/// one has an `empty/` directory, [`EMPTY_LOWER`]); ours: the layer a
+/// delta is stacked on.
 pub(crate) const DIFF: &str = "diff";
 pub(crate) const LINK: &str = "link";
 pub(crate) const WORK: &str = "work";
 pub(crate) const MERGED: &str = "merged";
-pub(crate) const BASE: &str = "base";
-/// Upstream's `overlay/<id>/lower`: the short links of a layer's lower
-/// layers, topmost first (written for `create-storage-layer`'s layers).
 pub(crate) const LOWER: &str = "lower";
+pub(crate) const BASE: &str = "base";
+/// `<drv>-layers/<id>.tar-split.gz`: upstream's tar-split of a layer.
+pub(crate) const TAR_SPLIT_SUFFIX: &str = ".tar-split.gz";
 /// `<id>/userdata/` of an image or a container, in the graph and the run
 /// root.
 pub(crate) const USERDATA: &str = "userdata";
@@ -74,7 +76,7 @@ const DRIVER_ENTRIES: &[&str] = &[SHORT_LINKS, EMPTY_LOWER];
 /// Endings of the layout's file names in record directories: record
 /// files (ours and upstream's `volatile-*.json`), lock files, and
 /// upstream's `<id>.tar-split.gz` beside the layers' big-data directories.
-const FILE_SUFFIXES: &[&str] = &[".json", ".lock", ".tar-split.gz"];
+const FILE_SUFFIXES: &[&str] = &[".json", ".lock", TAR_SPLIT_SUFFIX];
 
 /// Whether `name` is, or could be, one of the layout's own entries in a
 /// directory where item IDs live: names starting with `.` (temporary
@@ -137,6 +139,18 @@ pub(crate) fn layer_dirs_parent(graph: &Path, driver: &str) -> PathBuf {
 /// driver's records hold the layer.
 pub(crate) fn manifest_path(graph: &Path, id: &str) -> PathBuf {
     manifests_dir(graph).join(id)
+}
+
+/// `<layers dir>/<id>.tar-split.gz`: the tar-split of layer `id`, beside
+/// the layer records (in the graph root's `<drv>-layers/`).
+pub(crate) fn tar_split_path(layers_dir: &Path, id: &str) -> PathBuf {
+    layers_dir.join(format!("{id}{TAR_SPLIT_SUFFIX}"))
+}
+
+/// The layer ID of a tar-split's file name in `<drv>-layers/`.
+pub(crate) fn tar_split_layer(name: &str) -> Option<&str> {
+    name.strip_suffix(TAR_SPLIT_SUFFIX)
+        .filter(|id| !id.is_empty() && owns_paths(id))
 }
 
 /// `<root>/<driver>-layers`: the layer records under the graph root, the

@@ -28,6 +28,35 @@ pub struct StoreOptions {
     /// used for this long (`materialized_evict_after` in storage.conf);
     /// `None`: only when asked (`gc --evict`).
     pub evict_after: Option<std::time::Duration>,
+    /// When layers' content directories are built (`materialize` in
+    /// storage.conf).
+    pub materialize: Materialize,
+}
+
+/// When the driver's content directories of pool-backed layers are built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Materialize {
+    /// When a mount needs them; eviction may remove them again.
+    #[default]
+    OnDemand,
+    /// At import (and for every layer of a mounted chain), and never
+    /// evicted: what a store shared with Go clients (podman, buildah,
+    /// skopeo, CRI-O) needs, since they read the directories directly.
+    Always,
+}
+
+impl std::str::FromStr for Materialize {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Materialize, String> {
+        match s {
+            "always" => Ok(Materialize::Always),
+            "on-demand" | "" => Ok(Materialize::OnDemand),
+            other => Err(format!(
+                "{other:?} is not a materialize policy (\"always\" or \"on-demand\")"
+            )),
+        }
+    }
 }
 
 /// The drivers this build provides.
@@ -51,9 +80,16 @@ struct ConfStorage {
     options: ConfOptions,
 }
 
+/// `[storage.options]`. Our own keys are read from its
+/// `pull_options` table, the one free-form table upstream's Go parser
+/// accepts without a warning (it keeps string values and ignores keys it
+/// does not know), and, as older versions read them, from
+/// `[storage.options]` itself (where Go clients warn "Failed to decode
+/// the keys").
 #[derive(Deserialize, Default)]
 struct ConfOptions {
-    materialized_evict_after: Option<String>,
+    #[serde(flatten)]
+    ours: OurKeys,
     pull_options: Option<toml::Table>,
     #[serde(default)]
     overlay: toml::Table,
@@ -91,6 +127,26 @@ pub struct UpstreamConfig {
     /// there is none).
     #[serde(rename = "PullOptions")]
     pub pull_options: Option<BTreeMap<String, String>>,
+}
+
+/// Our keys in `storage.conf`.
+#[derive(Deserialize, Default)]
+struct OurKeys {
+    materialized_evict_after: Option<String>,
+    materialize: Option<String>,
+}
+
+impl ConfOptions {
+    /// Our key `name` (read from `[storage.options]` by `key`): from
+    /// `pull_options` first, else from `[storage.options]`.
+    fn ours(&self, name: &str, key: fn(&OurKeys) -> &Option<String>) -> Option<&str> {
+        self.pull_options
+            .as_ref()
+            .and_then(|table| table.get(name))
+            .and_then(toml::Value::as_str)
+            .or(key(&self.ours).as_deref())
+            .filter(|v| !v.is_empty())
+    }
 }
 
 impl StoreOptions {
@@ -153,6 +209,7 @@ impl StoreOptions {
             image_store: None,
             transient_store: false,
             evict_after: None,
+            materialize: Materialize::OnDemand,
         }
     }
 
@@ -199,11 +256,19 @@ impl StoreOptions {
         }
         options.image_store = s.imagestore;
         options.transient_store = s.transient_store.unwrap_or(false);
-        if let Some(after) = s.options.materialized_evict_after.filter(|a| !a.is_empty()) {
-            let after = crate::duration::parse_duration(&after).map_err(|e| {
+        if let Some(after) = s
+            .options
+            .ours("materialized_evict_after", |k| &k.materialized_evict_after)
+        {
+            let after = crate::duration::parse_duration(after).map_err(|e| {
                 Error::Config(format!("{}: materialized_evict_after: {e}", path.display()))
             })?;
             options.evict_after = Some(after);
+        }
+        if let Some(policy) = s.options.ours("materialize", |k| &k.materialize) {
+            options.materialize = policy
+                .parse()
+                .map_err(|e| Error::Config(format!("{}: materialize: {e}", path.display())))?;
         }
         for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
             for (key, value) in table {
@@ -279,6 +344,38 @@ mod tests {
         assert_eq!(o.graph_root, PathBuf::from("/g"));
         assert_eq!(o.run_root, PathBuf::from("/r"));
         assert_eq!(o.driver_options, vec!["overlay.mountopt=nodev".to_string()]);
+    }
+
+    #[test]
+    fn our_keys_are_read_from_pull_options_and_from_storage_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("storage.conf");
+        std::fs::write(
+            &conf,
+            "[storage]\ndriver = \"overlay\"\n[storage.options.pull_options]\nmaterialize = \"always\"\nmaterialized_evict_after = \"2h\"\n",
+        )
+        .unwrap();
+        let o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(o.materialize, Materialize::Always);
+        assert_eq!(o.evict_after, Some(std::time::Duration::from_secs(7200)));
+        std::fs::write(&conf, "[storage.options]\nmaterialize = \"always\"\n").unwrap();
+        let o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(o.materialize, Materialize::Always);
+        std::fs::write(&conf, "[storage]\ndriver = \"vfs\"\n").unwrap();
+        let o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(o.materialize, Materialize::OnDemand);
+        std::fs::write(
+            &conf,
+            "[storage.options.pull_options]\nmaterialize = \"sometimes\"\n",
+        )
+        .unwrap();
+        let err = StoreOptions::from_config(Some(&conf))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("materialize") && err.contains("sometimes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -445,6 +445,8 @@ fn records_that_point_at_missing_layers_and_images_are_reported() {
             f.container, f.image
         ),
         format!("container {second}: layer {second_layer}: layer is missing"),
+        // Its directory, made with the container, now belongs to no layer.
+        format!("layer {second_layer}: layer in lower level storage driver not accounted for"),
     ]);
     assert_eq!(sorted(check_lines(cs, &[], 1)), expected);
     // Containers go only with --force.

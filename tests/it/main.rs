@@ -38,6 +38,7 @@ mod errors;
 mod faults;
 mod fuzz;
 mod gc;
+mod go_layout;
 mod hostile_user;
 mod live;
 mod materialize;

@@ -222,6 +222,7 @@ fn a_500_layer_chain_mounts_and_shows_every_file() {
         image_store: None,
         transient_store: false,
         evict_after: None,
+        materialize: Default::default(),
     };
     let store = containers_storage::Store::open(options).unwrap();
     let mut parent: Option<String> = None;

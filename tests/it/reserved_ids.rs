@@ -275,6 +275,11 @@ fn a_layer_named_l_is_refused_and_one_from_before_never_takes_the_short_links_al
     ok(&cs, "overlay", &["create-layer", "-i", "old-l"]);
     let records = cs.graph().join("overlay-layers/layers.json");
     rename_record(&records, "old-l", "l");
+    // As such a store had it: no directory (`create-layer` makes one now).
+    let old = cs.graph().join("overlay/old-l");
+    let short = std::fs::read_to_string(old.join("link")).unwrap();
+    std::fs::remove_file(cs.graph().join("overlay/l").join(short)).unwrap();
+    std::fs::remove_dir_all(old).unwrap();
     let out = on(&cs, "overlay", &["mount", "l"]);
     assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
     let path = write(&cs, "t.tar", &tar(6));

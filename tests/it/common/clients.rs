@@ -53,10 +53,10 @@ use super::{run_command, sha256_file, streamed_digest};
 pub const DRIVER: &str = "overlay";
 
 /// What `storage.conf` says on a host where podman and our CLI share the
-/// store: keep every layer's directory built, as Go clients expect (the
-/// lead's design for issue 13, section 4). Unknown keys are ignored by
-/// both CLIs, so it is harmless before the option exists.
-pub const SHARED_HOST_OPTIONS: &str = "[storage.options]\nmaterialize = \"always\"\n";
+/// store: keep every layer's directory built, as Go clients expect. Our
+/// key lives in `[storage.options.pull_options]`, the one free-form table
+/// the Go clients read without warning about keys they do not know.
+pub const SHARED_HOST_OPTIONS: &str = "[storage.options.pull_options]\nmaterialize = \"always\"\n";
 
 /// A client binary a test needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

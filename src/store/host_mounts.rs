@@ -1,0 +1,157 @@
+//! The directories the host's overlay mounts use, from the kernel's mount
+//! table (`/proc/self/mountinfo`): every `lowerdir`, `upperdir` and
+//! `workdir` of every `overlay` mount, whoever made it (our CLI, podman,
+//! buildah, CRI-O, the Go CLI). Eviction never removes one of them: a
+//! client that mounted a layer without a record of ours (or with one we
+//! cannot see) is still reading it.
+//!
+//! The table escapes space, tab, newline and backslash (and `,` in
+//! options) as `\ooo`; overlayfs escapes a `:` inside a lower directory's
+//! path as `\:`. A relative directory (upstream's overlay driver mounts
+//! `l/<short>` relative to its driver directory when the absolute list
+//! would be too long) is resolved against the driver directory. Paths
+//! are canonicalized (`l/<short>` leads to `<id>/diff`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Where the kernel lists this process's mounts.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The options of an overlay mount that name directories it uses.
+const DIR_OPTIONS: &[&str] = &["lowerdir", "lowerdir+", "upperdir", "workdir", "datadir+"];
+
+/// The canonical paths of the directories every overlay mount of the
+/// host uses; relative ones resolved against `driver_dir`. Empty when the
+/// mount table cannot be read.
+pub(crate) fn overlay_dirs(driver_dir: &Path) -> HashSet<PathBuf> {
+    match std::fs::read_to_string(MOUNTINFO) {
+        Ok(table) => dirs_in(&table, driver_dir),
+        Err(e) => {
+            tracing::warn!("{MOUNTINFO}: {e}: overlay mounts are not known");
+            HashSet::new()
+        }
+    }
+}
+
+/// [`overlay_dirs`] of a mount table's text.
+fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
+    let mut out = HashSet::new();
+    for line in table.lines() {
+        // `... - FSTYPE SOURCE SUPER-OPTIONS`
+        let Some((_, tail)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = tail.split(' ');
+        if fields.next() != Some("overlay") {
+            continue;
+        }
+        let Some(options) = fields.nth(1) else {
+            continue;
+        };
+        for option in options.split(',') {
+            let Some((key, value)) = option.split_once('=') else {
+                continue;
+            };
+            if !DIR_OPTIONS.contains(&key) {
+                continue;
+            }
+            for dir in split_lowers(value) {
+                let dir = PathBuf::from(unescape(&dir));
+                let dir = if dir.is_relative() {
+                    driver_dir.join(dir)
+                } else {
+                    dir
+                };
+                out.insert(std::fs::canonicalize(&dir).unwrap_or(dir));
+            }
+        }
+    }
+    out
+}
+
+/// A `lowerdir` value's directories: split at `:` but not at `\:`
+/// (which stays escaped for [`unescape`]).
+fn split_lowers(value: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let last = out.last_mut().expect("never empty");
+                last.push(c);
+                if let Some(next) = chars.next() {
+                    last.push(next);
+                }
+            }
+            ':' => out.push(String::new()),
+            c => out.last_mut().expect("never empty").push(c),
+        }
+    }
+    out.retain(|d| !d.is_empty());
+    out
+}
+
+/// Undoes the mount table's `\ooo` escapes and overlayfs's `\:`.
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+            if let Some(digits) = octal {
+                let value = digits.iter().fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+                if let Ok(b) = u8::try_from(value) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+            if let Some(&next) = bytes.get(i + 1) {
+                out.push(next);
+                i += 2;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_mounts_give_their_directories() {
+        let table = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+90 22 0:50 / /g/overlay/aa/merged rw,relatime - overlay overlay rw,lowerdir=l/ABC:l/DEF,upperdir=/g/overlay/aa/diff,workdir=/g/overlay/aa/work
+91 22 0:51 / /m rw - overlay overlay rw,lowerdir=/x\\040y/a\\:b:/z,upperdir=/u\\054v,workdir=/w
+92 22 0:52 / /n rw - overlay overlay ro,lowerdir+=/p,lowerdir+=/q,datadir+=/d
+93 22 0:53 / /o rw - tmpfs tmpfs rw,lowerdir=/not-overlay
+";
+        let dirs = dirs_in(table, Path::new("/nonexistent-driver"));
+        let want: HashSet<PathBuf> = [
+            "/nonexistent-driver/l/ABC",
+            "/nonexistent-driver/l/DEF",
+            "/g/overlay/aa/diff",
+            "/g/overlay/aa/work",
+            "/x y/a:b",
+            "/z",
+            "/u,v",
+            "/w",
+            "/p",
+            "/q",
+            "/d",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(dirs, want);
+    }
+}
