@@ -685,8 +685,17 @@ impl Builder<'_> {
         applied.map_err(|(op, err)| Error::io(op, &shown(), err))?;
         if let Some(link) = &adopt {
             drop(file);
-            self.objects.adopt(link, &slot)?;
-            self.counters.hardlinked.fetch_add(1, Ordering::Relaxed);
+            let counter = match self.objects.adopt(link, &slot) {
+                Ok(_) => &self.counters.hardlinked,
+                // The tree is on another mount than the cache (Go's
+                // overlay driver bind-mounts `overlay/` on itself): the
+                // file, complete, stays a file of its own.
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EXDEV) => {
+                    &self.counters.copied
+                }
+                Err(e) => return Err(e),
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -197,7 +197,9 @@ impl ObjectCache {
         match linked {
             Ok(()) => Ok(Linked::Done),
             Err(Errno::ENOENT) => Ok(Linked::Missing),
-            Err(Errno::EMLINK) => Ok(Linked::Full),
+            // EXDEV: the layer's directory is on another mount than the
+            // cache (Go's overlay driver bind-mounts `overlay/` on itself).
+            Err(Errno::EMLINK | Errno::EXDEV) => Ok(Linked::Full),
             Err(e) => Err(e).at(Op::Link, &self.dir.join(name.to_string_lossy().as_ref())),
         }
     }
