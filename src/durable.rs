@@ -409,15 +409,6 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// A pipe: what is written to the second end is read from the first.
-pub(crate) fn pipe() -> Result<(File, File)> {
-    let (reader, writer) = nix::unistd::pipe().map_err(|e| crate::Error::Stream {
-        what: "pipe".into(),
-        source: e.into(),
-    })?;
-    Ok((File::from(reader), File::from(writer)))
-}
-
 /// `n` random bytes as lowercase hex.
 pub(crate) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];

@@ -25,9 +25,11 @@ mod lock;
 mod mounts;
 mod options;
 mod pool_users;
+mod privatize;
 mod records;
 mod rootless;
 mod stacking;
+mod state;
 mod status;
 mod unsynced;
 

@@ -19,7 +19,7 @@ use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Action, Error, IoContext, Op, Result};
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
-use crate::materialize::{self, BuildOptions, Format};
+use crate::materialize::{BuildOptions, Format};
 
 /// The `flags` key upstream uses for a layer whose content is not durable.
 pub const INCOMPLETE_FLAG: &str = "incomplete";
@@ -90,8 +90,11 @@ pub struct Layer {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub read_only: bool,
-    /// Ours: the content is a manifest in the chunk pool.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Derived, never read from or written to `layers.json`: the content
+    /// is a manifest in the chunk pool (`manifests/<id>` records the
+    /// layer's diff digest; see `store/state.rs`). Filled in by
+    /// [`Store::layers`] and the lookups built on it.
+    #[serde(skip)]
     pub sealed: bool,
 }
 
@@ -184,7 +187,9 @@ impl Store {
 
     /// Every layer, in creation order.
     pub fn layers(&self) -> Result<Vec<Layer>> {
-        self.layer_records.read()
+        let mut layers = self.layer_records.read()?;
+        super::state::derive(self.graph_root(), &mut layers);
+        Ok(layers)
     }
 
     /// The layer named by `arg` (ID, name or unique ID prefix).
@@ -230,12 +235,9 @@ impl Store {
             validate_name(name)?;
         }
         let parent = match parent.filter(|p| !p.is_empty()) {
-            Some(p) => {
-                let parent = self.layer(p)?;
-                // A layer with a child is read-only from now on.
-                self.seal(&parent)?;
-                parent.id
-            }
+            // The parent may be directory-backed, and even mounted: it
+            // stays as it is, as upstream's does.
+            Some(p) => self.layer(p)?.id,
             None => String::new(),
         };
         let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
@@ -337,7 +339,6 @@ impl Store {
                 record.compression = m.compression;
                 record.uids = m.uids.clone();
                 record.gids = m.gids.clone();
-                record.sealed = true;
                 record.flags.remove(INCOMPLETE_FLAG);
                 Ok((record.clone(), true))
             })
@@ -347,15 +348,15 @@ impl Store {
     /// Applies a tar stream to a layer, as upstream's `ApplyDiff` does.
     ///
     /// - A layer with no content yet (made by `create-layer`, never
-    ///   mounted) takes the stream as its content and becomes sealed,
-    ///   exactly as if it had been imported.
-    /// - A live layer (a container's, or one written through a mount) gets
-    ///   the stream applied to its directory and stays live.
-    /// - A sealed layer without children gets a new manifest: its content
-    ///   with the stream applied.
+    ///   mounted, not a container's) takes the stream as its content and
+    ///   becomes pool-backed, exactly as if it had been imported.
+    /// - Any other layer gets the stream applied to its directory: a
+    ///   pool-backed layer becomes directory-backed first (see
+    ///   `store/privatize.rs`); its recorded digests stay as they are.
     ///
     /// The whole stream is read and checked before anything changes, so
-    /// bad input leaves the layer as it was. A mounted layer is refused.
+    /// bad input leaves the layer as it was. A mounted layer and a
+    /// `--readonly` one are refused.
     pub fn apply_diff<R: Read + Send>(
         &self,
         arg: &str,
@@ -364,8 +365,15 @@ impl Store {
     ) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.layer(arg)?;
-        let container = layer.flags.contains_key("container");
-        if !layer.sealed && !container && !self.layer_content_dir(&layer.id).exists() {
+        if layer.read_only {
+            return Err(Error::ReadOnlyLayer(layer.id));
+        }
+        let container = self.containers()?.iter().any(|c| c.layer == layer.id);
+        if !layer.sealed
+            && !container
+            && layer.diff_digest.is_empty()
+            && !self.layer_content_dir(&layer.id).exists()
+        {
             let result = self.import_content(&layer, input, observer);
             if result.is_err() {
                 self.remove_manifest(&layer.id);
@@ -383,21 +391,15 @@ impl Store {
                 refused: Action::ApplyDiff,
             });
         }
-        if layer.sealed && self.layers()?.iter().any(|l| l.parent == layer.id) {
-            return Err(Error::HasChildren {
-                layer: layer.id,
-                refused: Action::ApplyDiff,
-            });
-        }
-        let guard = self.pool.write_guard()?;
+        // Held until the diff is applied: the sweep must not take its
+        // chunks before.
+        let _guard = self.pool.write_guard()?;
         let diff = manifest::import_tar(input, &self.pool, observer)
             .map_err(|e| e.for_layer(&layer.id))?
             .manifest;
-        if !layer.sealed {
-            self.apply_onto_live(&layer, &diff)?;
-            return self.layer(&layer.id);
-        }
-        self.apply_onto_sealed(&layer, &diff, &guard)
+        let layer = self.privatize(&layer)?;
+        self.apply_onto_live(&layer, &diff)?;
+        self.layer(&layer.id)
     }
 
     /// Applies `diff` to a live layer's directory (created if missing).
@@ -416,51 +418,6 @@ impl Store {
             durable: true,
         };
         self.write(|| self.materializer()?.apply_onto(diff, &dir, options))
-    }
-
-    /// Gives a sealed layer a new manifest: its content with `diff`
-    /// applied, built in a private scratch tree and imported back.
-    fn apply_onto_sealed(
-        &self,
-        layer: &Layer,
-        diff: &LayerManifest,
-        guard: &WriteGuard,
-    ) -> Result<Layer> {
-        let chain = self.chain(&layer.id)?;
-        let manifests = self.manifests_lowest_first(&chain)?;
-        let refs: Vec<_> = manifests.iter().collect();
-        let lower = self.parents_view(layer)?;
-        // The materializer's lock keeps `gc` off the scratch tree.
-        let materializer = self.materializer()?;
-        let scratch = durable::temp_sibling(&self.driver_dir().join(format!("apply-{}", layer.id)));
-        let flattened = BuildOptions {
-            format: Format::Flattened,
-            hardlinks: false,
-            durable: true,
-        };
-        let result = (|| {
-            materializer.build(&refs, &scratch, flattened)?;
-            materializer.apply_onto(diff, &scratch, flattened)?;
-            let (reader, mut writer) = durable::pipe()?;
-            let (tree, lower) = (&scratch, &lower);
-            std::thread::scope(|scope| {
-                let producer = scope.spawn(move || {
-                    let changes = materialize::changes(tree, lower, false)?;
-                    let result = materialize::write_diff(tree, &changes, &mut writer);
-                    drop(writer);
-                    result
-                });
-                let imported = self.import_content_guarded(layer, reader, &(), guard);
-                let produced = producer
-                    .join()
-                    .unwrap_or(Err(Error::Panicked("diff thread")));
-                produced.and(imported)
-            })
-        })();
-        let _ = fs::remove_dir_all(&scratch);
-        // Its materialized directories show the old content.
-        self.remove_driver_dirs(&layer.id);
-        result
     }
 
     /// Removes what an unfinished import left: the record, then the
@@ -611,7 +568,6 @@ impl Store {
                 refused: Action::Delete,
             });
         }
-        let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
             return Err(Error::InUse {
                 kind: Kind::Layer,
@@ -628,6 +584,7 @@ impl Store {
                 by_id: c.id.clone(),
             });
         }
+        let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         self.mark_deleting(std::slice::from_ref(&id))?;
         tx.layers.records.retain(|l| l.id != id);
         self.write(|| tx.layers.save())?;
