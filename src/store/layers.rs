@@ -90,11 +90,12 @@ pub struct Layer {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub read_only: bool,
-    /// Derived, never read from or written to `layers.json`: the content
-    /// is a manifest in the chunk pool (`manifests/<id>` records the
-    /// layer's diff digest; see `store/state.rs`). Filled in by
-    /// [`Store::layers`] and the lookups built on it.
-    #[serde(skip)]
+    /// Derived, never read from `layers.json` (written there only as a
+    /// hint for people): the content is a manifest in the chunk pool
+    /// (`manifests/<id>` records the layer's diff digest; see
+    /// `store/state.rs`). Filled in by [`Store::layers`] and the lookups
+    /// built on it.
+    #[serde(skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
 }
 
@@ -340,6 +341,7 @@ impl Store {
                 record.uids = m.uids.clone();
                 record.gids = m.gids.clone();
                 record.flags.remove(INCOMPLETE_FLAG);
+                record.sealed = true;
                 Ok((record.clone(), true))
             })
         })
@@ -398,6 +400,8 @@ impl Store {
             .map_err(|e| e.for_layer(&layer.id))?
             .manifest;
         let layer = self.privatize(&layer)?;
+        // Its tar-split describes the content before the diff.
+        durable::remove_file(&self.layers_dir().join(format!("{}.tar-split.gz", layer.id)))?;
         self.apply_onto_live(&layer, &diff)?;
         self.layer(&layer.id)
     }
