@@ -169,6 +169,12 @@ impl Item for Layer {
     fn big_data_mut(&mut self) -> &mut BigDataIndex {
         &mut self.big_data
     }
+    fn derive_all(records: &mut [Self], records_dir: &std::path::Path) {
+        // `<graph root>/<drv>-layers`: manifests are under the graph root.
+        if let Some(graph) = records_dir.parent() {
+            super::state::derive(graph, records);
+        }
+    }
 }
 
 pub(crate) fn now() -> String {
@@ -188,9 +194,7 @@ impl Store {
 
     /// Every layer, in creation order.
     pub fn layers(&self) -> Result<Vec<Layer>> {
-        let mut layers = self.layer_records.read()?;
-        super::state::derive(self.graph_root(), &mut layers);
-        Ok(layers)
+        self.layer_records.read()
     }
 
     /// The layer named by `arg` (ID, name or unique ID prefix).

@@ -96,12 +96,16 @@ impl Store {
     }
 
     pub(super) fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
-        let mut chain = self.chain(id)?;
-        if !image && !chain[0].read_only && chain[0].sealed {
-            // Written through the mount: its directory becomes the content.
-            chain[0] = self.privatize(&chain[0])?;
-        }
-        let result = self.mount_chain(&chain, image, label);
+        let chain = self.chain(id)?;
+        let result = (|| {
+            let mut chain = chain.clone();
+            if !image && !chain[0].read_only && chain[0].sealed {
+                // Written through the mount: its directory becomes the
+                // content.
+                chain[0] = self.privatize(&chain[0])?;
+            }
+            self.mount_chain(&chain, image, label)
+        })();
         if result.is_err() {
             self.remove_dirs_of_deleted(&chain);
         }
