@@ -145,8 +145,14 @@ pub fn read_diff_digest(path: &Path) -> Option<String> {
     // The msgpack array marker of the struct: fixarray, array16, array32.
     let (fields, rest) = match *head.first()? {
         m @ 0x90..=0x9f => (u32::from(m & 0x0f), &head[1..]),
-        0xdc => (u32::from(u16::from_be_bytes(head.get(1..3)?.try_into().ok()?)), &head[3..]),
-        0xdd => (u32::from_be_bytes(head.get(1..5)?.try_into().ok()?), &head[5..]),
+        0xdc => (
+            u32::from(u16::from_be_bytes(head.get(1..3)?.try_into().ok()?)),
+            &head[3..],
+        ),
+        0xdd => (
+            u32::from_be_bytes(head.get(1..5)?.try_into().ok()?),
+            &head[5..],
+        ),
         _ => return None,
     };
     if fields < 7 {

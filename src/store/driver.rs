@@ -181,7 +181,11 @@ impl Store {
         &self,
         layers: &[Layer],
     ) -> Result<Vec<crate::manifest::LayerManifest>> {
-        layers.iter().rev().map(|l| self.layer_manifest(l)).collect()
+        layers
+            .iter()
+            .rev()
+            .map(|l| self.layer_manifest(l))
+            .collect()
     }
 
     /// Whether writes into `layer` are refused by contract, so its

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -425,7 +426,20 @@ impl Store {
             hardlinks: false,
             durable: true,
         };
-        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))
+        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))?;
+        if layer.parent.is_empty() && self.options.driver == "overlay" {
+            // Nothing is below a parentless layer: its whiteouts are moot,
+            // and overlayfs lists one in the lowest layer of a read-only
+            // mount without letting it be looked up.
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            for (rel, meta) in crate::materialize::walk_tree(&dir)? {
+                if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                    let path = dir.join(std::ffi::OsStr::from_bytes(&rel));
+                    fs::remove_file(&path).at(Op::Remove, &path)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes what an unfinished import left: the record, then the

@@ -11,7 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use super::layers::Layer;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::manifest::{tar_split, whiteout_target, Compression, Entry, EntryKind, Extraction, LayerManifest};
+use crate::manifest::{
+    tar_split, whiteout_target, Compression, Entry, EntryKind, Extraction, LayerManifest,
+};
 use crate::materialize::{self, Change, ChangeKind};
 
 impl Store {

@@ -126,7 +126,9 @@ fn sync_fs(dir: &Path) -> Result<()> {
 /// file outside `root` by a copy of its own; files of `root` that share
 /// an inode keep sharing one (the copy).
 pub(crate) fn unshare(root: &Path) -> Result<()> {
-    let mut groups: HashMap<(u64, u64), (u64, Vec<Vec<u8>>)> = HashMap::new();
+    // (device, inode) -> (its link count, its paths in the layer).
+    type Group = (u64, Vec<Vec<u8>>);
+    let mut groups: HashMap<(u64, u64), Group> = HashMap::new();
     for (rel, meta) in crate::materialize::walk_tree(root)? {
         if meta.is_file() && meta.nlink() > 1 {
             groups

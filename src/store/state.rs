@@ -27,7 +27,8 @@ use crate::poison::Unpoisoned;
 type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
 
 /// Manifest path -> (its stamp, the diff digest it records).
-static DIGESTS: Mutex<Option<HashMap<PathBuf, (FileStamp, Option<String>)>>> = Mutex::new(None);
+type Digests = HashMap<PathBuf, (FileStamp, Option<String>)>;
+static DIGESTS: Mutex<Option<Digests>> = Mutex::new(None);
 
 /// The diff digest the manifest at `path` records; `None` when there is
 /// none (or it cannot be read).
@@ -45,11 +46,7 @@ fn manifest_digest(path: &Path) -> Option<String> {
         meta.ctime(),
         meta.ctime_nsec(),
     );
-    if let Some((s, digest)) = DIGESTS
-        .lock_unpoisoned()
-        .as_ref()
-        .and_then(|m| m.get(path))
-    {
+    if let Some((s, digest)) = DIGESTS.lock_unpoisoned().as_ref().and_then(|m| m.get(path)) {
         if *s == stamp {
             return digest.clone();
         }

@@ -123,7 +123,10 @@ fn applydiff_onto_a_pool_backed_layer_gives_it_both_contents_in_its_directory() 
         let record = cs_layer(&cs, driver, &base);
         assert_eq!(record["sealed"], serde_json::Value::Null, "{driver}");
         assert_eq!(record["diff-digest"], imported["diff-digest"], "{driver}");
-        assert!(!cs.graph().join("manifests").join(&base).exists(), "{driver}");
+        assert!(
+            !cs.graph().join("manifests").join(&base).exists(),
+            "{driver}"
+        );
         assert_ne!(run(&["diff", "-u", "base"], None), before, "{driver}");
         run(&["create-image", "-n", "img", "base"], None);
         let tree = PathBuf::from(run(&["mount", "-r", "img"], None).trim());

@@ -176,7 +176,10 @@ fn copy_refuses_a_bad_destination_a_read_only_layer_and_a_socket() {
     let e = store
         .copy(&sources, &format!("{}:/x", read_only.id), None)
         .unwrap_err();
-    assert!(matches!(&e, Error::ReadOnlyLayer(id) if *id == read_only.id), "{e:?}");
+    assert!(
+        matches!(&e, Error::ReadOnlyLayer(id) if *id == read_only.id),
+        "{e:?}"
+    );
     let socket = dir.path().join("socket");
     let _listener = UnixListener::bind(&socket).unwrap();
     let sockets = [socket.to_str().unwrap().to_string()];

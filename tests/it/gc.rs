@@ -499,7 +499,10 @@ fn gc_never_seals_a_written_layer_and_it_stays_writable() {
         })
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    assert!(listing.contains("made") && listing.contains("again"), "{listing}");
+    assert!(
+        listing.contains("made") && listing.contains("again"),
+        "{listing}"
+    );
 }
 
 /// The six squashed Debian images in one store; three are deleted: `gc`

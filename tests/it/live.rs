@@ -224,7 +224,11 @@ fn copy_scenario(driver: &str) {
     // it becomes directory-backed, its recorded digest unchanged.
     let before = d.ok(&["layer", "--json", &sealed]);
     let before: serde_json::Value = serde_json::from_str(&before).unwrap();
-    d.ok(&["copy", src.join("one").to_str().unwrap(), &format!("{sealed}:/x")]);
+    d.ok(&[
+        "copy",
+        src.join("one").to_str().unwrap(),
+        &format!("{sealed}:/x"),
+    ]);
     let after: serde_json::Value =
         serde_json::from_str(&d.ok(&["layer", "--json", &sealed])).unwrap();
     assert_eq!(after[0]["diff-digest"], before[0]["diff-digest"]);

@@ -352,7 +352,11 @@ fn deletes_unmount_mounted_layers_and_leave_no_directories() {
     let layer_dir = merged.parent().unwrap().to_path_buf();
     ok(&cs, "overlay", &["mount", "c1"]);
     ok(&cs, "overlay", &["delete-container", "c1"]);
-    assert!(!is_mounted(&merged), "{} is still mounted", merged.display());
+    assert!(
+        !is_mounted(&merged),
+        "{} is still mounted",
+        merged.display()
+    );
     assert!(
         !layer_dir.exists(),
         "{} is left behind",
@@ -369,7 +373,9 @@ fn deletes_unmount_mounted_layers_and_leave_no_directories() {
 fn is_mounted(path: &Path) -> bool {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let path = path.display().to_string();
-    table.lines().any(|l| l.split(' ').nth(4) == Some(path.as_str()))
+    table
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(path.as_str()))
 }
 
 /// Whether process `pid` waits for a `flock` on the file with inode `ino`
