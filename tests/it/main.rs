@@ -37,6 +37,7 @@ mod faults;
 mod fuzz;
 mod gc;
 mod hostile_user;
+mod layer_states;
 mod live;
 mod materialize;
 mod memory;
