@@ -559,6 +559,15 @@ impl Store {
         if !layer.sealed && self.layer_content_dir(&layer.id).exists() {
             return self.live_diff(&layer, compression, out);
         }
+        if !layer.sealed && !layer.diff_digest.is_empty() {
+            // Its record says it has content, and neither a manifest for
+            // it nor its directory is there (`check` reports it).
+            return Err(Error::ContentGone {
+                layer: layer.id.clone(),
+                path: self.layer_content_dir(&layer.id),
+                what: "missing",
+            });
+        }
         if !layer.sealed {
             // A layer with no content yet: an empty archive.
             let written = |e: std::io::Error| Error::Stream {

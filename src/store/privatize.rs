@@ -8,7 +8,9 @@
 //! hardlinks) is replaced by its own copy (a reflink where the filesystem
 //! can), hard link groups inside the layer staying grouped; an overlay
 //! delta (built over another layer's directory) is built again whole.
-//! Once that is on disk (`syncfs`), `manifests/<id>` is removed and its
+//! The layer's tar-split is written from the manifest when it has none
+//! (so `diff` stays exact while the files are unchanged). Once that is on
+//! disk (`syncfs`), `manifests/<id>` is removed and its
 //! directory `fsync`ed: from then on the directory is the content. The
 //! record's digests stay as they are (as upstream's do when a layer is
 //! written through a mount; `check` then reports the content no longer
@@ -30,6 +32,7 @@ use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::manifest::tar_split;
 use crate::materialize::BuildOptions;
 use crate::sys;
 
@@ -59,6 +62,7 @@ impl Store {
             let dir = self.prepare_vfs(&chain)?;
             sync_fs(&dir)?;
         }
+        self.keep_tar_split(layer)?;
         let manifest = self.manifest_path(&layer.id);
         match fs::remove_file(&manifest) {
             Ok(()) => {}
@@ -68,6 +72,27 @@ impl Store {
         self.write(|| durable::fsync_dir(&layout::manifests_dir(self.graph_root())))?;
         tracing::debug!(layer = %layer.id, "pool-backed layer made directory-backed");
         self.layer(&layer.id)
+    }
+
+    /// Writes the layer's `<drv>-layers/<id>.tar-split.gz` from its
+    /// manifest when it has none, so that `diff` of the directory gives
+    /// the exact tar while its files are unchanged (as upstream's does).
+    fn keep_tar_split(&self, layer: &Layer) -> Result<()> {
+        let path = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(());
+        }
+        let m = self.layer_manifest(layer)?;
+        let mut bytes = Vec::new();
+        let crcs = tar_split::ContentCrcs::FromPool(&self.pool);
+        match tar_split::write_tar_split(&m, crcs, &mut bytes) {
+            Ok(_) => self.write(|| durable::atomic_write(&path, &bytes)),
+            Err(e) => {
+                // `diff` falls back to the change scan.
+                tracing::warn!(layer = %layer.id, error = %e, "no tar-split kept");
+                Ok(())
+            }
+        }
     }
 
     fn privatize_overlay(&self, chain: &[Layer]) -> Result<()> {

@@ -30,13 +30,10 @@ type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
 type Digests = HashMap<PathBuf, (FileStamp, Option<String>)>;
 static DIGESTS: Mutex<Option<Digests>> = Mutex::new(None);
 
-/// The diff digest the manifest at `path` records; `None` when there is
-/// none (or it cannot be read).
-fn manifest_digest(path: &Path) -> Option<String> {
+/// The diff digest the manifest at `path` records: `None` when there is
+/// no manifest, `Some(None)` when one is there but cannot be read.
+fn manifest_digest(path: &Path) -> Option<Option<String>> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    if !meta.is_file() {
-        return None;
-    }
     let stamp = (
         meta.dev(),
         meta.ino(),
@@ -48,7 +45,7 @@ fn manifest_digest(path: &Path) -> Option<String> {
     );
     if let Some((s, digest)) = DIGESTS.lock_unpoisoned().as_ref().and_then(|m| m.get(path)) {
         if *s == stamp {
-            return digest.clone();
+            return Some(digest.clone());
         }
     }
     let digest = manifest::read_diff_digest(path);
@@ -56,17 +53,22 @@ fn manifest_digest(path: &Path) -> Option<String> {
         .lock_unpoisoned()
         .get_or_insert_with(HashMap::new)
         .insert(path.to_path_buf(), (stamp, digest.clone()));
-    digest
+    Some(digest)
 }
 
 /// Whether `layer` (of any driver under `graph`) is pool-backed: its
-/// manifest exists and records the layer's diff digest.
+/// manifest exists and records the layer's diff digest. A manifest that
+/// cannot be read counts as the layer's (damaged: reading its content
+/// fails, and `check` reports it), never as a directory-backed layer's.
 pub(crate) fn pool_backed(graph: &Path, layer: &Layer) -> bool {
     if layer.is_incomplete() || layer.diff_digest.is_empty() {
         return false;
     }
-    manifest_digest(&layout::manifest_path(graph, &layer.id))
-        .is_some_and(|d| d == layer.diff_digest)
+    match manifest_digest(&layout::manifest_path(graph, &layer.id)) {
+        None => false,
+        Some(None) => true,
+        Some(Some(d)) => d == layer.diff_digest,
+    }
 }
 
 /// Fills in every record's derived state (`sealed`).
