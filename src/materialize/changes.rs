@@ -138,7 +138,9 @@ pub fn directory_view(root: &Path, overlay: bool) -> Result<LayerManifest> {
                 entry.dev_major = libc::major(m.rdev());
                 entry.dev_minor = libc::minor(m.rdev());
             }
-            EntryKind::File => entry.size = m.size(),
+            // A directory's size too, which upstream's overlay `Changes`
+            // compares (a manifest's directories have none).
+            EntryKind::File | EntryKind::Dir => entry.size = m.size(),
             _ => {}
         }
         let opaque = overlay
@@ -246,7 +248,7 @@ fn differs(root: &Path, f: &Found, lower: &Entry) -> bool {
     let same_meta = m.mode() & 0o7777 == lower.mode && m.uid() == lower.uid && m.gid() == lower.gid;
     let same_time = m.mtime() == lower.mtime && m.mtime_nsec() as u32 == lower.mtime_nsec;
     match lower_kind {
-        EntryKind::Dir => !same_meta || !same_time,
+        EntryKind::Dir => !same_meta || !same_time || (lower.size != 0 && m.size() != lower.size),
         EntryKind::Symlink => {
             let target =
                 std::fs::read_link(root.join(OsStr::from_bytes(&f.rel))).unwrap_or_default();
@@ -280,7 +282,14 @@ pub fn changes(
         } else {
             match lower.get(&f.rel) {
                 None => Some(ChangeKind::Add),
-                Some(l) if overlay || differs(root, f, l) => Some(ChangeKind::Modify),
+                // In an upper directory everything is a change but a
+                // directory that is only there for what it holds (its
+                // mode and times as below, as upstream's overlay
+                // `Changes` compares them).
+                Some(l) if overlay && !(f.meta.is_dir() && l.kind == EntryKind::Dir) => {
+                    Some(ChangeKind::Modify)
+                }
+                Some(l) if differs(root, f, l) => Some(ChangeKind::Modify),
                 Some(_) => None,
             }
         };
