@@ -433,7 +433,7 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
     }
 }
 
-/// A pipe: what is written to the second end is read from the first.
+/// A pipe: its reading end and its writing end.
 pub(crate) fn pipe() -> Result<(File, File)> {
     let (reader, writer) = nix::unistd::pipe().map_err(|e| crate::Error::Stream {
         what: "pipe".into(),

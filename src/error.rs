@@ -228,14 +228,10 @@ pub enum Error {
     /// A layer's chain of parents comes back to a layer already in it.
     #[error("layer {0}: its parents form a cycle")]
     Cycle(String),
-    /// A live (unsealed) layer is the parent of the layer asked for.
-    #[error(
-        "layer {0}: a live layer below another layer is not supported yet (it must be sealed first)"
-    )]
-    LiveBelow(String),
-    /// A sealed layer is read-only: only a live layer takes a copy.
-    #[error("layer {0}: it is sealed (read-only); copy into a live layer")]
-    Sealed(String),
+    /// A layer made `--readonly` (or of a read-only store) was to be
+    /// written.
+    #[error("layer {0}: it is read-only")]
+    ReadOnlyLayer(String),
     /// A layer was deleted while its content was being imported.
     #[error("layer {0}: deleted while it was imported")]
     DeletedDuringImport(String),
@@ -347,8 +343,9 @@ pub enum Action {
     Wipe,
     /// Applying a diff to a layer.
     ApplyDiff,
-    /// Sealing a live layer, before it gets a child or an image.
-    Seal,
+    /// Writing into the layer a mounted delta is built over (the
+    /// delta's directory shows that layer's files).
+    Unshare,
 }
 
 /// What is wrong with a path a manifest holds.
@@ -394,7 +391,7 @@ fn unmount_first(refused: Action) -> &'static str {
     match refused {
         Action::Wipe => "unmount everything first (shutdown -f)",
         Action::ApplyDiff => "unmount it before applying a diff",
-        Action::Seal => "unmount it before it gets a child or an image",
+        Action::Unshare => "unmount it before the layer it is built over is written",
         Action::Delete => "unmount it first",
     }
 }
@@ -679,9 +676,9 @@ mod tests {
                 s(Error::Mounted {
                     layer: layer(),
                     at: None,
-                    refused: Action::Seal,
+                    refused: Action::Unshare,
                 }),
-                "layer 3f2a: it is mounted; unmount it before it gets a child or an image",
+                "layer 3f2a: it is mounted; unmount it before the layer it is built over is written",
             ),
             (
                 s(Error::TooManyMounts(layer())),
@@ -696,12 +693,8 @@ mod tests {
                 "layer 3f2a: its parents form a cycle",
             ),
             (
-                s(Error::LiveBelow(layer())),
-                "layer 3f2a: a live layer below another layer is not supported yet (it must be sealed first)",
-            ),
-            (
-                s(Error::Sealed(layer())),
-                "layer 3f2a: it is sealed (read-only); copy into a live layer",
+                s(Error::ReadOnlyLayer(layer())),
+                "layer 3f2a: it is read-only",
             ),
             (
                 s(Error::DeletedDuringImport(layer())),

@@ -19,7 +19,7 @@ mod tar;
 pub mod tar_split;
 mod tar_write;
 
-pub use codec::{decode, encode, read_sketch, MANIFEST_VERSION};
+pub use codec::{decode, encode, read_diff_digest, read_sketch, MANIFEST_VERSION};
 pub use compression::Compression;
 pub use digest::Sha256;
 pub use export::{write_tar, write_tar_compressed};

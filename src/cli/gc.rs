@@ -15,7 +15,6 @@ pub fn gc(store: &Store, args: &args::Gc) -> Outcome {
     let lines = [
         (report.incomplete_layers, "incomplete layers"),
         (report.orphan_layers, "container layers without a container"),
-        (report.sealed_layers, "live layers sealed"),
         (report.manifests, "manifests without a layer"),
         (c.chunks_removed, "unreferenced chunks"),
         (c.packs_removed, "packs deleted"),

@@ -121,6 +121,52 @@ pub fn read_sketch(path: &Path) -> Option<Sketch> {
     sketched(&head[12..]).map(|(sketch, _)| sketch)
 }
 
+/// The diff digest (DiffID) the manifest at `path` records, read from
+/// its first fields only (version 2: the sketch is skipped and only the
+/// start of the compressed body is decompressed); a version 1 manifest is
+/// decoded whole. `None` when the file is missing or cannot be read.
+pub fn read_diff_digest(path: &Path) -> Option<String> {
+    use serde::de::{Deserialize, IgnoredAny};
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    if bytes[8..12] != MANIFEST_VERSION.to_le_bytes() {
+        return decode(path, &bytes).ok().map(|m| m.diff_digest);
+    }
+    let (_, body) = sketched(&bytes[12..])?;
+    // The fields before `entries` take well under 4 KiB.
+    let mut head = Vec::with_capacity(4096);
+    zstd::stream::read::Decoder::new(body)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut head)
+        .ok()?;
+    // The msgpack array marker of the struct: fixarray, array16, array32.
+    let (fields, rest) = match *head.first()? {
+        m @ 0x90..=0x9f => (u32::from(m & 0x0f), &head[1..]),
+        0xdc => (
+            u32::from(u16::from_be_bytes(head.get(1..3)?.try_into().ok()?)),
+            &head[3..],
+        ),
+        0xdd => (
+            u32::from_be_bytes(head.get(1..5)?.try_into().ok()?),
+            &head[5..],
+        ),
+        _ => return None,
+    };
+    if fields < 7 {
+        return None;
+    }
+    let mut de = rmp_serde::Deserializer::new(rest);
+    // chunker_algorithm, chunker, parent, compression, compressed_digest,
+    // compressed_size, then diff_digest.
+    for _ in 0..6 {
+        IgnoredAny::deserialize(&mut de).ok()?;
+    }
+    String::deserialize(&mut de).ok()
+}
+
 /// Decompresses a manifest in one call where its frame states a plausible
 /// size (one buffer, no copies); `None` sends the caller to the streaming
 /// decoder, which also reports what is wrong.
@@ -262,6 +308,20 @@ mod tests {
             }
             let _ = decode(Path::new("m"), &bytes);
         }
+    }
+
+    #[test]
+    fn the_diff_digest_is_read_from_the_head_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        let entries = (0..200)
+            .map(|i| entry(EntryKind::File, format!("f{i}").as_bytes(), b""))
+            .collect();
+        std::fs::write(&path, encode(&manifest_with(entries))).unwrap();
+        assert_eq!(read_diff_digest(&path).as_deref(), Some("sha256:bb"));
+        std::fs::write(&path, b"CSMANIF\0junk").unwrap();
+        assert_eq!(read_diff_digest(&path), None);
+        assert_eq!(read_diff_digest(&dir.path().join("none")), None);
     }
 
     /// Regression (found by the fuzz tests, `tests/it/fuzz.rs`): a whiteout entry named `/`

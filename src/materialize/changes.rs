@@ -96,6 +96,80 @@ pub fn lower_view(manifests: &[&LayerManifest]) -> BTreeMap<Vec<u8>, Entry> {
     view
 }
 
+/// What a directory-backed layer's directory holds, as a manifest
+/// without content (entries carry kind, path, metadata, link target,
+/// device numbers and size, no chunks), for [`lower_view`] and for the
+/// directories a layer built above it needs: an overlay upper directory
+/// (`overlay`: a 0/0 character device is a whiteout, a directory marked
+/// opaque hides what is below it) or a whole vfs tree.
+pub fn directory_view(root: &Path, overlay: bool) -> Result<LayerManifest> {
+    let found = match root.is_dir() {
+        true => walk(root, overlay)?,
+        false => Vec::new(),
+    };
+    let mut entries = Vec::with_capacity(found.len());
+    for f in found {
+        let path = root.join(OsStr::from_bytes(&f.rel));
+        if f.whiteout {
+            entries.push(Entry::new(EntryKind::Whiteout, whiteout_for(&f.rel)));
+            continue;
+        }
+        let m = &f.meta;
+        let kind = kind_of(m);
+        let mut entry = Entry::new(kind, f.rel.clone());
+        entry.mode = m.mode() & 0o7777;
+        entry.uid = m.uid();
+        entry.gid = m.gid();
+        entry.mtime = m.mtime();
+        entry.mtime_nsec = m.mtime_nsec() as u32;
+        entry.xattrs = xattrs(&path)
+            .into_iter()
+            .map(|(name, value)| crate::manifest::Xattr { name, value })
+            .collect();
+        match kind {
+            EntryKind::Symlink => {
+                entry.link = std::fs::read_link(&path)
+                    .at(Op::Readlink, &path)?
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec();
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                entry.dev_major = libc::major(m.rdev());
+                entry.dev_minor = libc::minor(m.rdev());
+            }
+            // A directory's size too, which upstream's overlay `Changes`
+            // compares (a manifest's directories have none).
+            EntryKind::File | EntryKind::Dir => entry.size = m.size(),
+            _ => {}
+        }
+        let opaque = overlay
+            && kind == EntryKind::Dir
+            && ["trusted.overlay.opaque", "user.overlay.opaque"]
+                .iter()
+                .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()));
+        entries.push(entry);
+        if opaque {
+            entries.push(Entry::new(EntryKind::Opaque, opaque_marker(&f.rel)));
+        }
+    }
+    Ok(LayerManifest {
+        chunker_algorithm: String::new(),
+        chunker: crate::chunks::ChunkerParams::default(),
+        parent: None,
+        compression: crate::manifest::Compression::None,
+        compressed_digest: String::new(),
+        compressed_size: 0,
+        diff_digest: String::new(),
+        diff_size: 0,
+        uids: Vec::new(),
+        gids: Vec::new(),
+        entries,
+        raw_len: 0,
+        raw: Vec::new(),
+    })
+}
+
 /// A path found in the layer's directory.
 struct Found {
     rel: Vec<u8>,
@@ -174,7 +248,7 @@ fn differs(root: &Path, f: &Found, lower: &Entry) -> bool {
     let same_meta = m.mode() & 0o7777 == lower.mode && m.uid() == lower.uid && m.gid() == lower.gid;
     let same_time = m.mtime() == lower.mtime && m.mtime_nsec() as u32 == lower.mtime_nsec;
     match lower_kind {
-        EntryKind::Dir => !same_meta || !same_time,
+        EntryKind::Dir => !same_meta || !same_time || (lower.size != 0 && m.size() != lower.size),
         EntryKind::Symlink => {
             let target =
                 std::fs::read_link(root.join(OsStr::from_bytes(&f.rel))).unwrap_or_default();
@@ -208,7 +282,14 @@ pub fn changes(
         } else {
             match lower.get(&f.rel) {
                 None => Some(ChangeKind::Add),
-                Some(l) if overlay || differs(root, f, l) => Some(ChangeKind::Modify),
+                // In an upper directory everything is a change but a
+                // directory that is only there for what it holds (its
+                // mode and times as below, as upstream's overlay
+                // `Changes` compares them).
+                Some(l) if overlay && !(f.meta.is_dir() && l.kind == EntryKind::Dir) => {
+                    Some(ChangeKind::Modify)
+                }
+                Some(l) if differs(root, f, l) => Some(ChangeKind::Modify),
                 Some(_) => None,
             }
         };

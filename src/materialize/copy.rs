@@ -131,3 +131,27 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
     let _ = utimensat(dir, name, atime, mtime, UtimensatFlags::NoFollowSymlink);
     Ok(1)
 }
+
+/// Copies the tree `src` to `dst` (which must not exist) whole, as
+/// upstream's vfs driver copies a parent's tree into a new layer: owners,
+/// modes, times, xattrs, hard links, devices and symlinks kept (nothing
+/// followed), files reflinked where the filesystem can. Durable
+/// (`syncfs`) when it returns.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let output = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg("--no-target-directory")
+        .arg("--")
+        .arg(src)
+        .arg(dst)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .at(Op::Copy, dst)?;
+    if !output.status.success() {
+        let what = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(Error::io(Op::Copy, dst, std::io::Error::other(what)));
+    }
+    let dir = File::open(dst).at(Op::Open, dst)?;
+    nix::unistd::syncfs(dir.as_raw_fd()).at(Op::Syncfs, dst)
+}

@@ -28,7 +28,7 @@ use super::records::Locked;
 use super::MountPoint;
 use super::Store;
 use crate::durable::{self, Flush};
-use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::materialize::{BuildOptions, Format, Materializer};
 
 /// The alphabet of upstream's short link names.
@@ -175,14 +175,8 @@ impl Store {
         Materializer::new(&self.pool, &layout::objects_dir(self.graph_root()))
     }
 
-    fn sealed_manifest(&self, layer: &Layer) -> Result<crate::manifest::LayerManifest> {
-        if !layer.sealed {
-            return Err(Error::LiveBelow(layer.id.clone()));
-        }
-        self.layer_manifest(layer)
-    }
-
-    /// The manifests of `layers` (a chain, top first), lowest first.
+    /// The manifests of `layers` (pool-backed ones, a chain top first),
+    /// lowest first.
     pub(super) fn manifests_lowest_first(
         &self,
         layers: &[Layer],
@@ -190,8 +184,19 @@ impl Store {
         layers
             .iter()
             .rev()
-            .map(|l| self.sealed_manifest(l))
+            .map(|l| self.layer_manifest(l))
             .collect()
+    }
+
+    /// Whether writes into `layer` are refused by contract, so its
+    /// directory may share inodes with `objects/` (hardlinks): it has
+    /// children, is an image's top layer, was made `--readonly`, or the
+    /// store is read-only. Any other layer may be mounted writable.
+    pub(crate) fn read_only_by_contract(&self, layer: &Layer) -> Result<bool> {
+        Ok(layer.read_only
+            || !self.writable
+            || self.layers()?.iter().any(|l| l.parent == layer.id)
+            || self.images()?.iter().any(|i| i.top_layer == layer.id))
     }
 
     /// Makes sure the overlay directories of every layer in `chain` (top
@@ -206,6 +211,13 @@ impl Store {
     /// mounts lock: records may only be read before it).
     pub(crate) fn prepare_overlay_with(&self, chain: &[Layer], stack: bool) -> Result<()> {
         own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
+        // Lower layers are read-only by contract (they have a child); the
+        // top only when the records say so (not looked at under the
+        // mounts lock: without hardlinks is always safe).
+        let top_read_only = match (chain.first(), stack) {
+            (Some(top), true) => self.read_only_by_contract(top)?,
+            _ => false,
+        };
         // Layers given a new short name: `lower` files list the old one.
         let mut renamed = std::collections::HashSet::new();
         for (i, layer) in chain.iter().enumerate() {
@@ -215,10 +227,10 @@ impl Store {
             // Never mount or build through what is not our directory: a
             // sealed layer's is a cache, removed here and built again; a
             // live layer's content is gone.
-            let live_top = i == 0 && !layer.sealed;
+            let live = !layer.sealed;
             for path in [&dir, &diff] {
                 if let Some(what) = not_a_directory(path) {
-                    if live_top {
+                    if live {
                         return Err(content_gone(&layer.id, path, what));
                     }
                     fs::remove_file(path).at(Op::Remove, path)?;
@@ -247,21 +259,21 @@ impl Store {
                     // The layer's manifest and those of the layers it could
                     // be stacked on are read at the same time.
                     let (m, candidates) = rayon::join(
-                        || self.sealed_manifest(layer),
+                        || self.layer_manifest(layer),
                         || match stack {
                             true => self.base_candidates(layer),
                             false => Ok(Vec::new()),
                         },
                     );
                     let m = m?;
-                    let lowers = self.manifests_lowest_first(&chain[i + 1..])?;
+                    let lowers = self.chain_views(&chain[i + 1..])?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     // Not durable when built: the marker covers it.
                     unsynced = self.begin_unsynced(&layer.id)?;
                     let flush = flush_for(&unsynced);
                     let options = BuildOptions {
                         format: self.overlay_format(),
-                        hardlinks: true,
+                        hardlinks: i > 0 || top_read_only,
                         durable: flush == Flush::Now,
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
@@ -280,10 +292,9 @@ impl Store {
                             .build_overlay(&m, &lowers, &diff, options)
                             .map_err(|e| e.for_layer(&layer.id))?;
                     }
-                } else if i == 0 {
-                    durable::create_tree_root(&diff, Flush::Now)?;
                 } else {
-                    self.sealed_manifest(layer)?;
+                    // A directory-backed layer never written: empty.
+                    durable::create_tree_root(&diff, Flush::Now)?;
                 }
             }
             let flush = flush_for(&unsynced);
@@ -370,20 +381,29 @@ impl Store {
         }
     }
 
-    /// Refuses when any of `ids` is mounted: deleting it would pull its
-    /// directory from under the mount. On success the mounts lock stays
-    /// held (until the guard is dropped), so no mount of them can start
+    /// Unmounts whichever of `ids` is mounted, whatever its count, as
+    /// upstream's deletes do (their records go first, as `unmount`
+    /// saves before it unmounts). On success the mounts lock stays held
+    /// (until the guard is dropped), so no mount of them can start
     /// before the caller has saved their removal: `mount` looks for the
     /// layer's record under that lock.
     pub(crate) fn lock_unmounted(&self, ids: &[String]) -> Result<Locked<'_, MountPoint>> {
-        let mounts = self.mount_records.lock()?;
-        for m in &mounts.records {
-            if m.count > 0 && ids.contains(&m.id) {
-                return Err(Error::Mounted {
-                    layer: m.id.clone(),
-                    at: Some(PathBuf::from(&m.path)),
-                    refused: Action::Delete,
-                });
+        let mut mounts = self.mount_records.lock()?;
+        let mounted: Vec<String> = mounts
+            .records
+            .iter()
+            .filter(|m| ids.contains(&m.id))
+            .map(|m| m.id.clone())
+            .collect();
+        if mounted.is_empty() {
+            return Ok(mounts);
+        }
+        mounts.records.retain(|m| !ids.contains(&m.id));
+        self.write(|| mounts.save())?;
+        if self.options.driver == "overlay" {
+            for id in &mounted {
+                let merged = self.driver_dir().join(id).join(layout::MERGED);
+                super::mounts::unmount_path(&merged)?;
             }
         }
         Ok(mounts)
@@ -411,7 +431,10 @@ impl Store {
 
     /// Makes sure the vfs tree of the chain's top layer exists: the
     /// flattened chain, its files reflinked from objects (or copied where
-    /// the filesystem cannot reflink).
+    /// the filesystem cannot reflink). Above a directory-backed layer,
+    /// the tree starts as a copy of that layer's tree (as upstream's vfs
+    /// `Create` copies its parent's), with the pool-backed layers between
+    /// applied onto it.
     pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
         let top = &chain[0];
         refuse_reserved(&top.id)?;
@@ -424,24 +447,45 @@ impl Store {
             Some(what) if !top.sealed => return Err(content_gone(&top.id, &dir, what)),
             Some(_) => fs::remove_file(&dir).at(Op::Remove, &dir)?,
         }
-        let sealed = if top.sealed { chain } else { &chain[1..] };
-        let manifests = self.manifests_lowest_first(sealed)?;
-        let refs: Vec<_> = manifests.iter().collect();
-        self.materializer()?
-            .build(
-                &refs,
-                &dir,
-                BuildOptions {
-                    format: Format::Flattened,
-                    // A vfs tree is an ordinary directory anyone mounting it
-                    // may write to: never hardlinks, which would carry
-                    // writes into the objects other trees share.
-                    hardlinks: false,
-                    durable: true,
-                },
-            )
-            .map_err(|e| name_needing_layer(e, sealed, &manifests))?;
-        Ok(dir)
+        // A vfs tree is an ordinary directory anyone mounting it may
+        // write to: never hardlinks, which would carry writes into the
+        // objects other trees share.
+        let options = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: false,
+            durable: true,
+        };
+        let live_below = chain.iter().skip(1).position(|l| !l.sealed).map(|j| j + 1);
+        let sealed_above: Vec<Layer> = chain[..live_below.unwrap_or(chain.len())]
+            .iter()
+            .filter(|l| l.sealed)
+            .cloned()
+            .collect();
+        let manifests = self.manifests_lowest_first(&sealed_above)?;
+        let Some(j) = live_below else {
+            let refs: Vec<_> = manifests.iter().collect();
+            self.materializer()?
+                .build(&refs, &dir, options)
+                .map_err(|e| name_needing_layer(e, &sealed_above, &manifests))?;
+            return Ok(dir);
+        };
+        let base = self.prepare_vfs(&chain[j..])?;
+        let materializer = self.materializer()?;
+        let tmp = durable::temp_sibling(&dir);
+        let result = (|| {
+            crate::materialize::copy_tree(&base, &tmp)?;
+            for m in &manifests {
+                materializer
+                    .apply_onto(m, &tmp, options)
+                    .map_err(|e| name_needing_layer(e, &sealed_above, &manifests))?;
+            }
+            fs::rename(&tmp, &dir).at(Op::Rename, &dir)?;
+            durable::fsync_dir(dir.parent().expect("a tree has a parent"))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result.map(|()| dir)
     }
 }
 

@@ -5,7 +5,9 @@
 //!    version whose marker is not held, that died); when their records
 //!    cannot be rewritten (a full disk), this is tried again after the
 //!    last step has freed space;
-//! 2. live layers no mount uses are sealed into the pool;
+//! 2. (no step: `gc` never seals a directory-backed layer into the pool,
+//!    which would make a layer upstream lets you write read-only and
+//!    could change its recorded digest);
 //! 3. under the record locks: big-data and run directories no record
 //!    names, and temporary files of writers that died;
 //! 4. driver directories and short links of layers without a record;
@@ -104,8 +106,6 @@ pub struct GcReport {
     pub incomplete_layers: u64,
     /// Container layers whose container is gone.
     pub orphan_layers: u64,
-    /// Live layers sealed into the pool.
-    pub sealed_layers: u64,
     /// Manifests of layers that have no record.
     pub manifests: u64,
     /// The chunk pool's sweep.
@@ -140,7 +140,6 @@ impl Store {
         let incomplete = self.gc_incomplete_layers(dry);
         if !dry {
             self.write(|| self.settle_unsynced(true))?;
-            self.gc_seal_live_layers(&mut report)?;
         }
         self.write(|| self.gc_record_dirs(&mut report))?;
         self.write(|| self.gc_driver_dirs(&mut report))?;
@@ -182,32 +181,6 @@ impl Store {
             .filter(|m| m.count > 0)
             .map(|m| m.id)
             .collect())
-    }
-
-    /// Seals live layers that are neither containers' layers nor mounted
-    /// and have content; a layer that cannot be sealed is reported.
-    fn gc_seal_live_layers(&self, report: &mut GcReport) -> Result<()> {
-        let mounted = self.mounted_ids()?;
-        let live: Vec<Layer> = self
-            .layers()?
-            .into_iter()
-            .filter(|l| {
-                !l.sealed
-                    && !l.is_incomplete()
-                    && !l.flags.contains_key("container")
-                    && !mounted.contains(&l.id)
-                    && self.layer_content_dir(&l.id).is_dir()
-            })
-            .collect();
-        for layer in live {
-            match self.seal(&layer) {
-                Ok(()) => report.sealed_layers += 1,
-                Err(e) => report
-                    .skipped
-                    .push(format!("sealing layer {}: {e}", layer.id)),
-            }
-        }
-        Ok(())
     }
 
     /// Big-data directories and run directories no record names, and

@@ -7,7 +7,7 @@ use super::item::{change_names, find, Item, NamesOp};
 use super::kind::Kind;
 use super::records::RecordFile;
 use super::Store;
-use crate::error::{Action, Error, Result};
+use crate::error::{Error, Result};
 
 impl Store {
     /// Finds `arg` among layers, then images, then containers; returns the
@@ -144,13 +144,6 @@ impl Store {
     /// Removes every container, then every image, then every layer.
     pub fn wipe(&self) -> Result<()> {
         self.check_writable()?;
-        if let Some(m) = self.mounts()?.into_iter().find(|m| m.count > 0) {
-            return Err(Error::Mounted {
-                layer: m.id,
-                at: Some(m.path.into()),
-                refused: Action::Wipe,
-            });
-        }
         let mut tx = self.transaction()?;
         let ids: Vec<String> = tx.layers.records.iter().map(|l| l.id.clone()).collect();
         let _mounts = self.lock_unmounted(&ids)?;

@@ -38,7 +38,7 @@ use super::layout;
 use super::options::Materialize;
 use super::Store;
 use crate::durable::{self, Flush};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What a layer's content directory starts as when it is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,16 +88,7 @@ impl Store {
                 Content::Pool => Ok(()),
             }
         };
-        match built {
-            // A chain this build cannot make yet (a layer below whose
-            // content is its directory): the layer stays pool-backed and
-            // is built by the first mount that can.
-            Err(Error::LiveBelow(below)) => {
-                tracing::warn!(layer = %chain[0].id, below = %below, "not materialized at import: a layer below is not sealed");
-                Ok(())
-            }
-            other => other,
-        }
+        built
     }
 
     /// Makes sure every layer of `chain` (top first, down to a parentless

@@ -172,12 +172,6 @@ impl Store {
             validate_digest(d)?;
         }
         let names = dedup_names(&options.names);
-        // An image's top layer is read-only from now on.
-        if let Some(arg) = top_layer.filter(|t| !t.is_empty()) {
-            if let Ok(layer) = self.layer(arg) {
-                self.seal(&layer)?;
-            }
-        }
         let tx = self.transaction()?;
         let top_layer = match top_layer.filter(|t| !t.is_empty()) {
             Some(arg) => find(&tx.layers.records, arg)

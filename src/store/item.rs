@@ -54,6 +54,10 @@ pub(crate) trait Item: Clone + Serialize + DeserializeOwned {
     fn id(&self) -> &str;
     fn names(&self) -> &[String];
     fn names_mut(&mut self) -> &mut Vec<String>;
+    /// Fills in what records of this kind derive from the store's files
+    /// (`records_dir` is the directory of their record file), each time
+    /// they are read: nothing, but for layers (`store/state.rs`).
+    fn derive_all(_records: &mut [Self], _records_dir: &std::path::Path) {}
     /// Names the item ever had, newest first (images only).
     fn names_history_mut(&mut self) -> Option<&mut Vec<String>> {
         None

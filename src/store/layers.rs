@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Action, Error, IoContext, Op, Result};
 use crate::manifest::tar_split::ContentCrcs;
 use crate::manifest::{self, Compression, ImportObserver, LayerManifest};
-use crate::materialize::{self, BuildOptions, Format};
+use crate::materialize::{BuildOptions, Format};
 
 /// The `flags` key upstream uses for a layer whose content is not durable.
 /// This crate no longer writes it (see [`Store::import_layer`]); records
@@ -113,8 +114,12 @@ pub struct Layer {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub read_only: bool,
-    /// Ours: the content is a manifest in the chunk pool.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Derived, never read from `layers.json` (written there only as a
+    /// hint for people): the content is a manifest in the chunk pool
+    /// (`manifests/<id>` records the layer's diff digest; see
+    /// `store/state.rs`). Filled in by [`Store::layers`] and the lookups
+    /// built on it.
+    #[serde(skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
 }
 
@@ -189,6 +194,12 @@ impl Item for Layer {
     }
     fn big_data_mut(&mut self) -> &mut BigDataIndex {
         &mut self.big_data
+    }
+    fn derive_all(records: &mut [Self], records_dir: &std::path::Path) {
+        // `<graph root>/<drv>-layers`: manifests are under the graph root.
+        if let Some(graph) = records_dir.parent() {
+            super::state::derive(graph, records);
+        }
     }
 }
 
@@ -273,12 +284,9 @@ impl Store {
             validate_name(name)?;
         }
         let parent = match parent.filter(|p| !p.is_empty()) {
-            Some(p) => {
-                let parent = self.layer(p)?;
-                // A layer with a child is read-only from now on.
-                self.seal(&parent)?;
-                parent.id
-            }
+            // The parent may be directory-backed, and even mounted: it
+            // stays as it is, as upstream's does.
+            Some(p) => self.layer(p)?.id,
             None => String::new(),
         };
         let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
@@ -468,15 +476,15 @@ impl Store {
     /// Applies a tar stream to a layer, as upstream's `ApplyDiff` does.
     ///
     /// - A layer with no content yet (made by `create-layer`, never
-    ///   mounted) takes the stream as its content and becomes sealed,
-    ///   exactly as if it had been imported.
-    /// - A live layer (a container's, or one written through a mount) gets
-    ///   the stream applied to its directory and stays live.
-    /// - A sealed layer without children gets a new manifest: its content
-    ///   with the stream applied.
+    ///   mounted, not a container's) takes the stream as its content and
+    ///   becomes pool-backed, exactly as if it had been imported.
+    /// - Any other layer gets the stream applied to its directory: a
+    ///   pool-backed layer becomes directory-backed first (see
+    ///   `store/privatize.rs`); its recorded digests stay as they are.
     ///
     /// The whole stream is read and checked before anything changes, so
-    /// bad input leaves the layer as it was. A mounted layer is refused.
+    /// bad input leaves the layer as it was. A mounted layer and a
+    /// `--readonly` one are refused.
     pub fn apply_diff<R: Read + Send>(
         &self,
         arg: &str,
@@ -485,8 +493,15 @@ impl Store {
     ) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.layer(arg)?;
-        let container = layer.flags.contains_key("container");
-        if !layer.sealed && !container && self.has_no_content(&layer)? {
+        if layer.read_only {
+            return Err(Error::ReadOnlyLayer(layer.id));
+        }
+        let container = self.containers()?.iter().any(|c| c.layer == layer.id);
+        if !layer.sealed
+            && !container
+            && layer.diff_digest.is_empty()
+            && self.has_no_content(&layer)?
+        {
             // Its (empty) directory goes: the layer's content is the
             // pool's from now on, built from it where needed.
             self.drop_content_dir(&layer.id)?;
@@ -512,21 +527,17 @@ impl Store {
                 refused: Action::ApplyDiff,
             });
         }
-        if layer.sealed && self.layers()?.iter().any(|l| l.parent == layer.id) {
-            return Err(Error::HasChildren {
-                layer: layer.id,
-                refused: Action::ApplyDiff,
-            });
-        }
-        let guard = self.pool.write_guard()?;
+        // Held until the diff is applied: the sweep must not take its
+        // chunks before.
+        let _guard = self.pool.write_guard()?;
         let diff = manifest::import_tar(input, &self.pool, observer)
             .map_err(|e| e.for_layer(&layer.id))?
             .manifest;
-        if !layer.sealed {
-            self.apply_onto_live(&layer, &diff)?;
-            return self.layer(&layer.id);
-        }
-        self.apply_onto_sealed(&layer, &diff, &guard)
+        let layer = self.privatize(&layer)?;
+        // Its tar-split describes the content before the diff.
+        durable::remove_file(&self.layers_dir().join(format!("{}.tar-split.gz", layer.id)))?;
+        self.apply_onto_live(&layer, &diff)?;
+        self.layer(&layer.id)
     }
 
     /// Applies `diff` to a live layer's directory (created if missing).
@@ -544,55 +555,20 @@ impl Store {
             hardlinks: false,
             durable: true,
         };
-        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))
-    }
-
-    /// Gives a sealed layer a new manifest: its content with `diff`
-    /// applied, built in a private scratch tree and imported back.
-    fn apply_onto_sealed(
-        &self,
-        layer: &Layer,
-        diff: &LayerManifest,
-        guard: &WriteGuard,
-    ) -> Result<Layer> {
-        let chain = self.chain(&layer.id)?;
-        let manifests = self.manifests_lowest_first(&chain)?;
-        let refs: Vec<_> = manifests.iter().collect();
-        let lower = self.parents_view(layer)?;
-        // The materializer's lock keeps `gc` off the scratch tree.
-        let materializer = self.materializer()?;
-        let scratch = durable::temp_sibling(&self.driver_dir().join(format!("apply-{}", layer.id)));
-        let flattened = BuildOptions {
-            format: Format::Flattened,
-            hardlinks: false,
-            durable: true,
-        };
-        let result = (|| {
-            materializer.build(&refs, &scratch, flattened)?;
-            materializer.apply_onto(diff, &scratch, flattened)?;
-            let (reader, mut writer) = durable::pipe()?;
-            let (tree, lower) = (&scratch, &lower);
-            std::thread::scope(|scope| {
-                let producer = scope.spawn(move || {
-                    let changes = materialize::changes(tree, lower, false)?;
-                    let result = materialize::write_diff(tree, &changes, &mut writer);
-                    drop(writer);
-                    result
-                });
-                let imported = self.import_content_guarded(layer, reader, &(), guard);
-                let produced = producer
-                    .join()
-                    .unwrap_or(Err(Error::Panicked("diff thread")));
-                produced.and(imported)
-            })
-        })();
-        let _ = fs::remove_dir_all(&scratch);
-        // Its materialized directory shows the old content; its other
-        // entries stay, for Go clients.
-        self.drop_content_dir(&layer.id)?;
-        let result = result?;
-        self.lay_out(&self.chain(&layer.id)?, Content::Pool)?;
-        Ok(result)
+        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))?;
+        if layer.parent.is_empty() && self.options.driver == "overlay" {
+            // Nothing is below a parentless layer: its whiteouts are moot,
+            // and overlayfs lists one in the lowest layer of a read-only
+            // mount without letting it be looked up.
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            for (rel, meta) in crate::materialize::walk_tree(&dir)? {
+                if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                    let path = dir.join(std::ffi::OsStr::from_bytes(&rel));
+                    fs::remove_file(&path).at(Op::Remove, &path)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether a layer that is not sealed has no content yet: no
@@ -708,6 +684,15 @@ impl Store {
         if !layer.sealed && self.layer_content_dir(&layer.id).exists() {
             return self.live_diff(&layer, compression, out);
         }
+        if !layer.sealed && !layer.diff_digest.is_empty() {
+            // Its record says it has content, and neither a manifest for
+            // it nor its directory is there (`check` reports it).
+            return Err(Error::ContentGone {
+                layer: layer.id.clone(),
+                path: self.layer_content_dir(&layer.id),
+                what: "missing",
+            });
+        }
         if !layer.sealed {
             // A layer with no content yet: an empty archive.
             let written = |e: std::io::Error| Error::Stream {
@@ -739,7 +724,6 @@ impl Store {
                 refused: Action::Delete,
             });
         }
-        let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
             return Err(Error::InUse {
                 kind: Kind::Layer,
@@ -756,6 +740,7 @@ impl Store {
                 by_id: c.id.clone(),
             });
         }
+        let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         self.mark_deleting(std::slice::from_ref(&id))?;
         tx.layers.records.retain(|l| l.id != id);
         self.write(|| tx.layers.save())?;

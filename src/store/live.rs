@@ -6,33 +6,51 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 
 use super::layers::Layer;
 use super::Store;
-use crate::error::{Action, Error, Result};
-use crate::manifest::{whiteout_target, Compression, Entry, EntryKind, Extraction};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    tar_split, whiteout_target, Compression, Entry, EntryKind, Extraction, LayerManifest,
+};
 use crate::materialize::{self, Change, ChangeKind};
 
 impl Store {
-    /// The view the layer's parents give (they must be sealed).
+    /// The view the layer's parents give, whatever kind they are.
     pub(super) fn parents_view(&self, layer: &Layer) -> Result<BTreeMap<Vec<u8>, Entry>> {
         if layer.parent.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let chain = self.chain(&layer.parent)?;
-        let manifests = chain
-            .iter()
-            .rev()
-            .map(|l| {
-                if l.sealed {
-                    self.layer_manifest(l)
-                } else {
-                    Err(Error::LiveBelow(l.id.clone()))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<_> = manifests.iter().collect();
+        let views = self.chain_views(&self.chain(&layer.parent)?)?;
+        let refs: Vec<_> = views.iter().collect();
         Ok(materialize::lower_view(&refs))
+    }
+
+    /// What each layer of `chain` (top first) holds, lowest first: a
+    /// pool-backed layer's manifest, a directory-backed layer's directory
+    /// as a manifest without content (overlay: its upper directory; vfs:
+    /// its whole tree, below which nothing counts). A directory-backed
+    /// layer whose directory is missing holds nothing yet.
+    pub(super) fn chain_views(&self, chain: &[Layer]) -> Result<Vec<LayerManifest>> {
+        let overlay = self.options.driver == "overlay";
+        let mut out = Vec::new();
+        for l in chain {
+            if l.sealed {
+                out.push(self.layer_manifest(l)?);
+                continue;
+            }
+            let dir = self.live_content_dir(&l.id)?;
+            if !dir.is_dir() {
+                continue;
+            }
+            out.push(materialize::directory_view(&dir, overlay)?);
+            if !overlay {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// What the layer (or container's layer) `arg` changes relative to its
@@ -68,22 +86,49 @@ impl Store {
         Ok(out)
     }
 
-    /// The size of the layer's changes: the uncompressed tar size of a
-    /// sealed layer, the bytes of added and modified files of a live one.
+    /// The size of the layer's changes, as upstream's drivers count it:
+    /// every entry that is not a directory (a symlink counts its target's
+    /// length), each inode once. overlay counts its whole upper directory
+    /// (a pool-backed layer: what its manifest leaves); vfs the added and
+    /// modified paths of its tree.
     pub fn diff_size(&self, arg: &str) -> Result<u64> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         if layer.sealed {
-            return Ok(layer.diff_size);
+            let m = self.layer_manifest(&layer)?;
+            let outcome = Extraction::of(&m.entries);
+            return Ok(m
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| outcome.kept(*i) && !e.path.is_empty())
+                .map(|(_, e)| match e.kind {
+                    EntryKind::File => e.size,
+                    EntryKind::Symlink => e.link.len() as u64,
+                    _ => 0,
+                })
+                .sum());
         }
         let dir = self.live_content_dir(&layer.id)?;
-        let mut size = 0;
-        for change in self.changes(&layer.id)? {
-            if change.kind == ChangeKind::Delete {
-                continue;
+        let paths: Vec<std::path::PathBuf> = if self.options.driver == "overlay" {
+            match dir.is_dir() {
+                true => materialize::walk_tree(&dir)?
+                    .into_iter()
+                    .map(|(rel, _)| dir.join(OsStr::from_bytes(&rel)))
+                    .collect(),
+                false => Vec::new(),
             }
-            let path = dir.join(change.path.trim_start_matches('/'));
+        } else {
+            self.changes(&layer.id)?
+                .into_iter()
+                .filter(|c| c.kind != ChangeKind::Delete)
+                .map(|c| dir.join(c.path.trim_start_matches('/')))
+                .collect()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut size = 0;
+        for path in paths {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                if meta.is_file() {
+                if !meta.is_dir() && seen.insert((meta.dev(), meta.ino())) {
                     size += meta.len();
                 }
             }
@@ -91,42 +136,9 @@ impl Store {
         Ok(size)
     }
 
-    /// Seals a live layer: its changes (what its directory holds beyond
-    /// its parents) are imported into the pool as its manifest. Done when
-    /// the layer gets a child or becomes an image's top layer, since from
-    /// then on it is read-only. A mounted layer is refused.
-    pub(crate) fn seal(&self, layer: &Layer) -> Result<()> {
-        if layer.sealed {
-            return Ok(());
-        }
-        if self
-            .mounts()?
-            .iter()
-            .any(|m| m.id == layer.id && m.count > 0)
-        {
-            return Err(Error::Mounted {
-                layer: layer.id.clone(),
-                at: None,
-                refused: Action::Seal,
-            });
-        }
-        let (reader, mut writer) = crate::durable::pipe()?;
-        std::thread::scope(|scope| {
-            let producer = scope.spawn(move || {
-                let result = self.live_diff(layer, Compression::None, &mut writer);
-                drop(writer);
-                result
-            });
-            let imported = self.import_content(layer, reader, &());
-            let produced = producer
-                .join()
-                .unwrap_or(Err(Error::Panicked("sealing thread")));
-            produced.and(imported).map(drop)
-        })
-    }
-
     /// Copies host paths or `LAYER:/PATH` sources into `LAYER:/PATH` of a
-    /// live layer (mounting what it needs for the copy). A directory's
+    /// layer (mounting what it needs for the copy; a pool-backed layer
+    /// becomes directory-backed first, see `store/privatize.rs`). A directory's
     /// contents are merged into the destination; a file copied onto an
     /// existing directory lands inside it. Returns the entries copied.
     pub fn copy(&self, sources: &[String], dest: &str, chown: materialize::Chown) -> Result<u64> {
@@ -137,8 +149,8 @@ impl Store {
         let (dst_arg, dst_path) = split_layer_path(dest)
             .ok_or_else(|| bad("the destination must be LAYER:/PATH".into()))?;
         let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
-        if dst.sealed {
-            return Err(Error::Sealed(dst.id));
+        if dst.read_only {
+            return Err(Error::ReadOnlyLayer(dst.id));
         }
         let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
         let root = self.mount(&dst.id, false)?;
@@ -149,7 +161,8 @@ impl Store {
                 let path = match split_layer_path(source) {
                     Some((arg, inside)) => {
                         let id = self.mount_layer_id(arg)?;
-                        let mount = self.mount(&id, false)?;
+                        // Read only: a source is not written.
+                        let mount = self.mount_id(&id, true, None)?;
                         mounted.push(id);
                         let inside =
                             crate::manifest::normalize(inside.as_bytes()).map_err(|what| {
@@ -186,7 +199,8 @@ impl Store {
         result
     }
 
-    /// Writes a live layer's diff (its changes as a tar).
+    /// Writes a live layer's diff: the tar its tar-split
+    /// (`<drv>-layers/<id>.tar-split.gz`) describes, else its changes.
     pub(crate) fn live_diff(
         &self,
         layer: &Layer,
@@ -197,9 +211,22 @@ impl Store {
             what: "writing the layer stream".into(),
             source: e,
         };
-        let changes = self.changes(&layer.id)?;
+        let dir = self.live_content_dir(&layer.id)?;
+        let tar_split = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
         let mut enc = compression.encoder(out).map_err(written)?;
-        materialize::write_diff(&self.live_content_dir(&layer.id)?, &changes, &mut enc)?;
+        match std::fs::File::open(&tar_split) {
+            // The exact tar the layer was written from (its files'
+            // CRC-64s checked), as upstream's `Diff` gives it.
+            Ok(file) if dir.is_dir() => {
+                let mut files = tar_split::DirectoryFiles::open(&dir)?;
+                tar_split::assemble(std::io::BufReader::new(file), &mut files, &mut enc)
+                    .map_err(|e| e.for_layer(&layer.id))?;
+            }
+            _ => {
+                let changes = self.changes(&layer.id)?;
+                materialize::write_diff(&dir, &changes, &mut enc)?;
+            }
+        }
         enc.finish().map_err(written)?;
         Ok(())
     }

@@ -95,9 +95,17 @@ impl Store {
         })
     }
 
-    fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
+    pub(super) fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
         let chain = self.chain(id)?;
-        let result = self.mount_chain(&chain, image, label);
+        let result = (|| {
+            let mut chain = chain.clone();
+            if !image && !chain[0].read_only && chain[0].sealed {
+                // Written through the mount: its directory becomes the
+                // content.
+                chain[0] = self.privatize(&chain[0])?;
+            }
+            self.mount_chain(&chain, image, label)
+        })();
         if result.is_err() {
             self.remove_dirs_of_deleted(&chain);
         }
@@ -139,7 +147,7 @@ impl Store {
         } else {
             self.prepare_vfs(chain)?
         };
-        let writable = !image && !chain[0].sealed;
+        let writable = !image && !chain[0].read_only && !chain[0].sealed;
         self.write(|| {
             self.mount_records.modify(|mounts| {
                 // Deletes save under this lock: a layer deleted since the
@@ -423,7 +431,7 @@ fn is_mountpoint(path: &Path) -> bool {
 
 /// Unmounts `path`; a path that is not mounted is fine. A symlink there
 /// is not followed (it would lead the unmount to another mount).
-fn unmount_path(path: &Path) -> Result<()> {
+pub(super) fn unmount_path(path: &Path) -> Result<()> {
     match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(std::io::Error::from(e)).at(Op::Unmount, path),

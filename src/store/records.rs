@@ -29,13 +29,18 @@ use crate::poison::Unpoisoned;
 /// read from disk is checked as one given by a caller is: a hostile
 /// `../..` or absolute path must not make a delete remove what it points
 /// at.
-pub(crate) trait Record {
+pub(crate) trait Record: Sized {
     fn record_id(&self) -> &str;
+    /// See [`Item::derive_all`].
+    fn derive(_records: &mut [Self], _records_dir: &Path) {}
 }
 
 impl<T: Item> Record for T {
     fn record_id(&self) -> &str {
         self.id()
+    }
+    fn derive(records: &mut [Self], records_dir: &Path) {
+        T::derive_all(records, records_dir)
     }
 }
 
@@ -81,7 +86,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
     /// snapshot); for a caller that holds another lock under which the
     /// change it cares about is made.
     pub fn peek(&self) -> Result<Vec<T>> {
-        self.parse()
+        let mut records = self.parse()?;
+        T::derive(&mut records, self.records_dir());
+        Ok(records)
     }
 
     fn load(&self) -> Result<Vec<T>> {
@@ -89,12 +96,19 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         let mut cache = self.cache.lock_unpoisoned();
         if let Some((seen, records)) = cache.as_ref() {
             if *seen == token && !token.is_unset() {
-                return Ok(records.clone());
+                let mut records = records.clone();
+                T::derive(&mut records, self.records_dir());
+                return Ok(records);
             }
         }
-        let records = self.parse()?;
+        let mut records = self.parse()?;
         *cache = Some((token, records.clone()));
+        T::derive(&mut records, self.records_dir());
         Ok(records)
+    }
+
+    fn records_dir(&self) -> &Path {
+        self.path.parent().expect("a record file has a directory")
     }
 
     fn parse(&self) -> Result<Vec<T>> {

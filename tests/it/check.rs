@@ -654,9 +654,9 @@ fn importing_the_content_again_restores_a_layer_whose_damaged_chunks_were_droppe
 fn damaged_vfs_trees_are_reported_and_rebuilt_unless_mounted() {
     let f = Fixture::new();
     let cs = &f.cs;
-    let tree = PathBuf::from(cs.ok(&["mount", &f.top]).trim());
+    let tree = PathBuf::from(cs.ok(&["mount", "-r", &f.image]).trim());
     assert_eq!(tree, f.path(&format!("vfs/dir/{}", f.top)));
-    cs.ok(&["unmount", &f.top]);
+    cs.ok(&["unmount", &f.image]);
     let file = tree.join("data/top");
     let lower = tree.join("data/base");
     let original = std::fs::read(&file).unwrap();
@@ -705,12 +705,12 @@ fn damaged_vfs_trees_are_reported_and_rebuilt_unless_mounted() {
     );
 
     // Mounted: reported, left alone.
-    cs.ok(&["mount", &f.top]);
+    cs.ok(&["mount", "-r", &f.image]);
     let (code, _, err) = check(cs, &["-r"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("remaining: {modified}")), "{err}");
     assert!(tree.join("data/extra").exists());
-    cs.ok(&["unmount", &f.top]);
+    cs.ok(&["unmount", &f.image]);
 
     // Unmounted: evicted and rebuilt from the pool.
     let (code, _, err) = check(cs, &["-r"]);
@@ -915,7 +915,8 @@ fn every_kind_of_entry_materializes_without_false_alarms() {
     let (lower, upper) = every_kind_chain(&cs, &[]);
     let image = common::first_line_of(&cs.ok(&["create-image", &upper]));
     cs.ok(&["mount", "-r", &image]);
-    cs.ok(&["mount", &lower]);
+    let lower_image = common::first_line_of(&cs.ok(&["create-image", &lower]));
+    cs.ok(&["mount", "-r", &lower_image]);
     assert!(cs.graph().join(format!("vfs/dir/{upper}/opt/x")).exists());
     assert!(check_lines(&cs, &["-m", "0"], 0).is_empty());
     // A whiteout's target showing up again is noticed.

@@ -220,16 +220,20 @@ fn copy_scenario(driver: &str) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("symlink"));
     assert!(!cs.dir.path().join("escaped").exists());
-    // A sealed layer is read-only.
-    let out = {
-        let mut cmd = cs.command();
-        cmd.args(["--storage-driver", driver, "copy"])
-            .arg(src.join("one"))
-            .arg(format!("{sealed}:/x"));
-        common::run_command(cmd, None)
-    };
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sealed"));
+    // A pool-backed layer takes the copy too, as upstream's layers do:
+    // it becomes directory-backed, its recorded digest unchanged.
+    let before = d.ok(&["layer", "--json", &sealed]);
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    d.ok(&[
+        "copy",
+        src.join("one").to_str().unwrap(),
+        &format!("{sealed}:/x"),
+    ]);
+    let after: serde_json::Value =
+        serde_json::from_str(&d.ok(&["layer", "--json", &sealed])).unwrap();
+    assert_eq!(after[0]["diff-digest"], before[0]["diff-digest"]);
+    assert_eq!(after[0]["sealed"], serde_json::Value::Null);
+    assert!(d.ok(&["changes", &sealed]).contains("/x"));
     d.ok(&["shutdown", "-f"]);
 }
 

@@ -162,20 +162,24 @@ impl Store {
             }
             ExpectedTree::overlay(m)
         } else {
-            let mut chain = Vec::new();
+            let mut chain: Vec<Arc<LayerManifest>> = Vec::new();
             let mut next = layer.id.as_str();
             while let Some(l) = by_id.get(next) {
                 if chain.len() > by_id.len() {
                     return None;
                 }
-                chain.push(manifests.get(&l.id)?.as_ref());
+                // Above a directory-backed layer the tree started as a
+                // copy of that layer's, which no manifest describes: not
+                // judged.
+                chain.push(manifests.get(&l.id).filter(|_| l.sealed)?.clone());
                 next = &l.parent;
             }
             if !next.is_empty() {
                 return None;
             }
             chain.reverse();
-            view = materialize::lower_view(&chain);
+            let refs: Vec<&LayerManifest> = chain.iter().map(|m| m.as_ref()).collect();
+            view = materialize::lower_view(&refs);
             ExpectedTree::flattened(&view)
         };
         let found =

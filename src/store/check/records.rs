@@ -35,7 +35,15 @@ impl Store {
             for message in self.big_data_problems(Kind::Layer, &layer.id, &layer.big_data, true) {
                 scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
             }
-            if !layer.sealed {
+            // A directory-backed layer's content is its directory; one
+            // whose record says it has content (a diff digest) while
+            // neither a manifest for it nor its directory is there lost
+            // its content.
+            if !layer.sealed
+                && (layer.diff_digest.is_empty()
+                    || layer.is_incomplete()
+                    || self.layer_content_dir(&layer.id).is_dir())
+            {
                 continue;
             }
             match self.read_manifest(layer) {

@@ -1,0 +1,219 @@
+//! Making a pool-backed layer directory-backed before it is written
+//! (`mount` without `-r`, `copy`, `applydiff`), as upstream lets every
+//! layer that is not `--readonly` be written.
+//!
+//! The layer's driver directory is built if missing, without hardlinks;
+//! where it is there, every regular file that shares its inode with
+//! something outside the layer (`objects/`, through the materializer's
+//! hardlinks) is replaced by its own copy (a reflink where the filesystem
+//! can), hard link groups inside the layer staying grouped; an overlay
+//! delta (built over another layer's directory) is built again whole.
+//! The layer's tar-split is written from the manifest when it has none
+//! (so `diff` stays exact while the files are unchanged). Once that is on
+//! disk (`syncfs`), `manifests/<id>` is removed and its
+//! directory `fsync`ed: from then on the directory is the content. The
+//! record's digests stay as they are (as upstream's do when a layer is
+//! written through a mount; `check` then reports the content no longer
+//! matches its digest).
+//!
+//! A crash before the manifest is gone leaves a pool-backed layer whose
+//! cache directory holds private copies of the same content: harmless.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::layers::Layer;
+use super::layout;
+use super::Store;
+use crate::durable;
+use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::manifest::tar_split;
+use crate::materialize::BuildOptions;
+use crate::sys;
+
+impl Store {
+    /// Makes `layer` directory-backed (see the module docs); a layer
+    /// that already is stays as it is. Returns its record as it is now.
+    pub(crate) fn privatize(&self, layer: &Layer) -> Result<Layer> {
+        if !layer.sealed {
+            return Ok(layer.clone());
+        }
+        self.check_writable()?;
+        if let Some((driver, other)) = self.other_driver_layer(&layer.id)? {
+            if other.sealed {
+                // The manifest is that layer's content too.
+                return Err(Error::ManifestShared {
+                    layer: layer.id.clone(),
+                    driver: driver.to_string(),
+                    diff_digest: other.diff_digest,
+                });
+            }
+        }
+        let chain = self.chain(&layer.id)?;
+        if self.options.driver == "overlay" {
+            self.privatize_overlay(&chain)?;
+        } else {
+            // vfs trees are built without hardlinks: already private.
+            let dir = self.prepare_vfs(&chain)?;
+            sync_fs(&dir)?;
+        }
+        self.keep_tar_split(layer)?;
+        let manifest = self.manifest_path(&layer.id);
+        match fs::remove_file(&manifest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(Op::Remove, &manifest, e)),
+        }
+        self.write(|| durable::fsync_dir(&layout::manifests_dir(self.graph_root())))?;
+        tracing::debug!(layer = %layer.id, "pool-backed layer made directory-backed");
+        self.layer(&layer.id)
+    }
+
+    /// Writes the layer's `<drv>-layers/<id>.tar-split.gz` from its
+    /// manifest when it has none, so that `diff` of the directory gives
+    /// the exact tar while its files are unchanged (as upstream's does).
+    fn keep_tar_split(&self, layer: &Layer) -> Result<()> {
+        let path = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(());
+        }
+        let m = self.layer_manifest(layer)?;
+        let mut bytes = Vec::new();
+        let crcs = tar_split::ContentCrcs::FromPool(&self.pool);
+        match tar_split::write_tar_split(&m, crcs, &mut bytes) {
+            Ok(_) => self.write(|| durable::atomic_write(&path, &bytes)),
+            Err(e) => {
+                // `diff` falls back to the change scan.
+                tracing::warn!(layer = %layer.id, error = %e, "no tar-split kept");
+                Ok(())
+            }
+        }
+    }
+
+    fn privatize_overlay(&self, chain: &[Layer]) -> Result<()> {
+        let layer = &chain[0];
+        // Deltas built over this directory would see its writes.
+        let mounted: Vec<String> = self
+            .mounts()?
+            .into_iter()
+            .filter(|m| m.count > 0)
+            .map(|m| m.id)
+            .collect();
+        for delta in self.stacked_above(&layer.id) {
+            if mounted.contains(&delta) {
+                return Err(Error::Mounted {
+                    layer: delta,
+                    at: None,
+                    refused: Action::Unshare,
+                });
+            }
+            durable::remove_dir_aside(&self.layer_content_dir(&delta))?;
+        }
+        let diff = self.layer_content_dir(&layer.id);
+        let base = self.base_file(&layer.id);
+        if diff.is_dir() && fs::symlink_metadata(&base).is_err() {
+            unshare(&diff)?;
+            return sync_fs(&diff);
+        }
+        // Missing, or a delta over another layer's directory: built whole.
+        if diff.is_dir() {
+            durable::remove_dir_aside(&diff)?;
+        }
+        durable::remove_file(&base)?;
+        let m = self.layer_manifest(layer)?;
+        let lowers = self.chain_views(&chain[1..])?;
+        let lowers: Vec<_> = lowers.iter().collect();
+        let options = BuildOptions {
+            format: self.overlay_format(),
+            hardlinks: false,
+            durable: true,
+        };
+        self.materializer()?
+            .build_overlay(&m, &lowers, &diff, options)
+            .map_err(|e| e.for_layer(&layer.id))?;
+        // `link`, `work`, `merged` and the short link.
+        self.prepare_overlay_with(&chain[..1], false)
+    }
+}
+
+/// `syncfs` of the filesystem holding `dir`.
+fn sync_fs(dir: &Path) -> Result<()> {
+    let f = File::open(dir).at(Op::Open, dir)?;
+    nix::unistd::syncfs(f.as_raw_fd()).at(Op::Syncfs, dir)
+}
+
+/// Replaces every regular file under `root` that shares its inode with a
+/// file outside `root` by a copy of its own; files of `root` that share
+/// an inode keep sharing one (the copy).
+pub(crate) fn unshare(root: &Path) -> Result<()> {
+    // (device, inode) -> (its link count, its paths in the layer).
+    type Group = (u64, Vec<Vec<u8>>);
+    let mut groups: HashMap<(u64, u64), Group> = HashMap::new();
+    for (rel, meta) in crate::materialize::walk_tree(root)? {
+        if meta.is_file() && meta.nlink() > 1 {
+            groups
+                .entry((meta.dev(), meta.ino()))
+                .or_insert_with(|| (meta.nlink(), Vec::new()))
+                .1
+                .push(rel);
+        }
+    }
+    for (_, (nlink, paths)) in groups {
+        if nlink <= paths.len() as u64 {
+            continue;
+        }
+        let first = root.join(OsStr::from_bytes(&paths[0]));
+        let copy = durable::temp_sibling(&first);
+        copy_file(&first, &copy)?;
+        fs::rename(&copy, &first).at(Op::Rename, &first)?;
+        for rel in &paths[1..] {
+            let path = root.join(OsStr::from_bytes(rel));
+            let tmp = durable::temp_sibling(&path);
+            fs::hard_link(&first, &tmp).at(Op::Link, &tmp)?;
+            fs::rename(&tmp, &path).at(Op::Rename, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies regular file `src` to the new file `dst` with its owner, mode,
+/// xattrs and times (content reflinked where the filesystem can).
+fn copy_file(src: &Path, dst: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(src).at(Op::Stat, src)?;
+    let from = File::open(src).at(Op::Open, src)?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .at(Op::Create, dst)?;
+    let result = (|| {
+        if sys::ficlone(&to, &from).is_err() {
+            std::io::copy(&mut &from, &mut to).at(Op::Write, dst)?;
+        }
+        std::os::unix::fs::fchown(&to, Some(meta.uid()), Some(meta.gid())).at(Op::Chown, dst)?;
+        to.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .at(Op::Chmod, dst)?;
+        let dst_c = std::ffi::CString::new(dst.as_os_str().as_bytes()).expect("no NUL in a path");
+        for name in sys::llistxattr(src).at(Op::Read, src)? {
+            if let Ok(Some(value)) = sys::lgetxattr(src, &String::from_utf8_lossy(&name)) {
+                let name = std::ffi::CString::new(name).expect("xattr names hold no NUL");
+                sys::lsetxattr(&dst_c, &name, &value).at(Op::Write, dst)?;
+            }
+        }
+        let times = [
+            nix::sys::time::TimeSpec::new(meta.atime(), meta.atime_nsec()),
+            nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+        ];
+        nix::sys::stat::futimens(to.as_raw_fd(), &times[0], &times[1]).at(Op::Write, dst)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(dst);
+    }
+    result
+}
