@@ -275,6 +275,8 @@ pub fn changes(
     };
     let mut out = Vec::new();
     let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    // Directories with a change of their own (upstream's `changedDirs`).
+    let mut recorded_dirs: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
     for f in &found {
         seen.insert(&f.rel);
         let kind = if f.whiteout {
@@ -293,12 +295,28 @@ pub fn changes(
                 Some(_) => None,
             }
         };
-        if let Some(kind) = kind {
-            out.push(Change {
-                path: format!("/{}", String::from_utf8_lossy(&f.rel)),
-                kind,
-            });
+        let Some(kind) = kind else { continue };
+        if overlay && kind != ChangeKind::Modify {
+            // As upstream's overlay `Changes`: the directory of an added
+            // or deleted path is a change too, even when it looks as it
+            // does below (only the immediate parent, once).
+            if let Some(cut) = f.rel.iter().rposition(|&b| b == b'/') {
+                let parent = &f.rel[..cut];
+                if recorded_dirs.insert(parent) {
+                    out.push(Change {
+                        path: format!("/{}", String::from_utf8_lossy(parent)),
+                        kind: ChangeKind::Modify,
+                    });
+                }
+            }
         }
+        if f.meta.is_dir() {
+            recorded_dirs.insert(&f.rel);
+        }
+        out.push(Change {
+            path: format!("/{}", String::from_utf8_lossy(&f.rel)),
+            kind,
+        });
     }
     if !overlay {
         // Deleted: in the lower view, gone from the tree (top-most only).

@@ -114,7 +114,11 @@ impl Store {
             let now = SystemTime::now();
             let mut candidates: Vec<&Layer> = layers
                 .iter()
-                .filter(|l| l.sealed && !in_use.contains(&l.id) && !used_by_host(&l.id))
+                // Pool-backed as the disk says now, under the mounts lock
+                // (the records were read before it: a layer made
+                // directory-backed meanwhile keeps its directory).
+                .filter(|l| super::state::pool_backed(self.graph_root(), l))
+                .filter(|l| !in_use.contains(&l.id) && !used_by_host(&l.id))
                 // Only directories of their own: what a symlink leads to
                 // is none of the store's (`check -r` removes the link).
                 .filter(|l| self.is_materialized(&l.id))

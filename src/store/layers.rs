@@ -374,7 +374,10 @@ impl Store {
             PendingFile::create(&self.manifest_path(&layer.id), manifest_bytes.len() as u64)?;
         let tar_split_path = self.tar_split_path(&layer.id);
         let tar_split_file = match &tar_split {
-            Some(bytes) => Some(PendingFile::create(&tar_split_path, bytes.len() as u64)?),
+            Some(bytes) => Some(
+                self.layer_records
+                    .reserve_beside(&tar_split_path, bytes.len() as u64)?,
+            ),
             None => None,
         };
         let record_room = self.layer_records.reserve()?;

@@ -149,8 +149,10 @@ pub(crate) fn tar_split_path(layers_dir: &Path, id: &str) -> PathBuf {
 
 /// The layer ID of a tar-split's file name in `<drv>-layers/`.
 pub(crate) fn tar_split_layer(name: &str) -> Option<&str> {
+    // `.`-names are no IDs: a writer's temporary file (`.tmp-`) is not
+    // a tar-split of its own.
     name.strip_suffix(TAR_SPLIT_SUFFIX)
-        .filter(|id| !id.is_empty() && owns_paths(id))
+        .filter(|id| !id.is_empty() && !id.starts_with('.') && owns_paths(id))
 }
 
 /// `<root>/<driver>-layers`: the layer records under the graph root, the

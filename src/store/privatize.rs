@@ -55,21 +55,40 @@ impl Store {
             }
         }
         let chain = self.chain(&layer.id)?;
-        if self.options.driver == "overlay" {
-            self.privatize_overlay(&chain)?;
-        } else {
-            // vfs trees are built without hardlinks: already private.
-            let dir = self.prepare_vfs(&chain)?;
-            sync_fs(&dir)?;
+        // Eviction (under the mounts lock) may take the directory while
+        // it is made private: the manifest goes under that lock, and only
+        // while the directory is there; else it is made again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if self.options.driver == "overlay" {
+                self.privatize_overlay(&chain)?;
+            } else {
+                // vfs trees are built without hardlinks: already private.
+                let dir = self.prepare_vfs(&chain)?;
+                sync_fs(&dir)?;
+            }
+            self.keep_tar_split(layer)?;
+            let _mounts = self.mount_records.lock()?;
+            if fs::symlink_metadata(self.layer_content_dir(&layer.id)).is_err() {
+                if attempts < 3 {
+                    continue;
+                }
+                return Err(Error::io(
+                    Op::Open,
+                    &self.layer_content_dir(&layer.id),
+                    std::io::Error::from_raw_os_error(libc::ENOENT),
+                ));
+            }
+            let manifest = self.manifest_path(&layer.id);
+            match fs::remove_file(&manifest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(Op::Remove, &manifest, e)),
+            }
+            self.write(|| durable::fsync_dir(&layout::manifests_dir(self.graph_root())))?;
+            break;
         }
-        self.keep_tar_split(layer)?;
-        let manifest = self.manifest_path(&layer.id);
-        match fs::remove_file(&manifest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(Op::Remove, &manifest, e)),
-        }
-        self.write(|| durable::fsync_dir(&layout::manifests_dir(self.graph_root())))?;
         tracing::debug!(layer = %layer.id, "pool-backed layer made directory-backed");
         self.layer(&layer.id)
     }

@@ -159,6 +159,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         PendingFile::create(&self.path, len + RESERVE_SLACK)
     }
 
+    /// Room for `len` bytes of another file beside the records (`target`,
+    /// such as a layer's tar-split), made under the lock as [`reserve`]'s
+    /// is, so that `gc` finds it locked.
+    ///
+    /// [`reserve`]: Self::reserve
+    pub fn reserve_beside(&self, target: &Path, len: u64) -> Result<PendingFile> {
+        let _guard = self.lock.exclusive()?;
+        PendingFile::create(target, len)
+    }
+
     /// Takes the exclusive lock and loads the records, for changes that
     /// span several record files.
     pub fn lock(&self) -> Result<Locked<'_, T>> {

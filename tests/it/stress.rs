@@ -450,14 +450,23 @@ fn mounter(cx: &Cx) {
                     .status
                     .success()
         };
+        // Deletes unmount what they delete, as upstream's do: the
+        // layer may be gone by now, and then its unmount is refused.
+        let layer_gone = || {
+            !is_container
+                && !run(st, running, &["exists", "-l", &entry.id])
+                    .status
+                    .success()
+        };
         if !out.status.success() && image_gone() {
             // The image was deleted while mounted (its top layer stays for
-            // the layers above it), as upstream allows: its name is gone,
-            // the layer is still mounted.
+            // the layers above it, or goes with a delete that unmounted
+            // it), as upstream allows: its name is gone.
             let out = run(st, running, &["unmount", &entry.id]);
-            accept(&out, &format!("unmount {}", entry.id), false, counts);
+            accept(&out, &format!("unmount {}", entry.id), layer_gone(), counts);
         } else {
-            accept(&out, &format!("unmount {unmount_arg}"), false, counts);
+            let gone = !out.status.success() && layer_gone();
+            accept(&out, &format!("unmount {unmount_arg}"), gone, counts);
         }
         if is_container {
             let out = run(st, running, &["delete-container", &container]);
