@@ -20,7 +20,7 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashSet};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{mkdirat, mknodat, Mode, SFlag};
+use nix::sys::stat::{fchmod, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::{linkat, symlinkat, syncfs, unlinkat, UnlinkatFlags};
 use rayon::prelude::*;
 
@@ -177,16 +177,16 @@ pub(crate) fn build<'a>(
             }
             // Another builder got there first with the same content.
             Err(_) if target.is_dir() => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = durable::remove_tree(&tmp);
                 Ok(stats)
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = durable::remove_tree(&tmp);
                 Err(e).at(Op::Rename, target)
             }
         },
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = durable::remove_tree(&tmp);
             Err(e)
         }
     }
@@ -284,6 +284,77 @@ impl Builder<'_> {
                 what: r.what.clone(),
             });
         }
+        // Without root, directories already in the tree whose modes keep
+        // their owner out are opened up until this layer is in.
+        let opened_up = match fresh || nix::unistd::geteuid().is_root() {
+            true => Vec::new(),
+            false => self.open_up(m),
+        };
+        let result = self.apply_entries(m, &outcome);
+        let given: HashSet<&[u8]> = m
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.kind == EntryKind::Dir && outcome.kept(*i))
+            .map(|(_, e)| e.path.as_slice())
+            .collect();
+        let mut restored = Ok(());
+        for (path, dir, mode) in opened_up.into_iter().rev() {
+            // The layer's own metadata for a directory stands.
+            if given.contains(path) {
+                continue;
+            }
+            if let Err(e) = fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(mode)) {
+                if restored.is_ok() {
+                    restored = Err(Error::io(Op::Chmod, &self.jail.display(path), e));
+                }
+            }
+        }
+        result.and(restored)
+    }
+
+    /// Gives the owner all access (u+rwx) to every directory of the tree
+    /// that the entries of `m` lie in (or link to) and that this user owns
+    /// but may not enter or write, shallowest first, as an unprivileged
+    /// extraction needs: root ignores modes, an owner does not. Returns
+    /// the directories changed with their former modes, to be restored
+    /// once the layer is in. Paths that are not directories are left for
+    /// the extraction to report.
+    fn open_up<'m>(&self, m: &'m LayerManifest) -> Vec<(&'m [u8], Arc<OwnedFd>, u32)> {
+        let mut dirs: BTreeSet<(usize, &[u8])> = BTreeSet::new();
+        dirs.insert((0, &b""[..]));
+        for e in &m.entries {
+            let link = match e.kind {
+                EntryKind::Hardlink => e.link.as_slice(),
+                _ => &[],
+            };
+            for dir in ancestors(&e.path).chain(ancestors(link)) {
+                dirs.insert((depth(dir), dir));
+            }
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        let mut opened_up = Vec::new();
+        for (_, path) in dirs {
+            let Ok(dir) = self.jail.open_dir(path) else {
+                continue;
+            };
+            let Ok(st) = nix::sys::stat::fstat(dir.as_raw_fd()) else {
+                continue;
+            };
+            let mode = st.st_mode & 0o7777;
+            if st.st_uid != me || mode & 0o700 == 0o700 {
+                continue;
+            }
+            if fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(mode | 0o700)).is_ok() {
+                opened_up.push((path, dir, mode));
+            }
+        }
+        opened_up
+    }
+
+    /// Removes what this layer's whiteouts and opaque markers hide, then
+    /// makes its entries in tar order, then sets directory metadata.
+    fn apply_entries(&self, m: &LayerManifest, outcome: &Extraction) -> Result<()> {
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
             // Deletions of lower (or earlier) content come before this
@@ -564,8 +635,8 @@ impl Builder<'_> {
                 // symlinks inside.
                 self.jail.forget_opened();
                 let proc_path = slot.proc_path();
-                std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
-                    .at(Op::Remove, &self.jail.display(rel))
+                let path = Path::new(OsStr::from_bytes(proc_path.as_bytes()));
+                durable::remove_tree(path).at(Op::Remove, &self.jail.display(rel))
             }
             Err(e) => Err(Error::io(Op::Unlink, &self.jail.display(rel), e)),
         }

@@ -528,7 +528,7 @@ impl Store {
                 produced.and(imported)
             })
         })();
-        let _ = fs::remove_dir_all(&scratch);
+        let _ = durable::remove_tree(&scratch);
         // Its materialized directories show the old content.
         self.remove_driver_dirs(&layer.id);
         result
