@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 // Seeded per process: paths come from untrusted layers.
 use foldhash::{HashMap, HashSet};
@@ -34,6 +34,7 @@ use crate::manifest::{
     ancestors, depth, opaque_dir, parent, whiteout_target, Entry, EntryKind, Extraction,
     LayerManifest,
 };
+use crate::poison::Unpoisoned;
 use crate::sys;
 
 /// What kind of directory to build.
@@ -105,6 +106,9 @@ struct Builder<'a> {
     /// set while [`Builder::apply_fresh`] builds a fresh tree whose
     /// directories it made first.
     beneath: AtomicBool,
+    /// Device nodes not made (an unprivileged user cannot), by path:
+    /// hardlinks to them are skipped as well.
+    skipped_devices: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
@@ -152,6 +156,7 @@ pub(crate) fn build<'a>(
             onto_existing: false,
             creator,
             beneath: AtomicBool::new(false),
+            skipped_devices: Mutex::default(),
         };
         for (i, m) in manifests.iter().enumerate() {
             builder.apply(m, i == 0)?;
@@ -212,6 +217,7 @@ pub(crate) fn apply_onto(
         onto_existing: true,
         creator: None,
         beneath: AtomicBool::new(false),
+        skipped_devices: Mutex::default(),
     };
     builder.apply(manifest, false)?;
     syncfs(builder.jail.root_fd().as_raw_fd()).at(Op::Syncfs, target)
@@ -791,6 +797,9 @@ impl Builder<'_> {
             if device && err == Errno::EPERM && !nix::unistd::geteuid().is_root() {
                 // Unprivileged users cannot create device nodes.
                 tracing::debug!(path = %shown.display(), "skipping a device node");
+                self.skipped_devices
+                    .lock_unpoisoned()
+                    .insert(e.path.clone());
                 return Ok(());
             }
             return Err(Error::io(
@@ -811,14 +820,25 @@ impl Builder<'_> {
         let target = self.existing_slot(&e.link)?;
         let slot = self.fresh_slot(e)?;
         // No flags: a symlink is linked itself, never followed.
-        linkat(
+        let linked = linkat(
             Some(target.dir.as_raw_fd()),
             target.name.as_c_str(),
             Some(slot.dir.as_raw_fd()),
             slot.name.as_c_str(),
             AtFlags::empty(),
-        )
-        .at(Op::Link, &self.jail.display(&e.path))
+        );
+        match linked {
+            // A hardlink to a device node that was not made is not made
+            // either (nor, in turn, hardlinks to it).
+            Err(Errno::ENOENT) if self.skipped_devices.lock_unpoisoned().contains(&e.link) => {
+                self.skipped_devices
+                    .lock_unpoisoned()
+                    .insert(e.path.clone());
+                tracing::debug!(path = %self.jail.display(&e.path).display(), "skipping a hardlink to a device node");
+                Ok(())
+            }
+            other => other.at(Op::Link, &self.jail.display(&e.path)),
+        }
     }
 
     /// Makes the whiteout device (0/0) at `rel`, a path the layer hides
