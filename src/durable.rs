@@ -280,8 +280,45 @@ pub(crate) fn rename_aside(dir: &Path) -> Result<PathBuf> {
 /// [renamed aside](rename_aside) first, then deleted.
 pub(crate) fn remove_dir_aside(dir: &Path) -> Result<()> {
     let away = rename_aside(dir)?;
-    let _ = fs::remove_dir_all(&away);
+    let _ = remove_tree(&away);
     Ok(())
+}
+
+/// Removes the directory tree `dir` (a materialized tree, whose modes
+/// are a layer's): where a directory inside keeps this user out (its mode
+/// lacks the owner's write or search bit, which only root ignores), every
+/// directory this user owns is given u+rwx and the removal retried.
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up_tree(dir);
+            fs::remove_dir_all(dir)
+        }
+        other => other,
+    }
+}
+
+/// Gives the owner all access (u+rwx) to every directory at or below
+/// `dir` that this user owns. Symlinks are not followed.
+fn open_up_tree(dir: &Path) {
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    if owned(&meta) && meta.mode() & 0o700 != 0o700 {
+        let mode = fs::Permissions::from_mode(meta.mode() & 0o7777 | 0o700);
+        let _ = fs::set_permissions(dir, mode);
+    }
+    let Ok(children) = fs::read_dir(dir) else {
+        return;
+    };
+    for child in children.flatten() {
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            open_up_tree(&child.path());
+        }
+    }
 }
 
 /// `fsync`s a directory so that renames and creations in it are durable.

@@ -14,13 +14,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 // Seeded per process: paths come from untrusted layers.
 use foldhash::{HashMap, HashSet};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{mkdirat, mknodat, Mode, SFlag};
+use nix::sys::stat::{fchmod, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::{linkat, symlinkat, syncfs, unlinkat, UnlinkatFlags};
 use rayon::prelude::*;
 
@@ -34,6 +34,7 @@ use crate::manifest::{
     ancestors, depth, opaque_dir, parent, whiteout_target, Entry, EntryKind, Extraction,
     LayerManifest,
 };
+use crate::poison::Unpoisoned;
 use crate::sys;
 
 /// What kind of directory to build.
@@ -105,6 +106,9 @@ struct Builder<'a> {
     /// set while [`Builder::apply_fresh`] builds a fresh tree whose
     /// directories it made first.
     beneath: AtomicBool,
+    /// Device nodes not made (an unprivileged user cannot), by path:
+    /// hardlinks to them are skipped as well.
+    skipped_devices: Mutex<HashSet<Vec<u8>>>,
 }
 
 /// Builds `target` from `manifests` (one for the overlay format, the chain
@@ -152,6 +156,7 @@ pub(crate) fn build<'a>(
             onto_existing: false,
             creator,
             beneath: AtomicBool::new(false),
+            skipped_devices: Mutex::default(),
         };
         for (i, m) in manifests.iter().enumerate() {
             builder.apply(m, i == 0)?;
@@ -177,16 +182,16 @@ pub(crate) fn build<'a>(
             }
             // Another builder got there first with the same content.
             Err(_) if target.is_dir() => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = durable::remove_tree(&tmp);
                 Ok(stats)
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                let _ = durable::remove_tree(&tmp);
                 Err(e).at(Op::Rename, target)
             }
         },
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = durable::remove_tree(&tmp);
             Err(e)
         }
     }
@@ -212,6 +217,7 @@ pub(crate) fn apply_onto(
         onto_existing: true,
         creator: None,
         beneath: AtomicBool::new(false),
+        skipped_devices: Mutex::default(),
     };
     builder.apply(manifest, false)?;
     syncfs(builder.jail.root_fd().as_raw_fd()).at(Op::Syncfs, target)
@@ -284,6 +290,77 @@ impl Builder<'_> {
                 what: r.what.clone(),
             });
         }
+        // Without root, directories already in the tree whose modes keep
+        // their owner out are opened up until this layer is in.
+        let opened_up = match fresh || nix::unistd::geteuid().is_root() {
+            true => Vec::new(),
+            false => self.open_up(m),
+        };
+        let result = self.apply_entries(m, &outcome);
+        let given: HashSet<&[u8]> = m
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.kind == EntryKind::Dir && outcome.kept(*i))
+            .map(|(_, e)| e.path.as_slice())
+            .collect();
+        let mut restored = Ok(());
+        for (path, dir, mode) in opened_up.into_iter().rev() {
+            // The layer's own metadata for a directory stands.
+            if given.contains(path) {
+                continue;
+            }
+            if let Err(e) = fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(mode)) {
+                if restored.is_ok() {
+                    restored = Err(Error::io(Op::Chmod, &self.jail.display(path), e));
+                }
+            }
+        }
+        result.and(restored)
+    }
+
+    /// Gives the owner all access (u+rwx) to every directory of the tree
+    /// that the entries of `m` lie in (or link to) and that this user owns
+    /// but may not enter or write, shallowest first, as an unprivileged
+    /// extraction needs: root ignores modes, an owner does not. Returns
+    /// the directories changed with their former modes, to be restored
+    /// once the layer is in. Paths that are not directories are left for
+    /// the extraction to report.
+    fn open_up<'m>(&self, m: &'m LayerManifest) -> Vec<(&'m [u8], Arc<OwnedFd>, u32)> {
+        let mut dirs: BTreeSet<(usize, &[u8])> = BTreeSet::new();
+        dirs.insert((0, &b""[..]));
+        for e in &m.entries {
+            let link = match e.kind {
+                EntryKind::Hardlink => e.link.as_slice(),
+                _ => &[],
+            };
+            for dir in ancestors(&e.path).chain(ancestors(link)) {
+                dirs.insert((depth(dir), dir));
+            }
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        let mut opened_up = Vec::new();
+        for (_, path) in dirs {
+            let Ok(dir) = self.jail.open_dir(path) else {
+                continue;
+            };
+            let Ok(st) = nix::sys::stat::fstat(dir.as_raw_fd()) else {
+                continue;
+            };
+            let mode = st.st_mode & 0o7777;
+            if st.st_uid != me || mode & 0o700 == 0o700 {
+                continue;
+            }
+            if fchmod(dir.as_raw_fd(), Mode::from_bits_truncate(mode | 0o700)).is_ok() {
+                opened_up.push((path, dir, mode));
+            }
+        }
+        opened_up
+    }
+
+    /// Removes what this layer's whiteouts and opaque markers hide, then
+    /// makes its entries in tar order, then sets directory metadata.
+    fn apply_entries(&self, m: &LayerManifest, outcome: &Extraction) -> Result<()> {
         let flattened = self.options.format == Format::Flattened;
         if flattened || self.onto_existing {
             // Deletions of lower (or earlier) content come before this
@@ -564,8 +641,8 @@ impl Builder<'_> {
                 // symlinks inside.
                 self.jail.forget_opened();
                 let proc_path = slot.proc_path();
-                std::fs::remove_dir_all(OsStr::from_bytes(proc_path.as_bytes()))
-                    .at(Op::Remove, &self.jail.display(rel))
+                let path = Path::new(OsStr::from_bytes(proc_path.as_bytes()));
+                durable::remove_tree(path).at(Op::Remove, &self.jail.display(rel))
             }
             Err(e) => Err(Error::io(Op::Unlink, &self.jail.display(rel), e)),
         }
@@ -729,6 +806,9 @@ impl Builder<'_> {
             if device && err == Errno::EPERM && !nix::unistd::geteuid().is_root() {
                 // Unprivileged users cannot create device nodes.
                 tracing::debug!(path = %shown.display(), "skipping a device node");
+                self.skipped_devices
+                    .lock_unpoisoned()
+                    .insert(e.path.clone());
                 return Ok(());
             }
             return Err(Error::io(
@@ -749,14 +829,25 @@ impl Builder<'_> {
         let target = self.existing_slot(&e.link)?;
         let slot = self.fresh_slot(e)?;
         // No flags: a symlink is linked itself, never followed.
-        linkat(
+        let linked = linkat(
             Some(target.dir.as_raw_fd()),
             target.name.as_c_str(),
             Some(slot.dir.as_raw_fd()),
             slot.name.as_c_str(),
             AtFlags::empty(),
-        )
-        .at(Op::Link, &self.jail.display(&e.path))
+        );
+        match linked {
+            // A hardlink to a device node that was not made is not made
+            // either (nor, in turn, hardlinks to it).
+            Err(Errno::ENOENT) if self.skipped_devices.lock_unpoisoned().contains(&e.link) => {
+                self.skipped_devices
+                    .lock_unpoisoned()
+                    .insert(e.path.clone());
+                tracing::debug!(path = %self.jail.display(&e.path).display(), "skipping a hardlink to a device node");
+                Ok(())
+            }
+            other => other.at(Op::Link, &self.jail.display(&e.path)),
+        }
     }
 
     /// Makes the whiteout device (0/0) at `rel`, a path the layer hides

@@ -375,9 +375,9 @@ impl Store {
                     let _ = fs::remove_file(link);
                 }
             }
-            let _ = fs::remove_dir_all(self.driver_dir().join(id));
+            let _ = durable::remove_tree(&self.driver_dir().join(id));
         } else {
-            let _ = fs::remove_dir_all(self.layer_content_dir(id));
+            let _ = durable::remove_tree(&self.layer_content_dir(id));
         }
     }
 

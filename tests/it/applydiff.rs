@@ -57,13 +57,23 @@ fn fails(cs: &Cs, driver: &str, args: &[&str], input: Option<&[u8]>) -> String {
 fn base_tar() -> Vec<u8> {
     let mut t = TarBuilder::new();
     let m = Meta::default();
-    t.dir("d/", &m);
+    let dir = dir_meta();
+    t.dir("d/", &dir);
     t.file("d/a", &m, b"a");
     t.file("d/b", &m, b"b");
     t.file("keep", &m, b"k");
-    t.dir("o/", &m);
+    t.dir("o/", &dir);
     t.file("o/x", &m, b"x");
     t.finish()
+}
+
+/// The metadata of the tars' directories: searchable, so that a user
+/// without root can read the trees back (0644, the files' mode, is not).
+fn dir_meta() -> Meta {
+    Meta {
+        mode: 0o755,
+        ..Meta::default()
+    }
 }
 
 /// Replaces `d/a`, deletes `d/b` and `keep`, adds `new`, makes `o`
@@ -71,12 +81,13 @@ fn base_tar() -> Vec<u8> {
 fn change_tar() -> Vec<u8> {
     let mut t = TarBuilder::new();
     let m = Meta::default();
-    t.dir("d/", &m);
+    let dir = dir_meta();
+    t.dir("d/", &dir);
     t.file("d/a", &m, b"A2");
     t.whiteout("d", "b");
     t.whiteout("", "keep");
     t.file("new", &m, b"n");
-    t.dir("o/", &m);
+    t.dir("o/", &dir);
     t.opaque("o");
     t.file("o/y", &m, b"y");
     t.finish()
@@ -227,4 +238,73 @@ fn a_bad_diff_leaves_the_layer_as_it_was() {
     // The layer still takes a good diff.
     cs.ok_with_input(&["applydiff", "target"], &every_kind());
     assert_eq!(cs.layer_json(&id)["sealed"], true);
+}
+
+/// Without root, a diff applies inside a directory whose mode keeps its
+/// owner from writing (`d`, 0555, as `/usr/lib` in some images): the
+/// directory is opened up while the layer goes in and keeps its mode
+/// after, on a live layer (a container's tree) and on a sealed one. As
+/// root the store is handed to `nobody` and every command runs as it.
+#[test]
+fn applydiff_without_root_writes_in_read_only_directories() {
+    use std::os::unix::fs::MetadataExt;
+    let cs = Cs::new();
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut cmd = cs.command_without_root();
+        cmd.args(args);
+        let out = common::run_command(cmd, input);
+        common::expect_status(&out, args, 0);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shut = Meta {
+        mode: 0o555,
+        ..Meta::default()
+    };
+    let m = Meta::default();
+    let mut base = TarBuilder::new();
+    base.dir("d/", &shut);
+    base.file("d/a", &m, b"a");
+    base.file("d/b", &m, b"b");
+    base.dir("d/e/", &shut);
+    base.file("d/e/x", &m, b"x");
+    let base = base.finish();
+    // Deletes inside `d`, replaces `d/a`, adds `d/c`, removes the shut
+    // directory `d/e` with what it holds; `d` itself is not listed.
+    let mut change = TarBuilder::new();
+    change.file("d/a", &m, b"A2");
+    change.whiteout("d", "b");
+    change.file("d/c", &m, b"c");
+    change.whiteout("d", "e");
+    let change = change.finish();
+    let want = expected(&[("d/a", "A2"), ("d/c", "c")]);
+    let mode = |tree: &Path| std::fs::symlink_metadata(tree.join("d")).unwrap().mode() & 0o7777;
+    run(&["import-layer", "-n", "base"], Some(&base));
+    run(&["create-image", "-n", "img", "base"], None);
+    run(&["create-container", "-n", "c", "img"], None);
+    let layer = run(&["container", "--json", "c"], None);
+    let layer: serde_json::Value = serde_json::from_str(&layer).unwrap();
+    let layer = layer[0]["layer"].as_str().unwrap().to_string();
+    // A live layer: applied in place.
+    run(&["applydiff", &layer], Some(&change));
+    let tree = PathBuf::from(run(&["mount", "c"], None).trim());
+    assert_eq!((files(&tree), mode(&tree)), (want.clone(), 0o555));
+    run(&["unmount", "c"], None);
+    // A sealed layer: its tree is built, the diff applied, and the
+    // result imported.
+    run(&["delete-container", "c"], None);
+    run(&["applydiff", "base"], Some(&change));
+    let tree = PathBuf::from(run(&["mount", "-r", "img"], None).trim());
+    assert_eq!((files(&tree), mode(&tree)), (want, 0o555));
+    run(&["unmount", "img"], None);
+    // Nothing is left behind, and the layer can go.
+    run(&["delete-image", "img"], None);
+    let vfs = cs.graph().join("vfs");
+    let left: Vec<_> = std::fs::read_dir(&vfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let trees = std::fs::read_dir(vfs.join("dir")).map_or(0, |d| d.count());
+    assert_eq!(trees, 0, "a layer's tree is left");
 }

@@ -926,7 +926,12 @@ impl RecordsFixture {
         let store = template.open().unwrap();
         let m = Meta::default();
         let mut t = TarBuilder::new();
-        t.dir("etc/", &m);
+        // Searchable, so that a user without root can copy the template.
+        let dir = Meta {
+            mode: 0o755,
+            ..Meta::default()
+        };
+        t.dir("etc/", &dir);
         t.file("etc/os-release", &m, b"ID=fuzz\n");
         t.symlink("etc/link", "os-release", &m);
         let base = LayerOptions {

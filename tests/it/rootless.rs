@@ -89,3 +89,41 @@ cs unmount c
     );
     assert!(!xattrs.contains_key("trusted.overlay.opaque"), "{xattrs:?}");
 }
+
+/// Without root, device nodes cannot be made: a layer that has one (and
+/// a hardlink to it, as `tar` writes a second name of the same node)
+/// still materializes, without them, and its diff is still the tar. As
+/// root every command runs as `nobody`.
+#[test]
+fn a_device_node_and_its_hardlinks_are_skipped_without_root() {
+    let cs = Cs::new();
+    let m = Meta::default();
+    let mut t = TarBuilder::new();
+    t.char_dev("null", 1, 3, &m);
+    t.hardlink("null2", "null", &m);
+    t.hardlink("null3", "null2", &m);
+    t.file("f", &m, b"f");
+    let tar = t.finish();
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut cmd = cs.command_without_root();
+        cmd.args(args);
+        let out = common::run_command(cmd, input);
+        common::expect_status(&out, args, 0);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["import-layer", "-n", "dev"], Some(&tar));
+    let tree = std::path::PathBuf::from(run(&["mount", "dev"], None).trim());
+    let mut names: Vec<_> = std::fs::read_dir(&tree)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f"]);
+    run(&["unmount", "dev"], None);
+    let diff = {
+        let mut cmd = cs.command_without_root();
+        cmd.args(["diff", "-u", "dev"]);
+        common::run_command(cmd, None).stdout
+    };
+    assert!(diff == tar, "the diff is not the tar");
+}

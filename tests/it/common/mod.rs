@@ -49,6 +49,28 @@ impl Cs {
         cmd
     }
 
+    /// [`Cs::command`] for a user without root: as root, the store is
+    /// handed to `nobody` (all of it, as it stands) and the command runs
+    /// as `nobody`; otherwise the command as is.
+    pub fn command_without_root(&self) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.command();
+        if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("nobody")
+                .expect("passwd")
+                .expect("a nobody user");
+            let owner = format!("{}:{}", user.uid, user.gid);
+            let chowned = Command::new("chown")
+                .args(["-R", &owner])
+                .arg(self.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(chowned.success(), "chown -R {owner}");
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        cmd
+    }
+
     /// Runs with `args` (and `stdin` bytes, if any); returns the output.
     pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = self.command();
