@@ -178,7 +178,6 @@ fn store_our_image(
 }
 
 #[test]
-#[ignore = "issue 13: our CLI cannot read the lock files Go wrote yet, nor tell our layers sealed once Go dropped our keys"]
 fn podman_skopeo_and_go_use_an_image_our_cli_stored() {
     let what = "podman, skopeo and the Go CLI on an image our CLI stored";
     let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
@@ -407,7 +406,6 @@ fn the_clients_use_an_image_skopeo_stored() {
 }
 
 #[test]
-#[ignore = "issue 13: not built yet"]
 fn our_cli_uses_a_store_skopeo_and_go_wrote_and_its_gc_and_dedup_keep_it_intact() {
     let what = "our CLI on a store skopeo and the Go CLI wrote";
     let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Go]) else {
@@ -570,7 +568,6 @@ fn sorted_changes(out: &str) -> String {
 }
 
 #[test]
-#[ignore = "issue 13: our CLI cannot read the lock files Go wrote yet, nor export a Go layer by its tar-split"]
 fn the_go_cli_and_our_cli_share_a_vfs_store() {
     // The vfs driver, both ways: the Go CLI mounts and exports an image
     // our CLI stored (its layers as `vfs/dir/<id>`, each a whole tree);
@@ -955,7 +952,6 @@ fn an_open_store_handle_sees_each_go_write_and_go_sees_ours() {
 }
 
 #[test]
-#[ignore = "issue 13: the locks and the import order are built (see a_go_write_in_the_middle_of_our_import_keeps_our_layer); still needs layer state derived from disk (Go drops `sealed`) and the Go driver layout with tar-split"]
 fn our_imports_and_go_imports_into_one_store_at_once_lose_nothing() {
     let what = "our imports and Go imports at once";
     let Some(s) = Shared::new(what, &[Client::Go]) else {
@@ -1106,7 +1102,6 @@ fn imports_at_once(s: &Shared, f: &mut Findings, sides: [Cli; 2]) {
 }
 
 #[test]
-#[ignore = "issue 13: our CLI cannot read the lock files Go wrote yet, nor export a Go layer by its tar-split"]
 fn podman_skopeo_and_buildah_commands_work_on_our_store() {
     let what = "podman, skopeo and buildah commands on our store";
     let Some(s) = Shared::new(what, &[Client::Podman, Client::Skopeo, Client::Buildah]) else {
@@ -1267,7 +1262,6 @@ fn check_committed_layer(s: &Shared, f: &mut Findings, name: &str) {
 }
 
 #[test]
-#[ignore = "issue 13: our CLI cannot read the lock files Go wrote yet"]
 fn gc_evict_all_keeps_what_a_mounted_podman_container_uses() {
     let what = "gc --evict all under a mounted podman container";
     let Some(s) = Shared::new(what, &[Client::Podman]) else {
