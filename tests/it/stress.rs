@@ -418,26 +418,40 @@ fn mounter(cx: &Cx) {
             &counts.mounts
         });
         let path = PathBuf::from(common::stdout(&out).trim());
+        // Deletes unmount what they delete, as upstream's do: a layer
+        // deleted while mounted takes its files with it.
+        let mut deleted_under_us = false;
         for (file, content) in &entry.files {
-            let got = fs::read(path.join(file)).unwrap_or_else(|e| {
-                panic!(
-                    "{mount_args:?} at {}: {file}: {e} (layer {}; deleted meanwhile: {})",
+            let got = match fs::read(path.join(file)) {
+                Ok(got) => got,
+                Err(_)
+                    if !run(st, running, &["exists", "-l", &entry.id])
+                        .status
+                        .success() =>
+                {
+                    deleted_under_us = true;
+                    break;
+                }
+                Err(e) => panic!(
+                    "{mount_args:?} at {}: {file}: {e} (layer {}, still there)",
                     path.display(),
                     entry.id,
-                    shared
-                        .lock()
-                        .unwrap()
-                        .entries
-                        .iter()
-                        .any(|e| e.id == entry.id && e.deleted)
-                )
-            });
+                ),
+            };
             assert!(
                 got == *content,
                 "{mount_args:?} at {}: {file} has the wrong content (layer {})",
                 path.display(),
                 entry.id
             );
+        }
+        if deleted_under_us {
+            bump(&counts.refusals);
+            if is_container {
+                let out = run(st, running, &["delete-container", &container]);
+                accept(&out, "delete-container", true, counts);
+            }
+            continue;
         }
         if is_container {
             fs::write(path.join("written-by-the-container"), b"private\n").unwrap();
