@@ -291,41 +291,8 @@ impl Store {
     /// directories (`/proc/self/mountinfo`), resolved (relative ones
     /// against this store's driver directory, as Go mounts them).
     fn overlay_use(&self) -> OverlayUse {
-        let mut out = OverlayUse::default();
-        let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
-            return out;
-        };
-        let base = self.driver_dir();
-        for line in table.lines() {
-            let Some((_, fs_part)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mut fields = fs_part.split(' ');
-            if fields.next() != Some("overlay") {
-                continue;
-            }
-            let options = fields.nth(1).unwrap_or("");
-            for option in options.split(',') {
-                let Some((key, value)) = option.split_once('=') else {
-                    continue;
-                };
-                let set = match key.trim_end_matches('+') {
-                    "upperdir" => &mut out.uppers,
-                    "lowerdir" | "datadir" => &mut out.lowers,
-                    _ => continue,
-                };
-                for dir in value.split(':').filter(|d| !d.is_empty()) {
-                    let dir = PathBuf::from(unescape(dir));
-                    let dir = if dir.is_relative() {
-                        base.join(dir)
-                    } else {
-                        dir
-                    };
-                    set.insert(fs::canonicalize(&dir).unwrap_or(dir));
-                }
-            }
-        }
-        out
+        let (uppers, lowers) = super::host_mounts::thread_overlay_dirs(&self.driver_dir());
+        OverlayUse { uppers, lowers }
     }
 }
 
@@ -376,41 +343,5 @@ fn is_mount_point(path: &Path) -> bool {
     table
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| Path::new(&unescape(point)) == path)
-}
-
-/// A mount table field with its octal escapes (`\040` for a space)
-/// decoded.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape;
-
-    #[test]
-    fn mount_table_escapes_are_decoded() {
-        assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape(r"/plain"), "/plain");
-        assert_eq!(unescape(r"/odd\09"), r"/odd\09");
-    }
+        .any(|point| Path::new(&super::host_mounts::unescape(point)) == path)
 }

@@ -37,6 +37,36 @@ pub(crate) fn overlay_dirs(driver_dir: &Path) -> HashSet<PathBuf> {
 /// [`overlay_dirs`] of a mount table's text.
 fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
     let mut out = HashSet::new();
+    for_each_dir(table, driver_dir, |key, dir| {
+        if DIR_OPTIONS.contains(&key) {
+            out.insert(dir);
+        }
+    });
+    out
+}
+
+/// The canonical upper (`upperdir`) and lower (`lowerdir`, `lowerdir+`,
+/// `datadir+`) directories of the overlay mounts the calling thread sees
+/// (`/proc/thread-self/mountinfo`: a thread may have a mount namespace of
+/// its own); relative ones resolved against `driver_dir`. Empty when the
+/// table cannot be read.
+pub(crate) fn thread_overlay_dirs(driver_dir: &Path) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
+    let (mut uppers, mut lowers) = (HashSet::new(), HashSet::new());
+    if let Ok(table) = std::fs::read_to_string("/proc/thread-self/mountinfo") {
+        for_each_dir(&table, driver_dir, |key, dir| {
+            match key.trim_end_matches('+') {
+                "upperdir" => uppers.insert(dir),
+                "lowerdir" | "datadir" => lowers.insert(dir),
+                _ => false,
+            };
+        });
+    }
+    (uppers, lowers)
+}
+
+/// Calls `f` with the option name and the canonical path of every
+/// directory an option of an overlay mount in `table` names.
+fn for_each_dir(table: &str, driver_dir: &Path, mut f: impl FnMut(&str, PathBuf)) {
     for line in table.lines() {
         // `... - FSTYPE SOURCE SUPER-OPTIONS`
         let Some((_, tail)) = line.split_once(" - ") else {
@@ -53,9 +83,6 @@ fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
             let Some((key, value)) = option.split_once('=') else {
                 continue;
             };
-            if !DIR_OPTIONS.contains(&key) {
-                continue;
-            }
             for dir in split_lowers(value) {
                 let dir = PathBuf::from(unescape(&dir));
                 let dir = if dir.is_relative() {
@@ -63,11 +90,10 @@ fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
                 } else {
                     dir
                 };
-                out.insert(std::fs::canonicalize(&dir).unwrap_or(dir));
+                f(key, std::fs::canonicalize(&dir).unwrap_or(dir));
             }
         }
     }
-    out
 }
 
 /// A `lowerdir` value's directories: split at `:` but not at `\:`
@@ -93,7 +119,7 @@ fn split_lowers(value: &str) -> Vec<String> {
 }
 
 /// Undoes the mount table's `\ooo` escapes and overlayfs's `\:`.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -125,6 +151,12 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_table_escapes_are_decoded() {
+        assert_eq!(unescape(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape(r"/plain"), "/plain");
+    }
 
     #[test]
     fn overlay_mounts_give_their_directories() {
