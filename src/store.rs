@@ -31,6 +31,7 @@ mod parent_owners;
 mod pool_users;
 mod privatize;
 mod records;
+mod root_view;
 mod rootless;
 mod stacking;
 mod staging;

@@ -203,24 +203,28 @@ pub(crate) fn ficlone(target: &File, source: &File) -> io::Result<()> {
     }
 }
 
-/// Gives the calling thread a mount namespace of its own whose mounts
-/// are private: what it mounts or unmounts there no other thread or
-/// process sees (needs `CAP_SYS_ADMIN`).
-pub(crate) fn private_mount_namespace() -> io::Result<()> {
-    // SAFETY: unshare takes flags only; CLONE_NEWNS (with CLONE_FS, which
-    // it implies) changes the calling thread's namespaces only.
-    let r = unsafe { libc::unshare(libc::CLONE_NEWNS) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
-    Ok(())
+/// `OPEN_TREE_CLONE` from linux/mount.h (libc does not export it).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+/// A detached copy of the mount that holds `path`, rooted at `path` and
+/// without the mounts on top of it (`open_tree(2)` with
+/// `OPEN_TREE_CLONE`, not recursive; needs `CAP_SYS_ADMIN`). Paths
+/// resolved from it (`/proc/self/fd/<fd>/...`) reach the directories a
+/// bind mount covers, all on this one mount, so links and renames between
+/// them do not cross mounts.
+pub(crate) fn clone_mount(path: &Path) -> io::Result<OwnedFd> {
+    let path = cstring(path.as_os_str().as_bytes())?;
+    // SAFETY: a directory descriptor (AT_FDCWD), a NUL-terminated path
+    // and flags; returns a new descriptor or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    new_fd(r)
 }
 
 /// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct

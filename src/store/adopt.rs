@@ -42,7 +42,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -52,12 +52,10 @@ use super::layers::Layer;
 use super::layout;
 use super::Store;
 use crate::durable::{Flush, PendingFile};
-use crate::error::{Error, IoContext, Op, Result};
+use crate::error::Result;
 use crate::manifest::tar_split::{stage_tar_split, DirectoryFiles};
 use crate::manifest::{self, Compression, LayerManifest};
 use crate::materialize::{ShareOptions, ShareStats};
-use crate::sys;
-use nix::mount::{umount2, MntFlags};
 
 /// A layer `dedup` found to adopt and did not, and why.
 #[derive(Clone, Debug, Serialize)]
@@ -223,13 +221,9 @@ impl Store {
         if let Err(e) = self.refuse_foreign_manifest(&layer.id, &m.diff_digest) {
             return Ok(Err(e.to_string()));
         }
-        let bytes = manifest::encode(&m);
-        let manifest_file =
-            PendingFile::create(&self.manifest_path(&layer.id), bytes.len() as u64)?;
-        let stats = self.write(|| staged.chunks.publish())?;
-        self.write(|| manifest_file.commit(&bytes, Flush::Now))?;
-        drop(guard);
-        let stored = stats.stored_bytes + bytes.len() as u64;
+        // Files are shared before the manifest is published: until it is,
+        // the layer stays a candidate, so a run cut short is taken up
+        // again by the next one, whose sharing skips what is shared.
         let options = ShareOptions {
             replace: sharing == Sharing::Hardlinks,
             unchanged_since: since,
@@ -238,60 +232,39 @@ impl Store {
             Sharing::None => ShareStats::default(),
             _ => self.write(|| self.share_hardlinks(&m, dir, options))?,
         };
+        let bytes = manifest::encode(&m);
+        let manifest_file =
+            PendingFile::create(&self.manifest_path(&layer.id), bytes.len() as u64)?;
+        let stats = self.write(|| staged.chunks.publish())?;
+        self.write(|| manifest_file.commit(&bytes, Flush::Now))?;
+        drop(guard);
+        let stored = stats.stored_bytes + bytes.len() as u64;
         Ok(Ok((stored, shared)))
     }
 
     /// [`crate::materialize::Materializer::share_hardlinks`] of `dir`, a
-    /// layer directory.
-    ///
-    /// Go's overlay driver bind-mounts its home (`overlay/`) on itself and
-    /// leaves it mounted: a link or rename between it and `objects/` then
-    /// crosses mounts (`EXDEV`), though both are one filesystem. The files
-    /// are then shared from a thread of our own with a private mount
-    /// namespace in which that bind mount is detached: the same directory
-    /// seen through the graph root's mount (checked by its inode). Nothing
-    /// outside that thread sees the change; without the privilege to make
-    /// the namespace, nothing is shared.
+    /// layer directory, reached where it and `objects/` are on one mount
+    /// ([`Store::root_view`]).
     fn share_hardlinks(
         &self,
         m: &LayerManifest,
         dir: &Path,
         options: ShareOptions,
     ) -> Result<ShareStats> {
-        let home = fs::canonicalize(self.driver_dir()).unwrap_or_else(|_| self.driver_dir());
-        if !is_mount_point(&home) {
-            return self.materializer()?.share_hardlinks(m, dir, options);
-        }
-        let before = fs::metadata(dir).at(Op::Stat, dir)?;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    if let Err(e) = sys::private_mount_namespace() {
-                        tracing::debug!(error = %e, "no mount namespace of our own: nothing shared");
-                        return Ok(ShareStats::default());
-                    }
-                    while is_mount_point(&home) {
-                        if umount2(&home, MntFlags::MNT_DETACH).is_err() {
-                            break;
-                        }
-                    }
-                    let same = fs::metadata(dir)
-                        .is_ok_and(|after| after.ino() == before.ino() && after.dev() == before.dev());
-                    if !same {
-                        return Ok(ShareStats::default());
-                    }
-                    self.materializer()?.share_hardlinks(m, dir, options)
-                })
-                .join()
-                .unwrap_or(Err(Error::Panicked("file sharing thread")))
-        })
+        let view = self.root_view();
+        let objects = view.path(&layout::objects_dir(self.graph_root()));
+        crate::materialize::Materializer::new(&self.pool, &objects)?.share_hardlinks(
+            m,
+            &view.path(dir),
+            options,
+        )
     }
 
     /// The overlay directories the kernel's mounts use as upper and lower
     /// directories (`/proc/self/mountinfo`), resolved (relative ones
     /// against this store's driver directory, as Go mounts them).
     fn overlay_use(&self) -> OverlayUse {
-        let (uppers, lowers) = super::host_mounts::thread_overlay_dirs(&self.driver_dir());
+        let (uppers, lowers) = super::host_mounts::overlay_uppers_and_lowers(&self.driver_dir());
         OverlayUse { uppers, lowers }
     }
 }
@@ -332,16 +305,4 @@ fn record_mismatch(layer: &Layer, m: &LayerManifest) -> Option<String> {
         ));
     }
     None
-}
-
-/// Whether something is mounted at `path` in the calling thread's mount
-/// namespace.
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/thread-self/mountinfo") else {
-        return false;
-    };
-    table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| Path::new(&super::host_mounts::unescape(point)) == path)
 }

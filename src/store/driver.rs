@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use super::layers::Layer;
 use super::layout;
 use super::records::Locked;
+use super::root_view::RootView;
 use super::MountPoint;
 use super::Store;
 use crate::durable::{self, Flush};
@@ -277,6 +278,12 @@ impl Store {
                         durable: flush == Flush::Now,
                     };
                     durable::remove_file(&self.base_file(&layer.id))?;
+                    // Hardlinks from `objects/` into `diff` must not cross
+                    // Go's bind mount of the driver's home.
+                    let linker = Linker {
+                        store: self,
+                        view: self.root_view(),
+                    };
                     if let Some(base) = super::stacking::pick_base(&m, candidates?) {
                         if self.ensure_link(&base.id, Flush::Now)? {
                             renamed.insert(base.id.clone());
@@ -284,12 +291,19 @@ impl Store {
                         durable::create_dir_all_flushed(&dir, flush)?;
                         let base_file = self.base_file(&layer.id);
                         durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
-                        self.materializer()?
-                            .build_overlay(&base.delta, &[&base.manifest], &diff, options)
+                        linker
+                            .materializer()?
+                            .build_overlay(
+                                &base.delta,
+                                &[&base.manifest],
+                                &linker.view.path(&diff),
+                                options,
+                            )
                             .map_err(|e| e.for_layer(&layer.id))?;
                     } else {
-                        self.materializer()?
-                            .build_overlay(&m, &lowers, &diff, options)
+                        linker
+                            .materializer()?
+                            .build_overlay(&m, &lowers, &linker.view.path(&diff), options)
                             .map_err(|e| e.for_layer(&layer.id))?;
                     }
                 } else {
@@ -486,6 +500,20 @@ impl Store {
             let _ = fs::remove_dir_all(&tmp);
         }
         result.map(|()| dir)
+    }
+}
+
+/// A materializer whose object cache is reached through `view`, as the
+/// directories it builds must be.
+struct Linker<'s> {
+    store: &'s Store,
+    view: RootView,
+}
+
+impl<'s> Linker<'s> {
+    fn materializer(&self) -> Result<Materializer<'s>> {
+        let objects = layout::objects_dir(self.store.graph_root());
+        Materializer::new(&self.store.pool, &self.view.path(&objects))
     }
 }
 

@@ -46,13 +46,13 @@ fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
 }
 
 /// The canonical upper (`upperdir`) and lower (`lowerdir`, `lowerdir+`,
-/// `datadir+`) directories of the overlay mounts the calling thread sees
-/// (`/proc/thread-self/mountinfo`: a thread may have a mount namespace of
-/// its own); relative ones resolved against `driver_dir`. Empty when the
-/// table cannot be read.
-pub(crate) fn thread_overlay_dirs(driver_dir: &Path) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
+/// `datadir+`) directories of the host's overlay mounts; relative ones
+/// resolved against `driver_dir`. Empty when the table cannot be read.
+pub(crate) fn overlay_uppers_and_lowers(
+    driver_dir: &Path,
+) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
     let (mut uppers, mut lowers) = (HashSet::new(), HashSet::new());
-    if let Ok(table) = std::fs::read_to_string("/proc/thread-self/mountinfo") {
+    if let Ok(table) = std::fs::read_to_string(MOUNTINFO) {
         for_each_dir(&table, driver_dir, |key, dir| {
             match key.trim_end_matches('+') {
                 "upperdir" => uppers.insert(dir),
@@ -62,6 +62,17 @@ pub(crate) fn thread_overlay_dirs(driver_dir: &Path) -> (HashSet<PathBuf>, HashS
         });
     }
     (uppers, lowers)
+}
+
+/// Whether something is mounted at `path` (canonical).
+pub(crate) fn is_mount_point(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string(MOUNTINFO) else {
+        return false;
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|point| Path::new(&unescape(point)) == path)
 }
 
 /// Calls `f` with the option name and the canonical path of every

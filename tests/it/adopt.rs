@@ -269,7 +269,6 @@ fn dedup_adopts_go_layers_hardlinks_image_layers_and_changes_nothing_for_go() {
 }
 
 #[test]
-#[ignore = "issue 13: in the full suite (not alone), an uninterrupted dedup and the run after it sometimes leave the two images' a.so as two inodes: sharing past Go's bind mount of overlay/ gives up silently (EXDEV); records, exports and check stay right"]
 fn dedup_killed_at_any_point_leaves_a_store_check_finds_clean_and_go_reads() {
     let what = "dedup killed at any point";
     let mut rng = Rng(crate::harness::seed_from_env(

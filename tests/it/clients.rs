@@ -39,6 +39,7 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -231,6 +232,73 @@ fn podman_mounts_our_image_whole_after_our_mount_built_its_directories() {
             &want,
         );
     }
+    f.done();
+}
+
+#[test]
+fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
+    // Go's overlay driver bind-mounts `overlay/` on itself and leaves it
+    // mounted: links from `objects/` into a layer's `diff` then cross
+    // mounts (EXDEV), and every file of a directory our mount built was a
+    // copy of its own.
+    let what = "our mounts past Go's bind mount of overlay/";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay");
+    // Directories built on demand, by our mounts (not at import).
+    s.write_storage_conf("");
+    f.ok("the Go CLI starts on the store", s.go(&["layers"]));
+    let home = std::fs::canonicalize(s.graph().join("overlay")).unwrap();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let bound = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|point| Path::new(point) == home);
+    assert!(bound, "Go bind-mounts {} on itself", home.display());
+
+    let mut layers = Vec::new();
+    for (seed, name) in [(10, "one"), (20, "two")] {
+        // One file in common, too few for a layer to be built as a delta
+        // over the other (stacking).
+        let mut t = TarBuilder::new();
+        t.dir("same/", &meta(0o755));
+        t.file("same/a", &meta(0o644), &random_bytes(5, 150_000));
+        t.file("same/note", &meta(0o644), b"same");
+        for i in 0..6 {
+            t.file(&format!("own-{i}"), &meta(0o644), &random_bytes(seed + i, 9_000));
+        }
+        let tar = s.scratch(&format!("tars/{name}.tar"));
+        std::fs::write(&tar, t.finish()).unwrap();
+        let imported = s.ours(&["import-layer", "-f", tar.to_str().unwrap()]);
+        let layer = first_line(&imported.expect("our import"));
+        s.ours(&["create-image", "-n", name, &layer])
+            .expect("our create-image");
+        let mounted = f.ok(&format!("our `mount -r {name}`"), s.ours(&["mount", "-r", name]));
+        if let Some(mounted) = mounted {
+            let read = std::fs::read_to_string(Path::new(mounted.trim()).join("same/note"));
+            f.eq(&format!("{name}: same/note"), &read.ok(), &Some("same".to_string()));
+        }
+        layers.push(layer);
+    }
+    let file = |layer: &str| {
+        std::fs::metadata(home.join(layer).join("diff/same/a"))
+            .map(|m| (m.ino(), m.nlink()))
+            .ok()
+    };
+    let (one, two) = (file(&layers[0]), file(&layers[1]));
+    f.check(
+        "both image layers' same/a are one inode (hardlinks of one object)",
+        one.is_some() && one.map(|(ino, _)| ino) == two.map(|(ino, _)| ino),
+        format_args!("{one:?} {two:?}"),
+    );
+    for name in ["one", "two"] {
+        f.ok(&format!("our `unmount {name}`"), s.ours(&["unmount", name]));
+    }
+    if let Some(out) = f.ok("our `check`", s.ours(&["check"])) {
+        f.eq("our `check` says nothing", &out.trim(), &"");
+    }
+    s.check_exports(&mut f, Cli::Go, "after our mounts");
     f.done();
 }
 

@@ -292,6 +292,22 @@ impl Shared {
         self.dir.path().join("conf")
     }
 
+    /// Has every client read `storage.conf` with `options` after the
+    /// `[storage]` table (the shared-host setting, or `""` for our
+    /// default: layer directories built on demand).
+    pub fn write_storage_conf(&self, options: &str) {
+        std::fs::write(
+            self.conf().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\n{options}",
+                self.driver,
+                self.graph().display(),
+                self.run_root().display()
+            ),
+        )
+        .unwrap();
+    }
+
     fn write_configs(&self) {
         let conf = self.conf();
         let home = conf.join("home");
@@ -306,16 +322,7 @@ impl Shared {
             ),
         )
         .unwrap();
-        std::fs::write(
-            conf.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\n{SHARED_HOST_OPTIONS}",
-                self.driver,
-                self.graph().display(),
-                self.run_root().display()
-            ),
-        )
-        .unwrap();
+        self.write_storage_conf(SHARED_HOST_OPTIONS);
         std::fs::write(
             conf.join("registries.conf"),
             "unqualified-search-registries = []\n",
