@@ -29,6 +29,10 @@ pub fn gc(store: &Store, args: &args::Gc) -> Outcome {
         (report.driver_dirs, "driver directories and links"),
         (report.data_dirs, "data directories"),
         (report.temporary, "temporary files"),
+        (
+            report.layouts_restored,
+            "layers given their missing driver entries",
+        ),
     ];
     for (n, what) in lines.into_iter().filter(|(n, _)| *n > 0) {
         outln!("{what}: {n}");

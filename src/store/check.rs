@@ -137,6 +137,9 @@ enum Remedy {
     /// A file of the pool: index the pack again, or write the config
     /// again (`check/pool.rs`).
     Pool,
+    /// Driver entries a Go client reads are missing (a creation or
+    /// import cut short between its record and its layout): make them.
+    LayOut,
 }
 
 /// A problem and what a repair does about it.

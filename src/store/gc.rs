@@ -120,6 +120,10 @@ pub struct GcReport {
     pub data_dirs: u64,
     /// Temporary files and trees of writers and builders that died.
     pub temporary: u64,
+    /// Layers whose driver entries a Go client reads were missing (a
+    /// creation or import cut short between its record and its layout),
+    /// made again.
+    pub layouts_restored: u64,
     /// What could not be done, and why (the rest was).
     pub skipped: Vec<String>,
     /// Bytes freed in all (allocated blocks, or file sizes in the pool).
@@ -143,6 +147,11 @@ impl Store {
         }
         self.write(|| self.gc_record_dirs(&mut report))?;
         self.write(|| self.gc_driver_dirs(&mut report))?;
+        if !dry {
+            self.write(|| self.gc_layouts(&mut report))?;
+        } else {
+            report.layouts_restored = self.missing_layouts()?.len() as u64;
+        }
         let unused_for = match options.evict {
             Evict::Policy => self.options.evict_after,
             Evict::All => Some(Duration::ZERO),
@@ -164,6 +173,30 @@ impl Store {
             }
         };
         Ok(report)
+    }
+
+    /// The layers (complete ones) that lack driver entries.
+    fn missing_layouts(&self) -> Result<Vec<Layer>> {
+        Ok(self
+            .layers()?
+            .into_iter()
+            .filter(|l| !l.is_incomplete() && !self.missing_layout(l).is_empty())
+            .collect())
+    }
+
+    /// Makes the missing driver entries of every layer that lacks some
+    /// (after the driver directories of layers without a record went:
+    /// these have one).
+    fn gc_layouts(&self, report: &mut GcReport) -> Result<()> {
+        for layer in self.missing_layouts()? {
+            match self.restore_layout(&layer.id) {
+                Ok(()) => report.layouts_restored += 1,
+                // Deleted meanwhile.
+                Err(Error::NotKnown { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn gc_incomplete_layers(&self, dry: bool) -> Result<u64> {

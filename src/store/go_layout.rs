@@ -91,6 +91,70 @@ impl Store {
         built
     }
 
+    /// The driver entries of `layer` a Go client reads that are missing
+    /// (an import or creation cut short between its record and its
+    /// layout): overlay's `<id>/`, `link`, `l/<short>`, `work/`, and
+    /// `empty/` or `lower`; and, under `materialize =
+    /// "always"`, a pool-backed layer's content directory. A
+    /// directory-backed layer without its directory has lost its content:
+    /// that is not a missing layout.
+    pub(crate) fn missing_layout(&self, layer: &Layer) -> Vec<std::path::PathBuf> {
+        let always = self.options.materialize == Materialize::Always;
+        let content = self.layer_content_dir(&layer.id);
+        let missing = |p: &Path| fs::symlink_metadata(p).is_err();
+        if self.options.driver != "overlay" {
+            return match always && layer.sealed && missing(&content) {
+                true => vec![content],
+                false => Vec::new(),
+            };
+        }
+        let dir = self.driver_dir().join(&layer.id);
+        match (missing(&dir), layer.sealed) {
+            (true, true) => return vec![dir],
+            // Its content went with it.
+            (true, false) => return Vec::new(),
+            (false, _) => {}
+        }
+        // `merged/` is not among them: Go's driver removes it when it
+        // unmounts and makes it when it mounts.
+        let mut out: Vec<_> = [layout::LINK, layout::WORK]
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|p| missing(p))
+            .collect();
+        if let Ok(short) = self.short_link(&layer.id) {
+            let link = self.driver_dir().join(layout::SHORT_LINKS).join(short);
+            if missing(&link) {
+                out.push(link);
+            }
+        }
+        let below = match layer.parent.is_empty() {
+            true => layout::EMPTY_LOWER,
+            false => layout::LOWER,
+        };
+        if missing(&dir.join(below)) {
+            out.push(dir.join(below));
+        }
+        if always && layer.sealed && missing(&content) {
+            out.push(content);
+        }
+        out
+    }
+
+    /// Makes the entries [`Store::missing_layout`] finds missing for the
+    /// layer `id` (and those of the layers below it).
+    pub(crate) fn restore_layout(&self, id: &str) -> Result<()> {
+        let chain = self.chain(id)?;
+        let Some(layer) = chain.first() else {
+            return Ok(());
+        };
+        match (self.options.driver.as_str(), layer.sealed) {
+            (_, true) => self.lay_out(&chain, Content::Pool),
+            ("overlay", false) => self.lay_out_overlay(&chain, HashSet::new()),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes sure every layer of `chain` (top first, down to a parentless
     /// layer) has its overlay entries but `diff`: its directory, `work`,
     /// `merged`, its short link, and `empty` or a `lower` that lists what

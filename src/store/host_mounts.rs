@@ -48,9 +48,7 @@ fn dirs_in(table: &str, driver_dir: &Path) -> HashSet<PathBuf> {
 /// The canonical upper (`upperdir`) and lower (`lowerdir`, `lowerdir+`,
 /// `datadir+`) directories of the host's overlay mounts; relative ones
 /// resolved against `driver_dir`. Empty when the table cannot be read.
-pub(crate) fn overlay_uppers_and_lowers(
-    driver_dir: &Path,
-) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
+pub(crate) fn overlay_uppers_and_lowers(driver_dir: &Path) -> (HashSet<PathBuf>, HashSet<PathBuf>) {
     let (mut uppers, mut lowers) = (HashSet::new(), HashSet::new());
     if let Ok(table) = std::fs::read_to_string(MOUNTINFO) {
         for_each_dir(&table, driver_dir, |key, dir| {

@@ -59,7 +59,8 @@ impl Store {
             .filter(|fd| {
                 let name = self.options.driver.as_str();
                 let seen = Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
-                let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+                let same =
+                    |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
                 matches!((fs::metadata(&seen), fs::metadata(&home)), (Ok(a), Ok(b)) if same(&a, &b))
             });
         RootView { graph, clone }

@@ -1184,6 +1184,16 @@ fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt
         outside.untouched();
         assert!(std::fs::symlink_metadata(&path).unwrap().is_dir(), "{own}");
     }
+    // Replacing `overlay/l` lost the short links of the layers no mount
+    // made again, which Go's clients need: reported, made by `check -r`.
+    let (_, out, _) = check(cs, &ov(&[]));
+    assert!(
+        out.lines()
+            .all(|l| l.contains(": driver entries missing: ") && l.contains("/overlay/l/")),
+        "{out}"
+    );
+    let (code, _, err) = check(cs, &ov(&["-r"]));
+    assert_eq!(code, 0, "{err}");
     assert!(check_lines(cs, &ov(&[]), 0).is_empty());
 
     // A short link of no layer that leads out of the driver directory.

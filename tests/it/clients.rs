@@ -266,7 +266,11 @@ fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
         t.file("same/a", &meta(0o644), &random_bytes(5, 150_000));
         t.file("same/note", &meta(0o644), b"same");
         for i in 0..6 {
-            t.file(&format!("own-{i}"), &meta(0o644), &random_bytes(seed + i, 9_000));
+            t.file(
+                &format!("own-{i}"),
+                &meta(0o644),
+                &random_bytes(seed + i, 9_000),
+            );
         }
         let tar = s.scratch(&format!("tars/{name}.tar"));
         std::fs::write(&tar, t.finish()).unwrap();
@@ -274,10 +278,17 @@ fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
         let layer = first_line(&imported.expect("our import"));
         s.ours(&["create-image", "-n", name, &layer])
             .expect("our create-image");
-        let mounted = f.ok(&format!("our `mount -r {name}`"), s.ours(&["mount", "-r", name]));
+        let mounted = f.ok(
+            &format!("our `mount -r {name}`"),
+            s.ours(&["mount", "-r", name]),
+        );
         if let Some(mounted) = mounted {
             let read = std::fs::read_to_string(Path::new(mounted.trim()).join("same/note"));
-            f.eq(&format!("{name}: same/note"), &read.ok(), &Some("same".to_string()));
+            f.eq(
+                &format!("{name}: same/note"),
+                &read.ok(),
+                &Some("same".to_string()),
+            );
         }
         layers.push(layer);
     }
@@ -299,6 +310,72 @@ fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
         f.eq("our `check` says nothing", &out.trim(), &"");
     }
     s.check_exports(&mut f, Cli::Go, "after our mounts");
+    f.done();
+}
+
+#[test]
+fn gc_and_check_r_make_again_the_driver_entries_a_crash_left_missing() {
+    // An import adds its record, then the driver entries Go reads: a
+    // crash between the two leaves a layer Go cannot mount. Removing the
+    // entries leaves the same state.
+    let what = "driver entries a crash left missing";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("gc_and_check_r_make_again_the_driver_entries_a_crash_left_missing");
+    let (_layout, image, want) = store_our_image(&s);
+    let overlay = s.graph().join("overlay");
+    let crash = |f: &mut Findings| {
+        let (top, middle) = (image.top_layer(), &image.layers[1]);
+        let short = std::fs::read_to_string(overlay.join(middle).join("link")).unwrap();
+        std::fs::remove_dir_all(overlay.join(top)).unwrap();
+        std::fs::remove_file(overlay.join(middle).join("lower")).unwrap();
+        std::fs::remove_file(overlay.join("l").join(short.trim())).unwrap();
+        let mounted = s.go(&["mount", "-r", &image.id]);
+        f.check(
+            "the Go CLI cannot mount the image without the entries",
+            mounted.is_err(),
+            "it mounted",
+        );
+        if mounted.is_ok() {
+            let _ = s.go(&["unmount", &image.id]);
+        }
+    };
+    let go_mounts = |f: &mut Findings, when: &str| {
+        let mounted = s.go(&["mount", "-r", &image.id]);
+        if let Some(mounted) = f.ok(&format!("{when}: Go `mount -r IMAGE`"), mounted) {
+            let what = format!("{when}: the Go CLI's image mount equals tar -x of the image");
+            compare_tree(f, &what, Path::new(mounted.trim()), &want);
+            f.ok("Go `unmount IMAGE`", s.go(&["unmount", &image.id]));
+        }
+        s.check_exports(f, Cli::Go, when);
+    };
+
+    crash(&mut f);
+    if let Some(out) = f.ok("our `gc`", s.ours(&["gc"])) {
+        f.check(
+            "gc says it made the entries of the two layers again",
+            out.contains("layers given their missing driver entries: 2"),
+            &out,
+        );
+    }
+    go_mounts(&mut f, "after gc");
+
+    crash(&mut f);
+    let found = s.ours(&["check"]);
+    let found = found.err().unwrap_or_default();
+    for layer in [image.top_layer(), &image.layers[1]] {
+        f.check(
+            "check names each layer whose entries are missing",
+            found.contains(&format!("{layer}: driver entries missing")),
+            &found,
+        );
+    }
+    f.ok("our `check -r`", s.ours(&["check", "-r"]));
+    if let Some(out) = f.ok("our `check` after check -r", s.ours(&["check"])) {
+        f.eq("our `check` after check -r says nothing", &out.trim(), &"");
+    }
+    go_mounts(&mut f, "after check -r");
     f.done();
 }
 

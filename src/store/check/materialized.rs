@@ -2,7 +2,8 @@
 //! of sealed layers against their manifests (compared by the
 //! materializer's rules, `materialize/compare.rs`), driver entries that
 //! are not the layout's (a directory or short link swapped for a
-//! symlink, never followed), and directories without a record.
+//! symlink, never followed), driver entries a Go client reads that are
+//! missing, and directories without a record.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -44,6 +45,17 @@ impl Store {
                     .or_default()
                     .push(m.path);
                 scan.add(Kind::Layer, &layer.id, message, remedy);
+            }
+        }
+        for layer in layers {
+            if scan.misplaced.contains_key(&layer.id) {
+                continue;
+            }
+            let missing = self.missing_layout(layer);
+            if !missing.is_empty() {
+                let list: Vec<_> = missing.iter().map(|p| p.display().to_string()).collect();
+                let message = format!("driver entries missing: {}", list.join(", "));
+                scan.add(Kind::Layer, &layer.id, message, Remedy::LayOut);
             }
         }
         let named: HashSet<PathBuf> = scan.misplaced.values().flatten().cloned().collect();

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::{CheckOptions, Inode, Problem, Records, Remedy, ScanReport, Subject};
 use crate::durable;
-use crate::error::{IoContext, Op, Result};
+use crate::error::{Error, IoContext, Op, Result};
 use crate::store::{layout, Container, Kind, Layer, Store};
 
 /// What a repair did, and what it left with why.
@@ -217,6 +217,7 @@ impl Store {
         let in_use = plan.in_use(self.options.driver == "overlay");
         self.rebuild_damaged_dirs(scan, &plan, &gone, &in_use, &mut out)?;
         self.remove_misplaced(scan, &plan, &gone, &in_use, &mut out);
+        self.restore_layouts(scan, &gone, &mut out);
         self.remove_strays(scan, &mut out)?;
         Ok((out.repaired, out.left))
     }
@@ -337,6 +338,14 @@ impl Store {
             if !removed {
                 continue;
             }
+            // A short link or `lower` removed is made again for Go's
+            // clients, whatever is rebuilt next.
+            if let Err(e) = self.write(|| self.restore_layout(&id)) {
+                if !matches!(e, Error::NotKnown { .. }) {
+                    out.left(Kind::Layer, &id, format!("not repaired: {e}"));
+                    continue;
+                }
+            }
             let sealed = plan.sealed(&id);
             let rebuilt = sealed && !in_use.contains(&id) && self.build_again(&id);
             let what = match (sealed, rebuilt) {
@@ -366,6 +375,19 @@ impl Store {
             out.done(Kind::Layer, &name, "directory removed");
         }
         Ok(())
+    }
+
+    /// Makes the missing driver entries of the layers that lack some.
+    fn restore_layouts(&self, scan: &ScanReport, gone: &dyn Fn(&str) -> bool, out: &mut Outcome) {
+        for id in scan.ids(Kind::Layer, Remedy::LayOut) {
+            if gone(&id) {
+                continue;
+            }
+            match self.write(|| self.restore_layout(&id)) {
+                Ok(()) => out.done(Kind::Layer, &id, "missing driver entries made"),
+                Err(e) => out.left(Kind::Layer, &id, format!("not repaired: {e}")),
+            }
+        }
     }
 
     /// Builds the directories of layer `id`'s chain that are missing, as
