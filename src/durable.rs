@@ -143,19 +143,56 @@ pub(crate) struct PendingFile {
     renamed: bool,
 }
 
+/// A new file named `tmp`, locked (`flock`, exclusive) before it has
+/// its name: made unnamed (`O_TMPFILE`) in `tmp`'s directory, locked,
+/// then linked as `tmp`. Whoever sweeps temporary files that no one
+/// holds locked never sees it unlocked. `None` where the filesystem has
+/// no unnamed files (or `/proc` is missing).
+fn create_locked_unnamed(tmp: &Path) -> Option<File> {
+    let dir = tmp.parent()?;
+    let file = OpenOptions::new()
+        .write(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+        .ok()?;
+    sys::flock(&file, FlockOp::Exclusive).ok()?;
+    let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    // AT_SYMLINK_FOLLOW links the open unnamed file the proc link
+    // stands for; an existing `tmp` is never replaced.
+    nix::unistd::linkat(
+        None,
+        Path::new(&source),
+        None,
+        tmp,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .ok()?;
+    Some(file)
+}
+
 impl PendingFile {
     /// Creates the temporary file for `target` with `reserve` bytes
     /// allocated (where the filesystem can allocate ahead).
     pub fn create(target: &Path, reserve: u64) -> Result<PendingFile> {
         let tmp = temp_sibling(target);
-        // Exclusive creation never follows a symbolic link.
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .at(Op::Create, &tmp)?;
-        sys::flock(&file, FlockOp::Exclusive).at(Op::Lock, &tmp)?;
+        let file = match create_locked_unnamed(&tmp) {
+            Some(file) => file,
+            None => {
+                // Visible unlocked for an instant: a sweep of unlocked
+                // temporary files in this directory must run under a lock
+                // this writer holds.
+                // Exclusive creation never follows a symbolic link.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE)
+                    .open(&tmp)
+                    .at(Op::Create, &tmp)?;
+                sys::flock(&file, FlockOp::Exclusive).at(Op::Lock, &tmp)?;
+                file
+            }
+        };
         let mut pending = PendingFile {
             tmp,
             target: target.to_path_buf(),
@@ -489,6 +526,45 @@ pub(crate) fn random_hex(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pending_file_is_never_seen_unlocked() {
+        // A sweeper of temporary files nobody holds (as `gc`'s) races
+        // writers creating them: it must never win a file's lock.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("manifest");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let won = std::thread::scope(|scope| {
+            let sweeper = scope.spawn(|| {
+                let mut won = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in fs::read_dir(dir.path()).unwrap().flatten() {
+                        let Ok(file) = File::open(entry.path()) else {
+                            continue;
+                        };
+                        // Won on a file still there under its name (not
+                        // one a writer removed as it let go of it).
+                        let there = |f: &File| {
+                            let (Ok(a), Ok(b)) = (f.metadata(), fs::metadata(entry.path())) else {
+                                return false;
+                            };
+                            a.ino() == b.ino()
+                        };
+                        if sys::flock(&file, FlockOp::TryExclusive).is_ok() && there(&file) {
+                            won += 1;
+                        }
+                    }
+                }
+                won
+            });
+            for _ in 0..20_000 {
+                drop(PendingFile::create(&target, 0).unwrap());
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            sweeper.join().unwrap()
+        });
+        assert_eq!(won, 0, "the sweeper locked a writer's temporary file");
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
