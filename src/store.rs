@@ -21,6 +21,7 @@ mod ids;
 mod images;
 mod item;
 pub(crate) mod kind;
+mod layer_links;
 mod layers;
 mod layout;
 mod live;

@@ -139,8 +139,11 @@ pub(crate) fn build<'a>(
     durable::create_tree_root(&tmp, durable::Flush::Later)?;
     // Reflinks come first: a tree that may hold hardlinks gets them only
     // where the filesystem cannot reflink.
+    // (Probed first in any case: copies are written straight from the
+    // pool where there are no reflinks.)
+    let can_reflink = objects.can_reflink(&tmp);
     let options = BuildOptions {
-        hardlinks: options.hardlinks && !objects.can_reflink(&tmp),
+        hardlinks: options.hardlinks && !can_reflink,
         ..options
     };
     let result = (|| {
@@ -746,6 +749,11 @@ impl Builder<'_> {
             .at(Op::Create, &shown())?;
         if let Some(link) = &adopt {
             self.objects.fill(e, link, reader, &mut file, &shown())?;
+        } else if e.size > 0 && self.objects.reflinks() == Some(false) {
+            // A copy: straight from the pool. A content object to copy
+            // from would be one more copy on disk, shared with nothing.
+            self.objects.write_content(e, reader, &mut file, &shown())?;
+            self.counters.copied.fetch_add(1, Ordering::Relaxed);
         } else if e.size > 0 {
             let object = self.objects.content(e, reader)?;
             self.objects.clone_into(&object, &mut file)?;

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,13 +23,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, futimens, FileStat, SFlag};
 use nix::sys::time::TimeSpec;
 
 use super::jail::{Jail, Slot};
 use super::objects::{LinkName, ObjectCache};
 use super::Materializer;
+use crate::chunks::ChunkReader;
 use crate::error::{Error, Op, Result};
 use crate::manifest::{split_last, Entry, EntryKind, LayerManifest};
 use crate::sys;
@@ -42,6 +44,11 @@ pub struct ShareOptions {
     pub replace: bool,
     /// Files changed (`ctime`) at or after this time are left alone.
     pub unchanged_since: SystemTime,
+    /// Compare each file's bytes with its entry's content in the pool
+    /// first (for a tree whose content nobody checked since it was
+    /// written: a layer directory of ours, built as copies); a file
+    /// that differs is left alone.
+    pub verify: bool,
 }
 
 /// What sharing a tree did.
@@ -56,6 +63,16 @@ pub struct ShareStats {
     /// Files left as they are (not as their entry says, changed, or an
     /// object at its link limit).
     pub left: u64,
+}
+
+impl ShareStats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ShareStats) {
+        self.linked_in += other.linked_in;
+        self.replaced += other.replaced;
+        self.freed_bytes += other.freed_bytes;
+        self.left += other.left;
+    }
 }
 
 /// A directory whose times are put back after its files were replaced.
@@ -93,11 +110,16 @@ impl Materializer<'_> {
             .iter()
             .filter(|e| e.kind == EntryKind::File && e.size > 0 && !e.path.is_empty());
         let mut result = Ok(());
+        let mut reader = self.pool.reader();
         for e in files {
             let Ok(slot) = jail.existing_slot(&e.path) else {
                 stats.left += 1;
                 continue;
             };
+            if options.verify && !same_content(e, &slot, &mut reader) {
+                stats.left += 1;
+                continue;
+            }
             let shown = || jail.display(&e.path);
             match share_file(&self.objects, e, &slot, since, options.replace) {
                 Ok(Shared::LinkedIn) => stats.linked_in += 1,
@@ -211,6 +233,28 @@ fn share_file(
         },
         Err(e) => Err(e),
     }
+}
+
+/// Whether the file at `slot` (not followed if a symlink) holds exactly
+/// `entry`'s content as the pool has it. Any error reads as no.
+fn same_content(entry: &Entry, slot: &Slot, reader: &mut ChunkReader<'_>) -> bool {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(file) = slot.open(flags, 0) else {
+        return false;
+    };
+    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    for chunk in &entry.chunks {
+        let Ok(want) = reader.read(&chunk.id) else {
+            return false;
+        };
+        buf.resize(want.len(), 0);
+        if file.read_exact(&mut buf).is_err() || buf != want {
+            return false;
+        }
+    }
+    // Nothing after the content.
+    file.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
 }
 
 fn is_regular(st: &FileStat) -> bool {

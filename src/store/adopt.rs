@@ -40,14 +40,14 @@
 //! the end of the layer leaves that directory's mtime at the time of the
 //! replacement (a directory's times are put back after its files).
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::layer_links::Sharing;
 use super::layers::Layer;
 use super::layout;
 use super::Store;
@@ -81,24 +81,6 @@ pub(crate) struct Adoption {
     pub shared: ShareStats,
 }
 
-/// How a layer's files may be shared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sharing {
-    /// By hardlinks, replacing files.
-    Hardlinks,
-    /// By hardlinks, only linking files into the cache (a mounted lower).
-    LinkInOnly,
-    /// Not here (reflinks share them later, or nothing may).
-    None,
-}
-
-/// The overlay directories the kernel's mounts use.
-#[derive(Default)]
-struct OverlayUse {
-    uppers: HashSet<PathBuf>,
-    lowers: HashSet<PathBuf>,
-}
-
 impl Store {
     /// Adopts every candidate layer (see the module documentation).
     pub(crate) fn adopt_layers(&self) -> Result<Adoption> {
@@ -111,55 +93,23 @@ impl Store {
         if candidates.is_empty() {
             return Ok(report);
         }
-        let containers: HashSet<String> = self.containers()?.into_iter().map(|c| c.layer).collect();
-        let tops: HashSet<String> = self
-            .images()?
-            .into_iter()
-            .map(|i| i.top_layer)
-            .filter(|t| !t.is_empty())
-            .collect();
-        let parents: HashSet<&str> = layers.iter().map(|l| l.parent.as_str()).collect();
-        let mounted: HashSet<String> = self
-            .mounts()?
-            .into_iter()
-            .filter(|m| m.count > 0)
-            .map(|m| m.id)
-            .collect();
-        let overlays = self.overlay_use();
-        let hardlinks = self.options.driver == "overlay" && !self.materializer()?.can_reflink();
+        let uses = self.layer_uses(&layers)?;
         for layer in candidates {
             let dir = self.layer_content_dir(&layer.id);
-            let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            let refuse = if containers.contains(&layer.id) {
-                Some("a container's layer")
-            } else if mounted.contains(&layer.id) {
-                Some("mounted")
-            } else if overlays.uppers.contains(&canonical) {
-                Some("an overlay mount writes into its directory")
-            } else {
-                None
+            let sharing = match uses.sharing(layer, &dir) {
+                Ok(sharing) => sharing,
+                Err(reason) => {
+                    report.skip(layer, reason);
+                    continue;
+                }
             };
-            if let Some(reason) = refuse {
-                report.skip(layer, reason);
-                continue;
-            }
-            let read_only =
-                layer.read_only || parents.contains(layer.id.as_str()) || tops.contains(&layer.id);
-            let sharing = match (hardlinks && read_only, overlays.lowers.contains(&canonical)) {
-                (false, _) => Sharing::None,
-                (true, false) => Sharing::Hardlinks,
-                (true, true) => Sharing::LinkInOnly,
-            };
-            tracing::debug!(layer = %layer.id, ?sharing, hardlinks, read_only, "adopting");
+            tracing::debug!(layer = %layer.id, ?sharing, "adopting");
             match self.adopt_layer(layer, &dir, sharing) {
                 Ok(Ok((stored, shared))) => {
                     tracing::debug!(layer = %layer.id, stored, ?shared, "adopted");
                     report.adopted.push(layer.id.clone());
                     report.stored += stored;
-                    report.shared.linked_in += shared.linked_in;
-                    report.shared.replaced += shared.replaced;
-                    report.shared.freed_bytes += shared.freed_bytes;
-                    report.shared.left += shared.left;
+                    report.shared.add(&shared);
                 }
                 Ok(Err(reason)) => report.skip(layer, &reason),
                 Err(e) => return Err(e),
@@ -227,6 +177,7 @@ impl Store {
         let options = ShareOptions {
             replace: sharing == Sharing::Hardlinks,
             unchanged_since: since,
+            verify: false,
         };
         let shared = match sharing {
             Sharing::None => ShareStats::default(),
@@ -240,32 +191,6 @@ impl Store {
         drop(guard);
         let stored = stats.stored_bytes + bytes.len() as u64;
         Ok(Ok((stored, shared)))
-    }
-
-    /// [`crate::materialize::Materializer::share_hardlinks`] of `dir`, a
-    /// layer directory, reached where it and `objects/` are on one mount
-    /// ([`Store::root_view`]).
-    fn share_hardlinks(
-        &self,
-        m: &LayerManifest,
-        dir: &Path,
-        options: ShareOptions,
-    ) -> Result<ShareStats> {
-        let view = self.root_view();
-        let objects = view.path(&layout::objects_dir(self.graph_root()));
-        crate::materialize::Materializer::new(&self.pool, &objects)?.share_hardlinks(
-            m,
-            &view.path(dir),
-            options,
-        )
-    }
-
-    /// The overlay directories the kernel's mounts use as upper and lower
-    /// directories (`/proc/self/mountinfo`), resolved (relative ones
-    /// against this store's driver directory, as Go mounts them).
-    fn overlay_use(&self) -> OverlayUse {
-        let (uppers, lowers) = super::host_mounts::overlay_uppers_and_lowers(&self.driver_dir());
-        OverlayUse { uppers, lowers }
     }
 }
 

@@ -77,8 +77,8 @@ pub struct DedupReport {
     /// Bytes the adopted layers added to the pool (packs, manifests).
     #[serde(rename = "Stored")]
     pub stored: u64,
-    /// Bytes freed by making the adopted layers' files hardlinks of
-    /// shared objects.
+    /// Bytes freed by making files of layer directories (adopted layers,
+    /// and ours built as copies) hardlinks of shared objects.
     #[serde(rename = "Linked")]
     pub linked: u64,
     /// Bytes saved on the whole: `Linked` plus `Deduped` less `Stored`
@@ -130,9 +130,15 @@ impl Store {
     /// files where the filesystem allows.
     pub fn dedup(&self, method: HashMethod) -> Result<DedupReport> {
         let adoption = self.adopt_layers()?;
+        let mut linked = adoption.shared.freed_bytes;
+        if self.writable {
+            let layers = self.layers()?;
+            let uses = self.layer_uses(&layers)?;
+            let adopted = adoption.adopted.iter().map(String::as_str).collect();
+            linked += self.link_own_layers(&layers, &uses, &adopted)?.freed_bytes;
+        }
         let shared = self.shared_bytes()?;
         let deduped = self.dedupe_files(method)?;
-        let linked = adoption.shared.freed_bytes;
         let gained = i128::from(linked) + i128::from(deduped) - i128::from(adoption.stored);
         Ok(DedupReport {
             deduped,

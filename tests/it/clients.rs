@@ -235,6 +235,144 @@ fn podman_mounts_our_image_whole_after_our_mount_built_its_directories() {
     f.done();
 }
 
+/// Every path below `dir` (not following symlinks).
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walkdir(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// A layer's tar with `same/a` and `same/note` in common with every other
+/// tar made by this, and six files of its own: too little in common for
+/// a layer to be built as a delta over another (stacking).
+fn tar_sharing_one_file(s: &Shared, name: &str, seed: u64) -> PathBuf {
+    let mut t = TarBuilder::new();
+    t.dir("same/", &meta(0o755));
+    t.file("same/a", &meta(0o644), &random_bytes(5, 150_000));
+    t.file("same/note", &meta(0o644), b"same");
+    for i in 0..6 {
+        t.file(
+            &format!("own-{i}"),
+            &meta(0o644),
+            &random_bytes(seed + i, 9_000),
+        );
+    }
+    let tar = s.scratch(&format!("tars/{name}.tar"));
+    std::fs::write(&tar, t.finish()).unwrap();
+    tar
+}
+
+#[test]
+fn dedup_hardlinks_the_copies_materialize_always_built_once_they_are_image_layers() {
+    // Under `materialize = "always"` (the shared-host setting) a layer's
+    // directory is built at import, while it may still be written: as
+    // copies. Once it is an image's layer `dedup` shares its files, each
+    // compared with the pool first.
+    let what = "dedup of the copies materialize = always built";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new(
+        "dedup_hardlinks_the_copies_materialize_always_built_once_they_are_image_layers",
+    );
+    let overlay = s.graph().join("overlay");
+    let mut layers = Vec::new();
+    for (seed, name) in [(10, "one"), (20, "two"), (30, "three")] {
+        let tar = tar_sharing_one_file(&s, name, seed);
+        let imported = s.ours(&["import-layer", "-f", tar.to_str().unwrap()]);
+        let layer = first_line(&imported.expect("our import"));
+        s.ours(&["create-image", "-n", name, &layer])
+            .expect("our create-image");
+        layers.push(layer);
+    }
+    let inode = |layer: &str, path: &str| {
+        std::fs::metadata(overlay.join(layer).join("diff").join(path))
+            .map(|m| m.ino())
+            .ok()
+    };
+    // Copies (no reflinks on ext4) come straight from the pool: no
+    // content object in `objects/` doubles them.
+    let objects = s.graph().join("objects");
+    let ext4 = nix::sys::statfs::statfs(&objects)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::EXT4_SUPER_MAGIC);
+    if ext4 {
+        let files: Vec<_> = walkdir(&objects)
+            .into_iter()
+            .filter(|p| {
+                p.is_file()
+                    && !p.starts_with(objects.join("tmp"))
+                    && p.file_name() != Some(".lock".as_ref())
+            })
+            .collect();
+        f.check(
+            "the copies left no file objects behind",
+            files.is_empty(),
+            format_args!("{files:?}"),
+        );
+    }
+    let before: Vec<_> = layers.iter().map(|l| inode(l, "same/a")).collect();
+    f.check(
+        "the copies are three inodes before dedup",
+        before.iter().all(Option::is_some) && before[0] != before[1] && before[1] != before[2],
+        format_args!("{before:?}"),
+    );
+    // The third layer's copy changed behind our back (same size and
+    // times): never shared.
+    let changed = overlay.join(&layers[2]).join("diff/same/a");
+    let st = std::fs::metadata(&changed).unwrap();
+    let mut bytes = std::fs::read(&changed).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&changed, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(&changed).unwrap();
+    let times = std::fs::FileTimes::new()
+        .set_accessed(st.accessed().unwrap())
+        .set_modified(st.modified().unwrap());
+    file.set_times(times).unwrap();
+    drop(file);
+
+    if let Some(out) = f.ok("our `dedup --json`", s.ours(&["dedup", "--json"])) {
+        let report: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        f.check(
+            "dedup reports the bytes the hardlinks freed",
+            report["Linked"].as_u64().is_some_and(|n| n >= 150_000),
+            &out,
+        );
+    }
+    let after: Vec<_> = layers.iter().map(|l| inode(l, "same/a")).collect();
+    f.check(
+        "the two unchanged copies are one inode after dedup",
+        after[0].is_some() && after[0] == after[1],
+        format_args!("{after:?}"),
+    );
+    f.check(
+        "the changed copy is left as it is",
+        after[2].is_some() && after[2] != after[0],
+        format_args!("{after:?}"),
+    );
+    f.eq(
+        "the changed copy still has its bytes",
+        &std::fs::read(&changed).ok().map(|b| sha256(&b)),
+        &Some(sha256(&bytes)),
+    );
+    for (layer, name) in layers.iter().zip(["one", "two"]) {
+        let tar = std::fs::read(s.scratch(&format!("tars/{name}.tar"))).unwrap();
+        let exported = s.ours_export(layer);
+        f.check(
+            &format!("{name} exports its tar after dedup"),
+            exported.as_ref().is_ok_and(|e| *e == sha256(&tar)),
+            format_args!("{exported:?}"),
+        );
+    }
+    f.done();
+}
+
 #[test]
 fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
     // Go's overlay driver bind-mounts `overlay/` on itself and leaves it
@@ -259,21 +397,7 @@ fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
 
     let mut layers = Vec::new();
     for (seed, name) in [(10, "one"), (20, "two")] {
-        // One file in common, too few for a layer to be built as a delta
-        // over the other (stacking).
-        let mut t = TarBuilder::new();
-        t.dir("same/", &meta(0o755));
-        t.file("same/a", &meta(0o644), &random_bytes(5, 150_000));
-        t.file("same/note", &meta(0o644), b"same");
-        for i in 0..6 {
-            t.file(
-                &format!("own-{i}"),
-                &meta(0o644),
-                &random_bytes(seed + i, 9_000),
-            );
-        }
-        let tar = s.scratch(&format!("tars/{name}.tar"));
-        std::fs::write(&tar, t.finish()).unwrap();
+        let tar = tar_sharing_one_file(&s, name, seed);
         let imported = s.ours(&["import-layer", "-f", tar.to_str().unwrap()]);
         let layer = first_line(&imported.expect("our import"));
         s.ours(&["create-image", "-n", name, &layer])
