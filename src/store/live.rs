@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use super::layers::Layer;
+use super::layout;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::manifest::{
@@ -40,7 +41,10 @@ impl Store {
                 out.push(self.layer_manifest(l)?);
                 continue;
             }
-            let dir = self.live_content_dir(&l.id)?;
+            let dir = match l.read_only_store {
+                Some(_) => self.content_dir_of(l),
+                None => self.live_content_dir(&l.id)?,
+            };
             if !dir.is_dir() {
                 continue;
             }
@@ -149,6 +153,7 @@ impl Store {
         let (dst_arg, dst_path) = split_layer_path(dest)
             .ok_or_else(|| bad("the destination must be LAYER:/PATH".into()))?;
         let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
+        Self::refuse_ro_layer(&dst)?;
         if dst.read_only {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
@@ -211,8 +216,16 @@ impl Store {
             what: "writing the layer stream".into(),
             source: e,
         };
-        let dir = self.live_content_dir(&layer.id)?;
-        let tar_split = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
+        let (dir, tar_split) = match &layer.read_only_store {
+            Some(root) => (
+                self.content_dir_of(layer),
+                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id),
+            ),
+            None => (
+                self.live_content_dir(&layer.id)?,
+                self.layers_dir().join(format!("{}.tar-split.gz", layer.id)),
+            ),
+        };
         let mut enc = compression.encoder(out).map_err(written)?;
         match std::fs::File::open(&tar_split) {
             // The exact tar the layer was written from (its files'

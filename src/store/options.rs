@@ -129,9 +129,13 @@ pub struct UpstreamConfig {
     pub pull_options: Option<BTreeMap<String, String>>,
 }
 
-/// Our keys in `storage.conf`.
+/// Our keys in `storage.conf`, and upstream's that are read from
+/// `[storage.options]` itself.
 #[derive(Deserialize, Default)]
 struct OurKeys {
+    /// Upstream's read-only additional image stores.
+    #[serde(default)]
+    additionalimagestores: Vec<String>,
     materialized_evict_after: Option<String>,
     materialize: Option<String>,
 }
@@ -270,6 +274,12 @@ impl StoreOptions {
                 .parse()
                 .map_err(|e| Error::Config(format!("{}: materialize: {e}", path.display())))?;
         }
+        // As upstream adds them: driver options of the configured driver.
+        for store in &s.options.ours.additionalimagestores {
+            options
+                .driver_options
+                .push(format!("{}.imagestore={store}", options.driver));
+        }
         for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
             for (key, value) in table {
                 let value = toml_text(value.clone());
@@ -279,6 +289,45 @@ impl StoreOptions {
             }
         }
         Ok(options)
+    }
+
+    /// The read-only additional image stores the driver options name for
+    /// this driver: `<drv>.imagestore=DIR` (also `.imagestore=`, and
+    /// upstream overlay's `additionalimagestore=`), each a comma-separated
+    /// list of absolute paths, in the order given. The graph root (and the
+    /// split image store) are never one of them.
+    pub fn additional_image_stores(&self) -> Result<Vec<PathBuf>> {
+        let mut stores: Vec<PathBuf> = Vec::new();
+        for option in &self.driver_options {
+            let Some((key, value)) = option.split_once('=') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let key = match key.split_once('.') {
+                Some((drv, rest)) if drv.is_empty() || drv == self.driver => rest,
+                Some(_) => continue,
+                None => key.as_str(),
+            };
+            if key != "imagestore" && key != "additionalimagestore" {
+                continue;
+            }
+            for dir in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let dir = PathBuf::from(dir);
+                if !dir.is_absolute() {
+                    return Err(Error::Config(format!(
+                        "{}: image path {:?} is not absolute.  Can not be relative",
+                        self.driver,
+                        dir.display().to_string()
+                    )));
+                }
+                let dir: PathBuf = dir.components().collect();
+                let own = dir == self.graph_root || self.image_store.as_ref() == Some(&dir);
+                if !own && !stores.contains(&dir) {
+                    stores.push(dir);
+                }
+            }
+        }
+        Ok(stores)
     }
 
     /// Checks the driver name and makes the roots absolute.
