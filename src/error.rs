@@ -708,6 +708,14 @@ mod tests {
                 "layer 3f2a: it is read-only",
             ),
             (
+                s(Error::InReadOnlyStore {
+                    kind: Kind::Image,
+                    id: layer(),
+                    store: "/ro".into(),
+                }),
+                "image 3f2a: not allowed to modify it in the read-only store at /ro: called a write method on a read-only store",
+            ),
+            (
                 s(Error::DeletedDuringImport(layer())),
                 "layer 3f2a: deleted while it was imported",
             ),

@@ -428,6 +428,40 @@ mod tests {
     }
 
     #[test]
+    fn read_only_stores_come_from_driver_options_and_storage_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("storage.conf");
+        std::fs::write(
+            &conf,
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"/g\"\n[storage.options]\nadditionalimagestores = [\"/a\", \"/b/\"]\n",
+        )
+        .unwrap();
+        let mut o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(
+            o.driver_options,
+            vec![
+                "overlay.imagestore=/a".to_string(),
+                "overlay.imagestore=/b/".to_string()
+            ]
+        );
+        o.driver_options.extend([
+            "vfs.imagestore=/vfs-only".to_string(),
+            ".imagestore=/c,/a, /d".to_string(),
+            "overlay.additionalimagestore=/e".to_string(),
+            "overlay.imagestore=/g".to_string(),
+            "overlay.mountopt=nodev".to_string(),
+        ]);
+        let want: Vec<PathBuf> = ["/a", "/b", "/c", "/d", "/e"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(o.additional_image_stores().unwrap(), want);
+        o.driver_options.push("overlay.imagestore=rel".into());
+        let err = o.additional_image_stores().unwrap_err().to_string();
+        assert!(err.contains("\"rel\" is not absolute"), "{err}");
+    }
+
+    #[test]
     fn a_bad_conf_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("storage.conf");
