@@ -10,6 +10,12 @@
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.
 //!
+//! A read-only image store's layer (`store/ro_stores.rs`) is used where
+//! its store has its directory ([`Store::ro_in_place`]); else, pool-backed,
+//! it is built from that store's manifest and pool into this store's
+//! driver directory under its ID, as a cache. Nothing is ever made in a
+//! read-only store.
+//!
 //! Every entry here is ours, and none is followed when it is not what the
 //! layout puts there (a directory swapped for a symlink to elsewhere): a
 //! sealed layer's is removed and built again, a live layer whose content

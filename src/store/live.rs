@@ -41,10 +41,7 @@ impl Store {
                 out.push(self.layer_manifest(l)?);
                 continue;
             }
-            let dir = match l.read_only_store {
-                Some(_) => self.content_dir_of(l),
-                None => self.live_content_dir(&l.id)?,
-            };
+            let dir = self.live_dir_of(l)?;
             if !dir.is_dir() {
                 continue;
             }
@@ -57,13 +54,23 @@ impl Store {
         Ok(out)
     }
 
+    /// A directory-backed layer's content directory, to read: a read-only
+    /// store's layer's in its own store (or what was built here for it),
+    /// else [`Store::live_content_dir`].
+    pub(super) fn live_dir_of(&self, layer: &Layer) -> Result<std::path::PathBuf> {
+        match layer.read_only_store {
+            Some(_) => Ok(self.content_dir_of(layer)),
+            None => self.live_content_dir(&layer.id),
+        }
+    }
+
     /// What the layer (or container's layer) `arg` changes relative to its
     /// parent: `Add`, `Modify` and `Delete` with paths from `/`.
     pub fn changes(&self, arg: &str) -> Result<Vec<Change>> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let lower = self.parents_view(&layer)?;
         if !layer.sealed {
-            let dir = self.live_content_dir(&layer.id)?;
+            let dir = self.live_dir_of(&layer)?;
             return materialize::changes(&dir, &lower, self.options.driver == "overlay");
         }
         let m = self.layer_manifest(&layer)?;
@@ -112,7 +119,7 @@ impl Store {
                 })
                 .sum());
         }
-        let dir = self.live_content_dir(&layer.id)?;
+        let dir = self.live_dir_of(&layer)?;
         let paths: Vec<std::path::PathBuf> = if self.options.driver == "overlay" {
             match dir.is_dir() {
                 true => materialize::walk_tree(&dir)?
@@ -218,7 +225,7 @@ impl Store {
         };
         let (dir, tar_split) = match &layer.read_only_store {
             Some(root) => (
-                self.content_dir_of(layer),
+                self.live_dir_of(layer)?,
                 layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id),
             ),
             None => (

@@ -1,5 +1,8 @@
 //! Mounts: reference counts in `<runroot>/<drv>-layers/mountpoints.json`,
 //! the directories materialized on demand, and the overlay mount itself.
+//! A read-only image store's layers mount read-only only (as an image),
+//! recorded here and mounted under this store's driver directory; their
+//! directories are lower directories by their absolute paths.
 //!
 //! Overlay mounts use the kernel's new mount API (`fsopen`/`fsconfig`),
 //! which takes lower directories one at a time (`lowerdir+`), so a chain of

@@ -1,5 +1,6 @@
 //! Store options: graph root, run root, driver and driver options, from
-//! `storage.conf` and the caller's overrides.
+//! `storage.conf` and the caller's overrides, and the read-only image
+//! stores the driver options name (`<drv>.imagestore=DIR`).
 
 use std::path::{Path, PathBuf};
 

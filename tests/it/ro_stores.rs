@@ -531,10 +531,36 @@ fn a_store_the_go_cli_wrote_serves_as_a_read_only_store(driver: &'static str) {
         &["image", "myimg"],
         &["images-by-digest", DIGEST],
         &["get-names", "top"],
+        &["diffsize", "top"],
+        &["diffsize", "base"],
+        &["changes", "base"],
+        &["changes", "top"],
     ] {
+        // (vfs `changes` of a Go-written directory differ from Go's in a
+        // writable store too: Go lists a directory whose time differs
+        // from its parent's copy as modified, and in another order.)
+        if driver == "vfs" && args[0] == "changes" {
+            continue;
+        }
         assert_eq!(ours.ok(args), go.ok(args), "{args:?}: ours, then Go's");
     }
     assert_unchanged(&before, &ro, "after Go's and our listings");
+    // One writable store both CLIs use, on the same read-only store: each
+    // mounts the container the other made on its image.
+    let go = Cli::go(s.path("both/graph"), s.path("both/run"), driver).with_ro(&ro);
+    let ours = Cli::ours(s.path("both/graph"), s.path("both/run"), driver).with_ro(&ro);
+    ours.ok(&["create-container", "-n", "ours", "myimg"]);
+    go.ok(&["create-container", "-n", "go", "myimg"]);
+    for (mounter, container) in [(&go, "ours"), (&ours, "go")] {
+        let mounted = PathBuf::from(mounter.ok(&["mount", container]).trim());
+        assert_tree(
+            &s,
+            &mounted,
+            &format!("{} mounting {container}", mounter.bin.display()),
+        );
+        mounter.ok(&["unmount", container]);
+    }
+    assert_unchanged(&before, &ro, "after both CLIs' containers");
     use_as_read_only_store(driver, &s, &ro, ids);
 }
 
