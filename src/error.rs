@@ -179,6 +179,17 @@ pub enum Error {
     /// The store was opened read-only (upstream's `ErrStoreIsReadOnly`).
     #[error("{}: the store is read-only", .0.display())]
     ReadOnly(PathBuf),
+    /// An item of a read-only image store was to be changed (upstream's
+    /// `ErrStoreIsReadOnly`, in its words).
+    #[error("{kind} {id}: not allowed to modify it in the read-only store at {}: called a write method on a read-only store", .store.display())]
+    InReadOnlyStore {
+        /// The kind of the item.
+        kind: Kind,
+        /// Its ID.
+        id: String,
+        /// The read-only store's root.
+        store: PathBuf,
+    },
     /// A layer has child layers (upstream's `ErrLayerHasChildren` for a
     /// delete).
     #[error("layer {layer}: {}", has_children(*.refused))]
@@ -695,6 +706,14 @@ mod tests {
             (
                 s(Error::ReadOnlyLayer(layer())),
                 "layer 3f2a: it is read-only",
+            ),
+            (
+                s(Error::InReadOnlyStore {
+                    kind: Kind::Image,
+                    id: layer(),
+                    store: "/ro".into(),
+                }),
+                "image 3f2a: not allowed to modify it in the read-only store at /ro: called a write method on a read-only store",
             ),
             (
                 s(Error::DeletedDuringImport(layer())),

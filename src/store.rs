@@ -32,6 +32,7 @@ mod parent_owners;
 mod pool_users;
 mod privatize;
 mod records;
+mod ro_stores;
 mod root_view;
 mod rootless;
 mod stacking;
@@ -67,7 +68,13 @@ use records::{Locked, RecordFile};
 
 /// An open store.
 pub struct Store {
+    /// The options in force: with a split image store (`--image-store`),
+    /// its directory is the graph root here (see [`Store::open`]).
     options: StoreOptions,
+    /// The options as given.
+    given: StoreOptions,
+    /// Read-only additional image stores, in lookup order.
+    ro_stores: Vec<ro_stores::RoStore>,
     layers_dir: PathBuf,
     images_dir: PathBuf,
     containers_dir: PathBuf,
@@ -92,7 +99,27 @@ impl Store {
     /// Opens (creating when needed) the store described by `options`.
     /// When the graph root is writable, layers left incomplete by a
     /// crashed import are removed.
-    pub fn open(options: StoreOptions) -> Result<Store> {
+    ///
+    /// With a split image store (`image_store`), the image store's
+    /// directory holds the writable store's layers, images, their content
+    /// and the pool (everything the graph root holds otherwise), the graph
+    /// root only the container records; the graph root's own layers and
+    /// images are then the first read-only store, before those the
+    /// driver options name (`<drv>.imagestore=DIR`).
+    pub fn open(given: StoreOptions) -> Result<Store> {
+        let mut options = given.clone();
+        let mut ro_roots = options.additional_image_stores()?;
+        let container_graph = options.graph_root.clone();
+        if let Some(images) = options.image_store.clone() {
+            if images == options.graph_root {
+                return Err(Error::Config(format!(
+                    "{}: the image store and the graph root cannot be the same",
+                    images.display()
+                )));
+            }
+            ro_roots.insert(0, options.graph_root.clone());
+            options.graph_root = images;
+        }
         let graph = options.graph_root.clone();
         let drv = &options.driver;
         let layers_dir = layout::layers_dir(&graph, drv);
@@ -100,7 +127,7 @@ impl Store {
         let containers_root = if options.transient_store {
             &options.run_root
         } else {
-            &graph
+            &container_graph
         };
         let containers_dir = layout::containers_dir(containers_root, drv);
         let dirs = [&layers_dir, &images_dir, &containers_dir];
@@ -141,8 +168,14 @@ impl Store {
         let mount_records =
             RecordFile::open(&run_layers, layout::MOUNTS_JSON, layout::MOUNTS_LOCK)?;
         let pool = ChunkPool::open(&layout::pool_dir(&graph), writable)?;
+        let ro_stores = ro_roots
+            .iter()
+            .map(|root| ro_stores::RoStore::open(root, drv))
+            .collect::<Result<Vec<_>>>()?;
         let store = Store {
             options,
+            given,
+            ro_stores,
             layers_dir,
             images_dir,
             containers_dir,
@@ -174,9 +207,12 @@ impl Store {
         Ok(())
     }
 
-    /// The options the store was opened with.
+    /// The options the store was opened with (as given: with a split
+    /// image store, the graph root in force internally is the image
+    /// store's directory).
+    #[allow(clippy::misnamed_getters)]
     pub fn options(&self) -> &StoreOptions {
-        &self.options
+        &self.given
     }
 
     /// The graph root.

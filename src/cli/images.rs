@@ -14,7 +14,7 @@ use super::Outcome;
 pub fn list(store: &Store, args: &args::Images, digest: Option<&str>) -> Outcome {
     let images = match digest {
         Some(d) => store.images_by_digest(d)?,
-        None => store.images()?,
+        None => store.all_images()?,
     };
     if args.json.json {
         return output::json(&images);
@@ -57,6 +57,9 @@ pub fn show(store: &Store, args: &args::Image) -> Outcome {
             match store.image_size(image) {
                 Ok(size) => outln!("Size: {size}"),
                 Err(e) => outln!("Size unknown: {e}"),
+            }
+            if image.read_only_store.is_some() {
+                outln!("Read Only: true");
             }
         }
     }

@@ -11,7 +11,7 @@ use super::progress::Progress;
 use super::{Failure, Outcome};
 
 pub fn list(store: &Store, args: &args::Layers) -> Outcome {
-    let layers = store.layers()?;
+    let layers = store.all_layers()?;
     if args.json.json {
         return output::json(&layers);
     }
@@ -19,7 +19,7 @@ pub fn list(store: &Store, args: &args::Layers) -> Outcome {
         print_tree(&layers)?;
         return Ok(0);
     }
-    let images = store.images()?;
+    let images = store.all_images()?;
     let containers = store.containers()?;
     for layer in &layers {
         outln!("{}", layer.id);
@@ -93,7 +93,7 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
             for name in &layer.names {
                 outln!("Name: {name}");
             }
-            if layer.read_only {
+            if layer.read_only || layer.read_only_store.is_some() {
                 outln!("Read Only: true");
             }
         }

@@ -46,15 +46,6 @@ fn by_container_lookup(items: &[super::Container], arg: &str) -> Option<usize> {
 }
 
 impl Store {
-    /// Resolves `arg` of `kind` to its ID.
-    pub(crate) fn id_of(&self, kind: Kind, arg: &str) -> Result<String> {
-        Ok(match kind {
-            Kind::Layer => self.layer(arg)?.id,
-            Kind::Image => self.image(arg)?.id,
-            Kind::Container => self.container(arg)?.id,
-        })
-    }
-
     /// The keys of an item's big data, in the order they were first set.
     pub fn big_data_names(&self, kind: Kind, arg: &str) -> Result<Vec<String>> {
         Ok(match kind {
@@ -66,8 +57,20 @@ impl Store {
 
     /// An item's big data item `key`.
     pub fn big_data(&self, kind: Kind, arg: &str, key: &str) -> Result<Vec<u8>> {
-        let id = self.id_of(kind, arg)?;
-        let path = self.item_dir(kind, &id).join(file_name(key));
+        let (id, store) = match kind {
+            Kind::Layer => {
+                let l = self.layer(arg)?;
+                (l.id, l.read_only_store)
+            }
+            Kind::Image => {
+                let i = self.image(arg)?;
+                (i.id, i.read_only_store)
+            }
+            Kind::Container => (self.container(arg)?.id, None),
+        };
+        let path = self
+            .item_dir_in(kind, &id, store.as_deref())
+            .join(file_name(key));
         match fs::read(&path) {
             Ok(data) => Ok(data),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoBigData {
@@ -99,6 +102,7 @@ impl Store {
                 "a big data key cannot be empty",
             ));
         }
+        self.refuse_ro_arg(kind, arg)?;
         match kind {
             Kind::Layer => self.set_big_data_in(&self.layer_records, by_lookup, arg, key, data),
             Kind::Image => self.set_big_data_in(&self.image_records, by_lookup, arg, key, data),

@@ -151,7 +151,13 @@ struct Found {
 /// The records as one consistent-enough snapshot.
 struct Records {
     layers: Vec<Layer>,
+    /// The read-only stores' layers: never checked, never repaired, but
+    /// known as parents and top layers of this store's items (and as the
+    /// owners of directories built here for their mounts).
+    ro_layers: Vec<Layer>,
     images: Vec<Image>,
+    /// The read-only stores' images' IDs: containers may use them.
+    ro_images: HashSet<String>,
     containers: Vec<Container>,
     /// Layers with a mount reference.
     mounted: HashSet<String>,
@@ -164,7 +170,12 @@ impl Records {
 
     /// The layers by ID.
     fn by_id(&self) -> HashMap<&str, &Layer> {
-        self.layers.iter().map(|l| (l.id.as_str(), l)).collect()
+        // This store's record wins over a read-only store's of the same ID.
+        self.ro_layers
+            .iter()
+            .chain(&self.layers)
+            .map(|l| (l.id.as_str(), l))
+            .collect()
     }
 
     /// `top` and its ancestors that exist (stops at a missing parent or a
@@ -288,7 +299,9 @@ impl Store {
     fn records(&self) -> Result<Records> {
         Ok(Records {
             layers: self.layers()?,
+            ro_layers: self.ro_layers()?,
             images: self.images()?,
+            ro_images: self.all_images()?.into_iter().map(|i| i.id).collect(),
             containers: self.containers()?,
             mounted: self
                 .mounts()?

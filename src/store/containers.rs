@@ -114,13 +114,23 @@ impl Store {
         let id = options.id.clone().unwrap_or_else(new_id);
         validate_new_id(&id)?;
         let names = dedup_names(&options.names);
+        // Read before the record locks are taken (they are not this
+        // store's: nothing here waits on them under ours).
+        let ro_layers = self.ro_layers()?;
         let mut tx = self.transaction()?;
         let (image_id, parent) = match image.filter(|i| !i.is_empty()) {
             Some(arg) => {
-                let image =
-                    find(&tx.images.records, arg).ok_or_else(|| Kind::Image.not_known(arg))?;
+                let image = match find(&tx.images.records, arg) {
+                    Some(image) => image.clone(),
+                    None => self
+                        .ro_image(arg)?
+                        .ok_or_else(|| Kind::Image.not_known(arg))?,
+                };
                 let top = &image.top_layer;
-                if !top.is_empty() && !tx.layers.records.iter().any(|l| &l.id == top) {
+                if !top.is_empty()
+                    && !tx.layers.records.iter().any(|l| &l.id == top)
+                    && !ro_layers.iter().any(|l| &l.id == top)
+                {
                     return Err(Kind::Layer.not_known(top));
                 }
                 (image.id.clone(), top.clone())
@@ -138,10 +148,17 @@ impl Store {
         // Its directory, as upstream's driver makes it at creation (after
         // the record: `gc` removes directories of layers without one).
         let mut chain = vec![layer];
+        let known = tx.layers.records.len() + ro_layers.len();
         while let Some(parent) = chain
             .last()
-            .filter(|l| !l.parent.is_empty() && chain.len() <= tx.layers.records.len())
-            .and_then(|l| tx.layers.records.iter().find(|p| p.id == l.parent))
+            .filter(|l| !l.parent.is_empty() && chain.len() <= known)
+            .and_then(|l| {
+                tx.layers
+                    .records
+                    .iter()
+                    .chain(&ro_layers)
+                    .find(|p| p.id == l.parent)
+            })
         {
             chain.push(parent.clone());
         }

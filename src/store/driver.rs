@@ -10,6 +10,12 @@
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.
 //!
+//! A read-only image store's layer (`store/ro_stores.rs`) is used where
+//! its store has its directory ([`Store::ro_in_place`]); else, pool-backed,
+//! it is built from that store's manifest and pool into this store's
+//! driver directory under its ID, as a cache. Nothing is ever made in a
+//! read-only store.
+//!
 //! Every entry here is ours, and none is followed when it is not what the
 //! layout puts there (a directory swapped for a symlink to elsewhere): a
 //! sealed layer's is removed and built again, a live layer whose content
@@ -152,9 +158,144 @@ impl Store {
         }
     }
 
-    /// The layer's chain, top first, as records.
+    /// Where a read-only store's layer is used in place: its driver
+    /// directory in its own store (`overlay/<id>/diff`, `vfs/dir/<id>`),
+    /// when that is there and a directory of its own (and, for overlay,
+    /// not a delta, which shows its layer only over its base). `None` for
+    /// the writable store's layers, and for a pool-backed layer of a
+    /// read-only store whose directory was never built there: that one is
+    /// built from its manifest in this store's driver directory
+    /// ([`Store::layer_content_dir`]), never in the read-only store.
+    pub(crate) fn ro_in_place(&self, layer: &Layer) -> Option<PathBuf> {
+        let root = layer.read_only_store.as_ref()?;
+        if !layout::owns_paths(&layer.id) {
+            return None;
+        }
+        let driver = &self.options.driver;
+        let dir = layout::content_dir(root, driver, &layer.id);
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+        if driver == "overlay" {
+            let layer_dir = layout::driver_dir(root, driver).join(&layer.id);
+            if !fs::symlink_metadata(&layer_dir).is_ok_and(|m| m.is_dir())
+                || fs::symlink_metadata(layer_dir.join(layout::BASE)).is_ok()
+            {
+                return None;
+            }
+        }
+        Some(dir)
+    }
+
+    /// The directory that holds a layer's content as mounts and diffs
+    /// read it: a read-only store's layer's in place when it is there,
+    /// else this store's driver directory for the layer.
+    pub(crate) fn content_dir_of(&self, layer: &Layer) -> PathBuf {
+        self.ro_in_place(layer)
+            .unwrap_or_else(|| self.layer_content_dir(&layer.id))
+    }
+
+    /// The pool that holds a layer's chunks: its read-only store's for
+    /// one of those (read in place), else this store's.
+    pub(crate) fn pool_of(&self, layer: &Layer) -> Result<&crate::chunks::ChunkPool> {
+        let Some(root) = &layer.read_only_store else {
+            return Ok(&self.pool);
+        };
+        self.ro_store(root)
+            .and_then(|ro| ro.pool.as_ref())
+            .ok_or_else(|| Error::ContentGone {
+                layer: layer.id.clone(),
+                path: layout::pool_dir(root),
+                what: "missing",
+            })
+    }
+
+    /// The materializer for a layer's manifest: over the pool that holds
+    /// its chunks, with this store's object cache (a read-only store's is
+    /// never written).
+    pub(crate) fn materializer_for(&self, layer: &Layer) -> Result<Materializer<'_>> {
+        Materializer::new(
+            self.pool_of(layer)?,
+            &layout::objects_dir(self.graph_root()),
+        )
+    }
+
+    /// Makes sure a read-only store's layer has a directory to mount:
+    /// its own in place, else one built in this store's driver directory
+    /// from its manifest (and read-only store's pool), with the short
+    /// link `lower` files of this store's layers list it by. `lowers` is
+    /// the chain below it, top first.
+    fn prepare_ro_overlay(&self, layer: &Layer, lowers: &[Layer]) -> Result<()> {
+        if self.ro_in_place(layer).is_some() {
+            return Ok(());
+        }
+        refuse_reserved(&layer.id)?;
+        let dir = self.driver_dir().join(&layer.id);
+        let diff = dir.join(layout::DIFF);
+        for path in [&dir, &diff] {
+            if not_a_directory(path).is_some() {
+                fs::remove_file(path).at(Op::Remove, path)?;
+            }
+        }
+        if !diff.is_dir() {
+            if !layer.sealed {
+                let root = layer
+                    .read_only_store
+                    .as_deref()
+                    .unwrap_or(self.graph_root());
+                let path = layout::content_dir(root, &self.options.driver, &layer.id);
+                return Err(content_gone(&layer.id, &path, "missing"));
+            }
+            let m = self.layer_manifest(layer)?;
+            let views = self.chain_views(lowers)?;
+            let views: Vec<_> = views.iter().collect();
+            durable::create_dir_all(&dir)?;
+            let options = BuildOptions {
+                format: self.overlay_format(),
+                hardlinks: false,
+                durable: true,
+            };
+            self.materializer_for(layer)?
+                .build_overlay(&m, &views, &diff, options)
+                .map_err(|e| e.for_layer(&layer.id))?;
+        }
+        self.ensure_link(&layer.id, Flush::Now)?;
+        Ok(())
+    }
+
+    /// The `l/<short>` entries by which `lower` files list the read-only
+    /// stores' layers of `chain` (top first): a layer used in place by its
+    /// own store's short link (which Go clients find through the
+    /// additional store), one built here by this store's.
+    pub(crate) fn ro_link_entries(&self, chain: &[Layer]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for layer in chain {
+            let short = match (&layer.read_only_store, self.ro_in_place(layer)) {
+                (Some(root), Some(_)) => {
+                    let path = layout::driver_dir(root, &self.options.driver)
+                        .join(&layer.id)
+                        .join(layout::LINK);
+                    match fs::read_to_string(&path) {
+                        Ok(short) if is_short_name(short.trim()) => short.trim().to_string(),
+                        _ => continue,
+                    }
+                }
+                _ => {
+                    refuse_reserved(&layer.id)?;
+                    durable::create_dir_all(&self.driver_dir().join(&layer.id))?;
+                    self.ensure_link(&layer.id, Flush::Now)?;
+                    self.short_link(&layer.id)?
+                }
+            };
+            out.push(format!("{}/{short}", layout::SHORT_LINKS));
+        }
+        Ok(out)
+    }
+
+    /// The layer's chain, top first, as records (a read-only store's
+    /// layers among them, below this store's).
     pub(crate) fn chain(&self, top: &str) -> Result<Vec<Layer>> {
-        let layers = self.layers()?;
+        let layers = self.all_layers()?;
         let mut chain = Vec::new();
         let mut next = top.to_string();
         while !next.is_empty() {
@@ -222,6 +363,10 @@ impl Store {
         // Layers given a new short name: `lower` files list the old one.
         let mut renamed = std::collections::HashSet::new();
         for (i, layer) in chain.iter().enumerate() {
+            if layer.read_only_store.is_some() {
+                self.prepare_ro_overlay(layer, &chain[i + 1..])?;
+                continue;
+            }
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
             let diff = dir.join(layout::DIFF);
@@ -452,7 +597,17 @@ impl Store {
     pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
         let top = &chain[0];
         refuse_reserved(&top.id)?;
+        if let Some(dir) = self.ro_in_place(top) {
+            return Ok(dir);
+        }
         let dir = self.layer_content_dir(&top.id);
+        if top.read_only_store.is_some() && !top.sealed && !dir.is_dir() {
+            // A read-only store's directory-backed layer whose tree is
+            // not there: nothing to build it from.
+            let root = top.read_only_store.as_deref().unwrap_or(self.graph_root());
+            let path = layout::content_dir(root, &self.options.driver, &top.id);
+            return Err(content_gone(&top.id, &path, "missing"));
+        }
         match not_a_directory(&dir) {
             None if dir.exists() => return Ok(dir),
             None => {}
@@ -469,7 +624,13 @@ impl Store {
             hardlinks: false,
             durable: true,
         };
-        let live_below = chain.iter().skip(1).position(|l| !l.sealed).map(|j| j + 1);
+        // Below a directory-backed layer, or where the chain goes on in a
+        // read-only store, the tree starts as a copy of that part's.
+        let live_below = chain
+            .iter()
+            .skip(1)
+            .position(|l| !l.sealed || l.read_only_store != top.read_only_store)
+            .map(|j| j + 1);
         let sealed_above: Vec<Layer> = chain[..live_below.unwrap_or(chain.len())]
             .iter()
             .filter(|l| l.sealed)
@@ -478,15 +639,18 @@ impl Store {
         let manifests = self.manifests_lowest_first(&sealed_above)?;
         let Some(j) = live_below else {
             let refs: Vec<_> = manifests.iter().collect();
-            self.materializer()?
+            self.materializer_for(top)?
                 .build(&refs, &dir, options)
                 .map_err(|e| name_needing_layer(e, &sealed_above, &manifests))?;
             return Ok(dir);
         };
         let base = self.prepare_vfs(&chain[j..])?;
-        let materializer = self.materializer()?;
+        let materializer = self.materializer_for(top)?;
         let tmp = durable::temp_sibling(&dir);
         let result = (|| {
+            // The base may be a read-only store's tree: `vfs/dir/` here
+            // may not be there yet.
+            durable::create_dir_all(dir.parent().expect("a tree has a parent"))?;
             crate::materialize::copy_tree(&base, &tmp)?;
             for m in &manifests {
                 materializer
@@ -628,6 +792,11 @@ fn flush_for(unsynced: &Option<super::unsynced::Unsynced>) -> Flush {
         Some(_) => Flush::Later,
         None => Flush::Now,
     }
+}
+
+/// Whether `s` is a short link name (upstream's alphabet).
+fn is_short_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| SHORT_ALPHABET.contains(&b))
 }
 
 /// A random 26-character short name, as upstream's overlay driver uses.

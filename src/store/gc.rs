@@ -323,7 +323,9 @@ impl Store {
         let links = list(&links_dir);
         let layers_dir = self.layers_dir();
         let tar_splits = list(layers_dir);
-        let mut known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
+        // A read-only store's layer may have a directory here, built for
+        // its mounts.
+        let mut known: HashSet<String> = self.all_layers()?.into_iter().map(|l| l.id).collect();
         let mounted: HashSet<String> = self.mounts()?.into_iter().map(|m| m.id).collect();
         // A deleted layer's directory stays while deltas are stacked on it.
         let bases: Vec<String> = known.iter().filter_map(|id| self.stacked_on(id)).collect();

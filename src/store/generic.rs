@@ -22,17 +22,22 @@ impl Store {
         if let Some(c) = find_container(&self.containers()?, arg) {
             return Ok((Kind::Container, c.id.clone()));
         }
+        // The read-only stores' items, after all of the writable store's.
+        if let Some(l) = self.ro_layer(arg)? {
+            return Ok((Kind::Layer, l.id));
+        }
+        if let Some(i) = self.ro_image(arg)? {
+            return Ok((Kind::Image, i.id));
+        }
         Err(Error::DoesNotExist(arg.to_string()))
     }
 
     /// Whether `arg` names an item of one of `kinds` (all kinds if empty).
     pub fn exists(&self, arg: &str, kinds: &[Kind]) -> Result<bool> {
         let wanted = |k: Kind| kinds.is_empty() || kinds.contains(&k);
-        Ok(
-            (wanted(Kind::Layer) && find(&self.layers()?, arg).is_some())
-                || (wanted(Kind::Image) && find(&self.images()?, arg).is_some())
-                || (wanted(Kind::Container) && find_container(&self.containers()?, arg).is_some()),
-        )
+        Ok((wanted(Kind::Layer) && self.layer(arg).is_ok())
+            || (wanted(Kind::Image) && self.image(arg).is_ok())
+            || (wanted(Kind::Container) && find_container(&self.containers()?, arg).is_some()))
     }
 
     /// The names of the item `arg`.
@@ -49,6 +54,10 @@ impl Store {
     pub fn update_names(&self, arg: &str, op: NamesOp, names: &[String]) -> Result<()> {
         self.check_writable()?;
         let (kind, id) = self.resolve(arg)?;
+        if kind == Kind::Image && self.copy_ro_image(&id, names)? {
+            return Ok(());
+        }
+        self.refuse_ro(kind, &id)?;
         match kind {
             Kind::Layer => self.change_in(&self.layer_records, &id, |items, i| {
                 change_names(items, i, op, names)
@@ -75,6 +84,7 @@ impl Store {
     pub fn set_metadata(&self, arg: &str, value: &str) -> Result<()> {
         self.check_writable()?;
         let (kind, id) = self.resolve(arg)?;
+        self.refuse_ro(kind, &id)?;
         let set = |m: &mut String| *m = value.to_string();
         match kind {
             Kind::Layer => self.change_in(&self.layer_records, &id, |items, i| {
@@ -115,7 +125,9 @@ impl Store {
     /// with children or users).
     pub fn delete(&self, arg: &str) -> Result<()> {
         self.check_writable()?;
-        match self.resolve(arg)? {
+        let (kind, id) = self.resolve(arg)?;
+        self.refuse_ro(kind, &id)?;
+        match (kind, id) {
             (Kind::Container, id) => self.delete_container(&id),
             (Kind::Image, id) => {
                 self.write(|| {

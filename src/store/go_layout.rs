@@ -181,9 +181,15 @@ impl Store {
     fn lay_out_from(
         &self,
         layers: &[Layer],
-        mut below: Vec<String>,
+        below: Vec<String>,
         changed: &mut HashSet<String>,
     ) -> Result<()> {
+        // A read-only store's layers get no entries here but their short
+        // links: what is above them lists those.
+        let (layers, mut below) = match layers.iter().position(|l| l.read_only_store.is_some()) {
+            Some(k) => (&layers[..k], self.ro_link_entries(&layers[k..])?),
+            None => (layers, below),
+        };
         for layer in layers.iter().rev() {
             refuse_reserved(&layer.id)?;
             let dir = self.driver_dir().join(&layer.id);
@@ -217,6 +223,9 @@ impl Store {
     /// as they are (its short link, then its `lower`); `None` when they
     /// are not all there.
     fn listed_below(&self, parent: &Layer) -> Option<Vec<String>> {
+        if parent.read_only_store.is_some() {
+            return None;
+        }
         let dir = self.driver_dir().join(&parent.id);
         if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             return None;

@@ -50,6 +50,11 @@ pub struct Image {
     /// Upstream's flags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flags: BTreeMap<String, serde_json::Value>,
+    /// Derived, never written: the root of the read-only image store the
+    /// image was read from (`None`: the writable store's). Upstream's
+    /// `ReadOnly` (`Read Only: true`), which is not in its JSON either.
+    #[serde(skip)]
+    pub read_only_store: Option<PathBuf>,
 }
 
 impl Item for Image {
@@ -148,8 +153,10 @@ impl Store {
 
     /// The image named by `arg`.
     pub fn image(&self, arg: &str) -> Result<Image> {
-        find(&self.images()?, arg)
-            .cloned()
+        if let Some(image) = find(&self.images()?, arg) {
+            return Ok(image.clone());
+        }
+        self.ro_image(arg)?
             .ok_or_else(|| Kind::Image.not_known(arg))
     }
 
@@ -157,7 +164,7 @@ impl Store {
     pub fn images_by_digest(&self, digest: &str) -> Result<Vec<Image>> {
         validate_digest(digest)?;
         Ok(self
-            .images()?
+            .all_images()?
             .into_iter()
             .filter(|i| i.digests().iter().any(|d| d == digest))
             .collect())
@@ -174,10 +181,15 @@ impl Store {
         let names = dedup_names(&options.names);
         let tx = self.transaction()?;
         let top_layer = match top_layer.filter(|t| !t.is_empty()) {
-            Some(arg) => find(&tx.layers.records, arg)
-                .ok_or_else(|| Kind::Layer.not_known(arg))?
-                .id
-                .clone(),
+            Some(arg) => match find(&tx.layers.records, arg) {
+                Some(layer) => layer.id.clone(),
+                // A read-only store's layer may be an image's top.
+                None => {
+                    self.ro_layer(arg)?
+                        .ok_or_else(|| Kind::Layer.not_known(arg))?
+                        .id
+                }
+            },
             None => String::new(),
         };
         let mut images = tx.images;
@@ -192,6 +204,7 @@ impl Store {
             big_data: BigDataIndex::default(),
             created: now(),
             flags: BTreeMap::new(),
+            read_only_store: None,
         };
         images.records.push(image.clone());
         self.write(|| images.save())?;
@@ -200,7 +213,7 @@ impl Store {
 
     /// The image's size: its layers' uncompressed sizes plus its big data.
     pub fn image_size(&self, image: &Image) -> Result<u64> {
-        let layers = self.layers()?;
+        let layers = self.all_layers()?;
         // Sizes come from the record files: any numbers, so never overflow.
         let mut size = image
             .big_data
@@ -229,9 +242,13 @@ impl Store {
             self.check_writable()?;
         }
         let mut tx = self.transaction()?;
-        let image = find(&tx.images.records, arg)
-            .ok_or_else(|| Kind::Image.not_known(arg))?
-            .clone();
+        let Some(image) = find(&tx.images.records, arg).cloned() else {
+            if let Some(ro) = self.ro_image(arg)? {
+                let root = ro.read_only_store.unwrap_or_default();
+                return Err(Self::refuse_read_only(Kind::Image, &ro.id, &root));
+            }
+            return Err(Kind::Image.not_known(arg));
+        };
         if let Some(c) = tx.containers.records.iter().find(|c| c.image == image.id) {
             return Err(Error::InUse {
                 kind: Kind::Image,

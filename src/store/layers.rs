@@ -121,6 +121,11 @@ pub struct Layer {
     /// built on it.
     #[serde(skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
     pub sealed: bool,
+    /// Derived, never written: the root of the read-only image store the
+    /// layer was read from (`None`: the writable store's). Upstream's
+    /// `ReadOnly` (`Read Only: true`), which is not in its JSON either.
+    #[serde(skip)]
+    pub read_only_store: Option<PathBuf>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -154,6 +159,7 @@ impl Layer {
             gid_map: Vec::new(),
             read_only: false,
             sealed: false,
+            read_only_store: None,
         }
     }
 
@@ -223,10 +229,13 @@ impl Store {
         self.layer_records.read()
     }
 
-    /// The layer named by `arg` (ID, name or unique ID prefix).
+    /// The layer named by `arg` (ID, name or unique ID prefix): the
+    /// writable store's first, then the read-only stores'.
     pub fn layer(&self, arg: &str) -> Result<Layer> {
-        find(&self.layers()?, arg)
-            .cloned()
+        if let Some(layer) = find(&self.layers()?, arg) {
+            return Ok(layer.clone());
+        }
+        self.ro_layer(arg)?
             .ok_or_else(|| Kind::Layer.not_known(arg))
     }
 
@@ -267,14 +276,26 @@ impl Store {
         self.write(|| {
             self.layer_records.modify(|layers| {
                 // Deletes check for children under this same lock.
-                if !layer.parent.is_empty() && !layers.iter().any(|l| l.id == layer.parent) {
-                    return Err(Kind::Layer.not_known(&layer.parent));
-                }
+                self.parent_still_there(layers, &layer.parent)?;
                 claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 Ok(((), true))
             })
         })
+    }
+
+    /// Fails when `parent` (an ID; none when empty) is neither among
+    /// `layers` (this store's, read under its lock, under which deletes
+    /// check for children) nor a read-only store's layer (which never
+    /// goes away).
+    fn parent_still_there(&self, layers: &[Layer], parent: &str) -> Result<()> {
+        if parent.is_empty() || layers.iter().any(|l| l.id == parent) {
+            return Ok(());
+        }
+        match self.ro_layer(parent)? {
+            Some(p) if p.id == parent => Ok(()),
+            _ => Err(Kind::Layer.not_known(parent)),
+        }
     }
 
     fn new_layer_record(&self, parent: Option<&str>, options: &LayerOptions) -> Result<Layer> {
@@ -433,9 +454,7 @@ impl Store {
         let index = match publish {
             Publish::Add => {
                 // Deletes check for children under this same lock.
-                if !layer.parent.is_empty() && !layers.iter().any(|l| l.id == layer.parent) {
-                    return Err(Kind::Layer.not_known(&layer.parent));
-                }
+                self.parent_still_there(layers, &layer.parent)?;
                 claim(layers, &layer.id, &layer.names)?;
                 layers.push(layer.clone());
                 layers.len() - 1
@@ -496,6 +515,7 @@ impl Store {
     ) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.layer(arg)?;
+        Self::refuse_ro_layer(&layer)?;
         if layer.read_only {
             return Err(Error::ReadOnlyLayer(layer.id));
         }
@@ -669,7 +689,12 @@ impl Store {
 
     /// The manifest of a sealed layer.
     pub fn layer_manifest(&self, layer: &Layer) -> Result<LayerManifest> {
-        let path = self.manifest_path(&layer.id);
+        // A read-only store's layer's manifest is under its own root.
+        let root = layer
+            .read_only_store
+            .as_deref()
+            .unwrap_or(self.graph_root());
+        let path = layout::manifest_path(root, &layer.id);
         let bytes = fs::read(&path).at(Op::Read, &path)?;
         manifest::decode(&path, &bytes)
     }
@@ -684,7 +709,7 @@ impl Store {
     ) -> Result<()> {
         let layer = self.layer(&self.mount_layer_id(arg)?)?;
         let compression = compression.unwrap_or(layer.compression);
-        if !layer.sealed && self.layer_content_dir(&layer.id).exists() {
+        if !layer.sealed && self.content_dir_of(&layer).exists() {
             return self.live_diff(&layer, compression, out);
         }
         if !layer.sealed && !layer.diff_digest.is_empty() {
@@ -708,7 +733,7 @@ impl Store {
             return Ok(());
         }
         let m = self.layer_manifest(&layer)?;
-        manifest::write_tar_compressed(&m, &self.pool, compression, out)
+        manifest::write_tar_compressed(&m, self.pool_of(&layer)?, compression, out)
             .map_err(|e| e.for_layer(&layer.id))
     }
 
@@ -717,10 +742,13 @@ impl Store {
     pub fn delete_layer(&self, arg: &str) -> Result<()> {
         self.check_writable()?;
         let mut tx = self.transaction()?;
-        let id = find(&tx.layers.records, arg)
-            .ok_or_else(|| Kind::Layer.not_known(arg))?
-            .id
-            .clone();
+        let Some(found) = find(&tx.layers.records, arg) else {
+            if let Some(ro) = self.ro_layer(arg)? {
+                Self::refuse_ro_layer(&ro)?;
+            }
+            return Err(Kind::Layer.not_known(arg));
+        };
+        let id = found.id.clone();
         if tx.layers.records.iter().any(|l| l.parent == id) {
             return Err(Error::HasChildren {
                 layer: id,

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use super::layers::Layer;
+use super::layout;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::manifest::{
@@ -40,7 +41,7 @@ impl Store {
                 out.push(self.layer_manifest(l)?);
                 continue;
             }
-            let dir = self.live_content_dir(&l.id)?;
+            let dir = self.live_dir_of(l)?;
             if !dir.is_dir() {
                 continue;
             }
@@ -53,13 +54,23 @@ impl Store {
         Ok(out)
     }
 
+    /// A directory-backed layer's content directory, to read: a read-only
+    /// store's layer's in its own store (or what was built here for it),
+    /// else [`Store::live_content_dir`].
+    pub(super) fn live_dir_of(&self, layer: &Layer) -> Result<std::path::PathBuf> {
+        match layer.read_only_store {
+            Some(_) => Ok(self.content_dir_of(layer)),
+            None => self.live_content_dir(&layer.id),
+        }
+    }
+
     /// What the layer (or container's layer) `arg` changes relative to its
     /// parent: `Add`, `Modify` and `Delete` with paths from `/`.
     pub fn changes(&self, arg: &str) -> Result<Vec<Change>> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let lower = self.parents_view(&layer)?;
         if !layer.sealed {
-            let dir = self.live_content_dir(&layer.id)?;
+            let dir = self.live_dir_of(&layer)?;
             return materialize::changes(&dir, &lower, self.options.driver == "overlay");
         }
         let m = self.layer_manifest(&layer)?;
@@ -108,7 +119,7 @@ impl Store {
                 })
                 .sum());
         }
-        let dir = self.live_content_dir(&layer.id)?;
+        let dir = self.live_dir_of(&layer)?;
         let paths: Vec<std::path::PathBuf> = if self.options.driver == "overlay" {
             match dir.is_dir() {
                 true => materialize::walk_tree(&dir)?
@@ -149,6 +160,7 @@ impl Store {
         let (dst_arg, dst_path) = split_layer_path(dest)
             .ok_or_else(|| bad("the destination must be LAYER:/PATH".into()))?;
         let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
+        Self::refuse_ro_layer(&dst)?;
         if dst.read_only {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
@@ -211,8 +223,16 @@ impl Store {
             what: "writing the layer stream".into(),
             source: e,
         };
-        let dir = self.live_content_dir(&layer.id)?;
-        let tar_split = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
+        let (dir, tar_split) = match &layer.read_only_store {
+            Some(root) => (
+                self.live_dir_of(layer)?,
+                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id),
+            ),
+            None => (
+                self.live_content_dir(&layer.id)?,
+                self.layers_dir().join(format!("{}.tar-split.gz", layer.id)),
+            ),
+        };
         let mut enc = compression.encoder(out).map_err(written)?;
         match std::fs::File::open(&tar_split) {
             // The exact tar the layer was written from (its files'

@@ -105,6 +105,17 @@ impl LockFile {
         })
     }
 
+    /// Opens the existing lock file at `path` only to read (a read-only
+    /// store's: never created nor written; shared locks only).
+    pub fn open_read_only(path: &Path) -> Result<LockFile> {
+        let file = durable::open_store_file(path, Open::Read)?;
+        Ok(LockFile {
+            path: path.to_path_buf(),
+            file,
+            local: Mutex::new(()),
+        })
+    }
+
     /// Takes the lock exclusively (for writing).
     pub fn exclusive(&self) -> Result<LockGuard<'_>> {
         self.take(RecordLock::Exclusive)

@@ -1,5 +1,8 @@
 //! Mounts: reference counts in `<runroot>/<drv>-layers/mountpoints.json`,
 //! the directories materialized on demand, and the overlay mount itself.
+//! A read-only image store's layers mount read-only only (as an image),
+//! recorded here and mounted under this store's driver directory; their
+//! directories are lower directories by their absolute paths.
 //!
 //! Overlay mounts use the kernel's new mount API (`fsopen`/`fsconfig`),
 //! which takes lower directories one at a time (`lowerdir+`), so a chain of
@@ -65,8 +68,11 @@ impl Store {
         if let Some(c) = find_container(&containers, arg) {
             return Ok(c.layer.clone());
         }
-        find(&layers, arg)
-            .map(|l| l.id.clone())
+        if let Some(l) = find(&layers, arg) {
+            return Ok(l.id.clone());
+        }
+        self.ro_layer(arg)?
+            .map(|l| l.id)
             .ok_or_else(|| Kind::Layer.not_known(arg))
     }
 
@@ -88,6 +94,15 @@ impl Store {
     pub fn mount_labelled(&self, arg: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
         self.check_writable()?;
         let id = self.mount_layer(arg, image)?;
+        if !image {
+            // A read-only store's layer mounts read-only only (`-r`, as
+            // an image), as upstream's.
+            if let Some(ro) = self.ro_layer(&id)?.filter(|l| l.id == id) {
+                if !self.layers()?.iter().any(|l| l.id == id) {
+                    Self::refuse_ro_layer(&ro)?;
+                }
+            }
+        }
         self.mount_id(&id, image, label).map_err(|e| match e {
             // Its files went because the layer was deleted meanwhile.
             Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
@@ -127,7 +142,7 @@ impl Store {
             return;
         };
         for layer in chain {
-            if !layers.iter().any(|r| r.id == layer.id) {
+            if layer.read_only_store.is_none() && !layers.iter().any(|r| r.id == layer.id) {
                 tracing::debug!(layer = %layer.id, "deleted while mounted: removing what the mount built");
                 self.remove_driver_dirs(&layer.id);
                 self.forget_used(&layer.id);
@@ -141,6 +156,11 @@ impl Store {
         // Long work first, without the mount lock: building directories is
         // idempotent (build in a temporary directory, rename into place).
         let path = if overlay {
+            if chain[0].read_only_store.is_some() {
+                // Mounted here, whatever its content directory.
+                super::driver::refuse_reserved(&id)?;
+                crate::durable::create_dir_all(&self.driver_dir().join(&id).join(layout::MERGED))?;
+            }
             self.settle_unsynced(false)?;
             self.prepare_overlay(chain)?;
             self.driver_dir().join(&id).join(layout::MERGED)
@@ -152,8 +172,12 @@ impl Store {
             self.mount_records.modify(|mounts| {
                 // Deletes save under this lock: a layer deleted since the
                 // chain was read is not mounted.
+                // (A read-only store's layers are never deleted.)
                 let layers = self.layer_records.peek()?;
-                if let Some(gone) = chain.iter().find(|l| !layers.iter().any(|r| r.id == l.id)) {
+                if let Some(gone) = chain
+                    .iter()
+                    .find(|l| l.read_only_store.is_none() && !layers.iter().any(|r| r.id == l.id))
+                {
                     return Err(Kind::Layer.not_known(&gone.id));
                 }
                 self.mark_used(chain);
@@ -302,6 +326,12 @@ impl Store {
         };
         let mut lower_links = Vec::new();
         for layer in lowers {
+            if layer.read_only_store.is_some() {
+                // Its directory as it is (`driver.join` keeps an absolute
+                // path).
+                lower_links.push(self.content_dir_of(layer).display().to_string());
+                continue;
+            }
             let links = layout::SHORT_LINKS;
             lower_links.push(format!("{links}/{}", self.short_link(&layer.id)?));
             // A delta shows its layer only over the directory it is

@@ -1,5 +1,6 @@
 //! Store options: graph root, run root, driver and driver options, from
-//! `storage.conf` and the caller's overrides.
+//! `storage.conf` and the caller's overrides, and the read-only image
+//! stores the driver options name (`<drv>.imagestore=DIR`).
 
 use std::path::{Path, PathBuf};
 
@@ -129,9 +130,13 @@ pub struct UpstreamConfig {
     pub pull_options: Option<BTreeMap<String, String>>,
 }
 
-/// Our keys in `storage.conf`.
+/// Our keys in `storage.conf`, and upstream's that are read from
+/// `[storage.options]` itself.
 #[derive(Deserialize, Default)]
 struct OurKeys {
+    /// Upstream's read-only additional image stores.
+    #[serde(default)]
+    additionalimagestores: Vec<String>,
     materialized_evict_after: Option<String>,
     materialize: Option<String>,
 }
@@ -270,6 +275,12 @@ impl StoreOptions {
                 .parse()
                 .map_err(|e| Error::Config(format!("{}: materialize: {e}", path.display())))?;
         }
+        // As upstream adds them: driver options of the configured driver.
+        for store in &s.options.ours.additionalimagestores {
+            options
+                .driver_options
+                .push(format!("{}.imagestore={store}", options.driver));
+        }
         for (driver, table) in [("overlay", &s.options.overlay), ("vfs", &s.options.vfs)] {
             for (key, value) in table {
                 let value = toml_text(value.clone());
@@ -279,6 +290,45 @@ impl StoreOptions {
             }
         }
         Ok(options)
+    }
+
+    /// The read-only additional image stores the driver options name for
+    /// this driver: `<drv>.imagestore=DIR` (also `.imagestore=`, and
+    /// upstream overlay's `additionalimagestore=`), each a comma-separated
+    /// list of absolute paths, in the order given. The graph root (and the
+    /// split image store) are never one of them.
+    pub fn additional_image_stores(&self) -> Result<Vec<PathBuf>> {
+        let mut stores: Vec<PathBuf> = Vec::new();
+        for option in &self.driver_options {
+            let Some((key, value)) = option.split_once('=') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let key = match key.split_once('.') {
+                Some((drv, rest)) if drv.is_empty() || drv == self.driver => rest,
+                Some(_) => continue,
+                None => key.as_str(),
+            };
+            if key != "imagestore" && key != "additionalimagestore" {
+                continue;
+            }
+            for dir in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                let dir = PathBuf::from(dir);
+                if !dir.is_absolute() {
+                    return Err(Error::Config(format!(
+                        "{}: image path {:?} is not absolute.  Can not be relative",
+                        self.driver,
+                        dir.display().to_string()
+                    )));
+                }
+                let dir: PathBuf = dir.components().collect();
+                let own = dir == self.graph_root || self.image_store.as_ref() == Some(&dir);
+                if !own && !stores.contains(&dir) {
+                    stores.push(dir);
+                }
+            }
+        }
+        Ok(stores)
     }
 
     /// Checks the driver name and makes the roots absolute.
@@ -376,6 +426,40 @@ mod tests {
             err.contains("materialize") && err.contains("sometimes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn read_only_stores_come_from_driver_options_and_storage_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("storage.conf");
+        std::fs::write(
+            &conf,
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"/g\"\n[storage.options]\nadditionalimagestores = [\"/a\", \"/b/\"]\n",
+        )
+        .unwrap();
+        let mut o = StoreOptions::from_config(Some(&conf)).unwrap();
+        assert_eq!(
+            o.driver_options,
+            vec![
+                "overlay.imagestore=/a".to_string(),
+                "overlay.imagestore=/b/".to_string()
+            ]
+        );
+        o.driver_options.extend([
+            "vfs.imagestore=/vfs-only".to_string(),
+            ".imagestore=/c,/a, /d".to_string(),
+            "overlay.additionalimagestore=/e".to_string(),
+            "overlay.imagestore=/g".to_string(),
+            "overlay.mountopt=nodev".to_string(),
+        ]);
+        let want: Vec<PathBuf> = ["/a", "/b", "/c", "/d", "/e"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(o.additional_image_stores().unwrap(), want);
+        o.driver_options.push("overlay.imagestore=rel".into());
+        let err = o.additional_image_stores().unwrap_err().to_string();
+        assert!(err.contains("\"rel\" is not absolute"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! it. Whatever removes one as unreferenced asks [`Store::pool_users`],
 //! never only its own driver's records.
 //!
-//! Read-only additional stores, once they exist, join the same set as
-//! more [`LayerSet`]s (with their own root).
+//! Read-only additional image stores (`store/ro_stores.rs`) are not
+//! among them: their layers reference their own pool and manifests, which
+//! are never ours to remove, and what is built here for their mounts
+//! (driver directories, cached objects) is kept by `gc` while their
+//! records name the layer, whatever this set says.
 //!
 //! This module reads record files; it writes and removes nothing but a
 //! manifest no record names any more ([`Store::remove_manifest`]).

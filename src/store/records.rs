@@ -75,6 +75,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Record> RecordFile<T> {
         })
     }
 
+    /// `dir/<name>` with a lock opened by the caller (a read-only
+    /// store's, see `store/ro_stores.rs`).
+    pub fn with_lock(dir: &Path, name: &str, lock: LockFile) -> RecordFile<T> {
+        RecordFile {
+            path: dir.join(name),
+            lock,
+            cache: Mutex::new(None),
+        }
+    }
+
     /// The current records.
     pub fn read(&self) -> Result<Vec<T>> {
         let _guard = self.lock.shared()?;

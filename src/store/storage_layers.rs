@@ -28,6 +28,11 @@ impl Store {
     /// a record, and every layer directory no record knows, sorted.
     pub fn storage_layers(&self) -> Result<Vec<String>> {
         let mut ids: BTreeSet<String> = self.driver_layer_dirs().into_iter().collect();
+        // Directories built here for a read-only store's layers' mounts
+        // are that store's layers, not this driver's.
+        for layer in self.ro_layers()? {
+            ids.remove(&layer.id);
+        }
         ids.extend(
             self.layers()?
                 .into_iter()

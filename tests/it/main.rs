@@ -48,6 +48,7 @@ mod mounts;
 mod parent_owners;
 mod progress;
 mod reserved_ids;
+mod ro_stores;
 mod rootless;
 mod roundtrip;
 mod stacking;

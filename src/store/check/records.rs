@@ -147,7 +147,10 @@ impl Store {
         options: &CheckOptions,
     ) {
         for c in &records.containers {
-            if !c.image.is_empty() && !records.images.iter().any(|i| i.id == c.image) {
+            if !c.image.is_empty()
+                && !records.images.iter().any(|i| i.id == c.image)
+                && !records.ro_images.contains(&c.image)
+            {
                 let message = format!("image {}: {CONTAINER_IMAGE_MISSING}", c.image);
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }

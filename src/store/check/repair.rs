@@ -366,7 +366,7 @@ impl Store {
         if stray.is_empty() {
             return Ok(());
         }
-        let now_known: HashSet<String> = self.layers()?.into_iter().map(|l| l.id).collect();
+        let now_known: HashSet<String> = self.all_layers()?.into_iter().map(|l| l.id).collect();
         for name in stray {
             if now_known.contains(&name) {
                 continue;

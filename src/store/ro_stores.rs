@@ -1,0 +1,303 @@
+//! Read-only additional image stores (`--storage-opt <drv>.imagestore=DIR`,
+//! `additionalimagestores` in `storage.conf`), and the graph root when a
+//! split image store (`--image-store`) takes its images: their layer and
+//! image records, read and never written.
+//!
+//! A read-only store is another graph root with the same layout (ours or
+//! a Go client's): `<root>/<drv>-layers/layers.json`,
+//! `<root>/<drv>-images/images.json`, and the layers' content as its
+//! writer left it: driver directories (`overlay/<id>/diff`, `vfs/dir/<id>`)
+//! used in place, or, for layers of our pool, `manifests/<id>` with the
+//! chunks of `chunks/` read in place. Nothing under such a root is ever
+//! created, written, locked exclusively or removed: lock files are opened
+//! read-only and only when they exist (a kind whose lock file is missing
+//! has no records), and the pool is opened without creating anything.
+//! What a mount needs built from such a layer's manifest is built in the
+//! writable store's driver directories under the layer's ID
+//! (`store/driver.rs`), where `gc` and `check` count it as known.
+//!
+//! Records read from here carry the store's root in `read_only_store`,
+//! so that every caller can tell them from the writable store's and find
+//! their content. This module owns opening and reading the stores and
+//! the lookups that span them; the writes that refuse them live with
+//! each operation.
+
+use std::path::{Path, PathBuf};
+
+use super::images::Image;
+use super::item::find;
+use super::kind::Kind;
+use super::layers::Layer;
+use super::layout;
+use super::lock::LockFile;
+use super::records::RecordFile;
+use super::Store;
+use crate::chunks::ChunkPool;
+use crate::error::{Error, Result};
+
+/// One read-only store.
+pub(crate) struct RoStore {
+    /// Its graph root.
+    pub root: PathBuf,
+    layers: Option<RecordFile<Layer>>,
+    images: Option<RecordFile<Image>>,
+    /// Its chunk pool, when it has one (a store we wrote).
+    pub pool: Option<ChunkPool>,
+}
+
+impl RoStore {
+    /// Opens the store at `root` for `driver`, reading only.
+    pub fn open(root: &Path, driver: &str) -> Result<RoStore> {
+        let meta = std::fs::metadata(root).map_err(|e| {
+            Error::Config(format!(
+                "{}: can't stat the image store directory: {e}",
+                root.display()
+            ))
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Config(format!(
+                "{}: an image store must be a directory",
+                root.display()
+            )));
+        }
+        let layers = open_records(
+            &layout::layers_dir(root, driver),
+            layout::LAYERS_JSON,
+            layout::LAYERS_LOCK,
+        )?;
+        let images = open_records(
+            &layout::images_dir(root, driver),
+            layout::IMAGES_JSON,
+            layout::IMAGES_LOCK,
+        )?;
+        let pool_dir = layout::pool_dir(root);
+        let pool = match pool_dir.is_dir() {
+            true => Some(ChunkPool::open(&pool_dir, false)?),
+            false => None,
+        };
+        Ok(RoStore {
+            root: root.to_path_buf(),
+            layers,
+            images,
+            pool,
+        })
+    }
+
+    /// Its layers, marked as its own.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        let mut layers = match &self.layers {
+            Some(file) => file.read()?,
+            None => Vec::new(),
+        };
+        for layer in &mut layers {
+            layer.read_only_store = Some(self.root.clone());
+        }
+        Ok(layers)
+    }
+
+    /// Its images, marked as its own.
+    pub fn images(&self) -> Result<Vec<Image>> {
+        let mut images = match &self.images {
+            Some(file) => file.read()?,
+            None => Vec::new(),
+        };
+        for image in &mut images {
+            image.read_only_store = Some(self.root.clone());
+        }
+        Ok(images)
+    }
+}
+
+/// The record file in `dir`, when its lock file is there (opened
+/// read-only: never created here).
+fn open_records<T>(dir: &Path, name: &str, lock: &str) -> Result<Option<RecordFile<T>>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + super::records::Record,
+{
+    let lock_path = dir.join(lock);
+    if !lock_path.is_file() {
+        return Ok(None);
+    }
+    let lock = LockFile::open_read_only(&lock_path)?;
+    Ok(Some(RecordFile::with_lock(dir, name, lock)))
+}
+
+impl Store {
+    /// Every layer: the writable store's, then those of each read-only
+    /// store, in the order they were given (as upstream lists them: an
+    /// ID two stores hold is listed twice).
+    pub fn all_layers(&self) -> Result<Vec<Layer>> {
+        let mut layers = self.layers()?;
+        layers.extend(self.ro_layers()?);
+        Ok(layers)
+    }
+
+    /// Every image: the writable store's, then those of each read-only
+    /// store (as upstream lists them: an image whose record was copied
+    /// into the writable store, see [`Store::copy_ro_image`], is listed
+    /// from both).
+    pub fn all_images(&self) -> Result<Vec<Image>> {
+        let mut images = self.images()?;
+        for ro in &self.ro_stores {
+            images.extend(ro.images()?);
+        }
+        Ok(images)
+    }
+
+    /// The layers of the read-only stores only.
+    pub(crate) fn ro_layers(&self) -> Result<Vec<Layer>> {
+        let mut layers = Vec::new();
+        for ro in &self.ro_stores {
+            layers.extend(ro.layers()?);
+        }
+        Ok(layers)
+    }
+
+    /// The read-only stores' roots, in order.
+    pub fn read_only_stores(&self) -> Vec<&Path> {
+        self.ro_stores.iter().map(|s| s.root.as_path()).collect()
+    }
+
+    /// The layer a read-only store holds under `arg` (exact ID, name or
+    /// unique ID prefix within that store), the first store first.
+    pub(crate) fn ro_layer(&self, arg: &str) -> Result<Option<Layer>> {
+        for ro in &self.ro_stores {
+            if let Some(layer) = find(&ro.layers()?, arg) {
+                return Ok(Some(layer.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The image a read-only store holds under `arg`.
+    pub(crate) fn ro_image(&self, arg: &str) -> Result<Option<Image>> {
+        for ro in &self.ro_stores {
+            if let Some(image) = find(&ro.images()?, arg) {
+                return Ok(Some(image.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The read-only store whose root is `root`.
+    pub(crate) fn ro_store(&self, root: &Path) -> Option<&RoStore> {
+        self.ro_stores.iter().find(|s| s.root == root)
+    }
+
+    /// The refusal of a write to `id`, an item of the read-only store at
+    /// `root` (upstream's `ErrStoreIsReadOnly`).
+    pub(crate) fn refuse_read_only(kind: Kind, id: &str, root: &Path) -> Error {
+        Error::InReadOnlyStore {
+            kind,
+            id: id.to_string(),
+            store: root.to_path_buf(),
+        }
+    }
+
+    /// Refuses a write to the item `id` of `kind` when only a read-only
+    /// store holds it.
+    pub(crate) fn refuse_ro(&self, kind: Kind, id: &str) -> Result<()> {
+        let root = match kind {
+            Kind::Layer if !self.layers()?.iter().any(|l| l.id == id) => {
+                self.ro_layer(id)?.and_then(|l| l.read_only_store)
+            }
+            Kind::Image if !self.images()?.iter().any(|i| i.id == id) => {
+                self.ro_image(id)?.and_then(|i| i.read_only_store)
+            }
+            _ => None,
+        };
+        match root {
+            Some(root) => Err(Self::refuse_read_only(kind, id, &root)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a write to what `arg` names of `kind` when the writable
+    /// store has no such item and a read-only store has.
+    pub(crate) fn refuse_ro_arg(&self, kind: Kind, arg: &str) -> Result<()> {
+        let id = match kind {
+            Kind::Layer if find(&self.layers()?, arg).is_none() => {
+                self.ro_layer(arg)?.map(|l| l.id)
+            }
+            Kind::Image if find(&self.images()?, arg).is_none() => {
+                self.ro_image(arg)?.map(|i| i.id)
+            }
+            _ => None,
+        };
+        match id {
+            Some(id) => self.refuse_ro(kind, &id),
+            None => Ok(()),
+        }
+    }
+
+    /// The directory of an item's big data: under its read-only store's
+    /// root for one of those.
+    pub(crate) fn item_dir_in(&self, kind: Kind, id: &str, store: Option<&Path>) -> PathBuf {
+        match store {
+            Some(root) => {
+                let driver = &self.options.driver;
+                let records = match kind {
+                    Kind::Layer => layout::layers_dir(root, driver),
+                    Kind::Image => layout::images_dir(root, driver),
+                    Kind::Container => layout::containers_dir(root, driver),
+                };
+                records.join(id)
+            }
+            None => self.item_dir(kind, id),
+        }
+    }
+
+    /// Names given to an image only a read-only store holds, as upstream
+    /// gives them (`updateNames`): the image's record is copied into the
+    /// writable store (its top layer, metadata, creation time, digest,
+    /// names history, flags and big data) with `names` as its names,
+    /// less the first when there are several (the one the read-only
+    /// store's image already has, as podman passes them), whichever of
+    /// add, set or remove was asked. Returns whether it copied one.
+    pub(crate) fn copy_ro_image(&self, id: &str, names: &[String]) -> Result<bool> {
+        if self.images()?.iter().any(|i| i.id == id) {
+            return Ok(false);
+        }
+        let Some(ro) = self.ro_image(id)?.filter(|i| i.id == id) else {
+            return Ok(false);
+        };
+        let mut names = super::item::dedup_names(names);
+        if names.len() > 1 {
+            names.remove(0);
+        }
+        let from = self.item_dir_in(Kind::Image, id, ro.read_only_store.as_deref());
+        let mut copy = ro.clone();
+        copy.read_only_store = None;
+        copy.names = names.clone();
+        for name in names.iter().rev() {
+            copy.names_history.retain(|n| n != name);
+            copy.names_history.insert(0, name.clone());
+        }
+        let to = self.item_dir(Kind::Image, id);
+        self.write(|| {
+            self.image_records.modify(|images| {
+                super::item::claim(images, id, &names)?;
+                // Big data first: the record that names it comes after.
+                for key in &copy.big_data.names {
+                    let name = super::bigdata::file_name(key);
+                    let path = from.join(&name);
+                    let data = std::fs::read(&path)
+                        .map_err(|e| Error::io(crate::error::Op::Read, &path, e))?;
+                    crate::durable::create_dir_all(&to)?;
+                    crate::durable::atomic_write(&to.join(&name), &data)?;
+                }
+                images.push(copy.clone());
+                Ok(((), true))
+            })
+        })?;
+        Ok(true)
+    }
+
+    /// Refuses a write to `layer` when it is a read-only store's.
+    pub(crate) fn refuse_ro_layer(layer: &Layer) -> Result<()> {
+        match &layer.read_only_store {
+            Some(root) => Err(Self::refuse_read_only(Kind::Layer, &layer.id, root)),
+            None => Ok(()),
+        }
+    }
+}
