@@ -112,6 +112,23 @@ fn describe(cmd: &Command) -> String {
     out
 }
 
+/// Whether a client command copies an image (and so reads the host's
+/// blob-info cache, which is covered for it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copying {
+    Yes,
+    No,
+}
+
+/// Runs `cmd` with `args`.
+fn with_args(mut cmd: Command, args: &[&str], copying: Copying) -> Ran {
+    cmd.args(args);
+    if copying == Copying::Yes {
+        hide_host_cache(&mut cmd);
+    }
+    run(cmd, None)
+}
+
 /// Runs `cmd` (with `stdin`, if any) and returns what it gave.
 pub fn run(cmd: Command, stdin: Option<&[u8]>) -> Ran {
     let line = describe(&cmd);
@@ -389,32 +406,31 @@ impl Shared {
         run(cmd, Some(stdin))
     }
 
-    /// The Go CLI on the shared roots.
-    pub fn go_command(&self) -> Command {
-        let mut cmd = self.client(Client::Go);
-        cmd.arg("--graph")
+    /// `client` with the shared roots given by its flags `graph` and `run`
+    /// and the fixture's driver.
+    fn on_roots(&self, client: Client, graph: &str, run: &str) -> Command {
+        let mut cmd = self.client(client);
+        cmd.arg(graph)
             .arg(self.graph())
-            .arg("--run")
+            .arg(run)
             .arg(self.run_root())
             .args(["--storage-driver", self.driver]);
         cmd
     }
 
+    /// The Go CLI on the shared roots.
+    pub fn go_command(&self) -> Command {
+        self.on_roots(Client::Go, "--graph", "--run")
+    }
+
     /// Runs the Go CLI.
     pub fn go(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.go_command();
-        cmd.args(args);
-        run(cmd, None)
+        with_args(self.go_command(), args, Copying::No)
     }
 
     fn podman_command(&self) -> Command {
-        let mut cmd = self.client(Client::Podman);
-        cmd.arg("--root")
-            .arg(self.graph())
-            .arg("--runroot")
-            .arg(self.run_root())
-            .args(["--storage-driver", self.driver])
-            .args(["--cgroup-manager=cgroupfs", "--events-backend=file"])
+        let mut cmd = self.on_roots(Client::Podman, "--root", "--runroot");
+        cmd.args(["--cgroup-manager=cgroupfs", "--events-backend=file"])
             .arg("--tmpdir")
             .arg(self.conf().join("podman-tmp"));
         cmd
@@ -423,53 +439,32 @@ impl Shared {
     /// Runs podman (for commands that copy no image: `images`, `create`,
     /// `mount`, `unmount`, `rm`, ...).
     pub fn podman(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.podman_command();
-        cmd.args(args);
-        run(cmd, None)
+        with_args(self.podman_command(), args, Copying::No)
     }
 
-    /// Runs podman for a command that copies an image (`save`, `load`),
-    /// with the host's blob-info cache covered.
+    /// Runs podman for a command that copies an image (`save`, `load`).
     pub fn podman_copying(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.podman_command();
-        cmd.args(args);
-        hide_host_cache(&mut cmd);
-        run(cmd, None)
+        with_args(self.podman_command(), args, Copying::Yes)
     }
 
-    /// Runs skopeo (always with the host's blob-info cache covered).
+    /// Runs skopeo (it always copies).
     pub fn skopeo(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.client(Client::Skopeo);
-        cmd.args(args);
-        hide_host_cache(&mut cmd);
-        run(cmd, None)
+        with_args(self.client(Client::Skopeo), args, Copying::Yes)
     }
 
     fn buildah_command(&self) -> Command {
-        let mut cmd = self.client(Client::Buildah);
-        cmd.arg("--root")
-            .arg(self.graph())
-            .arg("--runroot")
-            .arg(self.run_root())
-            .args(["--storage-driver", self.driver]);
-        cmd
+        self.on_roots(Client::Buildah, "--root", "--runroot")
     }
 
     /// Runs buildah (for commands that copy no image: `from --pull=never`,
     /// `mount`, `umount`, `rm`, `images`).
     pub fn buildah(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.buildah_command();
-        cmd.args(args);
-        run(cmd, None)
+        with_args(self.buildah_command(), args, Copying::No)
     }
 
-    /// Runs buildah for a command that copies an image (`commit`), with
-    /// the host's blob-info cache covered.
+    /// Runs buildah for a command that copies an image (`commit`).
     pub fn buildah_copying(&self, args: &[&str]) -> Ran {
-        let mut cmd = self.buildah_command();
-        cmd.args(args);
-        hide_host_cache(&mut cmd);
-        run(cmd, None)
+        with_args(self.buildah_command(), args, Copying::Yes)
     }
 
     /// `containers-storage:[overlay@G+R]name`: the store as c/image names it.
