@@ -115,6 +115,17 @@ impl Scratch {
     }
 }
 
+impl Drop for Scratch {
+    /// What a test left mounted (a failed assertion between a mount and
+    /// its unmount, the Go overlay driver's bind mount of its home) goes
+    /// before the directory does.
+    fn drop(&mut self) {
+        for mount in crate::harness::mounts_under(self.dir.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// A CLI (ours or Go's) on one store: graph root, run root, driver, and
 /// extra global options.
 struct Cli {
