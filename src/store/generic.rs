@@ -35,8 +35,11 @@ impl Store {
     /// Whether `arg` names an item of one of `kinds` (all kinds if empty).
     pub fn exists(&self, arg: &str, kinds: &[Kind]) -> Result<bool> {
         let wanted = |k: Kind| kinds.is_empty() || kinds.contains(&k);
-        Ok((wanted(Kind::Layer) && self.layer(arg).is_ok())
-            || (wanted(Kind::Image) && self.image(arg).is_ok())
+        // Errors reading records are errors, not "no such item".
+        Ok((wanted(Kind::Layer)
+            && (find(&self.layers()?, arg).is_some() || self.ro_layer(arg)?.is_some()))
+            || (wanted(Kind::Image)
+                && (find(&self.images()?, arg).is_some() || self.ro_image(arg)?.is_some()))
             || (wanted(Kind::Container) && find_container(&self.containers()?, arg).is_some()))
     }
 

@@ -115,6 +115,17 @@ impl Scratch {
     }
 }
 
+impl Drop for Scratch {
+    /// What a test left mounted (a failed assertion between a mount and
+    /// its unmount, the Go overlay driver's bind mount of its home) goes
+    /// before the directory does.
+    fn drop(&mut self) {
+        for mount in crate::harness::mounts_under(self.dir.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// A CLI (ours or Go's) on one store: graph root, run root, driver, and
 /// extra global options.
 struct Cli {
@@ -745,6 +756,22 @@ fn split_image_store(driver: &'static str) {
             "the graph root's records after the split store's work",
         );
     }
+    // `imagestore` in `storage.conf` is `--image-store`.
+    let conf = s.path("split.conf");
+    std::fs::write(
+        &conf,
+        format!("[storage]\nimagestore = \"{}\"\n", split_dir.display()),
+    )
+    .unwrap();
+    let mut cmd = plain.command();
+    cmd.env("CONTAINERS_STORAGE_CONF", &conf)
+        .args(["image", "new"]);
+    let out = common::run_command(cmd, None);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&image) && !shown.contains("Read Only"),
+        "{shown}"
+    );
     // Without the image store, the graph root sees its own image only.
     let listed = plain.ok(&["images"]);
     assert!(
