@@ -18,6 +18,17 @@ pub struct Cs {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Cs {
+    /// What a test left mounted under the store (a mount it did not
+    /// undo, Go's bind mount of `overlay/`) is detached, so that the
+    /// directory can be removed.
+    fn drop(&mut self) {
+        for mount in crate::harness::mounts_under(self.dir.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Cs {
     /// A fresh, empty store (vfs driver, so no mount privileges are needed).
     pub fn new() -> Cs {
