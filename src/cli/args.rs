@@ -173,14 +173,69 @@ pub struct LayerFlags {
     /// Create the layer read-only.
     #[arg(short = 'r', long = "readonly", bool_flag())]
     pub read_only: bool,
-    /// UID map (refused: this store does not remap IDs).
-    #[arg(long = "uidmap")]
-    pub uidmap: Option<String>,
-    /// GID map (refused: this store does not remap IDs).
-    #[arg(long = "gidmap")]
-    pub gidmap: Option<String>,
+    #[command(flatten)]
+    pub id_maps: IdMapFlags,
     #[command(flatten)]
     pub json: Json,
+}
+
+/// The ID mapping flags of `create-layer`, `import-layer` and
+/// `create-container` (upstream's).
+#[derive(Args, Debug, Default)]
+pub struct IdMapFlags {
+    /// Force the host's UIDs (no UID map, not even the parent's).
+    #[arg(long = "hostuidmap", bool_flag())]
+    pub host_uid_map: bool,
+    /// Force the host's GIDs (no GID map, not even the parent's).
+    #[arg(long = "hostgidmap", bool_flag())]
+    pub host_gid_map: bool,
+    /// UID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...]; the files
+    /// are stored with host IDs, `diff` gives the container's.
+    #[arg(long = "uidmap", value_name = "MAP")]
+    pub uid_map: Option<IdMapSpec>,
+    /// GID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...].
+    #[arg(long = "gidmap", value_name = "MAP")]
+    pub gid_map: Option<IdMapSpec>,
+    /// The UID and GID maps of USER's ranges in /etc/subuid and
+    /// /etc/subgid (with --subgidmap: the GIDs of that group's).
+    #[arg(long = "subuidmap", value_name = "USER")]
+    pub sub_uid_map: Option<String>,
+    /// The GID and UID maps of GROUP's ranges in /etc/subgid and
+    /// /etc/subuid (with --subuidmap: the UIDs of that user's).
+    #[arg(long = "subgidmap", value_name = "GROUP")]
+    pub sub_gid_map: Option<String>,
+}
+
+/// `--uidmap`/`--gidmap`: CONTAINER:HOST:SIZE triples, colon-separated
+/// (upstream's `ParseIDMap`; empty is no map).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdMapSpec(pub Vec<containers_storage::IdMap>);
+
+impl std::str::FromStr for IdMapSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<IdMapSpec, String> {
+        if spec.is_empty() {
+            return Ok(IdMapSpec(Vec::new()));
+        }
+        let bad = || format!("malformed, expected [\"uint32:uint32:uint32\"]: {spec:?}");
+        let parts: Vec<&str> = spec.split(':').collect();
+        if parts.len() % 3 != 0 {
+            return Err(bad());
+        }
+        parts
+            .chunks(3)
+            .map(|t| {
+                let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
+                Ok(containers_storage::IdMap {
+                    container_id: n(t[0])?,
+                    host_id: n(t[1])?,
+                    size: n(t[2])?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(IdMapSpec)
+    }
 }
 
 /// `layers`.
@@ -368,6 +423,8 @@ pub struct CreateContainer {
     /// Mark the container volatile.
     #[arg(long = "volatile", bool_flag())]
     pub volatile: bool,
+    #[command(flatten)]
+    pub id_maps: IdMapFlags,
     /// The image to create it on ("" for none).
     #[arg(value_name = "IMAGE")]
     pub image: String,

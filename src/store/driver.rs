@@ -196,7 +196,10 @@ impl Store {
         Ok(layer.read_only
             || !self.writable
             || self.layers()?.iter().any(|l| l.parent == layer.id)
-            || self.images()?.iter().any(|i| i.top_layer == layer.id))
+            || self
+                .images()?
+                .iter()
+                .any(|i| i.top_layer == layer.id || i.mapped_layers.contains(&layer.id)))
     }
 
     /// Makes sure the overlay directories of every layer in `chain` (top
@@ -254,19 +257,27 @@ impl Store {
             // A build's marker covers what is written for its layer (the
             // directory, `base`, `link`) until a settle makes it durable.
             let mut unsynced = None;
+            // A mapped layer's files have host IDs: built whole, never as
+            // a delta over another's (unshifted) directory.
+            let mapping = layer.id_mapping();
+            let stack_this = stack && mapping.is_identity();
             if !diff.is_dir() {
                 if layer.sealed {
                     // The layer's manifest and those of the layers it could
                     // be stacked on are read at the same time.
                     let (m, candidates) = rayon::join(
                         || self.layer_manifest(layer),
-                        || match stack {
+                        || match stack_this {
                             true => self.base_candidates(layer),
                             false => Ok(Vec::new()),
                         },
                     );
-                    let m = m?;
+                    let m = mapping.shift_manifest(&m?, &layer.id)?;
                     let lowers = self.chain_views(&chain[i + 1..])?;
+                    let lowers = lowers
+                        .iter()
+                        .map(|l| mapping.shift_manifest(l, &layer.id))
+                        .collect::<Result<Vec<_>>>()?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     // Not durable when built: the marker covers it.
                     unsynced = self.begin_unsynced(&layer.id)?;
@@ -292,9 +303,16 @@ impl Store {
                             .build_overlay(&m, &lowers, &diff, options)
                             .map_err(|e| e.for_layer(&layer.id))?;
                     }
+                    super::id_maps::own_root(&diff, mapping)?;
                 } else {
                     // A directory-backed layer never written: empty.
                     durable::create_tree_root(&diff, Flush::Now)?;
+                    super::id_maps::own_root(&diff, mapping)?;
+                }
+            }
+            if let Some(parent) = chain.get(i + 1) {
+                if !layer.maps_as(parent) {
+                    self.build_mapped_below(&chain[i..], flush_for(&unsynced))?;
                 }
             }
             let flush = flush_for(&unsynced);
@@ -314,6 +332,51 @@ impl Store {
         // What Go clients read to mount the chain: `lower` files (a
         // directory built as a delta, or in full again, changes them).
         self.lay_out_overlay(chain, renamed)
+    }
+
+    /// Builds `overlay/<id>/diff1` of `chain`'s top layer (top first)
+    /// when missing: the tree the layers below it show, flattened, with
+    /// the top layer's owners. The layer maps IDs otherwise than its
+    /// parent, so their directories show the wrong owners; this one,
+    /// right below the layer's `diff` (Go's overlay driver mounts
+    /// `diff1` there too, as its `UpdateLayerIDMap` leaves it), hides
+    /// them. A cache of the pool, as `diff` is: the layers below must be
+    /// pool-backed.
+    pub(crate) fn build_mapped_below(&self, chain: &[Layer], flush: Flush) -> Result<()> {
+        let top = &chain[0];
+        let target = self.driver_dir().join(&top.id).join(layout::MAPPED_BELOW);
+        if target.is_dir() {
+            return Ok(());
+        }
+        if not_a_directory(&target).is_some() {
+            fs::remove_file(&target).at(Op::Remove, &target)?;
+        }
+        let below = &chain[1..];
+        if let Some(live) = below.iter().find(|l| !l.sealed) {
+            return Err(Error::MappedOverLive {
+                layer: top.id.clone(),
+                below: live.id.clone(),
+            });
+        }
+        let mapping = top.id_mapping();
+        let manifests = self
+            .manifests_lowest_first(below)?
+            .iter()
+            .map(|m| mapping.shift_manifest(m, &top.id))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<_> = manifests.iter().collect();
+        // Below the layer's `diff`: never written, hardlinks allowed
+        // (their objects carry the shifted owners: never the unshifted
+        // objects other trees share).
+        let options = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: true,
+            durable: flush == Flush::Now,
+        };
+        self.materializer()?
+            .build(&refs, &target, options)
+            .map_err(|e| name_needing_layer(e, below, &manifests))?;
+        super::id_maps::own_root(&target, mapping)
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
@@ -461,12 +524,20 @@ impl Store {
             .filter(|l| l.sealed)
             .cloned()
             .collect();
-        let manifests = self.manifests_lowest_first(&sealed_above)?;
+        // The whole tree shows the top layer's owners: every layer's
+        // entries are shifted by its map (see `store/id_maps.rs`).
+        let mapping = top.id_mapping();
+        let manifests = self
+            .manifests_lowest_first(&sealed_above)?
+            .iter()
+            .map(|m| mapping.shift_manifest(m, &top.id))
+            .collect::<Result<Vec<_>>>()?;
         let Some(j) = live_below else {
             let refs: Vec<_> = manifests.iter().collect();
             self.materializer()?
                 .build(&refs, &dir, options)
                 .map_err(|e| name_needing_layer(e, &sealed_above, &manifests))?;
+            super::id_maps::own_root(&dir, mapping)?;
             return Ok(dir);
         };
         let base = self.prepare_vfs(&chain[j..])?;
@@ -474,6 +545,11 @@ impl Store {
         let tmp = durable::temp_sibling(&dir);
         let result = (|| {
             crate::materialize::copy_tree(&base, &tmp)?;
+            if !chain[j].maps_as(top) {
+                // Upstream's `UpdateLayerIDMap`: from the parent's host
+                // IDs to this layer's.
+                super::id_maps::remap_tree(&tmp, chain[j].id_mapping(), mapping)?;
+            }
             for m in &manifests {
                 materializer
                     .apply_onto(m, &tmp, options)

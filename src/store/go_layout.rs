@@ -82,7 +82,12 @@ impl Store {
             match content {
                 Content::Directory => {
                     let diff = self.driver_dir().join(&chain[0].id).join(layout::DIFF);
-                    return durable::create_tree_root(&diff, Flush::Now);
+                    durable::create_tree_root(&diff, Flush::Now)?;
+                    super::id_maps::own_root(&diff, chain[0].id_mapping())?;
+                    if chain.get(1).is_some_and(|p| !chain[0].maps_as(p)) {
+                        self.build_mapped_below(chain, Flush::Now)?;
+                    }
+                    return Ok(());
                 }
                 Content::Pool if always => self.prepare_overlay(chain),
                 Content::Pool => Ok(()),
