@@ -240,16 +240,6 @@ pub enum Error {
         /// The ID without a mapping.
         id: u32,
     },
-    /// An overlay layer that maps IDs otherwise than its parent needs the
-    /// layers below it pool-backed (their tree is built again with its
-    /// owners), and one is directory-backed.
-    #[error("layer {layer}: it maps IDs otherwise than the layers below it, and layer {below} below it is directory-backed (not supported on overlay)")]
-    MappedOverLive {
-        /// The mapped layer.
-        layer: String,
-        /// The directory-backed layer below it.
-        below: String,
-    },
     /// `--subuidmap`/`--subgidmap` named a user or group that
     /// `/etc/subuid` or `/etc/subgid` gives no range.
     #[error("no subordinate ID ranges found for {name:?} in {}", file.display())]

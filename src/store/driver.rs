@@ -352,13 +352,10 @@ impl Store {
             fs::remove_file(&target).at(Op::Remove, &target)?;
         }
         let below = &chain[1..];
-        if let Some(live) = below.iter().find(|l| !l.sealed) {
-            return Err(Error::MappedOverLive {
-                layer: top.id.clone(),
-                below: live.id.clone(),
-            });
-        }
         let mapping = top.id_mapping();
+        if below.iter().any(|l| !l.sealed) {
+            return self.build_mapped_below_live(top, below, &target);
+        }
         let manifests = self
             .manifests_lowest_first(below)?
             .iter()
@@ -377,6 +374,47 @@ impl Store {
             .build(&refs, &target, options)
             .map_err(|e| name_needing_layer(e, below, &manifests))?;
         super::id_maps::own_root(&target, mapping)
+    }
+
+    /// [`Store::build_mapped_below`] over directory-backed layers: the
+    /// tree is made with the container's IDs, lowest layer first (a
+    /// pool-backed layer's manifest applied, a directory-backed one's
+    /// upper directory copied with its whiteouts and opaque directories
+    /// taking effect and its owners back to its container IDs), then every
+    /// owner goes to `top`'s host IDs. Never hardlinks: owners change
+    /// after the files are written.
+    fn build_mapped_below_live(&self, top: &Layer, below: &[Layer], target: &Path) -> Result<()> {
+        let tmp = durable::temp_sibling(target);
+        let options = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: false,
+            durable: true,
+        };
+        let result = (|| {
+            durable::create_tree_root(&tmp, Flush::Later)?;
+            let materializer = self.materializer()?;
+            for layer in below.iter().rev() {
+                if layer.sealed {
+                    let m = self.layer_manifest(layer)?;
+                    materializer
+                        .apply_onto(&m, &tmp, options)
+                        .map_err(|e| e.for_layer(&layer.id))?;
+                } else {
+                    apply_upper_onto(&self.live_content_dir(&layer.id)?, layer, &tmp)?;
+                }
+            }
+            let mapping = top.id_mapping();
+            super::id_maps::remap_tree(&tmp, Default::default(), mapping)?;
+            super::id_maps::own_root(&tmp, mapping)?;
+            let f = fs::File::open(&tmp).at(Op::Open, &tmp)?;
+            nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)).at(Op::Syncfs, &tmp)?;
+            fs::rename(&tmp, target).at(Op::Rename, target)?;
+            durable::fsync_dir(target.parent().expect("a layer directory has a parent"))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
@@ -563,6 +601,78 @@ impl Store {
         }
         result.map(|()| dir)
     }
+}
+
+/// Applies the overlay upper directory `upper` of `layer` onto the
+/// flattened tree `tree` (container IDs): its whiteouts remove what they
+/// name, its opaque directories empty theirs, then its entries are copied
+/// over (reflinked where the filesystem can), owned by their container
+/// IDs under `layer`'s mapping.
+fn apply_upper_onto(upper: &Path, layer: &Layer, tree: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !upper.is_dir() {
+        return Ok(());
+    }
+    let entries = crate::materialize::walk_tree(upper)?;
+    let opaque = |path: &Path| {
+        ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|x| crate::sys::lgetxattr(path, x).ok().flatten().as_deref() == Some(b"y"))
+    };
+    let remove = |path: &Path| match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(Op::Remove, path),
+        Ok(_) => fs::remove_file(path).at(Op::Remove, path),
+        Err(_) => Ok(()),
+    };
+    for (rel, meta) in &entries {
+        let src = upper.join(std::ffi::OsStr::from_bytes(rel));
+        let dst = tree.join(std::ffi::OsStr::from_bytes(rel));
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            remove(&dst)?;
+        } else if meta.is_dir() && opaque(&src) && dst.is_dir() {
+            for child in fs::read_dir(&dst).at(Op::ReadDir, &dst)? {
+                remove(&child.at(Op::ReadDir, &dst)?.path())?;
+            }
+        }
+    }
+    let output = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+        .arg(upper)
+        .arg(tree)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .at(Op::Copy, tree)?;
+    if !output.status.success() {
+        let what = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(Error::io(Op::Copy, tree, std::io::Error::other(what)));
+    }
+    let mapping = layer.id_mapping();
+    for (rel, meta) in &entries {
+        let dst = tree.join(std::ffi::OsStr::from_bytes(rel));
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            remove(&dst)?;
+            continue;
+        }
+        if meta.is_dir() {
+            for x in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+                let _ = xattr_remove(&dst, x);
+            }
+        }
+        if let Ok((uid, gid)) = mapping.to_container(meta.uid(), meta.gid()) {
+            if (uid, gid) != (meta.uid(), meta.gid()) {
+                std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).at(Op::Chown, &dst)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn xattr_remove(path: &Path, name: &str) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in a path");
+    let name = std::ffi::CString::new(name).expect("no NUL in a name");
+    crate::sys::lremovexattr(&path, &name)
 }
 
 /// A driver entry that is not what the layout puts there.

@@ -150,10 +150,17 @@ fn to_container(map: &[IdMap], id: u32) -> std::result::Result<u32, u32> {
         .ok_or(id)
 }
 
+/// What an ID without a host ID becomes (the kernel's default overflow
+/// ID, as upstream's `ToHostOverflow` falls back to).
+const OVERFLOW_ID: u32 = 65534;
+
+/// The file capabilities, which `chown` clears.
+const CAPABILITY: &str = "security.capability";
+
 /// Changes the owner of every entry of the tree at `root` (itself
 /// included, symlinks not followed) from `from`'s host IDs to `to`'s:
 /// host -> container by `from`, container -> host by `to`, as upstream's
-/// `ChownPathByMaps`. Owners `from` does not cover fail.
+/// `ChownPathByMaps`. Owners `from` does not cover fail (but 0:0).
 pub(crate) fn remap_tree(root: &Path, from: IdMapping<'_>, to: IdMapping<'_>) -> Result<()> {
     let mut entries = vec![(
         Vec::new(),
@@ -167,16 +174,33 @@ pub(crate) fn remap_tree(root: &Path, from: IdMapping<'_>, to: IdMapping<'_>) ->
             path: String::from_utf8_lossy(&rel).into_owned(),
             id,
         };
-        let (uid, gid) = from
-            .to_container(meta.uid(), meta.gid())
-            .map_err(unmappable)?;
-        let (uid, gid) = to.to_host(uid, gid).map_err(unmappable)?;
+        // As upstream's: an unmapped 0:0 stays 0:0 (a parent that should
+        // have been mapped and was not), and an ID without a host ID
+        // becomes the overflow ID.
+        let (uid, gid) = match from.to_container(meta.uid(), meta.gid()) {
+            Ok(ids) => ids,
+            Err(_) if (meta.uid(), meta.gid()) == (0, 0) => (0, 0),
+            Err(id) => return Err(unmappable(id)),
+        };
+        let uid = to_host(to.uids, uid).unwrap_or(OVERFLOW_ID);
+        let gid = to_host(to.gids, gid).unwrap_or(OVERFLOW_ID);
         if (uid, gid) == (meta.uid(), meta.gid()) {
             continue;
         }
-        // chown clears set-user-ID and set-group-ID bits: put them back.
+        // chown clears set-user-ID and set-group-ID bits and file
+        // capabilities: put them back.
         let mode = meta.mode();
+        let capability = match meta.file_type().is_symlink() {
+            true => None,
+            false => crate::sys::lgetxattr(&path, CAPABILITY).ok().flatten(),
+        };
         std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).at(Op::Chown, &path)?;
+        if let Some(value) = capability {
+            let c_path =
+                std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in a path");
+            let name = std::ffi::CString::new(CAPABILITY).expect("no NUL");
+            crate::sys::lsetxattr(&c_path, &name, &value).at(Op::Setxattr, &path)?;
+        }
         if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))

@@ -110,7 +110,18 @@ impl Store {
             tx.layers.records.push(copy.clone());
             self.write(|| tx.layers.save())?;
             if !top.sealed {
-                self.copy_live_content(top, &copy)?;
+                // The chain from the records held (reading them again
+                // would wait for the locks this process holds).
+                let records = &tx.layers.records;
+                let mut chain = vec![copy.clone()];
+                while let Some(parent) = chain
+                    .last()
+                    .filter(|l| !l.parent.is_empty() && chain.len() <= records.len())
+                    .and_then(|l| records.iter().find(|p| p.id == l.parent))
+                {
+                    chain.push(parent.clone());
+                }
+                self.copy_live_content(top, &chain)?;
             }
             Ok(())
         })();
@@ -125,19 +136,17 @@ impl Store {
         Ok(copy)
     }
 
-    /// Gives `copy` (recorded) the content of directory-backed `top`,
-    /// every owner moved from `top`'s host IDs to `copy`'s: the vfs tree,
-    /// or the overlay `diff` (with, when `copy` maps IDs otherwise than
+    /// Gives `chain[0]`, the copy (recorded; its chain top first), the
+    /// content of directory-backed `top`,
+    /// every owner moved from `top`'s host IDs to the copy's: the vfs tree,
+    /// or the overlay `diff` (with, when the copy maps IDs otherwise than
     /// its parent, the tree below it with its owners).
-    fn copy_live_content(&self, top: &Layer, copy: &Layer) -> Result<()> {
+    fn copy_live_content(&self, top: &Layer, chain: &[Layer]) -> Result<()> {
+        let copy = &chain[0];
         let from = self.live_content_dir(&top.id)?;
         let to = self.layer_content_dir(&copy.id);
         if self.options.driver == "overlay" {
-            let mut chain = vec![copy.clone()];
-            if !copy.parent.is_empty() {
-                chain.extend(self.chain(&copy.parent)?);
-            }
-            self.lay_out(&chain, super::go_layout::Content::Directory)?;
+            self.lay_out(chain, super::go_layout::Content::Directory)?;
         }
         let tmp = durable::temp_sibling(&to);
         let result = (|| {
