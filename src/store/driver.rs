@@ -3,9 +3,13 @@
 //! - overlay: `<graphroot>/overlay/<id>/diff` (a sealed layer in overlay
 //!   format, or a live layer's upper directory), `work`, `merged`, `link`
 //!   (the short name) and `<graphroot>/overlay/l/<short>` -> `../<id>/diff`,
-//!   as upstream lays them out.
+//!   as upstream lays them out; `diff1` below `diff` for a layer that maps
+//!   IDs otherwise than its parent (the layers below with its owners).
 //! - vfs: `<graphroot>/vfs/dir/<id>`, the flattened tree of the layer's
 //!   whole chain.
+//!
+//! A mapped layer's directories hold host IDs: the manifests are shifted
+//! by its map before they are built (`id_maps`).
 //!
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.

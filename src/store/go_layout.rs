@@ -8,7 +8,9 @@
 //!   `overlay/l/<short>` -> `../<id>/diff`, `work/`, `merged/`, and
 //!   `empty/` for a parentless layer or a `lower` file for one with a
 //!   parent: `l/<short-of-parent>:l/<short-of-grandparent>:...`, parent
-//!   first (what Go mounts below the layer's `diff`). A delta (see
+//!   first (what Go mounts below the layer's `diff`, and below it the
+//!   `diff1` of a layer that maps IDs otherwise than its parent, see
+//!   `driver::build_mapped_below`). A delta (see
 //!   `stacking`) is shown over the directory it is stacked on, so that
 //!   directory's short link follows the delta's own in every `lower` that
 //!   lists the delta, and leads the delta's own `lower`.
