@@ -183,10 +183,12 @@ pub struct LayerFlags {
 /// `create-container` (upstream's).
 #[derive(Args, Debug, Default)]
 pub struct IdMapFlags {
-    /// Force the host's UIDs (no UID map, not even the parent's).
+    /// Force the host's UIDs (no UID map, not even the parent layer's or
+    /// the image's).
     #[arg(long = "hostuidmap", bool_flag())]
     pub host_uid_map: bool,
-    /// Force the host's GIDs (no GID map, not even the parent's).
+    /// Force the host's GIDs (no GID map, not even the parent layer's or
+    /// the image's).
     #[arg(long = "hostgidmap", bool_flag())]
     pub host_gid_map: bool,
     /// UID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...]; the files
@@ -872,22 +874,26 @@ pub enum Command {
     Layers(Layers),
     /// Show layers.
     ///
-    /// Prints `ID: `, `Parent: `, a `Name: ` line per name and `Read
-    /// Only: true` for each layer found; with --json, an array of their
+    /// Prints `ID: `, `UID mapping: `/`GID mapping: ` lines, `Parent: `,
+    /// a `Name: ` line per name and `Read Only: true` for each layer found; with --json, an array of their
     /// records. Exits 1 when any is not known.
     Layer(Layer),
     /// Create an empty layer.
     ///
-    /// Prints the new layer's ID, then each of its names after a tab;
+    /// With ID maps (--uidmap, --gidmap, --subuidmap, --subgidmap), its
+    /// files are stored with host IDs; without, it maps IDs as its parent
+    /// does (--hostuidmap/--hostgidmap: not at all). Prints the new layer's ID, then each of its names after a tab;
     /// with --json, its record.
     #[command(name = "create-layer", alias = "createlayer")]
     CreateLayer(CreateLayer),
     /// Import a layer from a tar stream (plain, gzip, zstd, xz or bzip2).
     ///
     /// The tar is read from -f FILE or from standard input (a pipe or a
-    /// file, not a terminal). Prints the new layer's ID, then each of its
-    /// names after a tab; with --json, its record. On a terminal, a
-    /// progress bar on stderr.
+    /// file, not a terminal). With ID maps, the files are stored with
+    /// host IDs (tar UID 0 is the map's host ID for 0) and `diff` gives
+    /// the tar back. Prints the new layer's ID, then each of its names
+    /// after a tab; with --json, its record. On a terminal, a progress
+    /// bar on stderr.
     #[command(name = "import-layer", alias = "importlayer")]
     ImportLayer(ImportLayer),
     /// Delete layers.
@@ -946,6 +952,9 @@ pub enum Command {
     Container(Container),
     /// Create a container on an image ("" for none).
     ///
+    /// With ID maps other than those of the image's top layer, the
+    /// container goes on a mapped copy of that layer (listed in the
+    /// image's mapped-layers, reused by containers mapping the same way).
     /// Prints the new container's ID, then each of its names after a tab;
     /// with --json, its record.
     #[command(name = "create-container", alias = "createcontainer")]

@@ -123,12 +123,13 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
 /// `--subuidmap` or `--subgidmap` alone names both the user and the
 /// group; explicit maps follow the subordinate ranges.
 pub(super) fn id_mappings(flags: &IdMapFlags) -> Result<IdMappingOptions, Failure> {
-    if flags.host_uid_map && (flags.uid_map.is_some() || flags.sub_uid_map.is_some()) {
+    let given = |m: &Option<args::IdMapSpec>| m.as_ref().is_some_and(|m| !m.0.is_empty());
+    if flags.host_uid_map && (given(&flags.uid_map) || flags.sub_uid_map.is_some()) {
         return Err(Failure::usage(
             "host uid map specified along with UID mapping",
         ));
     }
-    if flags.host_gid_map && (flags.gid_map.is_some() || flags.sub_gid_map.is_some()) {
+    if flags.host_gid_map && (given(&flags.gid_map) || flags.sub_gid_map.is_some()) {
         return Err(Failure::usage(
             "host gid map specified along with GID mapping",
         ));
