@@ -253,6 +253,24 @@ fn created_layers_take_their_maps_or_their_parents_and_bad_flags_fail() {
         std::os::unix::fs::chown(&host_file, Some(7), Some(8)).unwrap();
         let dest = format!("{parent}:/f");
         on(&cs, driver, &["copy", host_file.to_str().unwrap(), &dest]);
+        // Its diff (made from the directory) has the container's IDs, as
+        // the Go CLI's.
+        let tar = on_bytes(&cs, driver, &["diff", &parent]);
+        let listing = common::run_command(
+            {
+                let mut c = Command::new("tar");
+                c.args(["--numeric-owner", "-tvf", "-"]);
+                c
+            },
+            Some(&tar),
+        );
+        let listing = common::stdout(&listing);
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.contains(" 7/8 ") && l.ends_with(" f")),
+            "{driver}: {listing}"
+        );
         // A child without maps takes its parent's; --hostuidmap drops it.
         let child = first_line_of(&on(&cs, driver, &["create-layer", &parent]));
         let record = cs.layer_json_on(driver, &child);
