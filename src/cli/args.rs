@@ -693,7 +693,8 @@ pub struct DiffSize {
 /// `copy`.
 #[derive(Args, Debug)]
 pub struct Copy {
-    /// Owner of the copies: UID[:GID].
+    /// Owner of the copies: UID[:GID] (GID defaults to UID, as
+    /// upstream's); container IDs of the destination layer's ID maps.
     #[arg(long = "chown", value_name = "UID[:GID]")]
     pub chown: Option<Owner>,
     /// What to copy: a host path, or LAYER:/PATH in a layer or container.

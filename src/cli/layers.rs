@@ -252,7 +252,10 @@ pub fn diff_size(store: &Store, args: &args::DiffSize) -> Outcome {
 }
 
 pub fn copy(store: &Store, args: &args::Copy) -> Outcome {
-    let chown = args.chown.map(|owner| (owner.uid, owner.gid));
+    // A UID alone is UID:UID, as upstream's `copy` reads it.
+    let chown = args
+        .chown
+        .map(|owner| (owner.uid, Some(owner.gid.unwrap_or(owner.uid))));
     store.copy(&args.sources, &args.dest, chown)?;
     Ok(0)
 }

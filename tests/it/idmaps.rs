@@ -551,6 +551,18 @@ fn copy_maps_owners_from_the_source_and_into_the_destination() {
                 &format!("{mapped}:/etc/c"),
             ],
         );
+        // A UID alone is UID:UID.
+        on(
+            &cs,
+            driver,
+            &[
+                "copy",
+                "--chown",
+                "9",
+                host_file,
+                &format!("{mapped}:/etc/nine"),
+            ],
+        );
         // Unmapped layer -> mapped container.
         on(
             &cs,
@@ -576,6 +588,7 @@ fn copy_maps_owners_from_the_source_and_into_the_destination() {
         assert_eq!(got["etc/h"].0, 300_007, "{driver}");
         assert_eq!(got["etc/h"].1, 300_008, "{driver}");
         assert_eq!((got["etc/c"].0, got["etc/c"].1), (300_005, 300_006));
+        assert_eq!((got["etc/nine"].0, got["etc/nine"].1), (300_009, 300_009));
         assert_eq!((got["etc/g"].0, got["etc/g"].1), (301_000, 301_001));
         on(&cs, driver, &["unmount", &mapped]);
         let tree = mount(&cs, driver, &plain);
