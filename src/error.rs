@@ -239,6 +239,27 @@ pub enum Error {
     /// A layer's chain of parents comes back to a layer already in it.
     #[error("layer {0}: its parents form a cycle")]
     Cycle(String),
+    /// An owner of a layer's entry is outside the layer's ID map (no host
+    /// ID for a container ID, or the reverse), as upstream's untar and
+    /// `ChownPathByMaps` refuse it.
+    #[error("layer {layer}: {path}: ID {id} cannot be mapped: it is not in the ID map")]
+    Unmappable {
+        /// The layer (or the directory being remapped).
+        layer: String,
+        /// The entry's path inside the layer.
+        path: String,
+        /// The ID without a mapping.
+        id: u32,
+    },
+    /// `--subuidmap`/`--subgidmap` named a user or group that
+    /// `/etc/subuid` or `/etc/subgid` gives no range.
+    #[error("no subordinate ID ranges found for {name:?} in {}", file.display())]
+    NoSubordinateIds {
+        /// The user or group name.
+        name: String,
+        /// The file read.
+        file: PathBuf,
+    },
     /// A layer made `--readonly` (or of a read-only store) was to be
     /// written.
     #[error("layer {0}: it is read-only")]

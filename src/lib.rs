@@ -29,8 +29,8 @@ pub use duration::parse_duration;
 pub use error::{Action, Error, Op, PathProblem, Result};
 pub use manifest::{Compression, ImportObserver, ImportProgress, LayerManifest};
 pub use store::{
-    Container, ContainerOptions, Image, ImageOptions, Kind, Layer, LayerOptions, Materialize,
-    NamesOp, Status, Store, StoreOptions,
+    subid_map, Container, ContainerOptions, IdMap, IdMappingOptions, Image, ImageOptions, Kind,
+    Layer, LayerOptions, Materialize, NamesOp, Status, Store, StoreOptions,
 };
 
 /// This build's version.

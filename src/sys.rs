@@ -191,6 +191,14 @@ pub(crate) fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> nix::Result<(
     Errno::result(r).map(drop)
 }
 
+/// Removes extended attribute `name` of `path` itself (a symlink is not
+/// followed).
+pub(crate) fn lremovexattr(path: &CStr, name: &CStr) -> nix::Result<()> {
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let r = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
 /// Makes `target` (open for writing) a reflink of all of `source`
 /// (`FICLONE`): they share their extents until one is written.
 pub(crate) fn ficlone(target: &File, source: &File) -> io::Result<()> {

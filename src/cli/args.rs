@@ -176,14 +176,71 @@ pub struct LayerFlags {
     /// Create the layer read-only.
     #[arg(short = 'r', long = "readonly", bool_flag())]
     pub read_only: bool,
-    /// UID map (refused: this store does not remap IDs).
-    #[arg(long = "uidmap")]
-    pub uidmap: Option<String>,
-    /// GID map (refused: this store does not remap IDs).
-    #[arg(long = "gidmap")]
-    pub gidmap: Option<String>,
+    #[command(flatten)]
+    pub id_maps: IdMapFlags,
     #[command(flatten)]
     pub json: Json,
+}
+
+/// The ID mapping flags of `create-layer`, `import-layer` and
+/// `create-container` (upstream's).
+#[derive(Args, Debug, Default)]
+pub struct IdMapFlags {
+    /// Force the host's UIDs (no UID map, not even the parent layer's or
+    /// the image's).
+    #[arg(long = "hostuidmap", bool_flag())]
+    pub host_uid_map: bool,
+    /// Force the host's GIDs (no GID map, not even the parent layer's or
+    /// the image's).
+    #[arg(long = "hostgidmap", bool_flag())]
+    pub host_gid_map: bool,
+    /// UID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...]; the files
+    /// are stored with host IDs, `diff` gives the container's.
+    #[arg(long = "uidmap", value_name = "MAP")]
+    pub uid_map: Option<IdMapSpec>,
+    /// GID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...].
+    #[arg(long = "gidmap", value_name = "MAP")]
+    pub gid_map: Option<IdMapSpec>,
+    /// The UID and GID maps of USER's ranges in /etc/subuid and
+    /// /etc/subgid (with --subgidmap: the GIDs of that group's).
+    #[arg(long = "subuidmap", value_name = "USER")]
+    pub sub_uid_map: Option<String>,
+    /// The GID and UID maps of GROUP's ranges in /etc/subgid and
+    /// /etc/subuid (with --subuidmap: the UIDs of that user's).
+    #[arg(long = "subgidmap", value_name = "GROUP")]
+    pub sub_gid_map: Option<String>,
+}
+
+/// `--uidmap`/`--gidmap`: CONTAINER:HOST:SIZE triples, colon-separated
+/// (upstream's `ParseIDMap`; empty is no map).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdMapSpec(pub Vec<containers_storage::IdMap>);
+
+impl std::str::FromStr for IdMapSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<IdMapSpec, String> {
+        if spec.is_empty() {
+            return Ok(IdMapSpec(Vec::new()));
+        }
+        let bad = || format!("malformed, expected [\"uint32:uint32:uint32\"]: {spec:?}");
+        let parts: Vec<&str> = spec.split(':').collect();
+        if parts.len() % 3 != 0 {
+            return Err(bad());
+        }
+        parts
+            .chunks(3)
+            .map(|t| {
+                let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
+                Ok(containers_storage::IdMap {
+                    container_id: n(t[0])?,
+                    host_id: n(t[1])?,
+                    size: n(t[2])?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(IdMapSpec)
+    }
 }
 
 /// `layers`.
@@ -371,6 +428,8 @@ pub struct CreateContainer {
     /// Mark the container volatile.
     #[arg(long = "volatile", bool_flag())]
     pub volatile: bool,
+    #[command(flatten)]
+    pub id_maps: IdMapFlags,
     /// The image to create it on ("" for none).
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -637,7 +696,8 @@ pub struct DiffSize {
 /// `copy`.
 #[derive(Args, Debug)]
 pub struct Copy {
-    /// Owner of the copies: UID[:GID].
+    /// Owner of the copies: UID[:GID] (GID defaults to UID, as
+    /// upstream's); container IDs of the destination layer's ID maps.
     #[arg(long = "chown", value_name = "UID[:GID]")]
     pub chown: Option<Owner>,
     /// What to copy: a host path, or LAYER:/PATH in a layer or container.
@@ -818,22 +878,26 @@ pub enum Command {
     Layers(Layers),
     /// Show layers.
     ///
-    /// Prints `ID: `, `Parent: `, a `Name: ` line per name and `Read
-    /// Only: true` for each layer found; with --json, an array of their
+    /// Prints `ID: `, `UID mapping: `/`GID mapping: ` lines, `Parent: `,
+    /// a `Name: ` line per name and `Read Only: true` for each layer found; with --json, an array of their
     /// records. Exits 1 when any is not known.
     Layer(Layer),
     /// Create an empty layer.
     ///
-    /// Prints the new layer's ID, then each of its names after a tab;
+    /// With ID maps (--uidmap, --gidmap, --subuidmap, --subgidmap), its
+    /// files are stored with host IDs; without, it maps IDs as its parent
+    /// does (--hostuidmap/--hostgidmap: not at all). Prints the new layer's ID, then each of its names after a tab;
     /// with --json, its record.
     #[command(name = "create-layer", alias = "createlayer")]
     CreateLayer(CreateLayer),
     /// Import a layer from a tar stream (plain, gzip, zstd, xz or bzip2).
     ///
     /// The tar is read from -f FILE or from standard input (a pipe or a
-    /// file, not a terminal). Prints the new layer's ID, then each of its
-    /// names after a tab; with --json, its record. On a terminal, a
-    /// progress bar on stderr.
+    /// file, not a terminal). With ID maps, the files are stored with
+    /// host IDs (tar UID 0 is the map's host ID for 0) and `diff` gives
+    /// the tar back. Prints the new layer's ID, then each of its names
+    /// after a tab; with --json, its record. On a terminal, a progress
+    /// bar on stderr.
     #[command(name = "import-layer", alias = "importlayer")]
     ImportLayer(ImportLayer),
     /// Delete layers.
@@ -892,6 +956,9 @@ pub enum Command {
     Container(Container),
     /// Create a container on an image ("" for none).
     ///
+    /// With ID maps other than those of the image's top layer, the
+    /// container goes on a mapped copy of that layer (listed in the
+    /// image's mapped-layers, reused by containers mapping the same way).
     /// Prints the new container's ID, then each of its names after a tab;
     /// with --json, its record.
     #[command(name = "create-container", alias = "createcontainer")]

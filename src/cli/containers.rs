@@ -65,6 +65,7 @@ pub fn create(store: &Store, args: &args::CreateContainer) -> Outcome {
         metadata: read_metadata(flags.metadata.clone(), flags.metadata_file.as_deref())?
             .unwrap_or_default(),
         volatile: args.volatile,
+        id_mappings: super::layers::id_mappings(&args.id_maps)?,
     };
     let container = store.create_container(Some(&args.image), &options)?;
     if flags.json.json {

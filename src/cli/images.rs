@@ -48,6 +48,9 @@ pub fn show(store: &Store, args: &args::Image) -> Outcome {
                 outln!("Name: {name}");
             }
             outln!("Top Layer: {}", image.top_layer);
+            for mapped in &image.mapped_layers {
+                outln!("Top Layer: {mapped}");
+            }
             for digest in image.digests() {
                 outln!("Digest: {digest}");
             }

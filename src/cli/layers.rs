@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use containers_storage::{Error, Layer, LayerOptions, Store};
+use containers_storage::{subid_map, Error, IdMappingOptions, Layer, LayerOptions, Store};
 
-use super::args::{self, LayerFlags};
+use super::args::{self, IdMapFlags, LayerFlags};
 use super::input;
 use super::output::{self, outln};
 use super::progress::Progress;
@@ -29,7 +29,10 @@ pub fn list(store: &Store, args: &args::Layers) -> Outcome {
         for name in &layer.names {
             outln!("\tname: {name}");
         }
-        for image in images.iter().filter(|i| i.top_layer == layer.id) {
+        let tops = |i: &&containers_storage::Image| {
+            i.top_layer == layer.id || i.mapped_layers.contains(&layer.id)
+        };
+        for image in images.iter().filter(tops) {
             outln!("\timage: {}", image.id);
             for name in &image.names {
                 outln!("\t\tname: {name}");
@@ -87,6 +90,16 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
     } else {
         for layer in &matched {
             outln!("ID: {}", layer.id);
+            for (kind, map) in [("UID", &layer.uid_map), ("GID", &layer.gid_map)] {
+                for m in map.iter() {
+                    outln!(
+                        "{kind} mapping: (container={}, host={}, size={})",
+                        m.container_id,
+                        m.host_id,
+                        m.size
+                    );
+                }
+            }
             if !layer.parent.is_empty() {
                 outln!("Parent: {}", layer.parent);
             }
@@ -105,17 +118,49 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
     })
 }
 
-fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Failure> {
-    if flags.uidmap.is_some() || flags.gidmap.is_some() {
+/// The ID mappings the flags ask for, as upstream's `paramIDMapping`
+/// builds them: a forced host mapping excludes a map of that kind; a
+/// `--subuidmap` or `--subgidmap` alone names both the user and the
+/// group; explicit maps follow the subordinate ranges.
+pub(super) fn id_mappings(flags: &IdMapFlags) -> Result<IdMappingOptions, Failure> {
+    let given = |m: &Option<args::IdMapSpec>| m.as_ref().is_some_and(|m| !m.0.is_empty());
+    if flags.host_uid_map && (given(&flags.uid_map) || flags.sub_uid_map.is_some()) {
         return Err(Failure::usage(
-            "ID mapping (--uidmap, --gidmap) is not supported by this store",
+            "host uid map specified along with UID mapping",
         ));
     }
+    if flags.host_gid_map && (given(&flags.gid_map) || flags.sub_gid_map.is_some()) {
+        return Err(Failure::usage(
+            "host gid map specified along with GID mapping",
+        ));
+    }
+    let mut options = IdMappingOptions {
+        host_uid_mapping: flags.host_uid_map,
+        host_gid_mapping: flags.host_gid_map,
+        ..IdMappingOptions::default()
+    };
+    let user = flags.sub_uid_map.as_ref().or(flags.sub_gid_map.as_ref());
+    let group = flags.sub_gid_map.as_ref().or(flags.sub_uid_map.as_ref());
+    if let (Some(user), Some(group)) = (user, group) {
+        options.uid_map = subid_map(user, true)?;
+        options.gid_map = subid_map(group, false)?;
+    }
+    if let Some(map) = &flags.uid_map {
+        options.uid_map.extend_from_slice(&map.0);
+    }
+    if let Some(map) = &flags.gid_map {
+        options.gid_map.extend_from_slice(&map.0);
+    }
+    Ok(options)
+}
+
+fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Failure> {
     Ok(LayerOptions {
         id: flags.id.clone(),
         names: flags.names.clone(),
         mount_label: flags.label.clone(),
         read_only: flags.read_only,
+        id_mappings: id_mappings(&flags.id_maps)?,
     })
 }
 
@@ -207,7 +252,10 @@ pub fn diff_size(store: &Store, args: &args::DiffSize) -> Outcome {
 }
 
 pub fn copy(store: &Store, args: &args::Copy) -> Outcome {
-    let chown = args.chown.map(|owner| (owner.uid, owner.gid));
+    // A UID alone is UID:UID, as upstream's `copy` reads it.
+    let chown = args
+        .chown
+        .map(|owner| (owner.uid, Some(owner.gid.unwrap_or(owner.uid))));
     store.copy(&args.sources, &args.dest, chown)?;
     Ok(0)
 }

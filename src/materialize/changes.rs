@@ -343,6 +343,18 @@ pub fn changes(
 /// Writes the diff tar of `changes` (as [`changes`] returned them) from
 /// the layer's directory `root`. Returns the bytes written.
 pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Result<u64> {
+    write_diff_owned(root, changes, out, &|uid, gid| Ok((uid, gid)))
+}
+
+/// [`write_diff`] with each entry's owner given by `owner` from the one on
+/// disk (a mapped layer's host IDs back to the container's); an owner it
+/// refuses fails the diff.
+pub fn write_diff_owned(
+    root: &Path,
+    changes: &[Change],
+    out: &mut dyn Write,
+    owner: &dyn Fn(u32, u32) -> Result<(u32, u32)>,
+) -> Result<u64> {
     let mut counting = Counting {
         inner: out,
         count: 0,
@@ -367,11 +379,12 @@ pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Resul
         }
         let path = root.join(OsStr::from_bytes(&rel));
         let meta = std::fs::symlink_metadata(&path).at(Op::Stat, &path)?;
+        let (uid, gid) = owner(meta.uid(), meta.gid())?;
         let mut entry = TarEntry {
             path: rel.clone(),
             mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
+            uid,
+            gid,
             mtime: meta.mtime(),
             mtime_nsec: meta.mtime_nsec() as u32,
             xattrs: xattrs(&path),

@@ -21,6 +21,10 @@ use crate::error::{Error, IoContext, Op, Result};
 /// Owner to give copied entries instead of the source's.
 pub type Chown = Option<(u32, Option<u32>)>;
 
+/// The owner a copied entry gets from its source's (`uid`, `gid`): the
+/// caller's ID mappings and `--chown`; an owner it refuses fails the copy.
+pub type Owners<'a> = &'a dyn Fn(u32, u32) -> Result<(u32, u32)>;
+
 /// An owner for nix's calls.
 fn owner((uid, gid): (u32, u32)) -> (Option<Uid>, Option<Gid>) {
     (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -45,20 +49,17 @@ fn set_metadata(
 }
 
 /// Copies `src` (not following a symlink at `src` itself or below it) to
-/// `rel` inside the tree at `root`. A directory's contents are merged into
-/// `rel`. Returns the number of entries copied.
-pub fn copy_into(src: &Path, root: &Path, rel: &[u8], chown: Chown) -> Result<u64> {
+/// `rel` inside the tree at `root`, owned as `owners` says. A directory's
+/// contents are merged into `rel`. Returns the number of entries copied.
+pub fn copy_into(src: &Path, root: &Path, rel: &[u8], owners: Owners<'_>) -> Result<u64> {
     let jail = Jail::open(root)?;
-    copy_entry(&jail, src, rel, chown)
+    copy_entry(&jail, src, rel, owners)
 }
 
-fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> {
+fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], owners: Owners<'_>) -> Result<u64> {
     let meta = std::fs::symlink_metadata(src).at(Op::Stat, src)?;
     let shown = jail.display(rel);
-    let (uid, gid) = match chown {
-        Some((u, g)) => (u, g.unwrap_or(meta.gid())),
-        None => (meta.uid(), meta.gid()),
-    };
+    let (uid, gid) = owners(meta.uid(), meta.gid())?;
     let times = (
         TimeSpec::new(
             meta.atime() as libc::time_t,
@@ -95,7 +96,7 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], chown: Chown) -> Result<u64> 
             } else {
                 [rel, b"/", name.as_bytes()].concat()
             };
-            count += copy_entry(jail, &src.join(&name), &child, chown)?;
+            count += copy_entry(jail, &src.join(&name), &child, owners)?;
         }
         set_metadata(dir.as_raw_fd(), (uid, gid), meta.mode(), &times, &shown)?;
         return Ok(count);

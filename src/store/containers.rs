@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::go_layout::Content;
+use super::id_maps::{IdMap, IdMappingOptions};
 use super::ids::{new_id, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
@@ -15,7 +16,7 @@ use super::layers::{now, Layer};
 use super::layout;
 use super::Store;
 use crate::durable;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A container record, with upstream's JSON field names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +44,13 @@ pub struct Container {
     /// Upstream's flags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flags: BTreeMap<String, serde_json::Value>,
+    /// The UID map the container was created with (upstream's `uidmap`;
+    /// its layer's record has the one in effect).
+    #[serde(default, rename = "uidmap", skip_serializing_if = "Vec::is_empty")]
+    pub uid_map: Vec<IdMap>,
+    /// The GID map the container was created with (`gidmap`).
+    #[serde(default, rename = "gidmap", skip_serializing_if = "Vec::is_empty")]
+    pub gid_map: Vec<IdMap>,
 }
 
 impl Item for Container {
@@ -75,6 +83,10 @@ pub struct ContainerOptions {
     pub metadata: String,
     /// Mark the container volatile (upstream's `--volatile`).
     pub volatile: bool,
+    /// How the container maps IDs (none given: as its image's top layer
+    /// does). An image whose layers map otherwise gets a mapped copy of
+    /// its top layer (see [`Store::create_container`]).
+    pub id_mappings: IdMappingOptions,
 }
 
 /// Finds a container by ID, name, its layer's ID, then unique ID prefix.
@@ -105,6 +117,12 @@ impl Store {
 
     /// Creates a container on `image` (none when empty): its read-write
     /// layer on the image's top layer first, then its record.
+    ///
+    /// A container whose ID mapping is not that of the image's top layer
+    /// goes on a copy of the top layer with its mapping (upstream's
+    /// `imageTopLayerForMapping`): the copy, on the top layer's parent,
+    /// is listed in the image's `mapped-layers` and reused by the next
+    /// container that maps IDs the same way.
     pub fn create_container(
         &self,
         image: Option<&str>,
@@ -118,6 +136,8 @@ impl Store {
         // store's: nothing here waits on them under ours).
         let ro_layers = self.ro_layers()?;
         let mut tx = self.transaction()?;
+        claim(&tx.containers.records, &id, &names)?;
+        let wanted = &options.id_mappings;
         let (image_id, parent) = match image.filter(|i| !i.is_empty()) {
             Some(arg) => {
                 let image = match find(&tx.images.records, arg) {
@@ -126,20 +146,52 @@ impl Store {
                         .ro_image(arg)?
                         .ok_or_else(|| Kind::Image.not_known(arg))?,
                 };
-                let top = &image.top_layer;
-                if !top.is_empty()
-                    && !tx.layers.records.iter().any(|l| &l.id == top)
-                    && !ro_layers.iter().any(|l| &l.id == top)
-                {
-                    return Err(Kind::Layer.not_known(top));
+                let top_id = image.top_layer.clone();
+                let here = tx.layers.records.iter().find(|l| l.id == top_id).cloned();
+                if top_id.is_empty() {
+                    (image.id.clone(), None)
+                } else if let (Some(top), None) = (here, &image.read_only_store) {
+                    (
+                        image.id.clone(),
+                        Some(self.top_for_mapping(&mut tx, &image, top, wanted)?),
+                    )
+                } else {
+                    // A read-only store's layer or image: used as it is;
+                    // a mapped copy of it (listed in the image) is not
+                    // made.
+                    let top = match tx.layers.records.iter().find(|l| l.id == top_id) {
+                        Some(top) => top.clone(),
+                        None => ro_layers
+                            .iter()
+                            .find(|l| l.id == top_id)
+                            .cloned()
+                            .ok_or_else(|| Kind::Layer.not_known(&top_id))?,
+                    };
+                    if !super::mapped_layers::maps_fit(&top, wanted) {
+                        let store = top
+                            .read_only_store
+                            .clone()
+                            .or(image.read_only_store.clone());
+                        return Err(Error::InReadOnlyStore {
+                            kind: Kind::Layer,
+                            id: top.id,
+                            store: store.unwrap_or_default(),
+                        });
+                    }
+                    (image.id.clone(), Some(top))
                 }
-                (image.id.clone(), top.clone())
             }
-            None => (String::new(), String::new()),
+            None => (String::new(), None),
         };
-        claim(&tx.containers.records, &id, &names)?;
+        let (uid_map, gid_map) = match &parent {
+            Some(p) => wanted.resolve((&p.uid_map, &p.gid_map)),
+            None => wanted.resolve((&[], &[])),
+        };
+        let parent = parent.map(|p| p.id).unwrap_or_default();
         let layer_id = new_id();
         let mut layer = Layer::new_record(layer_id.clone(), parent, Vec::new());
+        layer.uid_map = uid_map;
+        layer.gid_map = gid_map;
         layer
             .flags
             .insert("container".into(), serde_json::Value::Bool(true));
@@ -181,6 +233,14 @@ impl Store {
             big_data: BigDataIndex::default(),
             created: now(),
             flags,
+            uid_map: match wanted.host_uid_mapping {
+                true => Vec::new(),
+                false => wanted.uid_map.clone(),
+            },
+            gid_map: match wanted.host_gid_mapping {
+                true => Vec::new(),
+                false => wanted.gid_map.clone(),
+            },
         };
         tx.containers.records.push(container.clone());
         self.write(|| tx.containers.save())?;

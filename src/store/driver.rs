@@ -3,9 +3,13 @@
 //! - overlay: `<graphroot>/overlay/<id>/diff` (a sealed layer in overlay
 //!   format, or a live layer's upper directory), `work`, `merged`, `link`
 //!   (the short name) and `<graphroot>/overlay/l/<short>` -> `../<id>/diff`,
-//!   as upstream lays them out.
+//!   as upstream lays them out; `diff1` below `diff` for a layer that maps
+//!   IDs otherwise than its parent (the layers below with its owners).
 //! - vfs: `<graphroot>/vfs/dir/<id>`, the flattened tree of the layer's
 //!   whole chain.
+//!
+//! A mapped layer's directories hold host IDs: the manifests are shifted
+//! by its map before they are built (`id_maps`).
 //!
 //! Directories of sealed layers are caches: they can be removed and are
 //! rebuilt from the manifests on the next mount.
@@ -338,7 +342,10 @@ impl Store {
         Ok(layer.read_only
             || !self.writable
             || self.layers()?.iter().any(|l| l.parent == layer.id)
-            || self.images()?.iter().any(|i| i.top_layer == layer.id))
+            || self
+                .images()?
+                .iter()
+                .any(|i| i.top_layer == layer.id || i.mapped_layers.contains(&layer.id)))
     }
 
     /// Makes sure the overlay directories of every layer in `chain` (top
@@ -400,19 +407,27 @@ impl Store {
             // A build's marker covers what is written for its layer (the
             // directory, `base`, `link`) until a settle makes it durable.
             let mut unsynced = None;
+            // A mapped layer's files have host IDs: built whole, never as
+            // a delta over another's (unshifted) directory.
+            let mapping = layer.id_mapping();
+            let stack_this = stack && mapping.is_identity();
             if !diff.is_dir() {
                 if layer.sealed {
                     // The layer's manifest and those of the layers it could
                     // be stacked on are read at the same time.
                     let (m, candidates) = rayon::join(
                         || self.layer_manifest(layer),
-                        || match stack {
+                        || match stack_this {
                             true => self.base_candidates(layer),
                             false => Ok(Vec::new()),
                         },
                     );
-                    let m = m?;
+                    let m = mapping.shift_manifest(&m?, &layer.id)?;
                     let lowers = self.chain_views(&chain[i + 1..])?;
+                    let lowers = lowers
+                        .iter()
+                        .map(|l| mapping.shift_manifest(l, &layer.id))
+                        .collect::<Result<Vec<_>>>()?;
                     let lowers: Vec<_> = lowers.iter().collect();
                     // Not durable when built: the marker covers it.
                     unsynced = self.begin_unsynced(&layer.id)?;
@@ -451,9 +466,16 @@ impl Store {
                             .build_overlay(&m, &lowers, &linker.view.path(&diff), options)
                             .map_err(|e| e.for_layer(&layer.id))?;
                     }
+                    super::id_maps::own_root(&diff, mapping)?;
                 } else {
                     // A directory-backed layer never written: empty.
                     durable::create_tree_root(&diff, Flush::Now)?;
+                    super::id_maps::own_root(&diff, mapping)?;
+                }
+            }
+            if let Some(parent) = chain.get(i + 1) {
+                if !layer.maps_as(parent) {
+                    self.build_mapped_below(&chain[i..], flush_for(&unsynced))?;
                 }
             }
             let flush = flush_for(&unsynced);
@@ -473,6 +495,89 @@ impl Store {
         // What Go clients read to mount the chain: `lower` files (a
         // directory built as a delta, or in full again, changes them).
         self.lay_out_overlay(chain, renamed)
+    }
+
+    /// Builds `overlay/<id>/diff1` of `chain`'s top layer (top first)
+    /// when missing: the tree the layers below it show, flattened, with
+    /// the top layer's owners. The layer maps IDs otherwise than its
+    /// parent, so their directories show the wrong owners; this one,
+    /// right below the layer's `diff` (Go's overlay driver mounts
+    /// `diff1` there too, as its `UpdateLayerIDMap` leaves it), hides
+    /// them. A cache of the pool, as `diff` is: the layers below must be
+    /// pool-backed.
+    pub(crate) fn build_mapped_below(&self, chain: &[Layer], flush: Flush) -> Result<()> {
+        let top = &chain[0];
+        let target = self.driver_dir().join(&top.id).join(layout::MAPPED_BELOW);
+        if target.is_dir() {
+            return Ok(());
+        }
+        if not_a_directory(&target).is_some() {
+            fs::remove_file(&target).at(Op::Remove, &target)?;
+        }
+        let below = &chain[1..];
+        let mapping = top.id_mapping();
+        if below.iter().any(|l| !l.sealed) {
+            return self.build_mapped_below_live(top, below, &target);
+        }
+        let manifests = self
+            .manifests_lowest_first(below)?
+            .iter()
+            .map(|m| mapping.shift_manifest(m, &top.id))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<_> = manifests.iter().collect();
+        // Below the layer's `diff`: never written, hardlinks allowed
+        // (their objects carry the shifted owners: never the unshifted
+        // objects other trees share).
+        let options = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: true,
+            durable: flush == Flush::Now,
+        };
+        self.materializer()?
+            .build(&refs, &target, options)
+            .map_err(|e| name_needing_layer(e, below, &manifests))?;
+        super::id_maps::own_root(&target, mapping)
+    }
+
+    /// [`Store::build_mapped_below`] over directory-backed layers: the
+    /// tree is made with the container's IDs, lowest layer first (a
+    /// pool-backed layer's manifest applied, a directory-backed one's
+    /// upper directory copied with its whiteouts and opaque directories
+    /// taking effect and its owners back to its container IDs), then every
+    /// owner goes to `top`'s host IDs. Never hardlinks: owners change
+    /// after the files are written.
+    fn build_mapped_below_live(&self, top: &Layer, below: &[Layer], target: &Path) -> Result<()> {
+        let tmp = durable::temp_sibling(target);
+        let options = BuildOptions {
+            format: Format::Flattened,
+            hardlinks: false,
+            durable: true,
+        };
+        let result = (|| {
+            durable::create_tree_root(&tmp, Flush::Later)?;
+            let materializer = self.materializer()?;
+            for layer in below.iter().rev() {
+                if layer.sealed {
+                    let m = self.layer_manifest(layer)?;
+                    materializer
+                        .apply_onto(&m, &tmp, options)
+                        .map_err(|e| e.for_layer(&layer.id))?;
+                } else {
+                    apply_upper_onto(&self.live_content_dir(&layer.id)?, layer, &tmp)?;
+                }
+            }
+            let mapping = top.id_mapping();
+            super::id_maps::remap_tree(&tmp, Default::default(), mapping)?;
+            super::id_maps::own_root(&tmp, mapping)?;
+            let f = fs::File::open(&tmp).at(Op::Open, &tmp)?;
+            nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)).at(Op::Syncfs, &tmp)?;
+            fs::rename(&tmp, target).at(Op::Rename, target)?;
+            durable::fsync_dir(target.parent().expect("a layer directory has a parent"))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
     }
 
     /// Gives a layer's overlay directory its short link (`link` and
@@ -636,12 +741,20 @@ impl Store {
             .filter(|l| l.sealed)
             .cloned()
             .collect();
-        let manifests = self.manifests_lowest_first(&sealed_above)?;
+        // The whole tree shows the top layer's owners: every layer's
+        // entries are shifted by its map (see `store/id_maps.rs`).
+        let mapping = top.id_mapping();
+        let manifests = self
+            .manifests_lowest_first(&sealed_above)?
+            .iter()
+            .map(|m| mapping.shift_manifest(m, &top.id))
+            .collect::<Result<Vec<_>>>()?;
         let Some(j) = live_below else {
             let refs: Vec<_> = manifests.iter().collect();
             self.materializer_for(top)?
                 .build(&refs, &dir, options)
                 .map_err(|e| name_needing_layer(e, &sealed_above, &manifests))?;
+            super::id_maps::own_root(&dir, mapping)?;
             return Ok(dir);
         };
         let base = self.prepare_vfs(&chain[j..])?;
@@ -652,6 +765,11 @@ impl Store {
             // may not be there yet.
             durable::create_dir_all(dir.parent().expect("a tree has a parent"))?;
             crate::materialize::copy_tree(&base, &tmp)?;
+            if !chain[j].maps_as(top) {
+                // Upstream's `UpdateLayerIDMap`: from the parent's host
+                // IDs to this layer's.
+                super::id_maps::remap_tree(&tmp, chain[j].id_mapping(), mapping)?;
+            }
             for m in &manifests {
                 materializer
                     .apply_onto(m, &tmp, options)
@@ -679,6 +797,78 @@ impl<'s> Linker<'s> {
         let objects = layout::objects_dir(self.store.graph_root());
         Materializer::new(&self.store.pool, &self.view.path(&objects))
     }
+}
+
+/// Applies the overlay upper directory `upper` of `layer` onto the
+/// flattened tree `tree` (container IDs): its whiteouts remove what they
+/// name, its opaque directories empty theirs, then its entries are copied
+/// over (reflinked where the filesystem can), owned by their container
+/// IDs under `layer`'s mapping.
+fn apply_upper_onto(upper: &Path, layer: &Layer, tree: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !upper.is_dir() {
+        return Ok(());
+    }
+    let entries = crate::materialize::walk_tree(upper)?;
+    let opaque = |path: &Path| {
+        ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|x| crate::sys::lgetxattr(path, x).ok().flatten().as_deref() == Some(b"y"))
+    };
+    let remove = |path: &Path| match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(Op::Remove, path),
+        Ok(_) => fs::remove_file(path).at(Op::Remove, path),
+        Err(_) => Ok(()),
+    };
+    for (rel, meta) in &entries {
+        let src = upper.join(std::ffi::OsStr::from_bytes(rel));
+        let dst = tree.join(std::ffi::OsStr::from_bytes(rel));
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            remove(&dst)?;
+        } else if meta.is_dir() && opaque(&src) && dst.is_dir() {
+            for child in fs::read_dir(&dst).at(Op::ReadDir, &dst)? {
+                remove(&child.at(Op::ReadDir, &dst)?.path())?;
+            }
+        }
+    }
+    let output = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+        .arg(upper)
+        .arg(tree)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .at(Op::Copy, tree)?;
+    if !output.status.success() {
+        let what = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(Error::io(Op::Copy, tree, std::io::Error::other(what)));
+    }
+    let mapping = layer.id_mapping();
+    for (rel, meta) in &entries {
+        let dst = tree.join(std::ffi::OsStr::from_bytes(rel));
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            remove(&dst)?;
+            continue;
+        }
+        if meta.is_dir() {
+            for x in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+                let _ = xattr_remove(&dst, x);
+            }
+        }
+        if let Ok((uid, gid)) = mapping.to_container(meta.uid(), meta.gid()) {
+            if (uid, gid) != (meta.uid(), meta.gid()) {
+                std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).at(Op::Chown, &dst)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn xattr_remove(path: &Path, name: &str) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in a path");
+    let name = std::ffi::CString::new(name).expect("no NUL in a name");
+    crate::sys::lremovexattr(&path, &name)
 }
 
 /// A driver entry that is not what the layout puts there.

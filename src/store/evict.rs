@@ -139,6 +139,19 @@ impl Store {
                 }
                 evicted.layers += 1;
                 evicted.bytes += unshared_bytes(&dir);
+                // The tree below a mapped layer goes with its `diff`.
+                let below = self
+                    .driver_dir()
+                    .join(&layer.id)
+                    .join(super::layout::MAPPED_BELOW);
+                if overlay && below.is_dir() {
+                    evicted.bytes += unshared_bytes(&below);
+                    if !dry_run {
+                        if let Ok(away) = durable::rename_aside(&below) {
+                            doomed.push(away);
+                        }
+                    }
+                }
                 if !dry_run {
                     if let Ok(away) = durable::rename_aside(&dir) {
                         doomed.push(away);

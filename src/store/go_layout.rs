@@ -8,7 +8,9 @@
 //!   `overlay/l/<short>` -> `../<id>/diff`, `work/`, `merged/`, and
 //!   `empty/` for a parentless layer or a `lower` file for one with a
 //!   parent: `l/<short-of-parent>:l/<short-of-grandparent>:...`, parent
-//!   first (what Go mounts below the layer's `diff`). A delta (see
+//!   first (what Go mounts below the layer's `diff`, and below it the
+//!   `diff1` of a layer that maps IDs otherwise than its parent, see
+//!   `driver::build_mapped_below`). A delta (see
 //!   `stacking`) is shown over the directory it is stacked on, so that
 //!   directory's short link follows the delta's own in every `lower` that
 //!   lists the delta, and leads the delta's own `lower`.
@@ -82,7 +84,12 @@ impl Store {
             match content {
                 Content::Directory => {
                     let diff = self.driver_dir().join(&chain[0].id).join(layout::DIFF);
-                    return durable::create_tree_root(&diff, Flush::Now);
+                    durable::create_tree_root(&diff, Flush::Now)?;
+                    super::id_maps::own_root(&diff, chain[0].id_mapping())?;
+                    if chain.get(1).is_some_and(|p| !chain[0].maps_as(p)) {
+                        self.build_mapped_below(chain, Flush::Now)?;
+                    }
+                    return Ok(());
                 }
                 Content::Pool if always => self.prepare_overlay(chain),
                 Content::Pool => Ok(()),

@@ -38,6 +38,15 @@ pub struct Image {
     /// The top layer's ID; empty for a layerless image.
     #[serde(default, rename = "layer", skip_serializing_if = "String::is_empty")]
     pub top_layer: String,
+    /// Copies of the top layer with other ID mappings, made for
+    /// containers that map IDs otherwise (upstream's `mapped-layers`);
+    /// they go with the image.
+    #[serde(
+        default,
+        rename = "mapped-layers",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub mapped_layers: Vec<String>,
     /// Caller's metadata.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub metadata: String,
@@ -200,6 +209,7 @@ impl Store {
             names_history: names.iter().rev().cloned().collect(),
             names,
             top_layer,
+            mapped_layers: Vec::new(),
             metadata: options.metadata.clone(),
             big_data: BigDataIndex::default(),
             created: now(),
@@ -257,18 +267,21 @@ impl Store {
                 by_id: c.id.clone(),
             });
         }
-        let mut doomed: Vec<String> = Vec::new();
+        // Its ID-mapped copies of the top layer go first, as upstream's.
+        let mut doomed: Vec<String> = image
+            .mapped_layers
+            .iter()
+            .filter(|m| tx.layers.records.iter().any(|l| &l.id == *m))
+            .cloned()
+            .collect();
         let mut next = image.top_layer.clone();
         while !next.is_empty() {
             let Some(layer) = tx.layers.records.iter().find(|l| l.id == next) else {
                 break;
             };
-            let used = tx
-                .images
-                .records
-                .iter()
-                .any(|i| i.id != image.id && i.top_layer == layer.id)
-                || tx.containers.records.iter().any(|c| c.layer == layer.id)
+            let used = tx.images.records.iter().any(|i| {
+                i.id != image.id && (i.top_layer == layer.id || i.mapped_layers.contains(&layer.id))
+            }) || tx.containers.records.iter().any(|c| c.layer == layer.id)
                 || tx
                     .layers
                     .records

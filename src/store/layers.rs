@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::go_layout::Content;
+use super::id_maps::{IdMap, IdMapping, IdMappingOptions};
 use super::ids::{new_id, validate_name, validate_new_id};
 use super::item::{claim, dedup_names, find, BigDataIndex, Item};
 use super::kind::Kind;
 use super::layout;
 use super::lock::ProcessMarker;
-use super::parent_owners::IdMap;
 use super::Store;
 use crate::chunks::WriteGuard;
 use crate::durable::{self, Flush, PendingFile};
@@ -100,8 +100,9 @@ pub struct Layer {
     /// The layer's big data items.
     #[serde(flatten)]
     pub big_data: BigDataIndex,
-    /// Upstream's mapping of the layer's file owners (`uidmap`), kept as
-    /// read (see `store/parent_owners.rs`).
+    /// Upstream's mapping of the layer's file owners (`uidmap`): its
+    /// directories hold host IDs, its manifest and tar the container's
+    /// (see `store/id_maps.rs`).
     #[serde(default, rename = "uidmap", skip_serializing_if = "Vec::is_empty")]
     pub uid_map: Vec<IdMap>,
     /// Upstream's mapping of the layer's file groups (`gidmap`).
@@ -163,6 +164,17 @@ impl Layer {
         }
     }
 
+    /// The layer's ID mapping (container IDs to the host IDs its
+    /// directories hold).
+    pub(crate) fn id_mapping(&self) -> IdMapping<'_> {
+        IdMapping::new(&self.uid_map, &self.gid_map)
+    }
+
+    /// Whether the layer maps IDs as `other` does.
+    pub(crate) fn maps_as(&self, other: &Layer) -> bool {
+        self.uid_map == other.uid_map && self.gid_map == other.gid_map
+    }
+
     /// Whether a crashed or running import left this layer unfinished.
     pub fn is_incomplete(&self) -> bool {
         self.flags
@@ -182,6 +194,10 @@ pub struct LayerOptions {
     pub mount_label: String,
     /// Mark the layer read-only.
     pub read_only: bool,
+    /// How the layer maps IDs (none given: its parent's maps). A mapped
+    /// layer's directories hold its files with host IDs; its manifest,
+    /// `diff` and digests keep the tar's.
+    pub id_mappings: IdMappingOptions,
 }
 
 impl Item for Layer {
@@ -307,10 +323,18 @@ impl Store {
         let parent = match parent.filter(|p| !p.is_empty()) {
             // The parent may be directory-backed, and even mounted: it
             // stays as it is, as upstream's does.
-            Some(p) => self.layer(p)?.id,
-            None => String::new(),
+            Some(p) => Some(self.layer(p)?),
+            None => None,
         };
+        // Without maps of its own, a layer maps as its parent does.
+        let (uid_map, gid_map) = match &parent {
+            Some(p) => options.id_mappings.resolve((&p.uid_map, &p.gid_map)),
+            None => options.id_mappings.resolve((&[], &[])),
+        };
+        let parent = parent.map(|p| p.id).unwrap_or_default();
         let mut layer = Layer::new_record(id, parent, dedup_names(&options.names));
+        layer.uid_map = uid_map;
+        layer.gid_map = gid_map;
         layer.mount_label = options.mount_label.clone();
         layer.read_only = options.read_only;
         Ok(layer)
@@ -384,6 +408,9 @@ impl Store {
         let staged =
             manifest::stage_tar(input, &self.pool, observer).map_err(|e| e.for_layer(&layer.id))?;
         let mut m = staged.manifest;
+        // A mapped layer's owners must all have host IDs, as upstream's
+        // untar wants them (nothing is published yet).
+        layer.id_mapping().check_manifest(&m, &layer.id)?;
         m.parent = (!layer.parent.is_empty()).then(|| layer.parent.clone());
         self.refuse_foreign_manifest(&layer.id, &m.diff_digest)?;
         let tar_split = tar_split_of(&layer.id, &m, &staged.crc64)?;
@@ -578,7 +605,9 @@ impl Store {
             hardlinks: false,
             durable: true,
         };
-        self.write(|| self.materializer()?.apply_onto(diff, &dir, options))?;
+        // The layer's directory holds host IDs (see `store/id_maps.rs`).
+        let diff = layer.id_mapping().shift_manifest(diff, &layer.id)?;
+        self.write(|| self.materializer()?.apply_onto(&diff, &dir, options))?;
         if layer.parent.is_empty() && self.options.driver == "overlay" {
             // Nothing is below a parentless layer: its whiteouts are moot,
             // and overlayfs lists one in the lowest layer of a read-only
@@ -775,6 +804,10 @@ impl Store {
         self.mark_deleting(std::slice::from_ref(&id))?;
         tx.layers.records.retain(|l| l.id != id);
         self.write(|| tx.layers.save())?;
+        // An image's ID-mapped copy of its top layer: no longer listed.
+        if Store::forget_mapped_layer(&mut tx.images.records, &id) {
+            self.write(|| tx.images.save())?;
+        }
         drop(tx);
         self.remove_layer_files(&id);
         Ok(())

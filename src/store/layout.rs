@@ -55,6 +55,10 @@ pub(crate) const UNSYNCED: &str = ".unsynced";
 /// one has an `empty/` directory, [`EMPTY_LOWER`]); ours: the layer a
 /// delta is stacked on.
 pub(crate) const DIFF: &str = "diff";
+/// Below `diff` of a layer that maps IDs otherwise than its parent: the
+/// tree of the layers below with the layer's owners (Go's overlay mounts
+/// `diff1`, `diff2`, ... right below `diff`).
+pub(crate) const MAPPED_BELOW: &str = "diff1";
 pub(crate) const LINK: &str = "link";
 pub(crate) const WORK: &str = "work";
 pub(crate) const MERGED: &str = "merged";

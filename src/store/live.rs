@@ -71,6 +71,17 @@ impl Store {
         let lower = self.parents_view(&layer)?;
         if !layer.sealed {
             let dir = self.live_dir_of(&layer)?;
+            // The directory holds the layer's host IDs: so must the view
+            // it is compared with.
+            let mapping = layer.id_mapping();
+            let mut lower = lower;
+            if !mapping.is_identity() {
+                for e in lower.values_mut() {
+                    if let Ok((uid, gid)) = mapping.to_host(e.uid, e.gid) {
+                        (e.uid, e.gid) = (uid, gid);
+                    }
+                }
+            }
             return materialize::changes(&dir, &lower, self.options.driver == "overlay");
         }
         let m = self.layer_manifest(&layer)?;
@@ -165,14 +176,33 @@ impl Store {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
         let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
+        // As upstream's: a source's owners back to its layer's container
+        // IDs, `--chown` (container IDs) over them, then to the
+        // destination layer's host IDs.
+        let to_dst = dst.id_mapping();
+        let owners = |from: super::id_maps::IdMapping<'_>, shown: &str, uid, gid| {
+            let unmappable = |id| Error::Unmappable {
+                layer: dst.id.clone(),
+                path: shown.to_string(),
+                id,
+            };
+            let (uid, gid) = from.to_container(uid, gid).map_err(unmappable)?;
+            let (uid, gid) = match chown {
+                Some((u, g)) => (u, g.unwrap_or(gid)),
+                None => (uid, gid),
+            };
+            to_dst.to_host(uid, gid).map_err(unmappable)
+        };
         let root = self.mount(&dst.id, false)?;
         let mut mounted = vec![dst.id.clone()];
         let result = (|| {
             let mut copied = 0;
             for source in sources {
+                let mut source_layer = None;
                 let path = match split_layer_path(source) {
                     Some((arg, inside)) => {
                         let id = self.mount_layer_id(arg)?;
+                        source_layer = Some(self.layer(&id)?);
                         // Read only: a source is not written.
                         let mount = self.mount_id(&id, true, None)?;
                         mounted.push(id);
@@ -201,7 +231,12 @@ impl Store {
                     }
                     _ => rel.clone(),
                 };
-                copied += materialize::copy_into(&path, &root, &target, chown)?;
+                let from = source_layer
+                    .as_ref()
+                    .map(Layer::id_mapping)
+                    .unwrap_or_default();
+                let owners = |uid, gid| owners(from, source, uid, gid);
+                copied += materialize::copy_into(&path, &root, &target, &owners)?;
             }
             Ok(copied)
         })();
@@ -244,7 +279,18 @@ impl Store {
             }
             _ => {
                 let changes = self.changes(&layer.id)?;
-                materialize::write_diff(&dir, &changes, &mut enc)?;
+                // The tar has the container's IDs, as upstream's `Diff`.
+                let mapping = layer.id_mapping();
+                let owner = |uid, gid| {
+                    mapping
+                        .to_container(uid, gid)
+                        .map_err(|id| Error::Unmappable {
+                            layer: layer.id.clone(),
+                            path: dir.display().to_string(),
+                            id,
+                        })
+                };
+                materialize::write_diff_owned(&dir, &changes, &mut enc, &owner)?;
             }
         }
         enc.finish().map_err(written)?;

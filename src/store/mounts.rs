@@ -325,6 +325,23 @@ impl Store {
             (None, chain)
         };
         let mut lower_links = Vec::new();
+        let links = layout::SHORT_LINKS;
+        // A layer's `diff1` (the layers below it with its owners, see
+        // `build_mapped_below`) lies right below its `diff`, as Go's
+        // overlay mounts it.
+        let mapped_below = |id: &str| -> Result<Option<String>> {
+            match driver.join(id).join(layout::MAPPED_BELOW).is_dir() {
+                true => Ok(Some(format!(
+                    "{links}/{}/../{}",
+                    self.short_link(id)?,
+                    layout::MAPPED_BELOW
+                ))),
+                false => Ok(None),
+            }
+        };
+        if let Some(upper) = upper {
+            lower_links.extend(mapped_below(&upper.id)?);
+        }
         for layer in lowers {
             if layer.read_only_store.is_some() {
                 // Its directory as it is (`driver.join` keeps an absolute
@@ -332,8 +349,8 @@ impl Store {
                 lower_links.push(self.content_dir_of(layer).display().to_string());
                 continue;
             }
-            let links = layout::SHORT_LINKS;
             lower_links.push(format!("{links}/{}", self.short_link(&layer.id)?));
+            lower_links.extend(mapped_below(&layer.id)?);
             // A delta shows its layer only over the directory it is
             // stacked on.
             if let Some(base) = self.stacked_on(&layer.id) {

@@ -13,22 +13,9 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
+use super::id_maps::IdMap;
 use super::Store;
 use crate::error::{Error, IoContext, Op, Result};
-
-/// One range of an ID mapping, with upstream's JSON names: container IDs
-/// `container_id..container_id+size` are host IDs `host_id..`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdMap {
-    /// The first ID inside the container.
-    pub container_id: u32,
-    /// The first ID on the host.
-    pub host_id: u32,
-    /// How many IDs.
-    pub size: u32,
-}
 
 /// The unmapped owners of the directories above a layer's mount point.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

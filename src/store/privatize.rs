@@ -144,8 +144,14 @@ impl Store {
             durable::remove_dir_aside(&diff)?;
         }
         durable::remove_file(&base)?;
-        let m = self.layer_manifest(layer)?;
-        let lowers = self.chain_views(&chain[1..])?;
+        // With the layer's host IDs (see `store/id_maps.rs`).
+        let mapping = layer.id_mapping();
+        let m = mapping.shift_manifest(&self.layer_manifest(layer)?, &layer.id)?;
+        let lowers = self
+            .chain_views(&chain[1..])?
+            .iter()
+            .map(|l| mapping.shift_manifest(l, &layer.id))
+            .collect::<Result<Vec<_>>>()?;
         let lowers: Vec<_> = lowers.iter().collect();
         let options = BuildOptions {
             format: self.overlay_format(),
@@ -155,6 +161,7 @@ impl Store {
         self.materializer()?
             .build_overlay(&m, &lowers, &diff, options)
             .map_err(|e| e.for_layer(&layer.id))?;
+        super::id_maps::own_root(&diff, mapping)?;
         // `link`, `work`, `merged` and the short link.
         self.prepare_overlay_with(&chain[..1], false)
     }

@@ -87,6 +87,8 @@ impl Store {
             .filter(|c| {
                 c.id != layer.id
                     && c.parent.is_empty()
+                    && c.uid_map.is_empty()
+                    && c.gid_map.is_empty()
                     && c.sealed
                     && self.is_materialized(&c.id)
                     && self.stacked_on(&c.id).is_none()

@@ -137,9 +137,11 @@ impl Store {
             return Ok(());
         }
         for (_, _, id, _) in &lost {
-            let diff = self.driver_dir().join(id).join(layout::DIFF);
-            if diff.is_dir() {
-                durable::remove_dir_aside(&diff)?;
+            for built in [layout::DIFF, layout::MAPPED_BELOW] {
+                let diff = self.driver_dir().join(id).join(built);
+                if diff.is_dir() {
+                    durable::remove_dir_aside(&diff)?;
+                }
             }
             // Written after the build, it may have lost its content; the
             // next mount gives the layer a new short link.

@@ -40,6 +40,7 @@ mod fuzz;
 mod gc;
 mod go_layout;
 mod hostile_user;
+mod idmaps;
 mod layer_states;
 mod live;
 mod materialize;
