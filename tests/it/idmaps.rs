@@ -658,10 +658,14 @@ fn gc_evicts_mapped_directories_and_their_objects_and_mounts_build_them_again() 
         for dir in &cached {
             assert!(!dir.exists(), "{driver}: {} was not evicted", dir.display());
         }
-        // The objects written for them (the shifted ones) go too.
+        // The objects written for them (the shifted ones) go too. (A vfs
+        // tree is copies: on a filesystem without reflinks they come
+        // straight from the pool and leave no object to sweep.)
+        let swept = report["objects"]["objects"].as_u64().unwrap();
+        let left = object_files(&cs.graph().join("objects"));
         assert!(
-            report["objects"]["objects"].as_u64().unwrap() >= 1,
-            "{driver}: no object was swept: {report}"
+            swept >= 1 || (driver == "vfs" && left.is_empty()),
+            "{driver}: no object was swept: {report}; left: {left:?}"
         );
         // Built again, with the mapped owners.
         let tree = PathBuf::from(first_line_of(&on(&cs, driver, &mount_args)));
@@ -669,6 +673,24 @@ fn gc_evicts_mapped_directories_and_their_objects_and_mounts_build_them_again() 
         on(&cs, driver, &["unmount", &arg]);
         on(&cs, driver, &["check"]);
     }
+}
+
+/// The file objects under `objects` (not its `tmp/` or lock).
+fn object_files(objects: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(objects).into_iter().flatten().flatten() {
+        if shard.file_name() == "tmp" || !shard.path().is_dir() {
+            continue;
+        }
+        for object in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(object.path());
+        }
+    }
+    out
 }
 
 fn on_bytes(cs: &Cs, driver: &str, args: &[&str]) -> Vec<u8> {
