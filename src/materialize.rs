@@ -24,7 +24,7 @@ pub use changes::{
     changes, directory_view, lower_view, write_diff, write_diff_owned, Change, ChangeKind,
 };
 pub(crate) use compare::{compare, walk as walk_tree, ExpectedTree};
-pub use copy::{copy_into, copy_tree, Chown, Owners};
+pub use copy::{copy_into, copy_over, copy_tree, Chown, Owners};
 pub use delta::{delta, stands_alone};
 pub(crate) use objects::tmp_dir as objects_tmp_dir;
 pub use share::{ShareOptions, ShareStats};

@@ -133,17 +133,13 @@ fn copy_entry(jail: &Jail, src: &Path, rel: &[u8], owners: Owners<'_>) -> Result
     Ok(1)
 }
 
-/// Copies the tree `src` to `dst` (which must not exist) whole, as
-/// upstream's vfs driver copies a parent's tree into a new layer: owners,
-/// modes, times, xattrs, hard links, devices and symlinks kept (nothing
-/// followed), files reflinked where the filesystem can. Durable
-/// (`syncfs`) when it returns.
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+/// Copies the tree `src` onto `dst` (`cp -a`: what `dst` holds stays
+/// unless `src` has an entry of its name), owners, modes, times, xattrs,
+/// hard links, devices and symlinks kept, nothing followed, files
+/// reflinked where the filesystem can. Not made durable.
+pub fn copy_over(src: &Path, dst: &Path) -> Result<()> {
     let output = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg("--no-target-directory")
-        .arg("--")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
         .arg(src)
         .arg(dst)
         .stdin(std::process::Stdio::null())
@@ -153,6 +149,16 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         let what = String::from_utf8_lossy(&output.stderr).trim().to_string();
         return Err(Error::io(Op::Copy, dst, std::io::Error::other(what)));
     }
+    Ok(())
+}
+
+/// Copies the tree `src` to `dst` (which must not exist) whole, as
+/// upstream's vfs driver copies a parent's tree into a new layer: owners,
+/// modes, times, xattrs, hard links, devices and symlinks kept (nothing
+/// followed), files reflinked where the filesystem can. Durable
+/// (`syncfs`) when it returns.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    copy_over(src, dst)?;
     let dir = File::open(dst).at(Op::Open, dst)?;
     nix::unistd::syncfs(dir.as_raw_fd()).at(Op::Syncfs, dst)
 }

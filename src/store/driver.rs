@@ -832,17 +832,7 @@ fn apply_upper_onto(upper: &Path, layer: &Layer, tree: &Path) -> Result<()> {
             }
         }
     }
-    let output = std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
-        .arg(upper)
-        .arg(tree)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .at(Op::Copy, tree)?;
-    if !output.status.success() {
-        let what = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        return Err(Error::io(Op::Copy, tree, std::io::Error::other(what)));
-    }
+    crate::materialize::copy_over(upper, tree)?;
     let mapping = layer.id_mapping();
     for (rel, meta) in &entries {
         let dst = tree.join(std::ffi::OsStr::from_bytes(rel));

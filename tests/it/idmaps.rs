@@ -413,18 +413,7 @@ fn a_directory_backed_top_layer_gets_a_remapped_copy_of_its_directory() {
         let unmapped = owners(&tree);
         on(&cs, driver, &["unmount", &plain]);
         assert_eq!(unmapped["etc/new"].0, 7, "{driver}");
-        let mapped = first_line_of(&on(
-            &cs,
-            driver,
-            &[
-                "create-container",
-                "--uidmap",
-                CMAP,
-                "--gidmap",
-                CMAP,
-                &image,
-            ],
-        ));
+        let mapped = mapped_container(&cs, driver, &image);
         let tree = mount(&cs, driver, &mapped);
         assert_eq!(owners(&tree), shifted(&unmapped, 300_000), "{driver}");
         on(&cs, driver, &["unmount", &mapped]);
@@ -517,18 +506,7 @@ fn copy_maps_owners_from_the_source_and_into_the_destination() {
         let cs = Cs::new();
         let (base, _, image) = image_of_two(&cs, driver);
         let plain = first_line_of(&on(&cs, driver, &["create-container", &image]));
-        let mapped = first_line_of(&on(
-            &cs,
-            driver,
-            &[
-                "create-container",
-                "--uidmap",
-                CMAP,
-                "--gidmap",
-                CMAP,
-                &image,
-            ],
-        ));
+        let mapped = mapped_container(&cs, driver, &image);
         let host_file = cs.dir.path().join("h");
         std::fs::write(&host_file, b"from the host\n").unwrap();
         std::os::unix::fs::chown(&host_file, Some(7), Some(8)).unwrap();
@@ -618,18 +596,7 @@ fn gc_evicts_mapped_directories_and_their_objects_and_mounts_build_them_again() 
             }
             _ => {
                 let (_, _, image) = image_of_two(&cs, driver);
-                let id = first_line_of(&on(
-                    &cs,
-                    driver,
-                    &[
-                        "create-container",
-                        "--uidmap",
-                        CMAP,
-                        "--gidmap",
-                        CMAP,
-                        &image,
-                    ],
-                ));
+                let id = mapped_container(&cs, driver, &image);
                 let images = cs.json_on(driver, &["images", "--json"]);
                 let copy = images[0]["mapped-layers"][0].as_str().unwrap().to_string();
                 let dir = cs.graph().join("overlay").join(&copy);
@@ -691,6 +658,19 @@ fn object_files(objects: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A container of `image` whose IDs are mapped by `CMAP`; its ID.
+fn mapped_container(cs: &Cs, driver: &str, image: &str) -> String {
+    let args = [
+        "create-container",
+        "--uidmap",
+        CMAP,
+        "--gidmap",
+        CMAP,
+        image,
+    ];
+    first_line_of(&on(cs, driver, &args))
 }
 
 fn on_bytes(cs: &Cs, driver: &str, args: &[&str]) -> Vec<u8> {
