@@ -667,7 +667,7 @@ impl Store {
         if self.options.driver == "overlay" {
             for id in &mounted {
                 let merged = self.driver_dir().join(id).join(layout::MERGED);
-                super::mounts::unmount_path(&merged)?;
+                super::host_mounts::unmount_path(&merged)?;
             }
         }
         Ok(mounts)

@@ -11,9 +11,13 @@
 //! `l/<short>` relative to its driver directory when the absolute list
 //! would be too long) is resolved against the driver directory. Paths
 //! are canonicalized (`l/<short>` leads to `<id>/diff`).
+//!
+//! Also here: the one way the store unmounts a path.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Op, Result};
 
 /// Where the kernel lists this process's mounts.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
@@ -155,6 +159,15 @@ pub(crate) fn unescape(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts `path`; a path that is not mounted is fine. A symlink there
+/// is not followed (it would lead the unmount to another mount).
+pub(crate) fn unmount_path(path: &Path) -> Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(std::io::Error::from(e)).at(Op::Unmount, path),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::containers::find_container;
+use super::host_mounts::unmount_path;
 use super::item::find;
 use super::kind::Kind;
 use super::layers::Layer;
@@ -473,14 +474,5 @@ fn is_mountpoint(path: &Path) -> bool {
     ) {
         (Ok(here), Ok(parent)) => here.is_dir() && here.dev() != parent.dev(),
         _ => false,
-    }
-}
-
-/// Unmounts `path`; a path that is not mounted is fine. A symlink there
-/// is not followed (it would lead the unmount to another mount).
-pub(super) fn unmount_path(path: &Path) -> Result<()> {
-    match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(std::io::Error::from(e)).at(Op::Unmount, path),
     }
 }
