@@ -139,48 +139,7 @@ impl Store {
         claim(&tx.containers.records, &id, &names)?;
         let wanted = &options.id_mappings;
         let (image_id, parent) = match image.filter(|i| !i.is_empty()) {
-            Some(arg) => {
-                let image = match find(&tx.images.records, arg) {
-                    Some(image) => image.clone(),
-                    None => self
-                        .ro_image(arg)?
-                        .ok_or_else(|| Kind::Image.not_known(arg))?,
-                };
-                let top_id = image.top_layer.clone();
-                let here = tx.layers.records.iter().find(|l| l.id == top_id).cloned();
-                if top_id.is_empty() {
-                    (image.id.clone(), None)
-                } else if let (Some(top), None) = (here, &image.read_only_store) {
-                    (
-                        image.id.clone(),
-                        Some(self.top_for_mapping(&mut tx, &image, top, wanted)?),
-                    )
-                } else {
-                    // A read-only store's layer or image: used as it is;
-                    // a mapped copy of it (listed in the image) is not
-                    // made.
-                    let top = match tx.layers.records.iter().find(|l| l.id == top_id) {
-                        Some(top) => top.clone(),
-                        None => ro_layers
-                            .iter()
-                            .find(|l| l.id == top_id)
-                            .cloned()
-                            .ok_or_else(|| Kind::Layer.not_known(&top_id))?,
-                    };
-                    if !super::mapped_layers::maps_fit(&top, wanted) {
-                        let store = top
-                            .read_only_store
-                            .clone()
-                            .or(image.read_only_store.clone());
-                        return Err(Error::InReadOnlyStore {
-                            kind: Kind::Layer,
-                            id: top.id,
-                            store: store.unwrap_or_default(),
-                        });
-                    }
-                    (image.id.clone(), Some(top))
-                }
-            }
+            Some(arg) => self.container_parent(&mut tx, arg, wanted, &ro_layers)?,
             None => (String::new(), None),
         };
         let (uid_map, gid_map) = match &parent {
@@ -245,6 +204,54 @@ impl Store {
         tx.containers.records.push(container.clone());
         self.write(|| tx.containers.save())?;
         Ok(container)
+    }
+
+    /// The image `arg` names and the layer a new container's layer goes
+    /// on: its top layer, or the mapped copy of it `wanted` asks for
+    /// (made now if there is none). A read-only store's image or top
+    /// layer is used as it is: a mapped copy of it is not made.
+    fn container_parent(
+        &self,
+        tx: &mut super::Transaction<'_>,
+        arg: &str,
+        wanted: &IdMappingOptions,
+        ro_layers: &[Layer],
+    ) -> Result<(String, Option<Layer>)> {
+        let image = match find(&tx.images.records, arg) {
+            Some(image) => image.clone(),
+            None => self
+                .ro_image(arg)?
+                .ok_or_else(|| Kind::Image.not_known(arg))?,
+        };
+        let top_id = image.top_layer.clone();
+        if top_id.is_empty() {
+            return Ok((image.id, None));
+        }
+        let here = tx.layers.records.iter().find(|l| l.id == top_id).cloned();
+        if let (Some(top), None) = (&here, &image.read_only_store) {
+            let top = self.top_for_mapping(tx, &image, top.clone(), wanted)?;
+            return Ok((image.id, Some(top)));
+        }
+        let top = match here {
+            Some(top) => top,
+            None => ro_layers
+                .iter()
+                .find(|l| l.id == top_id)
+                .cloned()
+                .ok_or_else(|| Kind::Layer.not_known(&top_id))?,
+        };
+        if !super::mapped_layers::maps_fit(&top, wanted) {
+            let store = top
+                .read_only_store
+                .clone()
+                .or(image.read_only_store.clone());
+            return Err(Error::InReadOnlyStore {
+                kind: Kind::Layer,
+                id: top.id,
+                store: store.unwrap_or_default(),
+            });
+        }
+        Ok((image.id, Some(top)))
     }
 
     /// Deletes a container: its layer first, then its directories, then
