@@ -413,60 +413,9 @@ impl Store {
             let stack_this = stack && mapping.is_identity();
             if !diff.is_dir() {
                 if layer.sealed {
-                    // The layer's manifest and those of the layers it could
-                    // be stacked on are read at the same time.
-                    let (m, candidates) = rayon::join(
-                        || self.layer_manifest(layer),
-                        || match stack_this {
-                            true => self.base_candidates(layer),
-                            false => Ok(Vec::new()),
-                        },
-                    );
-                    let m = mapping.shift_manifest(&m?, &layer.id)?;
-                    let lowers = self.chain_views(&chain[i + 1..])?;
-                    let lowers = lowers
-                        .iter()
-                        .map(|l| mapping.shift_manifest(l, &layer.id))
-                        .collect::<Result<Vec<_>>>()?;
-                    let lowers: Vec<_> = lowers.iter().collect();
-                    // Not durable when built: the marker covers it.
-                    unsynced = self.begin_unsynced(&layer.id)?;
-                    let flush = flush_for(&unsynced);
-                    let options = BuildOptions {
-                        format: self.overlay_format(),
-                        hardlinks: i > 0 || top_read_only,
-                        durable: flush == Flush::Now,
-                    };
-                    durable::remove_file(&self.base_file(&layer.id))?;
-                    // Hardlinks from `objects/` into `diff` must not cross
-                    // Go's bind mount of the driver's home.
-                    let linker = Linker {
-                        store: self,
-                        view: self.root_view(),
-                    };
-                    if let Some(base) = super::stacking::pick_base(&m, candidates?) {
-                        if self.ensure_link(&base.id, Flush::Now)? {
-                            renamed.insert(base.id.clone());
-                        }
-                        durable::create_dir_all_flushed(&dir, flush)?;
-                        let base_file = self.base_file(&layer.id);
-                        durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
-                        linker
-                            .materializer()?
-                            .build_overlay(
-                                &base.delta,
-                                &[&base.manifest],
-                                &linker.view.path(&diff),
-                                options,
-                            )
-                            .map_err(|e| e.for_layer(&layer.id))?;
-                    } else {
-                        linker
-                            .materializer()?
-                            .build_overlay(&m, &lowers, &linker.view.path(&diff), options)
-                            .map_err(|e| e.for_layer(&layer.id))?;
-                    }
-                    super::id_maps::own_root(&diff, mapping)?;
+                    let hardlinks = i > 0 || top_read_only;
+                    unsynced =
+                        self.build_sealed_diff(&chain[i..], hardlinks, stack_this, &mut renamed)?;
                 } else {
                     // A directory-backed layer never written: empty.
                     durable::create_tree_root(&diff, Flush::Now)?;
@@ -495,6 +444,79 @@ impl Store {
         // What Go clients read to mount the chain: `lower` files (a
         // directory built as a delta, or in full again, changes them).
         self.lay_out_overlay(chain, renamed)
+    }
+
+    /// Builds the `diff` of `chain[0]`, a pool-backed layer (`chain` top
+    /// first), from its manifest (with hardlinks if `hardlinks`), or as a
+    /// delta over a similar layer's directory if `stack` lets it; returns
+    /// the build's marker (see `unsynced`). Layers given a new short name
+    /// are added to `renamed`.
+    fn build_sealed_diff(
+        &self,
+        chain: &[Layer],
+        hardlinks: bool,
+        stack_this: bool,
+        renamed: &mut std::collections::HashSet<String>,
+    ) -> Result<Option<super::unsynced::Unsynced>> {
+        let layer = &chain[0];
+        let dir = self.driver_dir().join(&layer.id);
+        let diff = dir.join(layout::DIFF);
+        let mapping = layer.id_mapping();
+        // The layer's manifest and those of the layers it could
+        // be stacked on are read at the same time.
+        let (m, candidates) = rayon::join(
+            || self.layer_manifest(layer),
+            || match stack_this {
+                true => self.base_candidates(layer),
+                false => Ok(Vec::new()),
+            },
+        );
+        let m = mapping.shift_manifest(&m?, &layer.id)?;
+        let lowers = self.chain_views(&chain[1..])?;
+        let lowers = lowers
+            .iter()
+            .map(|l| mapping.shift_manifest(l, &layer.id))
+            .collect::<Result<Vec<_>>>()?;
+        let lowers: Vec<_> = lowers.iter().collect();
+        // Not durable when built: the marker covers it.
+        let unsynced = self.begin_unsynced(&layer.id)?;
+        let flush = flush_for(&unsynced);
+        let options = BuildOptions {
+            format: self.overlay_format(),
+            hardlinks,
+            durable: flush == Flush::Now,
+        };
+        durable::remove_file(&self.base_file(&layer.id))?;
+        // Hardlinks from `objects/` into `diff` must not cross
+        // Go's bind mount of the driver's home.
+        let linker = Linker {
+            store: self,
+            view: self.root_view(),
+        };
+        if let Some(base) = super::stacking::pick_base(&m, candidates?) {
+            if self.ensure_link(&base.id, Flush::Now)? {
+                renamed.insert(base.id.clone());
+            }
+            durable::create_dir_all_flushed(&dir, flush)?;
+            let base_file = self.base_file(&layer.id);
+            durable::atomic_write_flushed(&base_file, base.id.as_bytes(), flush)?;
+            linker
+                .materializer()?
+                .build_overlay(
+                    &base.delta,
+                    &[&base.manifest],
+                    &linker.view.path(&diff),
+                    options,
+                )
+                .map_err(|e| e.for_layer(&layer.id))?;
+        } else {
+            linker
+                .materializer()?
+                .build_overlay(&m, &lowers, &linker.view.path(&diff), options)
+                .map_err(|e| e.for_layer(&layer.id))?;
+        }
+        super::id_maps::own_root(&diff, mapping)?;
+        Ok(unsynced)
     }
 
     /// Builds `overlay/<id>/diff1` of `chain`'s top layer (top first)
