@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::layers::Layer;
 use super::layout;
+use super::mounts::MountPoint;
 use super::options::Materialize;
 use super::Store;
 use crate::durable;
@@ -77,26 +78,8 @@ impl Store {
             let layers_locked = self.layer_records.lock()?;
             let layers = &layers_locked.records;
             let mounts = self.mount_records.lock()?;
-            let mut in_use = HashSet::new();
-            for m in mounts.records.iter().filter(|m| m.count > 0) {
-                in_use.insert(m.id.clone());
-                if overlay {
-                    let mut next = layers.iter().find(|l| l.id == m.id);
-                    while let Some(l) = next {
-                        if !in_use.insert(l.id.clone()) && l.id != m.id {
-                            break;
-                        }
-                        next = layers.iter().find(|p| p.id == l.parent);
-                    }
-                }
-            }
-            // The directories deltas of layers in use are stacked on.
             let stacking = self.stacking();
-            let bases: Vec<String> = in_use
-                .iter()
-                .filter_map(|id| stacking.get(id).cloned())
-                .collect();
-            in_use.extend(bases);
+            let in_use = in_use(layers, &mounts.records, overlay, &stacking);
             // What the host's overlay mounts use (podman's, buildah's, ...),
             // read under the mounts lock: a mount of ours that starts now
             // rebuilds what it finds gone.
@@ -194,4 +177,34 @@ pub(super) fn unshared_bytes(path: &Path) -> u64 {
         .flatten()
         .map(|e| unshared_bytes(&e.path()))
         .sum::<u64>()
+}
+
+/// The layers whose directories mounts use: every mounted layer, on
+/// overlay its whole chain, and the directories deltas among them are
+/// stacked on (`stacking`: delta -> base).
+fn in_use(
+    layers: &[Layer],
+    mounts: &[MountPoint],
+    overlay: bool,
+    stacking: &HashMap<String, String>,
+) -> HashSet<String> {
+    let mut in_use = HashSet::new();
+    for m in mounts.iter().filter(|m| m.count > 0) {
+        in_use.insert(m.id.clone());
+        if overlay {
+            let mut next = layers.iter().find(|l| l.id == m.id);
+            while let Some(l) = next {
+                if !in_use.insert(l.id.clone()) && l.id != m.id {
+                    break;
+                }
+                next = layers.iter().find(|p| p.id == l.parent);
+            }
+        }
+    }
+    let bases: Vec<String> = in_use
+        .iter()
+        .filter_map(|id| stacking.get(id).cloned())
+        .collect();
+    in_use.extend(bases);
+    in_use
 }
