@@ -90,7 +90,7 @@ fn junk_to_import_layer_says_what_upstream_says() {
     let go = Path::new(GO_CLI).exists() && common::need_root("the Go CLI (it chowns its store)");
     for driver in drivers() {
         let cs = Cs::new();
-        let go_dir = tempfile::tempdir().unwrap();
+        let go_dir = common::TempRoot::new();
         for (what, input, phrase) in junk() {
             let out = cs.run(&["--storage-driver", driver, "import-layer"], Some(&input));
             assert!(!out.status.success(), "{driver} {what}: junk was taken");
@@ -119,7 +119,7 @@ fn junk_to_applydiff_says_what_upstream_says() {
     for driver in drivers() {
         let cs = Cs::new();
         let layer = common::first_line_of(&cs.ok(&["--storage-driver", driver, "create-layer"]));
-        let go_dir = tempfile::tempdir().unwrap();
+        let go_dir = common::TempRoot::new();
         let go_layer = go.then(|| {
             let out = Command::new(GO_CLI)
                 .arg("--graph")

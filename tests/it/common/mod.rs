@@ -13,6 +13,29 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// A temporary directory for a store some other program writes (the Go
+/// CLI): whatever is left mounted under it (Go's bind mount of its
+/// `overlay/`) is detached before it is removed.
+pub struct TempRoot(pub tempfile::TempDir);
+
+impl TempRoot {
+    pub fn new() -> TempRoot {
+        TempRoot(tempfile::tempdir().expect("temp dir"))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        for mount in crate::harness::mounts_under(self.0.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// A temporary store driven through the real `containers-storage` binary.
 pub struct Cs {
     pub dir: tempfile::TempDir,
