@@ -20,6 +20,7 @@ mod sweep;
 use std::path::Path;
 
 pub use build::{BuildOptions, BuildStats, Format};
+pub(crate) use changes::marked_opaque;
 pub use changes::{
     changes, directory_view, lower_view, write_diff, write_diff_owned, Change, ChangeKind,
 };

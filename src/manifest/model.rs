@@ -146,9 +146,9 @@ impl Entry {
     }
 }
 
-#[cfg(test)]
 impl LayerManifest {
-    /// A parentless manifest of `entries` and nothing else, for tests.
+    /// A parentless manifest of `entries` and nothing else (no content
+    /// digests, no raw tar bytes).
     pub(crate) fn of_entries(entries: Vec<Entry>) -> LayerManifest {
         LayerManifest {
             chunker_algorithm: String::new(),

@@ -128,11 +128,7 @@ pub fn directory_view(root: &Path, overlay: bool) -> Result<LayerManifest> {
             .collect();
         match kind {
             EntryKind::Symlink => {
-                entry.link = std::fs::read_link(&path)
-                    .at(Op::Readlink, &path)?
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec();
+                entry.link = link_target(&path)?;
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
                 entry.dev_major = libc::major(m.rdev());
@@ -143,31 +139,13 @@ pub fn directory_view(root: &Path, overlay: bool) -> Result<LayerManifest> {
             EntryKind::File | EntryKind::Dir => entry.size = m.size(),
             _ => {}
         }
-        let opaque = overlay
-            && kind == EntryKind::Dir
-            && ["trusted.overlay.opaque", "user.overlay.opaque"]
-                .iter()
-                .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()));
+        let opaque = overlay && kind == EntryKind::Dir && marked_opaque(&path);
         entries.push(entry);
         if opaque {
             entries.push(Entry::new(EntryKind::Opaque, opaque_marker(&f.rel)));
         }
     }
-    Ok(LayerManifest {
-        chunker_algorithm: String::new(),
-        chunker: crate::chunks::ChunkerParams::default(),
-        parent: None,
-        compression: crate::manifest::Compression::None,
-        compressed_digest: String::new(),
-        compressed_size: 0,
-        diff_digest: String::new(),
-        diff_size: 0,
-        uids: Vec::new(),
-        gids: Vec::new(),
-        entries,
-        raw_len: 0,
-        raw: Vec::new(),
-    })
+    Ok(LayerManifest::of_entries(entries))
 }
 
 /// A path found in the layer's directory.
@@ -192,6 +170,23 @@ fn walk(root: &Path, overlay: bool) -> Result<Vec<Found>> {
 
 /// The value of xattr `name` of `path`; `None` where it has none (or it
 /// cannot be read).
+/// Whether the directory at `path` is marked opaque for overlayfs (as
+/// root or rootless: `trusted.` or `user.overlay.opaque=y`).
+pub(crate) fn marked_opaque(path: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| xattr(path, name).as_deref() == Some(b"y".as_slice()))
+}
+
+/// The target of the symlink at `path`, as bytes.
+fn link_target(path: &Path) -> Result<Vec<u8>> {
+    Ok(std::fs::read_link(path)
+        .at(Op::Readlink, path)?
+        .as_os_str()
+        .as_bytes()
+        .to_vec())
+}
+
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     sys::lgetxattr(path, name).ok().flatten()
 }
@@ -398,11 +393,7 @@ pub fn write_diff_owned(
             }
             EntryKind::Symlink => {
                 entry.typeflag = b'2';
-                entry.link = std::fs::read_link(&path)
-                    .at(Op::Readlink, &path)?
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec();
+                entry.link = link_target(&path)?;
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
                 entry.typeflag = if kind == EntryKind::CharDevice {
@@ -431,11 +422,7 @@ pub fn write_diff_owned(
             }
         }
         tar.append(&entry, None).map_err(written)?;
-        if kind == EntryKind::Dir
-            && ["trusted.overlay.opaque", "user.overlay.opaque"]
-                .iter()
-                .any(|name| xattr(&path, name).as_deref() == Some(b"y".as_slice()))
-        {
+        if kind == EntryKind::Dir && marked_opaque(&path) {
             let marker = TarEntry {
                 path: opaque_marker(&rel),
                 typeflag: b'0',

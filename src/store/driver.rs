@@ -833,11 +833,6 @@ fn apply_upper_onto(upper: &Path, layer: &Layer, tree: &Path) -> Result<()> {
         return Ok(());
     }
     let entries = crate::materialize::walk_tree(upper)?;
-    let opaque = |path: &Path| {
-        ["trusted.overlay.opaque", "user.overlay.opaque"]
-            .iter()
-            .any(|x| crate::sys::lgetxattr(path, x).ok().flatten().as_deref() == Some(b"y"))
-    };
     let remove = |path: &Path| match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(Op::Remove, path),
         Ok(_) => fs::remove_file(path).at(Op::Remove, path),
@@ -848,7 +843,7 @@ fn apply_upper_onto(upper: &Path, layer: &Layer, tree: &Path) -> Result<()> {
         let dst = tree.join(std::ffi::OsStr::from_bytes(rel));
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             remove(&dst)?;
-        } else if meta.is_dir() && opaque(&src) && dst.is_dir() {
+        } else if meta.is_dir() && crate::materialize::marked_opaque(&src) && dst.is_dir() {
             for child in fs::read_dir(&dst).at(Op::ReadDir, &dst)? {
                 remove(&child.at(Op::ReadDir, &dst)?.path())?;
             }
