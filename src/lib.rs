@@ -15,6 +15,7 @@ pub mod chunks;
 mod durable;
 mod duration;
 mod error;
+mod file_stamp;
 mod flock;
 mod last_writer;
 pub mod manifest;

@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +26,7 @@ use super::names::{self, PackFile};
 use super::pack::{PackBuilder, SealedPack};
 use crate::durable::{self, Flush, PendingFile};
 use crate::error::{Error, IoContext, Op, Result};
+use crate::file_stamp::{stamp, FileStamp};
 use crate::flock::Flock;
 use crate::last_writer::{self, Token};
 use crate::poison::{Unpoisoned, UnpoisonedRw};
@@ -151,21 +151,6 @@ pub(super) struct IndexState {
     /// Index files that cannot be read, by pack name: why, and the file
     /// as it was then (it is read again once it changes).
     unreadable: BTreeMap<String, (String, FileStamp)>,
-}
-
-/// Tells whether a file changed: device, inode, size, mtime, ctime.
-type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
-
-fn stamp(meta: &fs::Metadata) -> FileStamp {
-    (
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    )
 }
 
 /// Figures about the pool.

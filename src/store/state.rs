@@ -14,17 +14,14 @@
 //! the same.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::layers::Layer;
 use super::layout;
+use crate::file_stamp::{stamp, FileStamp};
 use crate::manifest;
 use crate::poison::Unpoisoned;
-
-/// What identifies one version of a manifest file.
-type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
 
 /// Manifest path -> (its stamp, the diff digest it records).
 type Digests = HashMap<PathBuf, (FileStamp, Option<String>)>;
@@ -34,15 +31,7 @@ static DIGESTS: Mutex<Option<Digests>> = Mutex::new(None);
 /// no manifest, `Some(None)` when one is there but cannot be read.
 fn manifest_digest(path: &Path) -> Option<Option<String>> {
     let meta = std::fs::symlink_metadata(path).ok()?;
-    let stamp = (
-        meta.dev(),
-        meta.ino(),
-        meta.size(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec(),
-    );
+    let stamp = stamp(&meta);
     if let Some((s, digest)) = DIGESTS.lock_unpoisoned().as_ref().and_then(|m| m.get(path)) {
         if *s == stamp {
             return Some(digest.clone());
