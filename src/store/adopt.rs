@@ -14,31 +14,29 @@
 //!    `compressed-diff-digest`); otherwise the layer is skipped and named
 //!    in the report. No record is ever changed: the manifest takes the
 //!    record's compressed digest, size and compression.
-//! 3. The chunks are published, then `manifests/<id>` (durable). The
+//! 3. Where `layer_links` allows it (the layer is read-only by contract,
+//!    the driver is overlay, the filesystem has no reflinks, nothing
+//!    writes into its directory), its files become hardlinks of the
+//!    object cache ([`crate::materialize::Materializer::share_hardlinks`]);
+//!    only linked into the cache, never replaced, while an overlay mount
+//!    uses the directory as a lower one. Where reflinks work, `dedup`'s
+//!    extent sharing that follows shares them instead.
+//! 4. The chunks are published, then `manifests/<id>` (durable). The
 //!    layer is pool-backed from then on: its manifest's diff digest is its
 //!    record's.
-//! 4. Where the layer is read-only by contract (it has children, or is an
-//!    image's top layer, or was created read-only) and the driver is
-//!    overlay on a filesystem without reflinks, its files become
-//!    hardlinks of the object cache
-//!    ([`crate::materialize::Materializer::share_hardlinks`]).
-//!    Where reflinks work, `dedup`'s extent sharing that follows shares
-//!    them instead, for every layer. vfs trees (which whoever mounts them
-//!    writes in place) never get hardlinks.
 //!
 //! Never adopted: container layers, layers with a mount count in
-//! `mountpoints.json`, layers an overlay mount in the kernel's mount table
-//! uses as its upper directory, layers left incomplete. A layer an overlay
-//! mount uses as a lower directory is adopted, but its files are only
-//! linked into the cache, never replaced, while it is mounted.
+//! `mountpoints.json`, layers an overlay mount writes into, layers left
+//! incomplete (see `layer_links`).
 //!
-//! Crash safety: until the manifest is renamed into place the layer is as
-//! it was (unreferenced chunks and temporary files are `gc`'s); each file
-//! replacement is one `rename(2)` of a hardlink made under
-//! `objects/tmp/`, so every path names either its old file or an object
-//! with the same content and metadata. A crash between a replacement and
-//! the end of the layer leaves that directory's mtime at the time of the
-//! replacement (a directory's times are put back after its files).
+//! Crash safety: until the manifest is renamed into place the layer stays
+//! a candidate, and the next `dedup` adopts it again (unreferenced chunks
+//! and temporary files are `gc`'s). Each file replacement is one
+//! `rename(2)` of a hardlink made under `objects/tmp/`, so every path
+//! names either its old file or an object with the same content and
+//! metadata. A crash between a replacement and the end of the layer
+//! leaves that directory's mtime at the time of the replacement (a
+//! directory's times are put back after its files).
 
 use std::fs::{self, File};
 use std::os::unix::fs::OpenOptionsExt;
@@ -47,7 +45,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::layer_links::Sharing;
+use super::layer_links::{LayerUses, Sharing};
 use super::layers::Layer;
 use super::layout;
 use super::Store;
@@ -83,17 +81,11 @@ pub(crate) struct Adoption {
 
 impl Store {
     /// Adopts every candidate layer (see the module documentation).
-    pub(crate) fn adopt_layers(&self) -> Result<Adoption> {
+    /// `layers` are the records as read, `uses` what uses their
+    /// directories; the store is writable.
+    pub(crate) fn adopt_layers(&self, layers: &[Layer], uses: &LayerUses) -> Result<Adoption> {
         let mut report = Adoption::default();
-        if !self.writable {
-            return Ok(report);
-        }
-        let layers = self.layers()?;
-        let candidates: Vec<&Layer> = layers.iter().filter(|l| self.is_candidate(l)).collect();
-        if candidates.is_empty() {
-            return Ok(report);
-        }
-        let uses = self.layer_uses(&layers)?;
+        let candidates = layers.iter().filter(|l| self.is_candidate(l));
         for layer in candidates {
             let dir = self.layer_content_dir(&layer.id);
             let sharing = match uses.sharing(layer, &dir) {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::adopt::SkippedLayer;
+use super::adopt::{Adoption, SkippedLayer};
 use super::layout;
 use super::Store;
 use crate::durable;
@@ -129,13 +129,17 @@ impl Store {
     /// Reports sharing across layers and shares identical materialized
     /// files where the filesystem allows.
     pub fn dedup(&self, method: HashMethod) -> Result<DedupReport> {
-        let adoption = self.adopt_layers()?;
-        let mut linked = adoption.shared.freed_bytes;
+        let mut adoption = Adoption::default();
+        let mut linked = 0;
         if self.writable {
+            // One reading of the records and of what uses the layers'
+            // directories serves both: adoption changes no record.
             let layers = self.layers()?;
             let uses = self.layer_uses(&layers)?;
+            adoption = self.adopt_layers(&layers, &uses)?;
             let adopted = adoption.adopted.iter().map(String::as_str).collect();
-            linked += self.link_own_layers(&layers, &uses, &adopted)?.freed_bytes;
+            linked = adoption.shared.freed_bytes
+                + self.link_own_layers(&layers, &uses, &adopted)?.freed_bytes;
         }
         let shared = self.shared_bytes()?;
         let deduped = self.dedupe_files(method)?;
