@@ -25,15 +25,8 @@ use std::time::{Duration, Instant};
 
 use common::clients::{Cli, Client, Findings, Shared};
 use common::loopfs::Xfs;
-use common::tar::{Meta, TarBuilder};
+use common::tar::{meta, Meta, TarBuilder};
 use common::{random_bytes, Rng};
-
-fn meta(mode: u32) -> Meta {
-    Meta {
-        mode,
-        ..Meta::default()
-    }
-}
 
 /// A layer with what image layers have: directories, files of a few
 /// sizes, a hard link, a symlink, an xattr with a sub-second time, other

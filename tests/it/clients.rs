@@ -47,7 +47,7 @@ use common::clients::{
     compare_tree, expected_tree, finish, hex_of, spawn, verify_oci_layout, Cli, Client, Findings,
     OciLayout, Shared,
 };
-use common::tar::{Meta, TarBuilder};
+use common::tar::{meta, Meta, TarBuilder};
 use common::{blocks, random_bytes, sha256, sha256_file};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -57,13 +57,6 @@ const OURS: &str = "localhost/cs-test/ours:latest";
 /// A layer ID in the form every client accepts: 64 hex digits.
 fn hex_id(label: &str) -> String {
     hex_of(&sha256(label.as_bytes())).to_string()
-}
-
-fn meta(mode: u32) -> Meta {
-    Meta {
-        mode,
-        ..Meta::default()
-    }
 }
 
 /// Three layer tars (lowest first) with what image layers have:

@@ -25,7 +25,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tar::{Meta, TarBuilder};
+use common::tar::{meta, Meta, TarBuilder};
 use common::tree;
 
 const RO_WORDS: &str = "called a write method on a read-only store";
@@ -43,42 +43,16 @@ fn base_tar() -> Vec<u8> {
     t.file("etc/hello", &Meta::default(), b"hello from the base\n");
     t.symlink("etc/link", "hello", &Meta::default());
     t.dir("bin/", &dir);
-    t.file(
-        "bin/tool",
-        &Meta {
-            mode: 0o755,
-            ..Meta::default()
-        },
-        &[7u8; 70_000],
-    );
-    t.hardlink(
-        "bin/tool-again",
-        "bin/tool",
-        &Meta {
-            mode: 0o755,
-            ..Meta::default()
-        },
-    );
+    t.file("bin/tool", &meta(0o755), &[7u8; 70_000]);
+    t.hardlink("bin/tool-again", "bin/tool", &meta(0o755));
     t.finish()
 }
 
 /// The top layer's tar: a new directory and a file in one of the base's.
 fn top_tar() -> Vec<u8> {
     let mut t = TarBuilder::new();
-    t.dir(
-        "etc/",
-        &Meta {
-            mode: 0o755,
-            ..Meta::default()
-        },
-    );
-    t.dir(
-        "opt/",
-        &Meta {
-            mode: 0o750,
-            ..Meta::default()
-        },
-    );
+    t.dir("etc/", &meta(0o755));
+    t.dir("opt/", &meta(0o750));
     t.file("opt/top", &Meta::default(), b"on top\n");
     t.file("etc/extra", &Meta::default(), b"extra\n");
     t.finish()

@@ -17,6 +17,14 @@ pub struct Meta {
     pub mtime: u64,
 }
 
+/// The default entry metadata with `mode`.
+pub fn meta(mode: u32) -> Meta {
+    Meta {
+        mode,
+        ..Meta::default()
+    }
+}
+
 impl Default for Meta {
     fn default() -> Self {
         Meta {
