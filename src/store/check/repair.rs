@@ -338,16 +338,18 @@ impl Store {
             if !removed {
                 continue;
             }
-            // A short link or `lower` removed is made again for Go's
-            // clients, whatever is rebuilt next.
-            if let Err(e) = self.write(|| self.restore_layout(&id)) {
-                if !matches!(e, Error::NotKnown { .. }) {
-                    out.left(Kind::Layer, &id, format!("not repaired: {e}"));
-                    continue;
-                }
-            }
             let sealed = plan.sealed(&id);
             let rebuilt = sealed && !in_use.contains(&id) && self.build_again(&id);
+            // A short link or `lower` removed is made again for Go's
+            // clients (a rebuild lays the chain out itself).
+            if !rebuilt {
+                if let Err(e) = self.write(|| self.restore_layout(&id)) {
+                    if !matches!(e, Error::NotKnown { .. }) {
+                        out.left(Kind::Layer, &id, format!("not repaired: {e}"));
+                        continue;
+                    }
+                }
+            }
             let what = match (sealed, rebuilt) {
                 (true, true) => "misplaced driver entries removed, materialized directory rebuilt",
                 (true, false) => {
