@@ -179,9 +179,11 @@ pub enum Error {
     /// The store was opened read-only (upstream's `ErrStoreIsReadOnly`).
     #[error("{}: the store is read-only", .0.display())]
     ReadOnly(PathBuf),
-    /// An item of a read-only image store was to be changed (upstream's
-    /// `ErrStoreIsReadOnly`, in its words).
-    #[error("{kind} {id}: not allowed to modify it in the read-only store at {}: called a write method on a read-only store", .store.display())]
+    /// An item of a read-only image store was to be changed: upstream
+    /// finds no such item to change in the writable store (its
+    /// `ErrLayerUnknown`/`ErrImageUnknown`); we say why, in the words of
+    /// its `ErrStoreIsReadOnly`.
+    #[error("{kind} {id}: {kind} not known in the writable store (it is in the read-only store at {}: called a write method on a read-only store)", .store.display())]
     InReadOnlyStore {
         /// The kind of the item.
         kind: Kind,
@@ -734,7 +736,7 @@ mod tests {
                     id: layer(),
                     store: "/ro".into(),
                 }),
-                "image 3f2a: not allowed to modify it in the read-only store at /ro: called a write method on a read-only store",
+                "image 3f2a: image not known in the writable store (it is in the read-only store at /ro: called a write method on a read-only store)",
             ),
             (
                 s(Error::DeletedDuringImport(layer())),

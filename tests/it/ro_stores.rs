@@ -186,13 +186,18 @@ impl Cli {
         out.stdout
     }
 
-    /// Requires a failure whose message holds upstream's words for a
-    /// write to a read-only store.
+    /// Requires a failure whose message holds upstream's words for an
+    /// item its writable store does not have (`layer not known`, `image
+    /// not known`) and for a write to a read-only store.
     fn refused(&self, args: &[&str], stdin: Option<&[u8]>) {
         let out = self.run(args, stdin);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} was not refused");
         assert!(err.contains(RO_WORDS), "{args:?}: {err}");
+        assert!(
+            err.contains("layer not known") || err.contains("image not known"),
+            "{args:?}: {err}"
+        );
     }
 
     fn first_line(&self, args: &[&str]) -> String {
