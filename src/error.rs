@@ -457,6 +457,8 @@ pub enum Op {
     Lock,
     /// `mkdir`.
     Mkdir,
+    /// `idmap mount`: a mount showing owners through ID maps.
+    IdmapMount,
     /// `mknod`: a device node or FIFO.
     Mknod,
     /// `mmap`.
@@ -493,6 +495,8 @@ pub enum Op {
     Unlink,
     /// `unmount`.
     Unmount,
+    /// `user namespace`: making one with ID maps.
+    UserNamespace,
     /// `utimens`: setting times.
     Utimens,
     /// `write`.
@@ -513,6 +517,7 @@ impl Op {
             Op::Link => "link",
             Op::Lock => "lock",
             Op::Mkdir => "mkdir",
+            Op::IdmapMount => "idmap mount",
             Op::Mknod => "mknod",
             Op::Mmap => "mmap",
             Op::MountOverlay => "mount overlay",
@@ -531,6 +536,7 @@ impl Op {
             Op::Truncate => "truncate",
             Op::Unlink => "unlink",
             Op::Unmount => "unmount",
+            Op::UserNamespace => "user namespace",
             Op::Utimens => "utimens",
             Op::Write => "write",
         }

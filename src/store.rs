@@ -37,6 +37,7 @@ mod records;
 mod ro_stores;
 mod root_view;
 mod rootless;
+mod shifting;
 mod stacking;
 mod staging;
 mod state;

@@ -6,7 +6,9 @@
 //! 0.29), memory maps of files nothing rewrites in place, `flock(2)` on a
 //! borrowed file (nix's `Flock` takes the file), extended attributes,
 //! the ioctls `FICLONE`, `FIDEDUPERANGE` and `FS_IOC_FIEMAP`, and the new
-//! mount API (`fsopen`, `fsconfig`, `fsmount`, `move_mount`). Calls nix
+//! mount API (`fsopen`, `fsconfig`, `fsmount`, `move_mount`,
+//! `open_tree`, `mount_setattr`), and a process born in a user namespace
+//! of its own (`clone(2)` with `CLONE_NEWUSER`). Calls nix
 //! wraps safely (`mkdirat`, `unlinkat`, `fchownat`, `utimensat`,
 //! `syncfs`, the `fcntl` record locks of `store::lock`, ...) are made
 //! through nix where they are needed, never here.
@@ -233,6 +235,85 @@ pub(crate) fn clone_mount(path: &Path) -> io::Result<OwnedFd> {
         )
     };
     new_fd(r)
+}
+
+/// `MOUNT_ATTR_IDMAP` from linux/mount.h.
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` from linux/mount.h.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached copy of the mount that holds `path`, rooted at `path`,
+/// that shows owners through the ID maps of the user namespace `userns`
+/// (an idmapped mount: `open_tree(2)` with `OPEN_TREE_CLONE`, then
+/// `mount_setattr(2)` with `MOUNT_ATTR_IDMAP`). An owner stored as ID
+/// `n` shows as what `n` inside the namespace is outside it.
+pub(crate) fn idmapped_clone(path: &Path, userns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let tree = clone_mount(path)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+    };
+    let empty = cstring(b"")?;
+    // SAFETY: an open mount descriptor, an empty NUL-terminated path (the
+    // descriptor itself), flags, and a `struct mount_attr` with its size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    syscall_result(r)?;
+    Ok(tree)
+}
+
+/// Starts a process in a new user namespace (`clone(2)` with
+/// `CLONE_NEWUSER`, like a fork) that only waits to be killed, and dies
+/// with its parent; returns its PID. Its namespace has no ID maps until
+/// they are written to `/proc/<pid>/uid_map` and `gid_map`.
+pub(crate) fn spawn_in_new_user_namespace() -> io::Result<libc::pid_t> {
+    let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
+    // s390x takes the stack before the flags.
+    let args: [libc::c_ulong; 2] = if cfg!(target_arch = "s390x") {
+        [0, flags]
+    } else {
+        [flags, 0]
+    };
+    // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
+    // this one). The child makes only async-signal-safe calls (`prctl`,
+    // `pause`) and never returns.
+    let r = unsafe { libc::syscall(libc::SYS_clone, args[0], args[1], 0, 0, 0) };
+    match syscall_result(r)? {
+        0 => {
+            // SAFETY: async-signal-safe calls with constant arguments.
+            unsafe {
+                libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                );
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        pid => libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH)),
+    }
 }
 
 /// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct

@@ -122,7 +122,10 @@ impl Store {
     /// goes on a copy of the top layer with its mapping (upstream's
     /// `imageTopLayerForMapping`): the copy, on the top layer's parent,
     /// is listed in the image's `mapped-layers` and reused by the next
-    /// container that maps IDs the same way.
+    /// container that maps IDs the same way. Where the kernel shifts IDs
+    /// at mount time (`shifting.rs`), the container goes on a top layer
+    /// that maps none as it is, and its layer maps none either: its
+    /// record keeps the maps, and its mounts apply them.
     pub fn create_container(
         &self,
         image: Option<&str>,
@@ -149,8 +152,12 @@ impl Store {
         let parent = parent.map(|p| p.id).unwrap_or_default();
         let layer_id = new_id();
         let mut layer = Layer::new_record(layer_id.clone(), parent, Vec::new());
-        layer.uid_map = uid_map;
-        layer.gid_map = gid_map;
+        if !self.can_use_shifting(&uid_map, &gid_map) {
+            // Else its mounts shift the layers below, and its own files
+            // keep host IDs (upstream's `HostUIDMapping` layer).
+            layer.uid_map = uid_map;
+            layer.gid_map = gid_map;
+        }
         layer
             .flags
             .insert("container".into(), serde_json::Value::Bool(true));
@@ -209,7 +216,9 @@ impl Store {
     /// The image `arg` names and the layer a new container's layer goes
     /// on: its top layer, or the mapped copy of it `wanted` asks for
     /// (made now if there is none). A read-only store's image or top
-    /// layer is used as it is: a mapped copy of it is not made.
+    /// layer is used as it is: a mapped copy of it is not made (where
+    /// IDs are not shifted at mount time, one whose maps do not fit is
+    /// refused).
     fn container_parent(
         &self,
         tx: &mut super::Transaction<'_>,
@@ -240,7 +249,8 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| Kind::Layer.not_known(&top_id))?,
         };
-        if !super::mapped_layers::maps_fit(&top, wanted) {
+        let shifting = self.can_use_shifting(&wanted.uid_map, &wanted.gid_map);
+        if !super::mapped_layers::maps_fit(&top, wanted, shifting) {
             let store = top
                 .read_only_store
                 .clone()

@@ -11,6 +11,10 @@
 //! stored again), and its directories are built from it with the copy's
 //! owners, as caches (`gc` evicts them). A directory-backed top layer's
 //! copy starts as a copy of its directory, every owner remapped.
+//!
+//! Where containers' IDs are shifted at mount time (`shifting.rs`), a top
+//! layer that maps no IDs serves every container as it is; only one that
+//! maps IDs gets a copy, which maps none.
 
 use std::fs;
 
@@ -33,7 +37,7 @@ impl Store {
         top: Layer,
         wanted: &IdMappingOptions,
     ) -> Result<Layer> {
-        let (uid_map, gid_map) = wanted_maps(wanted);
+        let shifting = self.can_use_shifting(&wanted.uid_map, &wanted.gid_map);
         let records = &tx.layers.records;
         let candidates = std::iter::once(&top.id).chain(&image.mapped_layers);
         for id in candidates {
@@ -43,10 +47,16 @@ impl Store {
             // Its parent must be there too (upstream skips it otherwise).
             let parent_there =
                 layer.parent.is_empty() || records.iter().any(|p| p.id == layer.parent);
-            if parent_there && layer.uid_map == uid_map && layer.gid_map == gid_map {
+            if parent_there && maps_fit(layer, wanted, shifting) {
                 return Ok(layer.clone());
             }
         }
+        // Shifted at mount time, the copy maps no IDs (upstream's
+        // `HostUIDMapping` copy).
+        let (uid_map, gid_map) = match shifting {
+            true => Default::default(),
+            false => wanted_maps(wanted),
+        };
         let copy = self.mapped_copy(tx, &top, uid_map, gid_map)?;
         let index = tx
             .images
@@ -183,9 +193,14 @@ fn wanted_maps(wanted: &IdMappingOptions) -> (Vec<IdMap>, Vec<IdMap>) {
     (uid_map, gid_map)
 }
 
-/// Whether `top` has the maps `wanted` asks of it (no mapped copy is
-/// needed).
-pub(super) fn maps_fit(top: &Layer, wanted: &IdMappingOptions) -> bool {
+/// Whether a container mapping IDs as `wanted` can go on `top` (no
+/// mapped copy is needed): `top` maps IDs that way, or, when containers
+/// are `shifting` at mount time, maps none (upstream's
+/// `layerMatchesMappingOptions`).
+pub(super) fn maps_fit(top: &Layer, wanted: &IdMappingOptions, shifting: bool) -> bool {
+    if shifting && top.uid_map.is_empty() && top.gid_map.is_empty() {
+        return true;
+    }
     let (uid_map, gid_map) = wanted_maps(wanted);
     top.uid_map == uid_map && top.gid_map == gid_map
 }

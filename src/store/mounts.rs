@@ -12,6 +12,10 @@
 //!
 //! A mount builds what it needs before it takes the mounts lock; one that
 //! then finds its layer deleted meanwhile removes what it built.
+//!
+//! Mounting a container that maps IDs shows the layers below its own
+//! through idmapped mounts with its maps, where the kernel can
+//! (`shifting.rs`), as upstream's overlay driver does.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,13 +24,19 @@ use serde::{Deserialize, Serialize};
 
 use super::containers::find_container;
 use super::host_mounts::unmount_path;
+use super::id_maps::IdMap;
 use super::item::find;
 use super::kind::Kind;
 use super::layers::Layer;
 use super::layout;
+use super::shifting::ShiftedLowers;
 use super::Store;
 use crate::error::{Error, IoContext, Op, Result};
 use crate::sys::FsContext;
+
+/// A container's UID and GID maps, which its mounts shift the layers
+/// below its own by.
+type Shift = (Vec<IdMap>, Vec<IdMap>);
 
 /// One mounted layer, with upstream's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,14 +114,41 @@ impl Store {
                 }
             }
         }
-        self.mount_id(&id, image, label).map_err(|e| match e {
-            // Its files went because the layer was deleted meanwhile.
-            Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
-            e => e,
-        })
+        let shift = match image {
+            true => None,
+            false => self.container_shift(arg, &id)?,
+        };
+        let shift = shift.as_ref().map(|(u, g)| (u.as_slice(), g.as_slice()));
+        self.mount_id(&id, image, label, shift)
+            .map_err(|e| match e {
+                // Its files went because the layer was deleted meanwhile.
+                Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
+                e => e,
+            })
     }
 
-    pub(super) fn mount_id(&self, id: &str, image: bool, label: Option<&str>) -> Result<PathBuf> {
+    /// The maps a mount of what `arg` names (whose layer is `layer`)
+    /// shifts the layers below by: a container's, when `arg` names a
+    /// container that maps both user and group IDs and the kernel shifts
+    /// (as upstream's `Mount` passes them to its driver).
+    fn container_shift(&self, arg: &str, layer: &str) -> Result<Option<Shift>> {
+        let containers = self.containers()?;
+        let Some(c) = find_container(&containers, arg).filter(|c| c.layer == layer) else {
+            return Ok(None);
+        };
+        if c.uid_map.is_empty() || c.gid_map.is_empty() || !self.supports_shifting() {
+            return Ok(None);
+        }
+        Ok(Some((c.uid_map.clone(), c.gid_map.clone())))
+    }
+
+    pub(super) fn mount_id(
+        &self,
+        id: &str,
+        image: bool,
+        label: Option<&str>,
+        shift: Option<(&[IdMap], &[IdMap])>,
+    ) -> Result<PathBuf> {
         let chain = self.chain(id)?;
         let result = (|| {
             let mut chain = chain.clone();
@@ -120,7 +157,7 @@ impl Store {
                 // content.
                 chain[0] = self.privatize(&chain[0])?;
             }
-            self.mount_chain(&chain, image, label)
+            self.mount_chain(&chain, image, label, shift)
         })();
         if result.is_err() {
             self.remove_dirs_of_deleted(&chain);
@@ -151,7 +188,13 @@ impl Store {
         }
     }
 
-    fn mount_chain(&self, chain: &[Layer], image: bool, label: Option<&str>) -> Result<PathBuf> {
+    fn mount_chain(
+        &self,
+        chain: &[Layer],
+        image: bool,
+        label: Option<&str>,
+        shift: Option<(&[IdMap], &[IdMap])>,
+    ) -> Result<PathBuf> {
         let id = chain[0].id.clone();
         let overlay = self.options.driver == "overlay";
         // Long work first, without the mount lock: building directories is
@@ -207,7 +250,7 @@ impl Store {
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
-                    self.mount_overlay(chain, &path, writable, label)?;
+                    self.mount_overlay(chain, &path, writable, label, shift)?;
                 } else {
                     self.prepare_vfs(chain)?;
                 }
@@ -318,6 +361,7 @@ impl Store {
         target: &Path,
         writable: bool,
         label: &str,
+        shift: Option<(&[IdMap], &[IdMap])>,
     ) -> Result<()> {
         let driver = self.driver_dir();
         let (upper, lowers) = if writable {
@@ -366,6 +410,29 @@ impl Store {
                 lower_links.push(layout::EMPTY_LOWER.into());
             }
         }
+        if let Some((uid_map, gid_map)) = shift {
+            // The layers below show with the container's owners; its
+            // own directory keeps host IDs.
+            let mut shifted = ShiftedLowers::new(&driver, uid_map, gid_map)?;
+            for lower in &mut lower_links {
+                *lower = shifted.path(lower)?;
+            }
+            return self.mount_lowers(&driver, &lower_links, upper, target, label, shifted);
+        }
+        self.mount_lowers(&driver, &lower_links, upper, target, label, ())
+    }
+
+    /// Mounts overlayfs with `lowers` (kept alive by `_keep` until it is
+    /// mounted), `upper`'s directories, and the options this host needs.
+    fn mount_lowers<K>(
+        &self,
+        driver: &Path,
+        lowers: &[String],
+        upper: Option<&Layer>,
+        target: &Path,
+        label: &str,
+        _keep: K,
+    ) -> Result<()> {
         let upper_dirs = upper.map(|l| {
             (
                 driver.join(&l.id).join(layout::DIFF),
@@ -380,29 +447,34 @@ impl Store {
             options.push(("context".to_string(), Some(label.to_string())));
         }
         let dirs = Dirs {
-            driver: &driver,
-            lowers: &lower_links,
+            driver,
+            lowers,
             upper: upper_dirs.as_ref(),
             options: &options,
         };
-        match mount_with_fsconfig(&dirs, target) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount_classic(&dirs, target),
-            other => other,
-        }
-        .at(Op::MountOverlay, target)
+        mount_dirs(&dirs, target).at(Op::MountOverlay, target)
     }
 }
 
 /// What an overlay mount is made of.
-struct Dirs<'a> {
+pub(super) struct Dirs<'a> {
     /// The driver directory, which lower paths are relative to.
-    driver: &'a Path,
-    /// Lower directories, top first (`l/<short>` links).
-    lowers: &'a [String],
+    pub driver: &'a Path,
+    /// Lower directories, top first (`l/<short>` links, or absolute).
+    pub lowers: &'a [String],
     /// The upper and work directories of a writable mount.
-    upper: Option<&'a (PathBuf, PathBuf)>,
+    pub upper: Option<&'a (PathBuf, PathBuf)>,
     /// Further options: flags (`userxattr`) and `key=value` ones.
-    options: &'a [(String, Option<String>)],
+    pub options: &'a [(String, Option<String>)],
+}
+
+/// Mounts overlayfs made of `dirs` at `target`, with the new mount API
+/// where the kernel has it.
+pub(super) fn mount_dirs(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
+    match mount_with_fsconfig(dirs, target) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => mount_classic(dirs, target),
+        other => other,
+    }
 }
 
 /// Mounts overlayfs with the new mount API, one `lowerdir+` per layer.

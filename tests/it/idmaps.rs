@@ -9,9 +9,15 @@
 //! CLI prints on the same steps; `gc` evicts the mapped directories (and
 //! their objects) and a mount builds them again.
 //!
+//! Where the kernel mounts overlayfs over idmapped layers, overlay
+//! containers are shifted at mount time instead, as Go's are: no mapped
+//! copy, and the Go CLI and we mount each other's mapped containers with
+//! the same owners. The mapped-copy tests make the store answer that the
+//! kernel cannot (upstream's cached answer), so that they cover overlay
+//! too.
+//!
 //! Ownership needs root (as do overlay mounts): the tests skip without
-//! it. The Go CLI comparisons run on vfs (Go's overlay shifts with
-//! idmapped mounts instead) and are skipped, with a reason, when the Go
+//! it. The Go CLI comparisons are skipped, with a reason, when the Go
 //! CLI is not installed.
 
 use std::collections::BTreeMap;
@@ -140,6 +146,15 @@ fn have_go(what: &str) -> bool {
     }
     eprintln!("skipped: {what}: {GO_CLI} is not installed");
     false
+}
+
+/// Makes the store answer that the kernel does not shift IDs at mount
+/// time (upstream's cached answer, which it and we read), so that
+/// containers get mapped copies on overlay too.
+fn without_shifting(cs: &Cs) {
+    let dir = cs.run_root().join("overlay");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("idmapped-lower-dir-false"), b"").unwrap();
 }
 
 /// Mounts `arg` on `driver`; the mount point.
@@ -332,6 +347,7 @@ fn shifted(tree: &BTreeMap<String, (u32, u32, u32)>, by: u32) -> BTreeMap<String
 fn a_container_mapping_otherwise_goes_on_a_mapped_copy_and_shared_files_keep_their_owners() {
     for driver in drivers() {
         let cs = Cs::new();
+        without_shifting(&cs);
         let (base, top, image) = image_of_two(&cs, driver);
         // The unmapped view, from a container without maps.
         let plain = first_line_of(&on(&cs, driver, &["create-container", &image]));
@@ -400,6 +416,7 @@ fn a_container_mapping_otherwise_goes_on_a_mapped_copy_and_shared_files_keep_the
 fn a_directory_backed_top_layer_gets_a_remapped_copy_of_its_directory() {
     for driver in drivers() {
         let cs = Cs::new();
+        without_shifting(&cs);
         let base = on_input(&cs, driver, &["import-layer"], &base_tar());
         let top = first_line_of(&on(&cs, driver, &["create-layer", &base]));
         let host_file = cs.dir.path().join("h");
@@ -501,9 +518,151 @@ fn a_mapped_container_looks_as_the_go_clis_does() {
 }
 
 #[test]
+fn on_overlay_a_mapped_container_shifts_the_layers_below_at_mount_time_as_gos_does() {
+    if drivers().is_empty() || !have_go("sharing mapped overlay containers with the Go CLI") {
+        return;
+    }
+    let cs = Cs::new();
+    let (_, top, image) = image_of_two(&cs, "overlay");
+    let plain = first_line_of(&on(&cs, "overlay", &["create-container", &image]));
+    let unmapped = owners(&mount(&cs, "overlay", &plain));
+    on(&cs, "overlay", &["unmount", &plain]);
+    let ours = mapped_container(&cs, "overlay", &image);
+    // The store asked the kernel and kept its answer where Go keeps it.
+    let answer = |yes: bool| {
+        let path = format!("overlay/idmapped-lower-dir-{yes}");
+        cs.run_root().join(path).exists()
+    };
+    if answer(false) {
+        eprintln!("skipped: this kernel does not mount overlayfs over idmapped layers");
+        return;
+    }
+    assert!(
+        answer(true),
+        "the store did not record whether the kernel shifts"
+    );
+    // No mapped copy: the container's layer is on the top layer and maps
+    // no IDs; the container's record keeps the maps.
+    let images = cs.json_on("overlay", &["images", "--json"]);
+    assert!(images[0].get("mapped-layers").is_none(), "{images}");
+    let container = cs.json_on("overlay", &["container", "--json", &ours]);
+    assert_eq!(container[0]["uidmap"][0]["host_id"], 300_000);
+    let layer = container[0]["layer"].as_str().unwrap().to_string();
+    let record = cs.layer_json_on("overlay", &layer);
+    assert_eq!(record["parent"], top.as_str(), "{record}");
+    assert!(record.get("uidmap").is_none(), "{record}");
+
+    // Our mount shows the layers below with the container's owners; what
+    // the container writes is stored with host IDs.
+    let tree = mount(&cs, "overlay", &ours);
+    assert_eq!(owners(&tree), shifted(&unmapped, 300_000));
+    std::fs::write(tree.join("etc/new"), b"new\n").unwrap();
+    std::os::unix::fs::chown(tree.join("etc/new"), Some(300_001), Some(300_002)).unwrap();
+    let written = owners(&tree);
+    on(&cs, "overlay", &["unmount", &ours]);
+
+    // The Go CLI mounts our container the same.
+    let go_tree = PathBuf::from(first_line_of(&go_overlay(&cs, &["mount", &ours])));
+    assert_eq!(owners(&go_tree), written);
+    go_overlay(&cs, &["unmount", &ours]);
+    // And we mount the Go CLI's mapped container on our image the same.
+    let mut args = vec!["create-container", "--uidmap", CMAP, "--gidmap", CMAP];
+    args.push(&image);
+    let theirs = first_line_of(&go_overlay(&cs, &args));
+    let tree = mount(&cs, "overlay", &theirs);
+    assert_eq!(owners(&tree), shifted(&unmapped, 300_000));
+    on(&cs, "overlay", &["unmount", &theirs]);
+
+    // The layers' own files kept their owners.
+    assert_eq!(owners(&mount(&cs, "overlay", &plain)), unmapped);
+    on(&cs, "overlay", &["unmount", &plain]);
+    // The container's diff holds what it wrote, with host IDs, from both.
+    let listing = |tar: Vec<u8>| {
+        let mut cmd = Command::new("tar");
+        cmd.args(["--numeric-owner", "-tvf", "-"]);
+        common::stdout(&common::run_command(cmd, Some(&tar)))
+    };
+    let ours_diff = listing(on_bytes(&cs, "overlay", &["diff", &layer]));
+    assert!(ours_diff.contains("300001/300002"), "{ours_diff}");
+    let go_diff = listing(go_overlay_bytes(&cs, &["diff", &layer]));
+    assert_eq!(ours_diff, go_diff);
+}
+
+#[test]
+fn on_overlay_a_mapped_container_goes_on_a_read_only_stores_image_shifted() {
+    if drivers().is_empty() || !have_go("mounting the container with the Go CLI too") {
+        return;
+    }
+    let ro = Cs::new();
+    let (_, _, image) = image_of_two(&ro, "overlay");
+    let plain = first_line_of(&on(&ro, "overlay", &["create-container", &image]));
+    let unmapped = owners(&mount(&ro, "overlay", &plain));
+    on(&ro, "overlay", &["unmount", &plain]);
+    let cs = Cs::new();
+    let opt = format!("overlay.imagestore={}", ro.graph().display());
+    let with_ro = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--storage-opt".to_string(), opt.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let mut args = vec!["create-container", "--uidmap", CMAP, "--gidmap", CMAP];
+    args.push(&image);
+    let create = with_ro(&[&["--storage-driver", "overlay"], &args[..]].concat());
+    let out = cs.run(&strs(&create), None);
+    if cs
+        .run_root()
+        .join("overlay/idmapped-lower-dir-false")
+        .exists()
+    {
+        eprintln!("skipped: this kernel does not mount overlayfs over idmapped layers");
+        return;
+    }
+    common::expect_status(&out, &args, 0);
+    let container = first_line_of(&common::stdout(&out));
+    let ours = |args: &[&str]| {
+        let args = with_ro(&[&["--storage-driver", "overlay"], args].concat());
+        let out = cs.run(&strs(&args), None);
+        common::expect_status(&out, &strs(&args), 0);
+        first_line_of(&common::stdout(&out))
+    };
+    let tree = ours(&["mount", &container]);
+    assert_eq!(owners(Path::new(&tree)), shifted(&unmapped, 300_000));
+    ours(&["unmount", &container]);
+    let go_tree = go_overlay(&cs, &strs(&with_ro(&["mount", &container])));
+    assert_eq!(
+        owners(Path::new(&first_line_of(&go_tree))),
+        shifted(&unmapped, 300_000)
+    );
+    go_overlay(&cs, &strs(&with_ro(&["unmount", &container])));
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Runs the Go CLI on `cs`'s store on overlay (exit 0); stdout.
+fn go_overlay(cs: &Cs, args: &[&str]) -> String {
+    String::from_utf8(go_overlay_bytes(cs, args)).unwrap()
+}
+
+fn go_overlay_bytes(cs: &Cs, args: &[&str]) -> Vec<u8> {
+    let mut cmd = Command::new(GO_CLI);
+    cmd.arg("--graph")
+        .arg(cs.graph())
+        .arg("--run")
+        .arg(cs.run_root())
+        .args(["--storage-driver", "overlay"])
+        .args(args);
+    let out = common::run_command(cmd, None);
+    common::expect_status(&out, args, 0);
+    out.stdout
+}
+
+#[test]
 fn copy_maps_owners_from_the_source_and_into_the_destination() {
     for driver in drivers() {
         let cs = Cs::new();
+        without_shifting(&cs);
         let (base, _, image) = image_of_two(&cs, driver);
         let plain = first_line_of(&on(&cs, driver, &["create-container", &image]));
         let mapped = mapped_container(&cs, driver, &image);
@@ -580,6 +739,7 @@ fn copy_maps_owners_from_the_source_and_into_the_destination() {
 fn gc_evicts_mapped_directories_and_their_objects_and_mounts_build_them_again() {
     for driver in drivers() {
         let cs = Cs::new();
+        without_shifting(&cs);
         // What is cached: on overlay, the mapped copy's `diff` and `diff1`
         // (the layers below with its owners), built for the container's
         // mount; on vfs, the tree of a mapped layer an image mount built.
