@@ -6,6 +6,9 @@
 //! mtime is the last use); the policy evicts directories unused for a
 //! given time.
 //!
+//! The directories built here for read-only stores' pool-backed layers
+//! are caches the same way.
+//!
 //! Never evicted: anything under `materialize = "always"` (a store shared
 //! with Go clients, which read the directories directly); a directory of
 //! a layer with a mount count in `mountpoints.json` (with, for overlay,
@@ -71,15 +74,37 @@ impl Store {
             return Ok(evicted);
         }
         let mut doomed = Vec::new();
+        // Read before this store's locks (they are not this store's): the
+        // read-only stores' pool-backed layers, whose directories mounts
+        // built here from their pools (`driver::prepare_ro_overlay`).
+        let ro_built: Vec<Layer> = self
+            .ro_layers()?
+            .into_iter()
+            .filter(|l| {
+                l.read_only_store
+                    .as_deref()
+                    .is_some_and(|r| super::state::pool_backed(r, l))
+            })
+            .collect();
         {
             // The layers lock first, as deletes take them: no layer
             // appears or goes while the mounts are looked at. Mounts check
             // and rebuild their chain under the mounts lock.
             let layers_locked = self.layer_records.lock()?;
+            // An ID the writable store holds too is its layer's.
+            let ro_built: Vec<&Layer> = ro_built
+                .iter()
+                .filter(|l| !layers_locked.records.iter().any(|w| w.id == l.id))
+                .collect();
             let layers = &layers_locked.records;
             let mounts = self.mount_records.lock()?;
             let stacking = self.stacking();
-            let in_use = in_use(layers, &mounts.records, overlay, &stacking);
+            let chains: Vec<Layer> = layers
+                .iter()
+                .chain(ro_built.iter().copied())
+                .cloned()
+                .collect();
+            let in_use = in_use(&chains, &mounts.records, overlay, &stacking);
             // What the host's overlay mounts use (podman's, buildah's, ...),
             // read under the mounts lock: a mount of ours that starts now
             // rebuilds what it finds gone.
@@ -101,6 +126,7 @@ impl Store {
                 // (the records were read before it: a layer made
                 // directory-backed meanwhile keeps its directory).
                 .filter(|l| super::state::pool_backed(self.graph_root(), l))
+                .chain(ro_built.iter().copied())
                 .filter(|l| !in_use.contains(&l.id) && !used_by_host(&l.id))
                 // Only directories of their own: what a symlink leads to
                 // is none of the store's (`check -r` removes the link).

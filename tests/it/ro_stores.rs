@@ -497,6 +497,50 @@ fn a_store_we_wrote_with_built_directories_serves_in_place() {
     assert!(!rw_diff.exists(), "{} was built", rw_diff.display());
 }
 
+fn gc_evicts_what_mounts_built_for_read_only_layers(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let ro = s.path("ro/graph");
+    let ids = fill(&Cli::ours(ro.clone(), s.path("ro/run"), driver), &s);
+    let before = fingerprint(&ro);
+    let rw = Cli::ours(s.path("rw/graph"), s.path("rw/run"), driver).with_ro(&ro);
+    let built = match driver {
+        "vfs" => s.path("rw/graph/vfs/dir").join(&ids.1),
+        _ => s.path("rw/graph/overlay").join(&ids.1).join("diff"),
+    };
+    let evict = || -> serde_json::Value {
+        serde_json::from_str(&rw.ok(&["gc", "--evict", "all", "--json"])).unwrap()
+    };
+    let mounted = PathBuf::from(rw.first_line(&["mount", "-r", "myimg"]));
+    assert!(built.is_dir(), "{} was not built", built.display());
+    // Mounted: kept.
+    assert_eq!(evict()["evicted"]["layers"], 0);
+    assert!(built.is_dir());
+    assert_tree(&s, &mounted, "mounted");
+    rw.ok(&["unmount", "myimg"]);
+    // Unmounted: evicted, and built again by the next mount.
+    let report = evict();
+    assert!(report["evicted"]["layers"].as_u64().unwrap() >= 1, "{report}");
+    assert!(!built.exists(), "{} was not evicted", built.display());
+    let mounted = PathBuf::from(rw.first_line(&["mount", "-r", "myimg"]));
+    assert_tree(&s, &mounted, "mounted again");
+    rw.ok(&["unmount", "myimg"]);
+    rw.ok(&["check"]);
+    assert_unchanged(&before, &ro, "after the evictions");
+}
+
+#[test]
+fn gc_evicts_what_mounts_built_for_read_only_layers_vfs() {
+    gc_evicts_what_mounts_built_for_read_only_layers("vfs");
+}
+
+#[test]
+fn gc_evicts_what_mounts_built_for_read_only_layers_overlay() {
+    gc_evicts_what_mounts_built_for_read_only_layers("overlay");
+}
+
 fn go_present() -> bool {
     if !common::need_root("the Go CLI (it chowns its store)") {
         return false;
