@@ -63,6 +63,10 @@ impl IdMappingOptions {
     }
 }
 
+/// One direction of an [`IdMapping`]: a (UID, GID) pair to the other
+/// side, or the ID that has no counterpart.
+type MapOwner<'a> = fn(IdMapping<'a>, u32, u32) -> std::result::Result<(u32, u32), u32>;
+
 /// A pair of maps: owners inside (container IDs) and on disk (host IDs).
 /// Empty maps are the identity, as upstream's.
 #[derive(Clone, Copy, Debug, Default)]
@@ -104,6 +108,23 @@ impl<'a> IdMapping<'a> {
     /// keeps the container's). An owner the maps do not cover fails, as
     /// upstream's untar does.
     pub(crate) fn shift_manifest(&self, m: &LayerManifest, layer: &str) -> Result<LayerManifest> {
+        self.map_manifest(m, layer, Self::to_host)
+    }
+
+    /// `m`, a view of a directory that holds host IDs, with every entry's
+    /// owner back to the container's IDs (the inverse of
+    /// [`IdMapping::shift_manifest`]). An owner the maps do not cover
+    /// fails, as upstream's diff does.
+    pub(crate) fn unshift_manifest(&self, m: &LayerManifest, layer: &str) -> Result<LayerManifest> {
+        self.map_manifest(m, layer, Self::to_container)
+    }
+
+    fn map_manifest(
+        &self,
+        m: &LayerManifest,
+        layer: &str,
+        map: MapOwner<'a>,
+    ) -> Result<LayerManifest> {
         let mut out = m.clone();
         if self.is_identity() {
             return Ok(out);
@@ -112,7 +133,7 @@ impl<'a> IdMapping<'a> {
             if matches!(e.kind, EntryKind::Whiteout | EntryKind::Opaque) {
                 continue;
             }
-            let (uid, gid) = self.to_host(e.uid, e.gid).map_err(|id| Error::Unmappable {
+            let (uid, gid) = map(*self, e.uid, e.gid).map_err(|id| Error::Unmappable {
                 layer: layer.to_string(),
                 path: String::from_utf8_lossy(&e.path).into_owned(),
                 id,

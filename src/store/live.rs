@@ -45,7 +45,10 @@ impl Store {
             if !dir.is_dir() {
                 continue;
             }
-            out.push(materialize::directory_view(&dir, overlay)?);
+            // Its directory holds host IDs; views hold the container's,
+            // as manifests do.
+            let view = materialize::directory_view(&dir, overlay)?;
+            out.push(l.id_mapping().unshift_manifest(&view, &l.id)?);
             if !overlay {
                 break;
             }

@@ -56,7 +56,7 @@ impl Store {
         };
         // Without the record the next mount asks the kernel again.
         let _ = durable::create_dir_all(&cache)
-            .and_then(|()| fs::File::create(answer(supported)).at(Op::Create, &answer(supported)));
+            .and_then(|()| durable::open_store_file(&answer(supported), durable::Open::Create));
         supported
     }
 

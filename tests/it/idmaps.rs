@@ -246,6 +246,60 @@ fn the_go_cli_stores_a_mapped_import_as_we_do() {
 }
 
 #[test]
+fn a_chain_of_layers_mapping_ids_each_its_own_way_mounts_with_the_tops_owners() {
+    // Upstream's idmaps-create-apply-layer: a host-mapped base layer
+    // written through its mount, then layers on it each with other
+    // maps, a diff applied to each, every layer's mount showing every
+    // file with its own maps' owners.
+    for driver in drivers() {
+        let cs = Cs::new();
+        let base = first_line_of(&on(
+            &cs,
+            driver,
+            &["create-layer", "--hostuidmap", "--hostgidmap"],
+        ));
+        let tree = mount(&cs, driver, &base);
+        std::fs::write(tree.join("file1"), b"one\n").unwrap();
+        std::os::unix::fs::chown(tree.join("file1"), Some(1), Some(1)).unwrap();
+        on(&cs, driver, &["unmount", &base]);
+        let mut last = base;
+        for i in 2u32..=4 {
+            let (uids, gids) = (i * 100_000, i * 100_000 + 50_000);
+            let uidmap = format!("0:{uids}:6");
+            let gidmap = format!("0:{gids}:6");
+            let args = [
+                "create-layer",
+                "--uidmap",
+                &uidmap,
+                "--gidmap",
+                &gidmap,
+                &last,
+            ];
+            let layer = first_line_of(&on(&cs, driver, &args));
+            let mut t = TarBuilder::new();
+            t.file(
+                &format!("file{i}"),
+                &meta(i.into(), i.into(), 0o644),
+                b"x\n",
+            );
+            on_input(&cs, driver, &["applydiff", &layer], &t.finish());
+            let tree = mount(&cs, driver, &layer);
+            let got = owners(&tree);
+            for j in 1..=i {
+                let name = format!("file{j}");
+                assert_eq!(
+                    (got[&name].0, got[&name].1),
+                    (uids + j, gids + j),
+                    "{driver}: layer {i}, {name}"
+                );
+            }
+            on(&cs, driver, &["unmount", &layer]);
+            last = layer;
+        }
+    }
+}
+
+#[test]
 fn created_layers_take_their_maps_or_their_parents_and_bad_flags_fail() {
     for driver in drivers() {
         let cs = Cs::new();

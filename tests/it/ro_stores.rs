@@ -522,7 +522,10 @@ fn gc_evicts_what_mounts_built_for_read_only_layers(driver: &'static str) {
     rw.ok(&["unmount", "myimg"]);
     // Unmounted: evicted, and built again by the next mount.
     let report = evict();
-    assert!(report["evicted"]["layers"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["evicted"]["layers"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
     assert!(!built.exists(), "{} was not evicted", built.display());
     let mounted = PathBuf::from(rw.first_line(&["mount", "-r", "myimg"]));
     assert_tree(&s, &mounted, "mounted again");
