@@ -1259,7 +1259,7 @@ pub enum Command {
     Status(JsonOnly),
     /// Show the version.
     ///
-    /// Prints `Version: X`; with --json, `{"Version": X}`.
+    /// Prints `Version: X`; with --json, `[["Version", X]]`.
     Version(JsonOnly),
     /// Print the storage configuration as JSON.
     ///

@@ -106,7 +106,9 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
             for name in &layer.names {
                 outln!("Name: {name}");
             }
-            if layer.read_only || layer.read_only_store.is_some() {
+            // Upstream's `ReadOnly`: the layer is a read-only store's (a
+            // `--readonly` layer of this store is not).
+            if layer.read_only_store.is_some() {
                 outln!("Read Only: true");
             }
         }

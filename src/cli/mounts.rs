@@ -1,6 +1,10 @@
 //! `mount`, `unmount`/`umount`, `mounted`.
-
-use std::collections::BTreeMap;
+//!
+//! Each reports every argument, as upstream's: a failure on one is
+//! printed (`ERR while mounting ARG`, ...) and the others go on; the
+//! exit code is 1 when any failed. With `--json`, an array with an object
+//! per argument: its `id`, what the command found, and `error` (empty
+//! when none).
 
 use containers_storage::Store;
 
@@ -11,17 +15,27 @@ use super::Outcome;
 pub fn mount(store: &Store, args: &args::Mount) -> Outcome {
     let json = args.json.json;
     let mut results = Vec::new();
+    let mut failed = false;
     for arg in &args.items {
-        let path = store.mount_labelled(arg, args.read_only, args.label.as_deref())?;
-        results.push(serde_json::json!({ "id": arg, "mountpoint": path.display().to_string() }));
+        let (path, error) = match store.mount_labelled(arg, args.read_only, args.label.as_deref()) {
+            Ok(path) => (path.display().to_string(), String::new()),
+            Err(e) => {
+                failed = true;
+                (String::new(), e.to_string())
+            }
+        };
         if !json {
-            outln!("{}", path.display());
+            if !error.is_empty() {
+                errln!("{error} while mounting {arg}");
+            }
+            outln!("{path}");
         }
+        results.push(serde_json::json!({ "id": arg, "mountpoint": path, "error": error }));
     }
     if json {
         output::json(&results)?;
     }
-    Ok(0)
+    Ok(i32::from(failed))
 }
 
 pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
@@ -29,40 +43,51 @@ pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
     let mut results = Vec::new();
     let mut failed = false;
     for arg in &args.items {
-        match store.unmount(arg, args.force) {
-            Ok(gone) => {
-                if gone && !json {
-                    outln!("{arg} mountpoint unmounted");
-                }
-                results.push(serde_json::json!({ "id": arg, "unmounted": gone }));
-            }
+        let (gone, error) = match store.unmount(arg, args.force) {
+            Ok(gone) => (gone, String::new()),
             Err(e) => {
                 failed = true;
-                if !json {
-                    errln!("{arg}: {e}");
-                }
-                results.push(serde_json::json!({ "id": arg, "error": e.to_string() }));
+                (false, e.to_string())
+            }
+        };
+        if !json {
+            match error.is_empty() {
+                true if gone => outln!("{arg} mountpoint unmounted"),
+                true => {}
+                false => errln!("{error} while unmounting {arg}"),
             }
         }
+        results.push(serde_json::json!({ "id": arg, "unmounted": gone, "error": error }));
     }
     if json {
         output::json(&results)?;
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(i32::from(failed))
 }
 
 pub fn mounted(store: &Store, args: &args::Mounted) -> Outcome {
     let json = args.json.json;
-    let mut results = BTreeMap::new();
+    let mut results = Vec::new();
+    let mut failed = false;
     for arg in &args.items {
-        let mounted = store.mounted(arg)?;
-        if mounted && !json {
-            outln!("{arg} mounted");
+        let (mounted, error) = match store.mounted(arg) {
+            Ok(mounted) => (mounted, String::new()),
+            Err(e) => {
+                failed = true;
+                (false, e.to_string())
+            }
+        };
+        if !json {
+            match error.is_empty() {
+                true if mounted => outln!("{arg} mounted"),
+                true => {}
+                false => errln!("{error} checking if {arg} is mounted"),
+            }
         }
-        results.insert(arg.clone(), mounted);
+        results.push(serde_json::json!({ "id": arg, "mounted": mounted, "error": error }));
     }
     if json {
         output::json(&results)?;
     }
-    Ok(0)
+    Ok(i32::from(failed))
 }

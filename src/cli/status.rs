@@ -23,7 +23,8 @@ pub fn status(store: &Store, json: bool) -> Outcome {
 
 pub fn version(json: bool) -> Outcome {
     if json {
-        return output::json(&serde_json::json!({ "Version": containers_storage::VERSION }));
+        // Pairs, as upstream encodes its `[][2]string`.
+        return output::json(&[["Version", containers_storage::VERSION]]);
     }
     outln!("Version: {}", containers_storage::VERSION);
     Ok(0)

@@ -67,7 +67,8 @@ fn create_container_prints_id_and_names_and_layers_on_the_image_top() {
         "meta",
         "img",
     ]);
-    assert_eq!(out, "my-container\n\tc1\n\tc2\n");
+    // The names on one line, each after a tab, as upstream prints them.
+    assert_eq!(out, "my-container\n\tc1\tc2\n");
     let r = container_json(&cs, "my-container");
     assert_eq!(r["id"], "my-container");
     assert_eq!(r["names"], serde_json::json!(["c1", "c2"]));

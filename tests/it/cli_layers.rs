@@ -666,8 +666,24 @@ fn version_prints_the_version() {
     let cs = Cs::new();
     let out = cs.ok(&["version"]);
     assert_eq!(out, format!("Version: {}\n", env!("CARGO_PKG_VERSION")));
+    // Pairs, as upstream's JSON of its `[][2]string`.
     let v: Value = serde_json::from_str(&cs.ok(&["version", "--json"])).unwrap();
-    assert_eq!(v["Version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        v,
+        serde_json::json!([["Version", env!("CARGO_PKG_VERSION")]])
+    );
+}
+
+#[test]
+fn a_readonly_layer_refuses_writes_but_is_not_listed_as_a_read_only_stores() {
+    // Upstream's `Read Only: true` means "in a read-only store".
+    let cs = Cs::new();
+    let id = crate::common::first_line_of(&cs.ok(&["create-layer", "-r"]));
+    let shown = cs.ok(&["layer", &id]);
+    assert!(!shown.contains("Read Only"), "{shown}");
+    assert_eq!(shown, format!("ID: {id}\n"));
+    let err = cs.fails(&["applydiff", &id], Some(b""));
+    assert!(err.contains("read-only"), "{err}");
 }
 
 #[test]
@@ -881,4 +897,49 @@ fn commands_with_a_broken_or_closed_standard_error_exit_with_their_own_code() {
         }
     }
     assert_eq!(cs.layer_ids().len(), 1);
+}
+
+#[test]
+fn mount_unmount_and_mounted_report_every_argument_as_upstream_does() {
+    let cs = Cs::new();
+    let id = common::first_line_of(&cs.ok(&["create-layer"]));
+    // A bad argument among good ones: the others are done, the bad one
+    // is reported in upstream's words, and the exit code is 1.
+    let out = cs.run(&["mount", &id, "no-such-layer"], None);
+    expect_status(&out, &["mount"], 1);
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with(&id), "{lines:?}");
+    assert_eq!(lines[1], "");
+    assert!(
+        stderr(&out).contains("while mounting no-such-layer"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cs.run(&["mounted", "--json", &id, "no-such-layer"], None);
+    expect_status(&out, &["mounted"], 1);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["mounted"], true);
+    assert_eq!(v[0]["error"], "");
+    assert!(v[1]["error"].as_str().unwrap().contains("not known"), "{v}");
+    let v: Value = serde_json::from_str(&cs.ok(&["mount", "--json", &id])).unwrap();
+    assert_eq!(v[0]["error"], "");
+    assert!(v[0]["mountpoint"].as_str().unwrap().ends_with(&id), "{v}");
+    let out = cs.run(&["unmount", "--json", &id, "no-such-layer"], None);
+    expect_status(&out, &["unmount"], 1);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (&v[0]["error"], &v[0]["unmounted"]),
+        (&Value::from(""), &Value::from(false))
+    );
+    let out = cs.run(&["unmount", &id, "no-such-layer"], None);
+    expect_status(&out, &["unmount"], 1);
+    assert_eq!(stdout(&out), format!("{id} mountpoint unmounted\n"));
+    assert!(
+        stderr(&out).contains("while unmounting no-such-layer"),
+        "{}",
+        stderr(&out)
+    );
 }
