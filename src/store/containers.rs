@@ -18,6 +18,10 @@ use super::Store;
 use crate::durable;
 use crate::error::{Error, Result};
 
+/// The flag of a container made with `--volatile` (upstream's
+/// `volatileFlag`): its mounts use overlayfs's `volatile` option.
+pub(crate) const VOLATILE_FLAG: &str = "Volatile";
+
 /// A container record, with upstream's JSON field names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Container {
@@ -188,7 +192,7 @@ impl Store {
         }
         let mut flags = BTreeMap::new();
         if options.volatile {
-            flags.insert("Volatile".to_string(), serde_json::Value::Bool(true));
+            flags.insert(VOLATILE_FLAG.to_string(), serde_json::Value::Bool(true));
         }
         let container = Container {
             id,

@@ -207,7 +207,7 @@ impl Store {
                         let id = self.mount_layer_id(arg)?;
                         source_layer = Some(self.layer(&id)?);
                         // Read only: a source is not written.
-                        let mount = self.mount_id(&id, true, None, None)?;
+                        let mount = self.mount_id(&id, true, None, &Default::default())?;
                         mounted.push(id);
                         let inside =
                             crate::manifest::normalize(inside.as_bytes()).map_err(|what| {

@@ -34,9 +34,15 @@ use super::Store;
 use crate::error::{Error, IoContext, Op, Result};
 use crate::sys::FsContext;
 
-/// A container's UID and GID maps, which its mounts shift the layers
-/// below its own by.
-type Shift = (Vec<IdMap>, Vec<IdMap>);
+/// What a mount of a container takes from its record (upstream's
+/// `Mount` passes them to its driver); a layer's mount has none.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerMount {
+    /// The UID and GID maps the layers below its own are shifted by.
+    shift: Option<(Vec<IdMap>, Vec<IdMap>)>,
+    /// Mounted with overlayfs's `volatile` option (`--volatile`).
+    volatile: bool,
+}
 
 /// One mounted layer, with upstream's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,32 +120,33 @@ impl Store {
                 }
             }
         }
-        let shift = match image {
-            true => None,
-            false => self.container_shift(arg, &id)?,
+        let how = match image {
+            true => ContainerMount::default(),
+            false => self.container_mount(arg, &id)?,
         };
-        let shift = shift.as_ref().map(|(u, g)| (u.as_slice(), g.as_slice()));
-        self.mount_id(&id, image, label, shift)
-            .map_err(|e| match e {
-                // Its files went because the layer was deleted meanwhile.
-                Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
-                e => e,
-            })
+        self.mount_id(&id, image, label, &how).map_err(|e| match e {
+            // Its files went because the layer was deleted meanwhile.
+            Error::Io { .. } if self.layer(&id).is_err() => Kind::Layer.not_known(arg),
+            e => e,
+        })
     }
 
-    /// The maps a mount of what `arg` names (whose layer is `layer`)
-    /// shifts the layers below by: a container's, when `arg` names a
-    /// container that maps both user and group IDs and the kernel shifts
-    /// (as upstream's `Mount` passes them to its driver).
-    fn container_shift(&self, arg: &str, layer: &str) -> Result<Option<Shift>> {
+    /// What a mount of what `arg` names (whose layer is `layer`) takes
+    /// from a container's record, when `arg` names a container: its maps,
+    /// when it maps both user and group IDs and the kernel shifts, and
+    /// its `Volatile` flag.
+    fn container_mount(&self, arg: &str, layer: &str) -> Result<ContainerMount> {
         let containers = self.containers()?;
         let Some(c) = find_container(&containers, arg).filter(|c| c.layer == layer) else {
-            return Ok(None);
+            return Ok(ContainerMount::default());
         };
-        if c.uid_map.is_empty() || c.gid_map.is_empty() || !self.supports_shifting() {
-            return Ok(None);
-        }
-        Ok(Some((c.uid_map.clone(), c.gid_map.clone())))
+        let maps = !c.uid_map.is_empty() && !c.gid_map.is_empty();
+        Ok(ContainerMount {
+            shift: (maps && self.supports_shifting())
+                .then(|| (c.uid_map.clone(), c.gid_map.clone())),
+            volatile: c.flags.get(super::containers::VOLATILE_FLAG)
+                == Some(&serde_json::Value::Bool(true)),
+        })
     }
 
     pub(super) fn mount_id(
@@ -147,7 +154,7 @@ impl Store {
         id: &str,
         image: bool,
         label: Option<&str>,
-        shift: Option<(&[IdMap], &[IdMap])>,
+        how: &ContainerMount,
     ) -> Result<PathBuf> {
         let chain = self.chain(id)?;
         let result = (|| {
@@ -157,7 +164,7 @@ impl Store {
                 // content.
                 chain[0] = self.privatize(&chain[0])?;
             }
-            self.mount_chain(&chain, image, label, shift)
+            self.mount_chain(&chain, image, label, how)
         })();
         if result.is_err() {
             self.remove_dirs_of_deleted(&chain);
@@ -193,7 +200,7 @@ impl Store {
         chain: &[Layer],
         image: bool,
         label: Option<&str>,
-        shift: Option<(&[IdMap], &[IdMap])>,
+        how: &ContainerMount,
     ) -> Result<PathBuf> {
         let id = chain[0].id.clone();
         let overlay = self.options.driver == "overlay";
@@ -250,7 +257,7 @@ impl Store {
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
-                    self.mount_overlay(chain, &path, writable, label, shift)?;
+                    self.mount_overlay(chain, &path, writable, label, how)?;
                 } else {
                     self.prepare_vfs(chain)?;
                 }
@@ -361,7 +368,7 @@ impl Store {
         target: &Path,
         writable: bool,
         label: &str,
-        shift: Option<(&[IdMap], &[IdMap])>,
+        how: &ContainerMount,
     ) -> Result<()> {
         let driver = self.driver_dir();
         let (upper, lowers) = if writable {
@@ -410,28 +417,32 @@ impl Store {
                 lower_links.push(layout::EMPTY_LOWER.into());
             }
         }
-        if let Some((uid_map, gid_map)) = shift {
+        let mut shifted = None;
+        if let Some((uid_map, gid_map)) = &how.shift {
             // The layers below show with the container's owners; its
             // own directory keeps host IDs.
-            let mut shifted = ShiftedLowers::new(&driver, uid_map, gid_map)?;
+            let lowers = shifted.insert(ShiftedLowers::new(&driver, uid_map, gid_map)?);
             for lower in &mut lower_links {
-                *lower = shifted.path(lower)?;
+                *lower = lowers.path(lower)?;
             }
-            return self.mount_lowers(&driver, &lower_links, upper, target, label, shifted);
         }
-        self.mount_lowers(&driver, &lower_links, upper, target, label, ())
+        let volatile = how.volatile && upper.is_some();
+        // (`shifted` holds the idmapped clones until overlayfs has them.)
+        self.mount_lowers(&driver, &lower_links, upper, target, label, volatile)
     }
 
-    /// Mounts overlayfs with `lowers` (kept alive by `_keep` until it is
-    /// mounted), `upper`'s directories, and the options this host needs.
-    fn mount_lowers<K>(
+    /// Mounts overlayfs with `lowers`, `upper`'s directories, and the
+    /// options this host needs; with `volatile`, overlayfs's `volatile`
+    /// option where the kernel has it (as upstream, without it where it
+    /// does not).
+    fn mount_lowers(
         &self,
         driver: &Path,
         lowers: &[String],
         upper: Option<&Layer>,
         target: &Path,
         label: &str,
-        _keep: K,
+        volatile: bool,
     ) -> Result<()> {
         let upper_dirs = upper.map(|l| {
             (
@@ -446,13 +457,23 @@ impl Store {
         if !label.is_empty() && super::rootless::selinux_enabled() {
             options.push(("context".to_string(), Some(label.to_string())));
         }
-        let dirs = Dirs {
+        let mut with_volatile = options.clone();
+        with_volatile.push(("volatile".to_string(), None));
+        let dirs = |options| Dirs {
             driver,
             lowers,
             upper: upper_dirs.as_ref(),
-            options: &options,
+            options,
         };
-        mount_dirs(&dirs, target).at(Op::MountOverlay, target)
+        if volatile {
+            match mount_dirs(&dirs(&with_volatile), target) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!("overlayfs has no volatile option here: mounted without it");
+                }
+                other => return other.at(Op::MountOverlay, target),
+            }
+        }
+        mount_dirs(&dirs(&options), target).at(Op::MountOverlay, target)
     }
 }
 

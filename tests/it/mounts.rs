@@ -802,3 +802,40 @@ fn overlay_xattrs_from_a_tar_are_never_written() {
         ok(&cs, driver, &["unmount", "img"]);
     }
 }
+
+#[test]
+fn a_volatile_containers_overlay_mount_is_volatile_and_others_are_not() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let layer = first_line_of(&ok(&cs, "overlay", &["create-layer"]));
+    let image = first_line_of(&ok(&cs, "overlay", &["create-image", &layer]));
+    let options = |container: &str| {
+        let path = first_line_of(&ok(&cs, "overlay", &["mount", container]));
+        let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let line = table
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(path.as_str()))
+            .unwrap_or_else(|| panic!("{path} is not mounted"))
+            .to_string();
+        ok(&cs, "overlay", &["unmount", container]);
+        line.split(' ')
+            .nth(3)
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let volatile = first_line_of(&ok(
+        &cs,
+        "overlay",
+        &["create-container", "--volatile", &image],
+    ));
+    let got = options(&volatile);
+    // (Newer kernels show it as `fsync=volatile`.)
+    let is_volatile = |o: &String| o == "volatile" || o == "fsync=volatile";
+    assert!(got.iter().any(is_volatile), "{got:?}");
+    let plain = first_line_of(&ok(&cs, "overlay", &["create-container", &image]));
+    assert!(!options(&plain).iter().any(is_volatile));
+}
