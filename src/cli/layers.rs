@@ -1,7 +1,5 @@
 //! `layers`, `layer`, `create-layer`, `import-layer`, `delete-layer`.
 
-use std::collections::BTreeMap;
-
 use containers_storage::{subid_map, Error, IdMappingOptions, Layer, LayerOptions, Store};
 
 use super::args::{self, IdMapFlags, LayerFlags};
@@ -15,72 +13,131 @@ pub fn list(store: &Store, args: &args::Layers) -> Outcome {
     if args.json.json {
         return output::json(&layers);
     }
-    if args.tree {
-        print_tree(&layers)?;
-        return Ok(0);
-    }
     let images = store.all_images()?;
     let containers = store.containers()?;
+    // What is said of each layer: its names, then the images it is the
+    // top of and the container it is the layer of, with their names.
+    let notes = |layer: &Layer, tree: bool| {
+        let mut notes: Vec<String> = layer.names.iter().map(|n| format!("name: {n}")).collect();
+        let (image_name, container_name) = match tree {
+            true => ("image name", "container name"),
+            false => ("\tname", "\tname"),
+        };
+        let tops = |i: &&containers_storage::Image| {
+            i.top_layer == layer.id || i.mapped_layers.contains(&layer.id)
+        };
+        for image in images.iter().filter(tops) {
+            notes.push(format!("image: {}", image.id));
+            notes.extend(image.names.iter().map(|n| format!("{image_name}: {n}")));
+        }
+        if let Some(c) = containers.iter().find(|c| c.layer == layer.id) {
+            notes.push(format!("container: {}", c.id));
+            notes.extend(c.names.iter().map(|n| format!("{container_name}: {n}")));
+        }
+        notes
+    };
+    if args.tree {
+        let mounts = store.mounts()?;
+        let nodes = layers
+            .iter()
+            .map(|layer| {
+                let mut notes = notes(layer, true);
+                if let Some(m) = mounts.iter().find(|m| m.id == layer.id && m.count > 0) {
+                    notes.insert(layer.names.len(), format!("mount: {}", m.path));
+                }
+                let parent = match layer.parent.as_str() {
+                    "" => "(base)",
+                    parent => parent,
+                };
+                TreeNode {
+                    parent,
+                    id: &layer.id,
+                    notes,
+                }
+            })
+            .collect();
+        print_tree(nodes)?;
+        return Ok(0);
+    }
     for layer in &layers {
         outln!("{}", layer.id);
         if args.quick {
             continue;
         }
-        for name in &layer.names {
-            outln!("\tname: {name}");
-        }
-        let tops = |i: &&containers_storage::Image| {
-            i.top_layer == layer.id || i.mapped_layers.contains(&layer.id)
-        };
-        for image in images.iter().filter(tops) {
-            outln!("\timage: {}", image.id);
-            for name in &image.names {
-                outln!("\t\tname: {name}");
-            }
-        }
-        for c in containers.iter().filter(|c| c.layer == layer.id) {
-            outln!("\tcontainer: {}", c.id);
-            for name in &c.names {
-                outln!("\t\tname: {name}");
-            }
+        for note in notes(layer, false) {
+            outln!("\t{note}");
         }
     }
     Ok(0)
 }
 
-fn print_tree(layers: &[Layer]) -> Result<(), Error> {
-    let mut children: BTreeMap<&str, Vec<&Layer>> = BTreeMap::new();
-    let known: std::collections::HashSet<&str> = layers.iter().map(|l| l.id.as_str()).collect();
-    for layer in layers {
-        let parent = if known.contains(layer.parent.as_str()) {
-            layer.parent.as_str()
-        } else {
-            ""
-        };
-        children.entry(parent).or_default().push(layer);
-    }
-    fn walk(children: &BTreeMap<&str, Vec<&Layer>>, id: &str, prefix: &str) -> Result<(), Error> {
-        let Some(kids) = children.get(id) else {
-            return Ok(());
-        };
-        for (i, layer) in kids.iter().enumerate() {
-            let last = i + 1 == kids.len();
-            let names = if layer.names.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", layer.names.join(", "))
-            };
-            outln!(
-                "{prefix}{}{}{names}",
-                if last { "└── " } else { "├── " },
-                layer.id
-            );
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-            walk(children, &layer.id, &deeper)?;
+/// A layer in `layers --tree`: under its parent (`(base)` for none).
+struct TreeNode<'a> {
+    parent: &'a str,
+    id: &'a str,
+    notes: Vec<String>,
+}
+
+/// Draws the layers as upstream's `layers --tree` does: from each root
+/// (a parent that is no layer here, the one with the fewest children
+/// first), every child after `├─` or `└─`, its notes below it, two
+/// columns deeper per generation.
+fn print_tree(mut nodes: Vec<TreeNode<'_>>) -> Result<(), Error> {
+    while !nodes.is_empty() {
+        let mut roots: Vec<(&str, usize)> = Vec::new();
+        for node in &nodes {
+            if nodes.iter().any(|n| n.id == node.parent) {
+                continue;
+            }
+            match roots.iter_mut().find(|(r, _)| *r == node.parent) {
+                Some((_, n)) => *n += 1,
+                None => roots.push((node.parent, 1)),
+            }
         }
-        Ok(())
+        let Some(&(root, _)) = roots.iter().min_by_key(|(_, n)| *n) else {
+            break;
+        };
+        let root = root.to_string();
+        outln!("{root}");
+        let before = nodes.len();
+        nodes = print_subtree(&root, nodes, 0, &[])?;
+        if nodes.len() == before {
+            break;
+        }
     }
-    walk(&children, "", "")
+    Ok(())
+}
+
+/// Prints the children of `root` among `nodes` (and theirs), indented
+/// by `indent` with a vertical bar in each column of `continued`;
+/// returns the nodes not printed.
+fn print_subtree<'a>(
+    root: &str,
+    nodes: Vec<TreeNode<'a>>,
+    indent: usize,
+    continued: &[usize],
+) -> Result<Vec<TreeNode<'a>>, Error> {
+    let (children, mut rest): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.parent == root);
+    let count = children.len();
+    for (i, child) in children.into_iter().enumerate() {
+        let mut margin: Vec<char> = vec![' '; indent];
+        for &column in continued {
+            margin[column] = '│';
+        }
+        let margin: String = margin.into_iter().collect();
+        let more = i + 1 < count;
+        let (header, note_header) = if more { ('├', '│') } else { ('└', ' ') };
+        outln!("{margin}{header}─{}", child.id);
+        for note in &child.notes {
+            outln!("{margin}{note_header} {note}");
+        }
+        let mut deeper = continued.to_vec();
+        if more {
+            deeper.push(indent);
+        }
+        rest = print_subtree(child.id, rest, indent + 2, &deeper)?;
+    }
+    Ok(rest)
 }
 
 pub fn show(store: &Store, args: &args::Layer) -> Outcome {
