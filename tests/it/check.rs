@@ -1275,3 +1275,50 @@ fn a_layer_that_whites_out_and_adds_a_path_again_checks_clean_on_overlay() {
     ov_ok(&cs, &["unmount", &image]);
     assert!(check_lines(&cs, &ov(&[]), 0).is_empty());
 }
+
+#[test]
+fn a_directory_backed_layer_whose_directory_is_gone_is_reported_and_removed() {
+    // Content written through a mount lives only in the layer's
+    // directory: without it the layer has lost its content.
+    let mut drivers = vec!["vfs"];
+    if common::need_root("overlay mounts") {
+        drivers.push("overlay");
+    }
+    for driver in drivers {
+        let cs = Cs::new();
+        let on = |args: &[&str]| -> Vec<String> {
+            let mut all = vec!["--storage-driver", driver];
+            all.extend_from_slice(args);
+            all.iter().map(|s| s.to_string()).collect()
+        };
+        let run = |args: &[&str]| {
+            let all = on(args);
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            common::first_line_of(&cs.ok(&all))
+        };
+        let layer = run(&["create-layer"]);
+        let tree = PathBuf::from(run(&["mount", &layer]));
+        std::fs::write(tree.join("f"), b"written\n").unwrap();
+        run(&["unmount", &layer]);
+        let child = run(&["create-layer", &layer]);
+        let content = match driver {
+            "vfs" => cs.graph().join("vfs/dir").join(&layer),
+            _ => cs.graph().join("overlay").join(&layer).join("diff"),
+        };
+        std::fs::remove_dir_all(&content).unwrap();
+        let (code, out, err) = check(&cs, &["--storage-driver", driver]);
+        assert_eq!(code, 1, "{driver}: {out}{err}");
+        let want = format!("layer {layer}: layer is missing: {}", content.display());
+        assert!(
+            format!("{out}{err}").lines().any(|l| l.starts_with(&want)),
+            "{driver}: {out}{err}"
+        );
+        check_lines(&cs, &["--storage-driver", driver, "-r"], 0);
+        let layers = run(&["layers", "-q"]);
+        assert!(
+            !layers.contains(&layer) && !layers.contains(&child),
+            "{driver}: {layers}"
+        );
+        check_lines(&cs, &["--storage-driver", driver], 0);
+    }
+}

@@ -2,7 +2,8 @@
 //! of sealed layers against their manifests (compared by the
 //! materializer's rules, `materialize/compare.rs`), driver entries that
 //! are not the layout's (a directory or short link swapped for a
-//! symlink, never followed), driver entries a Go client reads that are
+//! symlink, never followed), a directory-backed layer's directory that is
+//! gone (its content with it), driver entries a Go client reads that are
 //! missing, and directories without a record.
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +13,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::{CheckOptions, Inode, Records, Remedy, ScanReport, LAYER_MODIFIED, LAYER_UNACCOUNTED};
+use super::{
+    CheckOptions, Inode, Records, Remedy, ScanReport, LAYER_MISSING, LAYER_MODIFIED,
+    LAYER_UNACCOUNTED,
+};
 use crate::error::Error;
 use crate::manifest::LayerManifest;
 use crate::materialize::{self, ExpectedTree, Format};
@@ -49,6 +53,17 @@ impl Store {
         }
         for layer in layers {
             if scan.misplaced.contains_key(&layer.id) {
+                continue;
+            }
+            // A directory-backed layer's directory is its content (made
+            // when the layer is): gone, so is what was written there.
+            let content = self.layer_content_dir(&layer.id);
+            if !layer.sealed && fs::symlink_metadata(&content).is_err() {
+                let message = format!(
+                    "{LAYER_MISSING}: {} is gone with the layer's content",
+                    content.display()
+                );
+                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
                 continue;
             }
             let missing = self.missing_layout(layer);
