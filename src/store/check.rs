@@ -243,6 +243,13 @@ impl ScanReport {
             .any(|f| f.problem.kind == kind && f.problem.id == id && f.remedy == remedy)
     }
 
+    /// Whether layer `id` has a problem reported already.
+    fn reports(&self, id: &str) -> bool {
+        self.found
+            .iter()
+            .any(|f| f.problem.kind == Kind::Layer && f.problem.id == id)
+    }
+
     fn problems(&self) -> Vec<Problem> {
         self.found.iter().map(|f| f.problem.clone()).collect()
     }

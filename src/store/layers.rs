@@ -234,6 +234,11 @@ impl Store {
         super::layout::manifest_path(self.graph_root(), id)
     }
 
+    /// `<drv>-layers/.emptied/<id>` (see `layout::EMPTIED`).
+    pub(crate) fn emptied_marker(&self, id: &str) -> PathBuf {
+        self.layers_dir().join(layout::EMPTIED).join(id)
+    }
+
     fn marker_path(&self, id: &str) -> PathBuf {
         self.layers_dir()
             .join(layout::INCOMPLETE)
@@ -553,7 +558,13 @@ impl Store {
             && self.has_no_content(&layer)?
         {
             // Its (empty) directory goes: the layer's content is the
-            // pool's from now on, built from it where needed.
+            // pool's from now on, built from it where needed. Until the
+            // import ends, a marker says the layer without a directory
+            // is empty (not one that lost its content, for `check`).
+            let emptied = self.emptied_marker(&layer.id);
+            durable::create_dir_all(emptied.parent().expect("a marker has a directory"))?;
+            durable::open_store_file(&emptied, durable::Open::Create)?;
+            durable::fsync_dir(emptied.parent().expect("a marker has a directory"))?;
             self.drop_content_dir(&layer.id)?;
             let result = self.import_content(&layer, input, observer);
             if result.is_err() {
@@ -564,6 +575,7 @@ impl Store {
                 let chain = self.chain(&layer.id)?;
                 self.lay_out(&chain, Content::Directory)?;
             }
+            durable::remove_file(&emptied)?;
             return result;
         }
         if self
@@ -867,6 +879,7 @@ impl Store {
         self.remove_manifest(id);
         self.remove_tar_split(id);
         let _ = fs::remove_file(self.marker_path(id));
+        let _ = fs::remove_file(self.emptied_marker(id));
         self.remove_item_dirs(Kind::Layer, id);
         self.remove_driver_dirs(id);
         self.forget_used(id);

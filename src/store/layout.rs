@@ -45,6 +45,10 @@ pub(crate) const MOUNTS_LOCK: &str = "mountpoints.lock";
 pub(crate) const INCOMPLETE: &str = ".incomplete";
 /// `<drv>-layers/.deleting/<id>`: deletes in progress.
 pub(crate) const DELETING: &str = ".deleting";
+/// `<drv>-layers/.emptied/<id>`: a directory-backed layer whose empty
+/// directory an `applydiff` removed to import into the pool; while the
+/// marker is there, a missing directory means an empty layer.
+pub(crate) const EMPTIED: &str = ".emptied";
 /// `<drv>/.used/<id>`: when a mount last used a layer's directory.
 pub(crate) const USED_STAMPS: &str = ".used";
 /// `<drv>/.unsynced/`: markers of overlay builds not yet on disk.
@@ -219,6 +223,7 @@ mod tests {
             EMPTY_LOWER,
             INCOMPLETE,
             DELETING,
+            EMPTIED,
             USED_STAMPS,
             UNSYNCED,
             crate::durable::temp_sibling(Path::new("x"))

@@ -56,9 +56,16 @@ impl Store {
                 continue;
             }
             // A directory-backed layer's directory is its content (made
-            // when the layer is): gone, so is what was written there.
+            // when the layer is): gone, so is what was written there;
+            // but for an empty layer an applydiff cut short left without
+            // one (its marker says so), and a layer already reported (a
+            // pool-backed one whose manifest is gone).
             let content = self.layer_content_dir(&layer.id);
-            if !layer.sealed && fs::symlink_metadata(&content).is_err() {
+            if !layer.sealed
+                && fs::symlink_metadata(&content).is_err()
+                && fs::symlink_metadata(self.emptied_marker(&layer.id)).is_err()
+                && !scan.reports(&layer.id)
+            {
                 let message = format!(
                     "{LAYER_MISSING}: {} is gone with the layer's content",
                     content.display()
