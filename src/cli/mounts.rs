@@ -6,24 +6,31 @@
 //! per argument: its `id`, what the command found, and `error` (empty
 //! when none).
 
-use containers_storage::Store;
+use containers_storage::{Error, Store};
 
 use super::args;
 use super::output::{self, errln, outln};
 use super::Outcome;
+
+/// One argument's outcome: its value and no error, or the default value
+/// and the error's text (`failed` is then set).
+fn per_arg<T: Default>(result: Result<T, Error>, failed: &mut bool) -> (T, String) {
+    match result {
+        Ok(value) => (value, String::new()),
+        Err(e) => {
+            *failed = true;
+            (T::default(), e.to_string())
+        }
+    }
+}
 
 pub fn mount(store: &Store, args: &args::Mount) -> Outcome {
     let json = args.json.json;
     let mut results = Vec::new();
     let mut failed = false;
     for arg in &args.items {
-        let (path, error) = match store.mount_labelled(arg, args.read_only, args.label.as_deref()) {
-            Ok(path) => (path.display().to_string(), String::new()),
-            Err(e) => {
-                failed = true;
-                (String::new(), e.to_string())
-            }
-        };
+        let mounted = store.mount_labelled(arg, args.read_only, args.label.as_deref());
+        let (path, error) = per_arg(mounted.map(|p| p.display().to_string()), &mut failed);
         if !json {
             if !error.is_empty() {
                 errln!("{error} while mounting {arg}");
@@ -43,13 +50,7 @@ pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
     let mut results = Vec::new();
     let mut failed = false;
     for arg in &args.items {
-        let (gone, error) = match store.unmount(arg, args.force) {
-            Ok(gone) => (gone, String::new()),
-            Err(e) => {
-                failed = true;
-                (false, e.to_string())
-            }
-        };
+        let (gone, error) = per_arg(store.unmount(arg, args.force), &mut failed);
         if !json {
             match error.is_empty() {
                 true if gone => outln!("{arg} mountpoint unmounted"),
@@ -70,13 +71,7 @@ pub fn mounted(store: &Store, args: &args::Mounted) -> Outcome {
     let mut results = Vec::new();
     let mut failed = false;
     for arg in &args.items {
-        let (mounted, error) = match store.mounted(arg) {
-            Ok(mounted) => (mounted, String::new()),
-            Err(e) => {
-                failed = true;
-                (false, e.to_string())
-            }
-        };
+        let (mounted, error) = per_arg(store.mounted(arg), &mut failed);
         if !json {
             match error.is_empty() {
                 true if mounted => outln!("{arg} mounted"),
