@@ -134,7 +134,10 @@ impl Store {
             &container_graph
         };
         let containers_dir = layout::containers_dir(containers_root, drv);
-        let dirs = [&layers_dir, &images_dir, &containers_dir];
+        // The driver's directory too, as upstream's driver makes it when
+        // it starts (`overlay/`, `vfs/dir/`).
+        let driver_layers = layout::layer_dirs_parent(&graph, drv);
+        let dirs = [&layers_dir, &images_dir, &containers_dir, &driver_layers];
         let prepared = Self::prepare(&graph, &dirs);
         if let Err(e @ Error::Symlink(_)) = prepared {
             return Err(e);

@@ -266,3 +266,13 @@ fn an_image_keeps_the_digest_of_its_first_manifest() {
         "{records}"
     );
 }
+
+#[test]
+fn a_new_store_has_its_drivers_directory_as_upstreams_driver_makes_it() {
+    for (driver, dir) in [("vfs", "vfs/dir"), ("overlay", "overlay")] {
+        let cs = Cs::new();
+        cs.ok_on(driver, &["layers"]);
+        let path = cs.graph().join(dir);
+        assert!(path.is_dir(), "{} is missing", path.display());
+    }
+}
