@@ -53,11 +53,14 @@ impl Store {
         };
         let id = ids::new_id();
         let made = if self.options.driver == "overlay" {
-            self.create_overlay_storage_layer(&id, parent.as_deref())
+            self.create_overlay_storage_layer(&id, parent.as_ref())
         } else {
             let tree = self.layer_content_dir(&id);
             match &parent {
-                Some(p) => copy_tree(&self.layer_content_dir(p), &tree),
+                Some(StorageParent::Layer(chain)) => {
+                    copy_tree(&self.content_dir_of(&chain[0]), &tree)
+                }
+                Some(StorageParent::Driver(p)) => copy_tree(&self.layer_content_dir(p), &tree),
                 None => durable::create_tree_root(&tree, durable::Flush::Now),
             }
             .and_then(|()| durable::fsync_parent(&tree))
@@ -70,9 +73,10 @@ impl Store {
         Ok(id)
     }
 
-    /// The driver ID of `create-storage-layer`'s parent: a layer (whose
-    /// directories are built if missing) or a directory no record knows.
-    fn storage_parent(&self, arg: &str) -> Result<String> {
+    /// `create-storage-layer`'s parent: a layer (its chain, whose
+    /// directories are built if missing; a read-only store's too) or a
+    /// directory no record knows.
+    fn storage_parent(&self, arg: &str) -> Result<StorageParent> {
         match self.layer(arg) {
             Ok(layer) => {
                 let chain = self.chain(&layer.id)?;
@@ -81,12 +85,12 @@ impl Store {
                 } else {
                     self.prepare_vfs(&chain)?;
                 }
-                Ok(layer.id)
+                Ok(StorageParent::Layer(chain))
             }
             Err(e) if e.is_not_known() => {
                 let known = self.driver_layer_dirs().into_iter().any(|d| d == arg);
                 if known && layout::owns_paths(arg) {
-                    Ok(arg.to_string())
+                    Ok(StorageParent::Driver(arg.to_string()))
                 } else {
                     Err(Kind::Layer.not_known(arg))
                 }
@@ -97,25 +101,17 @@ impl Store {
 
     /// `overlay/<id>/{diff,work,merged,link}`, `l/<short>` and, on a
     /// parent, `lower`: the parent's short link, then its own lowers.
-    fn create_overlay_storage_layer(&self, id: &str, parent: Option<&str>) -> Result<()> {
+    fn create_overlay_storage_layer(&self, id: &str, parent: Option<&StorageParent>) -> Result<()> {
         let dir = self.driver_dir().join(id);
         let lower = match parent {
             None => None,
-            Some(p) => {
-                let short = self.short_link(p)?;
-                let below = self.driver_dir().join(p).join(layout::LOWER);
-                let mut lower = format!("{}/{short}", layout::SHORT_LINKS);
-                match fs::read_to_string(&below) {
-                    Ok(rest) if !rest.trim().is_empty() => {
-                        lower.push(':');
-                        lower.push_str(rest.trim());
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).at(Op::Read, &below),
-                }
-                Some(lower)
+            // A read-only store's layer (and so its whole chain): the
+            // short links by which `lower` files list those.
+            Some(StorageParent::Layer(chain)) if chain[0].read_only_store.is_some() => {
+                Some(self.ro_link_entries(chain)?.join(":"))
             }
+            Some(StorageParent::Layer(chain)) => Some(self.storage_lower(&chain[0].id)?),
+            Some(StorageParent::Driver(p)) => Some(self.storage_lower(p)?),
         };
         own_dir(&self.driver_dir().join(layout::SHORT_LINKS))?;
         durable::create_tree_root(&dir.join(layout::DIFF), durable::Flush::Now)?;
@@ -127,6 +123,32 @@ impl Store {
         self.ensure_link(id, durable::Flush::Now)?;
         durable::fsync_parent(&dir)
     }
+
+    /// The `lower` file of a layer on `p`, a layer directory of this
+    /// store: `p`'s short link, then its own lowers.
+    fn storage_lower(&self, p: &str) -> Result<String> {
+        let short = self.short_link(p)?;
+        let below = self.driver_dir().join(p).join(layout::LOWER);
+        let mut lower = format!("{}/{short}", layout::SHORT_LINKS);
+        match fs::read_to_string(&below) {
+            Ok(rest) if !rest.trim().is_empty() => {
+                lower.push(':');
+                lower.push_str(rest.trim());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(Op::Read, &below),
+        }
+        Ok(lower)
+    }
+}
+
+/// What `create-storage-layer` puts a layer on.
+enum StorageParent {
+    /// A layer's chain, top first.
+    Layer(Vec<super::Layer>),
+    /// A layer directory no record knows.
+    Driver(String),
 }
 
 /// Copies the tree at `from` to `to` (which must not exist): directories,

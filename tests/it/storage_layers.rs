@@ -160,3 +160,44 @@ fn create_storage_layer_on_an_unknown_parent_is_refused_and_leaves_nothing() {
         assert_eq!((code, out.as_str()), (0, ""), "{driver}: {err}");
     }
 }
+
+#[test]
+fn a_storage_layer_goes_on_a_read_only_stores_layer() {
+    for driver in drivers() {
+        let ro = Cs::new();
+        // A directory-backed layer, used in place from its store.
+        let parent = first_line_of(&ro.ok_on(driver, &["create-layer"]));
+        let tree = first_line_of(&ro.ok_on(driver, &["mount", &parent]));
+        std::fs::write(Path::new(&tree).join("hello"), b"hello\n").unwrap();
+        ro.ok_on(driver, &["unmount", &parent]);
+        let cs = Cs::new();
+        let opt = format!("{driver}.imagestore={}", ro.graph().display());
+        let with_ro = |args: &[&str]| {
+            let mut all = vec!["--storage-opt", opt.as_str()];
+            all.extend_from_slice(args);
+            run(&cs, driver, &all)
+        };
+        let (code, out, err) = with_ro(&["create-storage-layer", &parent]);
+        assert_eq!(code, 0, "{driver}: {err}");
+        let id = first_line_of(&out);
+        // The new directory shows the parent's content below it.
+        let hello = match driver {
+            "vfs" => cs.graph().join("vfs/dir").join(&id).join("hello"),
+            _ => {
+                let lower =
+                    std::fs::read_to_string(cs.graph().join("overlay").join(&id).join("lower"))
+                        .unwrap();
+                let link = lower.split(':').next().unwrap().to_string();
+                let here = cs.graph().join("overlay").join(&link);
+                let there = ro.graph().join("overlay").join(&link);
+                match here.exists() {
+                    true => here.join("hello"),
+                    false => there.join("hello"),
+                }
+            }
+        };
+        assert_eq!(std::fs::read(&hello).unwrap(), b"hello\n", "{driver}");
+        let (_, out, _) = with_ro(&["storage-layers"]);
+        assert!(lines(&out).contains(&id), "{driver}: {out}");
+    }
+}
