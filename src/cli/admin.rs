@@ -13,13 +13,17 @@ pub fn wipe(store: &Store, json: bool) -> Outcome {
     Ok(0)
 }
 
-/// Releases the store; with `--force`, unmounts every mount first.
-/// Without it, a store with mounts refuses, as upstream does.
+/// Releases the store; with `--force`, unmounts every mount first (what
+/// a killed mount left without a record too). Without it, a store with
+/// mounts fails, in upstream's words.
 pub fn shutdown(store: &Store, force: bool) -> Outcome {
     if force {
         store.unmount_all()?;
-    } else if !store.mounts()?.is_empty() {
-        return Err(Failure::usage("layers are still mounted (use shutdown -f)"));
+    } else if store.mounts()?.iter().any(|m| m.count > 0) {
+        return Err(
+            Failure::usage("a layer is mounted: layer is in use by a container")
+                .with_hint("unmount them, or use shutdown -f"),
+        );
     }
     Ok(0)
 }

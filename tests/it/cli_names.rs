@@ -554,3 +554,19 @@ fn shutdown_releases_the_store_and_changes_nothing() {
     cs.ok(&["exists", &layer, &image, &container]);
     cs.fails(&["shutdown", "extra"], None);
 }
+
+#[test]
+fn shutdown_with_mounts_fails_in_upstreams_words_and_force_unmounts_them() {
+    let cs = Cs::new();
+    let layer = crate::common::first_line_of(&cs.ok(&["create-layer"]));
+    cs.ok(&["mount", &layer]);
+    let err = cs.fails(&["shutdown"], None);
+    assert!(
+        err.contains("a layer is mounted: layer is in use by a container"),
+        "{err}"
+    );
+    assert_eq!(cs.ok(&["mounted", &layer]), format!("{layer} mounted\n"));
+    cs.ok(&["shutdown", "-f"]);
+    assert_eq!(cs.ok(&["mounted", &layer]), "");
+    cs.ok(&["shutdown"]);
+}
