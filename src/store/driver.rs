@@ -420,6 +420,7 @@ impl Store {
                     // A directory-backed layer never written: empty.
                     durable::create_tree_root(&diff, Flush::Now)?;
                     super::id_maps::own_root(&diff, mapping)?;
+                    self.forget_emptied(&layer.id);
                 }
             }
             if let Some(parent) = chain.get(i + 1) {
@@ -722,6 +723,15 @@ impl Store {
     /// `Create` copies its parent's), with the pool-backed layers between
     /// applied onto it.
     pub(crate) fn prepare_vfs(&self, chain: &[Layer]) -> Result<PathBuf> {
+        let dir = self.prepare_vfs_tree(chain)?;
+        if !chain[0].sealed && chain[0].read_only_store.is_none() {
+            // Its directory is there (again): not an emptied layer.
+            self.forget_emptied(&chain[0].id);
+        }
+        Ok(dir)
+    }
+
+    fn prepare_vfs_tree(&self, chain: &[Layer]) -> Result<PathBuf> {
         let top = &chain[0];
         refuse_reserved(&top.id)?;
         if let Some(dir) = self.ro_in_place(top) {

@@ -239,6 +239,13 @@ impl Store {
         self.layers_dir().join(layout::EMPTIED).join(id)
     }
 
+    /// Drops the marker of an emptied layer whose directory is there
+    /// again (best effort: a marker left only keeps `check` quiet about
+    /// that layer's directory).
+    pub(crate) fn forget_emptied(&self, id: &str) {
+        let _ = fs::remove_file(self.emptied_marker(id));
+    }
+
     fn marker_path(&self, id: &str) -> PathBuf {
         self.layers_dir()
             .join(layout::INCOMPLETE)
@@ -879,7 +886,7 @@ impl Store {
         self.remove_manifest(id);
         self.remove_tar_split(id);
         let _ = fs::remove_file(self.marker_path(id));
-        let _ = fs::remove_file(self.emptied_marker(id));
+        self.forget_emptied(id);
         self.remove_item_dirs(Kind::Layer, id);
         self.remove_driver_dirs(id);
         self.forget_used(id);

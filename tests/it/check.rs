@@ -1322,3 +1322,48 @@ fn a_directory_backed_layer_whose_directory_is_gone_is_reported_and_removed() {
         check_lines(&cs, &["--storage-driver", driver], 0);
     }
 }
+
+#[test]
+fn an_empty_layer_an_applydiff_cut_short_left_without_its_directory_is_not_reported() {
+    let mut drivers = vec!["vfs"];
+    if common::need_root("overlay mounts") {
+        drivers.push("overlay");
+    }
+    for driver in drivers {
+        let cs = Cs::new();
+        let run = |args: &[&str]| {
+            let mut all = vec!["--storage-driver", driver];
+            all.extend_from_slice(args);
+            common::first_line_of(&cs.ok(&all))
+        };
+        let layer = run(&["create-layer"]);
+        let content = match driver {
+            "vfs" => cs.graph().join("vfs/dir").join(&layer),
+            _ => cs.graph().join("overlay").join(&layer).join("diff"),
+        };
+        // What an applydiff killed while importing into the pool leaves:
+        // no directory, and the marker that says the layer is empty.
+        std::fs::remove_dir_all(&content).unwrap();
+        let marker = cs
+            .graph()
+            .join(format!("{driver}-layers/.emptied"))
+            .join(&layer);
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(&marker, b"").unwrap();
+        let (code, out, err) = check(&cs, &["--storage-driver", driver]);
+        assert_eq!(code, 0, "{driver}: {out}{err}");
+        // A mount makes its directory again, and the marker goes: content
+        // written then lost is reported.
+        let tree = PathBuf::from(run(&["mount", &layer]));
+        assert!(!marker.exists(), "{driver}: the marker stayed");
+        std::fs::write(tree.join("f"), b"written\n").unwrap();
+        run(&["unmount", &layer]);
+        std::fs::remove_dir_all(&content).unwrap();
+        let (code, out, err) = check(&cs, &["--storage-driver", driver]);
+        assert_eq!(code, 1, "{driver}: {out}{err}");
+        assert!(
+            format!("{out}{err}").contains("layer is missing"),
+            "{driver}: {out}{err}"
+        );
+    }
+}
