@@ -228,6 +228,66 @@ fn podman_mounts_our_image_whole_after_our_mount_built_its_directories() {
     f.done();
 }
 
+#[test]
+fn we_mount_podmans_id_mapped_container_with_the_owners_podman_shows() {
+    // Podman's overlay shifts a container's IDs at mount time where the
+    // kernel can (no mapped copy of the image): our mount of its
+    // container must show the same owners as its own.
+    let what = "podman's ID-mapped container mounted by our CLI";
+    let Some(s) = Shared::new(what, &[Client::Podman]) else {
+        return;
+    };
+    let mut f = Findings::new("we_mount_podmans_id_mapped_container_with_the_owners_podman_shows");
+    store_our_image(&s);
+    let map = "0:100000:65536";
+    let created = s.podman(&[
+        "create",
+        "--name",
+        "c-mapped",
+        "--uidmap",
+        map,
+        "--gidmap",
+        map,
+        OURS,
+        "/bin/true",
+    ]);
+    if f.ok("podman create --uidmap", created).is_none() {
+        f.done();
+        return;
+    }
+    let owners = |dir: &Path| -> BTreeMap<PathBuf, (u32, u32)> {
+        walkdir(dir)
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                (
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    (m.uid(), m.gid()),
+                )
+            })
+            .collect()
+    };
+    let Some(theirs) = f.ok("podman mount", s.podman(&["mount", "c-mapped"])) else {
+        f.done();
+        return;
+    };
+    let theirs = owners(Path::new(theirs.trim()));
+    f.ok("podman unmount", s.podman(&["unmount", "c-mapped"]));
+    assert!(
+        theirs.values().any(|(uid, _)| *uid >= 100_000),
+        "podman's mount is not shifted: {theirs:?}"
+    );
+    if let Some(ours) = f.ok(
+        "our mount of podman's container",
+        s.ours(&["mount", "c-mapped"]),
+    ) {
+        let ours = owners(Path::new(ours.trim()));
+        f.ok("our unmount", s.ours(&["unmount", "c-mapped"]));
+        assert_eq!(ours, theirs, "our mount's owners, then podman's");
+    }
+    f.done();
+}
+
 /// Every path below `dir` (not following symlinks).
 fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
