@@ -66,7 +66,13 @@ impl Store {
             } else {
                 // vfs trees are built without hardlinks: already private.
                 let dir = self.prepare_vfs(&chain)?;
-                sync_fs(&dir)?;
+                if let Err(e) = sync_fs(&dir) {
+                    // Evicted since it was built: made again.
+                    if fs::symlink_metadata(&dir).is_err() && attempts < 3 {
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
             self.keep_tar_split(layer)?;
             let _mounts = self.mount_records.lock()?;
