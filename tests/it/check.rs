@@ -1276,35 +1276,43 @@ fn a_layer_that_whites_out_and_adds_a_path_again_checks_clean_on_overlay() {
     assert!(check_lines(&cs, &ov(&[]), 0).is_empty());
 }
 
-#[test]
-fn a_directory_backed_layer_whose_directory_is_gone_is_reported_and_removed() {
-    // Content written through a mount lives only in the layer's
-    // directory: without it the layer has lost its content.
+/// vfs, and overlay where this runs as root.
+fn drivers() -> Vec<&'static str> {
     let mut drivers = vec!["vfs"];
     if common::need_root("overlay mounts") {
         drivers.push("overlay");
     }
-    for driver in drivers {
+    drivers
+}
+
+/// Runs `args` on `driver` (exit 0); the first line printed.
+fn first_line_on(cs: &Cs, driver: &str, args: &[&str]) -> String {
+    let mut all = vec!["--storage-driver", driver];
+    all.extend_from_slice(args);
+    common::first_line_of(&cs.ok(&all))
+}
+
+/// A directory-backed layer's directory on `driver`.
+fn content_dir(cs: &Cs, driver: &str, layer: &str) -> PathBuf {
+    match driver {
+        "vfs" => cs.graph().join("vfs/dir").join(layer),
+        _ => cs.graph().join("overlay").join(layer).join("diff"),
+    }
+}
+
+#[test]
+fn a_directory_backed_layer_whose_directory_is_gone_is_reported_and_removed() {
+    // Content written through a mount lives only in the layer's
+    // directory: without it the layer has lost its content.
+    for driver in drivers() {
         let cs = Cs::new();
-        let on = |args: &[&str]| -> Vec<String> {
-            let mut all = vec!["--storage-driver", driver];
-            all.extend_from_slice(args);
-            all.iter().map(|s| s.to_string()).collect()
-        };
-        let run = |args: &[&str]| {
-            let all = on(args);
-            let all: Vec<&str> = all.iter().map(String::as_str).collect();
-            common::first_line_of(&cs.ok(&all))
-        };
+        let run = |args: &[&str]| first_line_on(&cs, driver, args);
         let layer = run(&["create-layer"]);
         let tree = PathBuf::from(run(&["mount", &layer]));
         std::fs::write(tree.join("f"), b"written\n").unwrap();
         run(&["unmount", &layer]);
         let child = run(&["create-layer", &layer]);
-        let content = match driver {
-            "vfs" => cs.graph().join("vfs/dir").join(&layer),
-            _ => cs.graph().join("overlay").join(&layer).join("diff"),
-        };
+        let content = content_dir(&cs, driver, &layer);
         std::fs::remove_dir_all(&content).unwrap();
         let (code, out, err) = check(&cs, &["--storage-driver", driver]);
         assert_eq!(code, 1, "{driver}: {out}{err}");
@@ -1325,22 +1333,11 @@ fn a_directory_backed_layer_whose_directory_is_gone_is_reported_and_removed() {
 
 #[test]
 fn an_empty_layer_an_applydiff_cut_short_left_without_its_directory_is_not_reported() {
-    let mut drivers = vec!["vfs"];
-    if common::need_root("overlay mounts") {
-        drivers.push("overlay");
-    }
-    for driver in drivers {
+    for driver in drivers() {
         let cs = Cs::new();
-        let run = |args: &[&str]| {
-            let mut all = vec!["--storage-driver", driver];
-            all.extend_from_slice(args);
-            common::first_line_of(&cs.ok(&all))
-        };
+        let run = |args: &[&str]| first_line_on(&cs, driver, args);
         let layer = run(&["create-layer"]);
-        let content = match driver {
-            "vfs" => cs.graph().join("vfs/dir").join(&layer),
-            _ => cs.graph().join("overlay").join(&layer).join("diff"),
-        };
+        let content = content_dir(&cs, driver, &layer);
         // What an applydiff killed while importing into the pool leaves:
         // no directory, and the marker that says the layer is empty.
         std::fs::remove_dir_all(&content).unwrap();
