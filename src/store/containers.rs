@@ -16,7 +16,7 @@ use super::layers::{now, Layer};
 use super::layout;
 use super::Store;
 use crate::durable;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The flag of a container made with `--volatile` (upstream's
 /// `volatileFlag`): its mounts use overlayfs's `volatile` option.
@@ -220,9 +220,10 @@ impl Store {
     /// The image `arg` names and the layer a new container's layer goes
     /// on: its top layer, or the mapped copy of it `wanted` asks for
     /// (made now if there is none). A read-only store's image or top
-    /// layer is used as it is: a mapped copy of it is not made (where
-    /// IDs are not shifted at mount time, one whose maps do not fit is
-    /// refused).
+    /// layer is used as it is, as upstream uses it: no mapped copy of it
+    /// is made, and the container's own layer maps IDs over it (its vfs
+    /// tree, or its overlay `diff1`, is built with the container's
+    /// owners).
     fn container_parent(
         &self,
         tx: &mut super::Transaction<'_>,
@@ -253,18 +254,6 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| Kind::Layer.not_known(&top_id))?,
         };
-        let shifting = self.can_use_shifting(&wanted.uid_map, &wanted.gid_map);
-        if !super::mapped_layers::maps_fit(&top, wanted, shifting) {
-            let store = top
-                .read_only_store
-                .clone()
-                .or(image.read_only_store.clone());
-            return Err(Error::InReadOnlyStore {
-                kind: Kind::Layer,
-                id: top.id,
-                store: store.unwrap_or_default(),
-            });
-        }
         Ok((image.id, Some(top)))
     }
 

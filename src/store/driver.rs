@@ -539,7 +539,11 @@ impl Store {
         }
         let below = &chain[1..];
         let mapping = top.id_mapping();
-        if below.iter().any(|l| !l.sealed) {
+        // (Layers of read-only stores come from their own pools.)
+        if below
+            .iter()
+            .any(|l| !l.sealed || l.read_only_store.is_some())
+        {
             return self.build_mapped_below_live(top, below, &target);
         }
         let manifests = self
@@ -562,9 +566,10 @@ impl Store {
         super::id_maps::own_root(&target, mapping)
     }
 
-    /// [`Store::build_mapped_below`] over directory-backed layers: the
-    /// tree is made with the container's IDs, lowest layer first (a
-    /// pool-backed layer's manifest applied, a directory-backed one's
+    /// [`Store::build_mapped_below`] over directory-backed layers or a
+    /// read-only store's: the tree is made with the container's IDs,
+    /// lowest layer first (a pool-backed layer's manifest applied from
+    /// its own store's pool, a directory-backed one's
     /// upper directory copied with its whiteouts and opaque directories
     /// taking effect and its owners back to its container IDs), then every
     /// owner goes to `top`'s host IDs. Never hardlinks: owners change
@@ -578,15 +583,14 @@ impl Store {
         };
         let result = (|| {
             durable::create_tree_root(&tmp, Flush::Later)?;
-            let materializer = self.materializer()?;
             for layer in below.iter().rev() {
                 if layer.sealed {
                     let m = self.layer_manifest(layer)?;
-                    materializer
+                    self.materializer_for(layer)?
                         .apply_onto(&m, &tmp, options)
                         .map_err(|e| e.for_layer(&layer.id))?;
                 } else {
-                    apply_upper_onto(&self.live_content_dir(&layer.id)?, layer, &tmp)?;
+                    apply_upper_onto(&self.live_dir_of(layer)?, layer, &tmp)?;
                 }
             }
             let mapping = top.id_mapping();

@@ -690,6 +690,46 @@ fn on_overlay_a_mapped_container_goes_on_a_read_only_stores_image_shifted() {
     go_overlay(&cs, &strs(&with_ro(&["unmount", &container])));
 }
 
+#[test]
+fn a_mapped_container_on_a_read_only_stores_image_gets_its_owners_without_shifting() {
+    // Where IDs are not shifted at mount time, the container's own
+    // layer maps IDs over the read-only image's layers: its tree (vfs)
+    // or the tree below it (overlay `diff1`) is built with its owners.
+    for driver in drivers() {
+        let ro = Cs::new();
+        let (_, _, image) = image_of_two(&ro, driver);
+        let plain = first_line_of(&on(&ro, driver, &["create-container", &image]));
+        let unmapped = owners(&mount(&ro, driver, &plain));
+        on(&ro, driver, &["unmount", &plain]);
+        let cs = Cs::new();
+        without_shifting(&cs);
+        let opt = format!("{driver}.imagestore={}", ro.graph().display());
+        let ours = |args: &[&str]| {
+            let mut all = vec!["--storage-opt", opt.as_str()];
+            all.extend_from_slice(args);
+            first_line_of(&on(&cs, driver, &all))
+        };
+        let container = ours(&[
+            "create-container",
+            "--uidmap",
+            CMAP,
+            "--gidmap",
+            CMAP,
+            &image,
+        ]);
+        let tree = ours(&["mount", &container]);
+        assert_eq!(
+            owners(Path::new(&tree)),
+            shifted(&unmapped, 300_000),
+            "{driver}"
+        );
+        ours(&["unmount", &container]);
+        // The read-only store's own view is unchanged.
+        assert_eq!(owners(&mount(&ro, driver, &plain)), unmapped, "{driver}");
+        on(&ro, driver, &["unmount", &plain]);
+    }
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
