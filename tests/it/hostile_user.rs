@@ -65,6 +65,16 @@ struct Store {
     umask: &'static str,
 }
 
+impl Drop for Store {
+    /// What a failed test left mounted under the store is detached, so
+    /// that the directory can be removed.
+    fn drop(&mut self) {
+        for mount in crate::harness::mounts_under(self.dir.path()) {
+            let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Store {
     fn new(umask: &'static str) -> Store {
         let dir = tempfile::tempdir().expect("temp dir");
