@@ -75,33 +75,32 @@ impl Store {
         }
         let mut doomed = Vec::new();
         // Read before this store's locks (they are not this store's): the
-        // read-only stores' pool-backed layers, whose directories mounts
-        // built here from their pools (`driver::prepare_ro_overlay`).
-        let ro_built: Vec<Layer> = self
-            .ro_layers()?
-            .into_iter()
-            .filter(|l| {
-                l.read_only_store
-                    .as_deref()
-                    .is_some_and(|r| super::state::pool_backed(r, l))
-            })
-            .collect();
+        // read-only stores' layers. Their pool-backed ones have
+        // directories mounts built here from their pools
+        // (`driver::prepare_ro_overlay`).
+        let ro_layers = self.ro_layers()?;
         {
             // The layers lock first, as deletes take them: no layer
             // appears or goes while the mounts are looked at. Mounts check
             // and rebuild their chain under the mounts lock.
             let layers_locked = self.layer_records.lock()?;
-            // An ID the writable store holds too is its layer's.
-            let ro_built: Vec<&Layer> = ro_built
-                .iter()
-                .filter(|l| !layers_locked.records.iter().any(|w| w.id == l.id))
-                .collect();
             let layers = &layers_locked.records;
+            // An ID the writable store holds too is its layer's.
+            let ro_layers: Vec<&Layer> = ro_layers
+                .iter()
+                .filter(|l| !layers.iter().any(|w| w.id == l.id))
+                .collect();
+            let ro_built = ro_layers.iter().copied().filter(|l| {
+                l.read_only_store
+                    .as_deref()
+                    .is_some_and(|r| super::state::pool_backed(r, l))
+            });
             let mounts = self.mount_records.lock()?;
             let stacking = self.stacking();
+            // Mounted chains run through every layer, read-only ones too.
             let chains: Vec<Layer> = layers
                 .iter()
-                .chain(ro_built.iter().copied())
+                .chain(ro_layers.iter().copied())
                 .cloned()
                 .collect();
             let in_use = in_use(&chains, &mounts.records, overlay, &stacking);
@@ -126,7 +125,7 @@ impl Store {
                 // (the records were read before it: a layer made
                 // directory-backed meanwhile keeps its directory).
                 .filter(|l| super::state::pool_backed(self.graph_root(), l))
-                .chain(ro_built.iter().copied())
+                .chain(ro_built)
                 .filter(|l| !in_use.contains(&l.id) && !used_by_host(&l.id))
                 // Only directories of their own: what a symlink leads to
                 // is none of the store's (`check -r` removes the link).

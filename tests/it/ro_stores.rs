@@ -535,6 +535,50 @@ fn gc_evicts_what_mounts_built_for_read_only_layers(driver: &'static str) {
 }
 
 #[test]
+fn gc_keeps_what_a_mounted_mapped_chain_uses_through_a_directory_backed_read_only_layer() {
+    if !driver_usable("overlay") {
+        return;
+    }
+    let s = Scratch::new();
+    let ro = s.path("ro/graph");
+    let writer = Cli::ours(ro.clone(), s.path("ro/run"), "overlay");
+    // A pool-backed base, a directory-backed layer on it, an image.
+    let (base, _, _) = fill(&writer, &s);
+    let mid = writer.first_line(&["create-layer", &base]);
+    let tree = PathBuf::from(writer.first_line(&["mount", &mid]));
+    std::fs::write(tree.join("mid-file"), b"mid\n").unwrap();
+    writer.ok(&["unmount", &mid]);
+    writer.ok(&["create-image", "-n", "on-mid", &mid]);
+    // The base's directory its writer built goes: a mount here builds one.
+    writer.ok(&["gc", "--evict", "all"]);
+    let rw = Cli::ours(s.path("rw/graph"), s.path("rw/run"), "overlay").with_ro(&ro);
+    // ID-mapped: where the kernel shifts, the mount's lower directories
+    // are idmapped clones, which the host's mount table does not name
+    // (only the mount records protect them).
+    let map = "0:100000:65536";
+    let container = rw.first_line(&[
+        "create-container",
+        "--uidmap",
+        map,
+        "--gidmap",
+        map,
+        "on-mid",
+    ]);
+    let mounted = PathBuf::from(rw.first_line(&["mount", &container]));
+    let built = s.path("rw/graph/overlay").join(&base).join("diff");
+    assert!(built.is_dir(), "{} was not built", built.display());
+    let before = tree::snapshot(&mounted);
+    rw.ok(&["gc", "--evict", "all"]);
+    assert!(
+        built.is_dir(),
+        "{} was evicted under a mount",
+        built.display()
+    );
+    assert!(tree::differences(&before, &tree::snapshot(&mounted)).is_empty());
+    rw.ok(&["unmount", &container]);
+}
+
+#[test]
 fn gc_evicts_what_mounts_built_for_read_only_layers_vfs() {
     gc_evicts_what_mounts_built_for_read_only_layers("vfs");
 }
