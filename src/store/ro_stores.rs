@@ -85,26 +85,32 @@ impl RoStore {
 
     /// Its layers, marked as its own.
     pub fn layers(&self) -> Result<Vec<Layer>> {
-        let mut layers = match &self.layers {
-            Some(file) => file.read()?,
-            None => Vec::new(),
-        };
-        for layer in &mut layers {
-            layer.read_only_store = Some(self.root.clone());
-        }
-        Ok(layers)
+        self.read_marked(&self.layers, |l| &mut l.read_only_store)
     }
 
     /// Its images, marked as its own.
     pub fn images(&self) -> Result<Vec<Image>> {
-        let mut images = match &self.images {
+        self.read_marked(&self.images, |i| &mut i.read_only_store)
+    }
+
+    /// The records of `file` (none without one), each with this store's
+    /// root in the field `mark` gives.
+    fn read_marked<T>(
+        &self,
+        file: &Option<RecordFile<T>>,
+        mark: fn(&mut T) -> &mut Option<PathBuf>,
+    ) -> Result<Vec<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone + super::records::Record,
+    {
+        let mut records = match file {
             Some(file) => file.read()?,
             None => Vec::new(),
         };
-        for image in &mut images {
-            image.read_only_store = Some(self.root.clone());
+        for record in &mut records {
+            *mark(record) = Some(self.root.clone());
         }
-        Ok(images)
+        Ok(records)
     }
 }
 
