@@ -271,20 +271,7 @@ fn fingerprint(root: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 fn assert_unchanged(before: &BTreeMap<PathBuf, String>, root: &Path, when: &str) {
-    let after = fingerprint(root);
-    let mut changes = Vec::new();
-    for (path, was) in before {
-        match after.get(path) {
-            None => changes.push(format!("{}: removed", path.display())),
-            Some(now) if now != was => {
-                changes.push(format!("{}: {was}\n   now {now}", path.display()))
-            }
-            _ => {}
-        }
-    }
-    for path in after.keys().filter(|p| !before.contains_key(*p)) {
-        changes.push(format!("{}: added", path.display()));
-    }
+    let changes = tree::differences(before, &fingerprint(root));
     assert!(
         changes.is_empty(),
         "{when}: the read-only store changed:\n{}",

@@ -132,7 +132,10 @@ pub fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Describes the first few differences between two snapshots.
-pub fn differences(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> Vec<String> {
+pub fn differences<V: PartialEq + std::fmt::Debug>(
+    a: &BTreeMap<PathBuf, V>,
+    b: &BTreeMap<PathBuf, V>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (path, node) in a {
         match b.get(path) {
