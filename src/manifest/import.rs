@@ -340,6 +340,12 @@ struct Pending {
     long_link: Option<Vec<u8>>,
 }
 
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.pax.is_empty() && self.long_name.is_none() && self.long_link.is_none()
+    }
+}
+
 struct Parser<'a, 'p> {
     input: BlockReader,
     raw: zstd::stream::write::Encoder<'static, Vec<u8>>,
@@ -451,8 +457,19 @@ impl<'a, 'p> Parser<'a, 'p> {
             let at = self.input.offset;
             let mut block = [0u8; BLOCK];
             let n = fill(&mut self.input, &mut block).map_err(stream_error)?;
-            if n == 0 && at == 0 {
-                return Err(Self::truncated(at, "empty stream (not a tar)"));
+            if n == 0 {
+                // Where an entry could start, the end of the stream ends
+                // the archive, as upstream's tar reader has it: an empty
+                // stream is an empty layer, and the end-of-archive
+                // marker may be missing. The stream is kept as it came.
+                // Extended headers with no entry after them are cut short.
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                return Err(Self::truncated(
+                    at,
+                    "the stream ends after extended headers, before their entry (the tar is truncated)",
+                ));
             }
             if n < BLOCK {
                 return Err(Self::truncated(
