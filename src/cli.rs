@@ -233,10 +233,15 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         C::Containers(a) => containers::list(store, a.json.json),
         C::Container(a) => containers::show(store, &a),
         C::CreateContainer(a) => containers::create(store, &a),
-        C::DeleteContainer(a) => items::delete_each(&a.containers, a.json.json, |arg| {
-            store.delete_container(arg)
+        C::DeleteContainer(a) => items::delete_each(
+            &a.containers,
+            a.json.json,
+            "identifier is not a container",
+            |arg| store.delete_container(arg),
+        ),
+        C::Delete(a) => items::delete_each(&a.items, a.json.json, "layer not known", |arg| {
+            store.delete(arg)
         }),
-        C::Delete(a) => items::delete_each(&a.items, a.json.json, |arg| store.delete(arg)),
         C::GetNames(a) => items::get_names(store, &a),
         C::AddNames(a) => items::update_names(store, &a, NamesOp::Add),
         C::RemoveNames(a) => items::update_names(store, &a, NamesOp::Remove),

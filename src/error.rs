@@ -145,7 +145,7 @@ pub enum Error {
         arg: String,
     },
     /// An item has no big data item of that name.
-    #[error("{kind} {id}: big data item {key:?} does not exist")]
+    #[error("locating item named {key:?} for {kind} with ID {id:?}: file does not exist")]
     NoBigData {
         /// The item's kind.
         kind: Kind,
@@ -155,7 +155,7 @@ pub enum Error {
         key: String,
     },
     /// No layer, image or container has that ID or name.
-    #[error("{0}: does not exist")]
+    #[error("{0}: layer not known (no layer, image or container has that ID or name)")]
     DoesNotExist(String),
     /// A name is held by another item of the same kind.
     #[error("{0}: that name is already in use")]
@@ -854,7 +854,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "container c1: big data item \"k\" does not exist"
+            "locating item named \"k\" for container with ID \"c1\": file does not exist"
         );
         let id = ChunkId::of(b"x");
         let e = Error::Chunk {

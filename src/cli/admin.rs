@@ -25,5 +25,6 @@ pub fn shutdown(store: &Store, force: bool) -> Outcome {
                 .with_hint("unmount them, or use shutdown -f"),
         );
     }
+    store.release();
     Ok(0)
 }

@@ -197,10 +197,10 @@ pub struct IdMapFlags {
     /// UID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...]; the files
     /// are stored with host IDs, `diff` gives the container's.
     #[arg(long = "uidmap", value_name = "MAP")]
-    pub uid_map: Option<IdMapSpec>,
+    pub uid_map: Option<String>,
     /// GID map: CONTAINER:HOST:SIZE[:CONTAINER:HOST:SIZE...].
     #[arg(long = "gidmap", value_name = "MAP")]
-    pub gid_map: Option<IdMapSpec>,
+    pub gid_map: Option<String>,
     /// The UID and GID maps of USER's ranges in /etc/subuid and
     /// /etc/subgid (with --subgidmap: the GIDs of that group's).
     #[arg(long = "subuidmap", value_name = "USER")]
@@ -209,38 +209,6 @@ pub struct IdMapFlags {
     /// /etc/subuid (with --subuidmap: the UIDs of that user's).
     #[arg(long = "subgidmap", value_name = "GROUP")]
     pub sub_gid_map: Option<String>,
-}
-
-/// `--uidmap`/`--gidmap`: CONTAINER:HOST:SIZE triples, colon-separated
-/// (upstream's `ParseIDMap`; empty is no map).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IdMapSpec(pub Vec<containers_storage::IdMap>);
-
-impl std::str::FromStr for IdMapSpec {
-    type Err = String;
-
-    fn from_str(spec: &str) -> Result<IdMapSpec, String> {
-        if spec.is_empty() {
-            return Ok(IdMapSpec(Vec::new()));
-        }
-        let bad = || format!("malformed, expected [\"uint32:uint32:uint32\"]: {spec:?}");
-        let parts: Vec<&str> = spec.split(':').collect();
-        if parts.len() % 3 != 0 {
-            return Err(bad());
-        }
-        parts
-            .chunks(3)
-            .map(|t| {
-                let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
-                Ok(containers_storage::IdMap {
-                    container_id: n(t[0])?,
-                    host_id: n(t[1])?,
-                    size: n(t[2])?,
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map(IdMapSpec)
-    }
 }
 
 /// `layers`.

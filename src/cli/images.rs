@@ -119,12 +119,13 @@ pub fn delete(store: &Store, args: &args::DeleteImage) -> Outcome {
             }
             Err(e) => {
                 failed = true;
+                let error = super::items::deletes_words(&e, "identifier is not an image");
                 if !json {
-                    errln!("{arg}: {e}");
+                    errln!("{arg}: {error}");
                 }
                 Deleted {
                     deleted_layers: Vec::new(),
-                    error: e.to_string(),
+                    error,
                 }
             }
         };

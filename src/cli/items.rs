@@ -36,10 +36,13 @@ pub fn known<T>(args: &[String], get: impl Fn(&str) -> Result<T, Error>) -> Resu
 }
 
 /// Runs `delete` for each argument: errors as `ARG: ERR` on stderr, or a
-/// JSON map of argument to error text (empty on success).
+/// JSON map of argument to error text (empty on success). An argument
+/// that names nothing is reported in upstream's words, `missing`
+/// (`identifier is not a layer`, ...).
 pub fn delete_each(
     args: &[String],
     json: bool,
+    missing: &str,
     delete: impl Fn(&str) -> Result<(), Error>,
 ) -> Outcome {
     let mut results = BTreeMap::new();
@@ -49,7 +52,7 @@ pub fn delete_each(
             Ok(()) => String::new(),
             Err(e) => {
                 failed = true;
-                e.to_string()
+                deletes_words(&e, missing)
             }
         };
         if !json && !message.is_empty() {
@@ -61,6 +64,15 @@ pub fn delete_each(
         output::json(&results)?;
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// A delete's error text: upstream's `missing` for an argument that
+/// names nothing, else ours.
+pub fn deletes_words(e: &Error, missing: &str) -> String {
+    match e.is_not_known() {
+        true => missing.to_string(),
+        false => e.to_string(),
+    }
 }
 
 pub fn get_names(store: &Store, args: &args::GetNames) -> Outcome {
@@ -86,21 +98,25 @@ pub fn metadata(store: &Store, args: &args::Metadata) -> Outcome {
     let (quiet, json) = (args.quiet.quiet, args.json.json);
     let mut found = BTreeMap::new();
     let mut missing = false;
+    // As upstream: the value without its final newline, and an item
+    // that is not known printed with an empty one.
     for arg in &args.items {
-        match store.metadata(arg) {
+        let value = match store.metadata(arg) {
             Ok(value) => {
-                if !json {
-                    let value = value.trim_end_matches('\n');
-                    if quiet {
-                        outln!("{value}");
-                    } else {
-                        outln!("{arg}: {value}");
-                    }
-                }
-                found.insert(arg.clone(), value);
+                let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
+                found.insert(arg.clone(), value.clone());
+                value
             }
-            Err(e) if e.is_not_known() => missing = true,
+            Err(e) if e.is_not_known() => {
+                missing = true;
+                String::new()
+            }
             Err(e) => return Err(e.into()),
+        };
+        match (json, quiet) {
+            (true, _) => {}
+            (false, true) => outln!("{value}"),
+            (false, false) => outln!("{arg}: {value}"),
         }
     }
     if json {
@@ -111,22 +127,29 @@ pub fn metadata(store: &Store, args: &args::Metadata) -> Outcome {
 
 pub fn set_metadata(store: &Store, args: &args::SetMetadata) -> Outcome {
     let value = read_metadata(args.metadata.clone(), args.file.as_deref())?
-        .ok_or_else(|| Failure::usage("no metadata given (use -m VALUE or -f FILE)"))?;
-    store.set_metadata(&args.item, &value)?;
-    Ok(0)
+        .ok_or_else(|| Failure::usage("no new metadata provided (use -m VALUE or -f FILE)"))?;
+    match store.set_metadata(&args.item, &value) {
+        Err(e) if e.is_not_known() => Err(Failure::usage(format!(
+            "{}: identifier is not a layer, image, or container",
+            args.item
+        ))),
+        result => Ok(result.map(|()| 0)?),
+    }
 }
 
 pub fn exists(store: &Store, args: &args::Exists) -> Outcome {
     let (kinds, quiet, json) = (args.kinds(), args.quiet.quiet, args.json.json);
     let mut results = BTreeMap::new();
     let mut missing = false;
+    // As upstream: what is printed is whether the item exists at all;
+    // `-l`, `-i` and `-c` decide the exit code only.
     for arg in &args.items {
-        let found = store.exists(arg, &kinds)?;
-        missing |= !found;
+        let exists = store.exists(arg, &[])?;
+        missing |= !(exists && (kinds.is_empty() || store.exists(arg, &kinds)?));
         if !json && !quiet {
-            outln!("{arg}: {found}");
+            outln!("{arg}: {exists}");
         }
-        results.insert(arg.clone(), found);
+        results.insert(arg.clone(), exists);
     }
     if json {
         output::json(&results)?;

@@ -1,6 +1,6 @@
 //! `layers`, `layer`, `create-layer`, `import-layer`, `delete-layer`.
 
-use containers_storage::{subid_map, Error, IdMappingOptions, Layer, LayerOptions, Store};
+use containers_storage::{subid_map, Error, IdMap, IdMappingOptions, Layer, LayerOptions, Store};
 
 use super::args::{self, IdMapFlags, LayerFlags};
 use super::input;
@@ -182,13 +182,23 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
 /// `--subuidmap` or `--subgidmap` alone names both the user and the
 /// group; explicit maps follow the subordinate ranges.
 pub(super) fn id_mappings(flags: &IdMapFlags) -> Result<IdMappingOptions, Failure> {
-    let given = |m: &Option<args::IdMapSpec>| m.as_ref().is_some_and(|m| !m.0.is_empty());
-    if flags.host_uid_map && (given(&flags.uid_map) || flags.sub_uid_map.is_some()) {
+    let uid_map = flags
+        .uid_map
+        .as_deref()
+        .map(|m| parse_id_map(m, "uid"))
+        .transpose()?;
+    let gid_map = flags
+        .gid_map
+        .as_deref()
+        .map(|m| parse_id_map(m, "gid"))
+        .transpose()?;
+    let given = |m: &Option<Vec<IdMap>>| m.as_ref().is_some_and(|m| !m.is_empty());
+    if flags.host_uid_map && (given(&uid_map) || flags.sub_uid_map.is_some()) {
         return Err(Failure::usage(
             "host uid map specified along with UID mapping",
         ));
     }
-    if flags.host_gid_map && (given(&flags.gid_map) || flags.sub_gid_map.is_some()) {
+    if flags.host_gid_map && (given(&gid_map) || flags.sub_gid_map.is_some()) {
         return Err(Failure::usage(
             "host gid map specified along with GID mapping",
         ));
@@ -204,13 +214,38 @@ pub(super) fn id_mappings(flags: &IdMapFlags) -> Result<IdMappingOptions, Failur
         options.uid_map = subid_map(user, true)?;
         options.gid_map = subid_map(group, false)?;
     }
-    if let Some(map) = &flags.uid_map {
-        options.uid_map.extend_from_slice(&map.0);
-    }
-    if let Some(map) = &flags.gid_map {
-        options.gid_map.extend_from_slice(&map.0);
-    }
+    options.uid_map.extend(uid_map.unwrap_or_default());
+    options.gid_map.extend(gid_map.unwrap_or_default());
     Ok(options)
+}
+
+/// `--uidmap`/`--gidmap`: CONTAINER:HOST:SIZE triples, colon-separated
+/// (upstream's `ParseIDMap`; empty is no map), refused in upstream's
+/// words.
+fn parse_id_map(spec: &str, what: &str) -> Result<Vec<IdMap>, Failure> {
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bad = || {
+        Failure::usage(format!(
+            "initializing ID mappings: {what} setting is malformed expected [\"uint32:uint32:uint32\"]: [{spec:?}]"
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    if parts.len() % 3 != 0 {
+        return Err(bad());
+    }
+    parts
+        .chunks(3)
+        .map(|t| {
+            let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
+            Ok(IdMap {
+                container_id: n(t[0])?,
+                host_id: n(t[1])?,
+                size: n(t[2])?,
+            })
+        })
+        .collect()
 }
 
 fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Failure> {
@@ -255,7 +290,12 @@ pub fn import(store: &Store, args: &args::ImportLayer) -> Outcome {
 }
 
 pub fn delete(store: &Store, args: &args::DeleteLayer) -> Outcome {
-    super::items::delete_each(&args.layers, args.json.json, |arg| store.delete_layer(arg))
+    super::items::delete_each(
+        &args.layers,
+        args.json.json,
+        "identifier is not a layer",
+        |arg| store.delete_layer(arg),
+    )
 }
 
 pub fn apply_diff(store: &Store, args: &args::ApplyDiff) -> Outcome {

@@ -24,6 +24,32 @@ fn per_arg<T: Default>(result: Result<T, Error>, failed: &mut bool) -> (T, Strin
     }
 }
 
+/// One argument of `mount --json`, upstream's fields in its order.
+#[derive(serde::Serialize)]
+struct MountJson {
+    id: String,
+    mountpoint: String,
+    error: String,
+}
+
+/// One argument of `unmount --json`: upstream's `id` and `error`, then
+/// ours, whether the last reference is gone.
+#[derive(serde::Serialize)]
+struct UnmountJson {
+    id: String,
+    error: String,
+    unmounted: bool,
+}
+
+/// One argument of `mounted --json`: upstream's `id` and `error`, then
+/// ours, whether it is mounted.
+#[derive(serde::Serialize)]
+struct MountedJson {
+    id: String,
+    error: String,
+    mounted: bool,
+}
+
 pub fn mount(store: &Store, args: &args::Mount) -> Outcome {
     let json = args.json.json;
     let mut results = Vec::new();
@@ -37,7 +63,11 @@ pub fn mount(store: &Store, args: &args::Mount) -> Outcome {
             }
             outln!("{path}");
         }
-        results.push(serde_json::json!({ "id": arg, "mountpoint": path, "error": error }));
+        results.push(MountJson {
+            id: arg.clone(),
+            mountpoint: path,
+            error,
+        });
     }
     if json {
         output::json(&results)?;
@@ -58,7 +88,11 @@ pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
                 false => errln!("{error} while unmounting {arg}"),
             }
         }
-        results.push(serde_json::json!({ "id": arg, "unmounted": gone, "error": error }));
+        results.push(UnmountJson {
+            id: arg.clone(),
+            error,
+            unmounted: gone,
+        });
     }
     if json {
         output::json(&results)?;
@@ -79,7 +113,11 @@ pub fn mounted(store: &Store, args: &args::Mounted) -> Outcome {
                 false => errln!("{error} checking if {arg} is mounted"),
             }
         }
-        results.push(serde_json::json!({ "id": arg, "mounted": mounted, "error": error }));
+        results.push(MountedJson {
+            id: arg.clone(),
+            error,
+            mounted,
+        });
     }
     if json {
         output::json(&results)?;

@@ -335,6 +335,46 @@ pub fn changes(
     Ok(out)
 }
 
+/// `changes` with the directories that hold changes and are not listed
+/// (not `/`), each right before the first change inside it: an `Add` of
+/// one that did not exist below (`existed` says; an extraction made it
+/// for what it holds), and with `modified_too`, a `Modify` of one that
+/// did, as upstream's tree comparison (`ChangesDirs`, what its vfs driver
+/// uses) reports them.
+pub fn with_changed_parents(
+    changes: Vec<Change>,
+    existed: impl Fn(&[u8]) -> bool,
+    modified_too: bool,
+) -> Vec<Change> {
+    let listed: std::collections::HashSet<String> =
+        changes.iter().map(|c| c.path.clone()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        let parents = change
+            .path
+            .match_indices('/')
+            .skip(1)
+            .map(|(i, _)| &change.path[..i]);
+        for parent in parents {
+            if listed.contains(parent) || !seen.insert(parent.to_string()) {
+                continue;
+            }
+            let kind = match existed(&parent.as_bytes()[1..]) {
+                false => ChangeKind::Add,
+                true if modified_too => ChangeKind::Modify,
+                true => continue,
+            };
+            out.push(Change {
+                path: parent.to_string(),
+                kind,
+            });
+        }
+        out.push(change);
+    }
+    out
+}
+
 /// Writes the diff tar of `changes` (as [`changes`] returned them) from
 /// the layer's directory `root`. Returns the bytes written.
 pub fn write_diff(root: &Path, changes: &[Change], out: &mut dyn Write) -> Result<u64> {
@@ -450,5 +490,49 @@ impl Write for Counting<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_with_changes_inside_are_modified_as_upstreams_tree_comparison_has_it() {
+        let c = |path: &str, kind| Change {
+            path: path.into(),
+            kind,
+        };
+        let changes = vec![
+            c("/a/b/c", ChangeKind::Add),
+            c("/a/b/d", ChangeKind::Delete),
+            c("/e", ChangeKind::Add),
+            c("/e/f", ChangeKind::Add),
+            c("/g/h", ChangeKind::Modify),
+            c("/g", ChangeKind::Modify),
+            c("/n/m", ChangeKind::Add),
+        ];
+        let existed = |p: &[u8]| p != b"n";
+        assert_eq!(
+            with_changed_parents(changes.clone(), existed, true),
+            vec![
+                c("/a", ChangeKind::Modify),
+                c("/a/b", ChangeKind::Modify),
+                c("/a/b/c", ChangeKind::Add),
+                c("/a/b/d", ChangeKind::Delete),
+                c("/e", ChangeKind::Add),
+                c("/e/f", ChangeKind::Add),
+                c("/g/h", ChangeKind::Modify),
+                c("/g", ChangeKind::Modify),
+                c("/n", ChangeKind::Add),
+                c("/n/m", ChangeKind::Add),
+            ]
+        );
+        let mut only_new = changes;
+        only_new.insert(6, c("/n", ChangeKind::Add));
+        assert_eq!(
+            with_changed_parents(only_new.clone(), existed, false),
+            only_new
+        );
     }
 }

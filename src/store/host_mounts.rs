@@ -77,6 +77,59 @@ pub(crate) fn is_mount_point(path: &Path) -> bool {
         .any(|point| Path::new(&unescape(point)) == path)
 }
 
+/// Mount points at or below `dir` (canonical), from the mount table.
+fn mount_points_under(table: &str, dir: &Path) -> Vec<PathBuf> {
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape(point)))
+        .filter(|point| point.starts_with(dir))
+        .collect()
+}
+
+/// Makes the overlay driver's home (`overlay/`) a private mount of
+/// itself before a layer is mounted there, as Go's overlay driver does
+/// when it starts (`mount.MakePrivate`). Go binds it, without the mounts
+/// below, when it finds it unmounted: made after our mounts, that bind
+/// would hide them. So the bind comes first, made only while nothing is
+/// mounted below (a bind over mounts of an older version would hide
+/// them just the same); then Go finds it and only sets it private.
+/// Best effort: without the privilege (rootless), mounts work as before.
+pub(crate) fn bind_home(home: &Path) {
+    let Ok(home) = std::fs::canonicalize(home) else {
+        return;
+    };
+    let Ok(table) = std::fs::read_to_string(MOUNTINFO) else {
+        return;
+    };
+    if !mount_points_under(&table, &home).is_empty() {
+        return;
+    }
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    let bound = mount(Some(&home), &home, none, MsFlags::MS_BIND, none);
+    let private = bound.and_then(|()| mount(none, &home, none, MsFlags::MS_PRIVATE, none));
+    if let Err(e) = private {
+        tracing::debug!("{}: not bound on itself: {e}", home.display());
+    }
+}
+
+/// Drops the bind of [`bind_home`] once no layer is mounted, as Go's
+/// driver does when its store shuts down with nothing mounted
+/// (`Cleanup`). Never detached: with anything still mounted below
+/// (another client's mount), the kernel refuses and it stays.
+pub(crate) fn release_home(home: &Path) {
+    let Ok(home) = std::fs::canonicalize(home) else {
+        return;
+    };
+    let Ok(table) = std::fs::read_to_string(MOUNTINFO) else {
+        return;
+    };
+    if mount_points_under(&table, &home) == [home.clone()] {
+        let _ = nix::mount::umount2(&home, nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+    }
+}
+
 /// Calls `f` with the option name and the canonical path of every
 /// directory an option of an overlay mount in `table` names.
 fn for_each_dir(table: &str, driver_dir: &Path, mut f: impl FnMut(&str, PathBuf)) {

@@ -134,22 +134,29 @@ pub struct ImageOptions {
     pub metadata: String,
 }
 
-/// Checks `algorithm:hex` digests (sha256, sha384, sha512).
+/// Checks `algorithm:hex` digests (sha256, sha384, sha512), refused in
+/// the words of upstream's digest package.
 pub(crate) fn validate_digest(digest: &str) -> Result<()> {
-    let bad = || Error::InvalidName(digest.to_string(), "not a valid digest");
-    let (algorithm, hex) = digest.split_once(':').ok_or_else(bad)?;
+    let bad = |why| Error::InvalidName(digest.to_string(), why);
+    let format = "invalid checksum digest format";
+    let (algorithm, hex) = digest.split_once(':').ok_or_else(|| bad(format))?;
     let len = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
-        _ => return Err(bad()),
+        _ => return Err(bad("unsupported digest algorithm")),
     };
-    if hex.len() != len
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    if hex.is_empty() {
+        return Err(bad(format));
+    }
+    if hex.len() != len {
+        return Err(bad("invalid checksum digest length"));
+    }
+    if !hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(bad());
+        return Err(bad(format));
     }
     Ok(())
 }

@@ -226,7 +226,15 @@ impl Item for Layer {
 }
 
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    go_rfc3339_nano(chrono::Utc::now())
+}
+
+/// A time as Go's `time.RFC3339Nano` writes it (what upstream's records
+/// and JSON hold): nanoseconds without their trailing zeros.
+pub(crate) fn go_rfc3339_nano(time: chrono::DateTime<chrono::Utc>) -> String {
+    let full = time.format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
+    let trimmed = full.trim_end_matches('0').trim_end_matches('.');
+    format!("{trimmed}Z")
 }
 
 impl Store {
@@ -912,6 +920,21 @@ fn tar_split_of(id: &str, m: &LayerManifest, crc64: &[u64]) -> Result<Option<Vec
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_are_written_as_gos_rfc3339_nano() {
+        use chrono::TimeZone;
+        let at = |nanos| {
+            let t = chrono::Utc
+                .with_ymd_and_hms(2026, 12, 5, 10, 27, 13)
+                .unwrap();
+            super::go_rfc3339_nano(t + chrono::Duration::nanoseconds(nanos))
+        };
+        assert_eq!(at(335_654_030), "2026-12-05T10:27:13.33565403Z");
+        assert_eq!(at(500_000_000), "2026-12-05T10:27:13.5Z");
+        assert_eq!(at(1), "2026-12-05T10:27:13.000000001Z");
+        assert_eq!(at(0), "2026-12-05T10:27:13Z");
+    }
+
     use super::*;
     use crate::store::StoreOptions;
 

@@ -68,7 +68,9 @@ impl Store {
     }
 
     /// What the layer (or container's layer) `arg` changes relative to its
-    /// parent: `Add`, `Modify` and `Delete` with paths from `/`.
+    /// parent: `Add`, `Modify` and `Delete` with paths from `/`. On vfs,
+    /// as upstream's vfs compares the two trees, a directory with changes
+    /// inside is a `Modify` of its own.
     pub fn changes(&self, arg: &str) -> Result<Vec<Change>> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let lower = self.parents_view(&layer)?;
@@ -85,7 +87,13 @@ impl Store {
                     }
                 }
             }
-            return materialize::changes(&dir, &lower, self.options.driver == "overlay");
+            let overlay = self.options.driver == "overlay";
+            let changes = materialize::changes(&dir, &lower, overlay)?;
+            // A tree holds every directory: those not listed were below.
+            return Ok(match overlay {
+                true => changes,
+                false => materialize::with_changed_parents(changes, |_| true, true),
+            });
         }
         let m = self.layer_manifest(&layer)?;
         // What extracting the layer leaves: each path once, as its last
@@ -108,7 +116,10 @@ impl Store {
                 kind,
             });
         }
-        Ok(out)
+        // The directories the tar leaves out but its extraction makes.
+        let existed = |path: &[u8]| lower.contains_key(path);
+        let vfs = self.options.driver == "vfs";
+        Ok(materialize::with_changed_parents(out, existed, vfs))
     }
 
     /// The size of the layer's changes, as upstream's drivers count it:

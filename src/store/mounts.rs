@@ -257,6 +257,7 @@ impl Store {
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
+                    super::host_mounts::bind_home(&self.driver_dir());
                     self.mount_overlay(chain, &path, writable, label, how)?;
                 } else {
                     self.prepare_vfs(chain)?;
@@ -276,9 +277,11 @@ impl Store {
     /// Returns whether the layer is now unmounted.
     pub fn unmount(&self, arg: &str, force: bool) -> Result<bool> {
         self.check_writable()?;
+        // An image's top layer otherwise; the layer's error when neither
+        // is known, as upstream reports it.
         let id = match self.mount_layer(arg, false) {
             Ok(id) => id,
-            Err(_) => self.mount_layer(arg, true)?,
+            Err(e) => self.mount_layer(arg, true).map_err(|_| e)?,
         };
         let overlay = self.options.driver == "overlay";
         let path = self.driver_dir().join(&id).join(layout::MERGED);
@@ -301,6 +304,7 @@ impl Store {
             if last {
                 mounts.remove(i);
             }
+            let none_left = mounts.is_empty();
             // The record first: should this process die before the
             // unmount, the next mount, unmount or `shutdown -f` finds a
             // mount without a record and unmounts it (a record without a
@@ -308,6 +312,9 @@ impl Store {
             locked.save()?;
             if last && overlay {
                 unmount_path(&path)?;
+                if none_left {
+                    super::host_mounts::release_home(&self.driver_dir());
+                }
             }
             Ok(last)
         })
@@ -357,9 +364,19 @@ impl Store {
                 }
                 let changed = !mounts.is_empty();
                 mounts.clear();
+                self.release();
                 Ok(((), changed))
             })
         })
+    }
+
+    /// What `shutdown` does once nothing is mounted: drops the overlay
+    /// driver's bind of its home (see `host_mounts::bind_home`), as Go's
+    /// driver does.
+    pub fn release(&self) {
+        if self.options.driver == "overlay" {
+            super::host_mounts::release_home(&self.driver_dir());
+        }
     }
 
     fn mount_overlay(

@@ -369,7 +369,7 @@ fn delete_container_removes_its_layer_directories_and_record() {
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v[&klayer], "");
     assert!(
-        v["nope"].as_str().unwrap().contains("container not known"),
+        v["nope"].as_str().unwrap() == "identifier is not a container",
         "{v}"
     );
     assert_eq!(cs.ok(&["containers", "--json"]), "[]\n");
@@ -378,7 +378,7 @@ fn delete_container_removes_its_layer_directories_and_record() {
     let out = cs.run(&["deletecontainer", "nope"], None);
     expect_status(&out, &["deletecontainer", "nope"], 1);
     assert!(stderr(&out).starts_with("nope: "), "{}", stderr(&out));
-    assert!(stderr(&out).contains("container not known"));
+    assert!(stderr(&out).contains("identifier is not a container"));
 }
 
 #[test]

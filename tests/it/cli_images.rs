@@ -429,7 +429,7 @@ fn delete_image_test_reports_and_keeps_then_delete_removes() {
     assert!(!cs.graph().join("vfs-images").join(&id).exists());
     cs.fails(&["image", "img"], None);
     let err = cs.fails(&["delete-image", "img"], None);
-    assert!(err.contains("image not known"), "{err}");
+    assert!(err.contains("img: identifier is not an image"), "{err}");
 }
 
 #[test]
@@ -446,7 +446,7 @@ fn delete_image_json_maps_each_argument_to_its_result() {
     );
     assert_eq!(v["missing"]["deleted-layers"], serde_json::json!([]));
     let err = v["missing"]["error"].as_str().unwrap();
-    assert!(err.contains("image not known"), "{err}");
+    assert_eq!(err, "identifier is not an image");
     assert_eq!(v.as_object().unwrap().len(), 2);
 }
 

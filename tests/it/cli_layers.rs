@@ -434,7 +434,7 @@ fn delete_layer_removes_the_record_and_the_manifest() {
     expect_status(&out, &["delete-layer", "--json", "child"], 1);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(
-        v["child"].as_str().unwrap().contains("layer not known"),
+        v["child"].as_str().unwrap() == "identifier is not a layer",
         "{v}"
     );
 }
@@ -902,6 +902,11 @@ fn mount_unmount_and_mounted_report_every_argument_as_upstream_does() {
     let out = cs.run(&["mounted", "--json", &id, "no-such-layer"], None);
     expect_status(&out, &["mounted"], 1);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // Upstream's fields first, in its order.
+    assert!(
+        stdout(&out).starts_with(&format!("[{{\"id\":\"{id}\",\"error\":\"\",")),
+        "{v}"
+    );
     assert_eq!(v[0]["id"], id.as_str());
     assert_eq!(v[0]["mounted"], true);
     assert_eq!(v[0]["error"], "");
@@ -920,7 +925,7 @@ fn mount_unmount_and_mounted_report_every_argument_as_upstream_does() {
     expect_status(&out, &["unmount"], 1);
     assert_eq!(stdout(&out), format!("{id} mountpoint unmounted\n"));
     assert!(
-        stderr(&out).contains("while unmounting no-such-layer"),
+        stderr(&out).contains("layer not known while unmounting no-such-layer"),
         "{}",
         stderr(&out)
     );

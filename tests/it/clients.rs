@@ -491,6 +491,52 @@ fn our_mounts_hardlink_image_layers_past_gos_bind_mount_of_overlay() {
 }
 
 #[test]
+fn a_go_client_opening_the_store_leaves_our_mounts_in_sight() {
+    // Go's overlay driver binds `overlay/` on itself (without the mounts
+    // below) when it finds it unmounted: made after our mount, that bind
+    // hid it, so our `mount`'s path showed an empty directory and our
+    // `mounted` said no. Our mounts bind it first, as Go's driver does,
+    // and the last unmount drops the bind, as Go's shutdown does.
+    let what = "our mounts after a Go client opens the store";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("a_go_client_opening_the_store_leaves_our_mounts_in_sight");
+    let mounts_below = || {
+        let home = std::fs::canonicalize(s.graph().join("overlay")).unwrap();
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|point| Path::new(point).starts_with(&home))
+            .count()
+    };
+    let layer = first_line(
+        &s.ours(&["create-layer", "-n", "lay"])
+            .expect("our create-layer"),
+    );
+    let mounted = s.ours(&["mount", "lay"]).expect("our mount");
+    let merged = PathBuf::from(mounted.trim());
+    std::fs::write(merged.join("note"), "ours").unwrap();
+    f.ok("the Go CLI opens the store", s.go(&["mounted", &layer]));
+    f.eq(
+        "the file written through our mount, after Go's open",
+        &std::fs::read_to_string(merged.join("note")).ok(),
+        &Some("ours".to_string()),
+    );
+    f.eq(
+        "our `mounted` after Go's open",
+        &s.ours(&["mounted", "lay"]).ok(),
+        &Some("lay mounted\n".to_string()),
+    );
+    f.ok("our `unmount`", s.ours(&["unmount", "lay"]));
+    f.eq("mounts left under overlay/", &mounts_below(), &0);
+    let go_sees = s.go(&["diff", &layer]).map(|tar| tar.contains("note"));
+    f.eq("Go's `diff` holds the file", &go_sees.ok(), &Some(true));
+    f.done();
+}
+
+#[test]
 fn gc_and_check_r_make_again_the_driver_entries_a_crash_left_missing() {
     // An import adds its record, then the driver entries Go reads: a
     // crash between the two leaves a layer Go cannot mount. Removing the
@@ -961,6 +1007,67 @@ fn the_go_cli_and_our_cli_share_a_vfs_store() {
         f.ok("our `unmount`", s.ours(&["unmount", "go-vfs-ctr"]));
     }
     f.ok("our `check` after the Go CLI", s.ours(&["check"]));
+    f.done();
+}
+
+#[test]
+fn changes_of_vfs_layers_are_the_go_clis() {
+    // Upstream's vfs compares the layer's tree with its parent's
+    // (`ChangesDirs`): a directory with changes inside is a `Modify` of
+    // its own, even when the layer's tar does not name it. Ours left
+    // `/etc` out for a tar that only replaced `etc/hostname`.
+    let what = "changes of vfs layers";
+    let Some(s) = Shared::on_driver(what, &[Client::Go], "vfs") else {
+        return;
+    };
+    let mut f = Findings::new("changes_of_vfs_layers_are_the_go_clis");
+    let m = Meta::default();
+    let dir = meta(0o755);
+    let mut base = TarBuilder::new();
+    base.dir("etc/", &dir);
+    base.file("etc/hostname", &m, b"base\n");
+    base.file("etc/hosts", &m, b"127.0.0.1 localhost\n");
+    base.dir("usr/", &dir);
+    base.file("usr/gone", &m, b"x");
+    let mut child = TarBuilder::new();
+    child.file("etc/hostname", &m, b"child\n");
+    child.whiteout("usr/", "gone");
+    child.file("opt/x/y", &m, b"new\n");
+    let tars = [("base", base.finish()), ("child", child.finish())];
+    let mut parents = [String::new(), String::new()];
+    for (i, cli) in [Cli::Go, Cli::Ours].into_iter().enumerate() {
+        for (name, tar) in &tars {
+            let file = s.scratch(&format!("{name}-{i}.tar"));
+            std::fs::write(&file, tar).unwrap();
+            let mut args = vec!["import-layer", "-f", file.to_str().unwrap()];
+            if !parents[i].is_empty() {
+                args.push(&parents[i]);
+            }
+            let id = first_line(&s.cli(cli, &args).expect("import-layer"));
+            parents[i] = id;
+        }
+    }
+    let [go_child, our_child] = parents;
+    let go = s
+        .go(&["changes", "--json", &go_child])
+        .map(|o| sorted_changes(&o));
+    let go = f.ok("Go's `changes` of its layer", go);
+    let ours_on_go = s
+        .ours(&["changes", "--json", &go_child])
+        .map(|o| sorted_changes(&o));
+    let ours_on_go = f.ok("our `changes` of Go's layer", ours_on_go);
+    let ours = s
+        .ours(&["changes", "--json", &our_child])
+        .map(|o| sorted_changes(&o));
+    let ours = f.ok("our `changes` of our layer", ours);
+    f.check(
+        "Go's changes hold the parents with changes inside",
+        go.as_deref()
+            .is_some_and(|c| c.contains(r#""Path":"/etc""#) && c.contains(r#""Path":"/opt/x""#)),
+        format_args!("{go:?}"),
+    );
+    f.eq("our changes of Go's layer", &ours_on_go, &go);
+    f.eq("our changes of our layer", &ours, &go);
     f.done();
 }
 

@@ -370,8 +370,24 @@ fn created_layers_take_their_maps_or_their_parents_and_bad_flags_fail() {
             err.contains("host uid map specified along with UID mapping"),
             "{err}"
         );
-        let err = fails_on(&cs, driver, &["create-layer", "--uidmap", "0:1"], None);
-        assert!(err.contains("malformed"), "{err}");
+        // Upstream's words and exit code (1, not a usage error's 125).
+        let mut cmd = cs.command();
+        cmd.args([
+            "--storage-driver",
+            driver,
+            "create-layer",
+            "--uidmap",
+            "0:1",
+        ]);
+        let out = common::run_command(cmd, None);
+        assert_eq!(out.status.code(), Some(1));
+        let err = common::stderr(&out);
+        assert!(
+            err.contains(
+                "initializing ID mappings: uid setting is malformed expected [\"uint32:uint32:uint32\"]: [\"0:1\"]"
+            ),
+            "{err}"
+        );
         let err = fails_on(
             &cs,
             driver,

@@ -150,3 +150,93 @@ fn junk_to_applydiff_says_what_upstream_says() {
         }
     }
 }
+
+/// What a lookup that finds nothing, and other refusals scripts match
+/// on, say: upstream's words, with the exit code 1. Where the Go CLI is
+/// installed, each is asked of it too, on a store with the same names.
+#[test]
+fn refusals_say_what_upstream_says() {
+    let go = Path::new(GO_CLI).exists() && common::need_root("the Go CLI (it chowns its store)");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["delete-layer", "nosuch"],
+            "nosuch: identifier is not a layer",
+        ),
+        (
+            &["delete-image", "nosuch"],
+            "nosuch: identifier is not an image",
+        ),
+        (
+            &["delete-container", "nosuch"],
+            "nosuch: identifier is not a container",
+        ),
+        (&["delete", "nosuch"], "nosuch: layer not known"),
+        (
+            &["mount", "nosuch"],
+            "layer not known while mounting nosuch",
+        ),
+        (
+            &["unmount", "nosuch"],
+            "layer not known while unmounting nosuch",
+        ),
+        (&["get-names", "nosuch"], "layer not known"),
+        (&["set-names", "-n", "x", "nosuch"], "layer not known"),
+        (
+            &["set-metadata", "-m", "x", "nosuch"],
+            "identifier is not a layer, image, or container",
+        ),
+        (&["set-metadata", "img"], "no new metadata provided"),
+        (
+            &["get-image-data", "img", "nokey"],
+            "locating item named \"nokey\" for image with ID",
+        ),
+        (
+            &["get-layer-data", "lay", "nokey"],
+            "locating item named \"nokey\" for layer with ID",
+        ),
+        (
+            &["images-by-digest", "sha256:abc"],
+            "invalid checksum digest length",
+        ),
+        (
+            &["images-by-digest", "sha256"],
+            "invalid checksum digest format",
+        ),
+        (
+            &["create-layer", "--uidmap", "0:1"],
+            "initializing ID mappings: uid setting is malformed",
+        ),
+    ];
+    let cs = Cs::new();
+    cs.ok(&["create-layer", "-n", "lay"]);
+    cs.ok(&["create-image", "-n", "img", "lay"]);
+    let go_dir = common::TempRoot::new();
+    let go_cli = |args: &[&str]| {
+        Command::new(GO_CLI)
+            .arg("--graph")
+            .arg(go_dir.path().join("graph"))
+            .arg("--run")
+            .arg(go_dir.path().join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    if go {
+        assert!(go_cli(&["create-layer", "-n", "lay"]).status.success());
+        assert!(go_cli(&["create-image", "-n", "img", "lay"])
+            .status
+            .success());
+    }
+    for (args, words) in cases {
+        let out = cs.run(args, None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = common::stderr(&out);
+        assert!(err.contains(words), "ours, {args:?}: {err}");
+        if go {
+            let out = go_cli(args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(words), "Go CLI, {args:?}: {err}");
+        }
+    }
+}
