@@ -150,6 +150,7 @@ impl Store {
         if writable {
             durable::tighten_root(&graph)?;
             durable::tighten_root(&options.run_root)?;
+            move_own_dirs(&graph, drv);
         }
         for dir in private_dirs(&options) {
             match durable::check_store_dir(&dir, writable) {
@@ -334,8 +335,9 @@ fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
             layers.join(layout::DELETING),
             driver.join(layout::SHORT_LINKS),
             driver.join(layout::VFS_TREES),
-            driver.join(layout::USED_STAMPS),
-            driver.join(layout::UNSYNCED),
+            layers.join(layout::USED_STAMPS),
+            layers.join(layout::UNSYNCED),
+            layers.join(layout::SHARED_EMPTY),
         ]);
         dirs.extend([
             layers,
@@ -356,8 +358,37 @@ fn private_dirs(options: &StoreOptions) -> Vec<PathBuf> {
 /// Whether `dir` is one of the driver's own directories that a mount
 /// makes again when something else stands in its place (`l/`, `.used/`).
 fn driver_repairs(dir: &Path) -> bool {
-    dir.file_name()
-        .is_some_and(|n| n == layout::SHORT_LINKS || n == layout::USED_STAMPS)
+    dir.file_name().is_some_and(|n| {
+        n == layout::SHORT_LINKS || n == layout::USED_STAMPS || n == layout::SHARED_EMPTY
+    })
+}
+
+/// Moves the directories of ours an earlier version kept in the driver's
+/// directory to `<drv>-layers/` (see [`layout::own_dir`]): renamed when
+/// the new one is not there yet, else their entries are (a build's
+/// marker must not be lost) and the old one removed. Best effort: what
+/// is left is reported and tried again at the next open.
+fn move_own_dirs(graph: &Path, driver: &str) {
+    for (old, name) in layout::former_own_dirs(graph, driver) {
+        let is_dir = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir());
+        if !is_dir {
+            continue;
+        }
+        let new = layout::own_dir(graph, driver, name);
+        let moved = match std::fs::symlink_metadata(&new) {
+            Err(_) => std::fs::rename(&old, &new),
+            Ok(_) => std::fs::read_dir(&old)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name() != ".lock")
+                .try_for_each(|e| std::fs::rename(e.path(), new.join(e.file_name())))
+                .and_then(|()| durable::remove_tree(&old)),
+        };
+        if let Err(e) = moved {
+            tracing::warn!("{}: not moved to {}: {e}", old.display(), new.display());
+        }
+    }
 }
 
 /// Whether `path` lies on a filesystem mounted read-only (creating the

@@ -42,14 +42,19 @@ pub struct Evicted {
 }
 
 impl Store {
+    /// `<drv>-layers/.used/`.
+    pub(crate) fn used_stamps_dir(&self) -> PathBuf {
+        layout::own_dir(self.graph_root(), &self.options.driver, layout::USED_STAMPS)
+    }
+
     fn used_stamp(&self, id: &str) -> PathBuf {
-        self.driver_dir().join(layout::USED_STAMPS).join(id)
+        self.used_stamps_dir().join(id)
     }
 
     /// Records that `chain` was just used by a mount. Best effort: a
     /// missing stamp only makes the directory look cold.
     pub(crate) fn mark_used(&self, chain: &[Layer]) {
-        if super::driver::own_dir(&self.driver_dir().join(layout::USED_STAMPS)).is_err() {
+        if super::driver::own_dir(&self.used_stamps_dir()).is_err() {
             return;
         }
         for layer in chain {

@@ -318,7 +318,8 @@ impl Store {
             .into_iter()
             .filter(|n| is_id(n))
             .collect();
-        let stamps = list(&driver.join(layout::USED_STAMPS));
+        let stamps_dir = self.used_stamps_dir();
+        let stamps = list(&stamps_dir);
         let links_dir = driver.join(layout::SHORT_LINKS);
         let links = list(&links_dir);
         let layers_dir = self.layers_dir();
@@ -347,7 +348,7 @@ impl Store {
             }
         }
         for id in stamps.iter().filter(|id| !known.contains(*id)) {
-            remove_tree(&driver.join(layout::USED_STAMPS).join(id), report.dry_run);
+            remove_tree(&stamps_dir.join(id), report.dry_run);
         }
         for short in links {
             let link = links_dir.join(&short);

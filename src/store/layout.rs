@@ -24,9 +24,12 @@ use std::path::{Path, PathBuf};
 
 /// `overlay/l/`: the short links (`l/<short>` -> `../<id>/diff`).
 pub(crate) const SHORT_LINKS: &str = "l";
-/// `overlay/empty/`: the empty lower directory of a mount with too few
-/// lower layers.
+/// `overlay/<id>/empty/`: the empty lower directory of a parentless
+/// layer (upstream's).
 pub(crate) const EMPTY_LOWER: &str = "empty";
+/// `<drv>-layers/.empty/`: ours, the empty lower directory of a mount
+/// with too few lower layers.
+pub(crate) const SHARED_EMPTY: &str = ".empty";
 /// `vfs/dir/`: the vfs trees.
 pub(crate) const VFS_TREES: &str = "dir";
 /// The layer records in `<drv>-layers/`, and their lock.
@@ -49,9 +52,10 @@ pub(crate) const DELETING: &str = ".deleting";
 /// directory an `applydiff` removed to import into the pool; while the
 /// marker is there, a missing directory means an empty layer.
 pub(crate) const EMPTIED: &str = ".emptied";
-/// `<drv>/.used/<id>`: when a mount last used a layer's directory.
+/// `<drv>-layers/.used/<id>`: when a mount last used a layer's
+/// directory.
 pub(crate) const USED_STAMPS: &str = ".used";
-/// `<drv>/.unsynced/`: markers of overlay builds not yet on disk.
+/// `<drv>-layers/.unsynced/`: markers of builds not yet on disk.
 pub(crate) const UNSYNCED: &str = ".unsynced";
 /// A layer's entries in `overlay/<id>/`, upstream's names: its content,
 /// its short name, the overlay work and mount directories, the lower
@@ -153,6 +157,26 @@ pub(crate) fn manifest_path(graph: &Path, id: &str) -> PathBuf {
 /// the layer records (in the graph root's `<drv>-layers/`).
 pub(crate) fn tar_split_path(layers_dir: &Path, id: &str) -> PathBuf {
     layers_dir.join(format!("{id}{TAR_SPLIT_SUFFIX}"))
+}
+
+/// The directories of ours that are no layer's ([`USED_STAMPS`],
+/// [`UNSYNCED`], [`SHARED_EMPTY`]), in `<drv>-layers/` beside the
+/// records. Not in the driver's directory: upstream's overlay driver
+/// takes every directory there for a layer's when it makes its short
+/// links again (`recreateSymlinks`), and fails on one without a `link`.
+pub(crate) fn own_dir(graph: &Path, driver: &str, name: &str) -> PathBuf {
+    layers_dir(graph, driver).join(name)
+}
+
+/// Where earlier versions kept [`own_dir`]'s directories: in the
+/// driver's directory (`overlay/.used`, `overlay/empty`, ...).
+pub(crate) fn former_own_dirs(graph: &Path, driver: &str) -> [(PathBuf, &'static str); 3] {
+    let drv = driver_dir(graph, driver);
+    [
+        (drv.join(USED_STAMPS), USED_STAMPS),
+        (drv.join(UNSYNCED), UNSYNCED),
+        (drv.join(EMPTY_LOWER), SHARED_EMPTY),
+    ]
 }
 
 /// The layer ID of a tar-split's file name in `<drv>-layers/`.

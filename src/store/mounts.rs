@@ -293,6 +293,9 @@ impl Store {
                 if overlay && is_mountpoint(&path) {
                     unmount_path(&path)?;
                 }
+                if mounts.is_empty() {
+                    self.release();
+                }
                 return Ok(true);
             };
             mounts[i].count = if force {
@@ -313,7 +316,7 @@ impl Store {
             if last && overlay {
                 unmount_path(&path)?;
                 if none_left {
-                    super::host_mounts::release_home(&self.driver_dir());
+                    self.release();
                 }
             }
             Ok(last)
@@ -429,9 +432,10 @@ impl Store {
         // overlayfs needs a lower directory, and two without an upper.
         let needed = if writable { 1 } else { 2 };
         if lower_links.len() < needed {
-            super::driver::own_dir(&driver.join(layout::EMPTY_LOWER))?;
+            let empty = layout::own_dir(self.graph_root(), "overlay", layout::SHARED_EMPTY);
+            super::driver::own_dir(&empty)?;
             while lower_links.len() < needed {
-                lower_links.push(layout::EMPTY_LOWER.into());
+                lower_links.push(empty.display().to_string());
             }
         }
         let mut shifted = None;

@@ -1169,7 +1169,7 @@ fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt
     let lone = cs.ok_with_input(&ov(&["import-layer"]), &tar.finish());
     let lone = common::first_line_of(&String::from_utf8(lone).unwrap());
     let lone = common::first_line_of(&ov_ok(cs, &["create-image", &lone]));
-    for own in ["overlay/l", "overlay/.used", "overlay/empty"] {
+    for own in ["overlay/l", "overlay-layers/.used", "overlay-layers/.empty"] {
         let path = f.path(own);
         if std::fs::symlink_metadata(&path).is_ok() {
             swap_for_symlink(&path, &outside.dir);
@@ -1177,7 +1177,7 @@ fn overlay_directories_and_short_links_swapped_for_symlinks_are_reported_rebuilt
             std::os::unix::fs::symlink(&outside.dir, &path).unwrap();
         }
         mounted_right(cs);
-        // One layer read-only: overlayfs gets `empty` as a second lower.
+        // One layer read-only: overlayfs gets `.empty` as a second lower.
         let m = PathBuf::from(ov_ok(cs, &["mount", "-r", &lone]).trim());
         assert!(m.join("lone").is_file() && !m.join("secret").exists());
         ov_ok(cs, &["unmount", &lone]);

@@ -537,6 +537,77 @@ fn a_go_client_opening_the_store_leaves_our_mounts_in_sight() {
 }
 
 #[test]
+fn go_makes_its_short_links_again_in_a_store_we_used() {
+    // Upstream's overlay driver, missing a short link (`l/<short>`),
+    // makes them all again from every directory in `overlay/`, and fails
+    // on one without a `link` file: ours (`.used/`, `.unsynced/`, the
+    // shared `empty/`) were there, so Go could mount nothing.
+    let what = "Go making its short links again in a store we used";
+    let Some(s) = Shared::new(what, &[Client::Go]) else {
+        return;
+    };
+    let mut f = Findings::new("go_makes_its_short_links_again_in_a_store_we_used");
+    let base = first_line(
+        &s.ours(&["create-layer", "-n", "base"])
+            .expect("our create-layer"),
+    );
+    let mounted = s.ours(&["mount", "base"]).expect("our mount");
+    std::fs::write(Path::new(mounted.trim()).join("note"), "base").unwrap();
+    s.ours(&["unmount", "base"]).expect("our unmount");
+    let top = first_line(
+        &s.ours(&["create-layer", "-n", "top", "base"])
+            .expect("create-layer"),
+    );
+    s.ours(&["create-image", "-n", "img", "top"])
+        .expect("create-image");
+    // A read-only mount of a one-layer image needs the shared empty lower.
+    let one = first_line(
+        &s.ours(&["create-layer", "-n", "one"])
+            .expect("create-layer"),
+    );
+    s.ours(&["create-image", "-n", "one-img", "one"])
+        .expect("create-image");
+    s.ours(&["mount", "-r", "one-img"]).expect("our mount -r");
+    s.ours(&["unmount", "one-img"]).expect("our unmount");
+    let home = s.graph().join("overlay");
+    let strays: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "l" && ![&base, &top, &one].contains(&n))
+        .collect();
+    f.eq(
+        "directories in overlay/ that are no layer's",
+        &strays,
+        &Vec::new(),
+    );
+    let short = std::fs::read_to_string(home.join(&base).join("link")).unwrap();
+    std::fs::remove_file(home.join("l").join(short.trim())).unwrap();
+    if let Some(mounted) = f.ok(
+        "Go `mount top` with a short link gone",
+        s.go(&["mount", &top]),
+    ) {
+        let read = std::fs::read_to_string(Path::new(mounted.trim()).join("note"));
+        f.eq(
+            "base's file through Go's mount",
+            &read.ok(),
+            &Some("base".to_string()),
+        );
+        f.ok("Go `unmount top`", s.go(&["unmount", &top]));
+    }
+    f.check(
+        "Go made the short link again",
+        home.join("l").join(short.trim()).exists(),
+        "l/<short> still missing",
+    );
+    if let Some(out) = f.ok("our `check`", s.ours(&["check"])) {
+        f.eq("our `check` says nothing", &out.trim(), &"");
+    }
+    f.done();
+}
+
+#[test]
 fn gc_and_check_r_make_again_the_driver_entries_a_crash_left_missing() {
     // An import adds its record, then the driver entries Go reads: a
     // crash between the two leaves a layer Go cannot mount. Removing the

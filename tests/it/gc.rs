@@ -432,7 +432,7 @@ fn eviction_follows_the_policy_spares_mounted_layers_and_rebuilds_on_mount() {
         "a tree used a moment ago was evicted: {report}"
     );
     // An hour and a half later, by the use stamp.
-    let stamp = cs.graph().join("vfs/.used").join(&id);
+    let stamp = cs.graph().join("vfs-layers/.used").join(&id);
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5400);
     std::fs::File::options()
         .write(true)

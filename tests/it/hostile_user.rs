@@ -270,7 +270,7 @@ fn attack_a_root_store(umask: &'static str) {
         "chunks/tmp/next.pack",
         "objects/.lock",
         "objects/tmp/next",
-        "overlay/.unsynced/next",
+        "overlay-layers/.unsynced/next",
         "manifests/next",
         "overlay-layers/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/notes",
     ]
@@ -543,7 +543,7 @@ fn a_store_left_open_to_others_is_closed_when_opened_for_writing() {
         "vfs-containers",
         "vfs",
         "vfs/dir",
-        "vfs/.used",
+        "vfs-layers/.used",
         "chunks",
         "chunks/packs",
         "chunks/tmp",

@@ -477,7 +477,7 @@ fn a_mount_that_loses_to_a_delete(driver: &str) {
     for left in [
         driver_dir.join(&id),
         driver_dir.join("dir").join(&id),
-        driver_dir.join(".used").join(&id),
+        cs.graph().join(format!("{driver}-layers/.used")).join(&id),
     ] {
         assert!(
             std::fs::symlink_metadata(&left).is_err(),

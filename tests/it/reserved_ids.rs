@@ -130,7 +130,7 @@ fn id_dirs(cs: &Cs) -> Vec<(PathBuf, &'static str)> {
         out.push((g.join(format!("{d}-containers")), "containers"));
         out.push((r.join(format!("{d}-images")), "images"));
         out.push((r.join(format!("{d}-containers")), "containers"));
-        out.push((g.join(format!("{d}/.used")), "layers"));
+        out.push((g.join(format!("{d}-layers/.used")), "layers"));
     }
     out.push((g.join("overlay"), "layers"));
     out.push((g.join("vfs/dir"), "layers"));
@@ -234,7 +234,7 @@ fn no_name_the_layout_made_where_ids_live_is_accepted_as_an_id() {
         ".deleting",
     ];
     if root {
-        expected.extend(["l", "empty", ".used", ".unsynced"]);
+        expected.extend(["l", ".used", ".unsynced"]);
     }
     for name in expected {
         assert!(

@@ -69,7 +69,7 @@ fn boot_id() -> String {
 }
 
 fn markers(cs: &Cs) -> Vec<PathBuf> {
-    let dir = cs.graph().join("overlay").join(".unsynced");
+    let dir = cs.graph().join("overlay-layers").join(".unsynced");
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -155,7 +155,7 @@ fn a_build_another_boot_left_unsettled_is_built_again_with_fresh_objects() {
     let shorts = cs.graph().join("overlay").join("l");
     assert!(shorts.join(&short).exists());
     let lost = format!("{layer}-00000000000000ff");
-    let unsynced = cs.graph().join("overlay").join(".unsynced");
+    let unsynced = cs.graph().join("overlay-layers").join(".unsynced");
     fs::write(unsynced.join(lost), "00000000-0000-0000-0000-000000000000").unwrap();
     let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
     same_as_tar(&cs, "img", &mounted);
@@ -165,6 +165,53 @@ fn a_build_another_boot_left_unsettled_is_built_again_with_fresh_objects() {
     );
     assert_ne!(fs::read_to_string(&link).unwrap(), short);
     cs_overlay(&cs, &["unmount", "one"]);
+}
+
+#[test]
+fn the_directories_an_earlier_version_kept_in_overlay_are_moved_and_honoured() {
+    // Earlier versions kept `.used/`, `.unsynced/` and the shared
+    // `empty/` in `overlay/`, where upstream's driver, making its short
+    // links again, fails on them. A writable open moves them beside the
+    // layer records; a lost build's marker still has its build redone.
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let layer = import(&cs, "img", &image(1_600_000_000), "overlay");
+    cs_overlay(&cs, &["create-image", "-n", "one", "img"]);
+    cs_overlay(&cs, &["mount", "-r", "one"]);
+    cs_overlay(&cs, &["unmount", "one"]);
+    cs_overlay(&cs, &["gc", "--evict", "never"]);
+    let home = cs.graph().join("overlay");
+    let records = cs.graph().join("overlay-layers");
+    // The layout as an earlier version left it.
+    fs::rename(records.join(".used"), home.join(".used")).unwrap();
+    fs::rename(records.join(".empty"), home.join("empty")).unwrap();
+    fs::create_dir(home.join(".unsynced")).unwrap();
+    let link = home.join(&layer).join("link");
+    let short = fs::read_to_string(&link).unwrap();
+    let lost = home
+        .join(".unsynced")
+        .join(format!("{layer}-00000000000000ff"));
+    fs::write(&lost, "00000000-0000-0000-0000-000000000000").unwrap();
+    let mounted = PathBuf::from(cs_overlay(&cs, &["mount", "-r", "one"]).trim());
+    same_as_tar(&cs, "img", &mounted);
+    assert_ne!(
+        fs::read_to_string(&link).unwrap(),
+        short,
+        "the lost build was built again"
+    );
+    cs_overlay(&cs, &["unmount", "one"]);
+    for old in [".used", ".unsynced", "empty"] {
+        assert!(!home.join(old).exists(), "overlay/{old} is left");
+    }
+    for new in [".used", ".unsynced", ".empty"] {
+        assert!(
+            records.join(new).is_dir(),
+            "overlay-layers/{new} is missing"
+        );
+    }
+    assert!(records.join(".used").join(&layer).is_file());
 }
 
 #[test]
