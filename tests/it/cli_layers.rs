@@ -643,6 +643,55 @@ fn status_prints_roots_driver_and_pool_figures() {
     );
 }
 
+/// On overlay, upstream's driver facts follow `Driver Options`, as the
+/// Go CLI prints them for the same graph root.
+#[test]
+fn overlay_status_has_the_drivers_facts_as_upstreams() {
+    if !common::need_root("overlay") {
+        return;
+    }
+    let cs = Cs::new();
+    let out = cs.run(&["--storage-driver", "overlay", "status"], None);
+    expect_status(&out, &["status"], 0);
+    let ours: Vec<String> = stderr(&out).lines().map(String::from).collect();
+    assert_eq!(
+        ours[4..8]
+            .iter()
+            .map(|l| l.split(": ").next().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "Backing Filesystem",
+            "Supports d_type",
+            "Native Overlay Diff",
+            "Using metacopy"
+        ],
+        "{ours:?}"
+    );
+    let go = std::path::Path::new("/usr/bin/containers-storage");
+    if go.exists() {
+        let out = std::process::Command::new(go)
+            .arg("--graph")
+            .arg(cs.graph())
+            .arg("--run")
+            .arg(cs.run_root())
+            .args(["--storage-driver", "overlay", "status"])
+            .output()
+            .unwrap();
+        let theirs: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(ours[..8], theirs[..8], "ours, then the Go CLI's");
+        // Go's driver binds `overlay/` on itself and leaves it mounted.
+        let _ = nix::mount::umount2(
+            &cs.graph().join("overlay"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
+    let out = cs.run(&["--storage-driver", "vfs", "status"], None);
+    assert!(!stderr(&out).contains("Backing Filesystem"));
+}
+
 #[test]
 fn version_prints_the_version() {
     let cs = Cs::new();
