@@ -312,24 +312,11 @@ pub fn apply_diff(store: &Store, args: &args::ApplyDiff) -> Outcome {
     Ok(0)
 }
 
-/// Refuses a `from` layer other than the layer's parent.
-fn check_from(store: &Store, arg: &str, from: Option<&str>) -> Result<(), Failure> {
-    if let Some(from) = from.filter(|f| !f.is_empty()) {
-        let layer = store.layer(&store.mount_layer_id(arg)?)?;
-        let from = store.layer(from)?;
-        if from.id != layer.parent {
-            return Err(Failure::usage(format!(
-                "layer {}: changes against {} (not its parent) are not supported",
-                layer.id, from.id
-            )));
-        }
-    }
-    Ok(())
-}
-
 pub fn changes(store: &Store, args: &args::Changes) -> Outcome {
-    check_from(store, &args.layer, args.from.as_deref())?;
-    let changes = store.changes(&args.layer)?;
+    let changes = match args.from.as_deref().filter(|f| !f.is_empty()) {
+        Some(from) => store.changes_from(&args.layer, from)?,
+        None => store.changes(&args.layer)?,
+    };
     if args.json.json {
         return output::json(&changes);
     }
@@ -345,8 +332,11 @@ pub fn changes(store: &Store, args: &args::Changes) -> Outcome {
 }
 
 pub fn diff_size(store: &Store, args: &args::DiffSize) -> Outcome {
-    check_from(store, &args.layer, args.from.as_deref())?;
-    outln!("{}", store.diff_size(&args.layer)?);
+    let size = match args.from.as_deref().filter(|f| !f.is_empty()) {
+        Some(from) => store.diff_size_from(&args.layer, from)?,
+        None => store.diff_size(&args.layer)?,
+    };
+    outln!("{size}");
     Ok(0)
 }
 

@@ -335,6 +335,105 @@ pub fn changes(
     Ok(out)
 }
 
+/// `view` with the directories its paths imply (a tar may leave a file's
+/// directories out; extracting it makes them, mode 0755, owned by root).
+pub fn with_implied_dirs(mut view: BTreeMap<Vec<u8>, Entry>) -> BTreeMap<Vec<u8>, Entry> {
+    let mut implied = Vec::new();
+    for path in view.keys() {
+        for (i, _) in path.iter().enumerate().filter(|(_, &b)| b == b'/') {
+            let dir = &path[..i];
+            if !view.contains_key(dir) {
+                implied.push(dir.to_vec());
+            }
+        }
+    }
+    for dir in implied {
+        let mut entry = Entry::new(EntryKind::Dir, dir.clone());
+        entry.mode = 0o755;
+        view.entry(dir).or_insert(entry);
+    }
+    view
+}
+
+/// Whether `view` has `path`, as an entry or as a directory its other
+/// paths imply.
+pub fn view_has(view: &BTreeMap<Vec<u8>, Entry>, path: &[u8]) -> bool {
+    let mut prefix = path.to_vec();
+    prefix.push(b'/');
+    view.contains_key(path)
+        || view
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+}
+
+/// The changes that turn the tree `from` into the tree `to` (two layers'
+/// whole views, path -> entry), as upstream's tree comparison
+/// (`ChangesDirs`) reports them: added paths, modified ones (kind, mode,
+/// owner, device, `security.capability`, and for what is not a
+/// directory its time and size), deleted ones (the top-most only), and
+/// the directories holding changes; in path order.
+pub fn compare_views(
+    to: &BTreeMap<Vec<u8>, Entry>,
+    from: &BTreeMap<Vec<u8>, Entry>,
+) -> Vec<Change> {
+    let change = |path: &[u8], kind| Change {
+        path: format!("/{}", String::from_utf8_lossy(path)),
+        kind,
+    };
+    let mut out = Vec::new();
+    for (path, entry) in to.iter().filter(|(p, _)| !p.is_empty()) {
+        match from.get(path) {
+            None => out.push(change(path, ChangeKind::Add)),
+            Some(old) if entries_differ(entry, old) => out.push(change(path, ChangeKind::Modify)),
+            Some(_) => {}
+        }
+    }
+    let mut deleted: Vec<&[u8]> = Vec::new();
+    for path in from
+        .keys()
+        .filter(|p| !p.is_empty() && !to.contains_key(*p))
+    {
+        let below = deleted
+            .iter()
+            .any(|d| path.starts_with(d) && path.get(d.len()) == Some(&b'/'));
+        if !below {
+            deleted.push(path);
+            out.push(change(path, ChangeKind::Delete));
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    with_changed_parents(out, |p| from.contains_key(p), true)
+}
+
+/// Whether two entries of one path differ as upstream's `statDifferent`
+/// has it.
+fn entries_differ(new: &Entry, old: &Entry) -> bool {
+    let kind = |e: &Entry| match e.kind {
+        EntryKind::Hardlink => EntryKind::File,
+        k => k,
+    };
+    let capability = |e: &Entry| {
+        e.xattrs
+            .iter()
+            .find(|x| x.name == "security.capability")
+            .map(|x| x.value.clone())
+    };
+    let size = |e: &Entry| match e.kind {
+        EntryKind::Symlink => Some(e.link.len() as u64),
+        EntryKind::File => Some(e.size),
+        _ => None,
+    };
+    kind(new) != kind(old)
+        || new.mode != old.mode
+        || (new.uid, new.gid) != (old.uid, old.gid)
+        || (new.dev_major, new.dev_minor) != (old.dev_major, old.dev_minor)
+        || capability(new) != capability(old)
+        || (kind(new) != EntryKind::Dir
+            && ((new.mtime, new.mtime_nsec) != (old.mtime, old.mtime_nsec)
+                || matches!((size(new), size(old)), (Some(a), Some(b)) if a != b)))
+}
+
 /// `changes` with the directories that hold changes and are not listed
 /// (not `/`), each right before the first change inside it: an `Add` of
 /// one that did not exist below (`existed` says; an extraction made it

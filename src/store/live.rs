@@ -117,9 +117,62 @@ impl Store {
             });
         }
         // The directories the tar leaves out but its extraction makes.
-        let existed = |path: &[u8]| lower.contains_key(path);
+        let existed = |path: &[u8]| materialize::view_has(&lower, path);
         let vfs = self.options.driver == "vfs";
         Ok(materialize::with_changed_parents(out, existed, vfs))
+    }
+
+    /// What the layer (or container's layer) `arg` changes relative to
+    /// the layer `from`, any layer: with its parent, [`Store::changes`];
+    /// else the two layers' whole trees compared, as upstream's drivers
+    /// do then (`NaiveDiffDriver`).
+    pub fn changes_from(&self, arg: &str, from: &str) -> Result<Vec<Change>> {
+        let (layer, from) = self.layer_and_reference(arg, from)?;
+        match from.id == layer.parent {
+            true => self.changes(&layer.id),
+            false => Ok(materialize::compare_views(
+                &self.whole_view(&layer)?,
+                &self.whole_view(&from)?,
+            )),
+        }
+    }
+
+    /// [`Store::diff_size`] relative to the layer `from`, any layer: with
+    /// another than its parent, what upstream's tree comparison counts,
+    /// the sizes of the added and modified paths that are no directories
+    /// (a symlink its target's length, hard links of one file once).
+    pub fn diff_size_from(&self, arg: &str, from: &str) -> Result<u64> {
+        let (layer, reference) = self.layer_and_reference(arg, from)?;
+        if reference.id == layer.parent {
+            return self.diff_size(&layer.id);
+        }
+        let view = self.whole_view(&layer)?;
+        let changes = materialize::compare_views(&view, &self.whole_view(&reference)?);
+        Ok(changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Delete)
+            .filter_map(|c| view.get(&c.path.as_bytes()[1..]))
+            .map(|e| match e.kind {
+                EntryKind::File => e.size,
+                EntryKind::Symlink => e.link.len() as u64,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    fn layer_and_reference(&self, arg: &str, from: &str) -> Result<(Layer, Layer)> {
+        let layer = self.layer(&self.mount_layer(arg, false)?)?;
+        let from = self.layer(&self.mount_layer(from, false)?)?;
+        Ok((layer, from))
+    }
+
+    /// The whole tree the layer and those below it give.
+    fn whole_view(&self, layer: &Layer) -> Result<BTreeMap<Vec<u8>, Entry>> {
+        let views = self.chain_views(&self.chain(&layer.id)?)?;
+        let refs: Vec<_> = views.iter().collect();
+        Ok(materialize::with_implied_dirs(materialize::lower_view(
+            &refs,
+        )))
     }
 
     /// The size of the layer's changes, as upstream's drivers count it:

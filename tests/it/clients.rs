@@ -1143,6 +1143,82 @@ fn changes_of_vfs_layers_are_the_go_clis() {
 }
 
 #[test]
+fn changes_and_diffsize_against_any_layer_are_the_go_clis() {
+    // Against a layer other than its parent, upstream compares the two
+    // layers' whole trees (`NaiveDiffDriver`); ours refused.
+    for driver in ["vfs", "overlay"] {
+        let what = "changes against any layer";
+        let Some(s) = Shared::on_driver(what, &[Client::Go], driver) else {
+            return;
+        };
+        let mut f = Findings::new("changes_and_diffsize_against_any_layer_are_the_go_clis");
+        let m = Meta::default();
+        let at = |mtime| Meta {
+            mtime,
+            ..Meta::default()
+        };
+        let dir = meta(0o755);
+        let mut base = TarBuilder::new();
+        base.dir("etc/", &dir);
+        base.file("etc/hostname", &m, b"base\n");
+        base.file("etc/hosts", &m, b"127.0.0.1 localhost\n");
+        base.dir("usr/", &dir);
+        base.file("usr/gone", &m, b"x");
+        let mut mid = TarBuilder::new();
+        mid.file("etc/hostname", &at(1_700_000_000), b"middle\n");
+        mid.file("opt/x/y", &m, b"new\n");
+        let mut top = TarBuilder::new();
+        top.whiteout("usr/", "gone");
+        top.file("etc/new", &m, b"added\n");
+        let mut sibling = TarBuilder::new();
+        sibling.file("etc/hosts", &meta(0o600), b"127.0.0.1 localhost\n");
+        let tars = [
+            ("base", base.finish(), ""),
+            ("mid", mid.finish(), "base"),
+            ("top", top.finish(), "mid"),
+            ("sibling", sibling.finish(), "base"),
+        ];
+        let mut ids: [BTreeMap<&str, String>; 2] = Default::default();
+        for (i, cli) in [Cli::Go, Cli::Ours].into_iter().enumerate() {
+            for (name, tar, parent) in &tars {
+                let file = s.scratch(&format!("{name}-{i}.tar"));
+                std::fs::write(&file, tar).unwrap();
+                let mut args = vec!["import-layer", "-f", file.to_str().unwrap()];
+                if !parent.is_empty() {
+                    args.push(&ids[i][parent]);
+                }
+                let id = first_line(&s.cli(cli, &args).expect("import-layer"));
+                ids[i].insert(name, id);
+            }
+        }
+        for (layer, from) in [("top", "base"), ("sibling", "mid"), ("base", "top")] {
+            for cmd in ["changes", "diffsize"] {
+                let args = |i: usize| {
+                    let mut a = vec![cmd.to_string()];
+                    if cmd == "changes" {
+                        a.push("--json".into());
+                    }
+                    a.extend([ids[i][layer].clone(), ids[i][from].clone()]);
+                    a
+                };
+                let run = |cli, i| {
+                    let a = args(i);
+                    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                    s.cli(cli, &a).map(|o| sorted_changes(&o))
+                };
+                let what = format!("{driver}: {cmd} {layer} {from}");
+                let go = f.ok(&format!("Go's {what}"), run(Cli::Go, 0));
+                let ours_on_go = f.ok(&format!("our {what} of Go's layers"), run(Cli::Ours, 0));
+                let ours = f.ok(&format!("our {what} of our layers"), run(Cli::Ours, 1));
+                f.eq(&format!("our {what} of Go's layers"), &ours_on_go, &go);
+                f.eq(&format!("our {what} of our layers"), &ours, &go);
+            }
+        }
+        f.done();
+    }
+}
+
+#[test]
 fn our_cli_waits_for_a_lock_the_go_cli_holds() {
     let what = "our CLI waiting for the Go CLI's lock";
     let Some(s) = Shared::new(what, &[Client::Go]) else {
