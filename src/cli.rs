@@ -284,7 +284,7 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         C::Gc(a) => gc::gc(store, &a),
         C::Dedup(a) => dedup::dedup(store, &a),
         C::Wipe(a) => admin::wipe(store, a.json.json),
-        C::Shutdown(a) => admin::shutdown(store, a.force),
+        C::Shutdown(a) => admin::shutdown(store, a.force, a.json.json),
         C::Status(a) => status::status(store, a.json.json),
         C::Version(a) => status::version(a.json.json),
         C::Config(_) => Err(Failure::usage("config is answered before the store opens")),

@@ -102,6 +102,16 @@ pub enum Error {
     /// tar-split would not give it back.
     #[error("no tar-split for this tar: {0}")]
     TarSplitUnsupported(String),
+    /// A diff against a layer other than the parent, of a chain whose
+    /// layers map IDs otherwise than the top one (no one mapping takes
+    /// their files' owners back).
+    #[error("layer {layer}: a diff against a layer other than its parent is not supported where layer {other} below maps IDs otherwise")]
+    MixedMapsDiff {
+        /// The layer asked for.
+        layer: String,
+        /// A layer of its chain that maps IDs otherwise.
+        other: String,
+    },
     /// A stored file (record, manifest, index, pack) does not parse.
     #[error("{path}: {what}", path = path.display())]
     Corrupt {

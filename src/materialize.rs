@@ -23,7 +23,7 @@ pub use build::{BuildOptions, BuildStats, Format};
 pub(crate) use changes::marked_opaque;
 pub use changes::{
     changes, compare_views, directory_view, lower_view, view_has, with_changed_parents,
-    with_implied_dirs, write_diff, write_diff_owned, Change, ChangeKind,
+    with_implied_dirs, write_diff, write_diff_owned, write_tree_diff, Change, ChangeKind,
 };
 pub(crate) use compare::{compare, walk as walk_tree, ExpectedTree};
 pub use copy::{copy_into, copy_over, copy_tree, Chown, Owners};

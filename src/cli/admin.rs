@@ -5,18 +5,20 @@ use containers_storage::Store;
 use super::output;
 use super::{Failure, Outcome};
 
+/// Removes everything; with `--json`, upstream's `""` once done.
 pub fn wipe(store: &Store, json: bool) -> Outcome {
     store.wipe()?;
     if json {
-        return output::json(&serde_json::json!({}));
+        return output::json(&"");
     }
     Ok(0)
 }
 
 /// Releases the store; with `--force`, unmounts every mount first (what
 /// a killed mount left without a record too). Without it, a store with
-/// mounts fails, in upstream's words.
-pub fn shutdown(store: &Store, force: bool) -> Outcome {
+/// mounts fails, in upstream's words. With `--json`, upstream's `""` once
+/// done.
+pub fn shutdown(store: &Store, force: bool, json: bool) -> Outcome {
     if force {
         store.unmount_all()?;
     } else if store.mounts()?.iter().any(|m| m.count > 0) {
@@ -26,5 +28,8 @@ pub fn shutdown(store: &Store, force: bool) -> Outcome {
         );
     }
     store.release();
+    if json {
+        return output::json(&"");
+    }
     Ok(0)
 }

@@ -830,6 +830,8 @@ pub struct Shutdown {
     /// Unmount everything first.
     #[arg(short = 'f', long = "force", bool_flag())]
     pub force: bool,
+    #[command(flatten)]
+    pub json: Json,
 }
 
 /// The commands, with upstream's names and aliases. The first line of a

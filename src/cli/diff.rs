@@ -3,34 +3,31 @@
 use std::io::Write;
 use std::path::Path;
 
-use containers_storage::{Compression, Error, Op, Store};
+use containers_storage::{Error, Op, Store};
 
 use super::args;
 use super::progress::{CountingWriter, Progress};
-use super::{Failure, Outcome};
+use super::Outcome;
 
 pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
     let compression = args.compression();
     let layer = store.layer(&store.mount_layer_id(&args.layer)?)?;
-    if let Some(from) = args.from.as_deref().filter(|f| !f.is_empty()) {
-        let from = store.layer(from)?;
-        if from.id != layer.parent {
-            return Err(Failure::usage(format!(
-                "layer {}: a diff against {} (not its parent) is not supported",
-                layer.id, from.id
-            )));
-        }
-    }
+    let from = args.from.as_deref().filter(|f| !f.is_empty());
+    // Against any layer but the parent, the two whole trees' changes.
+    let export = |out: &mut dyn Write| match from {
+        Some(from) => store.diff_from(&layer.id, from, compression, out),
+        None => store.diff(&layer.id, compression, out),
+    };
     let progress = Progress::start("diff", None);
     let result = match args.file.as_deref() {
-        Some(path) => write_file(store, &layer.id, compression, path, &progress),
+        Some(path) => write_file(&export, path, &progress),
         None => {
             let stdout = std::io::stdout();
             let mut out = CountingWriter {
                 inner: stdout.lock(),
                 progress: &progress,
             };
-            store.diff(&layer.id, compression, &mut out).and_then(|()| {
+            export(&mut out).and_then(|()| {
                 out.flush().map_err(|source| Error::Stream {
                     what: "writing the layer stream".into(),
                     source,
@@ -48,9 +45,7 @@ pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
 /// failed diff leaves no partial file; anything else (a FIFO, a device,
 /// `/dev/stdout`) is written directly.
 fn write_file(
-    store: &Store,
-    id: &str,
-    compression: Option<Compression>,
+    export: &dyn Fn(&mut dyn Write) -> Result<(), Error>,
     path: &Path,
     progress: &Progress,
 ) -> Result<(), Error> {
@@ -70,7 +65,7 @@ fn write_file(
             inner: std::io::BufWriter::new(out),
             progress,
         };
-        store.diff(id, compression, &mut out)?;
+        export(&mut out)?;
         return out.flush().map_err(io(Op::Write, path));
     }
     let name = path
@@ -90,8 +85,7 @@ fn write_file(
         inner: std::io::BufWriter::new(out),
         progress,
     };
-    let written = store
-        .diff(id, compression, &mut out)
+    let written = export(&mut out)
         .and_then(|()| out.flush().map_err(io(Op::Write, &tmp)))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(io(Op::Rename, path)));
     if written.is_err() {

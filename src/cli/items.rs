@@ -87,9 +87,11 @@ pub fn get_names(store: &Store, args: &args::GetNames) -> Outcome {
 }
 
 pub fn update_names(store: &Store, args: &args::Names, op: NamesOp) -> Outcome {
-    store.update_names(&args.item, op, &args.flags.names)?;
+    // By ID afterwards: the name given may be one the change removed.
+    let (_, id) = store.resolve(&args.item)?;
+    store.update_names(&id, op, &args.flags.names)?;
     if args.flags.json.json {
-        return output::json(&store.names(&args.item)?);
+        return output::json(&store.names(&id)?);
     }
     Ok(0)
 }

@@ -424,14 +424,25 @@ fn entries_differ(new: &Entry, old: &Entry) -> bool {
         EntryKind::File => Some(e.size),
         _ => None,
     };
-    kind(new) != kind(old)
-        || new.mode != old.mode
+    if kind(new) != kind(old) {
+        return true;
+    }
+    // A hard link entry carries its own header, not its file's metadata
+    // (which a tree built here shows): only its kind counts.
+    if new.kind == EntryKind::Hardlink || old.kind == EntryKind::Hardlink {
+        return false;
+    }
+    // A symlink by its target and owner (as [`changes`] compares one): a
+    // tree built here keeps neither its mode nor its time.
+    let link = kind(new) == EntryKind::Symlink;
+    let timed = !link && kind(new) != EntryKind::Dir;
+    (!link && new.mode != old.mode)
         || (new.uid, new.gid) != (old.uid, old.gid)
         || (new.dev_major, new.dev_minor) != (old.dev_major, old.dev_minor)
         || capability(new) != capability(old)
-        || (kind(new) != EntryKind::Dir
-            && ((new.mtime, new.mtime_nsec) != (old.mtime, old.mtime_nsec)
-                || matches!((size(new), size(old)), (Some(a), Some(b)) if a != b)))
+        || (kind(new) == EntryKind::Symlink && new.link != old.link)
+        || (timed && (new.mtime, new.mtime_nsec) != (old.mtime, old.mtime_nsec))
+        || matches!((size(new), size(old)), (Some(a), Some(b)) if a != b)
 }
 
 /// `changes` with the directories that hold changes and are not listed
@@ -489,6 +500,45 @@ pub fn write_diff_owned(
     out: &mut dyn Write,
     owner: &dyn Fn(u32, u32) -> Result<(u32, u32)>,
 ) -> Result<u64> {
+    let source = |rel: &[u8]| Ok(root.join(OsStr::from_bytes(rel)));
+    write_entries(&source, true, changes, out, owner)
+}
+
+/// The diff tar of `changes` between two whole trees, each path's file
+/// taken from the first of `dirs` (top first: a chain's directories, as
+/// overlayfs stacks them) that has it, with no opaque markers (a whole
+/// tree has none). A path none of them has fails the diff.
+pub fn write_tree_diff(
+    dirs: &[std::path::PathBuf],
+    changes: &[Change],
+    out: &mut dyn Write,
+    owner: &dyn Fn(u32, u32) -> Result<(u32, u32)>,
+) -> Result<u64> {
+    let source = |rel: &[u8]| {
+        let rel = OsStr::from_bytes(rel);
+        let found = dirs
+            .iter()
+            .map(|d| d.join(rel))
+            .find(|p| std::fs::symlink_metadata(p).is_ok());
+        match found {
+            Some(path) => Ok(path),
+            None => {
+                let path = dirs.first().map(|d| d.join(rel)).unwrap_or_default();
+                let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+                Err(Error::io(Op::Stat, &path, gone))
+            }
+        }
+    };
+    write_entries(&source, false, changes, out, owner)
+}
+
+fn write_entries(
+    source: &dyn Fn(&[u8]) -> Result<std::path::PathBuf>,
+    opaque_markers: bool,
+    changes: &[Change],
+    out: &mut dyn Write,
+    owner: &dyn Fn(u32, u32) -> Result<(u32, u32)>,
+) -> Result<u64> {
     let mut counting = Counting {
         inner: out,
         count: 0,
@@ -502,16 +552,16 @@ pub fn write_diff_owned(
     for change in changes {
         let rel = change.path.trim_start_matches('/').as_bytes().to_vec();
         if change.kind == ChangeKind::Delete {
+            // Mode 0, as upstream writes a deletion.
             let entry = TarEntry {
                 path: whiteout_for(&rel),
                 typeflag: b'0',
-                mode: 0o644,
                 ..TarEntry::default()
             };
             tar.append(&entry, None).map_err(written)?;
             continue;
         }
-        let path = root.join(OsStr::from_bytes(&rel));
+        let path = source(&rel)?;
         let meta = std::fs::symlink_metadata(&path).at(Op::Stat, &path)?;
         let (uid, gid) = owner(meta.uid(), meta.gid())?;
         let mut entry = TarEntry {
@@ -561,7 +611,7 @@ pub fn write_diff_owned(
             }
         }
         tar.append(&entry, None).map_err(written)?;
-        if kind == EntryKind::Dir && marked_opaque(&path) {
+        if opaque_markers && kind == EntryKind::Dir && marked_opaque(&path) {
             let marker = TarEntry {
                 path: opaque_marker(&rel),
                 typeflag: b'0',

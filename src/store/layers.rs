@@ -549,7 +549,9 @@ impl Store {
     ///   becomes pool-backed, exactly as if it had been imported.
     /// - Any other layer gets the stream applied to its directory: a
     ///   pool-backed layer becomes directory-backed first (see
-    ///   `store/privatize.rs`); its recorded digests stay as they are.
+    ///   `store/privatize.rs`). As upstream's, its recorded digests,
+    ///   sizes, compression and ID sets and its tar-split become the
+    ///   stream's, so that `diff` gives this stream back.
     ///
     /// The whole stream is read and checked before anything changes, so
     /// bad input leaves the layer as it was. A mounted layer and a
@@ -607,13 +609,35 @@ impl Store {
         // Held until the diff is applied: the sweep must not take its
         // chunks before.
         let _guard = self.pool.write_guard()?;
-        let diff = manifest::import_tar(input, &self.pool, observer)
-            .map_err(|e| e.for_layer(&layer.id))?
-            .manifest;
+        let imported = manifest::import_tar(input, &self.pool, observer)
+            .map_err(|e| e.for_layer(&layer.id))?;
+        let diff = imported.manifest;
+        let tar_split = tar_split_of(&layer.id, &diff, &imported.crc64)?;
         let layer = self.privatize(&layer)?;
         // Its tar-split describes the content before the diff.
-        durable::remove_file(&self.layers_dir().join(format!("{}.tar-split.gz", layer.id)))?;
+        let tar_split_path = self.tar_split_path(&layer.id);
+        durable::remove_file(&tar_split_path)?;
         self.apply_onto_live(&layer, &diff)?;
+        // As upstream's: the layer's tar-split and recorded digests are
+        // this diff's from now on, so that `diff` gives this tar back.
+        if let Some(bytes) = &tar_split {
+            self.write(|| durable::atomic_write(&tar_split_path, bytes))?;
+        }
+        self.write(|| {
+            self.layer_records.modify(|layers| {
+                let Some(record) = layers.iter_mut().find(|l| l.id == layer.id) else {
+                    return Err(Error::DeletedDuringImport(layer.id.clone()));
+                };
+                record.compressed_digest = diff.compressed_digest.clone();
+                record.compressed_size = diff.compressed_size;
+                record.diff_digest = diff.diff_digest.clone();
+                record.diff_size = diff.diff_size;
+                record.compression = diff.compression;
+                record.uids = diff.uids.clone();
+                record.gids = diff.gids.clone();
+                Ok(((), true))
+            })
+        })?;
         self.layer(&layer.id)
     }
 

@@ -160,6 +160,70 @@ impl Store {
             .sum())
     }
 
+    /// [`Store::diff`] relative to the layer `from`, any layer: with
+    /// another than its parent, the tar of [`Store::changes_from`] with
+    /// the files as the layer's mount shows them, as upstream's
+    /// `NaiveDiffDriver` writes it.
+    pub fn diff_from(
+        &self,
+        arg: &str,
+        from: &str,
+        compression: Option<Compression>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let (layer, reference) = self.layer_and_reference(arg, from)?;
+        if reference.id == layer.parent {
+            return self.diff(&layer.id, compression, out);
+        }
+        let chain = self.chain(&layer.id)?;
+        // The files hold host IDs: one mapping must take them all back.
+        if let Some(other) = chain.iter().find(|l| !l.maps_as(&layer)) {
+            return Err(Error::MixedMapsDiff {
+                layer: layer.id.clone(),
+                other: other.id.clone(),
+            });
+        }
+        let changes =
+            materialize::compare_views(&self.whole_view(&layer)?, &self.whole_view(&reference)?);
+        let dirs = match self.options.driver == "overlay" {
+            true => {
+                self.prepare_overlay(&chain)?;
+                let mut dirs = Vec::new();
+                for l in &chain {
+                    dirs.push(self.content_dir_of(l));
+                    // A delta shows its layer only over its base.
+                    if let Some(base) = self.stacked_on(&l.id) {
+                        dirs.push(self.layer_content_dir(&base));
+                    }
+                }
+                dirs
+            }
+            false => vec![self.prepare_vfs(&chain)?],
+        };
+        let mapping = layer.id_mapping();
+        let owner = |uid, gid| {
+            mapping
+                .to_container(uid, gid)
+                .map_err(|id| Error::Unmappable {
+                    layer: layer.id.clone(),
+                    path: dirs[0].display().to_string(),
+                    id,
+                })
+        };
+        let written = |e: std::io::Error| Error::Stream {
+            what: "writing the layer stream".into(),
+            source: e,
+        };
+        // As the layer's own diff: the compression it came in, unless asked.
+        let mut enc = compression
+            .unwrap_or(layer.compression)
+            .encoder(out)
+            .map_err(written)?;
+        materialize::write_tree_diff(&dirs, &changes, &mut enc, &owner)?;
+        enc.finish().map_err(written)?;
+        Ok(())
+    }
+
     fn layer_and_reference(&self, arg: &str, from: &str) -> Result<(Layer, Layer)> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let from = self.layer(&self.mount_layer(from, false)?)?;

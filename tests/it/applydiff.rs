@@ -129,16 +129,31 @@ fn applydiff_onto_a_pool_backed_layer_gives_it_both_contents_in_its_directory() 
         let before = run(&["diff", "-u", "base"], None);
         let imported = cs_layer(&cs, driver, &base);
         run(&["applydiff", "base"], Some(&change_tar()));
-        // As upstream: the layer is written; its directory is its content
-        // from now on, and its recorded digests stay.
+        // As upstream (its `ApplyDiff`): the layer is written; its
+        // directory is its content from now on, and its recorded digests,
+        // sizes and tar-split are the applied stream's, which `diff`
+        // gives back.
         let record = cs_layer(&cs, driver, &base);
         assert_eq!(record["sealed"], serde_json::Value::Null, "{driver}");
-        assert_eq!(record["diff-digest"], imported["diff-digest"], "{driver}");
+        assert_ne!(record["diff-digest"], imported["diff-digest"], "{driver}");
+        assert_eq!(
+            record["diff-digest"].as_str(),
+            Some(common::sha256(&change_tar()).as_str()),
+            "{driver}"
+        );
+        assert_eq!(record["diff-size"], change_tar().len(), "{driver}");
         assert!(
             !cs.graph().join("manifests").join(&base).exists(),
             "{driver}"
         );
-        assert_ne!(run(&["diff", "-u", "base"], None), before, "{driver}");
+        let after = cs.ok_bytes(&["-s", driver, "diff", "-u", "base"]);
+        assert_ne!(String::from_utf8_lossy(&after), before, "{driver}");
+        assert_eq!(
+            after,
+            change_tar(),
+            "{driver}: diff gives the applied tar back"
+        );
+        assert_eq!(cs.ok(&["-s", driver, "check"]), "", "{driver}");
         run(&["create-image", "-n", "img", "base"], None);
         let tree = PathBuf::from(run(&["mount", "-r", "img"], None).trim());
         assert_eq!(

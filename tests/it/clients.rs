@@ -1213,9 +1213,40 @@ fn changes_and_diffsize_against_any_layer_are_the_go_clis() {
                 f.eq(&format!("our {what} of Go's layers"), &ours_on_go, &go);
                 f.eq(&format!("our {what} of our layers"), &ours, &go);
             }
+            // The tar of those changes: the same entries (times aside:
+            // directories a tar left out get the time they were made).
+            let listing = |cli, i: usize| {
+                let args = ["diff", "-u", ids[i][layer].as_str(), ids[i][from].as_str()];
+                s.cli(cli, &args).map(|tar| tar_entries(tar.as_bytes()))
+            };
+            let what = format!("{driver}: diff {layer} {from}");
+            let go = f.ok(&format!("Go's {what}"), listing(Cli::Go, 0));
+            let ours = f.ok(&format!("our {what} of our layers"), listing(Cli::Ours, 1));
+            f.eq(&format!("our {what} of our layers"), &ours, &go);
         }
         f.done();
     }
+}
+
+/// A tar's entries as `tar -tv` lists them, without times, sorted.
+fn tar_entries(tar: &[u8]) -> Vec<String> {
+    let mut cmd = std::process::Command::new("tar");
+    cmd.args(["-tv", "--numeric-owner"]);
+    let out = common::run_command(cmd, Some(tar));
+    let mut entries: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let (head, rest) = fields.split_at(3.min(fields.len()));
+            format!(
+                "{} {}",
+                head.join(" "),
+                rest.get(2..).unwrap_or(&[]).join(" ")
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
 }
 
 #[test]
