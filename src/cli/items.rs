@@ -128,7 +128,9 @@ pub fn metadata(store: &Store, args: &args::Metadata) -> Outcome {
 }
 
 pub fn set_metadata(store: &Store, args: &args::SetMetadata) -> Outcome {
-    let value = read_metadata(args.metadata.clone(), args.file.as_deref())?
+    // `-m ""` is no value, as upstream has it (an empty file is one).
+    let given = args.metadata.clone().filter(|m| !m.is_empty());
+    let value = read_metadata(given, args.file.as_deref())?
         .ok_or_else(|| Failure::usage("no new metadata provided (use -m VALUE or -f FILE)"))?;
     match store.set_metadata(&args.item, &value) {
         Err(e) if e.is_not_known() => Err(Failure::usage(format!(

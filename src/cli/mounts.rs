@@ -80,10 +80,12 @@ pub fn unmount(store: &Store, args: &args::Unmount) -> Outcome {
     let mut results = Vec::new();
     let mut failed = false;
     for arg in &args.items {
+        // An image's top layer is unmounted without a word, as upstream's.
+        let image = store.mount_layer_id(arg).is_err();
         let (gone, error) = per_arg(store.unmount(arg, args.force), &mut failed);
         if !json {
             match error.is_empty() {
-                true if gone => outln!("{arg} mountpoint unmounted"),
+                true if gone && !image => outln!("{arg} mountpoint unmounted"),
                 true => {}
                 false => errln!("{error} while unmounting {arg}"),
             }

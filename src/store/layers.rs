@@ -554,8 +554,8 @@ impl Store {
     ///   stream's, so that `diff` gives this stream back.
     ///
     /// The whole stream is read and checked before anything changes, so
-    /// bad input leaves the layer as it was. A mounted layer and a
-    /// `--readonly` one are refused.
+    /// bad input leaves the layer as it was. A `--readonly` layer, and a
+    /// pool-backed one while mounted, are refused.
     pub fn apply_diff<R: Read + Send>(
         &self,
         arg: &str,
@@ -595,11 +595,15 @@ impl Store {
             durable::remove_file(&emptied)?;
             return result;
         }
-        if self
+        // A mounted layer's directory takes the diff, as upstream's does
+        // (a writable mount gave it one); a pool-backed one, mounted
+        // read-only from what the pool built, would be given a new
+        // directory behind its mount.
+        let mounted = self
             .mounts()?
             .iter()
-            .any(|m| m.id == layer.id && m.count > 0)
-        {
+            .any(|m| m.id == layer.id && m.count > 0);
+        if mounted && layer.sealed {
             return Err(Error::Mounted {
                 layer: layer.id,
                 at: None,

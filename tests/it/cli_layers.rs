@@ -978,4 +978,9 @@ fn mount_unmount_and_mounted_report_every_argument_as_upstream_does() {
         "{}",
         stderr(&out)
     );
+    // An image's top layer is unmounted without a word, as upstream's.
+    cs.ok(&["create-image", "-n", "img", &id]);
+    cs.ok(&["mount", "-r", "img"]);
+    assert_eq!(cs.ok(&["unmount", "img"]), "");
+    assert_eq!(cs.ok(&["mounted", &id]), "");
 }

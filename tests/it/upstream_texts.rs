@@ -187,6 +187,10 @@ fn refusals_say_what_upstream_says() {
         ),
         (&["set-metadata", "img"], "no new metadata provided"),
         (
+            &["set-metadata", "-m", "", "img"],
+            "no new metadata provided",
+        ),
+        (
             &["get-image-data", "img", "nokey"],
             "locating item named \"nokey\" for image with ID",
         ),
