@@ -44,15 +44,6 @@ fn ok(cs: &Cs, driver: &str, args: &[&str], input: Option<&[u8]>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Runs with the given driver; requires failure; returns stderr.
-fn fails(cs: &Cs, driver: &str, args: &[&str], input: Option<&[u8]>) -> String {
-    let mut cmd = cs.command();
-    cmd.args(["--storage-driver", driver]).args(args);
-    let out = common::run_command(cmd, input);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    common::stderr(&out)
-}
-
 /// `d/a`, `d/b`, `keep`, `o/x`, and `p/` for a child to delete from.
 fn base_tar() -> Vec<u8> {
     let mut t = TarBuilder::new();
