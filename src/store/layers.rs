@@ -175,6 +175,18 @@ impl Layer {
         self.uid_map == other.uid_map && self.gid_map == other.gid_map
     }
 
+    /// Records what the stream `m` was imported from: its digests, sizes,
+    /// compression and owners.
+    pub(crate) fn record_stream(&mut self, m: &LayerManifest) {
+        self.compressed_digest = m.compressed_digest.clone();
+        self.compressed_size = m.compressed_size;
+        self.diff_digest = m.diff_digest.clone();
+        self.diff_size = m.diff_size;
+        self.compression = m.compression;
+        self.uids = m.uids.clone();
+        self.gids = m.gids.clone();
+    }
+
     /// Whether a crashed or running import left this layer unfinished.
     pub fn is_incomplete(&self) -> bool {
         self.flags
@@ -512,13 +524,7 @@ impl Store {
                 .ok_or_else(|| Error::DeletedDuringImport(layer.id.clone()))?,
         };
         let record = &mut layers[index];
-        record.compressed_digest = m.compressed_digest.clone();
-        record.compressed_size = m.compressed_size;
-        record.diff_digest = m.diff_digest.clone();
-        record.diff_size = m.diff_size;
-        record.compression = m.compression;
-        record.uids = m.uids.clone();
-        record.gids = m.gids.clone();
+        record.record_stream(m);
         record.sealed = true;
         record.flags.remove(INCOMPLETE_FLAG);
         let record = record.clone();
@@ -632,13 +638,7 @@ impl Store {
                 let Some(record) = layers.iter_mut().find(|l| l.id == layer.id) else {
                     return Err(Error::DeletedDuringImport(layer.id.clone()));
                 };
-                record.compressed_digest = diff.compressed_digest.clone();
-                record.compressed_size = diff.compressed_size;
-                record.diff_digest = diff.diff_digest.clone();
-                record.diff_size = diff.diff_size;
-                record.compression = diff.compression;
-                record.uids = diff.uids.clone();
-                record.gids = diff.gids.clone();
+                record.record_stream(&diff);
                 Ok(((), true))
             })
         })?;

@@ -200,16 +200,7 @@ impl Store {
             }
             false => vec![self.prepare_vfs(&chain)?],
         };
-        let mapping = layer.id_mapping();
-        let owner = |uid, gid| {
-            mapping
-                .to_container(uid, gid)
-                .map_err(|id| Error::Unmappable {
-                    layer: layer.id.clone(),
-                    path: dirs[0].display().to_string(),
-                    id,
-                })
-        };
+        let owner = tar_owner(&layer, &dirs[0]);
         let written = |e: std::io::Error| Error::Stream {
             what: "writing the layer stream".into(),
             source: e,
@@ -410,22 +401,30 @@ impl Store {
             }
             _ => {
                 let changes = self.changes(&layer.id)?;
-                // The tar has the container's IDs, as upstream's `Diff`.
-                let mapping = layer.id_mapping();
-                let owner = |uid, gid| {
-                    mapping
-                        .to_container(uid, gid)
-                        .map_err(|id| Error::Unmappable {
-                            layer: layer.id.clone(),
-                            path: dir.display().to_string(),
-                            id,
-                        })
-                };
+                let owner = tar_owner(layer, &dir);
                 materialize::write_diff_owned(&dir, &changes, &mut enc, &owner)?;
             }
         }
         enc.finish().map_err(written)?;
         Ok(())
+    }
+}
+
+/// The owner a tar gets for a file of `layer`'s directory `dir`: its
+/// host IDs taken back to the container's, as upstream's `Diff` has them.
+fn tar_owner<'a>(
+    layer: &'a Layer,
+    dir: &'a std::path::Path,
+) -> impl Fn(u32, u32) -> Result<(u32, u32)> + 'a {
+    let mapping = layer.id_mapping();
+    move |uid, gid| {
+        mapping
+            .to_container(uid, gid)
+            .map_err(|id| Error::Unmappable {
+                layer: layer.id.clone(),
+                path: dir.display().to_string(),
+                id,
+            })
     }
 }
 

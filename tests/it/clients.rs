@@ -1104,21 +1104,12 @@ fn changes_of_vfs_layers_are_the_go_clis() {
     child.file("etc/hostname", &m, b"child\n");
     child.whiteout("usr/", "gone");
     child.file("opt/x/y", &m, b"new\n");
-    let tars = [("base", base.finish()), ("child", child.finish())];
-    let mut parents = [String::new(), String::new()];
-    for (i, cli) in [Cli::Go, Cli::Ours].into_iter().enumerate() {
-        for (name, tar) in &tars {
-            let file = s.scratch(&format!("{name}-{i}.tar"));
-            std::fs::write(&file, tar).unwrap();
-            let mut args = vec!["import-layer", "-f", file.to_str().unwrap()];
-            if !parents[i].is_empty() {
-                args.push(&parents[i]);
-            }
-            let id = first_line(&s.cli(cli, &args).expect("import-layer"));
-            parents[i] = id;
-        }
-    }
-    let [go_child, our_child] = parents;
+    let tars = [
+        ("base", base.finish(), ""),
+        ("child", child.finish(), "base"),
+    ];
+    let [go_ids, our_ids] = import_with_each(&s, &tars);
+    let (go_child, our_child) = (go_ids["child"].clone(), our_ids["child"].clone());
     let go = s
         .go(&["changes", "--json", &go_child])
         .map(|o| sorted_changes(&o));
@@ -1178,19 +1169,7 @@ fn changes_and_diffsize_against_any_layer_are_the_go_clis() {
             ("top", top.finish(), "mid"),
             ("sibling", sibling.finish(), "base"),
         ];
-        let mut ids: [BTreeMap<&str, String>; 2] = Default::default();
-        for (i, cli) in [Cli::Go, Cli::Ours].into_iter().enumerate() {
-            for (name, tar, parent) in &tars {
-                let file = s.scratch(&format!("{name}-{i}.tar"));
-                std::fs::write(&file, tar).unwrap();
-                let mut args = vec!["import-layer", "-f", file.to_str().unwrap()];
-                if !parent.is_empty() {
-                    args.push(&ids[i][parent]);
-                }
-                let id = first_line(&s.cli(cli, &args).expect("import-layer"));
-                ids[i].insert(name, id);
-            }
-        }
+        let ids = import_with_each(&s, &tars);
         for (layer, from) in [("top", "base"), ("sibling", "mid"), ("base", "top")] {
             for cmd in ["changes", "diffsize"] {
                 let args = |i: usize| {
@@ -1226,6 +1205,28 @@ fn changes_and_diffsize_against_any_layer_are_the_go_clis() {
         }
         f.done();
     }
+}
+
+/// Imports `tars` (name, tar, parent's name or ""), in order, with the Go
+/// CLI and with ours; the layer IDs each gave, by name.
+fn import_with_each<'a>(
+    s: &Shared,
+    tars: &[(&'a str, Vec<u8>, &'a str)],
+) -> [BTreeMap<&'a str, String>; 2] {
+    let mut ids: [BTreeMap<&str, String>; 2] = Default::default();
+    for (i, cli) in [Cli::Go, Cli::Ours].into_iter().enumerate() {
+        for (name, tar, parent) in tars {
+            let file = s.scratch(&format!("{name}-{i}.tar"));
+            std::fs::write(&file, tar).unwrap();
+            let mut args = vec!["import-layer", "-f", file.to_str().unwrap()];
+            if !parent.is_empty() {
+                args.push(&ids[i][parent]);
+            }
+            let id = first_line(&s.cli(cli, &args).expect("import-layer"));
+            ids[i].insert(name, id);
+        }
+    }
+    ids
 }
 
 /// A tar's entries as `tar -tv` lists them, without times, sorted.
