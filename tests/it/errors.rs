@@ -81,17 +81,26 @@ fn deleting_a_layer_in_use_is_refused_with_what_uses_it() {
 }
 
 #[test]
-fn a_mounted_layer_refuses_only_a_diff_and_deletes_unmount_it() {
+fn a_mounted_layer_takes_a_diff_unless_pool_backed_and_deletes_unmount_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let layer = live(&store);
     store.mount(&layer.id, false).unwrap();
-    let mounted = |e: &Error, action: Action| {
-        matches!(e, Error::Mounted { layer: l, at: None, refused }
-            if *l == layer.id && *refused == action)
-    };
-    let e = store.apply_diff(&layer.id, &a_tar()[..], &()).unwrap_err();
-    assert!(mounted(&e, Action::ApplyDiff), "{e:?}");
+    // Its (writable) directory takes it, as upstream's does.
+    store.apply_diff(&layer.id, &a_tar()[..], &()).unwrap();
+    // A pool-backed layer mounted read-only would get a new directory
+    // behind its mount: refused.
+    let sealed = import(&store, None);
+    let image = store
+        .create_image(Some(&sealed.id), &Default::default())
+        .unwrap();
+    store.mount(&image.id, true).unwrap();
+    let e = store.apply_diff(&sealed.id, &a_tar()[..], &()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Mounted { layer: l, at: None, refused: Action::ApplyDiff }
+            if *l == sealed.id),
+        "{e:?}"
+    );
     // Upstream gives a mounted layer a child, and its deletes unmount.
     let child = store
         .create_layer(Some(&layer.id), &LayerOptions::default())
@@ -110,10 +119,14 @@ fn a_diff_applied_to_a_layer_with_children_makes_it_directory_backed() {
     let parent = import(&store, None);
     assert!(parent.sealed);
     import(&store, Some(&parent.id));
-    let after = store.apply_diff(&parent.id, &a_tar()[..], &()).unwrap();
+    let mut other = TarBuilder::new();
+    other.file("g", &Meta::default(), b"other\n");
+    let other = other.finish();
+    let after = store.apply_diff(&parent.id, &other[..], &()).unwrap();
     assert!(!after.sealed);
-    // Its recorded digests are as they were.
-    assert_eq!(after.diff_digest, parent.diff_digest);
+    // Its recorded digests are the applied stream's, as upstream's.
+    assert_eq!(after.diff_digest, crate::common::sha256(&other));
+    assert_ne!(after.diff_digest, parent.diff_digest);
 }
 
 #[test]
