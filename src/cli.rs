@@ -94,12 +94,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     };
     init_tracing(cli.global.debug == Some(true));
     let conf = match &cli.command {
-        Command::Config(a) if a.file.is_some() => a.file.clone(),
+        Command::Config(a) if a.file.is_some() => Ok(a.file.clone()),
         _ => StoreOptions::config_path(),
     };
-    let outcome = options(&cli.global, conf.as_deref())
+    let outcome = conf
+        .and_then(|conf| Ok((options(&cli.global, conf.as_deref())?, conf)))
         .map_err(Failure::from)
-        .and_then(|options| {
+        .and_then(|(options, conf)| {
             if let Command::Version(a) = &cli.command {
                 return status::version(a.json.json);
             }

@@ -220,10 +220,19 @@ impl StoreOptions {
 
     /// The `storage.conf` that applies: `$CONTAINERS_STORAGE_CONF`, else
     /// the system file for root, else the user's file (falling back to the
-    /// system file).
-    pub fn config_path() -> Option<PathBuf> {
+    /// system file). A file `$CONTAINERS_STORAGE_CONF` names that is not
+    /// there is an error, as upstream's: a mistyped path must not put the
+    /// system's store in its place.
+    pub fn config_path() -> Result<Option<PathBuf>> {
         if let Some(path) = std::env::var_os("CONTAINERS_STORAGE_CONF") {
-            return Some(PathBuf::from(path));
+            let path = PathBuf::from(path);
+            return match std::fs::metadata(&path) {
+                Ok(_) => Ok(Some(path)),
+                Err(e) => Err(Error::Config(format!(
+                    "stat {}: {e} (CONTAINERS_STORAGE_CONF)",
+                    path.display()
+                ))),
+            };
         }
         let system = PathBuf::from("/etc/containers/storage.conf");
         if !nix::unistd::geteuid().is_root() {
@@ -233,11 +242,11 @@ impl StoreOptions {
             if let Some(dir) = config {
                 let user = dir.join("containers/storage.conf");
                 if user.exists() {
-                    return Some(user);
+                    return Ok(Some(user));
                 }
             }
         }
-        system.exists().then_some(system)
+        Ok(system.exists().then_some(system))
     }
 
     /// The defaults overlaid with the `storage.conf` at `path`, if any.

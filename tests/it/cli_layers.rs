@@ -29,7 +29,7 @@ fn bare_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_containers-storage"));
     cmd.env_remove("STORAGE_DRIVER")
         .env_remove("STORAGE_OPTS")
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent/storage.conf");
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null");
     cmd
 }
 

@@ -386,7 +386,7 @@ fn on_terminal(cs: &Cs, args: &str) -> Option<(Option<i32>, String)> {
     );
     let out = std::process::Command::new("timeout")
         .args(["60", "script", "-qec", &shell, "/dev/null"])
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

@@ -59,3 +59,34 @@ fn config_prints_the_effective_options_as_upstreams_json() {
     let err = cs.fails(&["config", "/nonexistent/dir/storage.conf", "extra"], None);
     assert!(err.contains("config: too many arguments."), "{err}");
 }
+
+/// A `storage.conf` that `CONTAINERS_STORAGE_CONF` names and that is not
+/// there fails every command, as upstream's: a mistyped path must not put
+/// the system's store (or its defaults) in its place, root flags or not.
+#[test]
+fn a_missing_file_that_containers_storage_conf_names_is_an_error() {
+    let cs = Cs::new();
+    let missing = cs.dir.path().join("no-such.conf");
+    for (conf, flags) in [
+        (missing.as_os_str(), true),
+        (missing.as_os_str(), false),
+        (std::ffi::OsStr::new(""), false),
+    ] {
+        let mut cmd = match flags {
+            true => cs.command(),
+            false => std::process::Command::new(env!("CARGO_BIN_EXE_containers-storage")),
+        };
+        cmd.env("CONTAINERS_STORAGE_CONF", conf).arg("status");
+        let out = common::run_command(cmd, None);
+        assert_eq!(out.status.code(), Some(1), "{conf:?}");
+        let err = common::stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "stat {}: No such file or directory",
+                conf.to_string_lossy()
+            )),
+            "{err}"
+        );
+        assert!(!cs.graph().exists(), "{conf:?}: a store was opened");
+    }
+}

@@ -104,7 +104,7 @@ impl Store {
             .env("CS_UMASK", self.umask)
             .env_remove("STORAGE_DRIVER")
             .env_remove("STORAGE_OPTS")
-            .env("CONTAINERS_STORAGE_CONF", "/nonexistent/storage.conf");
+            .env("CONTAINERS_STORAGE_CONF", "/dev/null");
         common::run_command(cmd, None)
     }
 

@@ -305,7 +305,7 @@ fn the_vfs_driver_works_without_cap_sys_admin() {
         .arg("--run")
         .arg(cs.run_root())
         .args(["--storage-driver", "vfs", "mount", "c1"])
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent");
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null");
     let out = common::run_command(cmd, None);
     common::expect_status(&out, &["setpriv", "mount", "c1"], 0);
     let tree = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());

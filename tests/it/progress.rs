@@ -51,7 +51,7 @@ fn import_shows_progress_on_a_terminal_only() {
     );
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
         .output()
         .unwrap();
     assert!(
@@ -77,7 +77,7 @@ fn on_terminal(cs: &common::Cs, shell: &str) -> Option<(Option<i32>, String)> {
     let out = Command::new("script")
         .args(["-qec", shell, "/dev/null"])
         .current_dir(cs.dir.path())
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

@@ -51,7 +51,7 @@ cs unmount c
         .env("G", cs.graph())
         .env("R", cs.run_root())
         .env("D", dir)
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
         .output()
         .expect("unshare runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -250,7 +250,7 @@ fn mount_with_umask(cs: &Cs, driver: &str, image: &str, umask: &str) -> PathBuf 
         .env("B", env!("CARGO_BIN_EXE_containers-storage"))
         .env("G", cs.graph())
         .env("R", cs.run_root())
-        .env("CONTAINERS_STORAGE_CONF", "/nonexistent")
+        .env("CONTAINERS_STORAGE_CONF", "/dev/null")
         .env_remove("STORAGE_DRIVER")
         .output()
         .unwrap();

@@ -79,7 +79,7 @@ impl Cs {
             .arg("vfs")
             .env_remove("STORAGE_DRIVER")
             .env_remove("STORAGE_OPTS")
-            .env("CONTAINERS_STORAGE_CONF", "/nonexistent/storage.conf");
+            .env("CONTAINERS_STORAGE_CONF", "/dev/null");
         cmd
     }
 
