@@ -511,8 +511,9 @@ impl FsContext {
     }
 
     /// Creates the filesystem (`FSCONFIG_CMD_CREATE`), mounts it
-    /// (`fsmount`) and moves the mount to `target` (`move_mount`).
-    pub fn mount_at(self, target: &Path) -> io::Result<()> {
+    /// (`fsmount`) with the mount attributes `attributes`
+    /// (`MOUNT_ATTR_*`) and moves the mount to `target` (`move_mount`).
+    pub fn mount_at(self, target: &Path, attributes: u32) -> io::Result<()> {
         self.config(libc::FSCONFIG_CMD_CREATE, None, None)?;
         // SAFETY: an open, created fs context; flags and attributes.
         let r = unsafe {
@@ -520,7 +521,7 @@ impl FsContext {
                 libc::SYS_fsmount,
                 self.fd.as_raw_fd(),
                 libc::FSMOUNT_CLOEXEC as libc::c_uint,
-                0 as libc::c_uint,
+                attributes as libc::c_uint,
             )
         };
         let mnt = new_fd(r)?;

@@ -471,7 +471,12 @@ impl Store {
                 driver.join(&l.id).join(layout::WORK),
             )
         });
-        let mut options = Vec::new();
+        // `overlay.mountopt`, as upstream's driver applies it: mount
+        // flags (`nodev`, `nosuid`, ...) and overlayfs options.
+        let (flags, mut options) = match self.options.driver_option("mountopt") {
+            Some(opts) => mount_options(opts),
+            None => (MountFlags::default(), Vec::new()),
+        };
         if super::rootless::is_rootless() {
             options.push(("userxattr".to_string(), None));
         }
@@ -485,6 +490,7 @@ impl Store {
             lowers,
             upper: upper_dirs.as_ref(),
             options,
+            flags,
         };
         if volatile {
             match mount_dirs(&dirs(&with_volatile), target) {
@@ -508,6 +514,80 @@ pub(super) struct Dirs<'a> {
     pub upper: Option<&'a (PathBuf, PathBuf)>,
     /// Further options: flags (`userxattr`) and `key=value` ones.
     pub options: &'a [(String, Option<String>)],
+    /// The mount's own flags.
+    pub flags: MountFlags,
+}
+
+/// Flags of the mount itself (not overlayfs options), from
+/// `overlay.mountopt`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MountFlags {
+    pub nodev: bool,
+    pub nosuid: bool,
+    pub noexec: bool,
+    pub noatime: bool,
+    pub nodiratime: bool,
+    pub strictatime: bool,
+}
+
+impl MountFlags {
+    /// As `mount(2)` flags.
+    fn ms_flags(self) -> nix::mount::MsFlags {
+        use nix::mount::MsFlags as F;
+        [
+            (self.nodev, F::MS_NODEV),
+            (self.nosuid, F::MS_NOSUID),
+            (self.noexec, F::MS_NOEXEC),
+            (self.noatime, F::MS_NOATIME),
+            (self.nodiratime, F::MS_NODIRATIME),
+            (self.strictatime, F::MS_STRICTATIME),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(F::empty(), |all, (_, flag)| all | flag)
+    }
+
+    /// As `fsmount(2)` attributes (`MOUNT_ATTR_*`).
+    fn attributes(self) -> u32 {
+        [
+            (self.nosuid, 0x02),
+            (self.nodev, 0x04),
+            (self.noexec, 0x08),
+            (self.noatime, 0x10),
+            (self.strictatime, 0x20),
+            (self.nodiratime, 0x80),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |all, (_, attr)| all | attr)
+    }
+}
+
+/// `overlay.mountopt` (comma-separated), split as upstream's
+/// `mount.ParseOptions` splits it: the mount flags it names, and the rest
+/// for overlayfs (`key=value` or a bare word). Flags that only undo a
+/// default (`dev`, `suid`, `exec`, `atime`, `rw`, `defaults`, ...) are
+/// dropped.
+pub(crate) fn mount_options(list: &str) -> (MountFlags, Vec<(String, Option<String>)>) {
+    let mut flags = MountFlags::default();
+    let mut options = Vec::new();
+    for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match option {
+            "nodev" => flags.nodev = true,
+            "nosuid" => flags.nosuid = true,
+            "noexec" => flags.noexec = true,
+            "noatime" => flags.noatime = true,
+            "nodiratime" => flags.nodiratime = true,
+            "strictatime" => flags.strictatime = true,
+            "dev" | "suid" | "exec" | "atime" | "diratime" | "relatime" | "nostrictatime"
+            | "rw" | "defaults" | "async" | "auto" | "noauto" => {}
+            _ => match option.split_once('=') {
+                Some((key, value)) => options.push((key.to_string(), Some(value.to_string()))),
+                None => options.push((option.to_string(), None)),
+            },
+        }
+    }
+    (flags, options)
 }
 
 /// Mounts overlayfs made of `dirs` at `target`, with the new mount API
@@ -526,6 +606,7 @@ fn mount_with_fsconfig(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
         lowers,
         upper,
         options,
+        flags,
     } = *dirs;
     let fs = FsContext::open("overlay")?;
     for lower in lowers {
@@ -541,7 +622,7 @@ fn mount_with_fsconfig(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
             None => fs.set_flag(key)?,
         }
     }
-    fs.mount_at(target)
+    fs.mount_at(target, flags.attributes())
 }
 
 /// Mounts overlayfs with `mount(2)`; lower directories are short links
@@ -570,7 +651,7 @@ fn mount_classic(dirs: &Dirs<'_>, target: &Path) -> std::io::Result<()> {
         Some("overlay"),
         target,
         Some("overlay"),
-        nix::mount::MsFlags::empty(),
+        dirs.flags.ms_flags(),
         Some(data.as_str()),
     )
     .map_err(std::io::Error::from);
@@ -588,5 +669,34 @@ fn is_mountpoint(path: &Path) -> bool {
     ) {
         (Ok(here), Ok(parent)) => here.is_dir() && here.dev() != parent.dev(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountopt_splits_into_mount_flags_and_overlayfs_options() {
+        let (flags, options) = mount_options("nodev, nosuid,rw,metacopy=on,volatile,,noatime");
+        assert_eq!(
+            flags,
+            MountFlags {
+                nodev: true,
+                nosuid: true,
+                noatime: true,
+                ..MountFlags::default()
+            }
+        );
+        assert_eq!(
+            options,
+            vec![
+                ("metacopy".to_string(), Some("on".to_string())),
+                ("volatile".to_string(), None)
+            ]
+        );
+        assert_eq!(flags.attributes(), 0x02 | 0x04 | 0x10);
+        use nix::mount::MsFlags as F;
+        assert_eq!(flags.ms_flags(), F::MS_NODEV | F::MS_NOSUID | F::MS_NOATIME);
     }
 }

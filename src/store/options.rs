@@ -301,6 +301,21 @@ impl StoreOptions {
         Ok(options)
     }
 
+    /// The last value this driver's option `key` has among the driver
+    /// options (`<drv>.KEY=`, `.KEY=`, or `overlay2.KEY=` for overlay, as
+    /// upstream's drivers take them).
+    pub fn driver_option(&self, key: &str) -> Option<&str> {
+        self.driver_options.iter().rev().find_map(|option| {
+            let (name, value) = option.split_once('=')?;
+            let name = name.trim().to_ascii_lowercase();
+            let (drv, rest) = name.split_once('.')?;
+            let ours = drv.is_empty()
+                || drv == self.driver
+                || (drv == "overlay2" && self.driver == "overlay");
+            (ours && rest == key).then_some(value)
+        })
+    }
+
     /// The read-only additional image stores the driver options name for
     /// this driver: `<drv>.imagestore=DIR` (also `.imagestore=`, and
     /// upstream overlay's `additionalimagestore=`), each a comma-separated
@@ -384,6 +399,26 @@ fn read_conf(path: &Path) -> Result<Option<ConfFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_driver_option_is_the_last_one_for_this_driver() {
+        let mut o = StoreOptions::defaults();
+        o.driver = "overlay".into();
+        o.driver_options = vec![
+            "overlay.mountopt=nodev".into(),
+            "vfs.mountopt=noexec".into(),
+            "Overlay2.MountOpt=nosuid".into(),
+            "overlay.imagestore=/x".into(),
+        ];
+        assert_eq!(o.driver_option("mountopt"), Some("nosuid"));
+        o.driver_options.push(".mountopt=noatime".into());
+        assert_eq!(o.driver_option("mountopt"), Some("noatime"));
+        o.driver = "vfs".into();
+        assert_eq!(o.driver_option("mountopt"), Some("noatime"));
+        o.driver_options.pop();
+        assert_eq!(o.driver_option("mountopt"), Some("noexec"));
+        assert_eq!(o.driver_option("imagestore"), None);
+    }
 
     #[test]
     fn reads_storage_conf() {

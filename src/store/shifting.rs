@@ -185,6 +185,7 @@ fn probe(driver: &Path) -> Result<()> {
             lowers: &[lower],
             upper: Some(&upper),
             options: &[],
+            flags: Default::default(),
         };
         mount_dirs(&dirs, &merged).at(Op::MountOverlay, &merged)?;
         super::host_mounts::unmount_path(&merged)

@@ -157,6 +157,70 @@ fn overlay_mounts_show_the_image_and_keep_writes_private() {
     assert!(!mounts.contains(cs.graph().to_str().unwrap()), "{mounts}");
 }
 
+/// `overlay.mountopt` (a `--storage-opt` or `mountopt` under
+/// `[storage.options.overlay]` of `storage.conf`) gives the overlay mounts
+/// its flags, as upstream's driver does: Debian's own `storage.conf` asks
+/// for `nodev`.
+#[test]
+fn overlay_mounts_take_mountopt() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    let flags_of = |path: &str| {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = table
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(path))
+            .unwrap_or_else(|| panic!("{path} is not mounted"))
+            .to_string();
+        line.split(' ').nth(5).unwrap().to_string()
+    };
+    let layer = first_line_of(&ok(&cs, "overlay", &["create-layer", "-n", "lay"]));
+    let mut cmd = cs.command();
+    cmd.args(["--storage-driver", "overlay"])
+        .args(["--storage-opt", "overlay.mountopt=nodev,nosuid"])
+        .args(["mount", "lay"]);
+    let out = common::run_command(cmd, None);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let merged = common::stdout(&out).trim().to_string();
+    let flags = flags_of(&merged);
+    assert!(
+        flags.contains("nodev") && flags.contains("nosuid"),
+        "{flags}"
+    );
+    assert!(!flags.contains("noexec"), "{flags}");
+    ok(&cs, "overlay", &["unmount", "lay"]);
+    // From storage.conf, for a read-only mount too.
+    let conf = cs.dir.path().join("storage.conf");
+    std::fs::write(&conf, "[storage.options.overlay]\nmountopt = \"noexec\"\n").unwrap();
+    ok(&cs, "overlay", &["create-image", "-n", "img", &layer]);
+    let mut cmd = cs.command();
+    cmd.env("CONTAINERS_STORAGE_CONF", &conf).args([
+        "--storage-driver",
+        "overlay",
+        "mount",
+        "-r",
+        "img",
+    ]);
+    let out = common::run_command(cmd, None);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let flags = flags_of(common::stdout(&out).trim());
+    assert!(
+        flags.contains("noexec") && !flags.contains("nodev"),
+        "{flags}"
+    );
+    ok(&cs, "overlay", &["unmount", "img"]);
+    // Without it, none.
+    let merged = ok(&cs, "overlay", &["mount", "lay"]);
+    let flags = flags_of(merged.trim());
+    assert!(
+        !flags.contains("nodev") && !flags.contains("noexec"),
+        "{flags}"
+    );
+    ok(&cs, "overlay", &["unmount", "lay"]);
+}
+
 #[test]
 fn mounts_are_reference_counted() {
     if !common::need_root("overlay mounts") {
