@@ -176,8 +176,18 @@ impl Store {
         let mount_records =
             RecordFile::open(&run_layers, layout::MOUNTS_JSON, layout::MOUNTS_LOCK)?;
         let pool = ChunkPool::open(&layout::pool_dir(&graph), writable)?;
+        // A read-only store that is not there (a mount not made yet)
+        // holds nothing, as upstream has it; anything else wrong with one
+        // is an error.
         let ro_stores = ro_roots
             .iter()
+            .filter(|root| match std::fs::symlink_metadata(root) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!("{}: the read-only image store is not there", root.display());
+                    false
+                }
+                _ => true,
+            })
             .map(|root| ro_stores::RoStore::open(root, drv))
             .collect::<Result<Vec<_>>>()?;
         let store = Store {

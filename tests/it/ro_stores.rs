@@ -742,6 +742,33 @@ fn read_only_stores_come_from_the_environment_and_storage_conf() {
         !out.status.success() && err.contains("not absolute"),
         "{err}"
     );
+    // One that is not there (a mount not made yet) holds nothing, as
+    // upstream has it, and says nothing; one that is no directory fails.
+    let missing = s.path("not-mounted");
+    let mut cmd = rw.command();
+    cmd.arg("--storage-opt")
+        .arg(format!(
+            "vfs.imagestore={},{}",
+            missing.display(),
+            ro.display()
+        ))
+        .args(["layer", "top"]);
+    let out = common::run_command(cmd, None);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&top));
+    assert_eq!(common::stderr(&out), "");
+    let file = s.path("a-file");
+    std::fs::write(&file, "").unwrap();
+    let mut cmd = rw.command();
+    cmd.arg("--storage-opt")
+        .arg(format!("vfs.imagestore={}", file.display()))
+        .arg("layers");
+    let out = common::run_command(cmd, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("must be a directory"),
+        "{err}"
+    );
 }
 
 /// `--image-store DIR`: images and their layers are written under DIR,
