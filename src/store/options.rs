@@ -357,6 +357,10 @@ impl StoreOptions {
 
     /// Checks the driver name and makes the roots absolute.
     pub fn validate(mut self) -> Result<StoreOptions> {
+        if self.driver == "overlay2" {
+            tracing::warn!("switching the driver from overlay2 to the equivalent overlay driver");
+            self.driver = "overlay".into();
+        }
         if !DRIVERS.contains(&self.driver.as_str()) {
             return Err(Error::Config(format!(
                 "driver {:?} is not supported (supported: {})",
@@ -366,13 +370,36 @@ impl StoreOptions {
         }
         let cwd = std::env::current_dir()
             .map_err(|e| Error::Config(format!("current directory: {e}")))?;
-        self.graph_root = cwd.join(&self.graph_root);
-        self.run_root = cwd.join(&self.run_root);
+        // Absolute and clean, as upstream's `filepath.Abs` makes them.
+        let absolute = |path: &Path| clean(&cwd.join(path));
+        self.graph_root = absolute(&self.graph_root);
+        self.run_root = absolute(&self.run_root);
         if let Some(store) = self.image_store.take() {
-            self.image_store = Some(cwd.join(store));
+            self.image_store = Some(absolute(&store));
         }
         Ok(self)
     }
+}
+
+/// `path` without `.` components, and with each `..` taking the
+/// component before it away (lexically, as Go's `filepath.Clean`).
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            // Nothing is above the root.
+            Component::ParentDir if out.has_root() && out.parent().is_none() => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(component);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A `storage.conf` value as text: a string as it is, others as TOML
@@ -399,6 +426,27 @@ fn read_conf(path: &Path) -> Result<Option<ConfFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roots_are_made_absolute_and_clean() {
+        for (path, want) in [
+            ("/a/./b/../c", "/a/c"),
+            ("/../a", "/a"),
+            ("/a/b/..", "/a"),
+            ("/a//b/", "/a/b"),
+        ] {
+            assert_eq!(clean(Path::new(path)), PathBuf::from(want), "{path}");
+        }
+        let mut o = StoreOptions::defaults();
+        o.driver = "overlay2".into();
+        o.graph_root = "./rel/g".into();
+        o.run_root = "../x/r".into();
+        let o = o.validate().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(o.driver, "overlay");
+        assert_eq!(o.graph_root, cwd.join("rel/g"));
+        assert_eq!(o.run_root, cwd.parent().unwrap().join("x/r"));
+    }
 
     #[test]
     fn a_driver_option_is_the_last_one_for_this_driver() {

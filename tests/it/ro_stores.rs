@@ -804,6 +804,15 @@ fn split_image_store(driver: &'static str) {
     split.extra = vec!["--image-store".into(), split_dir.display().to_string()];
     let shown = split.ok(&["image", "old"]);
     assert!(shown.ends_with("Read Only: true\n"), "{shown}");
+    // `status` names the graph root as given, not the image store.
+    let mut cmd = split.command();
+    cmd.arg("status");
+    let out = common::run_command(cmd, None);
+    let status = common::stderr(&out);
+    assert!(
+        status.starts_with(&format!("Root: {}\n", graph.display())),
+        "{status}"
+    );
     let top = split.first_line(&[
         "import-layer",
         "-n",
