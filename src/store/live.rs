@@ -183,8 +183,8 @@ impl Store {
                 other: other.id.clone(),
             });
         }
-        let changes =
-            materialize::compare_views(&self.whole_view(&layer)?, &self.whole_view(&reference)?);
+        let view = self.whole_view(&layer)?;
+        let changes = materialize::compare_views(&view, &self.whole_view(&reference)?);
         let dirs = match self.options.driver == "overlay" {
             true => {
                 self.prepare_overlay(&chain)?;
@@ -200,6 +200,22 @@ impl Store {
             }
             false => vec![self.prepare_vfs(&chain)?],
         };
+        // A device that a tree built without the privilege to make one
+        // lacks is in no tree, as in upstream's (its untar skips devices
+        // in a user namespace): not in the diff either.
+        let in_a_tree = |c: &Change| {
+            let rel = OsStr::from_bytes(&c.path.as_bytes()[1..]);
+            dirs.iter()
+                .any(|d| std::fs::symlink_metadata(d.join(rel)).is_ok())
+        };
+        let device = |c: &Change| {
+            let entry = view.get(&c.path.as_bytes()[1..]);
+            entry.is_some_and(|e| matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice))
+        };
+        let changes: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| c.kind == ChangeKind::Delete || !device(c) || in_a_tree(c))
+            .collect();
         let owner = tar_owner(&layer, &dirs[0]);
         let written = |e: std::io::Error| Error::Stream {
             what: "writing the layer stream".into(),
