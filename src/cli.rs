@@ -197,7 +197,8 @@ fn options(
     if let Some(run) = &global.run {
         options.run_root = run.clone();
     }
-    if let Some(driver) = &global.driver {
+    // An empty one (`STORAGE_DRIVER=`, `-s ''`) is none, as upstream has it.
+    if let Some(driver) = global.driver.as_ref().filter(|d| !d.is_empty()) {
         options.driver = driver.clone();
     }
     if let Ok(env) = std::env::var("STORAGE_OPTS") {

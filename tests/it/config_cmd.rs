@@ -90,3 +90,26 @@ fn a_missing_file_that_containers_storage_conf_names_is_an_error() {
         assert!(!cs.graph().exists(), "{conf:?}: a store was opened");
     }
 }
+
+/// An empty driver (`STORAGE_DRIVER=`, `-s ''`) is none, as upstream has
+/// it: the configured one applies.
+#[test]
+fn an_empty_driver_is_none() {
+    let cs = Cs::new();
+    let conf = cs.dir.path().join("storage.conf");
+    std::fs::write(&conf, "[storage]\ndriver = \"vfs\"\n").unwrap();
+    for (env, flags) in [(Some(""), &[][..]), (None, &["-s", ""][..])] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_containers-storage"));
+        cmd.env("CONTAINERS_STORAGE_CONF", &conf)
+            .env_remove("STORAGE_DRIVER")
+            .env_remove("STORAGE_OPTS");
+        if let Some(value) = env {
+            cmd.env("STORAGE_DRIVER", value);
+        }
+        cmd.args(flags).arg("config");
+        let out = common::run_command(cmd, None);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["driver"], "vfs", "{env:?} {flags:?}");
+    }
+}
