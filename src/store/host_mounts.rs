@@ -12,7 +12,8 @@
 //! would be too long) is resolved against the driver directory. Paths
 //! are canonicalized (`l/<short>` leads to `<id>/diff`).
 //!
-//! Also here: the one way the store unmounts a path.
+//! Also here: the one way the store unmounts a path, and the private
+//! bind of the overlay driver's home on itself that Go's driver keeps.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
