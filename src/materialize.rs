@@ -22,7 +22,7 @@ use std::path::Path;
 pub use build::{BuildOptions, BuildStats, Format};
 pub(crate) use changes::marked_opaque;
 pub use changes::{
-    changes, compare_views, directory_view, lower_view, view_has, with_changed_parents,
+    changes, compare_views, directory_view, find_in, lower_view, view_has, with_changed_parents,
     with_implied_dirs, write_diff, write_diff_owned, write_tree_diff, Change, ChangeKind,
 };
 pub(crate) use compare::{compare, walk as walk_tree, ExpectedTree};

@@ -150,7 +150,7 @@ impl Store {
         if writable {
             durable::tighten_root(&graph)?;
             durable::tighten_root(&options.run_root)?;
-            move_own_dirs(&graph, drv);
+            move_side_dirs(&graph, drv);
         }
         for dir in private_dirs(&options) {
             match durable::check_store_dir(&dir, writable) {
@@ -374,17 +374,17 @@ fn driver_repairs(dir: &Path) -> bool {
 }
 
 /// Moves the directories of ours an earlier version kept in the driver's
-/// directory to `<drv>-layers/` (see [`layout::own_dir`]): renamed when
+/// directory to `<drv>-layers/` (see [`layout::side_dir`]): renamed when
 /// the new one is not there yet, else their entries are (a build's
 /// marker must not be lost) and the old one removed. Best effort: what
 /// is left is reported and tried again at the next open.
-fn move_own_dirs(graph: &Path, driver: &str) {
-    for (old, name) in layout::former_own_dirs(graph, driver) {
+fn move_side_dirs(graph: &Path, driver: &str) {
+    for (old, name) in layout::former_side_dirs(graph, driver) {
         let is_dir = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir());
         if !is_dir {
             continue;
         }
-        let new = layout::own_dir(graph, driver, name);
+        let new = layout::side_dir(graph, driver, name);
         let moved = match std::fs::symlink_metadata(&new) {
             Err(_) => std::fs::rename(&old, &new),
             Ok(_) => std::fs::read_dir(&old)

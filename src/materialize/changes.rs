@@ -514,22 +514,24 @@ pub fn write_tree_diff(
     out: &mut dyn Write,
     owner: &dyn Fn(u32, u32) -> Result<(u32, u32)>,
 ) -> Result<u64> {
-    let source = |rel: &[u8]| {
-        let rel = OsStr::from_bytes(rel);
-        let found = dirs
-            .iter()
-            .map(|d| d.join(rel))
-            .find(|p| std::fs::symlink_metadata(p).is_ok());
-        match found {
-            Some(path) => Ok(path),
-            None => {
-                let path = dirs.first().map(|d| d.join(rel)).unwrap_or_default();
-                let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
-                Err(Error::io(Op::Stat, &path, gone))
-            }
+    let source = |rel: &[u8]| match find_in(dirs, rel) {
+        Some(path) => Ok(path),
+        None => {
+            let path = dirs.first().map(|d| d.join(OsStr::from_bytes(rel)));
+            let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+            Err(Error::io(Op::Stat, &path.unwrap_or_default(), gone))
         }
     };
     write_entries(&source, false, changes, out, owner)
+}
+
+/// The path `rel` has in the first of `dirs` (top first, as overlayfs
+/// stacks them) that has it.
+pub fn find_in(dirs: &[std::path::PathBuf], rel: &[u8]) -> Option<std::path::PathBuf> {
+    let rel = OsStr::from_bytes(rel);
+    dirs.iter()
+        .map(|d| d.join(rel))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
 fn write_entries(

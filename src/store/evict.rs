@@ -44,7 +44,7 @@ pub struct Evicted {
 impl Store {
     /// `<drv>-layers/.used/`.
     pub(crate) fn used_stamps_dir(&self) -> PathBuf {
-        layout::own_dir(self.graph_root(), &self.options.driver, layout::USED_STAMPS)
+        layout::side_dir(self.graph_root(), &self.options.driver, layout::USED_STAMPS)
     }
 
     fn used_stamp(&self, id: &str) -> PathBuf {

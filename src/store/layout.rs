@@ -164,13 +164,13 @@ pub(crate) fn tar_split_path(layers_dir: &Path, id: &str) -> PathBuf {
 /// records. Not in the driver's directory: upstream's overlay driver
 /// takes every directory there for a layer's when it makes its short
 /// links again (`recreateSymlinks`), and fails on one without a `link`.
-pub(crate) fn own_dir(graph: &Path, driver: &str, name: &str) -> PathBuf {
+pub(crate) fn side_dir(graph: &Path, driver: &str, name: &str) -> PathBuf {
     layers_dir(graph, driver).join(name)
 }
 
-/// Where earlier versions kept [`own_dir`]'s directories: in the
+/// Where earlier versions kept [`side_dir`]'s directories: in the
 /// driver's directory (`overlay/.used`, `overlay/empty`, ...).
-pub(crate) fn former_own_dirs(graph: &Path, driver: &str) -> [(PathBuf, &'static str); 3] {
+pub(crate) fn former_side_dirs(graph: &Path, driver: &str) -> [(PathBuf, &'static str); 3] {
     let drv = driver_dir(graph, driver);
     [
         (drv.join(USED_STAMPS), USED_STAMPS),

@@ -127,13 +127,9 @@ impl Store {
     /// else the two layers' whole trees compared, as upstream's drivers
     /// do then (`NaiveDiffDriver`).
     pub fn changes_from(&self, arg: &str, from: &str) -> Result<Vec<Change>> {
-        let (layer, from) = self.layer_and_reference(arg, from)?;
-        match from.id == layer.parent {
-            true => self.changes(&layer.id),
-            false => Ok(materialize::compare_views(
-                &self.whole_view(&layer)?,
-                &self.whole_view(&from)?,
-            )),
+        match self.against(arg, from)? {
+            Against::Parent(layer) => self.changes(&layer.id),
+            Against::Other { changes, .. } => Ok(changes),
         }
     }
 
@@ -142,12 +138,10 @@ impl Store {
     /// the sizes of the added and modified paths that are no directories
     /// (a symlink its target's length, hard links of one file once).
     pub fn diff_size_from(&self, arg: &str, from: &str) -> Result<u64> {
-        let (layer, reference) = self.layer_and_reference(arg, from)?;
-        if reference.id == layer.parent {
-            return self.diff_size(&layer.id);
-        }
-        let view = self.whole_view(&layer)?;
-        let changes = materialize::compare_views(&view, &self.whole_view(&reference)?);
+        let (view, changes) = match self.against(arg, from)? {
+            Against::Parent(layer) => return self.diff_size(&layer.id),
+            Against::Other { view, changes, .. } => (view, changes),
+        };
         Ok(changes
             .iter()
             .filter(|c| c.kind != ChangeKind::Delete)
@@ -171,10 +165,14 @@ impl Store {
         compression: Option<Compression>,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let (layer, reference) = self.layer_and_reference(arg, from)?;
-        if reference.id == layer.parent {
-            return self.diff(&layer.id, compression, out);
-        }
+        let (layer, view, changes) = match self.against(arg, from)? {
+            Against::Parent(layer) => return self.diff(&layer.id, compression, out),
+            Against::Other {
+                layer,
+                view,
+                changes,
+            } => (layer, view, changes),
+        };
         let chain = self.chain(&layer.id)?;
         // The files hold host IDs: one mapping must take them all back.
         if let Some(other) = chain.iter().find(|l| !l.maps_as(&layer)) {
@@ -183,8 +181,6 @@ impl Store {
                 other: other.id.clone(),
             });
         }
-        let view = self.whole_view(&layer)?;
-        let changes = materialize::compare_views(&view, &self.whole_view(&reference)?);
         let dirs = match self.options.driver == "overlay" {
             true => {
                 self.prepare_overlay(&chain)?;
@@ -203,11 +199,7 @@ impl Store {
         // A device that a tree built without the privilege to make one
         // lacks is in no tree, as in upstream's (its untar skips devices
         // in a user namespace): not in the diff either.
-        let in_a_tree = |c: &Change| {
-            let rel = OsStr::from_bytes(&c.path.as_bytes()[1..]);
-            dirs.iter()
-                .any(|d| std::fs::symlink_metadata(d.join(rel)).is_ok())
-        };
+        let in_a_tree = |c: &Change| materialize::find_in(&dirs, &c.path.as_bytes()[1..]).is_some();
         let device = |c: &Change| {
             let entry = view.get(&c.path.as_bytes()[1..]);
             entry.is_some_and(|e| matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice))
@@ -231,10 +223,22 @@ impl Store {
         Ok(())
     }
 
-    fn layer_and_reference(&self, arg: &str, from: &str) -> Result<(Layer, Layer)> {
+    /// The layer `arg` against the layer `from`: its parent, or another
+    /// layer, with the layer's whole tree and the changes that turn
+    /// `from`'s whole tree into it.
+    fn against(&self, arg: &str, from: &str) -> Result<Against> {
         let layer = self.layer(&self.mount_layer(arg, false)?)?;
         let from = self.layer(&self.mount_layer(from, false)?)?;
-        Ok((layer, from))
+        if from.id == layer.parent {
+            return Ok(Against::Parent(layer));
+        }
+        let view = self.whole_view(&layer)?;
+        let changes = materialize::compare_views(&view, &self.whole_view(&from)?);
+        Ok(Against::Other {
+            layer,
+            view,
+            changes,
+        })
     }
 
     /// The whole tree the layer and those below it give.
@@ -424,6 +428,18 @@ impl Store {
         enc.finish().map_err(written)?;
         Ok(())
     }
+}
+
+/// A layer against a reference layer (see [`Store::against`]).
+enum Against {
+    /// The reference is its parent: its own changes apply.
+    Parent(Layer),
+    /// Another layer: the layer, its whole tree and the changes.
+    Other {
+        layer: Layer,
+        view: BTreeMap<Vec<u8>, Entry>,
+        changes: Vec<Change>,
+    },
 }
 
 /// The owner a tar gets for a file of `layer`'s directory `dir`: its

@@ -432,7 +432,11 @@ impl Store {
         // overlayfs needs a lower directory, and two without an upper.
         let needed = if writable { 1 } else { 2 };
         if lower_links.len() < needed {
-            let empty = layout::own_dir(self.graph_root(), "overlay", layout::SHARED_EMPTY);
+            let empty = layout::side_dir(
+                self.graph_root(),
+                &self.options.driver,
+                layout::SHARED_EMPTY,
+            );
             super::driver::own_dir(&empty)?;
             while lower_links.len() < needed {
                 lower_links.push(empty.display().to_string());
@@ -518,48 +522,43 @@ pub(super) struct Dirs<'a> {
     pub flags: MountFlags,
 }
 
+/// The mount flags `overlay.mountopt` may name: each as `mount(2)`
+/// takes it and as `fsmount(2)` takes it (`MOUNT_ATTR_*`).
+const MOUNT_FLAGS: &[(&str, nix::mount::MsFlags, u32)] = {
+    use nix::mount::MsFlags as F;
+    &[
+        ("nosuid", F::MS_NOSUID, 0x02),
+        ("nodev", F::MS_NODEV, 0x04),
+        ("noexec", F::MS_NOEXEC, 0x08),
+        ("noatime", F::MS_NOATIME, 0x10),
+        ("strictatime", F::MS_STRICTATIME, 0x20),
+        ("nodiratime", F::MS_NODIRATIME, 0x80),
+    ]
+};
+
 /// Flags of the mount itself (not overlayfs options), from
-/// `overlay.mountopt`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct MountFlags {
-    pub nodev: bool,
-    pub nosuid: bool,
-    pub noexec: bool,
-    pub noatime: bool,
-    pub nodiratime: bool,
-    pub strictatime: bool,
+/// `overlay.mountopt`: those of [`MOUNT_FLAGS`] it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MountFlags(nix::mount::MsFlags);
+
+impl Default for MountFlags {
+    fn default() -> MountFlags {
+        MountFlags(nix::mount::MsFlags::empty())
+    }
 }
 
 impl MountFlags {
     /// As `mount(2)` flags.
     fn ms_flags(self) -> nix::mount::MsFlags {
-        use nix::mount::MsFlags as F;
-        [
-            (self.nodev, F::MS_NODEV),
-            (self.nosuid, F::MS_NOSUID),
-            (self.noexec, F::MS_NOEXEC),
-            (self.noatime, F::MS_NOATIME),
-            (self.nodiratime, F::MS_NODIRATIME),
-            (self.strictatime, F::MS_STRICTATIME),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .fold(F::empty(), |all, (_, flag)| all | flag)
+        self.0
     }
 
     /// As `fsmount(2)` attributes (`MOUNT_ATTR_*`).
     fn attributes(self) -> u32 {
-        [
-            (self.nosuid, 0x02),
-            (self.nodev, 0x04),
-            (self.noexec, 0x08),
-            (self.noatime, 0x10),
-            (self.strictatime, 0x20),
-            (self.nodiratime, 0x80),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |all, (_, attr)| all | attr)
+        MOUNT_FLAGS
+            .iter()
+            .filter(|(_, flag, _)| self.0.contains(*flag))
+            .fold(0, |all, (_, _, attr)| all | attr)
     }
 }
 
@@ -572,13 +571,11 @@ pub(crate) fn mount_options(list: &str) -> (MountFlags, Vec<(String, Option<Stri
     let mut flags = MountFlags::default();
     let mut options = Vec::new();
     for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if let Some((_, flag, _)) = MOUNT_FLAGS.iter().find(|(name, _, _)| *name == option) {
+            flags.0 |= *flag;
+            continue;
+        }
         match option {
-            "nodev" => flags.nodev = true,
-            "nosuid" => flags.nosuid = true,
-            "noexec" => flags.noexec = true,
-            "noatime" => flags.noatime = true,
-            "nodiratime" => flags.nodiratime = true,
-            "strictatime" => flags.strictatime = true,
             "dev" | "suid" | "exec" | "atime" | "diratime" | "relatime" | "nostrictatime"
             | "rw" | "defaults" | "async" | "auto" | "noauto" => {}
             _ => match option.split_once('=') {
@@ -679,14 +676,10 @@ mod tests {
     #[test]
     fn mountopt_splits_into_mount_flags_and_overlayfs_options() {
         let (flags, options) = mount_options("nodev, nosuid,rw,metacopy=on,volatile,,noatime");
+        use nix::mount::MsFlags as F;
         assert_eq!(
             flags,
-            MountFlags {
-                nodev: true,
-                nosuid: true,
-                noatime: true,
-                ..MountFlags::default()
-            }
+            MountFlags(F::MS_NODEV | F::MS_NOSUID | F::MS_NOATIME)
         );
         assert_eq!(
             options,
@@ -696,7 +689,6 @@ mod tests {
             ]
         );
         assert_eq!(flags.attributes(), 0x02 | 0x04 | 0x10);
-        use nix::mount::MsFlags as F;
         assert_eq!(flags.ms_flags(), F::MS_NODEV | F::MS_NOSUID | F::MS_NOATIME);
     }
 }

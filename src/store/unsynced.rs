@@ -64,7 +64,7 @@ fn marker_layer(name: &str) -> Option<&str> {
 
 impl Store {
     fn unsynced_dir(&self) -> PathBuf {
-        layout::own_dir(self.graph_root(), &self.options.driver, layout::UNSYNCED)
+        layout::side_dir(self.graph_root(), &self.options.driver, layout::UNSYNCED)
     }
 
     /// Starts a build of layer `id`'s directory that need not be durable
