@@ -216,9 +216,13 @@ pub(crate) fn unescape(s: &str) -> String {
 }
 
 /// Unmounts `path`; a path that is not mounted is fine. A symlink there
-/// is not followed (it would lead the unmount to another mount).
+/// is not followed (it would lead the unmount to another mount). The
+/// unmount is lazy, as upstream's overlay driver makes it: a process with
+/// a file open or its working directory in the mount keeps what it holds,
+/// and the unmount does not fail with "busy".
 pub(crate) fn unmount_path(path: &Path) -> Result<()> {
-    match nix::mount::umount2(path, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
+    use nix::mount::MntFlags;
+    match nix::mount::umount2(path, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(std::io::Error::from(e)).at(Op::Unmount, path),
     }

@@ -619,7 +619,19 @@ fn shutdown_with_mounts_fails_in_upstreams_words_and_force_unmounts_them() {
         "{err}"
     );
     assert_eq!(cs.ok(&["mounted", &layer]), format!("{layer} mounted\n"));
-    cs.ok(&["shutdown", "-f"]);
+    cs.ok(&["mount", &layer]);
+    // Forced, it unmounts them and fails all the same, as upstream's does.
+    let err = cs.fails(&["shutdown", "-f"], None);
+    assert!(
+        err.contains("a layer is mounted: layer is in use by a container"),
+        "{err}"
+    );
+    assert_eq!(cs.ok(&["mounted", &layer]), "");
+    cs.ok(&["mount", &layer]);
+    let out = cs.run(&["shutdown", "-f", "--json"], None);
+    crate::common::expect_status(&out, &["shutdown", "-f", "--json"], 1);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{}\n");
     assert_eq!(cs.ok(&["mounted", &layer]), "");
     cs.ok(&["shutdown"]);
+    cs.ok(&["shutdown", "-f"]);
 }

@@ -1222,7 +1222,7 @@ fn mount_mismatch(st: &Store, t: &Target) -> Option<String> {
 /// kernel alike.
 fn recover(st: &Store, rng: &mut Rng, t: &Target, ctx: &str) {
     if rng.range(0, 5) == 0 {
-        st.ok(&["shutdown", "-f"]);
+        common::expect_forced_shutdown(&st.run(&["shutdown", "-f"], None));
         assert!(
             st.raw_mounts().is_empty(),
             "{ctx}: shutdown -f left records: {:?}",
@@ -1384,7 +1384,7 @@ fn killed_mount_recovers_with_unmount_force() {
                 t.arg
             );
         }
-        st.ok(&["shutdown", "-f"]);
+        common::expect_forced_shutdown(&st.run(&["shutdown", "-f"], None));
         assert!(st.kernel_mounts().is_empty());
         verify(
             &st,
@@ -1487,7 +1487,7 @@ fn killed_unmount_recovers_with_unmount_force() {
                 t.arg
             );
         }
-        st.ok(&["shutdown", "-f"]);
+        common::expect_forced_shutdown(&st.run(&["shutdown", "-f"], None));
         assert!(st.kernel_mounts().is_empty());
         verify(
             &st,

@@ -152,7 +152,8 @@ fn overlay_mounts_show_the_image_and_keep_writes_private() {
     let m1 = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
     assert_eq!(std::fs::read(m1.join("usr/big")).unwrap(), b"overwritten");
     assert!(!m1.join("bin").exists());
-    ok(&cs, "overlay", &["shutdown", "-f"]);
+    let out = with_driver(&cs, "overlay", &["shutdown", "-f"]);
+    common::expect_status(&out, &["shutdown", "-f"], 1);
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(cs.graph().to_str().unwrap()), "{mounts}");
 }
@@ -455,6 +456,30 @@ fn deletes_unmount_mounted_layers_and_leave_no_directories() {
     ok(&cs, "overlay", &["wipe"]);
     assert!(!is_mounted(&merged));
     assert!(ok(&cs, "overlay", &["layers"]).trim().is_empty());
+}
+
+/// A mount something holds open unmounts, and its layer deletes, as
+/// upstream's lazy unmount lets them; the holder keeps what it has open.
+#[test]
+fn a_mount_in_use_unmounts_and_deletes() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    populate(&cs, "overlay");
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
+    let held = std::fs::File::open(&merged).unwrap();
+    ok(&cs, "overlay", &["unmount", "c1"]);
+    assert!(!is_mounted(&merged), "{} is still mounted", merged.display());
+    drop(held);
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c2"]).trim());
+    let held = std::fs::File::open(merged.join("etc")).unwrap();
+    ok(&cs, "overlay", &["delete-container", "c2"]);
+    assert!(!is_mounted(&merged), "{} is still mounted", merged.display());
+    assert!(!merged.parent().unwrap().exists());
+    drop(held);
+    let left = ok(&cs, "overlay", &["containers"]);
+    assert!(left.contains("c1") && !left.contains("c2"), "{left}");
 }
 
 /// Whether the kernel's mount table lists `path`.
