@@ -470,16 +470,27 @@ fn a_mount_in_use_unmounts_and_deletes() {
     let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
     let held = std::fs::File::open(&merged).unwrap();
     ok(&cs, "overlay", &["unmount", "c1"]);
-    assert!(!is_mounted(&merged), "{} is still mounted", merged.display());
+    assert!(
+        !is_mounted(&merged),
+        "{} is still mounted",
+        merged.display()
+    );
     drop(held);
     let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c2"]).trim());
     let held = std::fs::File::open(merged.join("etc")).unwrap();
     ok(&cs, "overlay", &["delete-container", "c2"]);
-    assert!(!is_mounted(&merged), "{} is still mounted", merged.display());
+    assert!(
+        !is_mounted(&merged),
+        "{} is still mounted",
+        merged.display()
+    );
     assert!(!merged.parent().unwrap().exists());
     drop(held);
     let left = ok(&cs, "overlay", &["containers"]);
-    assert!(left.contains("c1") && !left.contains("c2"), "{left}");
+    assert!(
+        left.contains("name: c1") && !left.contains("name: c2"),
+        "{left}"
+    );
 }
 
 /// Whether the kernel's mount table lists `path`.
