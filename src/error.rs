@@ -170,6 +170,10 @@ pub enum Error {
     /// A name is held by another item of the same kind.
     #[error("{0}: that name is already in use")]
     NameInUse(String),
+    /// A new layer's parent is a container's layer (upstream's
+    /// `ErrParentIsContainer`).
+    #[error("layer {0}: would-be parent layer is a container")]
+    ParentIsContainer(String),
     /// An ID is held by another item of the same kind.
     #[error("{0}: that ID is already in use")]
     IdInUse(String),
@@ -204,16 +208,18 @@ pub enum Error {
     },
     /// A layer has child layers (upstream's `ErrLayerHasChildren` for a
     /// delete).
-    #[error("layer {layer}: {}", has_children(*.refused))]
+    #[error("layer {layer} used by layer {child}: {}", has_children(*.refused))]
     HasChildren {
         /// The layer.
         layer: String,
+        /// One of its children.
+        child: String,
         /// What its children stop.
         refused: Action,
     },
     /// An item is used by another (upstream's `ErrLayerUsedByImage`,
     /// `ErrLayerUsedByContainer`, `ErrImageUsedByContainer`).
-    #[error("{kind} {id}: {}", in_use(*.kind, *.by, .by_id))]
+    #[error("{kind} {id} used by {by} {by_id}: {}", in_use(*.kind, *.by))]
     InUse {
         /// The kind of the item that is used.
         kind: Kind,
@@ -423,12 +429,11 @@ fn has_children(refused: Action) -> &'static str {
     }
 }
 
-fn in_use(kind: Kind, by: Kind, by_id: &str) -> String {
-    match (kind, by) {
-        (Kind::Layer, Kind::Image) => format!("layer is the top layer of image {by_id}"),
-        (Kind::Layer, Kind::Container) => format!("layer is in use by container {by_id}"),
-        (kind, by) => format!("{kind} is in use by a {by}"),
-    }
+/// Upstream's words (`ErrLayerUsedByImage`, `ErrLayerUsedByContainer`,
+/// `ErrImageUsedByContainer`).
+fn in_use(kind: Kind, by: Kind) -> String {
+    let article = if by == Kind::Image { "an" } else { "a" };
+    format!("{kind} is in use by {article} {by}")
 }
 
 fn unmount_first(refused: Action) -> &'static str {
@@ -660,16 +665,18 @@ mod tests {
             (
                 s(Error::HasChildren {
                     layer: layer(),
+                    child: "c4".into(),
                     refused: Action::Delete,
                 }),
-                "layer 3f2a: layer has children",
+                "layer 3f2a used by layer c4: layer has children",
             ),
             (
                 s(Error::HasChildren {
                     layer: layer(),
+                    child: "c4".into(),
                     refused: Action::ApplyDiff,
                 }),
-                "layer 3f2a: it has child layers, whose content depends on it; a diff can only be applied to a layer without children",
+                "layer 3f2a used by layer c4: it has child layers, whose content depends on it; a diff can only be applied to a layer without children",
             ),
             (
                 s(Error::InUse {
@@ -678,7 +685,7 @@ mod tests {
                     by: Kind::Image,
                     by_id: "i1".into(),
                 }),
-                "layer 3f2a: layer is the top layer of image i1",
+                "layer 3f2a used by image i1: layer is in use by an image",
             ),
             (
                 s(Error::InUse {
@@ -687,7 +694,7 @@ mod tests {
                     by: Kind::Container,
                     by_id: "c1".into(),
                 }),
-                "layer 3f2a: layer is in use by container c1",
+                "layer 3f2a used by container c1: layer is in use by a container",
             ),
             (
                 s(Error::InUse {
@@ -696,7 +703,7 @@ mod tests {
                     by: Kind::Container,
                     by_id: "c1".into(),
                 }),
-                "image i1: image is in use by a container",
+                "image i1 used by container c1: image is in use by a container",
             ),
             (
                 s(Error::Mounted {

@@ -21,6 +21,7 @@ mod id_maps;
 mod ids;
 mod images;
 mod item;
+mod kernel_features;
 pub(crate) mod kind;
 mod layer_links;
 mod layers;

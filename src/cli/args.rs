@@ -282,7 +282,7 @@ pub struct Diff {
     #[arg(short = 'c', long = "gzip", bool_flag())]
     pub gzip: bool,
     /// bzip2.
-    #[arg(short = 'b', long = "bzip2", bool_flag())]
+    #[arg(short = 'b', long = "bzip2", visible_alias = "bz2", bool_flag())]
     pub bzip2: bool,
     /// xz.
     #[arg(short = 'x', long = "xz", bool_flag())]
@@ -431,6 +431,9 @@ pub struct Names {
     /// A layer, image or container: ID, name or unique ID prefix.
     #[arg(value_name = "ITEM")]
     pub item: String,
+    /// Further arguments, taken and ignored as upstream takes them.
+    #[arg(value_name = "IGNORED")]
+    pub ignored: Vec<String>,
 }
 
 /// `metadata`.
@@ -534,6 +537,17 @@ pub struct LayerParentOwners {
 /// `create-storage-layer`.
 #[derive(Args, Debug)]
 pub struct CreateStorageLayer {
+    /// ID for the layer (default: random).
+    #[arg(short = 'i', long = "id")]
+    pub id: Option<String>,
+    /// Mount label (taken, as upstream's drivers take it, and not kept).
+    #[arg(short = 'l', long = "label", default_value = "")]
+    pub label: String,
+    /// Read-only (upstream's drivers make such a layer as any other).
+    #[arg(short = 'r', long = "readonly", bool_flag())]
+    pub read_only: bool,
+    #[command(flatten)]
+    pub id_maps: IdMapFlags,
     #[command(flatten)]
     pub json: Json,
     /// The new layer's parent: a layer, or a layer directory without a
@@ -666,8 +680,11 @@ pub struct DiffSize {
 pub struct Copy {
     /// Owner of the copies: UID[:GID] (GID defaults to UID, as
     /// upstream's); container IDs of the destination layer's ID maps.
-    #[arg(long = "chown", value_name = "UID[:GID]")]
+    #[arg(short = 'o', long = "chown", value_name = "UID[:GID]")]
     pub chown: Option<Owner>,
+    /// Taken, as upstream takes it: `copy` prints nothing either way.
+    #[command(flatten)]
+    pub json: Json,
     /// What to copy: a host path, or LAYER:/PATH in a layer or container.
     #[arg(value_name = "SOURCE", required = true)]
     pub sources: Vec<String>,
@@ -714,11 +731,14 @@ pub struct ApplyDiff {
 #[derive(Args, Debug)]
 pub struct Mount {
     /// The arguments are images, mounted read-only.
-    #[arg(short = 'r', long = "read-only", bool_flag())]
+    #[arg(short = 'r', long = "read-only", visible_alias = "ro", bool_flag())]
     pub read_only: bool,
     /// Mount label.
     #[arg(short = 'l', long = "label")]
     pub label: Option<String>,
+    /// Mount options: taken and not used, as upstream's `mount` does.
+    #[arg(short = 'o', long = "opt", value_name = "OPTIONS")]
+    pub opt: Option<String>,
     #[command(flatten)]
     pub json: Json,
     /// A layer or container (with -r, an image): ID, name or unique ID

@@ -72,11 +72,8 @@ pub fn create(store: &Store, args: &args::CreateContainer) -> Outcome {
         return output::json(&container);
     }
     outln!("{}", container.id);
-    if !container.names.is_empty() {
-        // One line, each name after a tab, as upstream prints them (the
-        // layer and image commands print a line per name).
-        let names: String = container.names.iter().map(|n| format!("\t{n}")).collect();
-        outln!("{names}");
+    for name in &container.names {
+        outln!("\t{name}");
     }
     Ok(0)
 }

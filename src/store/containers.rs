@@ -22,6 +22,10 @@ use crate::error::Result;
 /// `volatileFlag`): its mounts use overlayfs's `volatile` option.
 pub(crate) const VOLATILE_FLAG: &str = "Volatile";
 
+/// The flags upstream gives every container, its SELinux labels.
+const MOUNT_LABEL_FLAG: &str = "MountLabel";
+const PROCESS_LABEL_FLAG: &str = "ProcessLabel";
+
 /// A container record, with upstream's JSON field names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Container {
@@ -190,7 +194,12 @@ impl Store {
             self.remove_driver_dirs(&layer_id);
             return Err(e);
         }
-        let mut flags = BTreeMap::new();
+        // Upstream's labels, empty where SELinux is off (as its
+        // `InitLabels` gives them there).
+        let mut flags = BTreeMap::from([
+            (MOUNT_LABEL_FLAG.to_string(), serde_json::Value::from("")),
+            (PROCESS_LABEL_FLAG.to_string(), serde_json::Value::from("")),
+        ]);
         if options.volatile {
             flags.insert(VOLATILE_FLAG.to_string(), serde_json::Value::Bool(true));
         }

@@ -354,8 +354,15 @@ impl Store {
         }
         let parent = match parent.filter(|p| !p.is_empty()) {
             // The parent may be directory-backed, and even mounted: it
-            // stays as it is, as upstream's does.
-            Some(p) => Some(self.layer(p)?),
+            // stays as it is, as upstream's does. A container's layer is
+            // no parent, as upstream has it.
+            Some(p) => {
+                let parent = self.layer(p)?;
+                if self.containers()?.iter().any(|c| c.layer == parent.id) {
+                    return Err(Error::ParentIsContainer(parent.id));
+                }
+                Some(parent)
+            }
             None => None,
         };
         // Without maps of its own, a layer maps as its parent does.
@@ -833,9 +840,10 @@ impl Store {
             return Err(Kind::Layer.not_known(arg));
         };
         let id = found.id.clone();
-        if tx.layers.records.iter().any(|l| l.parent == id) {
+        if let Some(child) = tx.layers.records.iter().find(|l| l.parent == id) {
             return Err(Error::HasChildren {
                 layer: id,
+                child: child.id.clone(),
                 refused: Action::Delete,
             });
         }

@@ -10,9 +10,9 @@
 //! (`mapped_layers.rs`).
 //!
 //! Whether the kernel can is found once, by mounting overlayfs over an
-//! idmapped directory, and kept where upstream keeps it:
-//! `<runroot>/overlay/idmapped-lower-dir-true` (or `-false`), so that a
-//! Go client sharing the store and we read each other's answer.
+//! idmapped directory, and kept where upstream keeps it
+//! (`kernel_features.rs`): `<runroot>/overlay/idmapped-lower-dir-true`
+//! (or `-false`).
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -23,7 +23,6 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::id_maps::IdMap;
-use super::layout;
 use super::mounts::{mount_dirs, Dirs};
 use super::Store;
 use crate::error::{IoContext, Op, Result};
@@ -39,25 +38,13 @@ impl Store {
         if self.options.driver != "overlay" || !nix::unistd::geteuid().is_root() {
             return false;
         }
-        let cache = layout::driver_dir(&self.options.run_root, &self.options.driver);
-        let answer = |yes: bool| cache.join(format!("{FEATURE}-{yes}"));
-        if answer(true).exists() {
-            return true;
-        }
-        if answer(false).exists() {
-            return false;
-        }
-        let supported = match probe(&self.driver_dir()) {
+        self.cached_feature(FEATURE, || match probe(&self.driver_dir()) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "overlay over idmapped layers: not supported");
                 false
             }
-        };
-        // Without the record the next mount asks the kernel again.
-        let _ = durable::create_dir_all(&cache)
-            .and_then(|()| durable::open_store_file(&answer(supported), durable::Open::Create));
-        supported
+        })
     }
 
     /// Whether a container mapping IDs with `uid_map` and `gid_map` is

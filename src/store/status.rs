@@ -67,6 +67,8 @@ impl Store {
                 ),
                 ("Native Overlay Diff", "true".to_string()),
                 ("Using metacopy", "false".to_string()),
+                ("Supports shifting", self.supports_shifting().to_string()),
+                ("Supports volatile", self.supports_volatile().to_string()),
             ];
             pairs.extend(facts.map(|(k, v)| (k.to_string(), v)));
         }

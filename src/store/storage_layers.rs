@@ -19,6 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::driver::own_dir;
+use super::id_maps::{IdMapping, IdMappingOptions};
 use super::{ids, layout, Kind, Store};
 use crate::durable;
 use crate::error::{Error, IoContext, Op, Result};
@@ -45,13 +46,31 @@ impl Store {
     /// Makes a layer directory without a record, on `parent` (a layer,
     /// by ID, name or unique prefix, or a directory an earlier call
     /// made), as upstream's `create-storage-layer` does. Returns its ID.
-    pub fn create_storage_layer(&self, parent: Option<&str>) -> Result<String> {
+    pub fn create_storage_layer(
+        &self,
+        parent: Option<&str>,
+        id: Option<&str>,
+        id_mappings: &IdMappingOptions,
+    ) -> Result<String> {
         self.check_writable()?;
         let parent = match parent {
             None => None,
             Some(arg) => Some(self.storage_parent(arg)?),
         };
-        let id = ids::new_id();
+        let id = match id {
+            Some(id) => {
+                ids::validate_new_id(id)?;
+                let taken = self
+                    .layer_dirs(id)
+                    .iter()
+                    .any(|d| d.symlink_metadata().is_ok());
+                if taken || self.layers()?.iter().any(|l| l.id == id) {
+                    return Err(Error::IdInUse(id.to_string()));
+                }
+                id.to_string()
+            }
+            None => ids::new_id(),
+        };
         let made = if self.options.driver == "overlay" {
             self.create_overlay_storage_layer(&id, parent.as_ref())
         } else {
@@ -65,6 +84,17 @@ impl Store {
             }
             .and_then(|()| durable::fsync_parent(&tree))
         };
+        // With ID maps, the tree's root belongs to the container's root,
+        // as upstream's drivers make it.
+        let (uids, gids) = id_mappings.resolve((&[], &[]));
+        let made = made.and_then(|()| {
+            let (uid, gid) = IdMapping::new(&uids, &gids).root_pair();
+            let root = self.layer_content_dir(&id);
+            match (uid, gid) {
+                (0, 0) => Ok(()),
+                _ => std::os::unix::fs::lchown(&root, Some(uid), Some(gid)).at(Op::Chown, &root),
+            }
+        });
         if let Err(e) = made {
             // Nothing half made stays behind.
             self.remove_driver_dirs(&id);

@@ -67,8 +67,8 @@ fn create_container_prints_id_and_names_and_layers_on_the_image_top() {
         "meta",
         "img",
     ]);
-    // The names on one line, each after a tab, as upstream prints them.
-    assert_eq!(out, "my-container\n\tc1\tc2\n");
+    // A line per name, after a tab, as upstream prints them.
+    assert_eq!(out, "my-container\n\tc1\n\tc2\n");
     let r = container_json(&cs, "my-container");
     assert_eq!(r["id"], "my-container");
     assert_eq!(r["names"], serde_json::json!(["c1", "c2"]));
@@ -604,4 +604,50 @@ fn a_container_name_beats_a_layer_id_prefix_for_mount() {
     assert_eq!(cs.ok(&["mounted", "c2"]), "c2 mounted\n");
     assert_eq!(cs.ok(&["mounted", "c2aaaa"]), "");
     assert_eq!(cs.ok(&["unmount", "c2"]), "c2 mountpoint unmounted\n");
+}
+
+/// What is in use says so in upstream's words, and a container's layer
+/// is nobody's parent, as upstream has it; nothing is created or removed.
+#[test]
+fn what_is_in_use_refuses_in_upstreams_words() {
+    let cs = Cs::new();
+    let (layer, image) = image_on_layer(&cs, "img");
+    let err = cs.fails(&["delete-layer", &layer], None);
+    assert!(
+        err.contains(&format!(
+            "layer {layer} used by image {image}: layer is in use by an image"
+        )),
+        "{err}"
+    );
+    let container = create_container(&cs, &["-n", "c", "img"]);
+    let c_layer = container_json(&cs, "c")["layer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = cs.fails(&["delete-layer", &c_layer], None);
+    assert!(
+        err.contains(&format!(
+            "used by container {container}: layer is in use by a container"
+        )),
+        "{err}"
+    );
+    let err = cs.fails(&["delete-image", "img"], None);
+    assert!(
+        err.contains(&format!(
+            "used by container {container}: image is in use by a container"
+        )),
+        "{err}"
+    );
+    let before = cs.layer_ids();
+    let err = cs.fails(&["create-layer", &c_layer], None);
+    assert!(
+        err.contains("would-be parent layer is a container"),
+        "{err}"
+    );
+    let err = cs.fails(&["import-layer", &c_layer], Some(&tar_with("f", b"x")));
+    assert!(
+        err.contains("would-be parent layer is a container"),
+        "{err}"
+    );
+    assert_eq!(cs.layer_ids(), before);
 }

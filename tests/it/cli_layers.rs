@@ -388,7 +388,8 @@ fn delete_layer_refuses_a_layer_with_children() {
     let err = stderr(&out);
     assert!(err.starts_with("parent: "), "{err}");
     assert!(
-        err.contains(&parent) && err.contains("layer has children"),
+        err.contains(&parent)
+            && err.contains(&format!("used by layer {child}: layer has children")),
         "{err}"
     );
     assert_eq!(cs.layer_ids(), vec![parent.clone(), child.clone()]);
@@ -655,7 +656,7 @@ fn overlay_status_has_the_drivers_facts_as_upstreams() {
     expect_status(&out, &["status"], 0);
     let ours: Vec<String> = stderr(&out).lines().map(String::from).collect();
     assert_eq!(
-        ours[4..8]
+        ours[4..10]
             .iter()
             .map(|l| l.split(": ").next().unwrap())
             .collect::<Vec<_>>(),
@@ -663,10 +664,26 @@ fn overlay_status_has_the_drivers_facts_as_upstreams() {
             "Backing Filesystem",
             "Supports d_type",
             "Native Overlay Diff",
-            "Using metacopy"
+            "Using metacopy",
+            "Supports shifting",
+            "Supports volatile",
         ],
         "{ours:?}"
     );
+    // The kernel's answers are kept where upstream's driver keeps them.
+    let cache = cs.run_root().join("overlay");
+    for feature in ["idmapped-lower-dir", "volatile"] {
+        let yes = ours.iter().any(|l| {
+            l.starts_with(match feature {
+                "volatile" => "Supports volatile: true",
+                _ => "Supports shifting: true",
+            })
+        });
+        assert!(
+            cache.join(format!("{feature}-{yes}")).exists(),
+            "{feature}: {ours:?}"
+        );
+    }
     let go = std::path::Path::new("/usr/bin/containers-storage");
     if go.exists() {
         let out = std::process::Command::new(go)

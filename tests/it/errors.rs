@@ -49,7 +49,7 @@ fn deleting_a_layer_in_use_is_refused_with_what_uses_it() {
     let child = import(&store, Some(&parent.id));
     let e = store.delete_layer(&parent.id).unwrap_err();
     assert!(
-        matches!(&e, Error::HasChildren { layer, refused: Action::Delete } if *layer == parent.id),
+        matches!(&e, Error::HasChildren { layer, refused: Action::Delete, .. } if *layer == parent.id),
         "{e:?}"
     );
     let image = store

@@ -201,3 +201,51 @@ fn a_storage_layer_goes_on_a_read_only_stores_layer() {
         assert!(lines(&out).contains(&id), "{driver}: {out}");
     }
 }
+
+/// Upstream's flags: `-i` names the ID (a taken one is refused), `-l`
+/// and `-r` are taken, ID maps give the tree's root to the container's
+/// root, and `--json` prints the ID as a JSON string.
+#[test]
+fn create_storage_layer_takes_upstreams_flags() {
+    use std::os::unix::fs::MetadataExt;
+    let content = |cs: &Cs, driver: &str, id: &str| match driver {
+        "vfs" => cs.graph().join("vfs/dir").join(id),
+        _ => cs.graph().join("overlay").join(id).join("diff"),
+    };
+    for driver in drivers() {
+        let cs = Cs::new();
+        let id = "5".repeat(64);
+        let out = cs.ok_on(
+            driver,
+            &["create-storage-layer", "-i", &id, "-l", "system_u", "-r"],
+        );
+        assert_eq!(out, format!("{id}\n"), "{driver}");
+        assert!(content(&cs, driver, &id).is_dir(), "{driver}");
+        let (code, _, err) = run(&cs, driver, &["create-storage-layer", "--id", &id]);
+        assert_eq!(code, 1, "{driver}: {err}");
+        assert!(err.contains("already in use"), "{driver}: {err}");
+        let layer = first_line_of(&cs.ok_on(driver, &["create-layer"]));
+        let (code, _, err) = run(&cs, driver, &["create-storage-layer", "-i", &layer]);
+        assert_eq!(code, 1, "{driver}: {err}");
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping the ID-mapped storage layer: chown needs root");
+            continue;
+        }
+        let out = cs.ok_on(
+            driver,
+            &[
+                "create-storage-layer",
+                "--uidmap",
+                "0:100000:65536",
+                "--gidmap",
+                "0:200000:65536",
+                "--json",
+            ],
+        );
+        let mapped: String = serde_json::from_str(out.trim()).unwrap();
+        let meta = std::fs::metadata(content(&cs, driver, &mapped)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (100000, 200000), "{driver}");
+        let listed = lines(&cs.ok_on(driver, &["storage-layers"]));
+        assert!(listed.contains(&id) && listed.contains(&mapped), "{driver}");
+    }
+}
