@@ -170,6 +170,10 @@ pub enum Error {
     /// A name is held by another item of the same kind.
     #[error("{0}: that name is already in use")]
     NameInUse(String),
+    /// A staged directory cannot be applied: partial images are off, or
+    /// the driver takes none (upstream's partial pull refusals).
+    #[error("{0}")]
+    NoPartialPull(String),
     /// A new layer's parent is a container's layer (upstream's
     /// `ErrParentIsContainer`).
     #[error("layer {0}: would-be parent layer is a container")]

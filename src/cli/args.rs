@@ -837,8 +837,9 @@ impl Gc {
 /// `dedup`.
 #[derive(Args, Debug)]
 pub struct Dedup {
-    /// How files are compared: crc, size or sha256.
-    #[arg(long = "hash-method", default_value = "sha256", value_name = "METHOD")]
+    /// How identical files are found: crc, size or sha256 (candidates
+    /// are compared byte for byte whichever finds them).
+    #[arg(long = "hash-method", default_value = "crc", value_name = "METHOD")]
     pub hash_method: HashMethod,
     #[command(flatten)]
     pub json: Json,

@@ -52,7 +52,7 @@ impl std::str::FromStr for HashMethod {
             "size" => Ok(HashMethod::Size),
             "sha256" => Ok(HashMethod::Sha256),
             other => Err(crate::error::Error::Config(format!(
-                "{other:?} is not a hash method (use crc, size or sha256)"
+                "invalid hash method: {other} (use crc, size or sha256)"
             ))),
         }
     }

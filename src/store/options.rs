@@ -32,6 +32,9 @@ pub struct StoreOptions {
     /// When layers' content directories are built (`materialize` in
     /// storage.conf).
     pub materialize: Materialize,
+    /// `enable_partial_images = "true"` in `[storage.options.pull_options]`:
+    /// `applydiff-using-staging-dir` applies staged directories.
+    pub partial_images: bool,
 }
 
 /// When the driver's content directories of pool-backed layers are built.
@@ -215,6 +218,7 @@ impl StoreOptions {
             transient_store: false,
             evict_after: None,
             materialize: Materialize::OnDemand,
+            partial_images: false,
         }
     }
 
@@ -269,6 +273,15 @@ impl StoreOptions {
             options.run_root = r;
         }
         options.image_store = s.imagestore;
+        // As upstream's partial pulls read it: the string "true", in
+        // any case.
+        options.partial_images = s
+            .options
+            .pull_options
+            .as_ref()
+            .and_then(|table| table.get("enable_partial_images"))
+            .and_then(toml::Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         options.transient_store = s.transient_store.unwrap_or(false);
         if let Some(after) = s
             .options

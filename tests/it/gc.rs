@@ -524,11 +524,7 @@ fn on_the_debian_store_gc_frees_the_chunks_only_deleted_images_used() {
         graph_root: dir.path().join("graph"),
         run_root: dir.path().join("run"),
         driver: "vfs".into(),
-        driver_options: Vec::new(),
-        image_store: None,
-        transient_store: false,
-        evict_after: None,
-        materialize: Default::default(),
+        ..containers_storage::StoreOptions::defaults()
     };
     let store = Store::open(options.clone()).unwrap();
     let names = [

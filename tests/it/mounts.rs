@@ -287,11 +287,7 @@ fn a_500_layer_image_mounts_and_exports_every_layer_on_both_drivers() {
             graph_root: cs.graph(),
             run_root: cs.run_root(),
             driver: driver.into(),
-            driver_options: Vec::new(),
-            image_store: None,
-            transient_store: false,
-            evict_after: None,
-            materialize: Default::default(),
+            ..containers_storage::StoreOptions::defaults()
         };
         let store = containers_storage::Store::open(options).unwrap();
         let mut parent: Option<String> = None;
