@@ -21,6 +21,7 @@ mod parse;
 mod progress;
 mod status;
 mod storage;
+mod unshare;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -287,6 +288,7 @@ fn dispatch(store: &Store, command: Command) -> Outcome {
         C::Dedup(a) => dedup::dedup(store, &a),
         C::Wipe(a) => admin::wipe(store, a.json.json),
         C::Shutdown(a) => admin::shutdown(store, a.force, a.json.json),
+        C::Unshare(a) => unshare::unshare(&a.command),
         C::Status(a) => status::status(store, a.json.json),
         C::Version(a) => status::version(a.json.json),
         C::Config(_) => Err(Failure::usage("config is answered before the store opens")),

@@ -498,6 +498,8 @@ pub enum Op {
     Remove,
     /// `rename`.
     Rename,
+    /// `run`: running a program (`unshare`).
+    Run,
     /// `seek`.
     Seek,
     /// `setxattr`.
@@ -547,6 +549,7 @@ impl Op {
             Op::Reopen => "reopen",
             Op::Remove => "remove",
             Op::Rename => "rename",
+            Op::Run => "run",
             Op::Seek => "seek",
             Op::Setxattr => "setxattr",
             Op::Stat => "stat",

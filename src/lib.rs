@@ -24,6 +24,7 @@ mod poison;
 pub mod store;
 #[allow(unsafe_code)]
 mod sys;
+pub mod userns;
 
 pub use chunks::{ChunkId, ChunkPool, ChunkerParams, PoolStats};
 pub use duration::parse_duration;

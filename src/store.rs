@@ -37,7 +37,7 @@ mod privatize;
 mod records;
 mod ro_stores;
 mod root_view;
-mod rootless;
+pub(crate) mod rootless;
 mod shifting;
 mod stacking;
 mod staging;

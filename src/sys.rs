@@ -316,6 +316,26 @@ pub(crate) fn spawn_in_new_user_namespace() -> io::Result<libc::pid_t> {
     }
 }
 
+/// Makes `cmd`'s process join the user namespace `userns` before it
+/// runs its program.
+pub(crate) fn join_user_namespace(cmd: &mut std::process::Command, userns: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    let fd = userns.as_raw_fd();
+    // SAFETY: runs in the forked child before exec, which is one thread;
+    // `setns` is async-signal-safe. The descriptor stays open in the
+    // parent (moved into the closure) until the command is spawned.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &userns;
+            if libc::setns(fd, libc::CLONE_NEWUSER) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// `FIDEDUPERANGE` from linux/fs.h: `_IOWR(0x94, 54, struct
 /// file_dedupe_range)` (libc does not export it).
 const FIDEDUPERANGE: libc::c_ulong = 0xC018_9436;

@@ -855,6 +855,14 @@ pub struct Shutdown {
     pub json: Json,
 }
 
+/// `unshare`.
+#[derive(Args, Debug)]
+pub struct Unshare {
+    /// The command and its arguments (default: $SHELL, else /bin/sh).
+    #[arg(value_name = "COMMAND", allow_hyphen_values = true)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
 /// The commands, with upstream's names and aliases. The first line of a
 /// doc comment is the summary `--help` lists; the rest, starting with
 /// what the command prints, is shown by `COMMAND --help`.
@@ -1242,6 +1250,13 @@ pub enum Command {
     ///
     /// Prints nothing.
     Shutdown(Shutdown),
+    /// Run a command in a user namespace.
+    ///
+    /// Without the host's root, the namespace maps the caller to root
+    /// (and its subordinate IDs from 1 on, where newuidmap and newgidmap
+    /// can map them); with it, the command runs as it is. Prints what the
+    /// command prints; fails with `exit status N` when the command fails.
+    Unshare(Unshare),
     /// Show the store's status and pool figures.
     ///
     /// Prints on stderr `Root: `, `Run Root: `, `Driver Name: `, `Driver

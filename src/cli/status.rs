@@ -2,7 +2,7 @@
 
 use containers_storage::Store;
 
-use super::output::{self, errln, outln};
+use super::output::{self, errln};
 use super::Outcome;
 
 pub fn status(store: &Store, json: bool) -> Outcome {
@@ -26,6 +26,7 @@ pub fn version(json: bool) -> Outcome {
         // Pairs, as upstream encodes its `[][2]string`.
         return output::json(&[["Version", containers_storage::VERSION]]);
     }
-    outln!("Version: {}", containers_storage::VERSION);
+    // On standard error, as upstream prints it (and `status`).
+    errln!("Version: {}", containers_storage::VERSION);
     Ok(0)
 }

@@ -712,8 +712,14 @@ fn overlay_status_has_the_drivers_facts_as_upstreams() {
 #[test]
 fn version_prints_the_version() {
     let cs = Cs::new();
-    let out = cs.ok(&["version"]);
-    assert_eq!(out, format!("Version: {}\n", env!("CARGO_PKG_VERSION")));
+    // On standard error, as upstream prints it.
+    let out = cs.run(&["version"], None);
+    expect_status(&out, &["version"], 0);
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out),
+        format!("Version: {}\n", env!("CARGO_PKG_VERSION"))
+    );
     // Pairs, as upstream's JSON of its `[][2]string`.
     let v: Value = serde_json::from_str(&cs.ok(&["version", "--json"])).unwrap();
     assert_eq!(

@@ -71,6 +71,7 @@ const COUNTS: &[(&str, usize, Option<usize>)] = &[
     ("dedup", 0, Some(0)),
     ("wipe", 0, Some(0)),
     ("shutdown", 0, Some(0)),
+    ("unshare", 0, None),
     ("status", 0, Some(0)),
     ("version", 0, Some(0)),
 ];

@@ -127,3 +127,46 @@ fn a_device_node_and_its_hardlinks_are_skipped_without_root() {
     };
     assert!(diff == tar, "the diff is not the tar");
 }
+
+/// `unshare` runs a command as root of a user namespace that maps the
+/// caller (without root: `nobody` as root runs it), and as it is with
+/// the host's root; a command that fails fails it in upstream's words.
+#[test]
+fn unshare_runs_a_command_as_the_namespaces_root() {
+    let cs = Cs::new();
+    let run = |mut cmd: Command, args: &[&str]| {
+        cmd.arg("unshare").args(args);
+        common::run_command(cmd, None)
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    let out = run(
+        cs.command(),
+        &["sh", "-c", "id -u; head -n1 /proc/self/uid_map"],
+    );
+    common::expect_status(&out, &["unshare"], 0);
+    let lines: Vec<String> = common::stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines[0], "0", "{lines:?}");
+    let first: Vec<String> = lines[1].split_whitespace().map(String::from).collect();
+    if uid == 0 {
+        // The host's own namespace.
+        assert_eq!(first, ["0", "0", "4294967295"]);
+    } else {
+        assert_eq!(first[..2], ["0".to_string(), uid.to_string()]);
+    }
+    if uid == 0 {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let out = run(
+            cs.command_without_root(),
+            &["sh", "-c", "id -u; head -n1 /proc/self/uid_map"],
+        );
+        common::expect_status(&out, &["unshare"], 0);
+        let text = common::stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "0", "{lines:?}");
+        let first: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(first, ["0", &nobody.uid.to_string(), "1"], "{lines:?}");
+    }
+    let out = run(cs.command(), &["sh", "-c", "exit 3"]);
+    common::expect_status(&out, &["unshare"], 1);
+    assert!(common::stderr(&out).contains("exit status 3"));
+}
