@@ -167,9 +167,17 @@ pub enum Error {
     /// No layer, image or container has that ID or name.
     #[error("{0}: layer not known (no layer, image or container has that ID or name)")]
     DoesNotExist(String),
-    /// A name is held by another item of the same kind.
-    #[error("{0}: that name is already in use")]
-    NameInUse(String),
+    /// A name is held by another item of the same kind (upstream's
+    /// `ErrDuplicateName`, in its words for each kind).
+    #[error("{}", name_in_use(*.kind, .name, .holder))]
+    NameInUse {
+        /// The kind of the items.
+        kind: Kind,
+        /// The name.
+        name: String,
+        /// The ID of the item that holds it.
+        holder: String,
+    },
     /// A staged directory cannot be applied: partial images are off, or
     /// the driver takes none (upstream's partial pull refusals).
     #[error("{0}")]
@@ -421,6 +429,19 @@ impl fmt::Display for PathProblem {
             PathProblem::NulInTarget => "symlink target holds a NUL byte",
             PathProblem::Root => "an entry names the tree's root",
         })
+    }
+}
+
+fn name_in_use(kind: Kind, name: &str, holder: &str) -> String {
+    const IN_USE: &str = "that name is already in use";
+    match kind {
+        Kind::Image => {
+            format!("image name {name:?} is already associated with image {holder:?}: {IN_USE}")
+        }
+        Kind::Container => format!(
+            "the container name {name:?} is already in use by {holder}. You have to remove that container to be able to reuse that name: {IN_USE}"
+        ),
+        Kind::Layer => format!("{name}: {IN_USE}"),
     }
 }
 

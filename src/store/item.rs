@@ -95,8 +95,12 @@ pub(crate) fn claim<T: Item>(items: &[T], id: &str, names: &[String]) -> Result<
     }
     for name in names {
         validate_name(name)?;
-        if items.iter().any(|i| i.names().contains(name)) {
-            return Err(Error::NameInUse(name.clone()));
+        if let Some(holder) = items.iter().find(|i| i.names().contains(name)) {
+            return Err(Error::NameInUse {
+                kind: T::KIND,
+                name: name.clone(),
+                holder: holder.id().to_string(),
+            });
         }
     }
     Ok(())

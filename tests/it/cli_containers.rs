@@ -167,7 +167,11 @@ fn create_container_refuses_taken_names_ids_and_unknown_images() {
     create_container(&cs, &["-n", "taken", "-i", "taken-id", "img"]);
     let layers_before = cs.layer_ids();
     let err = cs.fails(&["create-container", "-n", "taken", "img"], None);
-    assert!(err.contains("that name is already in use"), "{err}");
+    // Upstream's words.
+    assert!(
+        err.contains("the container name \"taken\" is already in use by taken-id. You have to remove that container to be able to reuse that name: that name is already in use"),
+        "{err}"
+    );
     let err = cs.fails(&["create-container", "-i", "taken-id", "img"], None);
     assert!(err.contains("that ID is already in use"), "{err}");
     let err = cs.fails(&["create-container", "-n", "new", "no-such-image"], None);

@@ -382,7 +382,11 @@ fn create_image_refuses_a_taken_name_or_id_per_kind() {
     let cs = Cs::new();
     create_image(&cs, &["-n", "taken", "-i", "taken-id"]);
     let err = cs.fails(&["create-image", "-n", "other", "-n", "taken"], None);
-    assert!(err.contains("that name is already in use"), "{err}");
+    // Upstream's words.
+    assert!(
+        err.contains("image name \"taken\" is already associated with image \"taken-id\": that name is already in use"),
+        "{err}"
+    );
     let err = cs.fails(&["create-image", "-i", "taken-id"], None);
     assert!(err.contains("that ID is already in use"), "{err}");
     assert_eq!(cs.ok(&["images", "-q"]), "taken-id\n");
