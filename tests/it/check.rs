@@ -167,9 +167,12 @@ fn a_healthy_store_checks_clean_with_mounts_and_big_data() {
     // Everything is used by an image, a container or a mount.
     assert!(check_lines(cs, &["-m", "0"], 0).is_empty());
     let v: serde_json::Value = serde_json::from_str(&check_lines(cs, &["--json"], 0)[0]).unwrap();
+    let none = serde_json::json!({});
     assert_eq!(
         v,
-        serde_json::json!({"problems": [], "repaired": [], "remaining": []})
+        serde_json::json!({"problems": [], "repaired": [], "remaining": [],
+            "Layers": none, "ROLayers": none, "Images": none, "ROImages": none,
+            "Containers": none})
     );
     assert!(check_lines(cs, &["-r", "-f"], 0).is_empty());
     assert_eq!(ids(cs, "layers"), layers);
@@ -751,9 +754,19 @@ fn stray_driver_directories_are_reported_and_removed_and_json_has_the_report() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let problem = serde_json::json!({"kind": "layer", "id": stray, "message": message});
+    // Ours, and upstream's keys beside it: the ID, a `{}` per problem.
+    let none = serde_json::json!({});
     assert_eq!(
         v,
-        serde_json::json!({"problems": [problem], "repaired": [], "remaining": [problem]})
+        serde_json::json!({"problems": [problem], "repaired": [], "remaining": [problem],
+            "Layers": {stray.clone(): [{}]}, "ROLayers": none, "Images": none,
+            "ROImages": none, "Containers": none})
+    );
+    // Upstream's count on standard error.
+    let out = cs.run(&["check"], None);
+    assert_eq!(
+        common::stderr(&out),
+        "1 layer errors, 0 read-only layer errors, 0 image errors, 0 read-only image errors, 0 container errors\n"
     );
 
     let out = cs.run(&["check", "-r", "--json"], None);
