@@ -167,6 +167,14 @@ pub struct LayerFlags {
     /// Name for the layer (repeatable).
     #[arg(short = 'n', long = "name", value_name = "NAME", action = ArgAction::Append)]
     pub names: Vec<String>,
+    #[command(flatten)]
+    pub layer: NewLayerFlags,
+}
+
+/// The flags of a new layer, with or without a record (`create-layer`,
+/// `import-layer`, `create-storage-layer`).
+#[derive(Args, Debug, Default)]
+pub struct NewLayerFlags {
     /// ID for the layer (default: random).
     #[arg(short = 'i', long = "id")]
     pub id: Option<String>,
@@ -537,19 +545,10 @@ pub struct LayerParentOwners {
 /// `create-storage-layer`.
 #[derive(Args, Debug)]
 pub struct CreateStorageLayer {
-    /// ID for the layer (default: random).
-    #[arg(short = 'i', long = "id")]
-    pub id: Option<String>,
-    /// Mount label (taken, as upstream's drivers take it, and not kept).
-    #[arg(short = 'l', long = "label", default_value = "")]
-    pub label: String,
-    /// Read-only (upstream's drivers make such a layer as any other).
-    #[arg(short = 'r', long = "readonly", bool_flag())]
-    pub read_only: bool,
+    /// The mount label and `-r` are taken, as upstream's drivers take
+    /// them, and not kept: a layer without a record has neither.
     #[command(flatten)]
-    pub id_maps: IdMapFlags,
-    #[command(flatten)]
-    pub json: Json,
+    pub flags: NewLayerFlags,
     /// The new layer's parent: a layer, or a layer directory without a
     /// record (default: none).
     #[arg(value_name = "PARENT")]

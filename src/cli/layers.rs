@@ -250,11 +250,11 @@ fn parse_id_map(spec: &str, what: &str) -> Result<Vec<IdMap>, Failure> {
 
 fn layer_options(flags: &LayerFlags) -> Result<LayerOptions, Failure> {
     Ok(LayerOptions {
-        id: flags.id.clone(),
+        id: flags.layer.id.clone(),
         names: flags.names.clone(),
-        mount_label: flags.label.clone(),
-        read_only: flags.read_only,
-        id_mappings: id_mappings(&flags.id_maps)?,
+        mount_label: flags.layer.label.clone(),
+        read_only: flags.layer.read_only,
+        id_mappings: id_mappings(&flags.layer.id_maps)?,
     })
 }
 
@@ -271,7 +271,7 @@ fn print_created(layer: &Layer, json: bool) -> Outcome {
 
 pub fn create(store: &Store, args: &args::CreateLayer) -> Outcome {
     let layer = store.create_layer(args.parent.as_deref(), &layer_options(&args.flags)?)?;
-    print_created(&layer, args.flags.json.json)
+    print_created(&layer, args.flags.layer.json.json)
 }
 
 pub fn import(store: &Store, args: &args::ImportLayer) -> Outcome {
@@ -286,7 +286,7 @@ pub fn import(store: &Store, args: &args::ImportLayer) -> Outcome {
     let progress = Progress::start("import", input.size);
     let layer = store.import_layer(parent, &options, progress.reading(input.reader), &progress);
     progress.finish();
-    print_created(&layer?, args.flags.json.json)
+    print_created(&layer?, args.flags.layer.json.json)
 }
 
 pub fn delete(store: &Store, args: &args::DeleteLayer) -> Outcome {

@@ -351,7 +351,7 @@ mod tests {
         let Command::ImportLayer(import) = parsed(&["import-layer", "-r", "p"]) else {
             panic!()
         };
-        assert!(import.flags.read_only);
+        assert!(import.flags.layer.read_only);
         assert_eq!(import.parent.as_deref(), Some("p"));
     }
 

@@ -22,9 +22,10 @@ pub fn storage_layers(store: &Store, json: bool) -> Outcome {
 }
 
 pub fn create_storage_layer(store: &Store, args: &args::CreateStorageLayer) -> Outcome {
-    let mappings = super::layers::id_mappings(&args.id_maps)?;
-    let id = store.create_storage_layer(args.parent.as_deref(), args.id.as_deref(), &mappings)?;
-    if args.json.json {
+    let flags = &args.flags;
+    let mappings = super::layers::id_mappings(&flags.id_maps)?;
+    let id = store.create_storage_layer(args.parent.as_deref(), flags.id.as_deref(), &mappings)?;
+    if flags.json.json {
         return output::json(&id);
     }
     outln!("{id}");
