@@ -274,6 +274,14 @@ impl Store {
         let container = find_container(&tx.containers.records, arg)
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
+        // A container made before a split image store took the images
+        // has its layer among the graph root's, read-only here: deleting
+        // the record alone would leave that layer behind.
+        if !tx.layers.records.iter().any(|l| l.id == container.layer) {
+            if let Some(ro) = self.ro_layer(&container.layer)? {
+                Self::refuse_ro_layer(&ro)?;
+            }
+        }
         let _mounts = self.lock_unmounted(std::slice::from_ref(&container.layer))?;
         // The container's record goes first: a crash after it leaves a
         // container layer nothing uses, which `gc` removes, never a

@@ -790,6 +790,7 @@ fn split_image_store(driver: &'static str) {
             s.path("base.tar").to_str().unwrap(),
         ]);
         plain.ok(&["create-image", "-n", "old", &base]);
+        plain.ok(&["create-container", "-n", "oldc", "old"]);
         (base, (), ())
     };
     let records = |root: &Path| {
@@ -804,6 +805,14 @@ fn split_image_store(driver: &'static str) {
     split.extra = vec!["--image-store".into(), split_dir.display().to_string()];
     let shown = split.ok(&["image", "old"]);
     assert!(shown.ends_with("Read Only: true\n"), "{shown}");
+    // A container from before the split has its layer in the graph root,
+    // read-only here: its delete is refused whole, not half done.
+    let mut cmd = split.command();
+    cmd.args(["delete-container", "oldc"]);
+    let out = common::run_command(cmd, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stderr(&out).contains("read-only store"));
+    assert!(plain.ok(&["containers"]).contains("oldc"));
     // `status` names the graph root as given, not the image store.
     let mut cmd = split.command();
     cmd.arg("status");

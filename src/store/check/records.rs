@@ -154,7 +154,10 @@ impl Store {
                 let message = format!("image {}: {CONTAINER_IMAGE_MISSING}", c.image);
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }
-            if records.layer(&c.layer).is_none() {
+            // A read-only store's layer: the graph root's, for a
+            // container made before a split image store took the images.
+            let ro_layer = || records.ro_layers.iter().any(|l| l.id == c.layer);
+            if records.layer(&c.layer).is_none() && !ro_layer() {
                 let message = format!("layer {}: {LAYER_MISSING}", c.layer);
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }
