@@ -80,7 +80,11 @@ impl From<Error> for Failure {
 
 /// Runs the command line `argv`; returns the exit code.
 pub fn main(argv: Vec<OsString>) -> i32 {
-    let Parsed { cli, name } = match parse::parse(&argv) {
+    let Parsed {
+        cli,
+        name,
+        store_flags,
+    } = match parse::parse(&argv) {
         Ok(parsed) => parsed,
         Err(Stop::Clap(e, code)) => {
             let _ = e.print();
@@ -96,7 +100,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     init_tracing(cli.global.debug == Some(true));
     let conf = match &cli.command {
         Command::Config(a) if a.file.is_some() => Ok(a.file.clone()),
-        _ => StoreOptions::config_path(),
+        _ => StoreOptions::config_path(!store_flags),
     };
     let outcome = conf
         .and_then(|conf| Ok((options(&cli.global, conf.as_deref())?, conf)))

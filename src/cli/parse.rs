@@ -31,15 +31,21 @@ pub enum Stop {
 pub struct Parsed {
     pub cli: Cli,
     pub name: String,
+    /// Whether a flag that places the store (`--graph`, `--run`,
+    /// `--storage-driver`, `--storage-opt`) comes before the command: as
+    /// upstream's CLI then reads no `storage.conf` of the system's.
+    pub store_flags: bool,
 }
 
 /// Parses `argv` (the program's name first).
 pub fn parse(argv: &[OsString]) -> Result<Parsed, Stop> {
     let mut definition = Cli::command();
     definition.build();
+    let mut store_flags = false;
     let argv = match split(&definition, argv) {
         Some(split) => {
             check_count(split.command, split.positionals.len())?;
+            store_flags = split.store_flags;
             split.rejoined(argv)
         }
         None => argv.to_vec(),
@@ -49,7 +55,11 @@ pub fn parse(argv: &[OsString]) -> Result<Parsed, Stop> {
         .map_err(|e| failure(e, &argv))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| failure(e, &argv))?;
     let name = matches.subcommand_name().unwrap_or_default().to_string();
-    Ok(Parsed { cli, name })
+    Ok(Parsed {
+        cli,
+        name,
+        store_flags,
+    })
 }
 
 /// Minimum and maximum (`None`: any number) positional arguments of a
@@ -100,6 +110,8 @@ struct Split<'a> {
     flags_end: usize,
     /// The positional arguments' indexes in `argv` (after a `--`).
     positionals: std::ops::Range<usize>,
+    /// Whether a flag before the command places the store.
+    store_flags: bool,
 }
 
 impl Split<'_> {
@@ -121,12 +133,14 @@ impl Split<'_> {
 /// flag it does not know or help asked for.
 fn split<'a>(definition: &'a clap::Command, argv: &[OsString]) -> Option<Split<'a>> {
     let mut i = 1;
+    let mut store_flags = false;
     let name = loop {
         let token = argv.get(i)?.to_str()?;
         if token == "--" {
             return None;
         }
         if is_flag(token) {
+            store_flags |= places_store(token);
             i += 1 + flag_operands(definition, token, argv.get(i + 1).is_some())?;
             continue;
         }
@@ -146,6 +160,7 @@ fn split<'a>(definition: &'a clap::Command, argv: &[OsString]) -> Option<Split<'
                 command,
                 flags_end: i,
                 positionals: i + 1..argv.len(),
+                store_flags,
             });
         }
         if !is_flag(token) {
@@ -157,7 +172,21 @@ fn split<'a>(definition: &'a clap::Command, argv: &[OsString]) -> Option<Split<'
         command,
         flags_end: i,
         positionals: i..argv.len(),
+        store_flags,
     })
+}
+
+/// Whether the flag `token` places the store: `--graph`, `--run`,
+/// `--storage-driver`, `--storage-opt` (`=VALUE` or not), `-g`, `-R`,
+/// `-s` (a value joined or not).
+fn places_store(token: &str) -> bool {
+    match token.strip_prefix("--") {
+        Some(long) => {
+            let name = long.split_once('=').map_or(long, |(name, _)| name);
+            matches!(name, "graph" | "run" | "storage-driver" | "storage-opt")
+        }
+        None => matches!(token[1..].chars().next(), Some('g' | 'R' | 's')),
+    }
 }
 
 fn is_flag(token: &str) -> bool {

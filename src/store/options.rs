@@ -66,6 +66,13 @@ impl std::str::FromStr for Materialize {
 /// The drivers this build provides.
 pub const DRIVERS: &[&str] = &["overlay", "vfs"];
 
+/// The system's `storage.conf`, in the order upstream looks for it: the
+/// administrator's, then the distribution's.
+const SYSTEM_CONFS: &[&str] = &[
+    "/etc/containers/storage.conf",
+    "/usr/share/containers/storage.conf",
+];
+
 #[derive(Deserialize, Default)]
 struct ConfFile {
     #[serde(default)]
@@ -224,10 +231,14 @@ impl StoreOptions {
 
     /// The `storage.conf` that applies: `$CONTAINERS_STORAGE_CONF`, else
     /// the system file for root, else the user's file (falling back to the
-    /// system file). A file `$CONTAINERS_STORAGE_CONF` names that is not
-    /// there is an error, as upstream's: a mistyped path must not put the
-    /// system's store in its place.
-    pub fn config_path() -> Result<Option<PathBuf>> {
+    /// system file). The system file is `/etc/containers/storage.conf`,
+    /// else the distribution's `/usr/share/containers/storage.conf`, as
+    /// upstream reads them. A file `$CONTAINERS_STORAGE_CONF` names that is
+    /// not there is an error, as upstream's: a mistyped path must not put
+    /// the system's store in its place. Without `system` (a command line
+    /// that places the store itself, as upstream's reads no file then),
+    /// no system file applies.
+    pub fn config_path(system: bool) -> Result<Option<PathBuf>> {
         if let Some(path) = std::env::var_os("CONTAINERS_STORAGE_CONF") {
             let path = PathBuf::from(path);
             return match std::fs::metadata(&path) {
@@ -238,7 +249,10 @@ impl StoreOptions {
                 ))),
             };
         }
-        let system = PathBuf::from("/etc/containers/storage.conf");
+        let system = SYSTEM_CONFS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| system && p.exists());
         if !nix::unistd::geteuid().is_root() {
             let config = std::env::var_os("XDG_CONFIG_HOME")
                 .map(PathBuf::from)
@@ -250,11 +264,28 @@ impl StoreOptions {
                 }
             }
         }
-        Ok(system.exists().then_some(system))
+        Ok(system)
     }
 
     /// The defaults overlaid with the `storage.conf` at `path`, if any.
+    /// A user without root takes from the system's file (one no
+    /// `$CONTAINERS_STORAGE_CONF` names) what upstream's rootless
+    /// defaults take from it: not its roots, which are root's.
     pub fn from_config(path: Option<&Path>) -> Result<StoreOptions> {
+        let rootless_system = path.is_some_and(|p| SYSTEM_CONFS.iter().any(|s| p == Path::new(s)))
+            && !nix::unistd::geteuid().is_root()
+            && std::env::var_os("CONTAINERS_STORAGE_CONF").is_none();
+        Self::from_config_as(path, rootless_system)
+    }
+
+    /// [`StoreOptions::from_config`], told whether `path` is the system's
+    /// file read for a user without root. Such a user keeps the
+    /// defaults' roots (the file's `rootless_storage_path` as the graph
+    /// root, where it has one), driver and driver options (its driver is
+    /// for root: overlay mounts need a user namespace we do not enter),
+    /// and takes its pull options only, as upstream's rootless defaults
+    /// keep little more.
+    fn from_config_as(path: Option<&Path>, rootless_system: bool) -> Result<StoreOptions> {
         let mut options = StoreOptions::defaults();
         let Some(path) = path else {
             return Ok(options);
@@ -263,6 +294,13 @@ impl StoreOptions {
             return Ok(options);
         };
         let s = conf.storage;
+        if rootless_system {
+            if let Some(dir) = s.rootless_storage_path.filter(|p| !p.is_empty()) {
+                options.graph_root = PathBuf::from(expand_env_path(&dir));
+            }
+            options.apply_pull_options(&s.options, path)?;
+            return Ok(options);
+        }
         if let Some(driver) = s.driver.filter(|d| !d.is_empty()) {
             options.driver = driver;
         }
@@ -273,30 +311,8 @@ impl StoreOptions {
             options.run_root = r;
         }
         options.image_store = s.imagestore;
-        // As upstream's partial pulls read it: the string "true", in
-        // any case.
-        options.partial_images = s
-            .options
-            .pull_options
-            .as_ref()
-            .and_then(|table| table.get("enable_partial_images"))
-            .and_then(toml::Value::as_str)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         options.transient_store = s.transient_store.unwrap_or(false);
-        if let Some(after) = s
-            .options
-            .ours("materialized_evict_after", |k| &k.materialized_evict_after)
-        {
-            let after = crate::duration::parse_duration(after).map_err(|e| {
-                Error::Config(format!("{}: materialized_evict_after: {e}", path.display()))
-            })?;
-            options.evict_after = Some(after);
-        }
-        if let Some(policy) = s.options.ours("materialize", |k| &k.materialize) {
-            options.materialize = policy
-                .parse()
-                .map_err(|e| Error::Config(format!("{}: materialize: {e}", path.display())))?;
-        }
+        options.apply_pull_options(&s.options, path)?;
         // As upstream adds them: driver options of the configured driver.
         for store in &s.options.ours.additionalimagestores {
             options
@@ -312,6 +328,33 @@ impl StoreOptions {
             }
         }
         Ok(options)
+    }
+
+    /// What `[storage.options.pull_options]` (and, for our keys, an
+    /// older `[storage.options]`) of the file at `path` says.
+    fn apply_pull_options(&mut self, options: &ConfOptions, path: &Path) -> Result<()> {
+        // As upstream's partial pulls read it: the string "true", in any
+        // case.
+        self.partial_images = options
+            .pull_options
+            .as_ref()
+            .and_then(|table| table.get("enable_partial_images"))
+            .and_then(toml::Value::as_str)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if let Some(after) =
+            options.ours("materialized_evict_after", |k| &k.materialized_evict_after)
+        {
+            let after = crate::duration::parse_duration(after).map_err(|e| {
+                Error::Config(format!("{}: materialized_evict_after: {e}", path.display()))
+            })?;
+            self.evict_after = Some(after);
+        }
+        if let Some(policy) = options.ours("materialize", |k| &k.materialize) {
+            self.materialize = policy
+                .parse()
+                .map_err(|e| Error::Config(format!("{}: materialize: {e}", path.display())))?;
+        }
+        Ok(())
     }
 
     /// The last value this driver's option `key` has among the driver
@@ -424,6 +467,41 @@ fn toml_text(value: toml::Value) -> String {
     }
 }
 
+/// `path` with `$UID` and then the environment's `$VAR` and `${VAR}`
+/// expanded (unset ones empty), as upstream expands
+/// `rootless_storage_path`.
+fn expand_env_path(path: &str) -> String {
+    let uid = nix::unistd::geteuid().as_raw().to_string();
+    let path = path.replace("$UID", &uid);
+    let mut out = String::new();
+    let mut rest = path.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (&inner[..end], &inner[end + 1..]),
+                None => ("", after),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        out.push_str(&std::env::var(name).unwrap_or_default());
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The `storage.conf` at `path`; `None` when there is no such file.
 fn read_conf(path: &Path) -> Result<Option<ConfFile>> {
     let text = match std::fs::read_to_string(path) {
@@ -439,6 +517,47 @@ fn read_conf(path: &Path) -> Result<Option<ConfFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_system_file_read_without_root_gives_its_pull_options_not_its_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage.conf");
+        std::fs::write(
+            &path,
+            "[storage]\ndriver = \"overlay\"\ngraphroot = \"/var/lib/x\"\n\
+             runroot = \"/run/x\"\nrootless_storage_path = \"/home/u/$UID/s\"\n\
+             [storage.options.overlay]\nmountopt = \"nodev\"\n\
+             [storage.options.pull_options]\nenable_partial_images = \"true\"\n",
+        )
+        .unwrap();
+        let defaults = StoreOptions::defaults();
+        let rootless = StoreOptions::from_config_as(Some(&path), true).unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert_eq!(
+            rootless.graph_root,
+            PathBuf::from(format!("/home/u/{uid}/s"))
+        );
+        assert_eq!(rootless.run_root, defaults.run_root);
+        assert_eq!(rootless.driver, defaults.driver);
+        assert!(rootless.driver_options.is_empty());
+        assert!(rootless.partial_images);
+        let given = StoreOptions::from_config_as(Some(&path), false).unwrap();
+        assert_eq!(given.graph_root, PathBuf::from("/var/lib/x"));
+        assert_eq!(given.run_root, PathBuf::from("/run/x"));
+        assert_eq!(given.driver, "overlay");
+        assert_eq!(given.driver_options, ["overlay.mountopt=nodev"]);
+    }
+
+    #[test]
+    fn paths_expand_the_uid_and_the_environment() {
+        let uid = nix::unistd::geteuid().as_raw();
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(
+            expand_env_path("/a/$UID/${PATH}/$PATH-x/$/$NO_SUCH_VAR_HERE/b"),
+            format!("/a/{uid}/{path}/{path}-x/$//b")
+        );
+        assert_eq!(expand_env_path("${unclosed"), "${unclosed");
+    }
 
     #[test]
     fn roots_are_made_absolute_and_clean() {

@@ -113,3 +113,95 @@ fn an_empty_driver_is_none() {
         assert_eq!(v["driver"], "vfs", "{env:?} {flags:?}");
     }
 }
+
+/// Without `CONTAINERS_STORAGE_CONF` and a user's own file, the system's
+/// `storage.conf` applies: `/etc/containers/storage.conf`, else the
+/// distribution's `/usr/share/containers/storage.conf`, as upstream
+/// reads them. A user without root takes its pull options but keeps his
+/// own roots (root's would be refused him). A command line that places
+/// the store itself (`--graph` before the command) reads no system file,
+/// as upstream's.
+#[test]
+fn the_system_storage_conf_applies_but_not_its_roots_to_a_user_without_root() {
+    use std::os::unix::process::CommandExt;
+    let system = [
+        "/etc/containers/storage.conf",
+        "/usr/share/containers/storage.conf",
+    ]
+    .into_iter()
+    .map(std::path::Path::new)
+    .find(|p| p.exists());
+    let Some(system) = system else {
+        eprintln!("skipping: this host has no system storage.conf");
+        return;
+    };
+    let conf: toml::Value = toml::from_str(&std::fs::read_to_string(system).unwrap()).unwrap();
+    let graphroot = conf["storage"].get("graphroot").and_then(|g| g.as_str());
+    // The file's pull options, as upstream's `config` prints them.
+    let pull_options = conf["storage"]
+        .get("options")
+        .and_then(|o| o.get("pull_options"))
+        .and_then(|p| p.as_table())
+        .map(|table| {
+            let strings = table.iter().map(|(k, v)| {
+                let text = v
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string());
+                (k.clone(), serde_json::Value::from(text))
+            });
+            serde_json::Value::Object(strings.collect())
+        })
+        .unwrap_or(serde_json::Value::Null);
+    let cs = Cs::new();
+    let home = cs.dir.path().join("home");
+    let config = |user: Option<u32>, flags: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_containers-storage"));
+        cmd.args(flags);
+        for var in [
+            "CONTAINERS_STORAGE_CONF",
+            "STORAGE_DRIVER",
+            "STORAGE_OPTS",
+            "XDG_DATA_HOME",
+            "XDG_RUNTIME_DIR",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .current_dir(cs.dir.path())
+            .arg("config");
+        if let Some(uid) = user {
+            cmd.uid(uid).gid(uid);
+        }
+        let out = common::run_command(cmd, None);
+        common::expect_status(&out, &["config"], 0);
+        serde_json::from_str::<serde_json::Value>(&common::stdout(&out)).unwrap()
+    };
+    let user = if nix::unistd::geteuid().is_root() {
+        let v = config(None, &[]);
+        if let Some(g) = graphroot {
+            assert_eq!(v["root"], g, "{v}");
+        }
+        assert_eq!(v["PullOptions"], pull_options, "{v}");
+        Some(
+            nix::unistd::User::from_name("nobody")
+                .unwrap()
+                .expect("a nobody user")
+                .uid
+                .as_raw(),
+        )
+    } else {
+        None
+    };
+    let v = config(user, &[]);
+    let own = home.join(".local/share/containers/storage");
+    assert_eq!(v["root"], own.to_str().unwrap(), "{v}");
+    assert_eq!(v["driver"], "vfs", "{v}");
+    assert_eq!(v["PullOptions"], pull_options, "{v}");
+    let graph = cs.graph();
+    let v = config(None, &["--graph", graph.to_str().unwrap(), "-s", "vfs"]);
+    assert_eq!(v["root"], graph.to_str().unwrap(), "{v}");
+    assert_eq!(v["PullOptions"], serde_json::Value::Null, "{v}");
+    assert!(v.get("driver-options").is_none(), "{v}");
+}
