@@ -623,6 +623,15 @@ impl<T> IoContext<T> for nix::Result<T> {
 }
 
 impl Error {
+    /// Writing a layer's tar stream failed (a reader that went away, a
+    /// full disk): [`Error::Stream`], for callers outside the library too.
+    pub fn writing_stream(source: io::Error) -> Error {
+        Error::Stream {
+            what: "writing the layer stream".into(),
+            source,
+        }
+    }
+
     /// An I/O error: `op` on `path` failed with `source` (an `io::Error`
     /// or an `errno`); what [`Error::Io`] holds, for callers outside the
     /// library too.

@@ -27,12 +27,7 @@ pub fn diff(store: &Store, args: &args::Diff) -> Outcome {
                 inner: stdout.lock(),
                 progress: &progress,
             };
-            export(&mut out).and_then(|()| {
-                out.flush().map_err(|source| Error::Stream {
-                    what: "writing the layer stream".into(),
-                    source,
-                })
-            })
+            export(&mut out).and_then(|()| out.flush().map_err(Error::writing_stream))
         }
     };
     progress.finish();

@@ -18,10 +18,6 @@ pub fn write_tar(manifest: &LayerManifest, pool: &ChunkPool, out: &mut dyn Write
         inner: BufWriter::with_capacity(1 << 20, out),
         hash: Sha256::default(),
     };
-    let written = |e: io::Error| Error::Stream {
-        what: "writing the layer stream".into(),
-        source: e,
-    };
     let raw_bad = |what: String| Error::BadTar(format!("manifest raw stream: {what}"));
     let mut raw =
         zstd::stream::read::Decoder::new(&manifest.raw[..]).map_err(|e| raw_bad(e.to_string()))?;
@@ -29,7 +25,7 @@ pub fn write_tar(manifest: &LayerManifest, pool: &ChunkPool, out: &mut dyn Write
     let mut copy_raw = |len: u64, out: &mut HashingWriter<_>| -> Result<()> {
         let copied = io::copy(&mut (&mut raw).take(len), out).map_err(|e| {
             if e.kind() == io::ErrorKind::BrokenPipe {
-                written(e)
+                Error::writing_stream(e)
             } else {
                 raw_bad(e.to_string())
             }
@@ -45,11 +41,11 @@ pub fn write_tar(manifest: &LayerManifest, pool: &ChunkPool, out: &mut dyn Write
         used += entry.raw_len;
         for chunk in &entry.chunks {
             let data = reader.read(&chunk.id)?;
-            out.write_all(data).map_err(written)?;
+            out.write_all(data).map_err(Error::writing_stream)?;
         }
     }
     copy_raw(manifest.raw_len - used, &mut out)?;
-    out.inner.flush().map_err(written)?;
+    out.inner.flush().map_err(Error::writing_stream)?;
     let size = out.hash.len();
     let digest = std::mem::take(&mut out.hash).finish();
     if size != manifest.diff_size || digest != manifest.diff_digest {
@@ -68,13 +64,13 @@ pub fn write_tar_compressed(
     compression: Compression,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let written = |e: io::Error| Error::Stream {
-        what: "writing the layer stream".into(),
-        source: e,
-    };
-    let mut encoder = compression.encoder(out).map_err(written)?;
+    let mut encoder = compression.encoder(out).map_err(Error::writing_stream)?;
     write_tar(manifest, pool, &mut encoder)?;
-    encoder.finish().map_err(written)?.flush().map_err(written)
+    encoder
+        .finish()
+        .map_err(Error::writing_stream)?
+        .flush()
+        .map_err(Error::writing_stream)
 }
 
 struct HashingWriter<W> {

@@ -547,10 +547,6 @@ fn write_entries(
     };
     let mut tar = TarWriter::new(&mut counting);
     let mut inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let written = |e: std::io::Error| Error::Stream {
-        what: "writing the layer stream".into(),
-        source: e,
-    };
     for change in changes {
         let rel = change.path.trim_start_matches('/').as_bytes().to_vec();
         if change.kind == ChangeKind::Delete {
@@ -560,7 +556,7 @@ fn write_entries(
                 typeflag: b'0',
                 ..TarEntry::default()
             };
-            tar.append(&entry, None).map_err(written)?;
+            tar.append(&entry, None).map_err(Error::writing_stream)?;
             continue;
         }
         let path = source(&rel)?;
@@ -600,7 +596,7 @@ fn write_entries(
                     if let Some(first) = inodes.get(&(meta.dev(), meta.ino())) {
                         entry.typeflag = b'1';
                         entry.link = first.clone();
-                        tar.append(&entry, None).map_err(written)?;
+                        tar.append(&entry, None).map_err(Error::writing_stream)?;
                         continue;
                     }
                     inodes.insert((meta.dev(), meta.ino()), rel.clone());
@@ -608,11 +604,12 @@ fn write_entries(
                 entry.typeflag = b'0';
                 entry.size = meta.size();
                 let mut file = File::open(&path).at(Op::Open, &path)?;
-                tar.append(&entry, Some(&mut file)).map_err(written)?;
+                tar.append(&entry, Some(&mut file))
+                    .map_err(Error::writing_stream)?;
                 continue;
             }
         }
-        tar.append(&entry, None).map_err(written)?;
+        tar.append(&entry, None).map_err(Error::writing_stream)?;
         if opaque_markers && kind == EntryKind::Dir && marked_opaque(&path) {
             let marker = TarEntry {
                 path: opaque_marker(&rel),
@@ -620,10 +617,10 @@ fn write_entries(
                 mode: 0o644,
                 ..TarEntry::default()
             };
-            tar.append(&marker, None).map_err(written)?;
+            tar.append(&marker, None).map_err(Error::writing_stream)?;
         }
     }
-    tar.finish().map_err(written)?;
+    tar.finish().map_err(Error::writing_stream)?;
     Ok(counting.count)
 }
 

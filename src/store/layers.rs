@@ -814,13 +814,9 @@ impl Store {
         }
         if !layer.sealed {
             // A layer with no content yet: an empty archive.
-            let written = |e: std::io::Error| Error::Stream {
-                what: "writing the layer stream".into(),
-                source: e,
-            };
-            let mut enc = compression.encoder(out).map_err(written)?;
-            enc.write_all(&[0u8; 1024]).map_err(written)?;
-            enc.finish().map_err(written)?;
+            let mut enc = compression.encoder(out).map_err(Error::writing_stream)?;
+            enc.write_all(&[0u8; 1024]).map_err(Error::writing_stream)?;
+            enc.finish().map_err(Error::writing_stream)?;
             return Ok(());
         }
         let m = self.layer_manifest(&layer)?;

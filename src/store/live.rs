@@ -209,17 +209,13 @@ impl Store {
             .filter(|c| c.kind == ChangeKind::Delete || !device(c) || in_a_tree(c))
             .collect();
         let owner = tar_owner(&layer, &dirs[0]);
-        let written = |e: std::io::Error| Error::Stream {
-            what: "writing the layer stream".into(),
-            source: e,
-        };
         // As the layer's own diff: the compression it came in, unless asked.
         let mut enc = compression
             .unwrap_or(layer.compression)
             .encoder(out)
-            .map_err(written)?;
+            .map_err(Error::writing_stream)?;
         materialize::write_tree_diff(&dirs, &changes, &mut enc, &owner)?;
-        enc.finish().map_err(written)?;
+        enc.finish().map_err(Error::writing_stream)?;
         Ok(())
     }
 
@@ -396,10 +392,6 @@ impl Store {
         compression: Compression,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let written = |e: std::io::Error| Error::Stream {
-            what: "writing the layer stream".into(),
-            source: e,
-        };
         let (dir, tar_split) = match &layer.read_only_store {
             Some(root) => (
                 self.live_dir_of(layer)?,
@@ -410,7 +402,7 @@ impl Store {
                 self.layers_dir().join(format!("{}.tar-split.gz", layer.id)),
             ),
         };
-        let mut enc = compression.encoder(out).map_err(written)?;
+        let mut enc = compression.encoder(out).map_err(Error::writing_stream)?;
         match std::fs::File::open(&tar_split) {
             // The exact tar the layer was written from (its files'
             // CRC-64s checked), as upstream's `Diff` gives it.
@@ -425,7 +417,7 @@ impl Store {
                 materialize::write_diff_owned(&dir, &changes, &mut enc, &owner)?;
             }
         }
-        enc.finish().map_err(written)?;
+        enc.finish().map_err(Error::writing_stream)?;
         Ok(())
     }
 }

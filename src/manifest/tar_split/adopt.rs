@@ -40,10 +40,7 @@ pub fn stage_tar_split<'p, R: Read + Send>(
                 buf: Vec::with_capacity(BLOCK),
             };
             let assembled = assemble(tar_split, files, &mut out)?;
-            out.flush().map_err(|e| Error::Stream {
-                what: "writing the layer stream".into(),
-                source: e,
-            })?;
+            out.flush().map_err(Error::writing_stream)?;
             Ok(assembled)
         });
         let staged = stage_tar(

@@ -163,17 +163,13 @@ pub(crate) fn assemble_records(
     files: &mut dyn FileGetter,
     out: &mut dyn Write,
 ) -> Result<Assembled> {
-    let written = |e: io::Error| Error::Stream {
-        what: "writing the layer stream".into(),
-        source: e,
-    };
     let mut out = io::BufWriter::with_capacity(1 << 20, out);
     let mut hash = Sha256::default();
     let mut buf = vec![0u8; 256 * 1024];
     for record in records {
         match record? {
             TarSplitRecord::Segment(bytes) => {
-                out.write_all(&bytes).map_err(written)?;
+                out.write_all(&bytes).map_err(Error::writing_stream)?;
                 hash.update(&bytes);
             }
             TarSplitRecord::File { size: 0, .. } => {}
@@ -214,7 +210,7 @@ pub(crate) fn assemble_records(
                     }
                     crc.update(&buf[..n]);
                     hash.update(&buf[..n]);
-                    out.write_all(&buf[..n]).map_err(written)?;
+                    out.write_all(&buf[..n]).map_err(Error::writing_stream)?;
                 }
                 if copied < size {
                     return Err(mismatch(format!(
@@ -231,7 +227,7 @@ pub(crate) fn assemble_records(
             }
         }
     }
-    out.flush().map_err(written)?;
+    out.flush().map_err(Error::writing_stream)?;
     let size = hash.len();
     Ok(Assembled {
         size,
