@@ -4,10 +4,13 @@
 //! helpers `newuidmap`/`newgidmap` where both are there, else (as
 //! upstream falls back) only the caller's own IDs. With the host's root
 //! the command runs as it is, as upstream runs it.
+//!
+//! `new_user_namespace` makes the namespace, for `unshare` and for the
+//! idmapped lower layers of shifted mounts (`store/shifting.rs`).
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 use crate::error::{Error, IoContext, Op, Result};
@@ -26,31 +29,11 @@ pub fn run_in_user_namespace(argv: &[OsString]) -> Result<ExitStatus> {
     };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    let holder = if crate::store::rootless::is_rootless() {
-        let (pid, userns) = mapped_namespace()?;
-        sys::join_user_namespace(&mut cmd, userns);
-        Some(pid)
-    } else {
-        None
-    };
-    let spawned = cmd.spawn().at(Op::Run, Path::new(program));
-    // The namespace lives on in the command once it has joined it.
-    if let Some(pid) = holder {
-        let pid = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-    }
-    spawned?.wait().at(Op::Run, Path::new(program))
-}
-
-/// A new user namespace that maps the caller to root, held by a waiting
-/// process: its PID and the namespace.
-fn mapped_namespace() -> Result<(libc::pid_t, OwnedFd)> {
-    let proc_self = Path::new("/proc/self");
-    let pid = sys::spawn_in_new_user_namespace().at(Op::UserNamespace, proc_self)?;
-    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-    let mapped = (|| {
-        if !with_helpers(pid) {
+    if crate::store::rootless::is_rootless() {
+        let userns = new_user_namespace(|pid, dir| {
+            if with_helpers(pid) {
+                return Ok(());
+            }
             let uid = nix::unistd::geteuid().as_raw();
             let gid = nix::unistd::getegid().as_raw();
             let write = |file: &str, text: String| {
@@ -59,21 +42,33 @@ fn mapped_namespace() -> Result<(libc::pid_t, OwnedFd)> {
             };
             write("uid_map", format!("0 {uid} 1\n"))?;
             write("setgroups", "deny".into())?;
-            write("gid_map", format!("0 {gid} 1\n"))?;
-        }
+            write("gid_map", format!("0 {gid} 1\n"))
+        })?;
+        sys::join_user_namespace(&mut cmd, userns);
+    }
+    let mut child = cmd.spawn().at(Op::Run, Path::new(program))?;
+    child.wait().at(Op::Run, Path::new(program))
+}
+
+/// A new user namespace, held by a descriptor (a namespace lives while
+/// one refers to it): made by a process started in it, whose ID maps
+/// `map` writes (given the process's PID and `/proc/<pid>`), killed and
+/// reaped once the descriptor is open.
+pub(crate) fn new_user_namespace(
+    map: impl FnOnce(libc::pid_t, &Path) -> Result<()>,
+) -> Result<OwnedFd> {
+    let proc_self = Path::new("/proc/self");
+    let pid = sys::spawn_in_new_user_namespace().at(Op::UserNamespace, proc_self)?;
+    let dir = PathBuf::from(format!("/proc/{pid}"));
+    let opened = map(pid, &dir).and_then(|()| {
         let ns = dir.join("ns/user");
         let file = std::fs::File::open(&ns).at(Op::Open, &ns)?;
         Ok(OwnedFd::from(file))
-    })();
-    match mapped {
-        Ok(fd) => Ok((pid, fd)),
-        Err(e) => {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            Err(e)
-        }
-    }
+    });
+    let holder = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(holder, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(holder, None);
+    opened
 }
 
 /// Maps the caller's own IDs to root and its subordinate ranges from 1

@@ -18,10 +18,6 @@ use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
-
 use super::id_maps::IdMap;
 use super::mounts::{mount_dirs, Dirs};
 use super::Store;
@@ -127,27 +123,18 @@ impl ShiftedLowers {
 /// IDs inside, host IDs outside), held by a descriptor: made by a process
 /// started in it, which is killed once its maps are written.
 fn user_namespace(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<OwnedFd> {
-    let proc_dir = PathBuf::from("/proc/self");
-    let pid = sys::spawn_in_new_user_namespace().at(Op::UserNamespace, &proc_dir)?;
-    let dir = PathBuf::from(format!("/proc/{pid}"));
     let lines = |map: &[IdMap]| {
         map.iter()
             .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
             .collect::<String>()
     };
-    let result = (|| {
+    crate::userns::new_user_namespace(|_, dir| {
         for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = dir.join(file);
             fs::write(&path, lines(map)).at(Op::Write, &path)?;
         }
-        let ns = dir.join("ns/user");
-        let file = fs::File::open(&ns).at(Op::Open, &ns)?;
-        Ok(OwnedFd::from(file))
-    })();
-    let pid = Pid::from_raw(pid);
-    let _ = kill(pid, Signal::SIGKILL);
-    let _ = waitpid(pid, None);
-    result
+        Ok(())
+    })
 }
 
 /// Mounts overlayfs over an idmapped directory in a scratch directory
