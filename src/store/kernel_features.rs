@@ -37,8 +37,9 @@ impl Store {
         if self.options.driver != "overlay" || !nix::unistd::geteuid().is_root() {
             return false;
         }
+        let lower = |scratch: &Path| Ok((scratch.join("lower").display().to_string(), ()));
         self.cached_feature("volatile", || {
-            test_mount(&self.driver_dir(), &[("volatile".into(), None)])
+            test_mount(&self.driver_dir(), &[("volatile".into(), None)], lower)
                 .inspect_err(|e| tracing::debug!(error = %e, "overlay volatile: not supported"))
                 .is_ok()
         })
@@ -46,14 +47,22 @@ impl Store {
 }
 
 /// Mounts overlayfs with `options` over scratch directories under
-/// `driver` (as upstream's checks do), and takes it down again.
-fn test_mount(driver: &Path, options: &[(String, Option<String>)]) -> Result<()> {
+/// `driver` (as upstream's checks do), and takes it down again. `lower`
+/// gives the lower directory as the mount names it, from the scratch
+/// directory (whose `lower/` is there to use), with what must live as
+/// long as the mount.
+pub(super) fn test_mount<T>(
+    driver: &Path,
+    options: &[(String, Option<String>)],
+    lower: impl FnOnce(&Path) -> Result<(String, T)>,
+) -> Result<()> {
     let scratch = driver.join(format!("compat{}", std::process::id()));
     let result = (|| {
         for dir in ["lower", "upper", "work", "merged"] {
             durable::create_dir_all(&scratch.join(dir))?;
         }
-        let lower = [scratch.join("lower").display().to_string()];
+        let (lower, _alive) = lower(&scratch)?;
+        let lower = [lower];
         let upper = (scratch.join("upper"), scratch.join("work"));
         let merged = scratch.join("merged");
         let dirs = Dirs {

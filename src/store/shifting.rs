@@ -19,10 +19,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::id_maps::IdMap;
-use super::mounts::{mount_dirs, Dirs};
 use super::Store;
 use crate::error::{IoContext, Op, Result};
-use crate::{durable, sys};
+use crate::sys;
 
 /// The feature's name in upstream's cache of what the kernel supports.
 const FEATURE: &str = "idmapped-lower-dir";
@@ -140,32 +139,16 @@ fn user_namespace(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<OwnedFd> {
 /// Mounts overlayfs over an idmapped directory in a scratch directory
 /// under `driver` (as upstream's check does), and takes it down again.
 fn probe(driver: &Path) -> Result<()> {
-    let scratch = driver.join(format!("compat{}", std::process::id()));
-    let result = (|| {
-        for dir in ["lower", "upper", "work", "merged"] {
-            durable::create_dir_all(&scratch.join(dir))?;
-        }
+    super::kernel_features::test_mount(driver, &[], |scratch| {
         let identity = [IdMap {
             container_id: 0,
             host_id: 0,
             size: 1,
         }];
-        let mut lowers = ShiftedLowers::new(&scratch, &identity, &identity)?;
+        let mut lowers = ShiftedLowers::new(scratch, &identity, &identity)?;
         let lower = lowers.path(&scratch.join("lower").display().to_string())?;
-        let upper = (scratch.join("upper"), scratch.join("work"));
-        let merged = scratch.join("merged");
-        let dirs = Dirs {
-            driver: &scratch,
-            lowers: &[lower],
-            upper: Some(&upper),
-            options: &[],
-            flags: Default::default(),
-        };
-        mount_dirs(&dirs, &merged).at(Op::MountOverlay, &merged)?;
-        super::host_mounts::unmount_path(&merged)
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    result
+        Ok((lower, lowers))
+    })
 }
 
 #[cfg(test)]
