@@ -37,7 +37,7 @@ pub fn shutdown(store: &Store, force: bool, json: bool) -> Outcome {
             failure.with_hint("unmount them, or use shutdown -f")
         });
     }
-    store.release();
+    store.release()?;
     if json {
         return output::json(&"");
     }

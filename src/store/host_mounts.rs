@@ -117,8 +117,11 @@ pub(crate) fn bind_home(home: &Path) {
 
 /// Drops the bind of [`bind_home`] once no layer is mounted, as Go's
 /// driver does when its store shuts down with nothing mounted
-/// (`Cleanup`). Never detached: with anything still mounted below
-/// (another client's mount), the kernel refuses and it stays.
+/// (`Cleanup`). Called under the mount records' lock, which every
+/// client takes to mount: nothing is mounted below between the look at
+/// the table and the unmount. The unmount is lazy, as Go's: a process
+/// reading a layer's files through the bind (an import, `gc`) would
+/// otherwise make it fail as busy and leave the bind behind.
 pub(crate) fn release_home(home: &Path) {
     let Ok(home) = std::fs::canonicalize(home) else {
         return;
@@ -127,7 +130,7 @@ pub(crate) fn release_home(home: &Path) {
         return;
     };
     if mount_points_under(&table, &home) == [home.clone()] {
-        let _ = nix::mount::umount2(&home, nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+        let _ = unmount_path(&home);
     }
 }
 

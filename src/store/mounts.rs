@@ -294,7 +294,7 @@ impl Store {
                     unmount_path(&path)?;
                 }
                 if mounts.is_empty() {
-                    self.release();
+                    self.release_locked();
                 }
                 return Ok(true);
             };
@@ -316,7 +316,7 @@ impl Store {
             if last && overlay {
                 unmount_path(&path)?;
                 if none_left {
-                    self.release();
+                    self.release_locked();
                 }
             }
             Ok(last)
@@ -367,7 +367,7 @@ impl Store {
                 }
                 let changed = !mounts.is_empty();
                 mounts.clear();
-                self.release();
+                self.release_locked();
                 Ok(((), changed))
             })
         })
@@ -376,7 +376,18 @@ impl Store {
     /// What `shutdown` does once nothing is mounted: drops the overlay
     /// driver's bind of its home (see `host_mounts::bind_home`), as Go's
     /// driver does.
-    pub fn release(&self) {
+    pub fn release(&self) -> Result<()> {
+        if self.options.driver == "overlay" {
+            let locked = self.mount_records.lock()?;
+            if locked.records.is_empty() {
+                self.release_locked();
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::release`], with the mount records' lock held.
+    fn release_locked(&self) {
         if self.options.driver == "overlay" {
             super::host_mounts::release_home(&self.driver_dir());
         }

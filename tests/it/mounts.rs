@@ -489,6 +489,29 @@ fn a_mount_in_use_unmounts_and_deletes() {
     );
 }
 
+/// The last unmount drops the driver's bind of its home even while a
+/// process holds a file through it (an import or `gc` reading layers),
+/// as upstream's lazy `Cleanup` does; a plain unmount failed as busy and
+/// left the bind behind.
+#[test]
+fn the_homes_bind_goes_with_the_last_unmount_while_held() {
+    if !common::need_root("overlay mounts") {
+        return;
+    }
+    let cs = Cs::new();
+    populate(&cs, "overlay");
+    let merged = PathBuf::from(ok(&cs, "overlay", &["mount", "c1"]).trim());
+    let home = merged.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(is_mounted(&home), "{} is not bound", home.display());
+    let held = std::fs::File::open(merged.parent().unwrap()).unwrap();
+    ok(&cs, "overlay", &["unmount", "c1"]);
+    assert!(!is_mounted(&home), "{} is still bound", home.display());
+    ok(&cs, "overlay", &["mount", "c1"]);
+    ok(&cs, "overlay", &["unmount", "c1"]);
+    drop(held);
+    assert!(!is_mounted(&home), "{} is still bound", home.display());
+}
+
 /// Whether the kernel's mount table lists `path`.
 fn is_mounted(path: &Path) -> bool {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
