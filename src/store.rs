@@ -73,11 +73,8 @@ use records::{Locked, RecordFile};
 
 /// An open store.
 pub struct Store {
-    /// The options in force: with a split image store (`--image-store`),
-    /// its directory is the graph root here (see [`Store::open`]).
+    /// The options it was opened with.
     options: StoreOptions,
-    /// The options as given.
-    given: StoreOptions,
     /// Read-only additional image stores, in lookup order.
     ro_stores: Vec<ro_stores::RoStore>,
     layers_dir: PathBuf,
@@ -105,34 +102,37 @@ impl Store {
     /// When the graph root is writable, layers left incomplete by a
     /// crashed import are removed.
     ///
-    /// With a split image store (`image_store`), the image store's
-    /// directory holds the writable store's layers, images, their content
-    /// and the pool (everything the graph root holds otherwise), the graph
-    /// root only the container records; the graph root's own layers and
-    /// images are then the first read-only store, before those the
-    /// driver options name (`<drv>.imagestore=DIR`).
-    pub fn open(given: StoreOptions) -> Result<Store> {
-        let mut options = given.clone();
-        let mut ro_roots = options.additional_image_stores()?;
-        let container_graph = options.graph_root.clone();
-        if let Some(images) = options.image_store.clone() {
-            if images == options.graph_root {
+    /// With a split image store (`image_store`, `DIR`), the graph root
+    /// keeps the layers (a container's, and those `create-layer` and
+    /// `import-layer` make), their content, the pool and the container
+    /// records, as upstream keeps its writable layers there; the images
+    /// are `DIR`'s. The graph root's own images are then the first
+    /// read-only store, and the layers `DIR` holds (read-only layers a Go
+    /// client put there) the next, before those the driver options name
+    /// (`<drv>.imagestore=DIR`).
+    pub fn open(options: StoreOptions) -> Result<Store> {
+        let images_root = match &options.image_store {
+            Some(dir) if *dir == options.graph_root => {
                 return Err(Error::Config(format!(
                     "{}: the image store and the graph root cannot be the same",
-                    images.display()
+                    dir.display()
                 )));
             }
-            ro_roots.insert(0, options.graph_root.clone());
-            options.graph_root = images;
-        }
+            Some(dir) => {
+                // As upstream's driver makes it when it starts.
+                durable::create_dir_all(&layout::layer_dirs_parent(dir, &options.driver))?;
+                dir.clone()
+            }
+            None => options.graph_root.clone(),
+        };
         let graph = options.graph_root.clone();
         let drv = &options.driver;
         let layers_dir = layout::layers_dir(&graph, drv);
-        let images_dir = layout::images_dir(&graph, drv);
+        let images_dir = layout::images_dir(&images_root, drv);
         let containers_root = if options.transient_store {
             &options.run_root
         } else {
-            &container_graph
+            &graph
         };
         let containers_dir = layout::containers_dir(containers_root, drv);
         // The driver's directory too, as upstream's driver makes it when
@@ -177,23 +177,24 @@ impl Store {
         let mount_records =
             RecordFile::open(&run_layers, layout::MOUNTS_JSON, layout::MOUNTS_LOCK)?;
         let pool = ChunkPool::open(&layout::pool_dir(&graph), writable)?;
+        let mut ro_stores = Vec::new();
+        if let Some(dir) = &options.image_store {
+            ro_stores.push(ro_stores::RoStore::open(&graph, drv)?.images_only());
+            ro_stores.push(ro_stores::RoStore::open(dir, drv)?.layers_only());
+        }
         // A read-only store that is not there (a mount not made yet)
         // holds nothing, as upstream has it; anything else wrong with one
         // is an error.
-        let ro_stores = ro_roots
-            .iter()
-            .filter(|root| match std::fs::symlink_metadata(root) {
+        for root in options.additional_image_stores()? {
+            match std::fs::symlink_metadata(&root) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     tracing::debug!("{}: the read-only image store is not there", root.display());
-                    false
                 }
-                _ => true,
-            })
-            .map(|root| ro_stores::RoStore::open(root, drv))
-            .collect::<Result<Vec<_>>>()?;
+                _ => ro_stores.push(ro_stores::RoStore::open(&root, drv)?),
+            }
+        }
         let store = Store {
             options,
-            given,
             ro_stores,
             layers_dir,
             images_dir,
@@ -226,12 +227,9 @@ impl Store {
         Ok(())
     }
 
-    /// The options the store was opened with (as given: with a split
-    /// image store, the graph root in force internally is the image
-    /// store's directory).
-    #[allow(clippy::misnamed_getters)]
+    /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
-        &self.given
+        &self.options
     }
 
     /// The graph root.

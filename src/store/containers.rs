@@ -274,9 +274,9 @@ impl Store {
         let container = find_container(&tx.containers.records, arg)
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
-        // A container made before a split image store took the images
-        // has its layer among the graph root's, read-only here: deleting
-        // the record alone would leave that layer behind.
+        // A container whose layer a read-only store holds (a split image
+        // store's directory): deleting the record alone would leave that
+        // layer behind.
         if !tx.layers.records.iter().any(|l| l.id == container.layer) {
             if let Some(ro) = self.ro_layer(&container.layer)? {
                 Self::refuse_ro_layer(&ro)?;

@@ -1,7 +1,7 @@
 //! Read-only additional image stores (`--storage-opt <drv>.imagestore=DIR`,
-//! `additionalimagestores` in `storage.conf`), and the graph root when a
-//! split image store (`--image-store`) takes its images: their layer and
-//! image records, read and never written.
+//! `additionalimagestores` in `storage.conf`), and under a split image
+//! store (`--image-store DIR`) the graph root's images and `DIR`'s layers:
+//! their layer and image records, read and never written.
 //!
 //! A read-only store is another graph root with the same layout (ours or
 //! a Go client's): `<root>/<drv>-layers/layers.json`,
@@ -81,6 +81,21 @@ impl RoStore {
             images,
             pool,
         })
+    }
+
+    /// The store with its layers only: the split image store's directory
+    /// (whose images are the writable store's).
+    pub fn layers_only(mut self) -> RoStore {
+        self.images = None;
+        self
+    }
+
+    /// The store with its images only: the graph root under a split image
+    /// store (whose layers are the writable store's).
+    pub fn images_only(mut self) -> RoStore {
+        self.layers = None;
+        self.pool = None;
+        self
     }
 
     /// Its layers, marked as its own.

@@ -45,8 +45,6 @@ impl Store {
         } else {
             logical_bytes as f64 / stored_bytes as f64
         };
-        // The roots as given: with a split image store, the graph root
-        // (which holds the containers), not the image store's directory.
         let o = self.options();
         let mut pairs = vec![
             ("Root".into(), o.graph_root.display().to_string()),

@@ -15,8 +15,9 @@
 //! - a store the Go CLI 1.43 wrote serves the same way, and where Go 1.43
 //!   reads read-only stores too (listings, `layer`, `image`, names on a
 //!   read-only image) our output is Go's;
-//! - `--image-store`: new images and their layers go under DIR, container
-//!   records stay in the graph root, whose images stay visible read-only.
+//! - `--image-store`: new images go under DIR; layers, their content and
+//!   container records stay in the graph root, whose images stay visible
+//!   read-only and whose containers stay usable.
 
 use crate::common;
 
@@ -771,9 +772,12 @@ fn read_only_stores_come_from_the_environment_and_storage_conf() {
     );
 }
 
-/// `--image-store DIR`: images and their layers are written under DIR,
-/// container records under the graph root, whose own images stay
-/// visible read-only and unchanged.
+/// `--image-store DIR`, as upstream places things: images under DIR;
+/// layers (a container's, and those `import-layer` makes writable), their
+/// content and the container records under the graph root, whose images
+/// stay visible read-only and unchanged; its containers and layers stay
+/// usable. A store written before serves as DIR: its images are this
+/// store's, its layers read in place.
 fn split_image_store(driver: &'static str) {
     if !driver_usable(driver) {
         return;
@@ -781,39 +785,27 @@ fn split_image_store(driver: &'static str) {
     let s = Scratch::new();
     let graph = s.path("graph");
     let plain = Cli::ours(graph.clone(), s.path("run"), driver);
-    let (base, _, _) = {
-        let base = plain.first_line(&[
-            "import-layer",
-            "-n",
-            "base",
-            "-f",
-            s.path("base.tar").to_str().unwrap(),
-        ]);
-        plain.ok(&["create-image", "-n", "old", &base]);
-        plain.ok(&["create-container", "-n", "oldc", "old"]);
-        (base, (), ())
-    };
-    let records = |root: &Path| {
-        [
-            root.join(format!("{driver}-layers")),
-            root.join(format!("{driver}-images")),
-        ]
-    };
-    let before: Vec<_> = records(&graph).iter().map(|d| fingerprint(d)).collect();
+    let base = plain.first_line(&[
+        "import-layer",
+        "-n",
+        "base",
+        "-f",
+        s.path("base.tar").to_str().unwrap(),
+    ]);
+    plain.ok(&["create-image", "-n", "old", &base]);
+    plain.ok(&["create-container", "-n", "oldc", "old"]);
+    let images_before = fingerprint(&graph.join(format!("{driver}-images")));
     let split_dir = s.path("images");
     let mut split = Cli::ours(graph.clone(), s.path("run"), driver);
     split.extra = vec!["--image-store".into(), split_dir.display().to_string()];
     let shown = split.ok(&["image", "old"]);
     assert!(shown.ends_with("Read Only: true\n"), "{shown}");
-    // A container from before the split has its layer in the graph root,
-    // read-only here: its delete is refused whole, not half done.
-    let mut cmd = split.command();
-    cmd.args(["delete-container", "oldc"]);
-    let out = common::run_command(cmd, None);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(common::stderr(&out).contains("read-only store"));
-    assert!(plain.ok(&["containers"]).contains("oldc"));
-    // `status` names the graph root as given, not the image store.
+    // A container from before the split is this store's, layer and all.
+    let mounted = PathBuf::from(split.ok(&["mount", "oldc"]).trim());
+    assert!(mounted.starts_with(&graph), "{}", mounted.display());
+    std::fs::write(mounted.join("written"), "by oldc").unwrap();
+    split.ok(&["unmount", "oldc"]);
+    // `status` names the graph root.
     let mut cmd = split.command();
     cmd.arg("status");
     let out = common::run_command(cmd, None);
@@ -832,39 +824,33 @@ fn split_image_store(driver: &'static str) {
     ]);
     let image = split.first_line(&["create-image", "-n", "new", &top]);
     let container = split.first_line(&["create-container", "-n", "c", "new"]);
-    let layers =
-        std::fs::read_to_string(split_dir.join(format!("{driver}-layers/layers.json"))).unwrap();
-    assert!(
-        layers.contains(&top) && !layers.contains(&format!("\"id\":\"{base}\"")),
-        "{layers}"
-    );
-    let images =
-        std::fs::read_to_string(split_dir.join(format!("{driver}-images/images.json"))).unwrap();
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let layers = read(graph.join(format!("{driver}-layers/layers.json")));
+    assert!(layers.contains(&top) && layers.contains(&base), "{layers}");
+    let images = read(split_dir.join(format!("{driver}-images/images.json")));
     assert!(images.contains(&image), "{images}");
-    let containers =
-        std::fs::read_to_string(graph.join(format!("{driver}-containers/containers.json")))
-            .unwrap();
-    assert!(containers.contains(&container), "{containers}");
-    assert!(!split_dir
-        .join(format!("{driver}-containers/containers.json"))
-        .exists());
+    assert!(!read(graph.join(format!("{driver}-images/images.json"))).contains(&image));
+    assert!(read(graph.join(format!("{driver}-containers/containers.json"))).contains(&container));
+    for kind in ["layers", "containers"] {
+        let path = split_dir.join(format!("{driver}-{kind}/{kind}.json"));
+        assert!(read(path).is_empty(), "{kind} under the image store");
+    }
     let listed = split.ok(&["images"]);
     assert!(
         listed.contains("name: old") && listed.contains("name: new"),
         "{listed}"
     );
     let mounted = PathBuf::from(split.ok(&["mount", "c"]).trim());
+    assert!(mounted.starts_with(&graph), "{}", mounted.display());
     assert_tree(&s, &mounted, "a container in the split store");
     split.ok(&["unmount", "c"]);
     assert_eq!(split.ok(&["check"]), "");
     split.ok(&["gc"]);
-    for (dir, was) in records(&graph).iter().zip(&before) {
-        assert_unchanged(
-            was,
-            dir,
-            "the graph root's records after the split store's work",
-        );
-    }
+    assert_unchanged(
+        &images_before,
+        &graph.join(format!("{driver}-images")),
+        "the graph root's images after the split store's work",
+    );
     // `imagestore` in `storage.conf` is `--image-store`.
     let conf = s.path("split.conf");
     std::fs::write(
@@ -881,11 +867,56 @@ fn split_image_store(driver: &'static str) {
         shown.contains(&image) && !shown.contains("Read Only"),
         "{shown}"
     );
-    // Without the image store, the graph root sees its own image only.
+    // Without the image store, the graph root sees its own image only,
+    // and the layers and containers it holds.
     let listed = plain.ok(&["images"]);
     assert!(
         listed.contains("name: old") && !listed.contains("name: new"),
         "{listed}"
+    );
+    assert!(plain.ok(&["layers"]).contains(&top));
+    let mounted = PathBuf::from(plain.ok(&["mount", "oldc"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(mounted.join("written")).unwrap(),
+        "by oldc"
+    );
+    plain.ok(&["unmount", "oldc"]);
+    split.ok(&["delete-container", "oldc"]);
+    split.ok(&["delete-container", "c"]);
+    split.ok(&["delete-image", "new"]);
+    assert!(!split.ok(&["layers"]).contains(&top));
+
+    // A store written before, used as the image store: its images are
+    // this store's, its layers are read in place and never written.
+    let other = s.path("other");
+    let writer = Cli::ours(other.clone(), s.path("run-other"), driver);
+    let other_base =
+        writer.first_line(&["import-layer", "-f", s.path("base.tar").to_str().unwrap()]);
+    let other_top = writer.first_line(&[
+        "import-layer",
+        "-f",
+        s.path("top.tar").to_str().unwrap(),
+        &other_base,
+    ]);
+    writer.ok(&["create-image", "-n", "theirs", &other_top]);
+    let other_layers = fingerprint(&other.join(format!("{driver}-layers")));
+    let mut split = Cli::ours(graph.clone(), s.path("run"), driver);
+    split.extra = vec!["--image-store".into(), other.display().to_string()];
+    let shown = split.ok(&["image", "theirs"]);
+    assert!(!shown.contains("Read Only"), "{shown}");
+    assert!(split.ok(&["layer", &other_top]).contains("Read Only: true"));
+    split.ok(&["create-container", "-n", "c2", "theirs"]);
+    let mounted = PathBuf::from(split.ok(&["mount", "c2"]).trim());
+    assert!(mounted.starts_with(&graph), "{}", mounted.display());
+    assert_tree(&s, &mounted, "a container of the image store's image");
+    split.ok(&["unmount", "c2"]);
+    split.ok(&["add-names", "-n", "renamed", "theirs"]);
+    assert_eq!(split.ok(&["check"]), "");
+    split.ok(&["delete-container", "c2"]);
+    assert_unchanged(
+        &other_layers,
+        &other.join(format!("{driver}-layers")),
+        "the image store's layers",
     );
 }
 

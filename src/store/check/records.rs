@@ -154,8 +154,8 @@ impl Store {
                 let message = format!("image {}: {CONTAINER_IMAGE_MISSING}", c.image);
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }
-            // A read-only store's layer: the graph root's, for a
-            // container made before a split image store took the images.
+            // A read-only store's layer (one a split image store's
+            // directory holds) is not missing.
             let ro_layer = || records.ro_layers.iter().any(|l| l.id == c.layer);
             if records.layer(&c.layer).is_none() && !ro_layer() {
                 let message = format!("layer {}: {LAYER_MISSING}", c.layer);
