@@ -881,6 +881,18 @@ fn split_image_store(driver: &'static str) {
         "by oldc"
     );
     plain.ok(&["unmount", "oldc"]);
+    // The Go CLI on the graph root alone mounts the container made in the
+    // split store: its layers are all there (built by our mount above).
+    if go_present() {
+        let go = Cli::go(graph.clone(), s.path("run"), driver);
+        let mounted = PathBuf::from(go.ok(&["mount", "c"]).trim());
+        assert_tree(
+            &s,
+            &mounted,
+            "the Go CLI's mount of the split store's container",
+        );
+        go.ok(&["unmount", "c"]);
+    }
     split.ok(&["delete-container", "oldc"]);
     split.ok(&["delete-container", "c"]);
     split.ok(&["delete-image", "new"]);
