@@ -179,7 +179,7 @@ impl Store {
         let pool = ChunkPool::open(&layout::pool_dir(&graph), writable)?;
         let mut ro_stores = Vec::new();
         if let Some(dir) = &options.image_store {
-            ro_stores.push(ro_stores::RoStore::open(&graph, drv)?.images_only());
+            ro_stores.push(ro_stores::RoStore::graph_images(&graph, drv)?);
             ro_stores.push(ro_stores::RoStore::open(dir, drv)?.layers_only());
         }
         // A read-only store that is not there (a mount not made yet)

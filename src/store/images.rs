@@ -259,13 +259,33 @@ impl Store {
             self.check_writable()?;
         }
         let mut tx = self.transaction()?;
-        let Some(image) = find(&tx.images.records, arg).cloned() else {
-            if let Some(ro) = self.ro_image(arg)? {
-                let root = ro.read_only_store.unwrap_or_default();
-                return Err(Self::refuse_read_only(Kind::Image, &ro.id, &root));
-            }
-            return Err(Kind::Image.not_known(arg));
+        let image = match find(&tx.images.records, arg) {
+            Some(image) => image.clone(),
+            None => match self.ro_image(arg)? {
+                Some(ro) if self.deletable_image_store(&ro).is_some() => ro,
+                Some(ro) => {
+                    let root = ro.read_only_store.unwrap_or_default();
+                    return Err(Self::refuse_read_only(Kind::Image, &ro.id, &root));
+                }
+                None => return Err(Kind::Image.not_known(arg)),
+            },
         };
+        // The graph root's images under a split image store, locked after
+        // the transaction's: upstream deletes the image from every
+        // writable image store that holds it, and counts their images as
+        // users of its layers.
+        let mut graph = match self.ro_image(&image.id)?.filter(|i| i.id == image.id) {
+            Some(ro) => match self.deletable_image_store(&ro) {
+                Some((file, root)) => Some((file.lock()?, root)),
+                None => None,
+            },
+            None => None,
+        };
+        let graph_images = match &graph {
+            Some((locked, _)) => locked.records.clone(),
+            None => self.deletable_ro_images()?,
+        };
+        let users: Vec<&Image> = tx.images.records.iter().chain(&graph_images).collect();
         if let Some(c) = tx.containers.records.iter().find(|c| c.image == image.id) {
             return Err(Error::InUse {
                 kind: Kind::Image,
@@ -286,7 +306,7 @@ impl Store {
             let Some(layer) = tx.layers.records.iter().find(|l| l.id == next) else {
                 break;
             };
-            let used = tx.images.records.iter().any(|i| {
+            let used = users.iter().any(|i| {
                 i.id != image.id && (i.top_layer == layer.id || i.mapped_layers.contains(&layer.id))
             }) || tx.containers.records.iter().any(|c| c.layer == layer.id)
                 || tx
@@ -304,8 +324,18 @@ impl Store {
             return Ok(doomed);
         }
         let _mounts = self.lock_unmounted(&doomed)?;
-        tx.images.records.retain(|i| i.id != image.id);
-        self.write(|| tx.images.save())?;
+        if tx.images.records.iter().any(|i| i.id == image.id) {
+            tx.images.records.retain(|i| i.id != image.id);
+            self.write(|| tx.images.save())?;
+        }
+        if let Some((locked, root)) = &mut graph {
+            locked.records.retain(|i| i.id != image.id);
+            self.write(|| locked.save())?;
+            if super::layout::owns_paths(&image.id) {
+                let dir = self.item_dir_in(Kind::Image, &image.id, Some(root));
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         if !doomed.is_empty() {
             self.mark_deleting(&doomed)?;
             tx.layers.records.retain(|l| !doomed.contains(&l.id));

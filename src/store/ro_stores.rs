@@ -43,6 +43,9 @@ pub(crate) struct RoStore {
     images: Option<RecordFile<Image>>,
     /// Its chunk pool, when it has one (a store we wrote).
     pub pool: Option<ChunkPool>,
+    /// Whether its images may be deleted: the graph root's under a split
+    /// image store, which upstream keeps among its writable image stores.
+    images_deletable: bool,
 }
 
 impl RoStore {
@@ -80,6 +83,7 @@ impl RoStore {
             layers,
             images,
             pool,
+            images_deletable: false,
         })
     }
 
@@ -90,12 +94,32 @@ impl RoStore {
         self
     }
 
-    /// The store with its images only: the graph root under a split image
-    /// store (whose layers are the writable store's).
-    pub fn images_only(mut self) -> RoStore {
-        self.layers = None;
-        self.pool = None;
-        self
+    /// The graph root under a split image store: its images only (its
+    /// layers are the writable store's), which are found and listed as a
+    /// read-only store's but may be deleted, as upstream's `DeleteImage`
+    /// deletes from every writable image store.
+    pub fn graph_images(root: &Path, driver: &str) -> Result<RoStore> {
+        let dir = layout::images_dir(root, driver);
+        let images = match dir.is_dir() {
+            true => Some(RecordFile::open(
+                &dir,
+                layout::IMAGES_JSON,
+                layout::IMAGES_LOCK,
+            )?),
+            false => None,
+        };
+        Ok(RoStore {
+            root: root.to_path_buf(),
+            layers: None,
+            images,
+            pool: None,
+            images_deletable: true,
+        })
+    }
+
+    /// Its image records, when its images may be deleted.
+    pub fn deletable_images(&self) -> Option<&RecordFile<Image>> {
+        self.images.as_ref().filter(|_| self.images_deletable)
     }
 
     /// Its layers, marked as its own.
@@ -160,6 +184,31 @@ impl Store {
     pub fn all_images(&self) -> Result<Vec<Image>> {
         let mut images = self.images()?;
         for ro in &self.ro_stores {
+            images.extend(ro.images()?);
+        }
+        Ok(images)
+    }
+
+    /// The records and root of the store holding `image` (one read from
+    /// a read-only store), when its images may be deleted.
+    pub(crate) fn deletable_image_store(
+        &self,
+        image: &Image,
+    ) -> Option<(&RecordFile<Image>, PathBuf)> {
+        let root = image.read_only_store.as_ref()?;
+        let file = self.ro_store(root)?.deletable_images()?;
+        Some((file, root.clone()))
+    }
+
+    /// The images that may be deleted though a read-only store holds
+    /// them (the graph root's under a split image store).
+    pub(crate) fn deletable_ro_images(&self) -> Result<Vec<Image>> {
+        let mut images = Vec::new();
+        for ro in self
+            .ro_stores
+            .iter()
+            .filter(|s| s.deletable_images().is_some())
+        {
             images.extend(ro.images()?);
         }
         Ok(images)

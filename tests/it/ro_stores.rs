@@ -897,6 +897,15 @@ fn split_image_store(driver: &'static str) {
     split.ok(&["delete-container", "c"]);
     split.ok(&["delete-image", "new"]);
     assert!(!split.ok(&["layers"]).contains(&top));
+    // The graph root's image: names given to it copy it under DIR; a
+    // delete removes it from both, and its layers, as upstream deletes
+    // from every writable image store.
+    split.ok(&["add-names", "-n", "older", "old"]);
+    assert!(read(split_dir.join(format!("{driver}-images/images.json"))).contains("older"));
+    split.ok(&["delete-image", "older"]);
+    assert!(!split.ok(&["images"]).contains("name: old"));
+    assert!(!plain.ok(&["images"]).contains("name: old"));
+    assert!(!split.ok(&["layers"]).contains(&base));
 
     // A store written before, used as the image store: its images are
     // this store's, its layers are read in place and never written.
