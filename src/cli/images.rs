@@ -61,7 +61,7 @@ pub fn show(store: &Store, args: &args::Image) -> Outcome {
                 Ok(size) => outln!("Size: {size}"),
                 Err(e) => outln!("Size unknown: {e}"),
             }
-            if image.read_only_store.is_some() {
+            if store.image_is_read_only(image) {
                 outln!("Read Only: true");
             }
         }

@@ -200,6 +200,13 @@ impl Store {
         Some((file, root.clone()))
     }
 
+    /// Whether `image` is upstream's `ReadOnly`: a read-only store's, but
+    /// for the graph root's under a split image store, which upstream
+    /// opens as a writable image store.
+    pub fn image_is_read_only(&self, image: &Image) -> bool {
+        image.read_only_store.is_some() && self.deletable_image_store(image).is_none()
+    }
+
     /// The images that may be deleted though a read-only store holds
     /// them (the graph root's under a split image store).
     pub(crate) fn deletable_ro_images(&self) -> Result<Vec<Image>> {
