@@ -246,6 +246,10 @@ impl Store {
                 self.remove_layer_files(id);
             }
         }
+        // The read-only stores' images too: their run directories are in
+        // this run root (the graph root's images, under a split image
+        // store, are used from here).
+        let ro_images: Vec<String> = self.ro_images()?.into_iter().map(|i| i.id).collect();
         let ids: [(Kind, HashSet<&str>); 3] = [
             (
                 Kind::Layer,
@@ -253,7 +257,12 @@ impl Store {
             ),
             (
                 Kind::Image,
-                tx.images.records.iter().map(|i| i.id.as_str()).collect(),
+                tx.images
+                    .records
+                    .iter()
+                    .map(|i| i.id.as_str())
+                    .chain(ro_images.iter().map(String::as_str))
+                    .collect(),
             ),
             (
                 Kind::Container,

@@ -1,7 +1,8 @@
 //! Read-only additional image stores (`--storage-opt <drv>.imagestore=DIR`,
 //! `additionalimagestores` in `storage.conf`), and under a split image
 //! store (`--image-store DIR`) the graph root's images and `DIR`'s layers:
-//! their layer and image records, read and never written.
+//! their layer and image records, read and never written (but for
+//! `delete-image` of the graph root's images, see `store/images.rs`).
 //!
 //! A read-only store is another graph root with the same layout (ours or
 //! a Go client's): `<root>/<drv>-layers/layers.json`,
@@ -183,9 +184,7 @@ impl Store {
     /// from both).
     pub fn all_images(&self) -> Result<Vec<Image>> {
         let mut images = self.images()?;
-        for ro in &self.ro_stores {
-            images.extend(ro.images()?);
-        }
+        images.extend(self.ro_images()?);
         Ok(images)
     }
 
@@ -216,6 +215,15 @@ impl Store {
             .iter()
             .filter(|s| s.deletable_images().is_some())
         {
+            images.extend(ro.images()?);
+        }
+        Ok(images)
+    }
+
+    /// The images of the read-only stores only.
+    pub(crate) fn ro_images(&self) -> Result<Vec<Image>> {
+        let mut images = Vec::new();
+        for ro in &self.ro_stores {
             images.extend(ro.images()?);
         }
         Ok(images)

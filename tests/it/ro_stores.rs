@@ -850,7 +850,10 @@ fn split_image_store(driver: &'static str) {
     assert_tree(&s, &mounted, "a container in the split store");
     split.ok(&["unmount", "c"]);
     assert_eq!(split.ok(&["check"]), "");
+    // `gc` keeps the run directory of the graph root's image.
+    let run_dir = PathBuf::from(split.ok(&["get-image-run-dir", "old"]).trim());
     split.ok(&["gc"]);
+    assert!(run_dir.is_dir(), "{} removed", run_dir.display());
     assert_unchanged(
         &images_before,
         &graph.join(format!("{driver}-images")),
