@@ -335,9 +335,16 @@ impl Store {
     /// Fails when `parent` (an ID; none when empty) is neither among
     /// `layers` (this store's, read under its lock, under which deletes
     /// check for children) nor a read-only store's layer (which never
-    /// goes away).
+    /// goes away), or is a container's layer (containers are made under
+    /// this lock too).
     fn parent_still_there(&self, layers: &[Layer], parent: &str) -> Result<()> {
-        if parent.is_empty() || layers.iter().any(|l| l.id == parent) {
+        if parent.is_empty() {
+            return Ok(());
+        }
+        if layers.iter().any(|l| l.id == parent) {
+            if self.containers()?.iter().any(|c| c.layer == parent) {
+                return Err(Error::ParentIsContainer(parent.to_string()));
+            }
             return Ok(());
         }
         match self.ro_layer(parent)? {
