@@ -206,10 +206,13 @@ fn options(
     if let Some(driver) = global.driver.as_ref().filter(|d| !d.is_empty()) {
         options.driver = driver.clone();
     }
+    // Set, even empty, it replaces the file's, as upstream's does.
     if let Ok(env) = std::env::var("STORAGE_OPTS") {
-        options
-            .driver_options
-            .extend(env.split(',').filter(|s| !s.is_empty()).map(String::from));
+        options.driver_options = env
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
     }
     options
         .driver_options

@@ -55,6 +55,26 @@ fn config_prints_the_effective_options_as_upstreams_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["root"], "/conf/graph");
     assert_eq!(v["driver"], "overlay");
+    // `STORAGE_OPTS`, when set (even empty), replaces the file's driver
+    // options, as upstream's does.
+    for (env, want) in [
+        ("overlay.size=1G", serde_json::json!(["overlay.size=1G"])),
+        ("", serde_json::json!([])),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_containers-storage"));
+        cmd.env("CONTAINERS_STORAGE_CONF", &conf)
+            .env_remove("STORAGE_DRIVER")
+            .env("STORAGE_OPTS", env)
+            .arg("config");
+        let out = common::run_command(cmd, None);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let options = v
+            .get("driver-options")
+            .cloned()
+            .unwrap_or(serde_json::json!([]));
+        assert_eq!(options, want, "STORAGE_OPTS={env:?}: {v}");
+    }
 
     let err = cs.fails(&["config", "/nonexistent/dir/storage.conf", "extra"], None);
     assert!(err.contains("config: too many arguments."), "{err}");
