@@ -243,7 +243,7 @@ impl Store {
         let image = match find(&tx.images.records, arg) {
             Some(image) => image.clone(),
             None => self
-                .ro_image(arg)?
+                .ro_image(arg, &tx.images.records)?
                 .ok_or_else(|| Kind::Image.not_known(arg))?,
         };
         let top_id = image.top_layer.clone();

@@ -26,7 +26,7 @@ impl Store {
         if let Some(l) = self.ro_layer(arg)? {
             return Ok((Kind::Layer, l.id));
         }
-        if let Some(i) = self.ro_image(arg)? {
+        if let Some(i) = self.ro_image(arg, &self.images()?)? {
             return Ok((Kind::Image, i.id));
         }
         Err(Error::DoesNotExist(arg.to_string()))
@@ -39,7 +39,8 @@ impl Store {
         Ok((wanted(Kind::Layer)
             && (find(&self.layers()?, arg).is_some() || self.ro_layer(arg)?.is_some()))
             || (wanted(Kind::Image)
-                && (find(&self.images()?, arg).is_some() || self.ro_image(arg)?.is_some()))
+                && (find(&self.images()?, arg).is_some()
+                    || self.ro_image(arg, &self.images()?)?.is_some()))
             || (wanted(Kind::Container) && find_container(&self.containers()?, arg).is_some()))
     }
 
@@ -57,8 +58,8 @@ impl Store {
     pub fn update_names(&self, arg: &str, op: NamesOp, names: &[String]) -> Result<()> {
         self.check_writable()?;
         let (kind, id) = self.resolve(arg)?;
-        if kind == Kind::Image && self.copy_ro_image(&id, names)? {
-            return Ok(());
+        if kind == Kind::Image {
+            self.copy_ro_image(&id)?;
         }
         self.refuse_ro(kind, &id)?;
         match kind {

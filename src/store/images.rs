@@ -169,10 +169,11 @@ impl Store {
 
     /// The image named by `arg`.
     pub fn image(&self, arg: &str) -> Result<Image> {
-        if let Some(image) = find(&self.images()?, arg) {
+        let main = self.images()?;
+        if let Some(image) = find(&main, arg) {
             return Ok(image.clone());
         }
-        self.ro_image(arg)?
+        self.ro_image(arg, &main)?
             .ok_or_else(|| Kind::Image.not_known(arg))
     }
 
@@ -261,7 +262,7 @@ impl Store {
         let mut tx = self.transaction()?;
         let image = match find(&tx.images.records, arg) {
             Some(image) => image.clone(),
-            None => match self.ro_image(arg)? {
+            None => match self.ro_image(arg, &tx.images.records)? {
                 Some(ro) if self.deletable_image_store(&ro).is_some() => ro,
                 Some(ro) => {
                     let root = ro.read_only_store.unwrap_or_default();
@@ -274,7 +275,7 @@ impl Store {
         // the transaction's: upstream deletes the image from every
         // writable image store that holds it, and counts their images as
         // users of its layers.
-        let mut graph = match self.ro_image(&image.id)?.filter(|i| i.id == image.id) {
+        let mut graph = match self.ro_image(&image.id, &[])?.filter(|i| i.id == image.id) {
             Some(ro) => match self.deletable_image_store(&ro) {
                 Some((file, root)) => Some((file.lock()?, root)),
                 None => None,

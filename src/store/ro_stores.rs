@@ -254,10 +254,15 @@ impl Store {
         Ok(None)
     }
 
-    /// The image a read-only store holds under `arg`.
-    pub(crate) fn ro_image(&self, arg: &str) -> Result<Option<Image>> {
+    /// The image a read-only store holds under `arg`, the first store
+    /// first. One whose ID the writable store's images (`main`) hold is
+    /// not found there, as upstream's `Image` ignores it: its names were
+    /// given to the writable store's copy (see [`Store::copy_ro_image`]).
+    pub(crate) fn ro_image(&self, arg: &str, main: &[Image]) -> Result<Option<Image>> {
         for ro in &self.ro_stores {
-            if let Some(image) = find(&ro.images()?, arg) {
+            let mut images = ro.images()?;
+            images.retain(|i| !main.iter().any(|m| m.id == i.id));
+            if let Some(image) = find(&images, arg) {
                 return Ok(Some(image.clone()));
             }
         }
@@ -286,8 +291,12 @@ impl Store {
             Kind::Layer if !self.layers()?.iter().any(|l| l.id == id) => {
                 self.ro_layer(id)?.and_then(|l| l.read_only_store)
             }
-            Kind::Image if !self.images()?.iter().any(|i| i.id == id) => {
-                self.ro_image(id)?.and_then(|i| i.read_only_store)
+            Kind::Image => {
+                let main = self.images()?;
+                match main.iter().any(|i| i.id == id) {
+                    true => None,
+                    false => self.ro_image(id, &main)?.and_then(|i| i.read_only_store),
+                }
             }
             _ => None,
         };
@@ -304,8 +313,12 @@ impl Store {
             Kind::Layer if find(&self.layers()?, arg).is_none() => {
                 self.ro_layer(arg)?.map(|l| l.id)
             }
-            Kind::Image if find(&self.images()?, arg).is_none() => {
-                self.ro_image(arg)?.map(|i| i.id)
+            Kind::Image => {
+                let main = self.images()?;
+                match find(&main, arg) {
+                    Some(_) => None,
+                    None => self.ro_image(arg, &main)?.map(|i| i.id),
+                }
             }
             _ => None,
         };
@@ -332,36 +345,27 @@ impl Store {
         }
     }
 
-    /// Names given to an image only a read-only store holds, as upstream
-    /// gives them (`updateNames`): the image's record is copied into the
-    /// writable store (its top layer, metadata, creation time, digest,
-    /// names history, flags and big data) with `names` as its names,
-    /// less the first when there are several (the one the read-only
-    /// store's image already has, as podman passes them), whichever of
-    /// add, set or remove was asked. Returns whether it copied one.
-    pub(crate) fn copy_ro_image(&self, id: &str, names: &[String]) -> Result<bool> {
-        if self.images()?.iter().any(|i| i.id == id) {
-            return Ok(false);
-        }
-        let Some(ro) = self.ro_image(id)?.filter(|i| i.id == id) else {
+    /// Copies an image only a read-only store holds into the writable
+    /// store before its names change, as upstream's `updateNames` "pulls
+    /// it up": same ID, names, top layer, metadata, creation time,
+    /// digests, names history, flags and big data. The change is then
+    /// made to the copy, which shadows the read-only store's record in
+    /// lookups. Returns whether it copied one.
+    pub(crate) fn copy_ro_image(&self, id: &str) -> Result<bool> {
+        let main = self.images()?;
+        let Some(ro) = self.ro_image(id, &main)?.filter(|i| i.id == id) else {
             return Ok(false);
         };
-        let mut names = super::item::dedup_names(names);
-        if names.len() > 1 {
-            names.remove(0);
-        }
         let from = self.item_dir_in(Kind::Image, id, ro.read_only_store.as_deref());
         let mut copy = ro.clone();
         copy.read_only_store = None;
-        copy.names = names.clone();
-        for name in names.iter().rev() {
-            copy.names_history.retain(|n| n != name);
-            copy.names_history.insert(0, name.clone());
-        }
         let to = self.item_dir(Kind::Image, id);
         self.write(|| {
             self.image_records.modify(|images| {
-                super::item::claim(images, id, &names)?;
+                if images.iter().any(|i| i.id == id) {
+                    return Ok(((), false));
+                }
+                super::item::claim(images, id, &copy.names)?;
                 // Big data first: the record that names it comes after.
                 for key in &copy.big_data.names {
                     let name = super::bigdata::file_name(key);
