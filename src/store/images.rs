@@ -287,6 +287,9 @@ impl Store {
             None => self.deletable_ro_images()?,
         };
         let users: Vec<&Image> = tx.images.records.iter().chain(&graph_images).collect();
+        // A read-only store's layer may be a child of this store's (one a
+        // split image store's directory holds).
+        let ro_layers = self.ro_layers()?;
         if let Some(c) = tx.containers.records.iter().find(|c| c.image == image.id) {
             return Err(Error::InUse {
                 kind: Kind::Image,
@@ -314,6 +317,7 @@ impl Store {
                     .layers
                     .records
                     .iter()
+                    .chain(&ro_layers)
                     .any(|l| l.parent == layer.id && !doomed.contains(&l.id));
             if used {
                 break;

@@ -843,14 +843,22 @@ impl Store {
             return Err(Kind::Layer.not_known(arg));
         };
         let id = found.id.clone();
-        if let Some(child) = tx.layers.records.iter().find(|l| l.parent == id) {
+        // A read-only store's layer may be a child (one a split image
+        // store's directory holds), and the graph root's image a user
+        // (under a split image store): upstream's one layer store sees
+        // the first; the second we protect as our `delete-image` does.
+        let ro_layers = self.ro_layers()?;
+        let mut layers = tx.layers.records.iter().chain(&ro_layers);
+        if let Some(child) = layers.find(|l| l.parent == id) {
             return Err(Error::HasChildren {
                 layer: id,
                 child: child.id.clone(),
                 refused: Action::Delete,
             });
         }
-        if let Some(image) = tx.images.records.iter().find(|i| i.top_layer == id) {
+        let graph_images = self.deletable_ro_images()?;
+        let mut images = tx.images.records.iter().chain(&graph_images);
+        if let Some(image) = images.find(|i| i.top_layer == id) {
             return Err(Error::InUse {
                 kind: Kind::Layer,
                 id,

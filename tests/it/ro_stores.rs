@@ -958,6 +958,35 @@ fn split_image_store(driver: &'static str) {
         &other.join(format!("{driver}-layers")),
         "the image store's layers",
     );
+
+    // A layer the image store holds on a parent of the graph root's (as
+    // upstream 1.64 puts a pulled layer on one the graph root has): that
+    // parent is not deleted under it, by `delete-layer` or `delete-image`.
+    let parent = split.first_line(&["create-layer"]);
+    let records = other.join(format!("{driver}-layers/layers.json"));
+    let mut layers: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    let child = layers[0]["id"].as_str().unwrap().to_string();
+    layers[0]["parent"] = parent.clone().into();
+    std::fs::write(&records, serde_json::to_vec(&layers).unwrap()).unwrap();
+    let out = split.run(&["delete-layer", &parent], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&format!("used by layer {child}")) && err.contains("layer has children"),
+        "{err}"
+    );
+    split.ok(&["create-image", "-n", "on-parent", &parent]);
+    split.ok(&["delete-image", "on-parent"]);
+    assert!(split.ok(&["layers"]).contains(&parent));
+    // Nor is the top layer of the graph root's image (ours protects it
+    // as `delete-image` does; upstream's `delete-layer` looks at DIR's
+    // images only).
+    let lone = split.first_line(&["create-layer"]);
+    plain.ok(&["create-image", "-n", "lone", &lone]);
+    let out = split.run(&["delete-layer", &lone], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stderr(&out).contains("layer is in use by an image"));
 }
 
 #[test]
