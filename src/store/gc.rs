@@ -246,9 +246,9 @@ impl Store {
                 self.remove_layer_files(id);
             }
         }
-        // The read-only stores' images too: their run directories are in
-        // this run root (the graph root's images, under a split image
-        // store, are used from here).
+        // The read-only stores' images too: `get-image-dir` of one of them
+        // gives a directory here (the graph root's images, under a split
+        // image store, are used from here).
         let ro_images: Vec<String> = self.ro_images()?.into_iter().map(|i| i.id).collect();
         let ids: [(Kind, HashSet<&str>); 3] = [
             (
@@ -276,7 +276,10 @@ impl Store {
         let mut dirs: Vec<(std::path::PathBuf, &HashSet<&str>)> = Vec::new();
         for (kind, known) in &ids {
             dirs.push((self.records_dir(*kind).to_path_buf(), known));
-            if *kind != Kind::Layer {
+            // Images' run directories stay, as upstream's `gc` leaves them:
+            // the run root is shared by the graph root used with and
+            // without a split image store, whose images each sees alone.
+            if *kind == Kind::Container {
                 let run = self.item_run_dir(*kind, "x");
                 let run = run.parent().expect("a run directory has a parent");
                 if run != self.records_dir(*kind) {
