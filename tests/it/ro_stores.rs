@@ -866,9 +866,10 @@ fn split_image_store(driver: &'static str) {
     // store's (upstream's `gc` leaves images' run directories alone).
     let run_dir = PathBuf::from(split.ok(&["get-image-run-dir", "old"]).trim());
     let new_run_dir = PathBuf::from(split.ok(&["get-image-run-dir", "new"]).trim());
+    let data_dir = PathBuf::from(split.ok(&["get-image-dir", "old"]).trim());
     split.ok(&["gc"]);
     plain.ok(&["gc"]);
-    for dir in [&run_dir, &new_run_dir] {
+    for dir in [&run_dir, &new_run_dir, &data_dir] {
         assert!(dir.is_dir(), "{} removed", dir.display());
     }
     assert_unchanged(
