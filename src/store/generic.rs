@@ -35,12 +35,14 @@ impl Store {
     /// Whether `arg` names an item of one of `kinds` (all kinds if empty).
     pub fn exists(&self, arg: &str, kinds: &[Kind]) -> Result<bool> {
         let wanted = |k: Kind| kinds.is_empty() || kinds.contains(&k);
+        let image = || -> Result<bool> {
+            let main = self.images()?;
+            Ok(find(&main, arg).is_some() || self.ro_image(arg, &main)?.is_some())
+        };
         // Errors reading records are errors, not "no such item".
         Ok((wanted(Kind::Layer)
             && (find(&self.layers()?, arg).is_some() || self.ro_layer(arg)?.is_some()))
-            || (wanted(Kind::Image)
-                && (find(&self.images()?, arg).is_some()
-                    || self.ro_image(arg, &self.images()?)?.is_some()))
+            || (wanted(Kind::Image) && image()?)
             || (wanted(Kind::Container) && find_container(&self.containers()?, arg).is_some()))
     }
 
