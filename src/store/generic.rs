@@ -16,7 +16,8 @@ impl Store {
         if let Some(l) = find(&self.layers()?, arg) {
             return Ok((Kind::Layer, l.id.clone()));
         }
-        if let Some(i) = find(&self.images()?, arg) {
+        let images = self.images()?;
+        if let Some(i) = find(&images, arg) {
             return Ok((Kind::Image, i.id.clone()));
         }
         if let Some(c) = find_container(&self.containers()?, arg) {
@@ -26,7 +27,7 @@ impl Store {
         if let Some(l) = self.ro_layer(arg)? {
             return Ok((Kind::Layer, l.id));
         }
-        if let Some(i) = self.ro_image(arg, &self.images()?)? {
+        if let Some(i) = self.ro_image(arg, &images)? {
             return Ok((Kind::Image, i.id));
         }
         Err(Error::DoesNotExist(arg.to_string()))

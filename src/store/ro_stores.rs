@@ -154,6 +154,15 @@ impl RoStore {
     }
 }
 
+/// The images of `stores`, in order, each marked as its store's.
+fn images_of<'a>(stores: impl Iterator<Item = &'a RoStore>) -> Result<Vec<Image>> {
+    let mut images = Vec::new();
+    for ro in stores {
+        images.extend(ro.images()?);
+    }
+    Ok(images)
+}
+
 /// The record file in `dir`, when its lock file is there (opened
 /// read-only: never created here).
 fn open_records<T>(dir: &Path, name: &str, lock: &str) -> Result<Option<RecordFile<T>>>
@@ -209,24 +218,13 @@ impl Store {
     /// The images that may be deleted though a read-only store holds
     /// them (the graph root's under a split image store).
     pub(crate) fn deletable_ro_images(&self) -> Result<Vec<Image>> {
-        let mut images = Vec::new();
-        for ro in self
-            .ro_stores
-            .iter()
-            .filter(|s| s.deletable_images().is_some())
-        {
-            images.extend(ro.images()?);
-        }
-        Ok(images)
+        let deletable = self.ro_stores.iter();
+        images_of(deletable.filter(|s| s.deletable_images().is_some()))
     }
 
     /// The images of the read-only stores only.
     pub(crate) fn ro_images(&self) -> Result<Vec<Image>> {
-        let mut images = Vec::new();
-        for ro in &self.ro_stores {
-            images.extend(ro.images()?);
-        }
-        Ok(images)
+        images_of(self.ro_stores.iter())
     }
 
     /// The layers of the read-only stores only.
