@@ -218,6 +218,16 @@ pub enum Error {
         /// The read-only store's root.
         store: PathBuf,
     },
+    /// The content of a layer the split image store holds was to be
+    /// written (`mount` without `-r`, `copy`, `applydiff`): its records
+    /// are this store's, its content is read where its writer put it.
+    #[error("layer {layer}: its content is in the image store at {}, where it is only read: mount it with -r, or make a layer on it", .store.display())]
+    ImageStoreContent {
+        /// The layer's ID.
+        layer: String,
+        /// The image store's root.
+        store: PathBuf,
+    },
     /// A layer has child layers (upstream's `ErrLayerHasChildren` for a
     /// delete).
     #[error("layer {layer} used by layer {child}: {}", has_children(*.refused))]

@@ -19,6 +19,7 @@ mod go_layout;
 mod host_mounts;
 mod id_maps;
 mod ids;
+mod image_store;
 mod images;
 mod item;
 mod kernel_features;
@@ -180,7 +181,7 @@ impl Store {
         let mut ro_stores = Vec::new();
         if let Some(dir) = &options.image_store {
             ro_stores.push(ro_stores::RoStore::graph_images(&graph, drv)?);
-            ro_stores.push(ro_stores::RoStore::open(dir, drv)?.layers_only());
+            ro_stores.push(ro_stores::RoStore::image_store(dir, drv, writable)?);
         }
         // A read-only store that is not there (a mount not made yet)
         // holds nothing, as upstream has it; anything else wrong with one
@@ -214,6 +215,7 @@ impl Store {
                 tracing::warn!(error = %e, "incomplete layers not removed");
             }
             store.finish_deletes()?;
+            store.finish_moves()?;
         }
         Ok(store)
     }

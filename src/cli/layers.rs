@@ -164,8 +164,9 @@ pub fn show(store: &Store, args: &args::Layer) -> Outcome {
                 outln!("Name: {name}");
             }
             // Upstream's `ReadOnly`: the layer is a read-only store's (a
-            // `--readonly` layer of this store is not).
-            if layer.read_only_store.is_some() {
+            // `--readonly` layer of this store is not, nor one the split
+            // image store holds).
+            if store.layer_is_read_only(layer) {
                 outln!("Read Only: true");
             }
         }

@@ -3,12 +3,14 @@
 //! digests are kept in the record (images and containers).
 
 use std::fs;
+use std::path::Path;
 
 use base64::Engine;
 
 use super::containers::find_container;
 use super::item::{find, Item};
 use super::kind::Kind;
+use super::layers::Layer;
 use super::layout;
 use super::records::RecordFile;
 use super::Store;
@@ -102,14 +104,47 @@ impl Store {
                 "a big data key cannot be empty",
             ));
         }
-        self.refuse_ro_arg(kind, arg)?;
-        match kind {
-            Kind::Layer => self.set_big_data_in(&self.layer_records, by_lookup, arg, key, data),
-            Kind::Image => self.set_big_data_in(&self.image_records, by_lookup, arg, key, data),
-            Kind::Container => {
-                self.set_big_data_in(&self.container_records, by_container_lookup, arg, key, data)
+        if kind == Kind::Layer {
+            if let Some((file, root, id)) = self.image_store_layer_arg(arg)? {
+                return self.set_big_data_in(file, by_lookup, &id, key, data, Some(root));
             }
         }
+        self.refuse_ro_arg(kind, arg)?;
+        match kind {
+            Kind::Layer => {
+                self.set_big_data_in(&self.layer_records, by_lookup, arg, key, data, None)
+            }
+            Kind::Image => {
+                self.set_big_data_in(&self.image_records, by_lookup, arg, key, data, None)
+            }
+            Kind::Container => self.set_big_data_in(
+                &self.container_records,
+                by_container_lookup,
+                arg,
+                key,
+                data,
+                None,
+            ),
+        }
+    }
+
+    /// The split image store's layer records, root and the ID of the
+    /// layer `arg` names, when the graph root has no such layer and the
+    /// image store has.
+    fn image_store_layer_arg(
+        &self,
+        arg: &str,
+    ) -> Result<Option<(&RecordFile<Layer>, &Path, String)>> {
+        let Some((file, root)) = self.image_store_layers() else {
+            return Ok(None);
+        };
+        if find(&self.layers()?, arg).is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .ro_layer(arg)?
+            .filter(|l| l.read_only_store.as_deref() == Some(root))
+            .map(|l| (file, root, l.id)))
     }
 
     fn set_big_data_in<T: Item>(
@@ -119,11 +154,12 @@ impl Store {
         arg: &str,
         key: &str,
         data: &[u8],
+        store: Option<&Path>,
     ) -> Result<()> {
         self.write(|| {
             file.modify(|items| {
                 let index = finder(items, arg).ok_or_else(|| T::KIND.not_known(arg))?;
-                let dir = self.item_dir(T::KIND, items[index].id());
+                let dir = self.item_dir_in(T::KIND, items[index].id(), store);
                 durable::create_dir_all(&dir)?;
                 durable::atomic_write(&dir.join(file_name(key)), data)?;
                 let index_of = items[index].big_data_mut();

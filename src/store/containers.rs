@@ -279,7 +279,7 @@ impl Store {
         // layer behind.
         if !tx.layers.records.iter().any(|l| l.id == container.layer) {
             if let Some(ro) = self.ro_layer(&container.layer)? {
-                Self::refuse_ro_layer(&ro)?;
+                self.refuse_ro_layer(&ro)?;
             }
         }
         let _mounts = self.lock_unmounted(std::slice::from_ref(&container.layer))?;

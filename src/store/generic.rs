@@ -5,6 +5,7 @@
 use super::containers::find_container;
 use super::item::{change_names, find, Item, NamesOp};
 use super::kind::Kind;
+use super::layers::Layer;
 use super::records::RecordFile;
 use super::Store;
 use crate::error::{Error, Result};
@@ -64,11 +65,9 @@ impl Store {
         if kind == Kind::Image {
             self.copy_ro_image(&id)?;
         }
-        self.refuse_ro(kind, &id)?;
+        self.refuse_ro_record(kind, &id)?;
         match kind {
-            Kind::Layer => self.change_in(&self.layer_records, &id, |items, i| {
-                change_names(items, i, op, names)
-            }),
+            Kind::Layer => self.change_layer(&id, |items, i| change_names(items, i, op, names)),
             Kind::Image => self.change_in(&self.image_records, &id, |items, i| {
                 change_names(items, i, op, names)
             }),
@@ -91,10 +90,10 @@ impl Store {
     pub fn set_metadata(&self, arg: &str, value: &str) -> Result<()> {
         self.check_writable()?;
         let (kind, id) = self.resolve(arg)?;
-        self.refuse_ro(kind, &id)?;
+        self.refuse_ro_record(kind, &id)?;
         let set = |m: &mut String| *m = value.to_string();
         match kind {
-            Kind::Layer => self.change_in(&self.layer_records, &id, |items, i| {
+            Kind::Layer => self.change_layer(&id, |items, i| {
                 set(items[i].metadata_mut());
                 Ok(())
             }),
@@ -107,6 +106,61 @@ impl Store {
                 Ok(())
             }),
         }
+    }
+
+    /// Refuses a change to the record of the item `id` of `kind` when a
+    /// read-only store holds it, but for a layer the split image store
+    /// holds, whose record is changed there.
+    fn refuse_ro_record(&self, kind: Kind, id: &str) -> Result<()> {
+        if kind == Kind::Layer && self.image_store_layer(id)?.is_some() {
+            return Ok(());
+        }
+        self.refuse_ro(kind, id)
+    }
+
+    /// Changes the record of the layer `id` where it is kept: the graph
+    /// root's `layers.json` or, under a split image store, the image
+    /// store's (see [`Store::image_store_layer`]). Both are then locked,
+    /// the graph root's first, as upstream's one layer store locks both,
+    /// and a name the layer holds afterwards leaves the other file's
+    /// layers, as it leaves the other layers of its own.
+    fn change_layer(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Vec<Layer>, usize) -> Result<()>,
+    ) -> Result<()> {
+        self.write(|| {
+            let mut main = self.layer_records.lock()?;
+            let mut dir = match self.image_store_layers() {
+                Some((file, _)) => Some(file.lock()?),
+                None => None,
+            };
+            let (mine, other) = match (main.records.iter().any(|l| l.id == id), dir.as_mut()) {
+                (true, other) => (&mut main, other),
+                (false, Some(dir)) if dir.records.iter().any(|l| l.id == id) => {
+                    (dir, Some(&mut main))
+                }
+                _ => return Err(Kind::Layer.not_known(id)),
+            };
+            let index = mine
+                .records
+                .iter()
+                .position(|l| l.id == id)
+                .expect("found above");
+            change(&mut mine.records, index)?;
+            let held = mine.records[index].names.clone();
+            mine.save()?;
+            if let Some(other) = other {
+                let holds = |l: &Layer| l.names.iter().any(|n| held.contains(n));
+                if other.records.iter().any(holds) {
+                    for layer in &mut other.records {
+                        layer.names.retain(|n| !held.contains(n));
+                    }
+                    other.save()?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn change_in<T: Item>(
@@ -133,7 +187,7 @@ impl Store {
     pub fn delete(&self, arg: &str) -> Result<()> {
         self.check_writable()?;
         let (kind, id) = self.resolve(arg)?;
-        self.refuse_ro(kind, &id)?;
+        self.refuse_ro_record(kind, &id)?;
         match (kind, id) {
             (Kind::Container, id) => self.delete_container(&id),
             (Kind::Image, id) => {
@@ -147,14 +201,26 @@ impl Store {
                 Ok(())
             }
             (Kind::Layer, id) => {
-                // The layers lock before the mounts lock, as every delete.
+                // The layers locks before the mounts lock, as every delete.
                 let mut layers = self.layer_records.lock()?;
+                let mut dir = self.lock_image_store_layers()?;
                 let mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
                 self.mark_deleting(std::slice::from_ref(&id))?;
-                layers.records.retain(|l| l.id != id);
-                self.write(|| layers.save())?;
-                drop((mounts, layers));
-                self.remove_layer_files(&id);
+                let graph_holds = layers.records.iter().any(|l| l.id == id);
+                let mut image_store = None;
+                match &mut dir {
+                    Some((locked, root)) if !graph_holds => {
+                        locked.records.retain(|l| l.id != id);
+                        self.write(|| locked.save())?;
+                        image_store = Some(root.clone());
+                    }
+                    _ => {
+                        layers.records.retain(|l| l.id != id);
+                        self.write(|| layers.save())?;
+                    }
+                }
+                drop((mounts, dir, layers));
+                self.remove_deleted_layer_files(&id, image_store.as_deref(), false);
                 Ok(())
             }
         }
@@ -164,7 +230,20 @@ impl Store {
     pub fn wipe(&self) -> Result<()> {
         self.check_writable()?;
         let mut tx = self.transaction()?;
-        let ids: Vec<String> = tx.layers.records.iter().map(|l| l.id.clone()).collect();
+        // Every layer, the split image store's too, as upstream's one
+        // layer store wipes both places.
+        let mut dir = self.lock_image_store_layers()?;
+        let dir_layers = match &mut dir {
+            Some((locked, _)) => std::mem::take(&mut locked.records),
+            None => Vec::new(),
+        };
+        let ids: Vec<String> = tx
+            .layers
+            .records
+            .iter()
+            .chain(&dir_layers)
+            .map(|l| l.id.clone())
+            .collect();
         let _mounts = self.lock_unmounted(&ids)?;
         let containers = std::mem::take(&mut tx.containers.records);
         self.write(|| tx.containers.save())?;
@@ -177,8 +256,16 @@ impl Store {
             self.remove_item_dirs(Kind::Image, &i.id);
         }
         let layers = std::mem::take(&mut tx.layers.records);
-        self.mark_deleting(&layers.iter().map(|l| l.id.clone()).collect::<Vec<_>>())?;
+        self.mark_deleting(&ids)?;
+        if let Some((locked, _)) = &mut dir {
+            self.write(|| locked.save())?;
+        }
         self.write(|| tx.layers.save())?;
+        let root = dir.map(|(_, root)| root);
+        drop(tx);
+        for l in &dir_layers {
+            self.remove_deleted_layer_files(&l.id, root.as_deref(), false);
+        }
         for l in &layers {
             self.remove_layer_files(&l.id);
         }

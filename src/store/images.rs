@@ -287,9 +287,12 @@ impl Store {
             None => self.deletable_ro_images()?,
         };
         let users: Vec<&Image> = tx.images.records.iter().chain(&graph_images).collect();
-        // A read-only store's layer may be a child of this store's (one a
-        // split image store's directory holds).
-        let ro_layers = self.ro_layers()?;
+        // A read-only store's layer may be a child of this store's. The
+        // split image store's layers are this store's too: their records
+        // are locked last, and their layers deleted as the graph root's.
+        let ro_layers = self.ro_layers_beside_image_store()?;
+        let mut dir = self.lock_image_store_layers()?;
+        let dir_layers = dir.as_ref().map_or(&[][..], |(d, _)| &d.records[..]);
         if let Some(c) = tx.containers.records.iter().find(|c| c.image == image.id) {
             return Err(Error::InUse {
                 kind: Kind::Image,
@@ -307,7 +310,8 @@ impl Store {
             .collect();
         let mut next = image.top_layer.clone();
         while !next.is_empty() {
-            let Some(layer) = tx.layers.records.iter().find(|l| l.id == next) else {
+            let mut own = tx.layers.records.iter().chain(dir_layers);
+            let Some(layer) = own.find(|l| l.id == next) else {
                 break;
             };
             let used = users.iter().any(|i| {
@@ -317,6 +321,7 @@ impl Store {
                     .layers
                     .records
                     .iter()
+                    .chain(dir_layers)
                     .chain(&ro_layers)
                     .any(|l| l.parent == layer.id && !doomed.contains(&l.id));
             if used {
@@ -341,15 +346,34 @@ impl Store {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
+        // Each doomed layer goes from where it is kept, the graph root's
+        // records first when both hold its ID.
+        let graph_held: Vec<bool> = doomed
+            .iter()
+            .map(|id| tx.layers.records.iter().any(|l| &l.id == id))
+            .collect();
         if !doomed.is_empty() {
             self.mark_deleting(&doomed)?;
-            tx.layers.records.retain(|l| !doomed.contains(&l.id));
-            self.write(|| tx.layers.save())?;
+            if graph_held.contains(&true) {
+                tx.layers.records.retain(|l| !doomed.contains(&l.id));
+                self.write(|| tx.layers.save())?;
+            }
+            let from_dir: Vec<&String> = doomed
+                .iter()
+                .zip(&graph_held)
+                .filter_map(|(id, graph)| (!graph).then_some(id))
+                .collect();
+            if let (Some((locked, _)), false) = (&mut dir, from_dir.is_empty()) {
+                locked.records.retain(|l| !from_dir.contains(&&l.id));
+                self.write(|| locked.save())?;
+            }
         }
+        let root = dir.map(|(_, root)| root);
         drop(tx);
         self.remove_item_dirs(Kind::Image, &image.id);
-        for id in &doomed {
-            self.remove_layer_files(id);
+        for (id, graph) in doomed.iter().zip(graph_held) {
+            let image_store = if graph { None } else { root.as_deref() };
+            self.remove_deleted_layer_files(id, image_store, false);
         }
         Ok(doomed)
     }

@@ -301,7 +301,24 @@ impl Store {
             self.discard_layer(&layer.id);
             return Err(e);
         }
-        Ok(layer)
+        self.place_read_only(layer)
+    }
+
+    /// Puts a `--readonly` layer just made under a split image store
+    /// there, as upstream makes its layers that are not writable (see
+    /// `store/image_store.rs`); any other layer stays as it is.
+    fn place_read_only(&self, layer: Layer) -> Result<Layer> {
+        if !layer.read_only || self.image_store_layers().is_none() {
+            return Ok(layer);
+        }
+        let moved = self
+            .privatize(&layer)
+            .and_then(|_| self.move_to_image_store(&layer.id));
+        if moved.is_err() && self.layers()?.iter().any(|l| l.id == layer.id) {
+            // Still the graph root's: it goes, as a failed import's does.
+            let _ = self.delete_layer(&layer.id);
+        }
+        moved
     }
 
     /// Removes a layer whose creation failed after its record was added:
@@ -325,11 +342,22 @@ impl Store {
             self.layer_records.modify(|layers| {
                 // Deletes check for children under this same lock.
                 self.parent_still_there(layers, &layer.parent)?;
-                claim(layers, &layer.id, &layer.names)?;
+                self.claim_layer(layers, layer)?;
                 layers.push(layer.clone());
                 Ok(((), true))
             })
         })
+    }
+
+    /// Fails when `layer`'s ID or one of its names is taken among
+    /// `layers` (the graph root's) or, as upstream's one layer store has
+    /// both, among the split image store's layers.
+    fn claim_layer(&self, layers: &[Layer], layer: &Layer) -> Result<()> {
+        claim(layers, &layer.id, &layer.names)?;
+        if let Some((file, _)) = self.image_store_layers() {
+            claim(&file.read()?, &layer.id, &layer.names)?;
+        }
+        Ok(())
     }
 
     /// Fails when `parent` (an ID; none when empty) is neither among
@@ -409,10 +437,12 @@ impl Store {
         let layer = self.new_layer_record(parent, options)?;
         // Taken IDs and names fail now rather than after the import; the
         // claim that counts is made again under the lock.
-        claim(&self.layers()?, &layer.id, &layer.names)?;
+        self.claim_layer(&self.layers()?, &layer)?;
         tracing::debug!(layer = %layer.id, "importing");
         let guard = self.pool.write_guard()?;
-        self.import_into(&layer, Publish::Add, input, observer, &guard)
+        let layer = self.import_into(&layer, Publish::Add, input, observer, &guard)?;
+        drop(guard);
+        self.place_read_only(layer)
     }
 
     pub(crate) fn import_content<R: Read + Send>(
@@ -528,7 +558,7 @@ impl Store {
             Publish::Add => {
                 // Deletes check for children under this same lock.
                 self.parent_still_there(layers, &layer.parent)?;
-                claim(layers, &layer.id, &layer.names)?;
+                self.claim_layer(layers, layer)?;
                 layers.push(layer.clone());
                 layers.len() - 1
             }
@@ -584,10 +614,10 @@ impl Store {
     ) -> Result<Layer> {
         self.check_writable()?;
         let layer = self.layer(arg)?;
-        Self::refuse_ro_layer(&layer)?;
         if layer.read_only {
             return Err(Error::ReadOnlyLayer(layer.id));
         }
+        self.refuse_ro_layer(&layer)?;
         let container = self.containers()?.iter().any(|c| c.layer == layer.id);
         if !layer.sealed
             && !container
@@ -832,23 +862,33 @@ impl Store {
     }
 
     /// Deletes a layer that has no child layers and is neither an image's
-    /// top layer nor a container's layer.
+    /// top layer nor a container's layer. Under a split image store, one
+    /// the image store holds is deleted there (see `store/image_store.rs`).
     pub fn delete_layer(&self, arg: &str) -> Result<()> {
         self.check_writable()?;
+        // Read before the image store's lock is taken: it holds those of
+        // the other read-only stores only.
+        let others = self.ro_layers_beside_image_store()?;
         let mut tx = self.transaction()?;
-        let Some(found) = find(&tx.layers.records, arg) else {
-            if let Some(ro) = self.ro_layer(arg)? {
-                Self::refuse_ro_layer(&ro)?;
-            }
-            return Err(Kind::Layer.not_known(arg));
+        let mut dir = self.lock_image_store_layers()?;
+        let dir_layers = dir.as_ref().map_or(&[][..], |(d, _)| &d.records[..]);
+        let (id, in_dir) = match find(&tx.layers.records, arg) {
+            Some(found) => (found.id.clone(), false),
+            None => match find(dir_layers, arg) {
+                Some(found) => (found.id.clone(), true),
+                None => {
+                    if let Some(ro) = find(&others, arg) {
+                        self.refuse_ro_layer(ro)?;
+                    }
+                    return Err(Kind::Layer.not_known(arg));
+                }
+            },
         };
-        let id = found.id.clone();
         // A read-only store's layer may be a child (one a split image
         // store's directory holds), and the graph root's image a user
         // (under a split image store): upstream's one layer store sees
         // the first; the second we protect as our `delete-image` does.
-        let ro_layers = self.ro_layers()?;
-        let mut layers = tx.layers.records.iter().chain(&ro_layers);
+        let mut layers = tx.layers.records.iter().chain(dir_layers).chain(&others);
         if let Some(child) = layers.find(|l| l.parent == id) {
             return Err(Error::HasChildren {
                 layer: id,
@@ -876,15 +916,46 @@ impl Store {
         }
         let _mounts = self.lock_unmounted(std::slice::from_ref(&id))?;
         self.mark_deleting(std::slice::from_ref(&id))?;
-        tx.layers.records.retain(|l| l.id != id);
-        self.write(|| tx.layers.save())?;
+        let image_store = match (in_dir, &mut dir) {
+            (true, Some((locked, root))) => {
+                locked.records.retain(|l| l.id != id);
+                self.write(|| locked.save())?;
+                Some(root.clone())
+            }
+            _ => {
+                tx.layers.records.retain(|l| l.id != id);
+                self.write(|| tx.layers.save())?;
+                None
+            }
+        };
         // An image's ID-mapped copy of its top layer: no longer listed.
         if Store::forget_mapped_layer(&mut tx.images.records, &id) {
             self.write(|| tx.images.save())?;
         }
-        drop(tx);
-        self.remove_layer_files(&id);
+        let graph_holds = tx.layers.records.iter().any(|l| l.id == id);
+        drop((dir, tx));
+        self.remove_deleted_layer_files(&id, image_store.as_deref(), graph_holds);
         Ok(())
+    }
+
+    /// Removes the files of the deleted layer `id`: the graph root's, and
+    /// those under the split image store's `root` for one it held. The
+    /// graph root's stay when it still holds a layer of that ID
+    /// (`graph_holds`: two places may hold one ID, as two stores may).
+    pub(crate) fn remove_deleted_layer_files(
+        &self,
+        id: &str,
+        root: Option<&std::path::Path>,
+        graph_holds: bool,
+    ) {
+        if let Some(root) = root {
+            self.remove_image_store_files(id, root);
+        }
+        if graph_holds {
+            let _ = fs::remove_file(self.deleting_marker(id));
+        } else {
+            self.remove_layer_files(id);
+        }
     }
 
     fn deleting_marker(&self, id: &str) -> PathBuf {
@@ -924,11 +995,18 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let layers = self.layers()?;
+        let mut layers = self.layers()?;
+        let image_store = self.image_store_layers();
+        if let Some((file, _)) = image_store {
+            layers.extend(file.read()?);
+        }
         for id in ids {
             if layers.iter().any(|l| l.id == id) {
                 let _ = fs::remove_file(self.deleting_marker(&id));
             } else {
+                if let Some((_, root)) = image_store {
+                    self.remove_image_store_files(&id, root);
+                }
                 self.remove_layer_files(&id);
             }
         }

@@ -48,6 +48,9 @@ pub(crate) const MOUNTS_LOCK: &str = "mountpoints.lock";
 pub(crate) const INCOMPLETE: &str = ".incomplete";
 /// `<drv>-layers/.deleting/<id>`: deletes in progress.
 pub(crate) const DELETING: &str = ".deleting";
+/// `<drv>-layers/.moving/<id>`: a layer being moved to the split image
+/// store (`store/image_store.rs`).
+pub(crate) const MOVING: &str = ".moving";
 /// `<drv>-layers/.emptied/<id>`: a directory-backed layer whose empty
 /// directory an `applydiff` removed to import into the pool; while the
 /// marker is there, a missing directory means an empty layer.
@@ -247,6 +250,7 @@ mod tests {
             EMPTY_LOWER,
             INCOMPLETE,
             DELETING,
+            MOVING,
             EMPTIED,
             USED_STAMPS,
             UNSYNCED,

@@ -309,10 +309,10 @@ impl Store {
         let (dst_arg, dst_path) = split_layer_path(dest)
             .ok_or_else(|| bad("the destination must be LAYER:/PATH".into()))?;
         let dst = self.layer(&self.mount_layer_id(dst_arg)?)?;
-        Self::refuse_ro_layer(&dst)?;
         if dst.read_only {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
+        self.refuse_ro_layer(&dst)?;
         let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
         // As upstream's: a source's owners back to its layer's container
         // IDs, `--chown` (container IDs) over them, then to the

@@ -113,10 +113,12 @@ impl Store {
         let id = self.mount_layer(arg, image)?;
         if !image {
             // A read-only store's layer mounts read-only only (`-r`, as
-            // an image), as upstream's.
+            // an image), as upstream's. A `--readonly` layer of the split
+            // image store mounts read-only as one of the graph root's.
             if let Some(ro) = self.ro_layer(&id)?.filter(|l| l.id == id) {
-                if !self.layers()?.iter().any(|l| l.id == id) {
-                    Self::refuse_ro_layer(&ro)?;
+                let read_only_here = ro.read_only && !self.layer_is_read_only(&ro);
+                if !read_only_here && !self.layers()?.iter().any(|l| l.id == id) {
+                    self.refuse_ro_layer(&ro)?;
                 }
             }
         }
@@ -183,15 +185,13 @@ impl Store {
         let Ok(_mounts) = self.mount_records.lock() else {
             return;
         };
-        let Ok(layers) = self.layer_records.peek() else {
+        let Ok(deleted) = self.deleted_of(chain) else {
             return;
         };
-        for layer in chain {
-            if layer.read_only_store.is_none() && !layers.iter().any(|r| r.id == layer.id) {
-                tracing::debug!(layer = %layer.id, "deleted while mounted: removing what the mount built");
-                self.remove_driver_dirs(&layer.id);
-                self.forget_used(&layer.id);
-            }
+        for layer in deleted {
+            tracing::debug!(layer = %layer.id, "deleted while mounted: removing what the mount built");
+            self.remove_driver_dirs(&layer.id);
+            self.forget_used(&layer.id);
         }
     }
 
@@ -224,11 +224,7 @@ impl Store {
                 // Deletes save under this lock: a layer deleted since the
                 // chain was read is not mounted.
                 // (A read-only store's layers are never deleted.)
-                let layers = self.layer_records.peek()?;
-                if let Some(gone) = chain
-                    .iter()
-                    .find(|l| l.read_only_store.is_none() && !layers.iter().any(|r| r.id == l.id))
-                {
+                if let Some(gone) = self.deleted_of(chain)?.first() {
                     return Err(Kind::Layer.not_known(&gone.id));
                 }
                 self.mark_used(chain);
@@ -257,6 +253,11 @@ impl Store {
                     let label = label
                         .filter(|l| !l.is_empty())
                         .unwrap_or(&chain[0].mount_label);
+                    if chain[0].read_only_store.is_some() {
+                        // An unmount removes this bare mountpoint (see
+                        // `remove_bare_mountpoint`) under this lock.
+                        crate::durable::create_dir_all(&path)?;
+                    }
                     super::host_mounts::bind_home(&self.driver_dir());
                     self.mount_overlay(chain, &path, writable, label, how)?;
                 } else {
@@ -315,12 +316,28 @@ impl Store {
             locked.save()?;
             if last && overlay {
                 unmount_path(&path)?;
+                self.remove_bare_mountpoint(&id);
                 if none_left {
                     self.release_locked();
                 }
             }
             Ok(last)
         })
+    }
+
+    /// Removes `overlay/<id>/` when it holds only an empty `merged/`: the
+    /// mountpoint made here for a layer whose content another store holds
+    /// in place. Go clients look for a layer's directory in the graph root
+    /// before the other stores, and would take that one for the layer's.
+    fn remove_bare_mountpoint(&self, id: &str) {
+        let dir = self.driver_dir().join(id);
+        let only_merged = fs::read_dir(&dir).is_ok_and(|entries| {
+            let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+            names.len() == 1 && names[0] == layout::MERGED
+        });
+        if only_merged && fs::remove_dir(dir.join(layout::MERGED)).is_ok() {
+            let _ = fs::remove_dir(&dir);
+        }
     }
 
     /// Whether the layer (or container's layer) `arg` is mounted.

@@ -47,6 +47,9 @@ pub(crate) struct RoStore {
     /// Whether its images may be deleted: the graph root's under a split
     /// image store, which upstream keeps among its writable image stores.
     images_deletable: bool,
+    /// Whether its layers' records may be written: the split image
+    /// store's, which upstream keeps in its one writable layer store.
+    layers_writable: bool,
 }
 
 impl RoStore {
@@ -85,14 +88,31 @@ impl RoStore {
             images,
             pool,
             images_deletable: false,
+            layers_writable: false,
         })
     }
 
-    /// The store with its layers only: the split image store's directory
-    /// (whose images are the writable store's).
-    pub fn layers_only(mut self) -> RoStore {
-        self.images = None;
-        self
+    /// The split image store's directory: its layers only (its images
+    /// are the writable store's). Upstream keeps these layers (those it
+    /// creates read-only, such as pulled ones) in its one writable layer
+    /// store, beside the graph root's: when the store is `writable`, their
+    /// records are opened for writing (`<drv>-layers/` and its lock made,
+    /// as upstream makes them), and names, metadata, big data and deletes
+    /// change them there. Their content stays where its writer put it.
+    pub fn image_store(root: &Path, driver: &str, writable: bool) -> Result<RoStore> {
+        let mut store = RoStore::open(root, driver)?;
+        store.images = None;
+        if writable {
+            let dir = layout::layers_dir(root, driver);
+            crate::durable::create_dir_all(&dir)?;
+            store.layers = Some(RecordFile::open(
+                &dir,
+                layout::LAYERS_JSON,
+                layout::LAYERS_LOCK,
+            )?);
+            store.layers_writable = true;
+        }
+        Ok(store)
     }
 
     /// The graph root under a split image store: its images only (its
@@ -115,12 +135,18 @@ impl RoStore {
             images,
             pool: None,
             images_deletable: true,
+            layers_writable: false,
         })
     }
 
     /// Its image records, when its images may be deleted.
     pub fn deletable_images(&self) -> Option<&RecordFile<Image>> {
         self.images.as_ref().filter(|_| self.images_deletable)
+    }
+
+    /// Its layer records, when they may be written.
+    pub fn writable_layers(&self) -> Option<&RecordFile<Layer>> {
+        self.layers.as_ref().filter(|_| self.layers_writable)
     }
 
     /// Its layers, marked as its own.
@@ -229,8 +255,13 @@ impl Store {
 
     /// The layers of the read-only stores only.
     pub(crate) fn ro_layers(&self) -> Result<Vec<Layer>> {
+        self.ro_layers_of(|_| true)
+    }
+
+    /// The layers of the read-only stores whose roots `wanted` takes.
+    pub(crate) fn ro_layers_of(&self, wanted: impl Fn(&Path) -> bool) -> Result<Vec<Layer>> {
         let mut layers = Vec::new();
-        for ro in &self.ro_stores {
+        for ro in self.ro_stores.iter().filter(|s| wanted(&s.root)) {
             layers.extend(ro.layers()?);
         }
         Ok(layers)
@@ -380,9 +411,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Refuses a write to `layer` when it is a read-only store's.
-    pub(crate) fn refuse_ro_layer(layer: &Layer) -> Result<()> {
+    /// Refuses a write to `layer`'s content when it is a read-only
+    /// store's, or the split image store's (whose records only are
+    /// written, see `store/image_store.rs`).
+    pub(crate) fn refuse_ro_layer(&self, layer: &Layer) -> Result<()> {
         match &layer.read_only_store {
+            Some(root) if !self.layer_is_read_only(layer) => Err(Error::ImageStoreContent {
+                layer: layer.id.clone(),
+                store: root.clone(),
+            }),
             Some(root) => Err(Self::refuse_read_only(Kind::Layer, &layer.id, root)),
             None => Ok(()),
         }

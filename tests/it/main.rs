@@ -41,6 +41,7 @@ mod gc;
 mod go_layout;
 mod hostile_user;
 mod idmaps;
+mod image_store;
 mod layer_states;
 mod live;
 mod materialize;

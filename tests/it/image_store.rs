@@ -1,0 +1,553 @@
+//! The split image store's layers (`--image-store DIR`), the second place
+//! of the writable layer store as upstream has it, driven as a script
+//! would, on both drivers (overlay needs root):
+//!
+//! - `--readonly` layers (`import-layer -r`, `create-layer -r`) go under
+//!   DIR: record in `DIR/<drv>-layers/layers.json`, driver directory in
+//!   `DIR/<drv>/`, tar-split in `DIR/<drv>-layers/`; nothing of theirs in
+//!   the graph root. They export the tar they came from, mount read-only
+//!   with the tree it gives, carry the graph root's layers, images and
+//!   containers, and go (files and all) with `delete-layer`,
+//!   `delete-image` and `wipe`;
+//! - DIR's layers are not `Read Only`: names (moving between the two
+//!   places as within one), metadata and big data change DIR's records;
+//!   writes to their content are refused with a message that says why;
+//! - a store written before, used as DIR, has its layers deleted there
+//!   with their files;
+//! - a move to DIR that a killed process left half done is finished or
+//!   undone by the next command, and `import-layer -r` killed at random
+//!   moments leaves the layer whole in one place (DIR, or the graph root
+//!   when killed before the move) or nowhere.
+
+use crate::common;
+use crate::harness;
+use crate::ro_stores::{assert_tree, driver_usable, Cli, Scratch};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A store with a split image store in the scratch directory.
+fn split_store(s: &Scratch, driver: &'static str) -> (Cli, PathBuf) {
+    let dir = s.path("images");
+    let mut cli = Cli::ours(s.path("graph"), s.path("run"), driver);
+    cli.extra = vec!["--image-store".into(), dir.display().to_string()];
+    (cli, dir)
+}
+
+/// The layer records of `driver` under `root`, as the file holds them.
+fn records(root: &Path, driver: &str) -> Vec<Value> {
+    let path = root.join(format!("{driver}-layers/layers.json"));
+    match std::fs::read(&path) {
+        Ok(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes).unwrap(),
+        _ => Vec::new(),
+    }
+}
+
+fn ids(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn names_of(records: &[Value], id: &str) -> Vec<String> {
+    let record = records.iter().find(|r| r["id"] == id).unwrap();
+    match record["names"].as_array() {
+        Some(names) => names
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The layer's driver directory under `root`.
+fn layer_dir(root: &Path, driver: &str, id: &str) -> PathBuf {
+    match driver {
+        "overlay" => root.join("overlay").join(id),
+        _ => root.join("vfs/dir").join(id),
+    }
+}
+
+fn tar_split(root: &Path, driver: &str, id: &str) -> PathBuf {
+    root.join(format!("{driver}-layers/{id}.tar-split.gz"))
+}
+
+/// Every file the layer `id` has under `root`, its short link included.
+fn files_of(root: &Path, driver: &str, id: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = [
+        layer_dir(root, driver, id),
+        tar_split(root, driver, id),
+        root.join("manifests").join(id),
+    ]
+    .into_iter()
+    .filter(|p| std::fs::symlink_metadata(p).is_ok())
+    .collect();
+    if let Ok(links) = std::fs::read_dir(root.join("overlay/l")) {
+        for link in links.flatten() {
+            let target = std::fs::read_link(link.path()).unwrap_or_default();
+            if target == Path::new(&format!("../{id}/diff")) {
+                out.push(link.path());
+            }
+        }
+    }
+    out
+}
+
+fn refused_with(cli: &Cli, args: &[&str], words: &str) {
+    let out = cli.run(args, None);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "{args:?} was not refused");
+    assert!(err.contains(words), "{args:?}: {err}");
+}
+
+fn readonly_layers_go_to_the_image_store(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let graph = s.path("graph");
+    let base_tar = s.path("base.tar");
+    let top_tar = s.path("top.tar");
+    let base = split.first_line(&[
+        "import-layer",
+        "-r",
+        "-n",
+        "base",
+        "-f",
+        base_tar.to_str().unwrap(),
+    ]);
+    let top = split.first_line(&[
+        "import-layer",
+        "-r",
+        "-n",
+        "top",
+        "-f",
+        top_tar.to_str().unwrap(),
+        "base",
+    ]);
+    let empty = split.first_line(&["create-layer", "-r", "-n", "empty", "top"]);
+    let writable = split.first_line(&["create-layer", "-n", "writable", "top"]);
+
+    // Placement: the `--readonly` ones under DIR, whole; the writable one
+    // in the graph root, as upstream places them.
+    assert_eq!(
+        ids(&records(&dir, driver)),
+        [base.clone(), top.clone(), empty.clone()]
+    );
+    assert_eq!(
+        ids(&records(&graph, driver)),
+        std::slice::from_ref(&writable)
+    );
+    for id in [&base, &top, &empty] {
+        assert!(
+            files_of(&graph, driver, id).is_empty(),
+            "{:?}",
+            files_of(&graph, driver, id)
+        );
+        let content = match driver {
+            "overlay" => layer_dir(&dir, driver, id).join("diff"),
+            _ => layer_dir(&dir, driver, id),
+        };
+        assert!(content.is_dir(), "{} missing", content.display());
+        if driver == "overlay" {
+            let short = std::fs::read_to_string(layer_dir(&dir, driver, id).join("link")).unwrap();
+            let link = dir.join("overlay/l").join(short.trim());
+            assert_eq!(
+                std::fs::read_link(&link).unwrap(),
+                Path::new(&format!("../{id}/diff"))
+            );
+        }
+    }
+    for id in [&base, &top] {
+        assert!(tar_split(&dir, driver, id).is_file());
+    }
+    let shown = split.ok(&["layer", "top"]);
+    assert!(
+        shown.contains(&format!("ID: {top}")) && !shown.contains("Read Only"),
+        "{shown}"
+    );
+    assert!(split.ok(&["layers"]).contains("name: empty"));
+
+    // Content: the tars they came from, a read-only mount of the tree.
+    assert_eq!(
+        split.ok_bytes(&["diff", "-u", "base"]),
+        std::fs::read(&base_tar).unwrap()
+    );
+    assert_eq!(
+        split.ok_bytes(&["diff", "-u", "top"]),
+        std::fs::read(&top_tar).unwrap()
+    );
+    let mounted = PathBuf::from(split.ok(&["mount", "top"]).trim());
+    assert_tree(
+        &s,
+        &mounted,
+        "the mount of a --readonly layer of the image store",
+    );
+    if driver == "overlay" {
+        // (A vfs mount is the layer's directory, as upstream's.)
+        let e = std::fs::write(mounted.join("new"), "x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    }
+    split.ok(&["unmount", "top"]);
+    if driver == "overlay" {
+        // No bare mountpoint left for Go clients to take for the layer's
+        // directory (they look in the graph root first).
+        assert!(!layer_dir(&graph, driver, &top).exists());
+    }
+    refused_with(
+        &split,
+        &["copy", base_tar.to_str().unwrap(), "top:/x"],
+        "it is read-only",
+    );
+    refused_with(
+        &split,
+        &["applydiff", "-f", top_tar.to_str().unwrap(), "top"],
+        "it is read-only",
+    );
+
+    // The graph root's layers, images and containers build on them.
+    let image = split.first_line(&["create-image", "-n", "img", "top"]);
+    split.ok(&["create-container", "-n", "c", &image]);
+    let mounted = PathBuf::from(split.ok(&["mount", "c"]).trim());
+    assert!(mounted.starts_with(&graph), "{}", mounted.display());
+    assert_tree(&s, &mounted, "a container on the image store's layers");
+    std::fs::write(mounted.join("written"), "by c").unwrap();
+    split.ok(&["unmount", "c"]);
+
+    // Names, metadata and big data change DIR's records; a name moves
+    // between the two places as within one.
+    split.ok(&["add-names", "-n", "shared", "top"]);
+    assert!(names_of(&records(&dir, driver), &top).contains(&"shared".to_string()));
+    refused_with(&split, &["create-layer", "-n", "shared"], "already in use");
+    split.ok(&["add-names", "-n", "shared", "writable"]);
+    assert!(!names_of(&records(&dir, driver), &top).contains(&"shared".to_string()));
+    assert!(names_of(&records(&graph, driver), &writable).contains(&"shared".to_string()));
+    split.ok(&["set-names", "-n", "shared", "-n", "top", "top"]);
+    assert_eq!(names_of(&records(&graph, driver), &writable), ["writable"]);
+    split.ok(&["set-metadata", "-m", "kept in DIR", "top"]);
+    assert_eq!(split.ok(&["metadata", "-q", "top"]).trim(), "kept in DIR");
+    let dir_top = records(&dir, driver)
+        .into_iter()
+        .find(|r| r["id"] == top.as_str())
+        .unwrap();
+    assert_eq!(dir_top["metadata"], "kept in DIR");
+    split.ok(&[
+        "set-layer-data",
+        "-f",
+        base_tar.to_str().unwrap(),
+        "top",
+        "blob",
+    ]);
+    assert_eq!(
+        split.ok_bytes(&["get-layer-data", "top", "blob"]),
+        std::fs::read(&base_tar).unwrap()
+    );
+    assert_eq!(split.ok(&["check"]), "");
+
+    // Deletes: guarded as the graph root's, and the files go with them.
+    refused_with(&split, &["delete-layer", "base"], "layer has children");
+    split.ok(&["delete-layer", "writable"]);
+    split.ok(&["delete-layer", "empty"]);
+    assert!(
+        files_of(&dir, driver, &empty).is_empty(),
+        "{:?}",
+        files_of(&dir, driver, &empty)
+    );
+    split.ok(&["delete-container", "c"]);
+    let out = split.run(&["delete-image", "img"], None);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let deleted = common::stderr(&out);
+    assert!(
+        deleted.contains(&top) && deleted.contains(&base),
+        "{deleted}"
+    );
+    assert!(records(&dir, driver).is_empty());
+    for id in [&base, &top] {
+        assert!(
+            files_of(&dir, driver, id).is_empty(),
+            "{:?}",
+            files_of(&dir, driver, id)
+        );
+        assert!(
+            files_of(&graph, driver, id).is_empty(),
+            "{:?}",
+            files_of(&graph, driver, id)
+        );
+    }
+    assert!(
+        !dir.join(format!("{driver}-layers/{top}")).exists(),
+        "big data left"
+    );
+
+    // `wipe` takes both places' layers.
+    let again = split.first_line(&["import-layer", "-r", "-f", base_tar.to_str().unwrap()]);
+    split.first_line(&["create-layer", "-n", "plain"]);
+    split.ok(&["wipe"]);
+    assert!(records(&dir, driver).is_empty() && records(&graph, driver).is_empty());
+    assert!(files_of(&dir, driver, &again).is_empty());
+    assert_eq!(split.ok(&["check"]), "");
+}
+
+#[test]
+fn readonly_layers_go_to_the_image_store_vfs() {
+    readonly_layers_go_to_the_image_store("vfs");
+}
+
+#[test]
+fn readonly_layers_go_to_the_image_store_overlay() {
+    readonly_layers_go_to_the_image_store("overlay");
+}
+
+/// A store written before, used as DIR: its layers are this store's,
+/// their content read where it is and never written; `delete-image`
+/// deletes them there, files and all.
+fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let writer = Cli::ours(dir.clone(), s.path("run-writer"), driver);
+    let base = writer.first_line(&[
+        "import-layer",
+        "-n",
+        "base",
+        "-f",
+        s.path("base.tar").to_str().unwrap(),
+    ]);
+    let top = writer.first_line(&[
+        "import-layer",
+        "-f",
+        s.path("top.tar").to_str().unwrap(),
+        &base,
+    ]);
+    writer.ok(&["create-image", "-n", "theirs", &top]);
+    // One of them built in place, as a mount there leaves it.
+    writer.ok(&["mount", "-r", "theirs"]);
+    writer.ok(&["unmount", "theirs"]);
+
+    let shown = split.ok(&["layer", "base"]);
+    assert!(!shown.contains("Read Only"), "{shown}");
+    split.ok(&["add-names", "-n", "renamed", "base"]);
+    assert!(names_of(&records(&dir, driver), &base).contains(&"renamed".to_string()));
+    split.ok(&["set-metadata", "-m", "noted", "renamed"]);
+    assert_eq!(split.ok(&["metadata", "-q", "base"]).trim(), "noted");
+    // Their content is read where it is, never written.
+    refused_with(&split, &["mount", "base"], "where it is only read");
+    let mounted = PathBuf::from(split.ok(&["mount", "-r", "theirs"]).trim());
+    assert_tree(&s, &mounted, "a read-only mount of the image store's image");
+    split.ok(&["unmount", "theirs"]);
+    assert_eq!(split.ok(&["check"]), "");
+
+    split.ok(&["delete-image", "theirs"]);
+    assert!(records(&dir, driver).is_empty());
+    for id in [&base, &top] {
+        assert!(
+            files_of(&dir, driver, id).is_empty(),
+            "{:?}",
+            files_of(&dir, driver, id)
+        );
+    }
+    // The store itself, used alone again, has nothing left.
+    assert_eq!(writer.ok(&["layers"]), "");
+    assert_eq!(writer.ok(&["check"]), "");
+}
+
+#[test]
+fn the_image_stores_own_layers_are_this_stores_vfs() {
+    the_image_stores_own_layers_are_this_stores("vfs");
+}
+
+#[test]
+fn the_image_stores_own_layers_are_this_stores_overlay() {
+    the_image_stores_own_layers_are_this_stores("overlay");
+}
+
+/// Moves a killed process left half done, made by hand: the next command
+/// finishes one whose record DIR holds (the graph root's leftover copy
+/// goes), and undoes one whose record it does not (the content comes
+/// back to the graph root with the record).
+fn half_done_moves_are_finished_or_undone(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let graph = s.path("graph");
+    let tar = std::fs::read(s.path("base.tar")).unwrap();
+    let import = |name: &str| {
+        split.first_line(&[
+            "import-layer",
+            "-r",
+            "-n",
+            name,
+            "-f",
+            s.path("base.tar").to_str().unwrap(),
+        ])
+    };
+    let marker = |id: &str| graph.join(format!("{driver}-layers/.moving/{id}"));
+    let write_marker = |id: &str| {
+        std::fs::create_dir_all(marker(id).parent().unwrap()).unwrap();
+        std::fs::write(marker(id), "").unwrap();
+    };
+
+    // Killed after DIR's records were saved: a copy of the directory is
+    // still in the graph root, and the graph root's record too.
+    let done = import("done");
+    write_marker(&done);
+    let copy = common::run_command(
+        {
+            let mut cp = std::process::Command::new("cp");
+            cp.arg("-a")
+                .arg(layer_dir(&dir, driver, &done))
+                .arg(layer_dir(&graph, driver, &done));
+            cp
+        },
+        None,
+    );
+    assert!(copy.status.success());
+    let mut graph_records = records(&graph, driver);
+    graph_records.push(records(&dir, driver)[0].clone());
+    let graph_json = graph.join(format!("{driver}-layers/layers.json"));
+    std::fs::write(&graph_json, serde_json::to_vec(&graph_records).unwrap()).unwrap();
+    let listed = split.ok(&["layers"]);
+    assert_eq!(listed.matches(&done).count(), 1, "{listed}");
+    assert!(!marker(&done).exists());
+    assert!(!layer_dir(&graph, driver, &done).exists());
+    assert_eq!(ids(&records(&dir, driver)), std::slice::from_ref(&done));
+    assert!(records(&graph, driver).is_empty());
+    assert_eq!(split.ok_bytes(&["diff", "-u", "done"]), tar);
+
+    // Killed before: the content is in DIR, the record in the graph root.
+    let undone = import("undone");
+    write_marker(&undone);
+    let mut dir_records = records(&dir, driver);
+    let record = dir_records.pop().unwrap();
+    assert_eq!(record["id"], undone.as_str());
+    std::fs::write(
+        dir.join(format!("{driver}-layers/layers.json")),
+        serde_json::to_vec(&dir_records).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&graph_json, serde_json::to_vec(&[record]).unwrap()).unwrap();
+    let listed = split.ok(&["layers"]);
+    assert_eq!(listed.matches(&undone).count(), 1, "{listed}");
+    assert!(!marker(&undone).exists());
+    assert!(
+        files_of(&dir, driver, &undone).is_empty(),
+        "{:?}",
+        files_of(&dir, driver, &undone)
+    );
+    assert!(layer_dir(&graph, driver, &undone).is_dir());
+    assert!(tar_split(&graph, driver, &undone).is_file());
+    assert_eq!(ids(&records(&graph, driver)), std::slice::from_ref(&undone));
+    assert_eq!(split.ok_bytes(&["diff", "-u", "undone"]), tar);
+    let mounted = PathBuf::from(split.ok(&["mount", "undone"]).trim());
+    assert!(mounted.join("etc/hello").is_file());
+    split.ok(&["unmount", "undone"]);
+    assert_eq!(split.ok(&["check"]), "");
+}
+
+#[test]
+fn half_done_moves_are_finished_or_undone_vfs() {
+    half_done_moves_are_finished_or_undone("vfs");
+}
+
+#[test]
+fn half_done_moves_are_finished_or_undone_overlay() {
+    half_done_moves_are_finished_or_undone("overlay");
+}
+
+/// `import-layer -r` under a split image store, SIGKILLed at random
+/// moments (seed: `CS_CRASH_SEED`): after each kill the layer is whole in
+/// one place (its tar exported byte for byte; DIR, or the graph root when
+/// the kill came before the move) or nowhere, no directory or marker is
+/// left once it is deleted, and `check` is clean.
+fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let seed = harness::seed_from_env("CS_CRASH_SEED", "image store import kills");
+    let mut rng = common::Rng(seed);
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let graph = s.path("graph");
+    let shared = harness::shared_blobs(seed, 2, 256 << 10);
+    let (tar, _) = harness::layer_tar(&mut rng, "timed", 4 << 20, &shared);
+    let path = s.path("layer.tar");
+    std::fs::write(&path, &tar).unwrap();
+    let import = |name: &str| {
+        let mut cmd = split.command();
+        cmd.args([
+            "import-layer",
+            "-r",
+            "-n",
+            name,
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        cmd
+    };
+    let (typical, _) = harness::time_command(import("timed"), "the timed import");
+    // Uninterrupted, the layer lands in DIR.
+    assert_eq!(records(&dir, driver).len(), 1);
+    split.ok(&["delete-layer", "timed"]);
+    let trials = harness::number_from_env("CS_IMAGE_STORE_TRIALS", 12);
+    let mut outcomes = [0u32; 3];
+    for trial in 0..trials {
+        let name = format!("l{trial}");
+        let delay = harness::pick_delay(&mut rng, typical.max(Duration::from_millis(20)));
+        let ended = harness::run_and_kill(import(&name), delay, &s.path("scratch"));
+        let context = format!("trial {trial} (seed {seed}, {delay:?}, {ended:?})");
+        let listed = split.ok(&["layers"]);
+        let in_dir = ids(&records(&dir, driver)).len();
+        let in_graph = ids(&records(&graph, driver)).len();
+        if listed.contains(&format!("name: {name}")) {
+            // Whole, in one place: DIR, or the graph root when the kill
+            // came between the import and the move.
+            assert_eq!(in_dir + in_graph, 1, "{context}: {listed}");
+            outcomes[usize::from(in_graph == 1)] += 1;
+            assert_eq!(split.ok_bytes(&["diff", "-u", &name]), tar, "{context}");
+            split.ok(&["delete-layer", &name]);
+        } else {
+            outcomes[2] += 1;
+        }
+        assert!(records(&dir, driver).is_empty(), "{context}");
+        assert!(records(&graph, driver).is_empty(), "{context}");
+        let moving = graph.join(format!("{driver}-layers/.moving"));
+        let markers = std::fs::read_dir(&moving).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(markers, 0, "{context}: markers left");
+        let left: Vec<_> = std::fs::read_dir(layer_dir(&dir, driver, "x").parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "l")
+            .collect();
+        assert!(left.is_empty(), "{context}: left in DIR: {left:?}");
+        let out = split.run(&["check"], None);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{context}: check: {}{}",
+            common::stdout(&out),
+            common::stderr(&out)
+        );
+    }
+    eprintln!(
+        "image store import kills ({driver}, seed {seed}): {} in DIR, {} in the graph root, {} gone",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+}
+
+#[test]
+fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_vfs() {
+    a_killed_readonly_import_is_whole_in_the_image_store_or_gone("vfs");
+}
+
+#[test]
+fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_overlay() {
+    a_killed_readonly_import_is_whole_in_the_image_store_or_gone("overlay");
+}
