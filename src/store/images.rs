@@ -378,10 +378,13 @@ impl Store {
         Ok(doomed)
     }
 
-    /// `<graphroot>/<drv>-images/<id>/userdata`, created if missing.
+    /// `<graphroot>/<drv>-images/<id>/userdata`, created if missing: the
+    /// graph root's, under a split image store too, as upstream's
+    /// `ImageDirectory` gives it.
     pub fn image_dir(&self, arg: &str) -> Result<PathBuf> {
         let id = self.image(arg)?.id;
-        let dir = self.item_dir(Kind::Image, &id).join(layout::USERDATA);
+        let images = layout::images_dir(self.graph_root(), &self.options.driver);
+        let dir = images.join(&id).join(layout::USERDATA);
         durable::create_dir_all(&dir)?;
         Ok(dir)
     }

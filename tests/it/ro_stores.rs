@@ -871,10 +871,9 @@ fn split_image_store(driver: &'static str) {
     // store's (upstream's `gc` leaves images' run directories alone).
     let run_dir = PathBuf::from(split.ok(&["get-image-run-dir", "old"]).trim());
     let new_run_dir = PathBuf::from(split.ok(&["get-image-run-dir", "new"]).trim());
-    let data_dir = PathBuf::from(split.ok(&["get-image-dir", "old"]).trim());
     split.ok(&["gc"]);
     plain.ok(&["gc"]);
-    for dir in [&run_dir, &new_run_dir, &data_dir] {
+    for dir in [&run_dir, &new_run_dir] {
         assert!(dir.is_dir(), "{} removed", dir.display());
     }
     assert_unchanged(
@@ -882,6 +881,22 @@ fn split_image_store(driver: &'static str) {
         &graph.join(format!("{driver}-images")),
         "the graph root's images after the split store's work",
     );
+    // `get-image-dir` gives the graph root's directory, for DIR's images
+    // too, as upstream's `ImageDirectory` does; `gc` keeps both, and the
+    // graph root's `gc` without the image store that of its own image.
+    let data_dir = PathBuf::from(split.ok(&["get-image-dir", "old"]).trim());
+    let new_data_dir = PathBuf::from(split.ok(&["get-image-dir", "new"]).trim());
+    assert_eq!(
+        new_data_dir,
+        graph.join(format!("{driver}-images/{image}/userdata"))
+    );
+    assert!(data_dir.starts_with(graph.join(format!("{driver}-images"))));
+    split.ok(&["gc"]);
+    for dir in [&data_dir, &new_data_dir] {
+        assert!(dir.is_dir(), "{} removed", dir.display());
+    }
+    plain.ok(&["gc"]);
+    assert!(data_dir.is_dir(), "{} removed", data_dir.display());
     // `imagestore` in `storage.conf` is `--image-store`.
     let conf = s.path("split.conf");
     std::fs::write(
