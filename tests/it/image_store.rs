@@ -551,3 +551,171 @@ fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_vfs() {
 fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_overlay() {
     a_killed_readonly_import_is_whole_in_the_image_store_or_gone("overlay");
 }
+
+/// Runs `cli` with `args`, failing the test when it takes more than two
+/// minutes (a lock taken in the wrong order would hang it); returns
+/// whether it succeeded, and its stderr.
+fn run_bounded(cli: &Cli, args: &[&str]) -> (bool, String) {
+    let mut cmd = cli.command();
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.success(), err);
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("{args:?} hung: a deadlock between the two places' locks?");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A refusal that a race between the processes below may cause.
+fn raced(err: &str) -> bool {
+    [
+        "not known",
+        "in use",
+        "has children",
+        "already in use",
+        "does not exist",
+        "not a layer, image, or container",
+    ]
+    .iter()
+    .any(|words| err.contains(words))
+}
+
+/// Four processes at once on one split store, each in a loop: one
+/// imports `--readonly` layers (moved to DIR) and makes images of them,
+/// one deletes images (and their layers, from both places), one moves a
+/// name among the layers of both places and sets metadata, one makes and
+/// deletes graph-root layers on DIR's. None hangs (the two places' locks
+/// are always taken in one order), and afterwards `check` is clean, no
+/// move is left half done and DIR holds the directories of its recorded
+/// layers only.
+fn processes_share_a_split_store(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let base = s.path("base.tar");
+    let rounds = harness::number_from_env("CS_IMAGE_STORE_ROUNDS", 25) as usize;
+    let layer_ids = |cli: &Cli| -> Vec<String> {
+        let out = cli.run(&["layers", "-q"], None);
+        common::stdout(&out).lines().map(str::to_string).collect()
+    };
+    let expect = |(ok, err): (bool, String), what: &str| {
+        assert!(ok || raced(&err), "{what}: {err}");
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..rounds {
+                let name = format!("imp{i}");
+                let imported = run_bounded(
+                    &split,
+                    &[
+                        "import-layer",
+                        "-r",
+                        "-n",
+                        &name,
+                        "-f",
+                        base.to_str().unwrap(),
+                    ],
+                );
+                assert!(imported.0, "import: {}", imported.1);
+                expect(
+                    run_bounded(&split, &["create-image", "-n", &format!("img{i}"), &name]),
+                    "create-image",
+                );
+            }
+        });
+        scope.spawn(|| {
+            for _ in 0..rounds {
+                let out = split.run(&["images", "-q"], None);
+                for image in common::stdout(&out).lines() {
+                    expect(
+                        run_bounded(&split, &["delete-image", image]),
+                        "delete-image",
+                    );
+                }
+            }
+        });
+        scope.spawn(|| {
+            for i in 0..rounds * 2 {
+                let ids = layer_ids(&split);
+                if let Some(id) = ids.get(i % ids.len().max(1)) {
+                    expect(
+                        run_bounded(&split, &["add-names", "-n", "hot", id]),
+                        "add-names",
+                    );
+                    expect(
+                        run_bounded(&split, &["set-metadata", "-m", "m", id]),
+                        "set-metadata",
+                    );
+                }
+            }
+        });
+        scope.spawn(|| {
+            for i in 0..rounds {
+                let ids = layer_ids(&split);
+                let parent = ids.get(i % ids.len().max(1)).cloned().unwrap_or_default();
+                let name = format!("g{i}");
+                let mut args = vec!["create-layer", "-n", &name];
+                if !parent.is_empty() {
+                    args.push(&parent);
+                }
+                if run_bounded(&split, &args).0 {
+                    expect(
+                        run_bounded(&split, &["delete-layer", &name]),
+                        "delete-layer",
+                    );
+                }
+            }
+        });
+    });
+    assert_eq!(split.ok(&["check"]), "");
+    let moving = s.path("graph").join(format!("{driver}-layers/.moving"));
+    assert_eq!(
+        std::fs::read_dir(&moving).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+    let recorded = ids(&records(&dir, driver));
+    let parent = layer_dir(&dir, driver, "x");
+    for entry in std::fs::read_dir(parent.parent().unwrap())
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            name == "l" || recorded.contains(&name),
+            "{name} left in DIR"
+        );
+    }
+    // Everything goes, from both places.
+    split.ok(&["wipe"]);
+    assert!(records(&dir, driver).is_empty());
+    assert_eq!(split.ok(&["check"]), "");
+}
+
+#[test]
+fn processes_share_a_split_store_vfs() {
+    processes_share_a_split_store("vfs");
+}
+
+#[test]
+fn processes_share_a_split_store_overlay() {
+    processes_share_a_split_store("overlay");
+}
