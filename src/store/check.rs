@@ -155,7 +155,14 @@ struct Records {
     /// known as parents and top layers of this store's items (and as the
     /// owners of directories built here for their mounts).
     ro_layers: Vec<Layer>,
+    /// The split image store's layers (also among `ro_layers`): this
+    /// store's, checked for their records and the presence of their
+    /// content, and removed by a repair.
+    image_store_layers: Vec<Layer>,
     images: Vec<Image>,
+    /// The graph root's images under a split image store: this store's
+    /// too (upstream's check looks at every writable image store).
+    graph_images: Vec<Image>,
     /// The read-only stores' images' IDs: containers may use them.
     ro_images: HashSet<String>,
     containers: Vec<Container>,
@@ -304,10 +311,18 @@ impl Store {
     }
 
     fn records(&self) -> Result<Records> {
+        let ro_layers = self.ro_layers()?;
+        let image_store_layers = ro_layers
+            .iter()
+            .filter(|l| l.read_only_store.is_some() && !self.layer_is_read_only(l))
+            .cloned()
+            .collect();
         Ok(Records {
             layers: self.layers()?,
-            ro_layers: self.ro_layers()?,
+            ro_layers,
+            image_store_layers,
             images: self.images()?,
+            graph_images: self.deletable_ro_images()?,
             ro_images: self.all_images()?.into_iter().map(|i| i.id).collect(),
             containers: self.containers()?,
             mounted: self
@@ -338,6 +353,7 @@ impl Store {
         let by_id = records.by_id();
         self.pool.refresh()?;
         let manifests = self.scan_layer_records(&mut scan, &layers, &by_id);
+        self.scan_image_store_layers(&mut scan, &records, &by_id);
         self.scan_driver_entries(&mut scan, &layers);
         let unreadable = self.scan_chunks(&mut scan, &layers, &manifests, options)?;
         self.scan_pool(&mut scan, &manifests, options)?;

@@ -719,3 +719,102 @@ fn processes_share_a_split_store_vfs() {
 fn processes_share_a_split_store_overlay() {
     processes_share_a_split_store("overlay");
 }
+
+/// `check` looks at what upstream's looks at under a split image store:
+/// DIR's layers (a parent or the content missing) and the graph root's
+/// images (a layer or a big data item missing) besides DIR's; `check -r`
+/// removes the damaged ones from where they are kept.
+fn check_covers_both_places(driver: &'static str) {
+    if !driver_usable(driver) {
+        return;
+    }
+    let s = Scratch::new();
+    let graph = s.path("graph");
+    let plain = Cli::ours(graph.clone(), s.path("run"), driver);
+    let old_top = plain.first_line(&["create-layer", "-n", "old-top"]);
+    plain.ok(&["create-image", "-n", "old", &old_top]);
+    let kept = plain.first_line(&["create-layer", "-n", "kept"]);
+    plain.ok(&["create-image", "-n", "with-data", &kept]);
+    plain.ok(&[
+        "set-image-data",
+        "-f",
+        s.path("base.tar").to_str().unwrap(),
+        "with-data",
+        "blob",
+    ]);
+    let (split, dir) = split_store(&s, driver);
+    let base = split.first_line(&[
+        "import-layer",
+        "-r",
+        "-n",
+        "base",
+        "-f",
+        s.path("base.tar").to_str().unwrap(),
+    ]);
+    split.ok(&["create-image", "-n", "new", &base]);
+    assert_eq!(split.ok(&["check"]), "");
+
+    // Damage: DIR's layer loses its directory; the graph root's image
+    // `old` loses its top layer's record, `with-data` its big data file.
+    let _ = std::fs::remove_dir_all(layer_dir(&dir, driver, &base));
+    let graph_json = graph.join(format!("{driver}-layers/layers.json"));
+    let mut layers = records(&graph, driver);
+    layers.retain(|l| l["id"] != old_top.as_str());
+    std::fs::write(&graph_json, serde_json::to_vec(&layers).unwrap()).unwrap();
+    let images = graph.join(format!("{driver}-images"));
+    let data_dir = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("blob").is_file())
+        .unwrap();
+    std::fs::remove_file(data_dir.join("blob")).unwrap();
+
+    let out = split.run(&["check"], None);
+    let report = common::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("layer {base}: layer directory")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("layer {old_top}: image layer is missing")),
+        "{report}"
+    );
+    assert!(
+        report.contains("data item \"blob\": image data item is missing"),
+        "{report}"
+    );
+    let out = split.run(&["check", "-r"], None);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    assert_eq!(split.ok(&["check"]), "");
+    // Gone from where each was kept: the layer (and the image on it)
+    // from DIR, the graph root's images from the graph root.
+    assert!(records(&dir, driver).is_empty());
+    let listed = split.ok(&["images"]);
+    assert!(
+        !listed.contains("name: new") && !listed.contains("name: old"),
+        "{listed}"
+    );
+    assert!(!listed.contains("name: with-data"), "{listed}");
+    let left = std::fs::read_to_string(images.join("images.json")).unwrap();
+    assert!(
+        !left.contains("with-data") && !left.contains("\"old\""),
+        "{left}"
+    );
+}
+
+#[test]
+fn check_covers_both_places_vfs() {
+    check_covers_both_places("vfs");
+}
+
+#[test]
+fn check_covers_both_places_overlay() {
+    check_covers_both_places("overlay");
+}

@@ -32,7 +32,9 @@ impl Store {
                 let message = format!("parent layer {}: {LAYER_MISSING}", layer.parent);
                 scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
             }
-            for message in self.big_data_problems(Kind::Layer, &layer.id, &layer.big_data, true) {
+            for message in
+                self.big_data_problems(Kind::Layer, &layer.id, &layer.big_data, true, None)
+            {
                 scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
             }
             // A directory-backed layer's content is its directory; one
@@ -57,6 +59,39 @@ impl Store {
             }
         }
         manifests
+    }
+
+    /// The split image store's layers: each one's parent and big data,
+    /// and that its content is where its writer put it (its directory
+    /// there, or its manifest in that store's pool).
+    pub(super) fn scan_image_store_layers(
+        &self,
+        scan: &mut ScanReport,
+        records: &Records,
+        by_id: &HashMap<&str, &Layer>,
+    ) {
+        for layer in records
+            .image_store_layers
+            .iter()
+            .filter(|l| !l.is_incomplete())
+        {
+            if !layer.parent.is_empty() && !by_id.contains_key(layer.parent.as_str()) {
+                let message = format!("parent layer {}: {LAYER_MISSING}", layer.parent);
+                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
+            }
+            let store = layer.read_only_store.as_deref();
+            let index = &layer.big_data;
+            for message in self.big_data_problems(Kind::Layer, &layer.id, index, true, store) {
+                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
+            }
+            let has_content = layer.sealed || self.ro_in_place(layer).is_some();
+            if !layer.diff_digest.is_empty() && !has_content {
+                let root = store.unwrap_or(self.graph_root());
+                let dir = layout::content_dir(root, &self.options.driver, &layer.id);
+                let message = format!("layer directory {} is missing", dir.display());
+                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
+            }
+        }
     }
 
     /// The manifest of sealed `layer`, or what is wrong with it.
@@ -86,6 +121,7 @@ impl Store {
         let tops = records
             .images
             .iter()
+            .chain(&records.graph_images)
             .map(|i| i.top_layer.as_str())
             .chain(records.containers.iter().map(|c| c.layer.as_str()))
             .chain(records.mounted.iter().map(|m| m.as_str()));
@@ -93,7 +129,11 @@ impl Store {
             referenced.extend(records.chain(by_id, top));
         }
         let now = chrono::Utc::now();
-        for layer in layers {
+        let image_store = records
+            .image_store_layers
+            .iter()
+            .filter(|l| !l.is_incomplete());
+        for layer in layers.iter().copied().chain(image_store) {
             if referenced.contains(&layer.id) {
                 continue;
             }
@@ -119,7 +159,7 @@ impl Store {
         by_id: &HashMap<&str, &Layer>,
         options: &CheckOptions,
     ) {
-        for image in &records.images {
+        for image in records.images.iter().chain(&records.graph_images) {
             let mut next = image.top_layer.as_str();
             let mut seen = HashSet::new();
             while !next.is_empty() && seen.insert(next) {
@@ -133,7 +173,9 @@ impl Store {
                 }
             }
             let index = &image.big_data;
-            for message in self.big_data_problems(Kind::Image, &image.id, index, options.quick) {
+            let store = image.read_only_store.as_deref();
+            let quick = options.quick;
+            for message in self.big_data_problems(Kind::Image, &image.id, index, quick, store) {
                 scan.add(Kind::Image, &image.id, message, Remedy::Remove);
             }
         }
@@ -162,7 +204,7 @@ impl Store {
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }
             for message in
-                self.big_data_problems(Kind::Container, &c.id, &c.big_data, options.quick)
+                self.big_data_problems(Kind::Container, &c.id, &c.big_data, options.quick, None)
             {
                 scan.add(Kind::Container, &c.id, message, Remedy::Remove);
             }
@@ -177,11 +219,12 @@ impl Store {
         id: &str,
         index: &BigDataIndex,
         quick: bool,
+        store: Option<&std::path::Path>,
     ) -> Vec<String> {
         let what = kind.name();
         let mut out = Vec::new();
         for key in &index.names {
-            let path = self.item_dir(kind, id).join(file_name(key));
+            let path = self.item_dir_in(kind, id, store).join(file_name(key));
             let size = match fs::metadata(&path) {
                 Ok(meta) if meta.is_file() => meta.len(),
                 _ => {

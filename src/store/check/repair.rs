@@ -50,7 +50,7 @@ impl<'r> Plan<'r> {
     fn new(records: &'r Records, scan: &ScanReport) -> Plan<'r> {
         let by_id = records.by_id();
         let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
-        for l in &records.layers {
+        for l in records.layers.iter().chain(&records.image_store_layers) {
             children.entry(l.parent.as_str()).or_default().push(&l.id);
         }
         let mut plan = Plan {
@@ -76,6 +76,7 @@ impl<'r> Plan<'r> {
         plan.bad_images = records
             .images
             .iter()
+            .chain(&records.graph_images)
             .filter(|i| {
                 scan.has(Kind::Image, &i.id, Remedy::Remove)
                     || plan.chain_hits(&i.top_layer, &plan.doomed)
@@ -270,7 +271,7 @@ impl Store {
             .filter(|c| !removed_containers.contains(&c.id))
             .collect();
         let mut removed = BTreeSet::new();
-        let bad = plan.records.images.iter();
+        let bad = plan.records.images.iter().chain(&plan.records.graph_images);
         for image in bad.filter(|i| plan.bad_images.contains(&i.id)) {
             if let Some(c) = kept_containers.iter().find(|c| c.image == image.id) {
                 let why = format!("not removed: container {} uses it", c.id);
@@ -435,10 +436,27 @@ impl Store {
     /// container uses it.
     fn remove_image_record(&self, id: &str) -> Result<bool> {
         let mut tx = self.transaction()?;
-        if tx.containers.records.iter().any(|c| c.image == id)
-            || !tx.images.records.iter().any(|i| i.id == id)
-        {
+        if tx.containers.records.iter().any(|c| c.image == id) {
             return Ok(false);
+        }
+        if !tx.images.records.iter().any(|i| i.id == id) {
+            // One of the graph root's images under a split image store:
+            // removed there, its records locked after the transaction's.
+            let graph = self.deletable_ro_images()?.into_iter().find(|i| i.id == id);
+            let Some((file, root)) = graph.and_then(|i| self.deletable_image_store(&i)) else {
+                return Ok(false);
+            };
+            let mut locked = file.lock()?;
+            if !locked.records.iter().any(|i| i.id == id) {
+                return Ok(false);
+            }
+            locked.records.retain(|i| i.id != id);
+            self.write(|| locked.save())?;
+            drop((locked, tx));
+            if layout::owns_paths(id) {
+                let _ = fs::remove_dir_all(self.item_dir_in(Kind::Image, id, Some(&root)));
+            }
+            return Ok(true);
         }
         tx.images.records.retain(|i| i.id != id);
         self.write(|| tx.images.save())?;
