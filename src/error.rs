@@ -219,9 +219,11 @@ pub enum Error {
         store: PathBuf,
     },
     /// The content of a layer the split image store holds was to be
-    /// written (`mount` without `-r`, `copy`, `applydiff`): its records
-    /// are this store's, its content is read where its writer put it.
-    #[error("layer {layer}: its content is in the image store at {}, where it is only read: mount it with -r, or make a layer on it", .store.display())]
+    /// written where only a directory there is written, through `mount`
+    /// and `copy` (a pool-backed layer of a store of ours there, or
+    /// `applydiff`): its records are this store's, its content is where
+    /// its writer put it.
+    #[error("layer {layer}: its content in the image store at {} is not written here (a directory there is, through mount or copy): mount it with -r, or make a layer on it", .store.display())]
     ImageStoreContent {
         /// The layer's ID.
         layer: String,

@@ -8,8 +8,9 @@
 //! manifest in `DIR`'s pool), used in place. Their records are this
 //! store's: they are not `Read Only`, and names, metadata, big data and
 //! deletes change them in `DIR/<drv>-layers/layers.json`; a delete removes
-//! their files under `DIR` too. Writes to their content (`mount` without
-//! `-r`, `copy`, `applydiff`) are refused.
+//! their files under `DIR` too. A directory-backed one is written in place
+//! by `mount` and `copy` (see [`Store::writable_in_place`]); `applydiff`
+//! into one, and writes to a pool-backed one, are refused.
 //!
 //! A layer made `--readonly` under a split image store (`create-layer`,
 //! `import-layer`) is put there, as upstream puts the layers it makes not
@@ -70,6 +71,19 @@ impl Store {
         Ok(self
             .ro_layer(id)?
             .filter(|l| l.id == id && !self.layer_is_read_only(l)))
+    }
+
+    /// Whether the content of `layer`, one of the split image store's, is
+    /// written where it is: a directory-backed layer (its directory there,
+    /// in place), not made `--readonly`, mounted without `-r` or copied
+    /// into. (A pool-backed one there, or `applydiff` into any, is
+    /// refused.)
+    pub(crate) fn writable_in_place(&self, layer: &Layer) -> bool {
+        layer.read_only_store.is_some()
+            && !self.layer_is_read_only(layer)
+            && !layer.read_only
+            && !layer.sealed
+            && self.ro_in_place(layer).is_some()
     }
 
     /// The split image store's layer records under their exclusive

@@ -312,7 +312,9 @@ impl Store {
         if dst.read_only {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
-        self.refuse_ro_layer(&dst)?;
+        if !self.writable_in_place(&dst) {
+            self.refuse_ro_layer(&dst)?;
+        }
         let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
         // As upstream's: a source's owners back to its layer's container
         // IDs, `--chown` (container IDs) over them, then to the

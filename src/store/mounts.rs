@@ -117,7 +117,8 @@ impl Store {
             // image store mounts read-only as one of the graph root's.
             if let Some(ro) = self.ro_layer(&id)?.filter(|l| l.id == id) {
                 let read_only_here = ro.read_only && !self.layer_is_read_only(&ro);
-                if !read_only_here && !self.layers()?.iter().any(|l| l.id == id) {
+                let allowed = read_only_here || self.writable_in_place(&ro);
+                if !allowed && !self.layers()?.iter().any(|l| l.id == id) {
                     self.refuse_ro_layer(&ro)?;
                 }
             }
@@ -497,12 +498,20 @@ impl Store {
         label: &str,
         volatile: bool,
     ) -> Result<()> {
+        // A layer of the split image store is written in place there.
         let upper_dirs = upper.map(|l| {
+            let home = match &l.read_only_store {
+                Some(root) => layout::driver_dir(root, &self.options.driver),
+                None => driver.to_path_buf(),
+            };
             (
-                driver.join(&l.id).join(layout::DIFF),
-                driver.join(&l.id).join(layout::WORK),
+                home.join(&l.id).join(layout::DIFF),
+                home.join(&l.id).join(layout::WORK),
             )
         });
+        if let Some((_, work)) = &upper_dirs {
+            super::driver::own_dir(work)?;
+        }
         // `overlay.mountopt`, as upstream's driver applies it: mount
         // flags (`nodev`, `nosuid`, ...) and overlayfs options.
         let (flags, mut options) = match self.options.driver_option("mountopt") {

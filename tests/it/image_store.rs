@@ -11,9 +11,14 @@
 //!   `delete-image` and `wipe`;
 //! - DIR's layers are not `Read Only`: names (moving between the two
 //!   places as within one), metadata and big data change DIR's records;
-//!   writes to their content are refused with a message that says why;
+//!   a directory-backed one (ours, or one the Go CLI wrote, which then
+//!   sees what was written) is written in place by `mount` and `copy`,
+//!   while `applydiff` and writes to a pool-backed one are refused with a
+//!   message that says why;
 //! - a store written before, used as DIR, has its layers deleted there
 //!   with their files;
+//! - `check` looks at both places, and four processes share a split
+//!   store without a hang or leftovers;
 //! - a move to DIR that a killed process left half done is finished or
 //!   undone by the next command, and `import-layer -r` killed at random
 //!   moments leaves the layer whole in one place (DIR, or the graph root
@@ -21,7 +26,7 @@
 
 use crate::common;
 use crate::harness;
-use crate::ro_stores::{assert_tree, driver_usable, Cli, Scratch};
+use crate::ro_stores::{assert_tree, driver_usable, go_present, Cli, Scratch};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -336,12 +341,64 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     assert!(names_of(&records(&dir, driver), &base).contains(&"renamed".to_string()));
     split.ok(&["set-metadata", "-m", "noted", "renamed"]);
     assert_eq!(split.ok(&["metadata", "-q", "base"]).trim(), "noted");
-    // Their content is read where it is, never written.
-    refused_with(&split, &["mount", "base"], "where it is only read");
+    // Their content is read where it is; a pool-backed one's is not
+    // written (nor any by `applydiff`).
+    refused_with(&split, &["mount", "base"], "is not written here");
+    refused_with(
+        &split,
+        &["copy", "/etc/hostname", "base:/x"],
+        "is not written here",
+    );
     let mounted = PathBuf::from(split.ok(&["mount", "-r", "theirs"]).trim());
     assert_tree(&s, &mounted, "a read-only mount of the image store's image");
     split.ok(&["unmount", "theirs"]);
     assert_eq!(split.ok(&["check"]), "");
+
+    // A directory-backed one is written in place, through a mount and
+    // `copy`, as upstream writes its layers there.
+    let live = writer.first_line(&["create-layer", "-n", "live", &top]);
+    let mounted = PathBuf::from(split.ok(&["mount", "live"]).trim());
+    std::fs::write(mounted.join("written"), "in place").unwrap();
+    split.ok(&["unmount", "live"]);
+    split.ok(&[
+        "copy",
+        s.path("top.tar").to_str().unwrap(),
+        "live:/copied.tar",
+    ]);
+    let content = layer_dir(&dir, driver, &live);
+    let content = match driver {
+        "overlay" => content.join("diff"),
+        _ => content,
+    };
+    assert_eq!(
+        std::fs::read_to_string(content.join("written")).unwrap(),
+        "in place"
+    );
+    assert!(content.join("copied.tar").is_file());
+    let changes = split.ok(&["changes", "live"]);
+    assert!(
+        changes.contains("Add \"/written\"") && changes.contains("Add \"/copied.tar\""),
+        "{changes}"
+    );
+    refused_with(
+        &split,
+        &[
+            "applydiff",
+            "-f",
+            s.path("top.tar").to_str().unwrap(),
+            "live",
+        ],
+        "is not written here",
+    );
+    // The store used alone sees what was written.
+    let mounted = PathBuf::from(writer.ok(&["mount", "live"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(mounted.join("written")).unwrap(),
+        "in place"
+    );
+    writer.ok(&["unmount", "live"]);
+    split.ok(&["delete-layer", "live"]);
+    assert!(!layer_dir(&dir, driver, &live).exists());
 
     split.ok(&["delete-image", "theirs"]);
     assert!(records(&dir, driver).is_empty());
@@ -355,6 +412,58 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     // The store itself, used alone again, has nothing left.
     assert_eq!(writer.ok(&["layers"]), "");
     assert_eq!(writer.ok(&["check"]), "");
+}
+
+/// A store the Go CLI wrote, used as DIR: its directory-backed layer is
+/// written in place through our mount, and the Go CLI on that store sees
+/// what was written.
+fn a_go_written_image_stores_layer_is_written_in_place(driver: &'static str) {
+    if !driver_usable(driver) || !go_present() {
+        return;
+    }
+    let s = Scratch::new();
+    let (split, dir) = split_store(&s, driver);
+    let go = Cli::go(dir.clone(), s.path("run-go"), driver);
+    let base = go.first_line(&[
+        "import-layer",
+        "-n",
+        "base",
+        "-f",
+        s.path("base.tar").to_str().unwrap(),
+    ]);
+    let child = go.first_line(&["create-layer", "-n", "child", &base]);
+    go.ok(&["create-image", "-n", "goimg", "child"]);
+    // Go's overlay driver leaves its home bind mounted.
+    let _ = nix::mount::umount2(&dir.join("overlay"), nix::mount::MntFlags::MNT_DETACH);
+    let shown = split.ok(&["layer", "child"]);
+    assert!(!shown.contains("Read Only"), "{shown}");
+    let mounted = PathBuf::from(split.ok(&["mount", "child"]).trim());
+    assert!(mounted.join("etc/hello").is_file());
+    std::fs::write(mounted.join("from-ours"), "written in DIR").unwrap();
+    split.ok(&["unmount", "child"]);
+    split.ok(&["add-names", "-n", "renamed", "child"]);
+    assert!(go.ok(&["layer", &child]).contains("Name: renamed"));
+    // (Go 1.43's `mount` takes a layer by ID only.)
+    let mounted = PathBuf::from(go.ok(&["mount", &child]).trim());
+    assert_eq!(
+        std::fs::read_to_string(mounted.join("from-ours")).unwrap(),
+        "written in DIR"
+    );
+    go.ok(&["unmount", &child]);
+    let _ = nix::mount::umount2(&dir.join("overlay"), nix::mount::MntFlags::MNT_DETACH);
+    split.ok(&["delete-image", "goimg"]);
+    assert_eq!(go.ok(&["layers"]), "");
+    let _ = nix::mount::umount2(&dir.join("overlay"), nix::mount::MntFlags::MNT_DETACH);
+}
+
+#[test]
+fn a_go_written_image_stores_layer_is_written_in_place_vfs() {
+    a_go_written_image_stores_layer_is_written_in_place("vfs");
+}
+
+#[test]
+fn a_go_written_image_stores_layer_is_written_in_place_overlay() {
+    a_go_written_image_stores_layer_is_written_in_place("overlay");
 }
 
 #[test]

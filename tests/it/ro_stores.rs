@@ -122,7 +122,7 @@ impl Cli {
         }
     }
 
-    fn go(graph: PathBuf, run: PathBuf, driver: &'static str) -> Cli {
+    pub(crate) fn go(graph: PathBuf, run: PathBuf, driver: &'static str) -> Cli {
         Cli {
             bin: PathBuf::from(GO),
             ..Cli::ours(graph, run, driver)
@@ -576,7 +576,7 @@ fn gc_evicts_what_mounts_built_for_read_only_layers_overlay() {
     gc_evicts_what_mounts_built_for_read_only_layers("overlay");
 }
 
-fn go_present() -> bool {
+pub(crate) fn go_present() -> bool {
     if !common::need_root("the Go CLI (it chowns its store)") {
         return false;
     }
