@@ -33,12 +33,32 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// A store with a split image store in the scratch directory.
-fn split_store(s: &Scratch, driver: &'static str) -> (Cli, PathBuf) {
+/// The `#[test]`s that run `$body` on vfs and on overlay.
+macro_rules! on_both_drivers {
+    ($body:ident: $vfs:ident, $overlay:ident) => {
+        #[test]
+        fn $vfs() {
+            $body("vfs");
+        }
+
+        #[test]
+        fn $overlay() {
+            $body("overlay");
+        }
+    };
+}
+
+/// A scratch directory with a store on `driver` whose split image store
+/// is `DIR` (returned), when the driver can be tested here.
+fn split_store(driver: &'static str) -> Option<(Scratch, Cli, PathBuf)> {
+    if !driver_usable(driver) {
+        return None;
+    }
+    let s = Scratch::new();
     let dir = s.path("images");
     let mut cli = Cli::ours(s.path("graph"), s.path("run"), driver);
     cli.extra = vec!["--image-store".into(), dir.display().to_string()];
-    (cli, dir)
+    Some((s, cli, dir))
 }
 
 /// The layer records of `driver` under `root`, as the file holds them.
@@ -109,11 +129,9 @@ fn refused_with(cli: &Cli, args: &[&str], words: &str) {
 }
 
 fn readonly_layers_go_to_the_image_store(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
+    };
     let graph = s.path("graph");
     let base_tar = s.path("base.tar");
     let top_tar = s.path("top.tar");
@@ -297,25 +315,19 @@ fn readonly_layers_go_to_the_image_store(driver: &'static str) {
     assert_eq!(split.ok(&["check"]), "");
 }
 
-#[test]
-fn readonly_layers_go_to_the_image_store_vfs() {
-    readonly_layers_go_to_the_image_store("vfs");
-}
-
-#[test]
-fn readonly_layers_go_to_the_image_store_overlay() {
-    readonly_layers_go_to_the_image_store("overlay");
-}
+on_both_drivers!(
+    readonly_layers_go_to_the_image_store:
+        readonly_layers_go_to_the_image_store_vfs,
+        readonly_layers_go_to_the_image_store_overlay
+);
 
 /// A store written before, used as DIR: its layers are this store's,
 /// their content read where it is and never written; `delete-image`
 /// deletes them there, files and all.
 fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
+    };
     let writer = Cli::ours(dir.clone(), s.path("run-writer"), driver);
     let base = writer.first_line(&[
         "import-layer",
@@ -418,11 +430,12 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
 /// written in place through our mount, and the Go CLI on that store sees
 /// what was written.
 fn a_go_written_image_stores_layer_is_written_in_place(driver: &'static str) {
-    if !driver_usable(driver) || !go_present() {
+    if !go_present() {
         return;
     }
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
+    let Some((s, split, dir)) = split_store(driver) else {
+        return;
+    };
     let go = Cli::go(dir.clone(), s.path("run-go"), driver);
     let base = go.first_line(&[
         "import-layer",
@@ -456,36 +469,26 @@ fn a_go_written_image_stores_layer_is_written_in_place(driver: &'static str) {
     let _ = nix::mount::umount2(&dir.join("overlay"), nix::mount::MntFlags::MNT_DETACH);
 }
 
-#[test]
-fn a_go_written_image_stores_layer_is_written_in_place_vfs() {
-    a_go_written_image_stores_layer_is_written_in_place("vfs");
-}
+on_both_drivers!(
+    a_go_written_image_stores_layer_is_written_in_place:
+        a_go_written_image_stores_layer_is_written_in_place_vfs,
+        a_go_written_image_stores_layer_is_written_in_place_overlay
+);
 
-#[test]
-fn a_go_written_image_stores_layer_is_written_in_place_overlay() {
-    a_go_written_image_stores_layer_is_written_in_place("overlay");
-}
-
-#[test]
-fn the_image_stores_own_layers_are_this_stores_vfs() {
-    the_image_stores_own_layers_are_this_stores("vfs");
-}
-
-#[test]
-fn the_image_stores_own_layers_are_this_stores_overlay() {
-    the_image_stores_own_layers_are_this_stores("overlay");
-}
+on_both_drivers!(
+    the_image_stores_own_layers_are_this_stores:
+        the_image_stores_own_layers_are_this_stores_vfs,
+        the_image_stores_own_layers_are_this_stores_overlay
+);
 
 /// Moves a killed process left half done, made by hand: the next command
 /// finishes one whose record DIR holds (the graph root's leftover copy
 /// goes), and undoes one whose record it does not (the content comes
 /// back to the graph root with the record).
 fn half_done_moves_are_finished_or_undone(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
+    };
     let graph = s.path("graph");
     let tar = std::fs::read(s.path("base.tar")).unwrap();
     let import = |name: &str| {
@@ -561,15 +564,11 @@ fn half_done_moves_are_finished_or_undone(driver: &'static str) {
     assert_eq!(split.ok(&["check"]), "");
 }
 
-#[test]
-fn half_done_moves_are_finished_or_undone_vfs() {
-    half_done_moves_are_finished_or_undone("vfs");
-}
-
-#[test]
-fn half_done_moves_are_finished_or_undone_overlay() {
-    half_done_moves_are_finished_or_undone("overlay");
-}
+on_both_drivers!(
+    half_done_moves_are_finished_or_undone:
+        half_done_moves_are_finished_or_undone_vfs,
+        half_done_moves_are_finished_or_undone_overlay
+);
 
 /// `import-layer -r` under a split image store, SIGKILLed at random
 /// moments (seed: `CS_CRASH_SEED`): after each kill the layer is whole in
@@ -577,13 +576,11 @@ fn half_done_moves_are_finished_or_undone_overlay() {
 /// the kill came before the move) or nowhere, no directory or marker is
 /// left once it is deleted, and `check` is clean.
 fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
+    };
     let seed = harness::seed_from_env("CS_CRASH_SEED", "image store import kills");
     let mut rng = common::Rng(seed);
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
     let graph = s.path("graph");
     let shared = harness::shared_blobs(seed, 2, 256 << 10);
     let (tar, _) = harness::layer_tar(&mut rng, "timed", 4 << 20, &shared);
@@ -651,15 +648,11 @@ fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone(driver: &'static
     );
 }
 
-#[test]
-fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_vfs() {
-    a_killed_readonly_import_is_whole_in_the_image_store_or_gone("vfs");
-}
-
-#[test]
-fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone_overlay() {
-    a_killed_readonly_import_is_whole_in_the_image_store_or_gone("overlay");
-}
+on_both_drivers!(
+    a_killed_readonly_import_is_whole_in_the_image_store_or_gone:
+        a_killed_readonly_import_is_whole_in_the_image_store_or_gone_vfs,
+        a_killed_readonly_import_is_whole_in_the_image_store_or_gone_overlay
+);
 
 /// Runs `cli` with `args`, failing the test when it takes more than two
 /// minutes (a lock taken in the wrong order would hang it); returns
@@ -715,11 +708,9 @@ fn raced(err: &str) -> bool {
 /// move is left half done and DIR holds the directories of its recorded
 /// layers only.
 fn processes_share_a_split_store(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
-    let s = Scratch::new();
-    let (split, dir) = split_store(&s, driver);
+    };
     let base = s.path("base.tar");
     let rounds = harness::number_from_env("CS_IMAGE_STORE_ROUNDS", 25) as usize;
     let layer_ids = |cli: &Cli| -> Vec<String> {
@@ -819,25 +810,20 @@ fn processes_share_a_split_store(driver: &'static str) {
     assert_eq!(split.ok(&["check"]), "");
 }
 
-#[test]
-fn processes_share_a_split_store_vfs() {
-    processes_share_a_split_store("vfs");
-}
-
-#[test]
-fn processes_share_a_split_store_overlay() {
-    processes_share_a_split_store("overlay");
-}
+on_both_drivers!(
+    processes_share_a_split_store:
+        processes_share_a_split_store_vfs,
+        processes_share_a_split_store_overlay
+);
 
 /// `check` looks at what upstream's looks at under a split image store:
 /// DIR's layers (a parent or the content missing) and the graph root's
 /// images (a layer or a big data item missing) besides DIR's; `check -r`
 /// removes the damaged ones from where they are kept.
 fn check_covers_both_places(driver: &'static str) {
-    if !driver_usable(driver) {
+    let Some((s, split, dir)) = split_store(driver) else {
         return;
-    }
-    let s = Scratch::new();
+    };
     let graph = s.path("graph");
     let plain = Cli::ours(graph.clone(), s.path("run"), driver);
     let old_top = plain.first_line(&["create-layer", "-n", "old-top"]);
@@ -851,7 +837,6 @@ fn check_covers_both_places(driver: &'static str) {
         "with-data",
         "blob",
     ]);
-    let (split, dir) = split_store(&s, driver);
     let base = split.first_line(&[
         "import-layer",
         "-r",
@@ -918,12 +903,8 @@ fn check_covers_both_places(driver: &'static str) {
     );
 }
 
-#[test]
-fn check_covers_both_places_vfs() {
-    check_covers_both_places("vfs");
-}
-
-#[test]
-fn check_covers_both_places_overlay() {
-    check_covers_both_places("overlay");
-}
+on_both_drivers!(
+    check_covers_both_places:
+        check_covers_both_places_vfs,
+        check_covers_both_places_overlay
+);
