@@ -218,12 +218,11 @@ pub enum Error {
         /// The read-only store's root.
         store: PathBuf,
     },
-    /// The content of a layer the split image store holds was to be
-    /// written where only a directory there is written, through `mount`
-    /// and `copy` (a pool-backed layer of a store of ours there, or
-    /// `applydiff`): its records are this store's, its content is where
-    /// its writer put it.
-    #[error("layer {layer}: its content in the image store at {} is not written here (a directory there is, through mount or copy): mount it with -r, or make a layer on it", .store.display())]
+    /// The content of a pool-backed layer the split image store holds (a
+    /// store of ours used as one) was to be written: its records are this
+    /// store's, its content (a manifest in that store's pool) is where its
+    /// writer put it, and only a directory there is written.
+    #[error("layer {layer}: its content in the image store at {} is not written here (a directory there is): mount it with -r, or make a layer on it", .store.display())]
     ImageStoreContent {
         /// The layer's ID.
         layer: String,
@@ -801,6 +800,13 @@ mod tests {
             (
                 s(Error::ReadOnlyLayer(layer())),
                 "layer 3f2a: it is read-only",
+            ),
+            (
+                s(Error::ImageStoreContent {
+                    layer: layer(),
+                    store: "/images".into(),
+                }),
+                "layer 3f2a: its content in the image store at /images is not written here (a directory there is): mount it with -r, or make a layer on it",
             ),
             (
                 s(Error::InReadOnlyStore {

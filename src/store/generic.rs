@@ -124,7 +124,7 @@ impl Store {
     /// the graph root's first, as upstream's one layer store locks both,
     /// and a name the layer holds afterwards leaves the other file's
     /// layers, as it leaves the other layers of its own.
-    fn change_layer(
+    pub(crate) fn change_layer(
         &self,
         id: &str,
         change: impl FnOnce(&mut Vec<Layer>, usize) -> Result<()>,

@@ -9,8 +9,8 @@
 //! store's: they are not `Read Only`, and names, metadata, big data and
 //! deletes change them in `DIR/<drv>-layers/layers.json`; a delete removes
 //! their files under `DIR` too. A directory-backed one is written in place
-//! by `mount` and `copy` (see [`Store::writable_in_place`]); `applydiff`
-//! into one, and writes to a pool-backed one, are refused.
+//! by `mount`, `copy` and `applydiff` (see [`Store::writable_in_place`]);
+//! writes to a pool-backed one are refused.
 //!
 //! A layer made `--readonly` under a split image store (`create-layer`,
 //! `import-layer`) is put there, as upstream puts the layers it makes not
@@ -74,10 +74,9 @@ impl Store {
     }
 
     /// Whether the content of `layer`, one of the split image store's, is
-    /// written where it is: a directory-backed layer (its directory there,
-    /// in place), not made `--readonly`, mounted without `-r` or copied
-    /// into. (A pool-backed one there, or `applydiff` into any, is
-    /// refused.)
+    /// written where it is (by `mount` without `-r`, `copy`, `applydiff`):
+    /// a directory-backed layer (its directory there, in place), not made
+    /// `--readonly`. (Writes to a pool-backed one there are refused.)
     pub(crate) fn writable_in_place(&self, layer: &Layer) -> bool {
         layer.read_only_store.is_some()
             && !self.layer_is_read_only(layer)

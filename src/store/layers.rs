@@ -617,9 +617,15 @@ impl Store {
         if layer.read_only {
             return Err(Error::ReadOnlyLayer(layer.id));
         }
-        self.refuse_ro_layer(&layer)?;
+        // A directory-backed layer of the split image store takes the
+        // diff in place, as the graph root's take it in theirs.
+        let in_place = self.writable_in_place(&layer);
+        if !in_place {
+            self.refuse_ro_layer(&layer)?;
+        }
         let container = self.containers()?.iter().any(|c| c.layer == layer.id);
         if !layer.sealed
+            && !in_place
             && !container
             && layer.diff_digest.is_empty()
             && self.has_no_content(&layer)?
@@ -669,13 +675,25 @@ impl Store {
         let tar_split = tar_split_of(&layer.id, &diff, &imported.crc64)?;
         let layer = self.privatize(&layer)?;
         // Its tar-split describes the content before the diff.
-        let tar_split_path = self.tar_split_path(&layer.id);
+        let tar_split_path = match &layer.read_only_store {
+            Some(root) => {
+                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id)
+            }
+            None => self.tar_split_path(&layer.id),
+        };
         durable::remove_file(&tar_split_path)?;
         self.apply_onto_live(&layer, &diff)?;
         // As upstream's: the layer's tar-split and recorded digests are
         // this diff's from now on, so that `diff` gives this tar back.
         if let Some(bytes) = &tar_split {
             self.write(|| durable::atomic_write(&tar_split_path, bytes))?;
+        }
+        if in_place {
+            self.change_layer(&layer.id, |layers, i| {
+                layers[i].record_stream(&diff);
+                Ok(())
+            })?;
+            return self.layer(&layer.id);
         }
         self.write(|| {
             self.layer_records.modify(|layers| {
@@ -693,7 +711,7 @@ impl Store {
     fn apply_onto_live(&self, layer: &Layer, diff: &LayerManifest) -> Result<()> {
         let chain = self.chain(&layer.id)?;
         let (dir, format) = if self.options.driver == "overlay" {
-            let dir = self.live_content_dir(&layer.id)?;
+            let dir = self.live_dir_of(layer)?;
             durable::create_tree_root(&dir, durable::Flush::Now)?;
             (dir, self.overlay_format())
         } else {

@@ -60,7 +60,7 @@ impl Store {
     /// A directory-backed layer's content directory, to read: a read-only
     /// store's layer's in its own store (or what was built here for it),
     /// else [`Store::live_content_dir`].
-    pub(super) fn live_dir_of(&self, layer: &Layer) -> Result<std::path::PathBuf> {
+    pub(crate) fn live_dir_of(&self, layer: &Layer) -> Result<std::path::PathBuf> {
         match layer.read_only_store {
             Some(_) => Ok(self.content_dir_of(layer)),
             None => self.live_content_dir(&layer.id),

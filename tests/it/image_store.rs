@@ -12,8 +12,8 @@
 //! - DIR's layers are not `Read Only`: names (moving between the two
 //!   places as within one), metadata and big data change DIR's records;
 //!   a directory-backed one (ours, or one the Go CLI wrote, which then
-//!   sees what was written) is written in place by `mount` and `copy`,
-//!   while `applydiff` and writes to a pool-backed one are refused with a
+//!   sees what was written) is written in place by `mount`, `copy` and
+//!   `applydiff`, while writes to a pool-backed one are refused with a
 //!   message that says why;
 //! - a store written before, used as DIR, has its layers deleted there
 //!   with their files;
@@ -354,7 +354,7 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     split.ok(&["set-metadata", "-m", "noted", "renamed"]);
     assert_eq!(split.ok(&["metadata", "-q", "base"]).trim(), "noted");
     // Their content is read where it is; a pool-backed one's is not
-    // written (nor any by `applydiff`).
+    // written.
     refused_with(&split, &["mount", "base"], "is not written here");
     refused_with(
         &split,
@@ -392,14 +392,25 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
         changes.contains("Add \"/written\"") && changes.contains("Add \"/copied.tar\""),
         "{changes}"
     );
+    // `applydiff` too: the layer's tar-split and digests are then the
+    // stream's, in DIR, so that `diff` gives it back.
+    let top_tar = s.path("top.tar");
+    split.ok(&["applydiff", "-f", top_tar.to_str().unwrap(), "live"]);
+    assert_eq!(
+        split.ok_bytes(&["diff", "-u", "live"]),
+        std::fs::read(&top_tar).unwrap()
+    );
+    assert!(tar_split(&dir, driver, &live).is_file());
+    let record = records(&dir, driver)
+        .into_iter()
+        .find(|r| r["id"] == live.as_str())
+        .unwrap();
+    let digest = common::sha256(&std::fs::read(&top_tar).unwrap());
+    assert_eq!(record["diff-digest"], digest);
+    assert!(files_of(&s.path("graph"), driver, &live).is_empty());
     refused_with(
         &split,
-        &[
-            "applydiff",
-            "-f",
-            s.path("top.tar").to_str().unwrap(),
-            "live",
-        ],
+        &["applydiff", "-f", top_tar.to_str().unwrap(), "base"],
         "is not written here",
     );
     // The store used alone sees what was written.
