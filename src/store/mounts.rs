@@ -368,6 +368,7 @@ impl Store {
                     // file is input like any other).
                     if self.options.driver == "overlay" {
                         unmount_path(&self.driver_dir().join(&m.id).join(layout::MERGED))?;
+                        self.remove_bare_mountpoint(&m.id);
                     }
                 }
                 // Mounts whose process died before saving their record.

@@ -218,7 +218,14 @@ fn readonly_layers_go_to_the_image_store(driver: &'static str) {
     split.ok(&["unmount", "top"]);
     if driver == "overlay" {
         // No bare mountpoint left for Go clients to take for the layer's
-        // directory (they look in the graph root first).
+        // directory (they look in the graph root first), by `unmount` or
+        // by `shutdown -f`.
+        assert!(!layer_dir(&graph, driver, &top).exists());
+        split.ok(&["mount", "top"]);
+        // (Upstream's `shutdown -f` unmounts, then still says a layer
+        // was mounted.)
+        split.run(&["shutdown", "-f"], None);
+        assert_eq!(split.ok(&["mounted", "top"]), "");
         assert!(!layer_dir(&graph, driver, &top).exists());
     }
     refused_with(
