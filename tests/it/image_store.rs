@@ -22,7 +22,8 @@
 //! - a move to DIR that a killed process left half done is finished or
 //!   undone by the next command, and `import-layer -r` killed at random
 //!   moments leaves the layer whole in one place (DIR, or the graph root
-//!   when killed before the move) or nowhere.
+//!   when killed before the move) or nowhere; `delete-image` killed so
+//!   leaves each of DIR's layers whole or gone with all its files.
 
 use crate::common;
 use crate::harness;
@@ -670,6 +671,97 @@ on_both_drivers!(
     a_killed_readonly_import_is_whole_in_the_image_store_or_gone:
         a_killed_readonly_import_is_whole_in_the_image_store_or_gone_vfs,
         a_killed_readonly_import_is_whole_in_the_image_store_or_gone_overlay
+);
+
+/// `delete-image` of an image on two `--readonly` layers (so in DIR),
+/// SIGKILLed at random moments (seed: `CS_CRASH_SEED`): after each kill
+/// and the next command, each layer is there whole (its tar exported
+/// byte for byte) or gone with all its files in DIR, no delete marker is
+/// left, and `check` is clean.
+fn a_killed_delete_in_the_image_store_is_whole_or_not_at_all(driver: &'static str) {
+    let Some((s, split, dir)) = split_store(driver) else {
+        return;
+    };
+    let seed = harness::seed_from_env("CS_CRASH_SEED", "image store delete kills");
+    let mut rng = common::Rng(seed);
+    let shared = harness::shared_blobs(seed, 2, 128 << 10);
+    let (lower_tar, _) = harness::layer_tar(&mut rng, "lower", 1 << 20, &shared);
+    let (upper_tar, _) = harness::layer_tar(&mut rng, "upper", 1 << 20, &shared);
+    let lower_path = s.path("lower.tar");
+    let upper_path = s.path("upper.tar");
+    std::fs::write(&lower_path, &lower_tar).unwrap();
+    std::fs::write(&upper_path, &upper_tar).unwrap();
+    let fill = |trial: u64| -> [String; 2] {
+        let lower = split.first_line(&["import-layer", "-r", "-f", lower_path.to_str().unwrap()]);
+        let upper = split.first_line(&[
+            "import-layer",
+            "-r",
+            "-f",
+            upper_path.to_str().unwrap(),
+            &lower,
+        ]);
+        split.ok(&["create-image", "-n", &format!("img{trial}"), &upper]);
+        [lower, upper]
+    };
+    let delete = |trial: u64| {
+        let mut cmd = split.command();
+        cmd.args(["delete-image", &format!("img{trial}")]);
+        cmd
+    };
+    fill(0);
+    let (typical, _) = harness::time_command(delete(0), "the timed delete");
+    assert!(records(&dir, driver).is_empty());
+    let trials = harness::number_from_env("CS_IMAGE_STORE_TRIALS", 12);
+    let mut outcomes = [0u32; 2];
+    for trial in 1..=trials {
+        let made = fill(trial);
+        let delay = harness::pick_delay(&mut rng, typical.max(Duration::from_millis(5)));
+        let ended = harness::run_and_kill(delete(trial), delay, &s.path("scratch"));
+        let context = format!("trial {trial} (seed {seed}, {delay:?}, {ended:?})");
+        split.ok(&["layers"]);
+        let left = ids(&records(&dir, driver));
+        for (id, tar) in made.iter().zip([&lower_tar, &upper_tar]) {
+            if left.contains(id) {
+                assert_eq!(&split.ok_bytes(&["diff", "-u", id]), tar, "{context}");
+            } else {
+                assert!(
+                    files_of(&dir, driver, id).is_empty(),
+                    "{context}: {:?}",
+                    files_of(&dir, driver, id)
+                );
+            }
+        }
+        // A layer goes only once nothing above it is left.
+        assert!(
+            !left.contains(&made[1]) || left.contains(&made[0]),
+            "{context}: {left:?}"
+        );
+        outcomes[usize::from(left.is_empty())] += 1;
+        let deleting = s.path("graph").join(format!("{driver}-layers/.deleting"));
+        assert_eq!(
+            std::fs::read_dir(&deleting).map(|d| d.count()).unwrap_or(0),
+            0,
+            "{context}"
+        );
+        let out = split.run(&["check"], None);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{context}: check: {}{}",
+            common::stdout(&out),
+            common::stderr(&out)
+        );
+        split.ok(&["wipe"]);
+    }
+    eprintln!(
+        "image store delete kills ({driver}, seed {seed}): {} with layers left, {} wholly deleted",
+        outcomes[0], outcomes[1]
+    );
+}
+
+on_both_drivers!(
+    a_killed_delete_in_the_image_store_is_whole_or_not_at_all:
+        a_killed_delete_in_the_image_store_is_whole_or_not_at_all_vfs,
+        a_killed_delete_in_the_image_store_is_whole_or_not_at_all_overlay
 );
 
 /// Runs `cli` with `args`, failing the test when it takes more than two
