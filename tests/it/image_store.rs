@@ -709,6 +709,7 @@ fn a_killed_delete_in_the_image_store_is_whole_or_not_at_all(driver: &'static st
         cmd
     };
     fill(0);
+    assert_eq!(records(&dir, driver).len(), 2, "the layers are DIR's");
     let (typical, _) = harness::time_command(delete(0), "the timed delete");
     assert!(records(&dir, driver).is_empty());
     let trials = harness::number_from_env("CS_IMAGE_STORE_TRIALS", 12);
