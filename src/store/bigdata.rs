@@ -10,7 +10,6 @@ use base64::Engine;
 use super::containers::find_container;
 use super::item::{find, Item};
 use super::kind::Kind;
-use super::layers::Layer;
 use super::layout;
 use super::records::RecordFile;
 use super::Store;
@@ -104,9 +103,9 @@ impl Store {
                 "a big data key cannot be empty",
             ));
         }
-        if kind == Kind::Layer {
-            if let Some((file, root, id)) = self.image_store_layer_arg(arg)? {
-                return self.set_big_data_in(file, by_lookup, &id, key, data, Some(root));
+        if let (Kind::Layer, Some((file, root))) = (kind, self.image_store_layers()) {
+            if let Some(layer) = self.image_store_layer(arg)? {
+                return self.set_big_data_in(file, by_lookup, &layer.id, key, data, Some(root));
             }
         }
         self.refuse_ro_arg(kind, arg)?;
@@ -126,25 +125,6 @@ impl Store {
                 None,
             ),
         }
-    }
-
-    /// The split image store's layer records, root and the ID of the
-    /// layer `arg` names, when the graph root has no such layer and the
-    /// image store has.
-    fn image_store_layer_arg(
-        &self,
-        arg: &str,
-    ) -> Result<Option<(&RecordFile<Layer>, &Path, String)>> {
-        let Some((file, root)) = self.image_store_layers() else {
-            return Ok(None);
-        };
-        if find(&self.layers()?, arg).is_some() {
-            return Ok(None);
-        }
-        Ok(self
-            .ro_layer(arg)?
-            .filter(|l| l.read_only_store.as_deref() == Some(root))
-            .map(|l| (file, root, l.id)))
     }
 
     fn set_big_data_in<T: Item>(

@@ -1006,7 +1006,7 @@ fn flush_for(unsynced: &Option<super::unsynced::Unsynced>) -> Flush {
 }
 
 /// Whether `s` is a short link name (upstream's alphabet).
-fn is_short_name(s: &str) -> bool {
+pub(crate) fn is_short_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| SHORT_ALPHABET.contains(&b))
 }
 

@@ -112,7 +112,7 @@ impl Store {
     /// read-only store holds it, but for a layer the split image store
     /// holds, whose record is changed there.
     fn refuse_ro_record(&self, kind: Kind, id: &str) -> Result<()> {
-        if kind == Kind::Layer && self.image_store_layer(id)?.is_some() {
+        if kind == Kind::Layer && self.image_store_layer(id)?.is_some_and(|l| l.id == id) {
             return Ok(());
         }
         self.refuse_ro(kind, id)

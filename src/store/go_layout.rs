@@ -361,6 +361,18 @@ impl Store {
         layout::tar_split_path(self.layers_dir(), id)
     }
 
+    /// The tar-split of `layer` where its store keeps it: a read-only
+    /// store's layer's (the split image store's too) in that store's
+    /// `<drv>-layers/`, else [`Store::tar_split_path`].
+    pub(crate) fn tar_split_path_of(&self, layer: &Layer) -> std::path::PathBuf {
+        match &layer.read_only_store {
+            Some(root) => {
+                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id)
+            }
+            None => self.tar_split_path(&layer.id),
+        }
+    }
+
     /// Removes a layer's tar-split, if any (best effort: `gc` removes
     /// what is left).
     pub(crate) fn remove_tar_split(&self, id: &str) {

@@ -35,6 +35,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::item::find;
 use super::layers::Layer;
 use super::layout;
 use super::records::{Locked, RecordFile};
@@ -61,16 +62,15 @@ impl Store {
         }
     }
 
-    /// The record of the layer `id` (an exact ID) when the split image
-    /// store holds it and the graph root does not: one whose record
-    /// changes are made in the image store's `layers.json`.
-    pub(crate) fn image_store_layer(&self, id: &str) -> Result<Option<Layer>> {
-        if self.image_store_layers().is_none() || self.layers()?.iter().any(|l| l.id == id) {
+    /// The layer `arg` names (ID, name or unique ID prefix) when the split
+    /// image store holds it and the graph root has no layer `arg` names:
+    /// one whose record changes are made in the image store's
+    /// `layers.json`.
+    pub(crate) fn image_store_layer(&self, arg: &str) -> Result<Option<Layer>> {
+        if self.image_store_layers().is_none() || find(&self.layers()?, arg).is_some() {
             return Ok(None);
         }
-        Ok(self
-            .ro_layer(id)?
-            .filter(|l| l.id == id && !self.layer_is_read_only(l)))
+        Ok(self.ro_layer(arg)?.filter(|l| !self.layer_is_read_only(l)))
     }
 
     /// Whether the content of `layer`, one of the split image store's, is
@@ -137,8 +137,7 @@ impl Store {
             if let Ok(short) = fs::read_to_string(parent.join(id).join(layout::LINK)) {
                 let link = parent.join(layout::SHORT_LINKS).join(short.trim());
                 let ours = super::driver::short_link_target(id);
-                if !short.trim().is_empty()
-                    && !short.contains('/')
+                if super::driver::is_short_name(short.trim())
                     && fs::read_link(&link).is_ok_and(|t| t == Path::new(&ours))
                 {
                     let _ = fs::remove_file(link);
@@ -258,7 +257,7 @@ impl Store {
                         .join(layout::SHORT_LINKS)
                         .join(short)
                 };
-                if !short.is_empty() && !short.contains('/') {
+                if super::driver::is_short_name(short) {
                     let to_link = link(to);
                     if fs::read_link(&to_link).ok() != Some(ours.clone()) {
                         durable::create_dir_all(to_link.parent().expect("in l/"))?;

@@ -675,12 +675,7 @@ impl Store {
         let tar_split = tar_split_of(&layer.id, &diff, &imported.crc64)?;
         let layer = self.privatize(&layer)?;
         // Its tar-split describes the content before the diff.
-        let tar_split_path = match &layer.read_only_store {
-            Some(root) => {
-                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id)
-            }
-            None => self.tar_split_path(&layer.id),
-        };
+        let tar_split_path = self.tar_split_path_of(&layer);
         durable::remove_file(&tar_split_path)?;
         self.apply_onto_live(&layer, &diff)?;
         // As upstream's: the layer's tar-split and recorded digests are
@@ -1022,10 +1017,8 @@ impl Store {
             if layers.iter().any(|l| l.id == id) {
                 let _ = fs::remove_file(self.deleting_marker(&id));
             } else {
-                if let Some((_, root)) = image_store {
-                    self.remove_image_store_files(&id, root);
-                }
-                self.remove_layer_files(&id);
+                let root = image_store.map(|(_, root)| root);
+                self.remove_deleted_layer_files(&id, root, false);
             }
         }
         Ok(())

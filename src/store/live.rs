@@ -9,7 +9,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 use super::layers::Layer;
-use super::layout;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::manifest::{
@@ -394,16 +393,7 @@ impl Store {
         compression: Compression,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let (dir, tar_split) = match &layer.read_only_store {
-            Some(root) => (
-                self.live_dir_of(layer)?,
-                layout::tar_split_path(&layout::layers_dir(root, &self.options.driver), &layer.id),
-            ),
-            None => (
-                self.live_content_dir(&layer.id)?,
-                self.layers_dir().join(format!("{}.tar-split.gz", layer.id)),
-            ),
-        };
+        let (dir, tar_split) = (self.live_dir_of(layer)?, self.tar_split_path_of(layer));
         let mut enc = compression.encoder(out).map_err(Error::writing_stream)?;
         match std::fs::File::open(&tar_split) {
             // The exact tar the layer was written from (its files'

@@ -103,7 +103,7 @@ impl Store {
     /// manifest when it has none, so that `diff` of the directory gives
     /// the exact tar while its files are unchanged (as upstream's does).
     fn keep_tar_split(&self, layer: &Layer) -> Result<()> {
-        let path = self.layers_dir().join(format!("{}.tar-split.gz", layer.id));
+        let path = self.tar_split_path(&layer.id);
         if fs::symlink_metadata(&path).is_ok() {
             return Ok(());
         }

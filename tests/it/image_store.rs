@@ -122,6 +122,17 @@ fn files_of(root: &Path, driver: &str, id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// `check` must report nothing: exit 0 and no output.
+fn check_clean(cli: &Cli, context: &str) {
+    let out = cli.run(&["check"], None);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{context}: check: {}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+}
+
 fn refused_with(cli: &Cli, args: &[&str], words: &str) {
     let out = cli.run(args, None);
     let err = common::stderr(&out);
@@ -653,13 +664,7 @@ fn a_killed_readonly_import_is_whole_in_the_image_store_or_gone(driver: &'static
             .filter(|n| n != "l")
             .collect();
         assert!(left.is_empty(), "{context}: left in DIR: {left:?}");
-        let out = split.run(&["check"], None);
-        assert!(
-            out.status.success() && out.stdout.is_empty(),
-            "{context}: check: {}{}",
-            common::stdout(&out),
-            common::stderr(&out)
-        );
+        check_clean(&split, &context);
     }
     eprintln!(
         "image store import kills ({driver}, seed {seed}): {} in DIR, {} in the graph root, {} gone",
@@ -744,13 +749,7 @@ fn a_killed_delete_in_the_image_store_is_whole_or_not_at_all(driver: &'static st
             0,
             "{context}"
         );
-        let out = split.run(&["check"], None);
-        assert!(
-            out.status.success() && out.stdout.is_empty(),
-            "{context}: check: {}{}",
-            common::stdout(&out),
-            common::stderr(&out)
-        );
+        check_clean(&split, &context);
         split.ok(&["wipe"]);
     }
     eprintln!(

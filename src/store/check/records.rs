@@ -28,15 +28,7 @@ impl Store {
     ) -> HashMap<String, Arc<LayerManifest>> {
         let mut manifests = HashMap::new();
         for layer in layers {
-            if !layer.parent.is_empty() && !by_id.contains_key(layer.parent.as_str()) {
-                let message = format!("parent layer {}: {LAYER_MISSING}", layer.parent);
-                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
-            }
-            for message in
-                self.big_data_problems(Kind::Layer, &layer.id, &layer.big_data, true, None)
-            {
-                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
-            }
+            self.scan_parent_and_data(scan, layer, by_id);
             // A directory-backed layer's content is its directory; one
             // whose record says it has content (a diff digest) while
             // neither a manifest for it nor its directory is there lost
@@ -75,22 +67,36 @@ impl Store {
             .iter()
             .filter(|l| !l.is_incomplete())
         {
-            if !layer.parent.is_empty() && !by_id.contains_key(layer.parent.as_str()) {
-                let message = format!("parent layer {}: {LAYER_MISSING}", layer.parent);
-                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
-            }
-            let store = layer.read_only_store.as_deref();
-            let index = &layer.big_data;
-            for message in self.big_data_problems(Kind::Layer, &layer.id, index, true, store) {
-                scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
-            }
+            self.scan_parent_and_data(scan, layer, by_id);
             let has_content = layer.sealed || self.ro_in_place(layer).is_some();
             if !layer.diff_digest.is_empty() && !has_content {
-                let root = store.unwrap_or(self.graph_root());
+                let root = layer
+                    .read_only_store
+                    .as_deref()
+                    .unwrap_or(self.graph_root());
                 let dir = layout::content_dir(root, &self.options.driver, &layer.id);
                 let message = format!("layer directory {} is missing", dir.display());
                 scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
             }
+        }
+    }
+
+    /// A layer's parent, and its big data (in its own store's records
+    /// directory: the split image store's for one of its layers).
+    fn scan_parent_and_data(
+        &self,
+        scan: &mut ScanReport,
+        layer: &Layer,
+        by_id: &HashMap<&str, &Layer>,
+    ) {
+        if !layer.parent.is_empty() && !by_id.contains_key(layer.parent.as_str()) {
+            let message = format!("parent layer {}: {LAYER_MISSING}", layer.parent);
+            scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
+        }
+        let store = layer.read_only_store.as_deref();
+        for message in self.big_data_problems(Kind::Layer, &layer.id, &layer.big_data, true, store)
+        {
+            scan.add(Kind::Layer, &layer.id, message, Remedy::Remove);
         }
     }
 
