@@ -218,17 +218,6 @@ pub enum Error {
         /// The read-only store's root.
         store: PathBuf,
     },
-    /// The content of a pool-backed layer the split image store holds (a
-    /// store of ours used as one) was to be written: its records are this
-    /// store's, its content (a manifest in that store's pool) is where its
-    /// writer put it, and only a directory there is written.
-    #[error("layer {layer}: its content in the image store at {} is not written here (a directory there is): mount it with -r, or make a layer on it", .store.display())]
-    ImageStoreContent {
-        /// The layer's ID.
-        layer: String,
-        /// The image store's root.
-        store: PathBuf,
-    },
     /// A layer has child layers (upstream's `ErrLayerHasChildren` for a
     /// delete).
     #[error("layer {layer} used by layer {child}: {}", has_children(*.refused))]
@@ -419,6 +408,9 @@ pub enum Action {
     /// Writing into the layer a mounted delta is built over (the
     /// delta's directory shows that layer's files).
     Unshare,
+    /// Making a read-only store's pool-backed layer a directory there to
+    /// write into it (the mounts show the directory built from the pool).
+    Write,
 }
 
 /// What is wrong with a path a manifest holds.
@@ -477,6 +469,7 @@ fn unmount_first(refused: Action) -> &'static str {
         Action::Wipe => "unmount everything first (shutdown -f)",
         Action::ApplyDiff => "unmount it before applying a diff",
         Action::Unshare => "unmount it before the layer it is built over is written",
+        Action::Write => "unmount it, and what is mounted over it, before it is written",
         Action::Delete => "unmount it first",
     }
 }
@@ -786,6 +779,14 @@ mod tests {
                 "layer 3f2a: it is mounted; unmount it before the layer it is built over is written",
             ),
             (
+                s(Error::Mounted {
+                    layer: layer(),
+                    at: None,
+                    refused: Action::Write,
+                }),
+                "layer 3f2a: it is mounted; unmount it, and what is mounted over it, before it is written",
+            ),
+            (
                 s(Error::TooManyMounts(layer())),
                 "layer 3f2a: mounted too many times",
             ),
@@ -800,13 +801,6 @@ mod tests {
             (
                 s(Error::ReadOnlyLayer(layer())),
                 "layer 3f2a: it is read-only",
-            ),
-            (
-                s(Error::ImageStoreContent {
-                    layer: layer(),
-                    store: "/images".into(),
-                }),
-                "layer 3f2a: its content in the image store at /images is not written here (a directory there is): mount it with -r, or make a layer on it",
             ),
             (
                 s(Error::InReadOnlyStore {

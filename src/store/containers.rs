@@ -274,12 +274,20 @@ impl Store {
         let container = find_container(&tx.containers.records, arg)
             .ok_or_else(|| Kind::Container.not_known(arg))?
             .clone();
-        // A container whose layer a read-only store holds (a split image
-        // store's directory): deleting the record alone would leave that
-        // layer behind.
-        if !tx.layers.records.iter().any(|l| l.id == container.layer) {
-            if let Some(ro) = self.ro_layer(&container.layer)? {
-                self.refuse_ro_layer(&ro)?;
+        // Its layer may be the split image store's (upstream's one layer
+        // store has both places): it goes from there. Another read-only
+        // store's would be left behind: refused. (Read before the image
+        // store's lock is taken: it holds the others only.)
+        let others = self.ro_layers_beside_image_store()?;
+        let mut dir = self.lock_image_store_layers()?;
+        let in_graph = tx.layers.records.iter().any(|l| l.id == container.layer);
+        let in_dir = !in_graph
+            && dir
+                .as_ref()
+                .is_some_and(|(d, _)| d.records.iter().any(|l| l.id == container.layer));
+        if !in_graph && !in_dir {
+            if let Some(ro) = others.iter().find(|l| l.id == container.layer) {
+                self.refuse_ro_layer(ro)?;
             }
         }
         let _mounts = self.lock_unmounted(std::slice::from_ref(&container.layer))?;
@@ -289,15 +297,21 @@ impl Store {
         tx.containers.records.retain(|c| c.id != container.id);
         self.write(|| tx.containers.save())?;
         let layer = std::slice::from_ref(&container.layer);
-        if tx.layers.records.iter().any(|l| l.id == container.layer) {
+        let mut image_store = None;
+        if in_graph {
             self.mark_deleting(layer)?;
             tx.layers.records.retain(|l| l.id != container.layer);
             self.write(|| tx.layers.save())?;
+        } else if let (true, Some((locked, root))) = (in_dir, &mut dir) {
+            self.mark_deleting(layer)?;
+            locked.records.retain(|l| l.id != container.layer);
+            self.write(|| locked.save())?;
+            image_store = Some(root.clone());
         }
-        drop(tx);
+        drop((dir, tx));
         // Files last (a leftover layer directory is finished by the next
         // writer, see `mark_deleting`).
-        self.remove_layer_files(&container.layer);
+        self.remove_deleted_layer_files(&container.layer, image_store.as_deref(), false);
         self.remove_item_dirs(Kind::Container, &container.id);
         Ok(())
     }

@@ -1011,7 +1011,7 @@ pub(crate) fn is_short_name(s: &str) -> bool {
 }
 
 /// A random 26-character short name, as upstream's overlay driver uses.
-fn short_name() -> String {
+pub(crate) fn short_name() -> String {
     let mut bytes = [0u8; 26];
     getrandom::getrandom(&mut bytes).expect("the kernel's random source is available");
     bytes

@@ -10,7 +10,9 @@
 //! deletes change them in `DIR/<drv>-layers/layers.json`; a delete removes
 //! their files under `DIR` too. A directory-backed one is written in place
 //! by `mount`, `copy` and `applydiff` (see [`Store::writable_in_place`]);
-//! writes to a pool-backed one are refused.
+//! a pool-backed one (a store of ours used as `DIR`) is first made
+//! directory-backed there, its directory built from `DIR`'s pool and its
+//! manifest removed (see `store/privatize.rs`).
 //!
 //! A layer made `--readonly` under a split image store (`create-layer`,
 //! `import-layer`) is put there, as upstream puts the layers it makes not
@@ -74,15 +76,12 @@ impl Store {
     }
 
     /// Whether the content of `layer`, one of the split image store's, is
-    /// written where it is (by `mount` without `-r`, `copy`, `applydiff`):
-    /// a directory-backed layer (its directory there, in place), not made
-    /// `--readonly`. (Writes to a pool-backed one there are refused.)
+    /// written there (by `mount` without `-r`, `copy`, `applydiff`): any
+    /// not made `--readonly`. A directory-backed one is written in place;
+    /// a pool-backed one (a store of ours used as `DIR`) is made
+    /// directory-backed there first (see `store/privatize.rs`).
     pub(crate) fn writable_in_place(&self, layer: &Layer) -> bool {
-        layer.read_only_store.is_some()
-            && !self.layer_is_read_only(layer)
-            && !layer.read_only
-            && !layer.sealed
-            && self.ro_in_place(layer).is_some()
+        layer.read_only_store.is_some() && !self.layer_is_read_only(layer) && !layer.read_only
     }
 
     /// The split image store's layer records under their exclusive
@@ -231,6 +230,36 @@ impl Store {
             }
             drop((dir, main));
             let _ = fs::remove_file(entry.path());
+        }
+        Ok(())
+    }
+
+    /// Gives layer `id`'s overlay directory in the split image store at
+    /// `root` a short link (`link` and `DIR/overlay/l/<short>` ->
+    /// `../<id>/diff`) when it has none: the short name this store gave
+    /// the layer, if any (the `lower` files above it list that one),
+    /// else a new one.
+    pub(crate) fn link_in_image_store(&self, id: &str, root: &Path) -> Result<()> {
+        let parent = layout::layer_dirs_parent(root, &self.options.driver);
+        let link_file = parent.join(id).join(layout::LINK);
+        let short = match fs::read_to_string(&link_file) {
+            Ok(short) if super::driver::is_short_name(short.trim()) => short.trim().to_string(),
+            _ => {
+                let short = self
+                    .short_link(id)
+                    .unwrap_or_else(|_| super::driver::short_name());
+                durable::atomic_write(&link_file, short.as_bytes())?;
+                short
+            }
+        };
+        let links = parent.join(layout::SHORT_LINKS);
+        let link = links.join(&short);
+        let target = PathBuf::from(super::driver::short_link_target(id));
+        if fs::read_link(&link).ok() != Some(target.clone()) {
+            super::driver::own_dir(&links)?;
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link).at(Op::Symlink, &link)?;
+            durable::fsync_dir(&links)?;
         }
         Ok(())
     }

@@ -86,7 +86,16 @@ impl Store {
     /// locks, and another driver's process may hold its own while it asks
     /// about ours.
     pub(crate) fn other_driver_layer(&self, id: &str) -> Result<Option<(String, Layer)>> {
-        let root = self.graph_root();
+        self.other_driver_layer_in(self.graph_root(), id)
+    }
+
+    /// [`Store::other_driver_layer`] in the store at `root` (the graph
+    /// root, or the split image store's directory).
+    pub(crate) fn other_driver_layer_in(
+        &self,
+        root: &std::path::Path,
+        id: &str,
+    ) -> Result<Option<(String, Layer)>> {
         for driver in layout::drivers_with_layers(root) {
             if driver == self.options.driver {
                 continue;

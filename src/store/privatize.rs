@@ -44,6 +44,9 @@ impl Store {
             return Ok(layer.clone());
         }
         self.check_writable()?;
+        if let Some(root) = &layer.read_only_store {
+            return self.privatize_in_image_store(layer, root);
+        }
         if let Some((driver, other)) = self.other_driver_layer(&layer.id)? {
             if other.sealed {
                 // The manifest is that layer's content too.
@@ -103,19 +106,192 @@ impl Store {
     /// manifest when it has none, so that `diff` of the directory gives
     /// the exact tar while its files are unchanged (as upstream's does).
     fn keep_tar_split(&self, layer: &Layer) -> Result<()> {
-        let path = self.tar_split_path(&layer.id);
+        let path = self.tar_split_path_of(layer);
         if fs::symlink_metadata(&path).is_ok() {
             return Ok(());
         }
+        match self.tar_split_from_manifest(layer)? {
+            Some(bytes) => self.write(|| durable::atomic_write(&path, &bytes)),
+            None => Ok(()),
+        }
+    }
+
+    /// The tar-split of a pool-backed layer, written from its manifest
+    /// (the CRC-64s from its pool); `None` when it cannot be written
+    /// (`diff` then falls back to the change scan).
+    fn tar_split_from_manifest(&self, layer: &Layer) -> Result<Option<Vec<u8>>> {
         let m = self.layer_manifest(layer)?;
         let mut bytes = Vec::new();
-        let crcs = tar_split::ContentCrcs::FromPool(&self.pool);
+        let crcs = tar_split::ContentCrcs::FromPool(self.pool_of(layer)?);
         match tar_split::write_tar_split(&m, crcs, &mut bytes) {
-            Ok(_) => self.write(|| durable::atomic_write(&path, &bytes)),
+            Ok(_) => Ok(Some(bytes)),
             Err(e) => {
-                // `diff` falls back to the change scan.
                 tracing::warn!(layer = %layer.id, error = %e, "no tar-split kept");
-                Ok(())
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Store::privatize`] for a pool-backed layer of the split image
+    /// store at `root` (a store of ours used as one), whose content is a
+    /// manifest in that store's pool: it becomes a directory there, as
+    /// that store's directory-backed layers are, written in place from
+    /// then on (see `store/image_store.rs`).
+    ///
+    /// The directory is built beside its place without a lock (a cache
+    /// that store built there, which may share inodes with its
+    /// `objects/`, is made private in place instead), and the tar-split
+    /// written from the manifest. Under the image store's layers lock
+    /// (the layer is still its), then the mounts lock, the directory is
+    /// renamed into place with its short link, what this store built for
+    /// the layer from that pool goes, and `DIR/manifests/<id>` is
+    /// removed: from then on the directory is the content. A layer
+    /// mounted, or whose directory built here an overlay mount uses, is
+    /// refused: the directory that mount shows would no longer be the
+    /// layer's.
+    fn privatize_in_image_store(&self, layer: &Layer, root: &Path) -> Result<Layer> {
+        let id = &layer.id;
+        if let Some((driver, other)) = self.other_driver_layer_in(root, id)? {
+            if other.sealed {
+                // The manifest is that layer's content too.
+                return Err(Error::ManifestShared {
+                    layer: id.clone(),
+                    driver,
+                    diff_digest: other.diff_digest,
+                });
+            }
+        }
+        super::driver::refuse_reserved(id)?;
+        self.refuse_mounted_cache(id, &self.mounts()?)?;
+        let chain = self.chain(id)?;
+        let drv = self.options.driver.as_str();
+        let place = layout::layer_dirs_parent(root, drv).join(id);
+        let built = match self.ro_in_place(layer) {
+            Some(dir) => {
+                unshare(&dir)?;
+                sync_fs(&dir)?;
+                None
+            }
+            None => Some(self.build_in_image_store(&chain, root)?),
+        };
+        let tar_split = self.tar_split_from_manifest(layer)?;
+        let result = (|| {
+            let Some((file, _)) = self.image_store_layers() else {
+                return Err(super::Kind::Layer.not_known(id));
+            };
+            let records = file.lock()?;
+            if !records.records.iter().any(|l| l.id == *id) {
+                return Err(super::Kind::Layer.not_known(id));
+            }
+            if let Some(built) = &built {
+                // What that store left there (a delta, or entries without
+                // `diff`) goes; its short name stays the layer's.
+                let link = place.join(layout::LINK);
+                if let (true, Ok(short)) = (drv == "overlay", fs::read_to_string(&link)) {
+                    if super::driver::is_short_name(short.trim()) {
+                        durable::atomic_write(&built.join(layout::LINK), short.trim().as_bytes())?;
+                    }
+                }
+                if fs::symlink_metadata(&place).is_ok() {
+                    durable::remove_dir_aside(&place)?;
+                }
+                fs::rename(built, &place).at(Op::Rename, &place)?;
+                durable::fsync_dir(place.parent().expect("in the driver's directory"))?;
+            }
+            if drv == "overlay" {
+                self.link_in_image_store(id, root)?;
+            }
+            let path = self.tar_split_path_of(layer);
+            if let (Some(bytes), Err(_)) = (&tar_split, fs::symlink_metadata(&path)) {
+                durable::atomic_write(&path, bytes)?;
+            }
+            let mounts = self.mount_records.lock()?;
+            self.refuse_mounted_cache(id, &mounts.records)?;
+            // Built here from that pool: not the layer's content now.
+            self.remove_driver_dirs(id);
+            let manifest = layout::manifest_path(root, id);
+            durable::remove_file(&manifest)?;
+            durable::fsync_dir(&layout::manifests_dir(root))
+        })();
+        if let Some(built) = built.filter(|b| b.exists()) {
+            let _ = durable::remove_tree(&built);
+        }
+        self.write(|| result)?;
+        tracing::debug!(layer = %id, "the image store's pool-backed layer made directory-backed there");
+        self.layer(id)
+    }
+
+    /// Refuses to make layer `id` (a read-only store's) directory-backed
+    /// while it is mounted (`mounts`), or while an overlay mount of the
+    /// host uses the directory this store built for it.
+    fn refuse_mounted_cache(&self, id: &str, mounts: &[super::MountPoint]) -> Result<()> {
+        let dir = self.layer_content_dir(id);
+        let dir = fs::canonicalize(&dir).unwrap_or(dir);
+        let used = match self.options.driver.as_str() {
+            "overlay" => super::host_mounts::overlay_dirs(&self.driver_dir()).contains(&dir),
+            _ => false,
+        };
+        if used || mounts.iter().any(|m| m.id == id && m.count > 0) {
+            return Err(Error::Mounted {
+                layer: id.to_string(),
+                at: None,
+                refused: Action::Write,
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds the directory of `chain[0]`, a pool-backed layer of the
+    /// split image store at `root`, whole and without hardlinks, beside
+    /// its place there: overlay's `diff` (with `work`, and `empty` for a
+    /// parentless layer), or vfs's tree of the whole chain. Returns it.
+    fn build_in_image_store(&self, chain: &[Layer], root: &Path) -> Result<std::path::PathBuf> {
+        let layer = &chain[0];
+        let drv = self.options.driver.as_str();
+        let place = layout::layer_dirs_parent(root, drv).join(&layer.id);
+        let tmp = durable::temp_sibling(&place);
+        let result = (|| {
+            durable::create_dir_all(place.parent().expect("in the driver's directory"))?;
+            if drv != "overlay" {
+                // This store's tree of the chain, copied there.
+                let tree = self.prepare_vfs(chain)?;
+                crate::materialize::copy_tree(&tree, &tmp)?;
+                return sync_fs(&tmp);
+            }
+            let mapping = layer.id_mapping();
+            let m = mapping.shift_manifest(&self.layer_manifest(layer)?, &layer.id)?;
+            let lowers = self
+                .chain_views(&chain[1..])?
+                .iter()
+                .map(|l| mapping.shift_manifest(l, &layer.id))
+                .collect::<Result<Vec<_>>>()?;
+            let lowers: Vec<_> = lowers.iter().collect();
+            let options = BuildOptions {
+                format: self.overlay_format(),
+                hardlinks: false,
+                durable: true,
+            };
+            durable::create_dir_all(&tmp)?;
+            let diff = tmp.join(layout::DIFF);
+            self.materializer_for(layer)?
+                .build_overlay(&m, &lowers, &diff, options)
+                .map_err(|e| e.for_layer(&layer.id))?;
+            super::id_maps::own_root(&diff, mapping)?;
+            durable::create_dir_all(&tmp.join(layout::WORK))?;
+            if layer.parent.is_empty() {
+                durable::create_dir_all(&tmp.join(layout::EMPTY_LOWER))?;
+            } else {
+                // What Go clients mount below it.
+                let lower = self.ro_link_entries(&chain[1..])?.join(":");
+                durable::atomic_write(&tmp.join(layout::LOWER), lower.as_bytes())?;
+            }
+            sync_fs(&tmp)
+        })();
+        match result {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = durable::remove_tree(&tmp);
+                Err(e)
             }
         }
     }

@@ -411,17 +411,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Refuses a write to `layer`'s content when it is a read-only
-    /// store's, or the split image store's (whose records only are
-    /// written, see `store/image_store.rs`).
+    /// Refuses a write to `layer` when it is a read-only store's (not
+    /// the split image store's, which are this store's, see
+    /// `store/image_store.rs`).
     pub(crate) fn refuse_ro_layer(&self, layer: &Layer) -> Result<()> {
         match &layer.read_only_store {
-            Some(root) if !self.layer_is_read_only(layer) => Err(Error::ImageStoreContent {
-                layer: layer.id.clone(),
-                store: root.clone(),
-            }),
-            Some(root) => Err(Self::refuse_read_only(Kind::Layer, &layer.id, root)),
-            None => Ok(()),
+            Some(root) if self.layer_is_read_only(layer) => {
+                Err(Self::refuse_read_only(Kind::Layer, &layer.id, root))
+            }
+            _ => Ok(()),
         }
     }
 }

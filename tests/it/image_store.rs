@@ -13,8 +13,9 @@
 //!   places as within one), metadata and big data change DIR's records;
 //!   a directory-backed one (ours, or one the Go CLI wrote, which then
 //!   sees what was written) is written in place by `mount`, `copy` and
-//!   `applydiff`, while writes to a pool-backed one are refused with a
-//!   message that says why;
+//!   `applydiff`, and a pool-backed one (a store of ours used as DIR) is
+//!   made directory-backed there first, from DIR's pool, a cache of that
+//!   store's made private in place (refused while mounted);
 //! - a store written before, used as DIR, has its layers deleted there
 //!   with their files;
 //! - `check` looks at both places, and four processes share a split
@@ -372,14 +373,6 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     assert!(names_of(&records(&dir, driver), &base).contains(&"renamed".to_string()));
     split.ok(&["set-metadata", "-m", "noted", "renamed"]);
     assert_eq!(split.ok(&["metadata", "-q", "base"]).trim(), "noted");
-    // Their content is read where it is; a pool-backed one's is not
-    // written.
-    refused_with(&split, &["mount", "base"], "is not written here");
-    refused_with(
-        &split,
-        &["copy", "/etc/hostname", "base:/x"],
-        "is not written here",
-    );
     let mounted = PathBuf::from(split.ok(&["mount", "-r", "theirs"]).trim());
     assert_tree(&s, &mounted, "a read-only mount of the image store's image");
     split.ok(&["unmount", "theirs"]);
@@ -427,11 +420,6 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     let digest = common::sha256(&std::fs::read(&top_tar).unwrap());
     assert_eq!(record["diff-digest"], digest);
     assert!(files_of(&s.path("graph"), driver, &live).is_empty());
-    refused_with(
-        &split,
-        &["applydiff", "-f", top_tar.to_str().unwrap(), "base"],
-        "is not written here",
-    );
     // The store used alone sees what was written.
     let mounted = PathBuf::from(writer.ok(&["mount", "live"]).trim());
     assert_eq!(
@@ -441,6 +429,8 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     writer.ok(&["unmount", "live"]);
     split.ok(&["delete-layer", "live"]);
     assert!(!layer_dir(&dir, driver, &live).exists());
+
+    pool_backed_layers_are_written_there(&s, &split, &writer, (&dir, driver), &top);
 
     split.ok(&["delete-image", "theirs"]);
     assert!(records(&dir, driver).is_empty());
@@ -454,6 +444,139 @@ fn the_image_stores_own_layers_are_this_stores(driver: &'static str) {
     // The store itself, used alone again, has nothing left.
     assert_eq!(writer.ok(&["layers"]), "");
     assert_eq!(writer.ok(&["check"]), "");
+}
+
+/// The pool-backed layers of a store of ours used as DIR (`writer`'s,
+/// under `top`, one of them) are written too, as upstream writes any
+/// layer not `--readonly`: made directory-backed there first, from DIR's
+/// pool, their manifest gone and their tar-split beside their record.
+/// One never built there gets a new directory; one whose directory that
+/// store built (sharing inodes with its `objects/`) is made private in
+/// place, so no other tree sees the write.
+fn pool_backed_layers_are_written_there(
+    s: &Scratch,
+    split: &Cli,
+    writer: &Cli,
+    (dir, driver): (&Path, &str),
+    top: &str,
+) {
+    let graph = s.path("graph");
+    let (base_tar, top_tar) = (s.path("base.tar"), s.path("top.tar"));
+    let manifest = |id: &str| dir.join("manifests").join(id);
+    let content = |id: &str| match driver {
+        "overlay" => layer_dir(dir, driver, id).join("diff"),
+        _ => layer_dir(dir, driver, id),
+    };
+    // Never built there.
+    let extra = writer.first_line(&[
+        "import-layer",
+        "-n",
+        "extra",
+        "-f",
+        base_tar.to_str().unwrap(),
+        top,
+    ]);
+    assert!(manifest(&extra).is_file() && !content(&extra).exists());
+    let mounted = PathBuf::from(split.ok(&["mount", "extra"]).trim());
+    assert!(
+        !manifest(&extra).exists(),
+        "still pool-backed while mounted"
+    );
+    assert!(content(&extra).join("etc/hello").is_file());
+    std::fs::write(mounted.join("etc/hello"), "changed\n").unwrap();
+    std::fs::write(mounted.join("written"), "through the mount\n").unwrap();
+    split.ok(&["unmount", "extra"]);
+    assert!(tar_split(dir, driver, &extra).is_file());
+    assert!(
+        files_of(&graph, driver, &extra).is_empty(),
+        "{:?}",
+        files_of(&graph, driver, &extra)
+    );
+    let changes = split.ok(&["changes", "extra"]);
+    assert!(
+        changes.contains("Add \"/written\"") && changes.contains("Modify \"/etc/hello\""),
+        "{changes}"
+    );
+    // The store used alone sees the layer as a directory with the writes.
+    let alone = PathBuf::from(writer.ok(&["mount", "extra"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(alone.join("etc/hello")).unwrap(),
+        "changed\n"
+    );
+    assert!(alone.join("written").is_file());
+    writer.ok(&["unmount", "extra"]);
+
+    // Built there by that store (on overlay, a mount there left `top`'s
+    // directory, hardlinked to its `objects/`): made private in place.
+    // Refused while mounted: the mount shows the pool's tree.
+    split.ok(&["mount", "-r", "theirs"]);
+    refused_with(split, &["mount", top], "before it is written");
+    split.ok(&["unmount", "theirs"]);
+    let note = s.path("note");
+    std::fs::write(&note, "copied in\n").unwrap();
+    split.ok(&["copy", note.to_str().unwrap(), &format!("{top}:/opt/top")]);
+    assert!(!manifest(top).exists());
+    assert_eq!(
+        std::fs::read_to_string(content(top).join("opt/top")).unwrap(),
+        "copied in\n"
+    );
+    let objects = dir.join("objects");
+    for entry in walk(&objects) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            bytes != b"copied in\n",
+            "{} took the write",
+            entry.display()
+        );
+    }
+    // The store used alone sees it too.
+    let alone = PathBuf::from(writer.ok(&["mount", "-r", "theirs"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(alone.join("opt/top")).unwrap(),
+        "copied in\n"
+    );
+    writer.ok(&["unmount", "theirs"]);
+
+    // `applydiff` into a pool-backed one: its tar-split and digests are
+    // then the stream's, in DIR.
+    let more = writer.first_line(&["import-layer", "-f", top_tar.to_str().unwrap()]);
+    split.ok(&["applydiff", "-f", base_tar.to_str().unwrap(), &more]);
+    assert!(!manifest(&more).exists() && tar_split(dir, driver, &more).is_file());
+    assert_eq!(
+        split.ok_bytes(&["diff", "-u", &more]),
+        std::fs::read(&base_tar).unwrap()
+    );
+    let record = records(dir, driver)
+        .into_iter()
+        .find(|r| r["id"] == more.as_str())
+        .unwrap();
+    assert_eq!(
+        record["diff-digest"],
+        common::sha256(&std::fs::read(&base_tar).unwrap())
+    );
+    assert_eq!(split.ok(&["check"]), "");
+    for id in [&more, &extra] {
+        split.ok(&["delete-layer", id]);
+        assert!(
+            files_of(dir, driver, id).is_empty(),
+            "{:?}",
+            files_of(dir, driver, id)
+        );
+    }
+}
+
+/// Every regular file under `root`.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&path)),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A store the Go CLI wrote, used as DIR: its directory-backed layer is
