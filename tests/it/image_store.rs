@@ -717,6 +717,49 @@ fn half_done_moves_are_finished_or_undone(driver: &'static str) {
     assert_eq!(split.ok(&["check"]), "");
 }
 
+/// A container record whose layer DIR holds (here, records of a store
+/// of ours used as DIR, copied by hand into the graph root's): as in
+/// upstream's one layer store, `delete-container` deletes that layer
+/// there, files and all.
+fn a_containers_layer_in_the_image_store_goes_with_it(driver: &'static str) {
+    let Some((s, split, dir)) = split_store(driver) else {
+        return;
+    };
+    let writer = Cli::ours(dir.clone(), s.path("run-writer"), driver);
+    let top = writer.first_line(&["import-layer", "-f", s.path("top.tar").to_str().unwrap()]);
+    writer.ok(&["create-image", "-n", "theirs", &top]);
+    writer.ok(&["create-container", "-n", "c", "theirs"]);
+    let layer = writer.ok(&["container", "-j", "c"]);
+    let layer: Value = serde_json::from_str(&layer).unwrap();
+    let layer = layer[0]["layer"].as_str().unwrap().to_string();
+    let mounted = PathBuf::from(writer.ok(&["mount", "c"]).trim());
+    std::fs::write(mounted.join("written"), "by the container").unwrap();
+    writer.ok(&["unmount", "c"]);
+    assert!(!files_of(&dir, driver, &layer).is_empty());
+    let containers = format!("{driver}-containers");
+    let graph = s.path("graph").join(&containers);
+    std::fs::create_dir_all(&graph).unwrap();
+    for file in ["containers.json", "containers.lock"] {
+        std::fs::copy(dir.join(&containers).join(file), graph.join(file)).unwrap();
+    }
+    assert!(split.ok(&["containers"]).contains("c"));
+    split.ok(&["delete-container", "c"]);
+    assert!(!ids(&records(&dir, driver)).contains(&layer));
+    assert!(
+        files_of(&dir, driver, &layer).is_empty(),
+        "{:?}",
+        files_of(&dir, driver, &layer)
+    );
+    assert_eq!(split.ok(&["containers"]), "");
+    assert_eq!(split.ok(&["check"]), "");
+}
+
+on_both_drivers!(
+    a_containers_layer_in_the_image_store_goes_with_it:
+        a_containers_layer_in_the_image_store_goes_with_it_vfs,
+        a_containers_layer_in_the_image_store_goes_with_it_overlay
+);
+
 on_both_drivers!(
     half_done_moves_are_finished_or_undone:
         half_done_moves_are_finished_or_undone_vfs,
