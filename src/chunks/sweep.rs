@@ -73,6 +73,20 @@ struct PackSweep<'a> {
     changed: bool,
 }
 
+impl SweepReport {
+    /// Adds `other`'s counts to this one's (one report for two pools).
+    pub fn add(&mut self, other: &SweepReport) {
+        self.chunks_removed += other.chunks_removed;
+        self.chunk_bytes_removed += other.chunk_bytes_removed;
+        self.packs_removed += other.packs_removed;
+        self.packs_rewritten += other.packs_rewritten;
+        self.packs_damaged += other.packs_damaged;
+        self.packs_unindexed += other.packs_unindexed;
+        self.leftovers_removed += other.leftovers_removed;
+        self.bytes_freed += other.bytes_freed;
+    }
+}
+
 impl ChunkPool {
     /// Waits for running writers to finish and keeps new ones out until
     /// the guard is dropped.

@@ -15,7 +15,9 @@
 //! 6. with no build running: builders' leftover trees, then objects no
 //!    materialized layer needs;
 //! 7. with no import running: manifests without a record, then chunks no
-//!    manifest references.
+//!    manifest references; then the same in the split image store's
+//!    pool, when it has one (a store of ours used as `--image-store`),
+//!    for the layers under it.
 //!
 //! The pool, manifests and objects are shared by every driver: steps 6
 //! and 7 count the layers of every driver's records
@@ -165,6 +167,7 @@ impl Store {
         let mut manifests = HashMap::new();
         self.write(|| self.gc_objects(&mut manifests, &mut report))?;
         self.write(|| self.gc_chunks(&mut manifests, options.pack_garbage, &mut report))?;
+        self.write(|| self.gc_image_store_chunks(options.pack_garbage, &mut report))?;
         report.incomplete_layers = match incomplete.or_else(|_| self.gc_incomplete_layers(dry)) {
             Ok(count) => count,
             Err(e) => {
@@ -476,12 +479,48 @@ impl Store {
         pack_garbage: f64,
         report: &mut GcReport,
     ) -> Result<()> {
-        let guard = self.pool().sweep_guard()?;
-        let dir = layout::manifests_dir(self.graph_root());
+        let users = || self.pool_users();
+        let pool = (self.pool(), self.graph_root());
+        self.sweep_unreferenced(pool, users, manifests, pack_garbage, report)
+    }
+
+    /// [`Store::gc_chunks`] for the split image store's pool, when it has
+    /// one (a store of ours used as `DIR`): the manifests there that no
+    /// layer under `DIR` lists (a layer deleted or made directory-backed
+    /// through this store), then the chunks no manifest there references,
+    /// under that pool's sweep guard, which the imports of a process
+    /// using `DIR` as its own graph root hold as this store's do.
+    fn gc_image_store_chunks(&self, pack_garbage: f64, report: &mut GcReport) -> Result<()> {
+        let Some((_, root)) = self.image_store_layers() else {
+            return Ok(());
+        };
+        let pool_dir = layout::pool_dir(root);
+        if !pool_dir.is_dir() {
+            return Ok(());
+        }
+        let pool = crate::chunks::ChunkPool::open(&pool_dir, true)?;
+        let users = || self.image_store_pool_users(root);
+        let mut manifests = HashMap::new();
+        self.sweep_unreferenced((&pool, root), users, &mut manifests, pack_garbage, report)
+    }
+
+    /// Under `pool`'s sweep guard: removes the manifests under its store's
+    /// `root` that no layer of `users` (read under the guard) lists, then
+    /// the chunks of `pool` no remaining manifest references.
+    fn sweep_unreferenced(
+        &self,
+        (pool, root): (&crate::chunks::ChunkPool, &Path),
+        users: impl FnOnce() -> Result<Vec<LayerSet>>,
+        manifests: &mut HashMap<String, LayerManifest>,
+        pack_garbage: f64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let guard = pool.sweep_guard()?;
+        let dir = layout::manifests_dir(root);
         let files = list(&dir);
         // Read under the sweep guard: no import of any driver is between
         // publishing its manifest and its record.
-        let sets = self.pool_users()?;
+        let sets = users()?;
         let known: HashSet<&str> = sets
             .iter()
             .flat_map(|s| s.layers.iter().map(|l| l.id.as_str()))
@@ -506,10 +545,9 @@ impl Store {
                 }
             }
         }
-        report.chunks = self
-            .pool()
-            .sweep(&guard, &live, pack_garbage, report.dry_run)?;
-        report.freed_bytes += report.chunks.bytes_freed;
+        let swept = pool.sweep(&guard, &live, pack_garbage, report.dry_run)?;
+        report.freed_bytes += swept.bytes_freed;
+        report.chunks.add(&swept);
         Ok(())
     }
 

@@ -79,6 +79,23 @@ impl Store {
         Ok(sets)
     }
 
+    /// The pool users of the split image store at `root` (a store of
+    /// ours used as `DIR`, whose pool and manifests its layers
+    /// reference): every driver's layers under it, this store's driver's
+    /// included, each record file read under its shared lock.
+    pub(crate) fn image_store_pool_users(&self, root: &std::path::Path) -> Result<Vec<LayerSet>> {
+        layout::drivers_with_layers(root)
+            .into_iter()
+            .map(|driver| {
+                Ok(LayerSet {
+                    root: root.to_path_buf(),
+                    layers: other_driver_records(root, &driver)?.read()?,
+                    driver,
+                })
+            })
+            .collect()
+    }
+
     /// A layer of another driver's records with this ID, if any: its
     /// manifest is the same file as this driver's layer's. The record
     /// files are read as they are (each is only ever replaced whole),

@@ -563,6 +563,29 @@ fn pool_backed_layers_are_written_there(
             files_of(dir, driver, id)
         );
     }
+    // `gc` sweeps DIR's pool of what no manifest there lists any more
+    // (`top.tar`'s chunks); `base` keeps its own, which `extra` listed
+    // too.
+    let pool_bytes = || -> u64 {
+        walk(&dir.join("chunks"))
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum()
+    };
+    let before = pool_bytes();
+    let gc = split.ok(&["gc"]);
+    assert!(gc.contains("unreferenced chunks: "), "{gc}");
+    assert!(
+        pool_bytes() < before,
+        "{gc}: DIR's pool kept {before} bytes"
+    );
+    let again = split.ok(&["gc"]);
+    assert!(!again.contains("unreferenced chunks"), "{again}");
+    assert_eq!(
+        writer.ok_bytes(&["diff", "-u", "base"]),
+        std::fs::read(&base_tar).unwrap()
+    );
+    assert_eq!(split.ok(&["check"]), "");
 }
 
 /// Every regular file under `root`.
