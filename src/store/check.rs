@@ -358,7 +358,8 @@ impl Store {
         let unreadable = self.scan_chunks(&mut scan, &layers, &manifests, options)?;
         self.scan_pool(&mut scan, &manifests, options)?;
         if !options.quick {
-            self.scan_exports(&mut scan, &layers, &manifests, &unreadable);
+            let both = (&layers[..], &records.image_store_layers[..]);
+            self.scan_exports(&mut scan, both, &manifests, &unreadable);
         }
         self.scan_materialized(&mut scan, &layers, &by_id, &manifests, options);
         self.scan_unreferenced(&mut scan, &records, &layers, &by_id, options);

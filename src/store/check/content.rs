@@ -79,7 +79,7 @@ impl Store {
     pub(super) fn scan_exports(
         &self,
         scan: &mut ScanReport,
-        layers: &[&Layer],
+        (layers, image_store_layers): (&[&Layer], &[Layer]),
         manifests: &HashMap<String, Arc<LayerManifest>>,
         unreadable: &HashSet<String>,
     ) {
@@ -97,19 +97,20 @@ impl Store {
             scan.add(Kind::Layer, &id, message, Remedy::Remove);
         }
         // Directory-backed layers with a recorded digest and the
-        // tar-split that gives their exact tar: as upstream's `check`,
-        // what the directory holds is exported and its digest compared
-        // (a layer written since, through a mount, `copy` or
-        // `applydiff`, no longer matches).
-        let written: Vec<(String, String)> = layers
+        // tar-split that gives their exact tar (the graph root's, and
+        // the split image store's, which upstream's one layer store
+        // checks too): as upstream's `check`, what the directory holds is
+        // exported and its digest compared (a layer written since,
+        // through a mount, `copy` or `applydiff`, no longer matches).
+        let in_place = image_store_layers
+            .iter()
+            .filter(|l| !l.is_incomplete() && self.ro_in_place(l).is_some());
+        let candidates: Vec<&Layer> = layers.iter().copied().chain(in_place).collect();
+        let written: Vec<(String, String)> = candidates
             .par_iter()
             .filter(|l| !l.sealed && !l.diff_digest.is_empty())
-            .filter(|l| self.layer_content_dir(&l.id).is_dir())
-            .filter(|l| {
-                self.layers_dir()
-                    .join(format!("{}.tar-split.gz", l.id))
-                    .is_file()
-            })
+            .filter(|l| self.live_dir_of(l).is_ok_and(|d| d.is_dir()))
+            .filter(|l| self.tar_split_path_of(l).is_file())
             .filter_map(|l| {
                 let mut hash = HashingSink(manifest::Sha256::default());
                 let what = match self.live_diff(l, crate::manifest::Compression::None, &mut hash) {
