@@ -258,25 +258,8 @@ impl Store {
                 crate::materialize::copy_tree(&tree, &tmp)?;
                 return sync_fs(&tmp);
             }
-            let mapping = layer.id_mapping();
-            let m = mapping.shift_manifest(&self.layer_manifest(layer)?, &layer.id)?;
-            let lowers = self
-                .chain_views(&chain[1..])?
-                .iter()
-                .map(|l| mapping.shift_manifest(l, &layer.id))
-                .collect::<Result<Vec<_>>>()?;
-            let lowers: Vec<_> = lowers.iter().collect();
-            let options = BuildOptions {
-                format: self.overlay_format(),
-                hardlinks: false,
-                durable: true,
-            };
             durable::create_dir_all(&tmp)?;
-            let diff = tmp.join(layout::DIFF);
-            self.materializer_for(layer)?
-                .build_overlay(&m, &lowers, &diff, options)
-                .map_err(|e| e.for_layer(&layer.id))?;
-            super::id_maps::own_root(&diff, mapping)?;
+            self.build_private_diff(chain, &tmp.join(layout::DIFF))?;
             durable::create_dir_all(&tmp.join(layout::WORK))?;
             if layer.parent.is_empty() {
                 durable::create_dir_all(&tmp.join(layout::EMPTY_LOWER))?;
@@ -326,7 +309,17 @@ impl Store {
             durable::remove_dir_aside(&diff)?;
         }
         durable::remove_file(&base)?;
-        // With the layer's host IDs (see `store/id_maps.rs`).
+        self.build_private_diff(chain, &diff)?;
+        // `link`, `work`, `merged` and the short link.
+        self.prepare_overlay_with(&chain[..1], false)
+    }
+
+    /// Builds `diff`, the overlay directory of `chain[0]` (a pool-backed
+    /// layer, `chain` top first), whole from its manifest and its own
+    /// pool, without hardlinks, with the layer's host IDs (see
+    /// `store/id_maps.rs`).
+    fn build_private_diff(&self, chain: &[Layer], diff: &Path) -> Result<()> {
+        let layer = &chain[0];
         let mapping = layer.id_mapping();
         let m = mapping.shift_manifest(&self.layer_manifest(layer)?, &layer.id)?;
         let lowers = self
@@ -340,12 +333,10 @@ impl Store {
             hardlinks: false,
             durable: true,
         };
-        self.materializer()?
-            .build_overlay(&m, &lowers, &diff, options)
+        self.materializer_for(layer)?
+            .build_overlay(&m, &lowers, diff, options)
             .map_err(|e| e.for_layer(&layer.id))?;
-        super::id_maps::own_root(&diff, mapping)?;
-        // `link`, `work`, `merged` and the short link.
-        self.prepare_overlay_with(&chain[..1], false)
+        super::id_maps::own_root(diff, mapping)
     }
 }
 
