@@ -95,9 +95,9 @@ pub struct Global {
     /// (a read-only additional image store).
     #[arg(long = "storage-opt", global = true, value_name = "OPT", action = ArgAction::Append)]
     pub storage_opts: Vec<String>,
-    /// Split image store directory: images live there; layers, their
-    /// content and container records stay under the graph root (whose
-    /// images stay visible).
+    /// Split image store directory: images and `--readonly` layers live
+    /// there; other layers and container records stay under the graph
+    /// root (whose images stay visible).
     #[arg(long = "image-store", global = true, value_name = "DIR")]
     pub image_store: Option<PathBuf>,
     /// Keep container records in the run root.
