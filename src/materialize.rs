@@ -28,6 +28,7 @@ pub use changes::{
 pub(crate) use compare::{compare, walk as walk_tree, ExpectedTree};
 pub use copy::{copy_into, copy_over, copy_tree, Chown, Owners};
 pub use delta::{delta, stands_alone};
+pub(crate) use objects::lock_path as builders_lock_path;
 pub(crate) use objects::tmp_dir as objects_tmp_dir;
 pub use share::{ShareOptions, ShareStats};
 pub use sweep::{

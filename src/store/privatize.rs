@@ -32,6 +32,7 @@ use super::layout;
 use super::Store;
 use crate::durable;
 use crate::error::{Action, Error, IoContext, Op, Result};
+use crate::flock::Flock;
 use crate::manifest::tar_split;
 use crate::materialize::BuildOptions;
 use crate::sys;
@@ -138,17 +139,20 @@ impl Store {
     /// that store's directory-backed layers are, written in place from
     /// then on (see `store/image_store.rs`).
     ///
-    /// The directory is built beside its place without a lock (a cache
-    /// that store built there, which may share inodes with its
-    /// `objects/`, is made private in place instead), and the tar-split
-    /// written from the manifest. Under the image store's layers lock
-    /// (the layer is still its), then the mounts lock, the directory is
-    /// renamed into place with its short link, what this store built for
-    /// the layer from that pool goes, and `DIR/manifests/<id>` is
-    /// removed: from then on the directory is the content. A layer
-    /// mounted, or whose directory built here an overlay mount uses, is
-    /// refused: the directory that mount shows would no longer be the
-    /// layer's.
+    /// The directory is built beside its place (a cache that store built
+    /// there, which may share inodes with its `objects/`, is made private
+    /// in place instead), and the tar-split written from the manifest,
+    /// holding `DIR/objects/.lock` shared throughout, as that store's
+    /// builders do: its `gc` removes no tree being built. Under the image
+    /// store's layers lock (the layer is still its; a process using `DIR`
+    /// as its graph root evicts under that lock, so a directory made
+    /// private in place that is gone by then is built again), then the
+    /// mounts lock, the directory is renamed into place with its short
+    /// link, what this store built for the layer from that pool goes, and
+    /// `DIR/manifests/<id>` is removed: from then on the directory is the
+    /// content. A layer mounted, or whose directory built here an overlay
+    /// mount uses, is refused: the directory that mount shows would no
+    /// longer be the layer's.
     fn privatize_in_image_store(&self, layer: &Layer, root: &Path) -> Result<Layer> {
         let id = &layer.id;
         if let Some((driver, other)) = self.other_driver_layer_in(root, id)? {
@@ -164,17 +168,54 @@ impl Store {
         super::driver::refuse_reserved(id)?;
         self.refuse_mounted_cache(id, &self.mounts()?)?;
         let chain = self.chain(id)?;
+        let objects = layout::objects_dir(root);
+        durable::create_dir_all(&objects)?;
+        let _builders = Flock::shared(&crate::materialize::builders_lock_path(&objects))?;
+        let tar_split = self.tar_split_from_manifest(layer)?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let in_place = self.ro_in_place(layer).is_some() && attempts < 3;
+            match self.privatize_there(&chain, root, in_place, tar_split.as_deref()) {
+                // Evicted by that store since it was made private: built.
+                Ok(false) => continue,
+                Ok(true) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::debug!(layer = %id, "the image store's pool-backed layer made directory-backed there");
+        self.layer(id)
+    }
+
+    /// One attempt of [`Store::privatize_in_image_store`] for `chain[0]`:
+    /// its directory there made private in place (`in_place`) or built
+    /// anew, then put in place; `false` when the directory made private
+    /// in place was gone by the time the layers lock was held.
+    fn privatize_there(
+        &self,
+        chain: &[Layer],
+        root: &Path,
+        in_place: bool,
+        tar_split: Option<&[u8]>,
+    ) -> Result<bool> {
+        let layer = &chain[0];
+        let id = &layer.id;
         let drv = self.options.driver.as_str();
         let place = layout::layer_dirs_parent(root, drv).join(id);
-        let built = match self.ro_in_place(layer) {
-            Some(dir) => {
-                unshare(&dir)?;
-                sync_fs(&dir)?;
+        let built = match in_place {
+            true => {
+                let dir = layout::content_dir(root, drv, id);
+                if let Err(e) = unshare(&dir).and_then(|()| sync_fs(&dir)) {
+                    // Evicted meanwhile: built next time.
+                    return match fs::symlink_metadata(&dir) {
+                        Err(_) => Ok(false),
+                        Ok(_) => Err(e),
+                    };
+                }
                 None
             }
-            None => Some(self.build_in_image_store(&chain, root)?),
+            false => Some(self.build_in_image_store(chain, root)?),
         };
-        let tar_split = self.tar_split_from_manifest(layer)?;
         let result = (|| {
             let Some((file, _)) = self.image_store_layers() else {
                 return Err(super::Kind::Layer.not_known(id));
@@ -182,6 +223,9 @@ impl Store {
             let records = file.lock()?;
             if !records.records.iter().any(|l| l.id == *id) {
                 return Err(super::Kind::Layer.not_known(id));
+            }
+            if in_place && self.ro_in_place(layer).is_none() {
+                return Ok(false);
             }
             if let Some(built) = &built {
                 // What that store left there (a delta, or entries without
@@ -192,17 +236,13 @@ impl Store {
                         durable::atomic_write(&built.join(layout::LINK), short.trim().as_bytes())?;
                     }
                 }
-                if fs::symlink_metadata(&place).is_ok() {
-                    durable::remove_dir_aside(&place)?;
-                }
-                fs::rename(built, &place).at(Op::Rename, &place)?;
-                durable::fsync_dir(place.parent().expect("in the driver's directory"))?;
+                replace_dir(built, &place)?;
             }
             if drv == "overlay" {
                 self.link_in_image_store(id, root)?;
             }
             let path = self.tar_split_path_of(layer);
-            if let (Some(bytes), Err(_)) = (&tar_split, fs::symlink_metadata(&path)) {
+            if let (Some(bytes), Err(_)) = (tar_split, fs::symlink_metadata(&path)) {
                 durable::atomic_write(&path, bytes)?;
             }
             let mounts = self.mount_records.lock()?;
@@ -211,14 +251,13 @@ impl Store {
             self.remove_driver_dirs(id);
             let manifest = layout::manifest_path(root, id);
             durable::remove_file(&manifest)?;
-            durable::fsync_dir(&layout::manifests_dir(root))
+            durable::fsync_dir(&layout::manifests_dir(root))?;
+            Ok(true)
         })();
         if let Some(built) = built.filter(|b| b.exists()) {
             let _ = durable::remove_tree(&built);
         }
-        self.write(|| result)?;
-        tracing::debug!(layer = %id, "the image store's pool-backed layer made directory-backed there");
-        self.layer(id)
+        self.write(|| result)
     }
 
     /// Refuses to make layer `id` (a read-only store's) directory-backed
@@ -338,6 +377,31 @@ impl Store {
             .map_err(|e| e.for_layer(&layer.id))?;
         super::id_maps::own_root(diff, mapping)
     }
+}
+
+/// Puts the directory `built` at `place`, whatever stands there going
+/// aside first. A process that uses `place`'s store as its graph root
+/// may lay out entries there again meanwhile (its mounts build the
+/// directory of a layer it still takes for pool-backed, under no lock
+/// this store can take): they go aside too, a few times over.
+fn replace_dir(built: &Path, place: &Path) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match fs::symlink_metadata(place) {
+            Ok(m) if m.is_dir() => durable::remove_dir_aside(place)?,
+            Ok(_) => durable::remove_file(place)?,
+            Err(_) => {}
+        }
+        match fs::rename(built, place) {
+            Ok(()) => break,
+            Err(e)
+                if attempts < 5
+                    && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {}
+            Err(e) => return Err(Error::io(Op::Rename, place, e)),
+        }
+    }
+    durable::fsync_dir(place.parent().expect("in the driver's directory"))
 }
 
 /// `syncfs` of the filesystem holding `dir`.

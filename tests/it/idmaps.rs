@@ -658,6 +658,63 @@ fn on_overlay_a_mapped_container_shifts_the_layers_below_at_mount_time_as_gos_do
     assert_eq!(ours_diff, go_diff);
 }
 
+/// `_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes` (upstream's switch, set by
+/// its tests) turns shifting off on overlay, as upstream's
+/// `SupportsShifting` does: a mapped container then gets a mapped copy of
+/// its image's top layer and a layer that maps IDs, and its parent
+/// owners are what they are on vfs.
+#[test]
+fn upstreams_switch_turns_shifting_off_on_overlay() {
+    if drivers().is_empty() {
+        return;
+    }
+    let cs = Cs::new();
+    let (_, top, image) = image_of_two(&cs, "overlay");
+    let with_switch = |args: &[&str]| {
+        let mut cmd = cs.command();
+        cmd.env("_CONTAINERS_OVERLAY_DISABLE_IDMAP", "yes")
+            .args(["--storage-driver", "overlay"])
+            .args(args);
+        let out = common::run_command(cmd, None);
+        common::expect_status(&out, args, 0);
+        // (`status` writes to stderr, as upstream's does.)
+        common::stdout(&out) + &common::stderr(&out)
+    };
+    let status = with_switch(&["status"]);
+    assert!(status.contains("Supports shifting: false"), "{status}");
+    let args = [
+        "create-container",
+        "--uidmap",
+        CMAP,
+        "--gidmap",
+        CMAP,
+        &image,
+    ];
+    let ours = first_line_of(&with_switch(&args));
+    let container = cs.json_on("overlay", &["container", "--json", &ours]);
+    let layer = container[0]["layer"].as_str().unwrap().to_string();
+    let record = cs.layer_json_on("overlay", &layer);
+    assert_ne!(record["parent"], top.as_str(), "on the top layer: {record}");
+    assert_eq!(record["uidmap"][0]["host_id"], 300_000, "{record}");
+    let shown = with_switch(&["layer", &layer]);
+    assert!(
+        shown.contains("UID mapping: (container=0, host=300000, size=65536)"),
+        "{shown}"
+    );
+    let images = cs.json_on("overlay", &["images", "--json"]);
+    assert!(images[0].get("mapped-layers").is_some(), "{images}");
+    // Mounted, the container shows the image's files with its owners,
+    // and its parent directories' owners are listed as on vfs.
+    let tree = PathBuf::from(first_line_of(&with_switch(&["mount", &ours])));
+    assert_eq!(root_owner(&tree), (300_000, 300_000));
+    let parents = with_switch(&["container-parent-owners", &ours]);
+    assert!(
+        parents.contains("UIDs: [0]") && parents.contains("GIDs: [0]"),
+        "{parents}"
+    );
+    with_switch(&["unmount", &ours]);
+}
+
 #[test]
 fn on_overlay_a_mapped_container_goes_on_a_read_only_stores_image_shifted() {
     if drivers().is_empty() || !have_go("mounting the container with the Go CLI too") {

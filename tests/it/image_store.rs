@@ -1141,6 +1141,125 @@ on_both_drivers!(
         processes_share_a_split_store_overlay
 );
 
+/// A store of ours used as DIR while its own writer goes on using it:
+/// the writer imports layers there, makes images of them, mounts them
+/// (building their directories in DIR, hardlinked to its `objects/`) and
+/// runs `gc --evict all` (its pool, objects and directories); the split
+/// store writes those layers (each made directory-backed in DIR first)
+/// and runs `gc` (which sweeps DIR's pool too). No command hangs or
+/// fails but for a refusal a race explains; afterwards every layer still
+/// pool-backed exports its tar byte for byte, every written one holds
+/// its write, and `check` on either side reports only the written
+/// layers' digests.
+fn the_image_stores_pool_is_shared_with_its_writer(driver: &'static str) {
+    let Some((s, split, dir)) = split_store(driver) else {
+        return;
+    };
+    let writer = Cli::ours(dir.clone(), s.path("run-writer"), driver);
+    let rounds = harness::number_from_env("CS_IMAGE_STORE_ROUNDS", 12) as usize;
+    let tar_of = |i: usize| s.path(if i % 2 == 0 { "base.tar" } else { "top.tar" });
+    let expect = |(ok, err): (bool, String), what: &str| {
+        assert!(
+            ok || raced(&err) || err.contains("before it is written"),
+            "{what}: {err}"
+        );
+    };
+    let written = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..rounds {
+                let name = format!("w{i}");
+                let tar = tar_of(i);
+                let args = ["import-layer", "-n", &name, "-f", tar.to_str().unwrap()];
+                let imported = run_bounded(&writer, &args);
+                assert!(imported.0, "import: {}", imported.1);
+                let image = format!("i{i}");
+                expect(
+                    run_bounded(&writer, &["create-image", "-n", &image, &name]),
+                    "create-image",
+                );
+                if run_bounded(&writer, &["mount", "-r", &image]).0 {
+                    expect(run_bounded(&writer, &["unmount", &image]), "unmount");
+                }
+                expect(run_bounded(&writer, &["gc", "--evict", "all"]), "writer gc");
+            }
+        });
+        scope.spawn(|| {
+            // Every third one is left pool-backed.
+            for i in (0..rounds * 2).filter(|i| (i / 2) % 3 != 0) {
+                let name = format!("w{}", i / 2);
+                // Once the writer has made it.
+                let start = std::time::Instant::now();
+                while !split.run(&["layer", &name], None).status.success() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(120),
+                        "{name} never came"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let mark = s.path(&format!("mark-{i}"));
+                std::fs::write(&mark, format!("{i}\n")).unwrap();
+                let target = format!("{name}:/mark-{i}");
+                let copied = run_bounded(&split, &["copy", mark.to_str().unwrap(), &target]);
+                expect(copied.clone(), "copy");
+                if copied.0 {
+                    written.lock().unwrap().push((name, format!("mark-{i}")));
+                }
+            }
+        });
+        scope.spawn(|| {
+            for _ in 0..rounds {
+                expect(run_bounded(&split, &["gc"]), "split gc");
+            }
+        });
+    });
+    let written = written.into_inner().unwrap();
+    assert!(!written.is_empty(), "no layer was written");
+    eprintln!("{driver}: {} writes into DIR's layers", written.len());
+    let layer_id = |name: &str| {
+        split
+            .first_line(&["layer", name])
+            .trim_start_matches("ID: ")
+            .to_string()
+    };
+    let mut written_ids = Vec::new();
+    for (name, mark) in &written {
+        let id = layer_id(name);
+        let content = match driver {
+            "overlay" => layer_dir(&dir, driver, &id).join("diff"),
+            _ => layer_dir(&dir, driver, &id),
+        };
+        assert!(content.join(mark).is_file(), "{name} lost {mark}");
+        assert!(!dir.join("manifests").join(&id).exists());
+        written_ids.push(id);
+    }
+    written_ids.sort();
+    written_ids.dedup();
+    for i in (0..rounds).filter(|i| i % 3 == 0) {
+        let name = format!("w{i}");
+        let id = layer_id(&name);
+        assert!(dir.join("manifests").join(&id).exists(), "{name}");
+        {
+            assert_eq!(
+                writer.ok_bytes(&["diff", "-u", &name]),
+                std::fs::read(tar_of(i)).unwrap(),
+                "{name}"
+            );
+        }
+    }
+    for cli in [&split, &writer] {
+        for id in digest_mismatches(cli) {
+            assert!(written_ids.contains(&id), "{id} reported");
+        }
+    }
+}
+
+on_both_drivers!(
+    the_image_stores_pool_is_shared_with_its_writer:
+        the_image_stores_pool_is_shared_with_its_writer_vfs,
+        the_image_stores_pool_is_shared_with_its_writer_overlay
+);
+
 /// `check` looks at what upstream's looks at under a split image store:
 /// DIR's layers (a parent or the content missing) and the graph root's
 /// images (a layer or a big data item missing) besides DIR's; `check -r`
