@@ -679,8 +679,10 @@ pub struct DiffSize {
 pub struct Copy {
     /// Owner of the copies: UID[:GID] (GID defaults to UID, as
     /// upstream's); container IDs of the destination layer's ID maps.
+    /// A value that is no such pair fails the copy (exit 1), as
+    /// upstream's does.
     #[arg(short = 'o', long = "chown", value_name = "UID[:GID]")]
-    pub chown: Option<Owner>,
+    pub chown: Option<String>,
     /// Taken, as upstream takes it: `copy` prints nothing either way.
     #[command(flatten)]
     pub json: Json,
@@ -692,26 +694,21 @@ pub struct Copy {
     pub dest: String,
 }
 
-/// `--chown UID[:GID]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    pub uid: u32,
-    pub gid: Option<u32>,
-}
-
-impl std::str::FromStr for Owner {
-    type Err = String;
-
-    fn from_str(spec: &str) -> Result<Owner, String> {
-        let bad = || "expected UID[:GID] (numbers)".to_string();
-        let (uid, gid) = spec
-            .split_once(':')
-            .map_or((spec, None), |(u, g)| (u, Some(g)));
-        Ok(Owner {
-            uid: uid.parse().map_err(|_| bad())?,
-            gid: gid.map(|g| g.parse().map_err(|_| bad())).transpose()?,
+/// The owner `--chown UID[:GID]` gives (a UID alone is UID:UID, as
+/// upstream's `copy` reads it), or upstream's words for a bad value
+/// (`bad UID: parsing "x": invalid syntax`).
+pub fn owner(spec: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = spec.split_once(':').unwrap_or((spec, spec));
+    let number = |what: &str, text: &str| {
+        text.parse::<u32>().map_err(|e| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            format!("bad {what}: parsing {text:?}: {why}")
         })
-    }
+    };
+    Ok((number("UID", uid)?, number("GID", gid)?))
 }
 
 /// `applydiff`.

@@ -342,10 +342,13 @@ pub fn diff_size(store: &Store, args: &args::DiffSize) -> Outcome {
 }
 
 pub fn copy(store: &Store, args: &args::Copy) -> Outcome {
-    // A UID alone is UID:UID, as upstream's `copy` reads it.
-    let chown = args
-        .chown
-        .map(|owner| (owner.uid, Some(owner.gid.unwrap_or(owner.uid))));
+    let chown = match &args.chown {
+        Some(spec) => {
+            let (uid, gid) = args::owner(spec).map_err(Failure::usage)?;
+            Some((uid, Some(gid)))
+        }
+        None => None,
+    };
     store.copy(&args.sources, &args.dest, chown)?;
     Ok(0)
 }

@@ -425,7 +425,6 @@ mod tests {
             &["check", "-m", "soon"][..],
             &["gc", "--evict", "sometimes"],
             &["dedup", "--hash-method", "md5"],
-            &["copy", "--chown", "x:y", "/a", "l:/b"],
             &["gc", "--pack-garbage", "101"],
         ] {
             match parse(&argv(args)) {

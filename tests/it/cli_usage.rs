@@ -238,11 +238,6 @@ fn bad_option_values_are_refused_before_anything_runs() {
             "--hash-method",
             "crc, size or sha256",
         ),
-        (
-            &["copy", "--chown", "root", "/etc/hosts", "l:/"],
-            "--chown",
-            "UID[:GID]",
-        ),
     ] {
         let out = cs.run(args, None);
         expect_status(&out, args, 125);
@@ -252,6 +247,23 @@ fn bad_option_values_are_refused_before_anything_runs() {
     }
     cs.ok(&["gc", "--evict", "1h30m", "--pack-garbage", "50"]);
     cs.ok(&["check", "-m", "0"]);
+    // `--chown` is read by `copy`, as upstream's: a bad value fails it
+    // (exit 1) with upstream's words.
+    let layer = cs.ok(&["create-layer"]);
+    let dest = format!("{}:/x", layer.trim());
+    for (chown, says) in [
+        ("root", "bad UID: parsing \"root\": invalid syntax"),
+        ("0:wheel", "bad GID: parsing \"wheel\": invalid syntax"),
+        (
+            "99999999999",
+            "bad UID: parsing \"99999999999\": value out of range",
+        ),
+    ] {
+        let args = ["copy", "--chown", chown, "/etc/hostname", &dest];
+        let out = cs.run(&args, None);
+        expect_status(&out, &args, 1);
+        assert!(stderr(&out).contains(says), "{chown}: {}", stderr(&out));
+    }
 }
 
 #[test]
