@@ -805,6 +805,10 @@ pub struct Gc {
     /// Report what would be removed, remove nothing.
     #[arg(short = 'n', long = "dry-run", bool_flag())]
     pub dry_run: bool,
+    /// Print what was removed (without it, `gc` prints nothing, as
+    /// upstream's).
+    #[arg(short = 'v', long = "verbose", bool_flag())]
+    pub verbose: bool,
     /// Evict materialized directories: `policy` (storage.conf), `all`
     /// (every unmounted sealed layer), `never`, or a duration (those
     /// unused for that long).

@@ -646,7 +646,7 @@ fn gc_and_check_r_make_again_the_driver_entries_a_crash_left_missing() {
     };
 
     crash(&mut f);
-    if let Some(out) = f.ok("our `gc`", s.ours(&["gc"])) {
+    if let Some(out) = f.ok("our `gc`", s.ours(&["gc", "-v"])) {
         f.check(
             "gc says it made the entries of the two layers again",
             out.contains("layers given their missing driver entries: 2"),

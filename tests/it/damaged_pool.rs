@@ -294,7 +294,7 @@ fn a_format_1_pack_that_lost_its_index_is_indexed_again_from_the_manifests() {
     std::fs::remove_file(f.path("idx")).unwrap();
     everything_else_works(&f);
     // gc cannot account for the pack's chunks: it leaves it alone.
-    let (code, out, err) = run(&f.cs, &["gc"]);
+    let (code, out, err) = run(&f.cs, &["gc", "-v"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         err.contains(&format!("pack {} has no index", f.pack)) && err.contains("left as it is"),
@@ -377,7 +377,7 @@ fn gc_indexes_again_a_pack_its_chunk_tables_account_for_and_sweeps_it() {
         damage(&index);
         // Garbage in another pack, for gc to sweep.
         f.delete_spare();
-        let (code, out, err) = run(&f.cs, &["gc", "--debug"]);
+        let (code, out, err) = run(&f.cs, &["gc", "--debug", "-v"]);
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(
             err.contains(&format!("pack {} {what}", f.pack))
@@ -401,7 +401,7 @@ fn gc_leaves_alone_a_pack_whose_index_and_a_chunk_table_are_damaged() {
     // 8-byte header, the first chunk's ID.
     flip_bit(&f.path("pack"), 8 + 8 + 5);
     f.delete_spare();
-    let (code, out, err) = run(&f.cs, &["gc"]);
+    let (code, out, err) = run(&f.cs, &["gc", "-v"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         err.contains(&format!("pack {} has an index that cannot be read", f.pack))
@@ -463,7 +463,7 @@ fn a_damaged_config_gives_way_to_the_defaults_and_check_r_writes_it_again() {
     assert_eq!(rewritten, original);
     let (code, out, err) = run(&f.cs, &["check"]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
-    let (code, out, err) = run(&f.cs, &["gc"]);
+    let (code, out, err) = run(&f.cs, &["gc", "-v"]);
     assert_eq!(code, 0, "{out}\n{err}");
     f.all_export_exactly();
     let _ = (&f.top, &f.base);

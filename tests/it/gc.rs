@@ -193,6 +193,10 @@ fn a_dry_run_reports_what_a_real_run_then_removes_and_removes_nothing() {
     );
     let text = cs.ok(&["gc", "--dry-run"]);
     assert!(text.ends_with("Would free 0 bytes\n"), "{text:?}");
+    // Without `--dry-run` or `-v`, nothing, as upstream's `gc` prints;
+    // with `-v`, what was freed.
+    assert_eq!(cs.ok(&["gc"]), "");
+    assert_eq!(cs.ok(&["gc", "-v"]), "Freed 0 bytes\n");
 }
 
 #[test]

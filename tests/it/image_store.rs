@@ -575,13 +575,13 @@ fn pool_backed_layers_are_written_there(
             .sum()
     };
     let before = pool_bytes();
-    let gc = split.ok(&["gc"]);
+    let gc = split.ok(&["gc", "-v"]);
     assert!(gc.contains("unreferenced chunks: "), "{gc}");
     assert!(
         pool_bytes() < before,
         "{gc}: DIR's pool kept {before} bytes"
     );
-    let again = split.ok(&["gc"]);
+    let again = split.ok(&["gc", "-v"]);
     assert!(!again.contains("unreferenced chunks"), "{again}");
     assert_eq!(
         writer.ok_bytes(&["diff", "-u", "base"]),
