@@ -806,7 +806,7 @@ pub struct Gc {
     #[arg(short = 'n', long = "dry-run", bool_flag())]
     pub dry_run: bool,
     /// Print what was removed (without it, `gc` prints nothing, as
-    /// upstream's).
+    /// upstream's: with `--json`, `""`).
     #[arg(short = 'v', long = "verbose", bool_flag())]
     pub verbose: bool,
     /// Evict materialized directories: `policy` (storage.conf), `all`

@@ -8,11 +8,15 @@ use super::Outcome;
 
 pub fn gc(store: &Store, args: &args::Gc) -> Outcome {
     let report = store.gc(&args.options())?;
+    // Upstream's `gc` prints nothing (`""` as JSON); the report is ours.
+    let report_asked = args.dry_run || args.verbose;
     if args.json.json {
-        return output::json(&report);
+        return match report_asked {
+            true => output::json(&report),
+            false => output::json(&""),
+        };
     }
-    // Upstream's `gc` prints nothing.
-    if !args.dry_run && !args.verbose {
+    if !report_asked {
         return Ok(0);
     }
     let c = &report.chunks;

@@ -438,7 +438,7 @@ fn on_a_disk_a_killed_import_filled_the_store_opens_and_gc_frees_the_space() {
 
     // gc removes the dead import's pack on the full disk.
     let report: serde_json::Value =
-        serde_json::from_str(&st.ok(&["gc", "--json"])).expect("gc --json");
+        serde_json::from_str(&st.ok(&["gc", "-v", "--json"])).expect("gc --json");
     assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
     let (sealed, manifests) = sealed_and_manifests(&st);
     assert_eq!(sealed.len(), 1, "layers after gc");

@@ -21,7 +21,7 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Runs `gc --json` with extra flags; returns the report.
 fn gc(cs: &Cs, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["gc", "--json"];
+    let mut args = vec!["gc", "-v", "--json"];
     args.extend_from_slice(extra);
     cs.json(&args)
 }
@@ -196,6 +196,7 @@ fn a_dry_run_reports_what_a_real_run_then_removes_and_removes_nothing() {
     // Without `--dry-run` or `-v`, nothing, as upstream's `gc` prints;
     // with `-v`, what was freed.
     assert_eq!(cs.ok(&["gc"]), "");
+    assert_eq!(cs.ok(&["gc", "--json"]), "\"\"\n");
     assert_eq!(cs.ok(&["gc", "-v"]), "Freed 0 bytes\n");
 }
 
@@ -429,7 +430,7 @@ fn eviction_follows_the_policy_spares_mounted_layers_and_rebuilds_on_mount() {
     assert!(tree.is_dir());
     cs.ok(&["unmount", "img"]);
     let report: serde_json::Value =
-        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "--json"])).unwrap();
+        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "-v", "--json"])).unwrap();
     assert_eq!(
         evicted(&report),
         0,
@@ -450,7 +451,7 @@ fn eviction_follows_the_policy_spares_mounted_layers_and_rebuilds_on_mount() {
         "--evict overrides the policy"
     );
     let report: serde_json::Value =
-        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "--json"])).unwrap();
+        serde_json::from_str(&with_policy(&cs, "1h", &["gc", "-v", "--json"])).unwrap();
     assert_eq!(evicted(&report), 1, "{report}");
     assert!(!tree.exists(), "the evicted tree is still there");
     let again = PathBuf::from(cs.ok(&["mount", "-r", "img"]).trim());
@@ -662,7 +663,7 @@ fn gc_and_check_with_either_driver_keep_every_layer_of_both_drivers() {
 
     for driver in ["vfs", "overlay", "vfs", "overlay"] {
         let report: serde_json::Value =
-            serde_json::from_str(&on(driver, &["gc", "--json", "--evict", "never"])).unwrap();
+            serde_json::from_str(&on(driver, &["gc", "-v", "--json", "--evict", "never"])).unwrap();
         assert_eq!(report["manifests"], 0, "{driver}: {report}");
         assert_eq!(report["chunks"]["chunks_removed"], 0, "{driver}: {report}");
         assert_eq!(report["objects"]["objects"], 0, "{driver}: {report}");

@@ -202,7 +202,12 @@ fn materialize_always_builds_every_directory_at_import_and_never_evicts() {
             b"built at import\n",
             "{driver}: the directory is built at import"
         );
-        let report = run_with_conf(&cs, &always, driver, &["gc", "--json", "--evict", "all"]);
+        let report = run_with_conf(
+            &cs,
+            &always,
+            driver,
+            &["gc", "-v", "--json", "--evict", "all"],
+        );
         let report: serde_json::Value = serde_json::from_str(&report).unwrap();
         assert_eq!(report["evicted"]["layers"], 0, "{driver}: {report}");
         assert!(content.join("f").is_file(), "{driver}: evicted");
@@ -236,7 +241,7 @@ fn eviction_leaves_what_a_host_overlay_mount_uses() {
     assert!(status.success(), "mount -t overlay -o {lowers}");
     let evicted = |cs: &Cs| {
         let report: serde_json::Value =
-            serde_json::from_str(&cs.ok_on("overlay", &["gc", "--json", "--evict", "all"]))
+            serde_json::from_str(&cs.ok_on("overlay", &["gc", "-v", "--json", "--evict", "all"]))
                 .unwrap();
         report["evicted"]["layers"].as_u64().unwrap()
     };

@@ -944,7 +944,7 @@ fn gc_evicts_mapped_directories_and_their_objects_and_mounts_build_them_again() 
         for dir in &cached {
             assert!(dir.is_dir(), "{driver}: {} was not built", dir.display());
         }
-        let report = cs.json_on(driver, &["gc", "--evict", "all", "--json"]);
+        let report = cs.json_on(driver, &["gc", "-v", "--evict", "all", "--json"]);
         assert!(
             report["evicted"]["layers"].as_u64().unwrap() >= 1,
             "{driver}: {report}"

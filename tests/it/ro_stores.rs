@@ -499,7 +499,7 @@ fn gc_evicts_what_mounts_built_for_read_only_layers(driver: &'static str) {
         _ => s.path("rw/graph/overlay").join(&ids.1).join("diff"),
     };
     let evict = || -> serde_json::Value {
-        serde_json::from_str(&rw.ok(&["gc", "--evict", "all", "--json"])).unwrap()
+        serde_json::from_str(&rw.ok(&["gc", "-v", "--evict", "all", "--json"])).unwrap()
     };
     let mounted = PathBuf::from(rw.first_line(&["mount", "-r", "myimg"]));
     assert!(built.is_dir(), "{} was not built", built.display());

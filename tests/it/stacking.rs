@@ -127,7 +127,7 @@ fn a_sibling_image_is_a_delta_over_the_first_and_mounts_as_itself() {
     run(&cs, &["unmount", "c"]);
     run(&cs, &["unmount", "two"]);
     let report: serde_json::Value =
-        serde_json::from_str(&run(&cs, &["gc", "--json", "--evict", "all"])).unwrap();
+        serde_json::from_str(&run(&cs, &["gc", "-v", "--json", "--evict", "all"])).unwrap();
     assert!(
         report["evicted"]["layers"].as_u64().unwrap() >= 1,
         "{report}"
