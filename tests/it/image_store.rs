@@ -1347,6 +1347,49 @@ fn check_covers_both_places(driver: &'static str) {
     );
 }
 
+/// `check` reads the split image store's pool-backed layers from DIR's
+/// pool (a store of ours used as DIR), as upstream's checks every layer
+/// of its one layer store: one whose chunk there is damaged is reported,
+/// and `check -r` removes it from DIR, files and all.
+fn check_reads_the_image_stores_pool(driver: &'static str) {
+    let Some((s, split, dir)) = split_store(driver) else {
+        return;
+    };
+    let writer = Cli::ours(dir.clone(), s.path("run-writer"), driver);
+    let base = s.path("base.tar");
+    let layer = writer.first_line(&["import-layer", "-f", base.to_str().unwrap()]);
+    assert_eq!(split.ok(&["check"]), "");
+    // The last bytes of its pack, the end of its last compressed frame.
+    let packs: Vec<PathBuf> = walk(&dir.join("chunks"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    let end = bytes.len();
+    for b in &mut bytes[end - 8..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&packs[0], bytes).unwrap();
+    let out = split.run(&["check"], None);
+    let report = common::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!("layer {layer}: layer content incorrect digest")),
+        "{report}"
+    );
+    split.ok(&["check", "-r"]);
+    assert!(!ids(&records(&dir, driver)).contains(&layer));
+    assert!(!dir.join("manifests").join(&layer).exists());
+    assert_eq!(split.ok(&["check"]), "");
+}
+
+on_both_drivers!(
+    check_reads_the_image_stores_pool:
+        check_reads_the_image_stores_pool_vfs,
+        check_reads_the_image_stores_pool_overlay
+);
+
 on_both_drivers!(
     check_covers_both_places:
         check_covers_both_places_vfs,

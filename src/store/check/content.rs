@@ -131,6 +131,23 @@ impl Store {
         for (id, message) in written {
             scan.add(Kind::Layer, &id, message, Remedy::Remove);
         }
+        // The split image store's pool-backed layers (a store of ours
+        // used as `DIR`): their exact tar written from `DIR`'s pool, whose
+        // chunks are checked as they are read.
+        let from_their_pool: Vec<(String, String)> = image_store_layers
+            .par_iter()
+            .filter(|l| l.sealed && !l.is_incomplete())
+            .filter_map(|l| {
+                let exported = self
+                    .layer_manifest(l)
+                    .and_then(|m| manifest::write_tar(&m, self.pool_of(l)?, &mut std::io::sink()));
+                let e = exported.err()?;
+                Some((l.id.clone(), format!("{LAYER_INCORRECT_DIGEST}: {e}")))
+            })
+            .collect();
+        for (id, message) in from_their_pool {
+            scan.add(Kind::Layer, &id, message, Remedy::Remove);
+        }
     }
 }
 
