@@ -682,15 +682,7 @@ fn upstreams_switch_turns_shifting_off_on_overlay() {
     };
     let status = with_switch(&["status"]);
     assert!(status.contains("Supports shifting: false"), "{status}");
-    let args = [
-        "create-container",
-        "--uidmap",
-        CMAP,
-        "--gidmap",
-        CMAP,
-        &image,
-    ];
-    let ours = first_line_of(&with_switch(&args));
+    let ours = first_line_of(&with_switch(&mapped_args(&image)));
     let container = cs.json_on("overlay", &["container", "--json", &ours]);
     let layer = container[0]["layer"].as_str().unwrap().to_string();
     let record = cs.layer_json_on("overlay", &layer);
@@ -989,15 +981,19 @@ fn object_files(objects: &Path) -> Vec<PathBuf> {
 
 /// A container of `image` whose IDs are mapped by `CMAP`; its ID.
 fn mapped_container(cs: &Cs, driver: &str, image: &str) -> String {
-    let args = [
+    first_line_of(&on(cs, driver, &mapped_args(image)))
+}
+
+/// `create-container` of `image` with its IDs mapped by `CMAP`.
+fn mapped_args(image: &str) -> [&str; 6] {
+    [
         "create-container",
         "--uidmap",
         CMAP,
         "--gidmap",
         CMAP,
         image,
-    ];
-    first_line_of(&on(cs, driver, &args))
+    ]
 }
 
 fn on_bytes(cs: &Cs, driver: &str, args: &[&str]) -> Vec<u8> {
