@@ -9,8 +9,8 @@
 //! store's: they are not `Read Only`, and names, metadata, big data and
 //! deletes change them in `DIR/<drv>-layers/layers.json`; a delete removes
 //! their files under `DIR` too. A directory-backed one is written in place
-//! by `mount`, `copy` and `applydiff` (see [`Store::writable_in_place`]);
-//! a pool-backed one (a store of ours used as `DIR`) is first made
+//! by `mount`, `copy` and `applydiff`, as the graph root's are (only a
+//! `--readonly` one refuses them); a pool-backed one (a store of ours used as `DIR`) is first made
 //! directory-backed there, its directory built from `DIR`'s pool and its
 //! manifest removed (see `store/privatize.rs`).
 //!
@@ -73,15 +73,6 @@ impl Store {
             return Ok(None);
         }
         Ok(self.ro_layer(arg)?.filter(|l| !self.layer_is_read_only(l)))
-    }
-
-    /// Whether the content of `layer`, one of the split image store's, is
-    /// written there (by `mount` without `-r`, `copy`, `applydiff`): any
-    /// not made `--readonly`. A directory-backed one is written in place;
-    /// a pool-backed one (a store of ours used as `DIR`) is made
-    /// directory-backed there first (see `store/privatize.rs`).
-    pub(crate) fn writable_in_place(&self, layer: &Layer) -> bool {
-        layer.read_only_store.is_some() && !self.layer_is_read_only(layer) && !layer.read_only
     }
 
     /// The split image store's layer records under their exclusive
@@ -147,16 +138,7 @@ impl Store {
         let records = layout::layers_dir(root, driver);
         let _ = fs::remove_file(layout::tar_split_path(&records, id));
         let _ = durable::remove_tree(&records.join(id));
-        let shared = layout::drivers_with_layers(root)
-            .iter()
-            .filter(|d| *d != driver)
-            .any(|d| {
-                let other = layout::layers_dir(root, d).join(layout::LAYERS_JSON);
-                fs::read_to_string(other).map_or(true, |json| json.contains(id))
-            });
-        if !shared {
-            let _ = fs::remove_file(layout::manifest_path(root, id));
-        }
+        self.remove_manifest_in(root, id);
     }
 
     /// Moves the graph root's directory-backed layer `id` to the split

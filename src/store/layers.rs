@@ -617,12 +617,11 @@ impl Store {
         if layer.read_only {
             return Err(Error::ReadOnlyLayer(layer.id));
         }
-        // A directory-backed layer of the split image store takes the
-        // diff in place, as the graph root's take it in theirs.
-        let in_place = self.writable_in_place(&layer);
-        if !in_place {
-            self.refuse_ro_layer(&layer)?;
-        }
+        self.refuse_ro_layer(&layer)?;
+        // A layer that is not the graph root's is then the split image
+        // store's: it takes the diff in its directory there (made
+        // directory-backed first), as the graph root's take it in theirs.
+        let in_place = layer.read_only_store.is_some();
         let container = self.containers()?.iter().any(|c| c.layer == layer.id);
         if !layer.sealed
             && !in_place

@@ -311,9 +311,8 @@ impl Store {
         if dst.read_only {
             return Err(Error::ReadOnlyLayer(dst.id));
         }
-        if !self.writable_in_place(&dst) {
-            self.refuse_ro_layer(&dst)?;
-        }
+        // (The split image store's layers are written there.)
+        self.refuse_ro_layer(&dst)?;
         let rel = crate::manifest::normalize(dst_path.as_bytes()).map_err(bad)?;
         // As upstream's: a source's owners back to its layer's container
         // IDs, `--chown` (container IDs) over them, then to the

@@ -113,12 +113,12 @@ impl Store {
         let id = self.mount_layer(arg, image)?;
         if !image {
             // A read-only store's layer mounts read-only only (`-r`, as
-            // an image), as upstream's. A `--readonly` layer of the split
-            // image store mounts read-only as one of the graph root's.
+            // an image), as upstream's. The split image store's layers
+            // are this store's (`refuse_ro_layer` lets them through): a
+            // `--readonly` one mounts read-only as one of the graph
+            // root's, any other is written there.
             if let Some(ro) = self.ro_layer(&id)?.filter(|l| l.id == id) {
-                let read_only_here = ro.read_only && !self.layer_is_read_only(&ro);
-                let allowed = read_only_here || self.writable_in_place(&ro);
-                if !allowed && !self.layers()?.iter().any(|l| l.id == id) {
+                if !self.layers()?.iter().any(|l| l.id == id) {
                     self.refuse_ro_layer(&ro)?;
                 }
             }

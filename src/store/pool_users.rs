@@ -148,9 +148,15 @@ impl Store {
     /// (whose manifest it is too) or that cannot be told (a record file
     /// that cannot be read: `gc` removes it once it can).
     pub(crate) fn remove_manifest(&self, id: &str) {
-        match self.other_driver_layer(id) {
+        self.remove_manifest_in(self.graph_root(), id);
+    }
+
+    /// [`Store::remove_manifest`] in the store at `root` (the graph root,
+    /// or the split image store's directory).
+    pub(crate) fn remove_manifest_in(&self, root: &std::path::Path, id: &str) {
+        match self.other_driver_layer_in(root, id) {
             Ok(None) => {
-                let _ = fs::remove_file(self.manifest_path(id));
+                let _ = fs::remove_file(layout::manifest_path(root, id));
             }
             Ok(Some(_)) => {}
             Err(e) => tracing::warn!(layer = %id, error = %e, "manifest kept"),

@@ -45,18 +45,21 @@ impl Store {
             return Ok(layer.clone());
         }
         self.check_writable()?;
-        if let Some(root) = &layer.read_only_store {
-            return self.privatize_in_image_store(layer, root);
-        }
-        if let Some((driver, other)) = self.other_driver_layer(&layer.id)? {
+        // The split image store's layer's manifest is under its root.
+        let root = layer.read_only_store.as_deref();
+        let store = root.unwrap_or(self.graph_root());
+        if let Some((driver, other)) = self.other_driver_layer_in(store, &layer.id)? {
             if other.sealed {
                 // The manifest is that layer's content too.
                 return Err(Error::ManifestShared {
                     layer: layer.id.clone(),
-                    driver: driver.to_string(),
+                    driver,
                     diff_digest: other.diff_digest,
                 });
             }
+        }
+        if let Some(root) = root {
+            return self.privatize_in_image_store(layer, root);
         }
         let chain = self.chain(&layer.id)?;
         // Eviction (under the mounts lock) may take the directory while
@@ -155,16 +158,6 @@ impl Store {
     /// longer be the layer's.
     fn privatize_in_image_store(&self, layer: &Layer, root: &Path) -> Result<Layer> {
         let id = &layer.id;
-        if let Some((driver, other)) = self.other_driver_layer_in(root, id)? {
-            if other.sealed {
-                // The manifest is that layer's content too.
-                return Err(Error::ManifestShared {
-                    layer: id.clone(),
-                    driver,
-                    diff_digest: other.diff_digest,
-                });
-            }
-        }
         super::driver::refuse_reserved(id)?;
         self.refuse_mounted_cache(id, &self.mounts()?)?;
         let chain = self.chain(id)?;
